@@ -1,0 +1,111 @@
+"""``pillion run | validate | schema | version | demo``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from pillion import __version__
+from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
+from pillion.config.reference import json_schema, markdown_reference
+from pillion.demo.runner import DemoPorts, run_demo
+from pillion.runtime import run_sidecar
+from pillion.telemetry import configure_logging
+
+__all__ = ["main"]
+
+_config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    envvar="PILLION_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Path of pillion.yaml (or set PILLION_CONFIG).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="pillion")
+def cli() -> None:
+    """Pillion: the sidecar for your pod's proxy, logs, secrets and metrics."""
+
+
+@cli.command()
+@_config_option
+def run(config_path: str) -> None:
+    """Run the sidecar until SIGTERM (drain, then exit 0)."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        configure_logging("info")
+        logging.getLogger("pillion.config").error(
+            "invalid configuration; nothing started",
+            extra={"source": exc.source, "errors": [str(issue) for issue in exc.issues]},
+        )
+        sys.exit(exc.exit_code)
+    sys.exit(run_sidecar(config, config_path))
+
+
+@cli.command()
+@_config_option
+def validate(config_path: str) -> None:
+    """Check a config file: exit 0 if valid, 2 with every error otherwise."""
+    config = _load_or_exit(config_path)
+    enabled = [name for name in ("proxy", "logs", "secrets", "config", "exporters")
+               if getattr(config, name) is not None]
+    click.echo(f"{config_path}: valid (features on: {', '.join(enabled) or 'none'})")
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="JSON Schema for editors, or the Markdown reference.",
+)
+def schema(output_format: str) -> None:
+    """Print the JSON Schema (or Markdown reference) of pillion.yaml."""
+    if output_format == "markdown":
+        click.echo(markdown_reference(), nl=False)
+    else:
+        click.echo(json.dumps(json_schema(), indent=2))
+
+
+@cli.command()
+def version() -> None:
+    """Print Pillion's version."""
+    click.echo(__version__)
+
+
+@cli.command()
+@click.option("--app-port", default=8080, show_default=True, help="Port of the demo app.")
+@click.option("--admin-port", default=15000, show_default=True, help="Pillion's admin port.")
+@click.option("--status-port", default=15020, show_default=True, help="Pillion's status port.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the pod's shared files go (default: a new temporary directory).",
+)
+def demo(app_port: int, admin_port: int, status_port: int, workdir: str | None) -> None:
+    """Run a local pod: a demo app plus Pillion with a built-in config."""
+    sys.exit(run_demo(DemoPorts(app=app_port, admin=admin_port, status=status_port), workdir))
+
+
+def _load_or_exit(config_path: str) -> PillionConfig:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_BAD_CONFIG)
+
+
+def main() -> None:
+    """The console script."""
+    cli(prog_name="pillion")

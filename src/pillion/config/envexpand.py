@@ -1,0 +1,89 @@
+"""``${NAME}`` and ``${NAME:-default}`` in the string values of ``pillion.yaml``.
+
+Expansion runs on parsed scalar values, never on the raw text: a variable whose
+value holds ``:`` or ``#`` cannot change the document's structure, and error
+line numbers stay true. ``$${`` is a literal ``${``. Messages name variables,
+never their values (they are often secrets).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["ExpansionError", "expand_tree"]
+
+_REFERENCE = re.compile(
+    r"\$\$\{"  # escaped: a literal "${"
+    r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
+    r"|\$\{(?P<bad>[^}]*)\}?"
+)
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ExpansionError:
+    """One reference that could not be expanded, at ``path`` in the document."""
+
+    path: Path
+    message: str
+
+
+@dataclass
+class _Expander:
+    environ: Mapping[str, str]
+    errors: list[ExpansionError] = field(default_factory=list)
+
+    def string(self, text: str, path: Path) -> str:
+        if "$" not in text:
+            return text
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name = match.group("name")
+            if name is None:
+                bad = match.group("bad")
+                self.errors.append(
+                    ExpansionError(
+                        path,
+                        f"invalid variable reference '${{{bad}': "
+                        "write ${NAME} or ${NAME:-default}",
+                    )
+                )
+                return ""
+            value = self.environ.get(name)
+            if value is not None:
+                return value
+            default = match.group("default")
+            if default is not None:
+                return default
+            self.errors.append(
+                ExpansionError(
+                    path,
+                    f"environment variable {name} is not set and has no default "
+                    f"(write ${{{name}:-default}} to give one)",
+                )
+            )
+            return ""
+
+        return _REFERENCE.sub(replace, text)
+
+    def tree(self, node: object, path: Path) -> object:
+        if isinstance(node, str):
+            return self.string(node, path)
+        if isinstance(node, dict):
+            return {key: self.tree(value, (*path, str(key))) for key, value in node.items()}
+        if isinstance(node, list):
+            return [self.tree(item, (*path, index)) for index, item in enumerate(node)]
+        return node
+
+
+def expand_tree(
+    document: object, environ: Mapping[str, str]
+) -> tuple[object, list[ExpansionError]]:
+    """Expand every string value in ``document``; return the copy and all errors."""
+    expander = _Expander(environ)
+    return expander.tree(document, ()), expander.errors

@@ -1,0 +1,175 @@
+"""Read ``pillion.yaml``: YAML -> ``${ENV}`` expansion -> pydantic models.
+
+Every problem is collected and raised at once as a ``ConfigError``, each with
+its field path and YAML line. Duplicate keys are errors (PyYAML would silently
+keep the last one). Nothing here starts or binds anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from pillion.config.envexpand import expand_tree
+from pillion.config.errors import ConfigError, ConfigIssue, format_path
+from pillion.config.models import PillionConfig
+
+__all__ = ["load_config", "parse_config"]
+
+try:
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+_YamlPath = tuple[str | int, ...]
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> PillionConfig:
+    """Load and validate the config file at ``path``."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(source, [ConfigIssue("(file)", f"cannot read: {reason}")]) from exc
+    return parse_config(text, source, os.environ if environ is None else environ)
+
+
+def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionConfig:
+    """Validate config ``text``; ``source`` names it in messages."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        if mark:
+            problem = f"{problem} (column {mark.column + 1})"
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            where = exc.context_mark.line + 1
+            problem = f"{exc.context} (line {where}): {problem}"
+        raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML syntax error: {problem}", line)]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {exc}")]) from exc
+
+    if root is None:
+        document: object = {}
+        lines: dict[_YamlPath, int] = {}
+        issues: list[ConfigIssue] = []
+    else:
+        lines, issues = _index_lines(root)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    if not isinstance(document, dict):
+        raise ConfigError(source, [ConfigIssue("(document)", "the top level must be a mapping", 1)])
+
+    expanded, expansion_errors = expand_tree(document, environ)
+    issues += [
+        ConfigIssue(format_path(err.path), err.message, _line_of(err.path, lines))
+        for err in expansion_errors
+    ]
+    try:
+        config = PillionConfig.model_validate(expanded)
+    except ValidationError as exc:
+        failed = {format_path(err.path) for err in expansion_errors}
+        for detail in exc.errors(include_input=False, include_url=False):
+            issue = _issue_from(detail, lines)
+            if issue.path not in failed:  # already reported as a missing variable
+                issues.append(issue)
+        raise ConfigError(source, _sorted(issues)) from exc
+    if issues:
+        raise ConfigError(source, _sorted(issues))
+    return config
+
+
+def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return sorted(issues, key=lambda issue: (issue.line or 0, issue.path))
+
+
+def _index_lines(root: yaml.Node) -> tuple[dict[_YamlPath, int], list[ConfigIssue]]:
+    """Map each key path to its 1-based line; report duplicate keys."""
+    lines: dict[_YamlPath, int] = {(): root.start_mark.line + 1}
+    issues: list[ConfigIssue] = []
+
+    def walk(node: yaml.Node, path: _YamlPath) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                child = (*path, key)
+                if key in seen:
+                    issues.append(
+                        ConfigIssue(format_path(child), "duplicate key", key_node.start_mark.line + 1)
+                    )
+                seen.add(key)
+                lines[child] = key_node.start_mark.line + 1
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    walk(root, ())
+    return lines, issues
+
+
+def _line_of(path: _YamlPath, lines: Mapping[_YamlPath, int]) -> int | None:
+    """The line of ``path``, or of its nearest ancestor present in the file."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def _issue_from(detail: ErrorDetails, lines: Mapping[_YamlPath, int]) -> ConfigIssue:
+    path: _YamlPath = tuple(detail["loc"])
+    message = detail["msg"].removeprefix("Value error, ")
+    if detail["type"] == "extra_forbidden":
+        allowed = _allowed_keys(path[:-1])
+        message = "unknown key"
+        if allowed:
+            close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+            message += f" (did you mean {close[0]!r}?)" if close else ""
+            message += f"; allowed: {', '.join(allowed)}"
+    elif detail["type"] == "missing":
+        message = "required key is missing"
+    return ConfigIssue(format_path(path), message, _line_of(path, lines))
+
+
+def _allowed_keys(path: _YamlPath) -> list[str]:
+    """The field names of the model at ``path`` in ``PillionConfig``, if one is there."""
+    model: Any = PillionConfig
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model inside ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``."""
+    if _is_model(annotation):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,167 @@
+"""Pydantic models of ``pillion.yaml``: one model per section, every field documented.
+
+These models are the single source of the JSON Schema (``pillion schema``) and of
+the reference in ``docs/configuration.md``; never describe a field anywhere else.
+Sections for features still to come are typed and empty, and disabled when absent.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from pillion.config.types import Listen, ListenAddress, Port, Secret, is_loopback
+from pillion.config.units import Duration, Size
+
+__all__ = [
+    "AdminConfig",
+    "AppConfig",
+    "ConfigWatchConfig",
+    "ExportersConfig",
+    "LifecycleConfig",
+    "LogLevel",
+    "LogsConfig",
+    "PillionConfig",
+    "ProxyConfig",
+    "SecretsConfig",
+    "StatusConfig",
+    "TelemetryConfig",
+]
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class AppConfig(Section):
+    """The application container Pillion sits beside."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the app listens on inside the pod. Default: loopback, "
+        "because the app shares the pod's network namespace with Pillion.",
+    )
+    port: Port = Field(
+        8080,
+        description="TCP port the app listens on. Default 8080, the most common app port.",
+    )
+
+
+class AdminConfig(Section):
+    """Admin server: config dump, drain, log level. Loopback only unless allowed."""
+
+    allow_remote: bool = Field(
+        False,
+        description="Allow `listen` on a non-loopback address. Default false: the admin "
+        "API can drain and stop Pillion, so only the pod itself should reach it.",
+    )
+    listen: Listen = Field(
+        "127.0.0.1:15000",
+        description="Address of the admin server. Default 127.0.0.1:15000 (the Envoy "
+        "admin port convention, loopback only).",
+    )
+    auth_token: Secret | None = Field(
+        None,
+        description="If set, every admin request must carry `Authorization: Bearer "
+        "<token>`. Default: none, as the admin server is loopback only. Set it when "
+        "`allow_remote` is true.",
+    )
+    max_request_size: Size = Field(
+        "64KiB",
+        description="Largest admin request body in bytes; larger ones get 413. "
+        "Default 64KiB: admin requests are tiny JSON documents.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_unless_allowed(cls, value: ListenAddress, info: ValidationInfo) -> ListenAddress:
+        if not info.data.get("allow_remote", False) and not is_loopback(value.host):
+            raise ValueError(
+                f"admin must listen on a loopback address, not {value.host!r}; "
+                "set admin.allow_remote: true (and admin.auth_token) to expose it"
+            )
+        return value
+
+
+class StatusConfig(Section):
+    """Status server: kubelet probes and the merged Prometheus `/metrics`."""
+
+    listen: Listen = Field(
+        "0.0.0.0:15020",
+        description="Address of the status server. Default 0.0.0.0:15020: the kubelet "
+        "and Prometheus reach it on the pod IP.",
+    )
+    max_request_size: Size = Field(
+        "4KiB",
+        description="Largest status request body in bytes; larger ones get 413. "
+        "Default 4KiB: probes and scrapes send no body.",
+    )
+
+
+class LifecycleConfig(Section):
+    """Start-up and shut-down behaviour of the whole sidecar."""
+
+    drain_timeout: Duration = Field(
+        "20s",
+        description="Longest time to finish in-flight work after SIGTERM, SIGINT or "
+        "`POST /quitquitquit` before exiting. Default 20s: below Kubernetes' default "
+        "terminationGracePeriodSeconds of 30s, so Pillion exits before the kubelet's SIGKILL.",
+    )
+
+
+class TelemetryConfig(Section):
+    """Pillion's own logs (JSON lines on stderr) and metrics."""
+
+    log_level: LogLevel = Field(
+        "info",
+        description="Lowest level of Pillion's own log records. Default info; change it "
+        "at run time with `POST /logging` on the admin server.",
+    )
+
+
+class ProxyConfig(Section):
+    """Inbound and outbound proxy. Disabled when absent; its settings land with the proxy."""
+
+
+class LogsConfig(Section):
+    """Log shipping from files on a shared volume. Disabled when absent."""
+
+
+class SecretsConfig(Section):
+    """Vault / OpenBao secrets rendered into files. Disabled when absent."""
+
+
+class ConfigWatchConfig(Section):
+    """ConfigMap and file watching with app notification. Disabled when absent."""
+
+
+class ExportersConfig(Section):
+    """Prometheus metrics for apps that have none. Disabled when absent."""
+
+
+class PillionConfig(Section):
+    """The whole of `pillion.yaml`."""
+
+    app: AppConfig = Field(default_factory=AppConfig, description="The application.")
+    admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin server.")
+    status: StatusConfig = Field(default_factory=StatusConfig, description="Status server.")
+    lifecycle: LifecycleConfig = Field(
+        default_factory=LifecycleConfig, description="Start-up and shut-down."
+    )
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig, description="Pillion's own logs and metrics."
+    )
+    proxy: ProxyConfig | None = Field(None, description="Proxy; disabled when absent.")
+    logs: LogsConfig | None = Field(None, description="Log shipping; disabled when absent.")
+    secrets: SecretsConfig | None = Field(None, description="Secrets; disabled when absent.")
+    config: ConfigWatchConfig | None = Field(
+        None, description="Config watching; disabled when absent."
+    )
+    exporters: ExportersConfig | None = Field(
+        None, description="Metrics exporters; disabled when absent."
+    )

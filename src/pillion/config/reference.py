@@ -1,0 +1,90 @@
+"""The configuration reference (``docs/configuration.md``) and JSON Schema, from the models.
+
+``pillion schema --format markdown`` prints the reference; a test fails when the
+committed file differs, so the reference never drifts from the code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pillion.config.models import PillionConfig
+
+__all__ = ["json_schema", "markdown_reference"]
+
+_INTRO = """\
+# `pillion.yaml` reference
+
+Generated from the configuration models by `pillion schema --format markdown`;
+do not edit by hand. Durations take a unit (`250ms`, `1.5s`, `5m`, `1h`); sizes
+may (`512KiB`, `64MiB`; a plain integer is bytes). Any string value may read the
+environment with `${NAME}` or `${NAME:-default}` (`$${` is a literal `${`).
+Unknown keys are errors.
+"""
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``pillion.yaml``, for editors and CI linting."""
+    schema = PillionConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pillion.yaml"
+    return schema
+
+
+def markdown_reference() -> str:
+    """One section per model: key, type, default, description."""
+    schema = json_schema()
+    lines = [_INTRO]
+    for key, prop in schema["properties"].items():
+        _section(lines, key, prop, schema["$defs"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _section(lines: list[str], path: str, prop: dict[str, Any], defs: dict[str, Any]) -> None:
+    model = _resolve(prop, defs)
+    if model is None:
+        return
+    lines += [f"## `{path}`", "", model.get("description", ""), ""]
+    if "default" in prop and prop["default"] is None:
+        lines += ["Absent by default: the feature is off.", ""]
+    fields: dict[str, Any] = model.get("properties", {})
+    if not fields:
+        lines += ["No settings yet; `{}` turns the section on.", ""]
+        return
+    lines += ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, field in fields.items():
+        default = "required" if "default" not in field else f"`{json.dumps(field['default'])}`"
+        if _resolve(field, defs) is not None:
+            default = "see below"
+        description = field.get("description", "").replace("|", "\\|")
+        lines.append(f"| `{key}` | {_type_name(field)} | {default} | {description} |")
+    lines.append("")
+    for key, field in fields.items():
+        _section(lines, f"{path}.{key}", field, defs)
+
+
+def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
+    """The object schema ``prop`` refers to, directly or as ``X | None``."""
+    for option in [prop, *prop.get("anyOf", [])]:
+        ref = option.get("$ref")
+        if isinstance(ref, str):
+            found: dict[str, Any] = defs[ref.rsplit("/", 1)[-1]]
+            return found
+    return None
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    options = [o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"]
+    if len(options) > 1 and any("pattern" in o for o in options):
+        return "size"
+    option = options[0] if options else prop
+    if "enum" in option:
+        return " \\| ".join(f"`{value}`" for value in option["enum"])
+    if option.get("writeOnly"):
+        return "secret"
+    if option.get("type") == "string" and "pattern" in option:
+        return "duration"
+    if option.get("format") == "host-port":
+        return "address"
+    return str(option.get("type", "object"))

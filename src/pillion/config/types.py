@@ -1,0 +1,85 @@
+"""Value types shared by the config sections: listen addresses, ports, secrets.
+
+``Secret`` is the rule that secrets never leak: it wraps the value so that
+``repr``, ``str``, ``model_dump`` and JSON all show ``***``; only code that uses
+the secret calls ``get_secret_value()``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr, WithJsonSchema
+
+__all__ = ["REDACTED", "ListenAddress", "Listen", "Port", "Secret", "is_loopback"]
+
+REDACTED = "***"
+
+
+class ListenAddress(NamedTuple):
+    """A TCP address to bind: ``host:port``, ``[v6]:port``, or ``:port`` for every interface."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, value: object) -> ListenAddress:
+        if isinstance(value, ListenAddress):
+            return value
+        if not isinstance(value, str):
+            raise ValueError("expected 'host:port', e.g. '127.0.0.1:15000'")
+        text = value.strip()
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"invalid address {value!r}: expected 'host:port', e.g. '0.0.0.0:15020'")
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} in {value!r} is out of range (0-65535)")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(f"invalid IPv6 address in {value!r}") from None
+        elif ":" in host:
+            raise ValueError(f"invalid address {value!r}: write IPv6 hosts in brackets, '[::1]:15000'")
+        return cls(host or "0.0.0.0", port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPs; any other name counts as remote."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_listen(value: Any) -> ListenAddress:
+    return ListenAddress.parse(value)
+
+
+Listen = Annotated[
+    ListenAddress,
+    BeforeValidator(_parse_listen),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "format": "host-port", "examples": ["127.0.0.1:15000", "0.0.0.0:15020"]}
+    ),
+]
+"""A listen address: ``host:port`` in YAML, a ``ListenAddress`` in code."""
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port an existing server listens on (1-65535)."""
+
+Secret = Annotated[
+    SecretStr,
+    PlainSerializer(lambda _: REDACTED, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "writeOnly": True}),
+]
+"""A secret string: shown as ``***`` everywhere; ``.get_secret_value()`` to use it."""

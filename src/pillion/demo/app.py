@@ -1,0 +1,132 @@
+"""The demo application: what a team's service looks like before Pillion.
+
+An HTTP service on localhost that writes JSON log lines to a file, reads a
+config file and a secret file (as rendered by a sidecar), and exposes a JSON
+stats endpoint. It never prints or logs the secret's value.
+Run: ``python -m pillion.demo.app --port 8080 --workdir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+__all__ = ["build_app", "main"]
+
+
+class DemoApp:
+    def __init__(self, workdir: Path) -> None:
+        self.log_file = workdir / "logs" / "app.log"
+        self.config_file = workdir / "config" / "app.json"
+        self.secret_file = workdir / "secrets" / "api-key"
+        self.started = time.time()
+        self.requests = 0
+        self.errors = 0
+
+    def log(self, **fields: object) -> None:
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields})
+        with self.log_file.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+    @web.middleware
+    async def count(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        began = time.perf_counter()
+        self.requests += 1
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = exc
+        if response.status >= 500:
+            self.errors += 1
+        self.log(
+            level="info",
+            msg="request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - began) * 1000, 3),
+        )
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "hello": "from the demo app",
+                "config": self._config(),
+                "secret": self._secret_fingerprint(),
+                "headers": {k: v for k, v in request.headers.items() if k.lower().startswith("x-")},
+            }
+        )
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "up",
+                "uptime_seconds": round(time.time() - self.started, 3),
+                "requests": self.requests,
+                "errors": self.errors,
+                "queue": {"depth": 0, "workers": 4},
+            }
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    def _config(self) -> object:
+        try:
+            return json.loads(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return {"error": f"cannot read {self.config_file.name}: {type(exc).__name__}"}
+
+    def _secret_fingerprint(self) -> dict[str, object]:
+        try:
+            value = self.secret_file.read_bytes()
+        except OSError:
+            return {"present": False}
+        return {"present": True, "sha256_prefix": hashlib.sha256(value).hexdigest()[:12]}
+
+
+def build_app(workdir: Path) -> web.Application:
+    demo = DemoApp(workdir)
+    for folder in ("logs", "config", "secrets"):
+        (workdir / folder).mkdir(parents=True, exist_ok=True)
+    app = web.Application(middlewares=[demo.count])
+    app.router.add_get("/", demo.index)
+    app.router.add_get("/stats", demo.stats)
+    app.router.add_get("/healthz", demo.healthz)
+    return app
+
+
+async def _serve(port: int, workdir: Path) -> None:
+    runner = web.AppRunner(build_app(workdir), handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"demo app listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Pillion's demo app")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workdir", type=Path, required=True)
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.workdir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Start the demo pod (demo app + Pillion), print what to try, stop both on Ctrl-C.
+
+Both run as child processes, as two containers of a pod would; their shared
+volume is a work directory. Pillion's own logs go to ``pillion.log`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+
+__all__ = ["DEMO_ADMIN_TOKEN", "DemoPorts", "run_demo"]
+
+DEMO_ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 - a demo value, shown as *** by /config
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class DemoPorts:
+    app: int = 8080
+    admin: int = 15000
+    status: int = 15020
+
+
+def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
+    """Run the demo until SIGINT / SIGTERM; 0 after a clean stop, 1 if a part failed."""
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pillion-demo-"))
+    _prepare(root)
+    stop = _StopFlag()
+    with resources.as_file(resources.files("pillion.demo") / "pillion.yaml") as config:
+        env = {
+            **os.environ,
+            "PILLION_DEMO_APP_PORT": str(ports.app),
+            "PILLION_DEMO_ADMIN_PORT": str(ports.admin),
+            "PILLION_DEMO_STATUS_PORT": str(ports.status),
+            "PILLION_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
+        }
+        with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
+            app = subprocess.Popen(
+                [sys.executable, "-m", "pillion.demo.app", "--port", str(ports.app),
+                 "--workdir", str(root)],
+                stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            pillion = subprocess.Popen(
+                [sys.executable, "-m", "pillion", "run", "-c", str(config)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+            children = {"demo app": app, "pillion": pillion}
+            try:
+                if not _wait_ready(ports, children, stop):
+                    return 1 if not stop.set else 0
+                _print_tour(ports, root, pillion.pid)
+                while not stop.set:
+                    for name, child in children.items():
+                        if child.poll() is not None:
+                            print(f"{name} exited with {child.returncode}; see {root}", flush=True)
+                            return 1
+                    time.sleep(0.2)
+                print("stopping the demo pod...", flush=True)
+                return 0
+            finally:
+                codes = _stop(children)
+                if stop.set:
+                    print(f"stopped: {', '.join(f'{n} exit {c}' for n, c in codes.items())}")
+
+
+class _StopFlag:
+    """Set by SIGINT or SIGTERM; the demo then stops its children cleanly."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.set = True
+
+
+def _prepare(root: Path) -> None:
+    for folder in ("logs", "config", "secrets"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    config = root / "config" / "app.json"
+    config.write_text(json.dumps({"greeting": "hello", "feature_flags": {"new_ui": True}}) + "\n")
+    secret = root / "secrets" / "api-key"
+    if secret.exists():
+        secret.chmod(0o600)
+    secret.write_text("demo-api-key-" + os.urandom(8).hex() + "\n")
+    secret.chmod(0o400)
+
+
+def _wait_ready(ports: DemoPorts, children: dict[str, subprocess.Popen[bytes]], stop: _StopFlag) -> bool:
+    urls = [f"http://127.0.0.1:{ports.app}/healthz", f"http://127.0.0.1:{ports.status}/healthz/ready"]
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline and not stop.set:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode} while starting", file=sys.stderr)
+                return False
+        if all(_answers(url) for url in urls):
+            return True
+        time.sleep(0.1)
+    if not stop.set:
+        print(f"the demo pod did not become ready in {_START_TIMEOUT:.0f}s", file=sys.stderr)
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
+    auth = f"-H 'Authorization: Bearer {DEMO_ADMIN_TOKEN}'"
+    admin = f"http://127.0.0.1:{ports.admin}"
+    status = f"http://127.0.0.1:{ports.status}"
+    tour = [
+        ("the app itself", f"curl -s http://127.0.0.1:{ports.app}/"),
+        ("the app's JSON stats", f"curl -s http://127.0.0.1:{ports.app}/stats"),
+        ("startup probe", f"curl -s {status}/healthz/started"),
+        ("readiness probe", f"curl -s {status}/healthz/ready"),
+        ("Prometheus metrics", f"curl -s {status}/metrics"),
+        ("admin endpoints", f"curl -s {auth} {admin}/"),
+        ("effective config (secrets ***)", f"curl -s {auth} {admin}/config"),
+        ("log level", f"curl -s {auth} {admin}/logging"),
+        ("set log level", f"curl -s -X POST {auth} '{admin}/logging?level=debug'"),
+    ]
+    width = max(len(label) for label, _ in tour)
+    print(f"\nPillion demo pod is running (shared files in {root})\n")
+    for label, command in tour:
+        print(f"  {label:<{width}}  {command}")
+    print(f"\n  reload the config: kill -HUP {pillion_pid}    Pillion's logs: {root / 'pillion.log'}")
+    print(f"  the app's log file: {root / 'logs' / 'app.log'}")
+    print("\nCtrl-C stops the pod.\n", flush=True)
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, int]:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    codes: dict[str, int] = {}
+    for name, child in children.items():
+        try:
+            codes[name] = child.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            codes[name] = child.wait()
+    return codes

@@ -1,0 +1,8 @@
+"""The runtime: the supervisor, the component interface, the admin and status servers."""
+
+from pillion.runtime.component import Component
+from pillion.runtime.errors import ComponentStartError, RuntimeFailure
+from pillion.runtime.main import run_sidecar
+from pillion.runtime.supervisor import Supervisor
+
+__all__ = ["Component", "ComponentStartError", "RuntimeFailure", "Supervisor", "run_sidecar"]

@@ -1,0 +1,32 @@
+"""Which components a config asks for, in start order.
+
+Order matters: the status server first (the kubelet's probes answer, with 503,
+while the rest starts), then the admin server, then the features: secrets and
+config first so the app can start after the first render, then proxy, logs and
+exporters. The supervisor drains in the reverse order, control parts last.
+Constructors must not bind or start anything: a reload builds a full set and
+discards the ones it does not need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pillion.config import PillionConfig
+from pillion.runtime.admin import AdminServer
+from pillion.runtime.component import Component
+from pillion.runtime.control import Control
+from pillion.runtime.status import StatusServer
+from pillion.telemetry import Metrics
+
+__all__ = ["Builder", "build_components"]
+
+Builder = Callable[[PillionConfig, Control, Metrics], list[Component]]
+
+
+def build_components(config: PillionConfig, control: Control, metrics: Metrics) -> list[Component]:
+    """The components for ``config``, in the order they start."""
+    return [
+        StatusServer(config, control, metrics),
+        AdminServer(config, control),
+    ]

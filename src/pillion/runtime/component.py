@@ -1,0 +1,59 @@
+"""The one interface every long-running part of Pillion implements.
+
+The supervisor calls ``start()`` once (bind, begin; raise ``ComponentStartError``
+on a fatal problem), reads ``started`` and ``ready`` for the probes, calls
+``drain(deadline)`` to stop taking new work and finish what is in flight by the
+event-loop time ``deadline``, and finally ``close()``. On a reload it asks
+``can_reconfigure(config)``; if true it calls ``reconfigure(config)`` in place,
+otherwise it starts a replacement built from the new config and drains this one.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Literal
+
+from pillion.config import PillionConfig
+
+__all__ = ["Component", "ComponentKind"]
+
+ComponentKind = Literal["control", "traffic"]
+"""``control`` parts (admin, status) keep serving through ``POST /drain`` and are
+drained last on exit; ``traffic`` parts (proxy, logs...) drain first."""
+
+
+class Component(abc.ABC):
+    """A long-running part of the sidecar, started and stopped by the supervisor."""
+
+    name: str
+    kind: ComponentKind = "traffic"
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Bind and begin. Raise ``ComponentStartError`` if it cannot."""
+
+    @property
+    @abc.abstractmethod
+    def started(self) -> bool:
+        """True once the component has done its start-up work."""
+
+    @property
+    def ready(self) -> bool:
+        """True while the component can take new work (defaults to ``started``)."""
+        return self.started
+
+    @abc.abstractmethod
+    async def drain(self, deadline: float) -> None:
+        """Stop taking new work; finish in-flight work by loop time ``deadline``."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release everything; called once, after ``drain`` or a failed ``start``."""
+
+    def can_reconfigure(self, config: PillionConfig) -> bool:
+        """Whether ``reconfigure(config)`` can apply the new config in place."""
+        return False
+
+    def reconfigure(self, config: PillionConfig) -> None:
+        """Apply ``config`` in place; only called after ``can_reconfigure`` said yes."""
+        raise NotImplementedError(f"{self.name} cannot be reconfigured in place")

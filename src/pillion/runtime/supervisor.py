@@ -1,0 +1,269 @@
+"""The supervisor: builds components from the config and runs their lifecycle.
+
+It starts components in order and stops at the first that fails (exit 1), feeds
+the probes from their states, drains on SIGTERM / SIGINT / ``POST /quitquitquit``
+(traffic components first in reverse start order, then admin, then status, all
+by one deadline: ``lifecycle.drain_timeout``), and reloads on SIGHUP: the new
+file is validated and applied, or the error is logged and the old config keeps
+running. A second SIGTERM / SIGINT cuts the drain short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from pillion.config import ConfigError, PillionConfig, load_config
+from pillion.runtime.builders import Builder, build_components
+from pillion.runtime.component import Component
+from pillion.runtime.control import ComponentHealth, Health
+from pillion.runtime.errors import EXIT_OK, EXIT_RUNTIME_FAILURE, ComponentStartError
+from pillion.telemetry import Metrics, set_level
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("pillion.supervisor")
+
+
+class Supervisor:
+    """Runs one Pillion: ``await Supervisor(config, path).run()`` returns the exit code."""
+
+    def __init__(
+        self,
+        config: PillionConfig,
+        config_path: str | None = None,
+        *,
+        metrics: Metrics | None = None,
+        build: Builder = build_components,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._config = config
+        self._config_path = config_path
+        self._environ = environ
+        self._build = build
+        self.metrics = metrics or Metrics()
+        self.components: list[Component] = []
+        self._states: dict[Component, str] = {}
+        self._draining = False
+        self._exit = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._drained: set[Component] = set()
+        self._traffic_drain: asyncio.Task[None] | None = None
+
+    # -- what the admin and status servers see (runtime.control.Control) --
+
+    @property
+    def config(self) -> PillionConfig:
+        return self._config
+
+    def health(self) -> Health:
+        components = {
+            c.name: ComponentHealth(self._states.get(c, "starting"), c.started, c.ready)
+            for c in self.components
+        }
+        started = bool(components) and all(
+            c.started and c.state != "starting" for c in components.values()
+        )
+        live = not any(c.state == "failed" for c in components.values())
+        ready = started and live and not self._draining and all(c.ready for c in components.values())
+        return Health(started, live, ready, self._draining, components)
+
+    def begin_drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        log.info("draining: readiness now fails")
+        self._traffic_drain = self._spawn(self._drain_traffic(self._deadline()))
+
+    def request_exit(self) -> None:
+        if self._exit.is_set():
+            self._hurry.set()
+            log.warning("second stop request: cutting the drain short")
+            return
+        self._exit.set()
+
+    # -- lifecycle --
+
+    async def run(self) -> int:
+        """Start everything, serve until asked to stop, drain, and return the exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_stop_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        try:
+            try:
+                await self.start()
+            except ComponentStartError as exc:
+                log.error("cannot start", extra={"component": exc.component, "error": exc.reason})
+                await self._stop_all(self._deadline())
+                return EXIT_RUNTIME_FAILURE
+            log.info("started", extra={"components": [c.name for c in self.components]})
+            await self._exit.wait()
+            log.info("stopping", extra={"drain_timeout_seconds": self._config.lifecycle.drain_timeout})
+            await self._stop_all(self._deadline())
+            log.info("stopped")
+            return EXIT_OK
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def start(self) -> None:
+        """Build and start the components in order; raise at the first failure."""
+        self.components = self._build(self._config, self, self.metrics)
+        for component in self.components:
+            self._set_state(component, "starting")
+        for component in self.components:
+            await self._start_one(component)
+
+    async def reload(self) -> bool:
+        """Re-read the config file and apply it; on any error keep the old config."""
+        async with self._reload_lock:
+            if self._config_path is None:
+                log.error("reload requested but there is no config file to re-read")
+                self.metrics.record_reload(ok=False)
+                return False
+            try:
+                config = load_config(
+                    self._config_path, os.environ if self._environ is None else self._environ
+                )
+                await self._apply(config)
+            except ConfigError as exc:
+                log.error(
+                    "config reload refused; the previous config keeps running",
+                    extra={"source": exc.source, "errors": [str(i) for i in exc.issues]},
+                )
+                self.metrics.record_reload(ok=False)
+                return False
+            except ComponentStartError as exc:
+                log.error(
+                    "config reload failed; the previous config keeps running",
+                    extra={"component": exc.component, "error": exc.reason},
+                )
+                self.metrics.record_reload(ok=False)
+                return False
+            self.metrics.record_reload(ok=True)
+            log.info("config reloaded", extra={"source": self._config_path})
+            return True
+
+    async def _apply(self, config: PillionConfig) -> None:
+        """Move to ``config``: reconfigure in place where possible, else replace.
+
+        Replacements start before anything changes; if one fails, the ones already
+        started are closed and the old components stay as they were.
+        """
+        current = {c.name: c for c in self.components}
+        wanted = self._build(config, self, self.metrics)
+        in_place = [
+            current[c.name]
+            for c in wanted
+            if c.name in current and current[c.name].can_reconfigure(config)
+        ]
+        kept = {c.name for c in in_place}
+        fresh = [c for c in wanted if c.name not in kept]
+        started: list[Component] = []
+        try:
+            for component in fresh:
+                await component.start()
+                started.append(component)
+        except ComponentStartError:
+            for component in reversed(started):
+                await component.close()
+            raise
+        for component in in_place:
+            component.reconfigure(config)
+        retired = [c for name, c in current.items() if name not in kept]
+        self._config = config
+        self.components = [current[c.name] if c.name in kept else c for c in wanted]
+        for component in fresh:
+            self._set_state(component, "draining" if self._draining else "running")
+        set_level(config.telemetry.log_level)
+        deadline = self._deadline()
+        for component in reversed(retired):
+            await self._stop_one(component, deadline)
+
+    async def _start_one(self, component: Component) -> None:
+        try:
+            await component.start()
+        except ComponentStartError:
+            self._set_state(component, "failed")
+            raise
+        self._set_state(component, "running")
+
+    async def _drain_traffic(self, deadline: float) -> None:
+        for component in reversed(self.components):
+            if component.kind == "traffic":
+                await self._drain_one(component, deadline)
+
+    async def _stop_all(self, deadline: float) -> None:
+        self._draining = True
+        if self._traffic_drain is not None:
+            await asyncio.wait({self._traffic_drain})
+        order = [c for c in reversed(self.components) if c.kind == "traffic"]
+        order += [c for c in reversed(self.components) if c.kind == "control"]
+        for component in order:
+            await self._stop_one(component, deadline)
+
+    async def _stop_one(self, component: Component, deadline: float) -> None:
+        await self._drain_one(component, deadline)
+        await component.close()
+        if self._states.get(component) != "failed":
+            self._set_state(component, "stopped")
+
+    async def _drain_one(self, component: Component, deadline: float) -> None:
+        """Drain ``component`` once, until it is done, the deadline, or a second signal."""
+        if component in self._drained or self._states.get(component) != "running":
+            return
+        self._drained.add(component)
+        self._set_state(component, "draining")
+        loop = asyncio.get_running_loop()
+        drain = asyncio.ensure_future(component.drain(deadline))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            # A little past the deadline: the component is meant to give up by itself.
+            await asyncio.wait(
+                {drain, hurry},
+                timeout=max(0.0, deadline - loop.time()) + 1.0,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            hurry.cancel()
+        if not drain.done():
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+            log.warning("drain cut short", extra={"component": component.name})
+        elif not drain.cancelled() and drain.exception() is not None:
+            log.error(
+                "drain failed", extra={"component": component.name}, exc_info=drain.exception()
+            )
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self._config.lifecycle.drain_timeout
+
+    def _set_state(self, component: Component, state: str) -> None:
+        self._states[component] = state
+        if any(c is component for c in self.components):  # not for a retired one
+            self.metrics.set_component_state(component.name, state)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _on_stop_signal(self, signum: int) -> None:
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        self.request_exit()
+
+    def _on_reload_signal(self) -> None:
+        log.info("signal received", extra={"signal": "SIGHUP"})
+        self._spawn(self.reload())

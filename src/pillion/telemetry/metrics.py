@@ -1,0 +1,87 @@
+"""The metrics registry of one Pillion process and Pillion's own process metrics.
+
+One ``Metrics`` per supervisor (not a global registry), so several can live in
+one test process. Exposition goes through ``prometheus_client``: the text format
+by default, OpenMetrics when the scraper's ``Accept`` header asks for it.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Info,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+
+from pillion import __version__
+
+__all__ = ["COMPONENT_STATES", "Metrics"]
+
+COMPONENT_STATES = ["starting", "running", "draining", "stopped", "failed"]
+RELOAD_RESULTS = ("success", "error")
+
+
+class Metrics:
+    """Pillion's registry, with the process-level metrics already registered."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(namespace="pillion", registry=self.registry)
+        Info(
+            "pillion_build",
+            "Pillion's version and the Python it runs on (value is always 1).",
+            registry=self.registry,
+        ).info({"version": __version__, "python": platform.python_version()})
+        Gauge(
+            "pillion_start_time_seconds",
+            "When this Pillion process started, in seconds since the Unix epoch.",
+            registry=self.registry,
+        ).set(time.time())
+        self.component_state = Enum(
+            "pillion_component_state",
+            "The lifecycle state of each Pillion component.",
+            ["component"],
+            states=COMPONENT_STATES,
+            registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "pillion_config_reloads",
+            "Configuration reloads (SIGHUP), by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result)
+        self.config_last_reload_successful = Gauge(
+            "pillion_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), else 0.",
+            registry=self.registry,
+        )
+        self.config_last_reload_successful.set(1)
+        self.config_loaded_timestamp = Gauge(
+            "pillion_config_last_load_timestamp_seconds",
+            "When the running configuration was loaded, in seconds since the Unix epoch.",
+            registry=self.registry,
+        )
+        self.config_loaded_timestamp.set(time.time())
+
+    def set_component_state(self, component: str, state: str) -> None:
+        self.component_state.labels(component).state(state)
+
+    def record_reload(self, *, ok: bool) -> None:
+        self.config_reloads.labels("success" if ok else "error").inc()
+        self.config_last_reload_successful.set(1 if ok else 0)
+        if ok:
+            self.config_loaded_timestamp.set(time.time())
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The body and content type for a scrape with this ``Accept`` header."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
