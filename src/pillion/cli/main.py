@@ -55,8 +55,11 @@ def run(config_path: str) -> None:
 def validate(config_path: str) -> None:
     """Check a config file: exit 0 if valid, 2 with every error otherwise."""
     config = _load_or_exit(config_path)
-    enabled = [name for name in ("proxy", "logs", "secrets", "config", "exporters")
-               if getattr(config, name) is not None]
+    enabled = [
+        name
+        for name in ("proxy", "logs", "secrets", "config", "exporters")
+        if getattr(config, name) is not None
+    ]
     click.echo(f"{config_path}: valid (features on: {', '.join(enabled) or 'none'})")
 
 

@@ -3,7 +3,8 @@
 Expansion runs on parsed scalar values, never on the raw text: a variable whose
 value holds ``:`` or ``#`` cannot change the document's structure, and error
 line numbers stay true. ``$${`` is a literal ``${``. Messages name variables,
-never their values (they are often secrets).
+never their values (they are often secrets); the values that were substituted
+are returned too, so that the loader can hide them in validation messages.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ExpansionError", "expand_tree"]
+__all__ = ["Expansion", "ExpansionError", "expand_tree"]
 
 _REFERENCE = re.compile(
     r"\$\$\{"  # escaped: a literal "${"
@@ -35,6 +36,7 @@ class ExpansionError:
 class _Expander:
     environ: Mapping[str, str]
     errors: list[ExpansionError] = field(default_factory=list)
+    substituted: set[str] = field(default_factory=set)
 
     def string(self, text: str, path: Path) -> str:
         if "$" not in text:
@@ -56,6 +58,8 @@ class _Expander:
                 return ""
             value = self.environ.get(name)
             if value is not None:
+                if value:
+                    self.substituted.add(value)
                 return value
             default = match.group("default")
             if default is not None:
@@ -81,9 +85,17 @@ class _Expander:
         return node
 
 
-def expand_tree(
-    document: object, environ: Mapping[str, str]
-) -> tuple[object, list[ExpansionError]]:
-    """Expand every string value in ``document``; return the copy and all errors."""
+@dataclass(frozen=True)
+class Expansion:
+    """The expanded document, every error, and the environment values used."""
+
+    document: object
+    errors: list[ExpansionError]
+    substituted: frozenset[str]
+
+
+def expand_tree(document: object, environ: Mapping[str, str]) -> Expansion:
+    """Expand every string value in ``document``."""
     expander = _Expander(environ)
-    return expander.tree(document, ()), expander.errors
+    expanded = expander.tree(document, ())
+    return Expansion(expanded, expander.errors, frozenset(expander.substituted))

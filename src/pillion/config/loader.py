@@ -33,7 +33,9 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 _YamlPath = tuple[str | int, ...]
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> PillionConfig:
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> PillionConfig:
     """Load and validate the config file at ``path``."""
     source = os.fspath(path)
     try:
@@ -57,7 +59,9 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionC
         if exc.context and exc.context_mark and exc.context_mark is not mark:
             where = exc.context_mark.line + 1
             problem = f"{exc.context} (line {where}): {problem}"
-        raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML syntax error: {problem}", line)]) from exc
+        raise ConfigError(
+            source, [ConfigIssue("(yaml)", f"YAML syntax error: {problem}", line)]
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {exc}")]) from exc
 
@@ -71,17 +75,17 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionC
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigIssue("(document)", "the top level must be a mapping", 1)])
 
-    expanded, expansion_errors = expand_tree(document, environ)
+    expansion = expand_tree(document, environ)
     issues += [
         ConfigIssue(format_path(err.path), err.message, _line_of(err.path, lines))
-        for err in expansion_errors
+        for err in expansion.errors
     ]
     try:
-        config = PillionConfig.model_validate(expanded)
+        config = PillionConfig.model_validate(expansion.document)
     except ValidationError as exc:
-        failed = {format_path(err.path) for err in expansion_errors}
+        failed = {format_path(err.path) for err in expansion.errors}
         for detail in exc.errors(include_input=False, include_url=False):
-            issue = _issue_from(detail, lines)
+            issue = _issue_from(detail, lines, expansion.substituted)
             if issue.path not in failed:  # already reported as a missing variable
                 issues.append(issue)
         raise ConfigError(source, _sorted(issues)) from exc
@@ -107,7 +111,9 @@ def _index_lines(root: yaml.Node) -> tuple[dict[_YamlPath, int], list[ConfigIssu
                 child = (*path, key)
                 if key in seen:
                     issues.append(
-                        ConfigIssue(format_path(child), "duplicate key", key_node.start_mark.line + 1)
+                        ConfigIssue(
+                            format_path(child), "duplicate key", key_node.start_mark.line + 1
+                        )
                     )
                 seen.add(key)
                 lines[child] = key_node.start_mark.line + 1
@@ -130,9 +136,14 @@ def _line_of(path: _YamlPath, lines: Mapping[_YamlPath, int]) -> int | None:
     return None
 
 
-def _issue_from(detail: ErrorDetails, lines: Mapping[_YamlPath, int]) -> ConfigIssue:
+def _issue_from(
+    detail: ErrorDetails, lines: Mapping[_YamlPath, int], hidden: frozenset[str]
+) -> ConfigIssue:
     path: _YamlPath = tuple(detail["loc"])
     message = detail["msg"].removeprefix("Value error, ")
+    # A value read from the environment may be a secret put in the wrong place.
+    for value in sorted(hidden, key=len, reverse=True):
+        message = message.replace(value, "<from environment>")
     if detail["type"] == "extra_forbidden":
         allowed = _allowed_keys(path[:-1])
         message = "unknown key"

@@ -12,7 +12,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr, WithJsonSchema
 
-__all__ = ["REDACTED", "ListenAddress", "Listen", "Port", "Secret", "is_loopback"]
+__all__ = ["REDACTED", "Listen", "ListenAddress", "Port", "Secret", "is_loopback"]
 
 REDACTED = "***"
 
@@ -35,7 +35,9 @@ class ListenAddress(NamedTuple):
         text = value.strip()
         host, sep, port_text = text.rpartition(":")
         if not sep or not port_text.isdigit():
-            raise ValueError(f"invalid address {value!r}: expected 'host:port', e.g. '0.0.0.0:15020'")
+            raise ValueError(
+                f"invalid address {value!r}: expected 'host:port', e.g. '0.0.0.0:15020'"
+            )
         port = int(port_text)
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} in {value!r} is out of range (0-65535)")
@@ -46,7 +48,9 @@ class ListenAddress(NamedTuple):
             except ValueError:
                 raise ValueError(f"invalid IPv6 address in {value!r}") from None
         elif ":" in host:
-            raise ValueError(f"invalid address {value!r}: write IPv6 hosts in brackets, '[::1]:15000'")
+            raise ValueError(
+                f"invalid address {value!r}: write IPv6 hosts in brackets, '[::1]:15000'"
+            )
         return cls(host or "0.0.0.0", port)
 
 

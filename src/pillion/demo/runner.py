@@ -100,8 +100,13 @@ def _prepare(root: Path) -> None:
     secret.chmod(0o400)
 
 
-def _wait_ready(ports: DemoPorts, children: dict[str, subprocess.Popen[bytes]], stop: _StopFlag) -> bool:
-    urls = [f"http://127.0.0.1:{ports.app}/healthz", f"http://127.0.0.1:{ports.status}/healthz/ready"]
+def _wait_ready(
+    ports: DemoPorts, children: dict[str, subprocess.Popen[bytes]], stop: _StopFlag
+) -> bool:
+    urls = [
+        f"http://127.0.0.1:{ports.app}/healthz",
+        f"http://127.0.0.1:{ports.status}/healthz/ready",
+    ]
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline and not stop.set:
         for name, child in children.items():
@@ -143,7 +148,9 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     print(f"\nPillion demo pod is running (shared files in {root})\n")
     for label, command in tour:
         print(f"  {label:<{width}}  {command}")
-    print(f"\n  reload the config: kill -HUP {pillion_pid}    Pillion's logs: {root / 'pillion.log'}")
+    print(
+        f"\n  reload the config: kill -HUP {pillion_pid}    Pillion's logs: {root / 'pillion.log'}"
+    )
     print(f"  the app's log file: {root / 'logs' / 'app.log'}")
     print("\nCtrl-C stops the pod.\n", flush=True)
 

@@ -112,10 +112,10 @@ class AdminServer(HttpServerComponent):
             try:
                 body = await request.json()
             except ValueError:
-                raise web.HTTPBadRequest(text="body must be JSON: {\"level\": \"debug\"}\n") from None
+                raise web.HTTPBadRequest(text='body must be JSON: {"level": "debug"}\n') from None
             level = body.get("level") if isinstance(body, dict) else None
         if not isinstance(level, str):
-            raise web.HTTPBadRequest(text="give ?level=NAME or {\"level\": \"NAME\"}\n")
+            raise web.HTTPBadRequest(text='give ?level=NAME or {"level": "NAME"}\n')
         try:
             set_level(level)
         except ValueError as exc:

@@ -3,12 +3,17 @@
 Binding errors become ``ComponentStartError`` naming the address. Requests with a
 body above ``max_request_size`` get 413 before any handler runs; request lines
 and header fields above 8 KiB get 400 from aiohttp's parser.
+
+Draining stops the listener, then waits for the requests in flight to finish
+(answering them with ``Connection: close``) before closing connections: aiohttp's
+own shutdown stops reading at once, which would cut off a body still arriving.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import errno
 import logging
 
@@ -34,6 +39,10 @@ class HttpServerComponent(Component):
         self.max_request_size = max_request_size
         self.bound: ListenAddress | None = None
         self._runner: web.AppRunner | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
         self._log = logging.getLogger(f"pillion.{name}")
 
     @abc.abstractmethod
@@ -46,7 +55,7 @@ class HttpServerComponent(Component):
 
     async def start(self) -> None:
         app = web.Application(
-            client_max_size=self.max_request_size, middlewares=[self._limit_body]
+            client_max_size=self.max_request_size, middlewares=[self._track, self._limit_body]
         )
         self.add_routes(app)
         runner = web.AppRunner(
@@ -67,7 +76,9 @@ class HttpServerComponent(Component):
                 if exc.errno == errno.EADDRINUSE
                 else (exc.strerror or str(exc))
             )
-            raise ComponentStartError(self.name, f"cannot listen on {self.listen}: {reason}") from exc
+            raise ComponentStartError(
+                self.name, f"cannot listen on {self.listen}: {reason}"
+            ) from exc
         self._runner = runner
         host, port = runner.addresses[0][:2]
         self.bound = ListenAddress(host, port)
@@ -77,15 +88,19 @@ class HttpServerComponent(Component):
         runner = self._runner
         if runner is None:
             return
+        self._draining = True
         for site in list(runner.sites):
             await site.stop()  # new connections are refused from here on
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # let requests already accepted reach their handlers
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
+        if self._in_flight:
+            self._log.warning("drain deadline passed", extra={"in_flight": self._in_flight})
         server = runner.server
-        if server is None:
-            return
-        await asyncio.sleep(0)  # let requests that were accepted reach their handlers
-        server.pre_shutdown()  # close idle keep-alive connections
-        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-        await server.shutdown(timeout)  # wait for in-flight handlers, then cancel them
+        if server is not None:
+            server.pre_shutdown()  # close idle keep-alive connections
+            await server.shutdown(max(0.0, deadline - loop.time()))
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
@@ -94,10 +109,22 @@ class HttpServerComponent(Component):
             await runner.cleanup()
 
     @web.middleware
+    async def _track(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            response = await handler(request)
+            if self._draining:
+                response.force_close()
+            return response
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    @web.middleware
     async def _limit_body(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
         length = request.content_length
         if length is not None and length > self.max_request_size:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=self.max_request_size, actual_size=length
-            )
+            raise web.HTTPRequestEntityTooLarge(max_size=self.max_request_size, actual_size=length)
         return await handler(request)

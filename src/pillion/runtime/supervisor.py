@@ -72,7 +72,9 @@ class Supervisor:
             c.started and c.state != "starting" for c in components.values()
         )
         live = not any(c.state == "failed" for c in components.values())
-        ready = started and live and not self._draining and all(c.ready for c in components.values())
+        ready = (
+            started and live and not self._draining and all(c.ready for c in components.values())
+        )
         return Health(started, live, ready, self._draining, components)
 
     def begin_drain(self) -> None:
@@ -101,12 +103,14 @@ class Supervisor:
             try:
                 await self.start()
             except ComponentStartError as exc:
-                log.error("cannot start", extra={"component": exc.component, "error": exc.reason})
+                _logger_of(exc.component).error("cannot start", extra={"error": exc.reason})
                 await self._stop_all(self._deadline())
                 return EXIT_RUNTIME_FAILURE
             log.info("started", extra={"components": [c.name for c in self.components]})
             await self._exit.wait()
-            log.info("stopping", extra={"drain_timeout_seconds": self._config.lifecycle.drain_timeout})
+            log.info(
+                "stopping", extra={"drain_timeout_seconds": self._config.lifecycle.drain_timeout}
+            )
             await self._stop_all(self._deadline())
             log.info("stopped")
             return EXIT_OK
@@ -119,8 +123,6 @@ class Supervisor:
     async def start(self) -> None:
         """Build and start the components in order; raise at the first failure."""
         self.components = self._build(self._config, self, self.metrics)
-        for component in self.components:
-            self._set_state(component, "starting")
         for component in self.components:
             await self._start_one(component)
 
@@ -144,9 +146,9 @@ class Supervisor:
                 self.metrics.record_reload(ok=False)
                 return False
             except ComponentStartError as exc:
-                log.error(
+                _logger_of(exc.component).error(
                     "config reload failed; the previous config keeps running",
-                    extra={"component": exc.component, "error": exc.reason},
+                    extra={"error": exc.reason},
                 )
                 self.metrics.record_reload(ok=False)
                 return False
@@ -191,6 +193,7 @@ class Supervisor:
             await self._stop_one(component, deadline)
 
     async def _start_one(self, component: Component) -> None:
+        self._set_state(component, "starting")
         try:
             await component.start()
         except ComponentStartError:
@@ -213,6 +216,8 @@ class Supervisor:
             await self._stop_one(component, deadline)
 
     async def _stop_one(self, component: Component, deadline: float) -> None:
+        if component not in self._states:
+            return  # never started: an earlier component failed first
         await self._drain_one(component, deadline)
         await component.close()
         if self._states.get(component) != "failed":
@@ -240,11 +245,9 @@ class Supervisor:
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drain
-            log.warning("drain cut short", extra={"component": component.name})
+            _logger_of(component.name).warning("drain cut short")
         elif not drain.cancelled() and drain.exception() is not None:
-            log.error(
-                "drain failed", extra={"component": component.name}, exc_info=drain.exception()
-            )
+            _logger_of(component.name).error("drain failed", exc_info=drain.exception())
 
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self._config.lifecycle.drain_timeout
@@ -267,3 +270,8 @@ class Supervisor:
     def _on_reload_signal(self) -> None:
         log.info("signal received", extra={"signal": "SIGHUP"})
         self._spawn(self.reload())
+
+
+def _logger_of(component: str) -> logging.Logger:
+    """Records about a component carry its name as their ``component``."""
+    return logging.getLogger(f"pillion.{component}")

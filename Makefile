@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Everything they need is installed here; nothing is assumed to be on the machine
+# beyond python3, make and git (Debian packages are installed when run as root).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages the tests use: promtool (from prometheus) checks /metrics,
+# curl is the client the demo tour prints.
+SYSTEM_PACKAGES := prometheus curl
+
+.PHONY: demo test check docs system-deps clean
+
+demo: $(VENV)/.installed
+	$(BIN)/pillion demo
+
+test: $(VENV)/.installed-dev system-deps
+	$(MAKE) check
+	$(BIN)/pytest
+
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# Regenerate the reference docs from the config models (a test checks they match).
+docs: $(VENV)/.installed
+	$(BIN)/pillion schema --format markdown > docs/configuration.md
+
+system-deps:
+	@scripts/install-system-packages.sh $(SYSTEM_PACKAGES)
+
+$(BIN)/python:
+	@scripts/make-venv.sh $(PYTHON) $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

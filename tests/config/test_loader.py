@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pillion.config import ConfigError, load_config, parse_config
+from pillion.config.types import ListenAddress
+
+
+def errors_of(text: str, environ: dict[str, str] | None = None) -> list[tuple[str, int | None, str]]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "test.yaml", environ or {})
+    return [(i.path, i.line, i.message) for i in caught.value.issues]
+
+
+def test_empty_file_is_all_defaults() -> None:
+    config = parse_config("", "empty.yaml", {})
+    assert config.admin.listen == ListenAddress("127.0.0.1", 15000)
+    assert config.status.listen == ListenAddress("0.0.0.0", 15020)
+    assert config.app.port == 8080
+    assert config.lifecycle.drain_timeout == 20.0
+    assert config.proxy is None
+    assert config.logs is None
+
+
+def test_units_env_and_sections() -> None:
+    config = parse_config(
+        "app:\n  port: ${PORT}\n"
+        "admin:\n  listen: '[::1]:${ADMIN:-1500}'\n  max_request_size: 1MiB\n"
+        "lifecycle:\n  drain_timeout: 1m30s\n"
+        "proxy: {}\n",
+        "ok.yaml",
+        {"PORT": "9000"},
+    )
+    assert config.app.port == 9000
+    assert config.admin.listen == ListenAddress("::1", 1500)
+    assert config.admin.max_request_size == 1024 * 1024
+    assert config.lifecycle.drain_timeout == 90.0
+    assert config.proxy is not None
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    [(path, line, message)] = errors_of("app:\n  port: 1\n bad: [\n")
+    assert path == "(yaml)"
+    assert line is not None
+    assert line >= 3
+    assert "YAML syntax error" in message
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    [(path, line, message)] = errors_of("- a\n- b\n")
+    assert (path, line) == ("(document)", 1)
+    assert "mapping" in message
+
+
+def test_unknown_key_suggests_and_lists_allowed() -> None:
+    [(path, line, message)] = errors_of("status:\n  lisen: 0.0.0.0:1\n")
+    assert (path, line) == ("status.lisen", 2)
+    assert "did you mean 'listen'" in message
+    assert "allowed: listen, max_request_size" in message
+
+
+def test_unknown_top_level_section() -> None:
+    [(path, line, message)] = errors_of("app: {}\nproxxy: {}\n")
+    assert (path, line) == ("proxxy", 2)
+    assert "did you mean 'proxy'" in message
+
+
+def test_unknown_key_inside_a_placeholder_section() -> None:
+    [(path, line, _)] = errors_of("logs:\n  inputs: []\n")
+    assert (path, line) == ("logs.inputs", 2)
+
+
+def test_wrong_type() -> None:
+    [(path, line, message)] = errors_of("admin:\n  allow_remote: maybe\n")
+    assert (path, line) == ("admin.allow_remote", 2)
+    assert "boolean" in message
+
+
+def test_section_of_the_wrong_shape() -> None:
+    [(path, line, _)] = errors_of("app: 8080\n")
+    assert (path, line) == ("app", 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "hint"),
+    [
+        ("lifecycle:\n  drain_timeout: 10\n", "lifecycle.drain_timeout", "needs a unit"),
+        ("lifecycle:\n  drain_timeout: soon\n", "lifecycle.drain_timeout", "invalid duration"),
+        ("status:\n  max_request_size: 4 KB please\n", "status.max_request_size", "invalid size"),
+        ("app:\n  port: 70000\n", "app.port", "less than or equal to 65535"),
+        ("app:\n  port: 0\n", "app.port", "greater than or equal to 1"),
+        ("status:\n  listen: 0.0.0.0:99999\n", "status.listen", "out of range"),
+        ("status:\n  listen: nowhere\n", "status.listen", "host:port"),
+        ("status:\n  listen: '::1:80'\n", "status.listen", "brackets"),
+        ("admin:\n  listen: 10.1.2.3:15000\n", "admin.listen", "allow_remote"),
+        ("admin:\n  listen: admin.example:15000\n", "admin.listen", "loopback"),
+    ],
+)
+def test_bad_values_name_their_field_and_line(text: str, path: str, hint: str) -> None:
+    [(got_path, line, message)] = errors_of(text)
+    assert (got_path, line) == (path, 2)
+    assert hint in message
+
+
+def test_admin_may_listen_remotely_when_allowed() -> None:
+    config = parse_config(
+        "admin:\n  allow_remote: true\n  listen: 0.0.0.0:15000\n  auth_token: t\n", "x", {}
+    )
+    assert config.admin.listen.host == "0.0.0.0"
+
+
+def test_missing_env_reported_once_at_its_line() -> None:
+    errors = errors_of("app:\n  port: 1\nstatus:\n  listen: ${NOT_SET_ANYWHERE}\n")
+    assert errors == [
+        (
+            "status.listen",
+            4,
+            "environment variable NOT_SET_ANYWHERE is not set and has no default "
+            "(write ${NOT_SET_ANYWHERE:-default} to give one)",
+        )
+    ]
+
+
+def test_every_error_at_once_in_line_order() -> None:
+    errors = errors_of(
+        "app:\n  port: -1\n  colour: blue\n"
+        "admin:\n  listen: ${NOPE}\n"
+        "lifecycle:\n  drain_timeout: 5\n"
+        "telemetry:\n  log_level: loud\n"
+    )
+    assert [(path, line) for path, line, _ in errors] == [
+        ("app.port", 2),
+        ("app.colour", 3),
+        ("admin.listen", 5),
+        ("lifecycle.drain_timeout", 7),
+        ("telemetry.log_level", 9),
+    ]
+
+
+def test_duplicate_keys_are_errors() -> None:
+    errors = errors_of("app:\n  port: 1\n  port: 2\n")
+    assert errors == [("app.port", 3, "duplicate key")]
+
+
+def test_error_text_names_source_and_count() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("app:\n  port: x\n", "pod/pillion.yaml", {})
+    text = str(caught.value)
+    assert text.splitlines()[0] == "pod/pillion.yaml: 1 error"
+    assert "app.port (line 2):" in text
+    assert caught.value.exit_code == 2
+
+
+def test_secret_values_never_appear_in_errors() -> None:
+    secret = "hunter2-do-not-print"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "admin:\n  auth_token: ['${TOKEN}']\n  listen: ${TOKEN}:x\nstatus:\n  listen: x${TOKEN}\n",
+            "x.yaml",
+            {"TOKEN": secret},
+        )
+    rendered = str(caught.value) + repr(caught.value.issues)
+    assert [i.path for i in caught.value.issues] == ["admin.auth_token", "admin.listen", "status.listen"]
+    assert secret not in rendered
+    assert "<from environment>" in rendered
+
+
+def test_secret_is_redacted_in_repr_and_dump() -> None:
+    config = parse_config("admin:\n  auth_token: hunter2\n", "x.yaml", {})
+    assert config.admin.auth_token is not None
+    assert config.admin.auth_token.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in str(config.model_dump())
+    assert config.model_dump(mode="json")["admin"]["auth_token"] == "***"
+
+
+def test_load_config_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "missing.yaml")
+    assert "cannot read" in str(caught.value)
+    assert "No such file" in str(caught.value)
+
+
+def test_load_config_reads_env(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("app:\n  port: ${P}\n")
+    assert load_config(path, {"P": "1234"}).app.port == 1234
