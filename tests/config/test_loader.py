@@ -8,7 +8,9 @@ from pillion.config import ConfigError, load_config, parse_config
 from pillion.config.types import ListenAddress
 
 
-def errors_of(text: str, environ: dict[str, str] | None = None) -> list[tuple[str, int | None, str]]:
+def errors_of(
+    text: str, environ: dict[str, str] | None = None
+) -> list[tuple[str, int | None, str]]:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "test.yaml", environ or {})
     return [(i.path, i.line, i.message) for i in caught.value.issues]
@@ -157,12 +159,17 @@ def test_secret_values_never_appear_in_errors() -> None:
     secret = "hunter2-do-not-print"
     with pytest.raises(ConfigError) as caught:
         parse_config(
-            "admin:\n  auth_token: ['${TOKEN}']\n  listen: ${TOKEN}:x\nstatus:\n  listen: x${TOKEN}\n",
+            "admin:\n  auth_token: ['${TOKEN}']\n  listen: ${TOKEN}:x\n"
+            "status:\n  listen: x${TOKEN}\n",
             "x.yaml",
             {"TOKEN": secret},
         )
     rendered = str(caught.value) + repr(caught.value.issues)
-    assert [i.path for i in caught.value.issues] == ["admin.auth_token", "admin.listen", "status.listen"]
+    assert [i.path for i in caught.value.issues] == [
+        "admin.auth_token",
+        "admin.listen",
+        "status.listen",
+    ]
     assert secret not in rendered
     assert "<from environment>" in rendered
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from pillion.config.models import PillionConfig
 from pillion.config.reference import json_schema, markdown_reference
 
@@ -13,14 +15,14 @@ def test_committed_reference_matches_the_models() -> None:
     assert DOCS.read_text() == markdown_reference(), "run `make docs` and commit the result"
 
 
-def _fields(model: type[PillionConfig]) -> list[tuple[str, str | None]]:
+def _fields(model: type[BaseModel]) -> list[tuple[str, str | None]]:
     found = []
     for name, field in model.model_fields.items():
         found.append((f"{model.__name__}.{name}", field.description))
         annotation = field.annotation
         for candidate in (annotation, *getattr(annotation, "__args__", ())):
-            if isinstance(candidate, type) and issubclass(candidate, PillionConfig.__base__):
-                found += _fields(candidate)  # type: ignore[arg-type]
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                found += _fields(candidate)
     return found
 
 

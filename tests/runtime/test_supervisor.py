@@ -63,6 +63,15 @@ class Recorder(Component):
         self.journal.append(f"reconfigure {self.name}")
 
 
+async def run_until_started(supervisor: Supervisor) -> asyncio.Task[int]:
+    """Run the supervisor; return once its startup probe would pass, as a kubelet sees it."""
+    task = asyncio.create_task(supervisor.run())
+    while not supervisor.health().started:
+        assert not task.done(), task.result()
+        await asyncio.sleep(0.01)
+    return task
+
+
 CONFIG = parse_config("lifecycle:\n  drain_timeout: 5s\n", "test", {})
 
 
@@ -86,9 +95,7 @@ def builder(journal: list[str], **overrides: dict[str, object]) -> object:
 async def test_starts_in_order_and_drains_traffic_first_then_admin_then_status() -> None:
     journal: list[str] = []
     supervisor = Supervisor(CONFIG, build=builder(journal))  # type: ignore[arg-type]
-    task = asyncio.create_task(supervisor.run())
-    while not supervisor.health().started:
-        await asyncio.sleep(0.01)
+    task = await run_until_started(supervisor)
     assert supervisor.health().ready
     supervisor.request_exit()
     assert await task == 0
@@ -107,7 +114,8 @@ async def test_start_failure_stops_what_started_and_exits_1() -> None:
     assert journal == [
         "start status", "start admin", "start secrets", "start proxy",
         "close proxy",
-        "drain secrets", "close secrets", "drain admin", "close admin", "drain status", "close status",
+        "drain secrets", "close secrets",
+        "drain admin", "close admin", "drain status", "close status",
     ]  # fmt: skip
     health = supervisor.health()
     assert health.components["proxy"].state == "failed"
@@ -117,9 +125,7 @@ async def test_start_failure_stops_what_started_and_exits_1() -> None:
 async def test_drain_request_fails_readiness_but_keeps_running() -> None:
     journal: list[str] = []
     supervisor = Supervisor(CONFIG, build=builder(journal))  # type: ignore[arg-type]
-    task = asyncio.create_task(supervisor.run())
-    while not supervisor.health().started:
-        await asyncio.sleep(0.01)
+    task = await run_until_started(supervisor)
     supervisor.begin_drain()
     await asyncio.sleep(0.05)
     health = supervisor.health()
@@ -139,9 +145,7 @@ async def test_drain_is_bounded_by_the_deadline() -> None:
     config = parse_config("lifecycle:\n  drain_timeout: 100ms\n", "test", {})
     build = builder(journal, proxy={"drain_time": 60.0})
     supervisor = Supervisor(config, build=build)  # type: ignore[arg-type]
-    task = asyncio.create_task(supervisor.run())
-    while not supervisor.health().started:
-        await asyncio.sleep(0.01)
+    task = await run_until_started(supervisor)
     supervisor.request_exit()
     assert await asyncio.wait_for(task, 10) == 0
     assert "close status" in journal
@@ -152,9 +156,7 @@ async def test_second_stop_request_cuts_the_drain_short() -> None:
     config = parse_config("lifecycle:\n  drain_timeout: 1h\n", "test", {})
     build = builder(journal, proxy={"drain_time": 3600.0})
     supervisor = Supervisor(config, build=build)  # type: ignore[arg-type]
-    task = asyncio.create_task(supervisor.run())
-    while not supervisor.health().started:
-        await asyncio.sleep(0.01)
+    task = await run_until_started(supervisor)
     supervisor.request_exit()
     await asyncio.sleep(0.05)
     assert not task.done()
@@ -167,9 +169,7 @@ async def test_components_that_finish_draining_in_time_are_not_cut() -> None:
     journal: list[str] = []
     build = builder(journal, proxy={"drain_time": 0.2})
     supervisor = Supervisor(CONFIG, build=build)  # type: ignore[arg-type]
-    task = asyncio.create_task(supervisor.run())
-    while not supervisor.health().started:
-        await asyncio.sleep(0.01)
+    task = await run_until_started(supervisor)
     proxy = next(c for c in supervisor.components if c.name == "proxy")
     supervisor.request_exit()
     assert await task == 0
@@ -235,5 +235,4 @@ async def test_reload_with_invalid_file_keeps_the_old_config(
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
-    value = metrics.registry.get_sample_value(name, labels)
-    return value
+    return metrics.registry.get_sample_value(name, labels)

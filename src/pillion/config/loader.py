@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import difflib
 import os
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -21,14 +18,12 @@ from pydantic_core import ErrorDetails
 
 from pillion.config.envexpand import expand_tree
 from pillion.config.errors import ConfigError, ConfigIssue, format_path
-from pillion.config.models import PillionConfig
+from pillion.config.models import PillionConfig, model_in
 
 __all__ = ["load_config", "parse_config"]
 
-try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+# libyaml's loader when PyYAML was built with it; the pure-Python one otherwise.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _YamlPath = tuple[str | int, ...]
 
@@ -158,29 +153,12 @@ def _issue_from(
 
 def _allowed_keys(path: _YamlPath) -> list[str]:
     """The field names of the model at ``path`` in ``PillionConfig``, if one is there."""
-    model: Any = PillionConfig
+    model: type[BaseModel] | None = PillionConfig
     for part in path:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part) if _is_model(model) else None
+        field = model.model_fields.get(part) if model is not None else None
         if field is None:
             return []
-        model = _model_in(field.annotation)
-    return list(model.model_fields) if _is_model(model) else []
-
-
-def _is_model(candidate: Any) -> bool:
-    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
-
-
-def _model_in(annotation: Any) -> Any:
-    """The model inside ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``."""
-    if _is_model(annotation):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None
+        model = model_in(field.annotation)
+    return list(model.model_fields) if model is not None else []

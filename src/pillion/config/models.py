@@ -7,7 +7,8 @@ Sections for features still to come are typed and empty, and disabled when absen
 
 from __future__ import annotations
 
-from typing import Literal
+import typing
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -27,15 +28,27 @@ __all__ = [
     "SecretsConfig",
     "StatusConfig",
     "TelemetryConfig",
+    "model_in",
 ]
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AppConfig(Section):
@@ -61,7 +74,7 @@ class AdminConfig(Section):
         "API can drain and stop Pillion, so only the pod itself should reach it.",
     )
     listen: Listen = Field(
-        "127.0.0.1:15000",
+        ListenAddress("127.0.0.1", 15000),
         description="Address of the admin server. Default 127.0.0.1:15000 (the Envoy "
         "admin port convention, loopback only).",
     )
@@ -72,7 +85,7 @@ class AdminConfig(Section):
         "`allow_remote` is true.",
     )
     max_request_size: Size = Field(
-        "64KiB",
+        64 * 1024,
         description="Largest admin request body in bytes; larger ones get 413. "
         "Default 64KiB: admin requests are tiny JSON documents.",
     )
@@ -92,12 +105,12 @@ class StatusConfig(Section):
     """Status server: kubelet probes and the merged Prometheus `/metrics`."""
 
     listen: Listen = Field(
-        "0.0.0.0:15020",
+        ListenAddress("0.0.0.0", 15020),
         description="Address of the status server. Default 0.0.0.0:15020: the kubelet "
         "and Prometheus reach it on the pod IP.",
     )
     max_request_size: Size = Field(
-        "4KiB",
+        4 * 1024,
         description="Largest status request body in bytes; larger ones get 413. "
         "Default 4KiB: probes and scrapes send no body.",
     )
@@ -107,7 +120,7 @@ class LifecycleConfig(Section):
     """Start-up and shut-down behaviour of the whole sidecar."""
 
     drain_timeout: Duration = Field(
-        "20s",
+        20.0,
         description="Longest time to finish in-flight work after SIGTERM, SIGINT or "
         "`POST /quitquitquit` before exiting. Default 20s: below Kubernetes' default "
         "terminationGracePeriodSeconds of 30s, so Pillion exits before the kubelet's SIGKILL.",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pillion.config.models import PillionConfig
+from pydantic import BaseModel
+
+from pillion.config.models import PillionConfig, model_in
 
 __all__ = ["json_schema", "markdown_reference"]
 
@@ -27,9 +29,23 @@ Unknown keys are errors.
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of ``pillion.yaml``, for editors and CI linting."""
     schema = PillionConfig.model_json_schema(mode="validation")
+    _spell_defaults(schema, PillionConfig)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "pillion.yaml"
     return schema
+
+
+def _spell_defaults(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Show defaults as they are written in YAML (``"20s"``), not as stored (``20.0``)."""
+    defs = schema.get("$defs", {})
+    written = model.model_construct().model_dump(mode="json")
+    properties = (schema if model is PillionConfig else defs[model.__name__])["properties"]
+    for key, field in model.model_fields.items():
+        nested = model_in(field.annotation)
+        if nested is not None:
+            _spell_defaults(schema, nested)
+        elif "default" in properties[key]:
+            properties[key]["default"] = written[key]
 
 
 def markdown_reference() -> str:

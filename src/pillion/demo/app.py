@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 __all__ = ["build_app", "main"]
 
@@ -37,7 +38,7 @@ class DemoApp:
             out.write(line + "\n")
 
     @web.middleware
-    async def count(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         began = time.perf_counter()
         self.requests += 1
         try:

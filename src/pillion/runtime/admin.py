@@ -15,6 +15,7 @@ import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from pillion.config import PillionConfig
 from pillion.config.types import is_loopback
@@ -59,7 +60,7 @@ class AdminServer(HttpServerComponent):
         self.max_request_size = config.admin.max_request_size
 
     @web.middleware
-    async def _guard(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         settings = self._settings
         if not settings.allow_remote:
             if not is_loopback(_hostname(request.host)):

@@ -18,6 +18,7 @@ import errno
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from pillion.config.types import ListenAddress
 from pillion.runtime.component import Component
@@ -109,7 +110,7 @@ class HttpServerComponent(Component):
             await runner.cleanup()
 
     @web.middleware
-    async def _track(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -123,7 +124,7 @@ class HttpServerComponent(Component):
                 self._idle.set()
 
     @web.middleware
-    async def _limit_body(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def _limit_body(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         length = request.content_length
         if length is not None and length > self.max_request_size:
             raise web.HTTPRequestEntityTooLarge(max_size=self.max_request_size, actual_size=length)

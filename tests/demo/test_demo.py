@@ -1,0 +1,64 @@
+"""``pillion demo`` as a person runs it: start, try every printed command with curl, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import free_port
+
+
+def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    ports = {"--app-port": free_port(), "--admin-port": free_port(), "--status-port": free_port()}
+    args = [arg for option, port in ports.items() for arg in (option, str(port))]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "pillion", "demo", *args, "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            assert line, "demo exited early:\n" + "".join(output)
+            output.append(line)
+            if "Ctrl-C stops the pod" in line:
+                break
+        commands = [m.group(1) for m in map(re.compile(r"\s(curl .+)$").search, output) if m]
+        assert len(commands) >= 9
+        for command in commands:
+            result = subprocess.run(
+                [*shlex.split(command), "-w", "\n%{http_code}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            body, _, code = result.stdout.rpartition("\n")
+            assert (result.returncode, code) == (0, "200"), f"{command}: {result.stdout}"
+            assert body.strip(), command
+            if command.endswith("/config"):
+                assert json.loads(body)["admin"]["auth_token"] == "***"
+            if "/stats" in command:
+                assert json.loads(body)["status"] == "up"
+
+        assert (tmp_path / "logs" / "app.log").read_text().count('"msg": "request"') >= 2
+        pid = int(re.search(r"kill -HUP (\d+)", "".join(output)).group(1))  # type: ignore[union-attr]
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=30)
+    assert demo.returncode == 0, rest
+    assert "stopped: demo app exit 0, pillion exit 0" in rest
+    log = [json.loads(line) for line in (tmp_path / "pillion.log").read_text().splitlines()]
+    assert log[-1]["message"] == "stopped"
+    assert not Path(f"/proc/{pid}").exists()
+    assert "demo-admin-token" not in (tmp_path / "pillion.log").read_text()

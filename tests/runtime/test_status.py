@@ -1,0 +1,93 @@
+"""The status server: probes and /metrics, checked with the real promtool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import PillionProcess, base_config, free_port, http, write_config
+
+
+@pytest.fixture(scope="module")
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PillionProcess]:
+    admin_port, status_port = free_port(), free_port()
+    config = write_config(tmp_path_factory.mktemp("status"), base_config(admin_port, status_port))
+    process = PillionProcess(config, admin_port, status_port).start()
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.mark.parametrize("probe", ["started", "live", "ready"])
+def test_probes_pass_with_component_detail(pod: PillionProcess, probe: str) -> None:
+    status, headers, body = http("GET", f"{pod.status_url}/healthz/{probe}")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    health = json.loads(body)
+    assert health[probe] is True
+    assert health["components"]["admin"] == {"state": "running", "started": True, "ready": True}
+    assert set(health["components"]) == {"status", "admin"}
+
+
+def test_probes_answer_head(pod: PillionProcess) -> None:
+    status, _, body = http("HEAD", f"{pod.status_url}/healthz/live")
+    assert (status, body) == (200, b"")
+
+
+def test_metrics_text_format(pod: PillionProcess) -> None:
+    status, headers, body = http("GET", f"{pod.status_url}/metrics")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = body.decode()
+    for needle in (
+        "# TYPE pillion_build_info gauge",
+        'pillion_component_state{component="admin",pillion_component_state="running"} 1.0',
+        'pillion_config_reloads_total{result="error"} 0.0',
+        "pillion_process_start_time_seconds ",
+        "pillion_start_time_seconds ",
+    ):
+        assert needle in text
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert all(name.startswith("pillion_") for name in names)
+
+
+def test_metrics_openmetrics_when_asked(pod: PillionProcess) -> None:
+    status, headers, body = http(
+        "GET",
+        f"{pod.status_url}/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"},
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    assert b"# TYPE pillion_component_state stateset" in body
+
+
+def test_promtool_finds_nothing_to_complain_about(pod: PillionProcess) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package; `make test` installs it"
+    curl = subprocess.run(
+        ["curl", "-sf", f"{pod.status_url}/metrics"], capture_output=True, check=True, timeout=30
+    )
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=curl.stdout, capture_output=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout + check.stderr == b""
+
+
+def test_unknown_path_404_and_wrong_method_405(pod: PillionProcess) -> None:
+    assert http("GET", f"{pod.status_url}/healthz")[0] == 404
+    assert http("GET", f"{pod.status_url}/config")[0] == 404  # admin only, never on the pod IP
+    assert http("POST", f"{pod.status_url}/metrics")[0] == 405
+    assert http("POST", f"{pod.status_url}/healthz/ready")[0] == 405
+
+
+def test_oversized_request_is_413(pod: PillionProcess) -> None:
+    status, _, _ = http("POST", f"{pod.status_url}/metrics", body=b"x" * 10_000)
+    assert status == 413
