@@ -3,8 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pillion.config import ConfigError, load_config, parse_config
+from pillion.config import ConfigError, ConfigIssue, load_config, parse_config
 from pillion.config.types import ListenAddress
 
 
@@ -47,7 +50,7 @@ def test_yaml_syntax_error_has_line() -> None:
     assert path == "(yaml)"
     assert line is not None
     assert line >= 3
-    assert "YAML syntax error" in message
+    assert "YAML error" in message
 
 
 def test_top_level_must_be_a_mapping() -> None:
@@ -194,3 +197,58 @@ def test_load_config_reads_env(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("app:\n  port: ${P}\n")
     assert load_config(path, {"P": "1234"}).app.port == 1234
+
+
+def test_aliases_work_but_an_alias_bomb_is_refused() -> None:
+    ok = parse_config("app: &a {port: 81}\nx-unused: 1\n".replace("x-unused: 1\n", ""), "x", {})
+    assert ok.app.port == 81
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+    )
+    [(path, line, message)] = errors_of(bomb)
+    assert (path, line) == ("(document)", 1)
+    assert "expands to more than" in message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab:- \n\t{}[]&*!#'\"$%|>@`,?~0.9")), max_size=80))
+def test_any_text_gives_a_config_or_a_config_error(text: str) -> None:
+    issues = outcome(text)
+    assert issues is None or (issues and all(i.path and i.message for i in issues))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["app", "admin", "port", "listen", "x"]), inner, max_size=3
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_any_yaml_structure_gives_a_config_or_a_config_error(document: object) -> None:
+    issues = outcome(yaml.safe_dump(document))
+    assert issues is None or issues
+
+
+def outcome(text: str) -> list[ConfigIssue] | None:
+    """None for a valid config, else the issues of the ``ConfigError``."""
+    try:
+        parse_config(text, "fuzz.yaml", {})
+    except ConfigError as exc:
+        return exc.issues
+    return None
+
+
+def test_unknown_yaml_tag_is_a_config_error() -> None:
+    [(path, line, message)] = errors_of("app:\n  port: !weird 80\n")
+    assert (path, line) == ("(yaml)", 2)
+    assert "!weird" in message

@@ -45,7 +45,8 @@ def test_metrics_text_format(pod: PillionProcess) -> None:
     text = body.decode()
     for needle in (
         "# TYPE pillion_build_info gauge",
-        'pillion_component_state{component="admin",pillion_component_state="running"} 1.0',
+        'pillion_component_state{component="admin",state="running"} 1.0',
+        'pillion_component_state{component="admin",state="starting"} 0.0',
         'pillion_config_reloads_total{result="error"} 0.0',
         "pillion_process_start_time_seconds ",
         "pillion_start_time_seconds ",
@@ -64,7 +65,8 @@ def test_metrics_openmetrics_when_asked(pod: PillionProcess) -> None:
     assert status == 200
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
-    assert b"# TYPE pillion_component_state stateset" in body
+    assert b"# TYPE pillion_config_reloads counter" in body
+    assert b'pillion_config_reloads_total{result="error"} 0.0' in body
 
 
 def test_promtool_finds_nothing_to_complain_about(pod: PillionProcess) -> None:

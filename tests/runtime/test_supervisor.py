@@ -7,6 +7,7 @@ network code): they record what the supervisor asks of them, in order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -61,6 +62,17 @@ class Recorder(Component):
 
     def reconfigure(self, config: PillionConfig) -> None:
         self.journal.append(f"reconfigure {self.name}")
+
+
+@pytest.fixture(autouse=True)
+async def no_task_left_behind() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running: a supervisor must clean up after itself."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    left = {t for t in asyncio.all_tasks() - before if not t.done()}
+    left.discard(asyncio.current_task())  # type: ignore[arg-type]
+    assert not left, f"tasks left running: {left}"
 
 
 async def run_until_started(supervisor: Supervisor) -> asyncio.Task[int]:

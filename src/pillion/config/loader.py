@@ -2,15 +2,18 @@
 
 Every problem is collected and raised at once as a ``ConfigError``, each with
 its field path and YAML line. Duplicate keys are errors (PyYAML would silently
-keep the last one). Nothing here starts or binds anything.
+keep the last one). Anchors and aliases work, but a document that expands to
+more than ``MAX_NODES`` values is refused (the "billion laughs" file would
+otherwise hang the expansion and validation). Nothing here starts or binds.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -26,6 +29,11 @@ __all__ = ["load_config", "parse_config"]
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _YamlPath = tuple[str | int, ...]
+
+_T = TypeVar("_T")
+
+MAX_NODES = 100_000
+"""Most values a config may expand to; real ones have hundreds."""
 
 
 def load_config(
@@ -43,30 +51,18 @@ def load_config(
 
 def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionConfig:
     """Validate config ``text``; ``source`` names it in messages."""
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        if mark:
-            problem = f"{problem} (column {mark.column + 1})"
-        if exc.context and exc.context_mark and exc.context_mark is not mark:
-            where = exc.context_mark.line + 1
-            problem = f"{exc.context} (line {where}): {problem}"
-        raise ConfigError(
-            source, [ConfigIssue("(yaml)", f"YAML syntax error: {problem}", line)]
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {exc}")]) from exc
-
+    root = _yaml(source, lambda: yaml.compose(text, Loader=_Loader))
     if root is None:
         document: object = {}
         lines: dict[_YamlPath, int] = {}
         issues: list[ConfigIssue] = []
     else:
-        lines, issues = _index_lines(root)
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+        try:
+            lines, issues = _index_lines(root)
+        except _TooLarge:
+            message = f"the document expands to more than {MAX_NODES} values (aliases?)"
+            raise ConfigError(source, [ConfigIssue("(document)", message, 1)]) from None
+        document = _yaml(source, lambda: _Loader("").construct_document(root))
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigIssue("(document)", "the top level must be a mapping", 1)])
 
@@ -89,6 +85,23 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionC
     return config
 
 
+def _yaml(source: str, step: Callable[[], _T]) -> _T:
+    """Run a PyYAML step; any YAML error becomes a ``ConfigError`` with its line."""
+    try:
+        return step()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        if mark:
+            problem = f"{problem} (column {mark.column + 1})"
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            problem = f"{exc.context} (line {exc.context_mark.line + 1}): {problem}"
+        raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {problem}", line)]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {exc}")]) from exc
+
+
 def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(issues, key=lambda issue: (issue.line or 0, issue.path))
 
@@ -97,8 +110,12 @@ def _index_lines(root: yaml.Node) -> tuple[dict[_YamlPath, int], list[ConfigIssu
     """Map each key path to its 1-based line; report duplicate keys."""
     lines: dict[_YamlPath, int] = {(): root.start_mark.line + 1}
     issues: list[ConfigIssue] = []
+    budget = [MAX_NODES]
 
     def walk(node: yaml.Node, path: _YamlPath) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooLarge
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -120,6 +137,10 @@ def _index_lines(root: yaml.Node) -> tuple[dict[_YamlPath, int], list[ConfigIssu
 
     walk(root, ())
     return lines, issues
+
+
+class _TooLarge(Exception):
+    """The document expands (through aliases) to more than ``MAX_NODES`` values."""
 
 
 def _line_of(path: _YamlPath, lines: Mapping[_YamlPath, int]) -> int | None:

@@ -13,7 +13,6 @@ import time
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Enum,
     Gauge,
     Info,
     ProcessCollector,
@@ -44,11 +43,10 @@ class Metrics:
             "When this Pillion process started, in seconds since the Unix epoch.",
             registry=self.registry,
         ).set(time.time())
-        self.component_state = Enum(
+        self.component_state = Gauge(
             "pillion_component_state",
-            "The lifecycle state of each Pillion component.",
-            ["component"],
-            states=COMPONENT_STATES,
+            "1 for the state each Pillion component is in, 0 for the others.",
+            ["component", "state"],
             registry=self.registry,
         )
         self.config_reloads = Counter(
@@ -73,7 +71,8 @@ class Metrics:
         self.config_loaded_timestamp.set(time.time())
 
     def set_component_state(self, component: str, state: str) -> None:
-        self.component_state.labels(component).state(state)
+        for name in COMPONENT_STATES:
+            self.component_state.labels(component, name).set(1 if name == state else 0)
 
     def record_reload(self, *, ok: bool) -> None:
         self.config_reloads.labels("success" if ok else "error").inc()
