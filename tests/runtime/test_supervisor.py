@@ -71,7 +71,7 @@ async def no_task_left_behind() -> AsyncIterator[None]:
     yield
     await asyncio.sleep(0)
     left = {t for t in asyncio.all_tasks() - before if not t.done()}
-    left.discard(asyncio.current_task())  # type: ignore[arg-type]
+    left.discard(asyncio.current_task())
     assert not left, f"tasks left running: {left}"
 
 
