@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # curl is the client the demo tour prints.
 SYSTEM_PACKAGES := prometheus curl
 
-.PHONY: demo test check docs system-deps clean
+.PHONY: demo test check docs system-deps bench-proxy clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -30,6 +30,13 @@ docs: $(VENV)/.installed
 
 system-deps:
 	@scripts/install-system-packages.sh $(SYSTEM_PACKAGES)
+
+# Compare Pillion's reverse proxy with nginx and HAProxy on 127.0.0.1 (see bench/README.md).
+# Pass options with ARGS, e.g. `make bench-proxy ARGS=--quick`.
+BENCH_PACKAGES := nginx haproxy wrk hey
+bench-proxy: $(VENV)/.installed
+	@scripts/install-bench-packages.sh $(BENCH_PACKAGES)
+	$(BIN)/python bench/proxy_bench.py $(ARGS)
 
 $(BIN)/python:
 	@scripts/make-venv.sh $(PYTHON) $(VENV)

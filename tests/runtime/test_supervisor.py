@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from pillion.components import Component, ComponentKind, ComponentStartError
 from pillion.config import PillionConfig, parse_config
-from pillion.runtime.component import Component, ComponentKind
 from pillion.runtime.control import Control
-from pillion.runtime.errors import ComponentStartError
 from pillion.runtime.supervisor import Supervisor
 from pillion.telemetry import Metrics
 

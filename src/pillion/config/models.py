@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from pillion.config.proxy import ProxyConfig
 from pillion.config.types import Listen, ListenAddress, Port, Secret, is_loopback
 from pillion.config.units import Duration, Size
 
@@ -62,6 +63,12 @@ class AppConfig(Section):
     port: Port = Field(
         8080,
         description="TCP port the app listens on. Default 8080, the most common app port.",
+    )
+    health: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="HTTP path on the app polled once a second; while it does not answer "
+        "2xx, `/healthz/ready` fails. Default: none (the app's readiness is not checked).",
     )
 
 
@@ -135,10 +142,6 @@ class TelemetryConfig(Section):
         description="Lowest level of Pillion's own log records. Default info; change it "
         "at run time with `POST /logging` on the admin server.",
     )
-
-
-class ProxyConfig(Section):
-    """Inbound and outbound proxy. Disabled when absent; its settings land with the proxy."""
 
 
 class LogsConfig(Section):

@@ -1,7 +1,6 @@
 """The runtime: the supervisor, the component interface, the admin and status servers."""
 
-from pillion.runtime.component import Component
-from pillion.runtime.errors import ComponentStartError, RuntimeFailure
+from pillion.components import Component, ComponentStartError, RuntimeFailure
 from pillion.runtime.main import run_sidecar
 from pillion.runtime.supervisor import Supervisor
 

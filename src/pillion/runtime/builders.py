@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pillion.components import Component
 from pillion.config import PillionConfig
+from pillion.proxy.listener import ProxyComponent
 from pillion.runtime.admin import AdminServer
-from pillion.runtime.component import Component
 from pillion.runtime.control import Control
 from pillion.runtime.status import StatusServer
 from pillion.telemetry import Metrics
@@ -26,7 +27,10 @@ Builder = Callable[[PillionConfig, Control, Metrics], list[Component]]
 
 def build_components(config: PillionConfig, control: Control, metrics: Metrics) -> list[Component]:
     """The components for ``config``, in the order they start."""
-    return [
+    components: list[Component] = [
         StatusServer(config, control, metrics),
         AdminServer(config, control),
     ]
+    if config.proxy is not None:
+        components.append(ProxyComponent(config, metrics))
+    return components

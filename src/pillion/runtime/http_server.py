@@ -20,9 +20,8 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from pillion.components import Component, ComponentStartError
 from pillion.config.types import ListenAddress
-from pillion.runtime.component import Component
-from pillion.runtime.errors import ComponentStartError
 
 __all__ = ["HttpServerComponent"]
 

@@ -18,11 +18,10 @@ import signal
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from pillion.components import EXIT_OK, EXIT_RUNTIME_FAILURE, Component, ComponentStartError
 from pillion.config import ConfigError, PillionConfig, load_config
 from pillion.runtime.builders import Builder, build_components
-from pillion.runtime.component import Component
 from pillion.runtime.control import ComponentHealth, Health
-from pillion.runtime.errors import EXIT_OK, EXIT_RUNTIME_FAILURE, ComponentStartError
 from pillion.telemetry import Metrics, set_level
 
 __all__ = ["Supervisor"]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import platform
 import time
+import typing
+from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +28,7 @@ __all__ = ["COMPONENT_STATES", "Metrics"]
 
 COMPONENT_STATES = ["starting", "running", "draining", "stopped", "failed"]
 RELOAD_RESULTS = ("success", "error")
+_T = TypeVar("_T")
 
 
 class Metrics:
@@ -32,6 +36,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._families: dict[str, object] = {}
         ProcessCollector(namespace="pillion", registry=self.registry)
         Info(
             "pillion_build",
@@ -69,6 +74,17 @@ class Metrics:
             registry=self.registry,
         )
         self.config_loaded_timestamp.set(time.time())
+
+    def family(self, key: str, create: Callable[[CollectorRegistry], _T]) -> _T:
+        """Metric families shared by every instance of a component, registered once.
+
+        A component rebuilt by a reload gets the same families back instead of
+        registering its names a second time.
+        """
+        found = self._families.get(key)
+        if found is None:
+            found = self._families[key] = create(self.registry)
+        return typing.cast(_T, found)
 
     def set_component_state(self, component: str, state: str) -> None:
         for name in COMPONENT_STATES:

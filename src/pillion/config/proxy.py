@@ -1,0 +1,192 @@
+"""Models of the ``proxy`` section: inbound listeners, their limits, timeouts, access log."""
+
+from __future__ import annotations
+
+import typing
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pillion.config.types import Listen, ListenAddress
+from pillion.config.units import Duration, Size
+
+__all__ = [
+    "ACCESS_LOG_FIELDS",
+    "AccessLogConfig",
+    "InboundListenerConfig",
+    "ProxyConfig",
+    "RequestLimits",
+    "Timeouts",
+]
+
+AccessLogField = Literal[
+    "time",
+    "listener",
+    "client",
+    "method",
+    "path",
+    "protocol",
+    "code",
+    "flags",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "upstream_ms",
+    "request_id",
+    "traceparent",
+    "user_agent",
+]
+ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = typing.get_args(AccessLogField)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestLimits(_Section):
+    """Limits on what a client may send; each has its own status code."""
+
+    max_header_size: Size = Field(
+        32 * 1024,
+        description="Largest request line plus headers, in bytes; larger gets 431. Default "
+        "32KiB: nginx's 4x8KiB buffers, enough for large cookies and JWTs.",
+    )
+    max_headers: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Most header fields in a request; more gets 431. Default 100, as "
+        "Envoy's and Go's net/http.",
+    )
+    max_uri_size: Size = Field(
+        8 * 1024,
+        description="Longest request target (path and query), in bytes; longer gets 414. "
+        "Default 8KiB, as common CDNs and servers.",
+    )
+    max_body_size: Size = Field(
+        0,
+        description="Largest request body in bytes; larger gets 413 (before the app sees "
+        "it when Content-Length says so). Default 0: no limit, because bodies are "
+        "streamed and the app knows what it accepts (nginx's 1m default breaks uploads).",
+    )
+
+
+class Timeouts(_Section):
+    """Time limits of a listener; each failure has its status and response flag."""
+
+    header: Duration = Field(
+        10.0,
+        description="Longest time to receive a request's headers once it has begun; then "
+        "408 and close (slowloris). Default 10s: a real client sends headers at once.",
+    )
+    connect: Duration = Field(
+        2.0,
+        description="Longest time to connect to the upstream; then 503 with flag UF. "
+        "Default 2s: the app is on localhost, a slow connect means it is overloaded.",
+    )
+    request: Duration = Field(
+        60.0,
+        description="Longest time from a request's headers to the end of the response; "
+        "then 504 with flag UT (or a reset if the response had begun). Default 60s.",
+    )
+    idle: Duration = Field(
+        60.0,
+        description="How long a client's keep-alive connection may sit idle before it is "
+        "closed. Default 60s, below the 350s of common cloud load balancers' own "
+        "keep-alive, and near nginx's 75s.",
+    )
+    upstream_idle: Duration = Field(
+        4.0,
+        description="How long a pooled connection to the app may sit idle before Pillion "
+        "closes it. Default 4s: below the 5s keep-alive of Node.js, uvicorn and gunicorn, "
+        "so Pillion never reuses a connection the app is closing (the cause of sporadic "
+        "502s behind proxies with long upstream keep-alive).",
+    )
+
+
+class InboundListenerConfig(_Section):
+    """One inbound listener: accepts clients, forwards to the app."""
+
+    name: str = Field(
+        "inbound",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Name of the listener in metrics and the access log.",
+    )
+    listen: Listen = Field(
+        ListenAddress("0.0.0.0", 15006),
+        description="Address to accept clients on. Default 0.0.0.0:15006, Istio's inbound port.",
+    )
+    upstream: Listen | None = Field(
+        None,
+        description="Where the app listens. Default: `app.host`:`app.port`.",
+    )
+    max_connections: int = Field(
+        10_000,
+        ge=1,
+        description="Most client connections at once; more are closed at accept. "
+        "Default 10000: bounded memory (a few KiB each) with room for bursts.",
+    )
+    upstream_max_idle: int = Field(
+        128,
+        ge=0,
+        description="Most idle keep-alive connections to the app kept in the pool. "
+        "Default 128: enough for the concurrency of one worker.",
+    )
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
+
+
+class AccessLogConfig(_Section):
+    """The access log: one JSON line per request, written in batches."""
+
+    path: str = Field(
+        "-",
+        description="File to append to, or `-` for standard output. Default `-`, as "
+        "container logs are collected from stdout.",
+    )
+    fields: list[AccessLogField] = Field(
+        list(ACCESS_LOG_FIELDS),
+        description="Fields of each line, in order. Default: all of them.",
+    )
+    sample: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of requests logged (errors, code >= 500, are always logged). "
+        "Default 1.0: every request.",
+    )
+    flush_interval: Duration = Field(
+        0.1,
+        description="Longest time a line waits before it is written. Default 100ms.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("fields are listed more than once")
+        return value
+
+
+class ProxyConfig(_Section):
+    """Inbound reverse proxy in front of the app. Disabled when absent."""
+
+    inbound: list[InboundListenerConfig] = Field(
+        default_factory=lambda: [InboundListenerConfig()],
+        description="Inbound listeners. Default: one on 0.0.0.0:15006 to the app.",
+    )
+    access_log: AccessLogConfig | None = Field(
+        default_factory=AccessLogConfig,
+        description="Access log; `null` turns it off. Default: every request to stdout.",
+    )
+
+    @field_validator("inbound")
+    @classmethod
+    def _distinct(cls, value: list[InboundListenerConfig]) -> list[InboundListenerConfig]:
+        names = [listener.name for listener in value]
+        if len(set(names)) != len(names):
+            raise ValueError("listener names must be distinct")
+        addresses = [listener.listen for listener in value]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("two listeners on one address")
+        return value

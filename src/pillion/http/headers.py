@@ -1,0 +1,35 @@
+"""Header rules of a proxy: hop-by-hop fields (RFC 9110 §7.6.1) and lower-casing.
+
+Headers are kept as a list of ``(name, value)`` byte pairs, in arrival order and
+with their original case, as llhttp hands them over.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HOP_BY_HOP", "Headers", "connection_tokens", "is_hop_by_hop"]
+
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+"""Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9112)."""
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    """The lower-cased field names listed in a ``Connection`` header value."""
+    return {token.strip().lower() for token in value.split(b",") if token.strip()}
+
+
+def is_hop_by_hop(lower_name: bytes, named: set[bytes] | frozenset[bytes]) -> bool:
+    return lower_name in HOP_BY_HOP or lower_name in named

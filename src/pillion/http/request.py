@@ -1,0 +1,277 @@
+"""A strict HTTP/1.1 request parser: bytes in, ``RequestHandler`` callbacks out.
+
+llhttp (through httptools) rejects the request-smuggling shapes of RFC 9112
+§6.3 and §11.2: ``Content-Length`` with ``Transfer-Encoding``, duplicate or
+invalid ``Content-Length``, obs-fold, whitespace before a colon, invalid
+characters, bare CR, malformed chunk sizes. On top of it this module enforces
+what llhttp leaves to the server: exactly one ``Host`` in HTTP/1.1, versions
+1.0 and 1.1 only, ``chunked`` as the only transfer coding, no ``CONNECT``, the
+size limits (431, 414, 413), and absolute-form targets rewritten to origin-form.
+Every rejection is a ``RequestError`` carrying its status; the connection must
+then be answered and closed, and nothing of the request forwarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NoReturn, Protocol
+
+import httptools
+
+from pillion.http.errors import RequestError
+from pillion.http.headers import Headers, connection_tokens
+
+__all__ = ["ParserLimits", "RequestHandler", "RequestHead", "RequestParser"]
+
+BodyKind = Literal["none", "length", "chunked"]
+
+
+@dataclass(frozen=True)
+class ParserLimits:
+    max_header_size: int = 32 * 1024
+    max_headers: int = 100
+    max_uri_size: int = 8 * 1024
+    max_body_size: int = 0  # 0: no limit
+
+
+class RequestHead:
+    """A request's line and headers, as received (header case kept)."""
+
+    __slots__ = (
+        "body",
+        "connection_names",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        headers: Headers,
+        host: bytes,
+        keep_alive: bool,
+        body: BodyKind,
+        content_length: int,
+        connection_names: set[bytes],
+        expect_continue: bool,
+        upgrade: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.host = host
+        self.keep_alive = keep_alive
+        self.body = body
+        self.content_length = content_length
+        self.connection_names = connection_names
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
+
+
+class RequestHandler(Protocol):
+    """Receives a connection's requests in order."""
+
+    def on_request(self, head: RequestHead) -> None: ...
+
+    def on_request_body(self, data: bytes) -> None: ...
+
+    def on_request_end(self) -> None: ...
+
+
+_SUPPORTED_VERSIONS = frozenset({"1.1", "1.0"})
+
+
+class RequestParser:
+    """Parses the requests of one client connection (pipelined ones too)."""
+
+    __slots__ = (
+        "_body_bytes",
+        "_chunked",
+        "_connection",
+        "_content_length",
+        "_error",
+        "_expect",
+        "_handler",
+        "_head_bytes",
+        "_header_bytes",
+        "_headers",
+        "_hosts",
+        "_limits",
+        "_parser",
+        "_url",
+        "partial_head",
+        "upgraded",
+    )
+
+    def __init__(self, handler: RequestHandler, limits: ParserLimits) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._error: RequestError | None = None
+        self.partial_head = False  # inside a request's line and headers
+        self._head_bytes = 0
+        self.upgraded = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: Headers = []
+        self._header_bytes = 0
+        self._hosts: list[bytes] = []
+        self._content_length = -1
+        self._chunked = False
+        self._connection: set[bytes] = set()
+        self._expect = False
+        self._body_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; raise ``RequestError`` at the first violation."""
+        if self.upgraded:
+            return  # bytes after an Upgrade request are not HTTP; the connection closes
+        was_partial = self.partial_head
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.upgraded = True
+        except httptools.HttpParserCallbackError:
+            error, self._error = self._error, None
+            if error is None:  # pragma: no cover - our callbacks only raise RequestError
+                raise
+            raise error from None
+        except httptools.HttpParserInvalidMethodError:
+            raise RequestError(501, "method not implemented") from None
+        except httptools.HttpParserError as exc:
+            raise RequestError(400, _reason(exc)) from None
+        if self.partial_head and was_partial:
+            # The head began in an earlier chunk and has not ended: all of ``data`` is
+            # head. (httptools buffers a partial field itself, so this bounds it.)
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_header_size:
+                raise RequestError(431, "request header fields too large")
+
+    # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        self.partial_head = True
+        self._head_bytes = 0
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_uri_size:
+            self._fail(414, "URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name, value))
+        self._header_bytes += len(name) + len(value) + 4
+        if len(headers) > self._limits.max_headers:
+            self._fail(431, "too many header fields")
+        if self._header_bytes + len(self._url) > self._limits.max_header_size:
+            self._fail(431, "request header fields too large")
+        lower = name.lower()
+        if lower == b"host":
+            self._hosts.append(value)
+        elif lower == b"content-length":
+            self._content_length = int(value)  # llhttp checked: digits only, one header
+        elif lower == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                self._fail(501, "transfer coding not implemented (only chunked)")
+            self._chunked = True
+        elif lower == b"connection":
+            self._connection |= connection_tokens(value)
+        elif lower == b"expect":
+            if value.strip().lower() != b"100-continue":
+                self._fail(417, "expectation failed")
+            self._expect = True
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in _SUPPORTED_VERSIONS:
+            self._fail(505, "HTTP version not supported")
+        method: bytes = parser.get_method()
+        if method == b"CONNECT":
+            self._fail(501, "CONNECT is not supported")
+        hosts = self._hosts
+        if len(hosts) > 1:
+            self._fail(400, "more than one Host header")
+        target = self._url
+        host = hosts[0] if hosts else b""
+        if target[:1] not in (b"/", b"*"):
+            target, host = self._origin_form(target)
+        elif not hosts and version == "1.1":
+            self._fail(400, "missing Host header")
+        limits = self._limits
+        body: BodyKind = "none"
+        if self._chunked:
+            body = "chunked"
+        elif self._content_length > 0:
+            body = "length"
+            if limits.max_body_size and self._content_length > limits.max_body_size:
+                self._fail(413, "content too large")
+        self.partial_head = False
+        self._handler.on_request(
+            RequestHead(
+                method,
+                target,
+                version.encode(),
+                self._headers,
+                host,
+                parser.should_keep_alive(),
+                body,
+                max(self._content_length, 0),
+                self._connection,
+                self._expect,
+                parser.should_upgrade(),
+            )
+        )
+
+    def on_body(self, data: bytes) -> None:
+        limit = self._limits.max_body_size
+        if limit:
+            self._body_bytes += len(data)
+            if self._body_bytes > limit:
+                self._fail(413, "content too large")
+        self._handler.on_request_body(data)
+
+    def on_message_complete(self) -> None:
+        self._handler.on_request_end()
+
+    # -- helpers --
+
+    def _origin_form(self, target: bytes) -> tuple[bytes, bytes]:
+        """``http://host/path?q`` -> (``/path?q``, ``host``); RFC 9112 §3.2.2."""
+        try:
+            url = httptools.parse_url(target)
+        except httptools.HttpParserInvalidURLError:
+            self._fail(400, "invalid request target")
+        if url.schema not in (b"http", b"https") or not url.host:
+            self._fail(400, "invalid request target")
+        path = url.path or b"/"
+        if url.query is not None:
+            path += b"?" + url.query
+        host = url.host if url.port is None else url.host + b":%d" % url.port
+        return path, host
+
+    def _fail(self, status: int, reason: str) -> NoReturn:
+        self._error = RequestError(status, reason)
+        raise self._error
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or "malformed request"
+    return text[:100]

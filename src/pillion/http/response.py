@@ -1,0 +1,172 @@
+"""Parsing an upstream's responses: bytes in, ``ResponseHandler`` callbacks out.
+
+One request is outstanding per upstream connection, so anything after the end
+of a response (an app sending more body than its ``Content-Length``, say) makes
+the connection ``broken``: it is never reused, and the client still gets exactly
+the response the headers announced. A response without ``Content-Length`` or
+chunked coding ends when the upstream closes (``feed_eof``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import httptools
+
+from pillion.http.errors import ResponseError, ResponseIncomplete
+from pillion.http.headers import Headers, connection_tokens
+
+__all__ = ["ResponseHandler", "ResponseHead", "ResponseParser"]
+
+ResponseBody = Literal["none", "length", "chunked", "close"]
+
+MAX_RESPONSE_HEADER_SIZE = 64 * 1024
+
+
+class ResponseHead:
+    __slots__ = ("body", "connection_names", "content_length", "headers", "keep_alive", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        keep_alive: bool,
+        body: ResponseBody,
+        content_length: int,
+        connection_names: set[bytes],
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.body = body
+        self.content_length = content_length
+        self.connection_names = connection_names
+
+
+class ResponseHandler(Protocol):
+    def on_response(self, head: ResponseHead) -> None: ...
+
+    def on_response_body(self, data: bytes) -> None: ...
+
+    def on_response_end(self) -> None: ...
+
+
+class ResponseParser:
+    """Parses the responses on one upstream connection."""
+
+    __slots__ = (
+        "_chunked",
+        "_connection",
+        "_content_length",
+        "_head_bytes",
+        "_headers",
+        "_in_message",
+        "_parser",
+        "_until_close",
+        "broken",
+        "expecting",
+        "handler",
+    )
+
+    def __init__(self, handler: ResponseHandler) -> None:
+        self.handler = handler
+        self._parser = httptools.HttpResponseParser(self)
+        self._in_message = False
+        self._until_close = False
+        self.broken = False
+        self.expecting = False  # a request was sent and its final response is awaited
+        self._head_bytes = 0
+        self._headers: Headers = []
+        self._content_length = -1
+        self._chunked = False
+        self._connection: set[bytes] = set()
+
+    def feed(self, data: bytes) -> None:
+        if self.broken:
+            return
+        if not self.expecting and not self._in_message:
+            self.broken = True  # bytes nobody asked for
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            self.broken = True
+            cause = exc.__context__
+            if isinstance(cause, ResponseError) and (self.expecting or self._in_message):
+                raise cause from None
+        except httptools.HttpParserError as exc:
+            self.broken = True
+            if self.expecting or self._in_message:
+                raise ResponseError(f"malformed response: {str(exc)[:80]}") from None
+
+    def feed_eof(self) -> None:
+        """The upstream closed: end a read-until-close body, or fail a partial response."""
+        if self._in_message and self._until_close:
+            self._in_message = False
+            self.expecting = False
+            self.handler.on_response_end()
+        elif self._in_message or self.expecting:
+            raise ResponseIncomplete("upstream closed the connection before the response ended")
+
+    # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        if not self.expecting:
+            self.broken = True
+            raise ResponseError("response without a request")
+        self._in_message = True
+        self._head_bytes = 0
+        self._headers = []
+        self._content_length = -1
+        self._chunked = False
+        self._connection = set()
+        self._until_close = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_RESPONSE_HEADER_SIZE:
+            raise ResponseError("response header too large")
+        lower = name.lower()
+        if lower == b"content-length":
+            self._content_length = int(value)
+        elif lower == b"transfer-encoding":
+            self._chunked = value.strip().lower().endswith(b"chunked")
+        elif lower == b"connection":
+            self._connection |= connection_tokens(value)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status: int = parser.get_status_code()
+        body: ResponseBody
+        if status < 200 or status in (204, 304):
+            body = "none"
+        elif self._chunked:
+            body = "chunked"
+        elif self._content_length >= 0:
+            body = "length"
+        else:
+            body = "close"
+            self._until_close = True
+        keep_alive = parser.should_keep_alive() and body != "close"
+        self.handler.on_response(
+            ResponseHead(
+                status,
+                self._headers,
+                keep_alive,
+                body,
+                max(self._content_length, 0),
+                self._connection,
+            )
+        )
+
+    def on_body(self, data: bytes) -> None:
+        self.handler.on_response_body(data)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        status: int = self._parser.get_status_code()
+        if 100 <= status < 200:
+            return  # an interim response: the final one is still awaited
+        self.expecting = False
+        self.handler.on_response_end()

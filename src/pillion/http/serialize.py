@@ -1,0 +1,64 @@
+"""Bytes on the wire: message heads, chunk framing, Pillion's own short responses."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from pillion.http.headers import Headers
+
+__all__ = ["LAST_CHUNK", "chunk", "local_response", "reason_phrase", "status_line"]
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+_STATUS_LINES: dict[int, bytes] = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
+    for status in HTTPStatus
+}
+
+
+def reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n``; Pillion always speaks HTTP/1.1 (RFC 9110 §6.2)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d Unknown\r\n" % status
+    return line
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
+    """A message head from its first line, header pairs and pre-built extra lines."""
+    parts = [first_line]
+    parts.extend(b"%s: %s\r\n" % pair for pair in headers)
+    parts.append(extra)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def local_response(
+    status: int, message: str, *, close: bool = True, extra: bytes = b"", body: bool = True
+) -> bytes:
+    """A short plain-text response of Pillion's own (errors, rejections)."""
+    text = f"{message}\n".encode() if body else b""
+    length = len(f"{message}\n".encode())
+    return b"".join(
+        (
+            status_line(status),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % length,
+            b"connection: close\r\n" if close else b"",
+            extra,
+            b"\r\n",
+            text,
+        )
+    )

@@ -1,0 +1,261 @@
+"""One client connection: parse requests, run their exchanges in order, write back.
+
+Pipelined requests queue behind the active one (reading pauses while any wait,
+which bounds what is buffered). A malformed or over-limit request is answered
+with its status and the connection closed, after the responses already owed;
+nothing of it reaches the app. Timers: ``idle`` between requests, ``header``
+from a request's first byte to the end of its headers (408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+import typing
+from collections import deque
+from typing import TYPE_CHECKING
+
+from pillion.http.errors import RequestError
+from pillion.http.request import RequestHead, RequestParser
+from pillion.http.serialize import local_response
+from pillion.proxy import flags
+from pillion.proxy.exchange import Exchange
+
+if TYPE_CHECKING:
+    from pillion.proxy.listener import InboundListener
+
+__all__ = ["DownstreamConnection"]
+
+# Reasons to stop reading from the client, as bits: reading resumes when none is left.
+_PAUSE_BUFFER = 1  # the app's side is not ready for more request body
+_PAUSE_PIPELINE = 2  # requests are queued behind the active one
+
+
+class DownstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_paused",
+        "_pending_error",
+        "_stopped_parsing",
+        "_timer",
+        "_timer_kind",
+        "client_ip",
+        "closed",
+        "draining",
+        "listener",
+        "parser",
+        "queue",
+        "receiving",
+        "transport",
+    )
+
+    def __init__(self, listener: InboundListener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(self, listener.parser_limits)
+        self.client_ip = b"unknown"
+        self.queue: deque[Exchange] = deque()
+        self.receiving: Exchange | None = None
+        self.closed = False
+        self.draining = listener.draining
+        self._paused = 0
+        self._pending_error: RequestError | None = None
+        self._stopped_parsing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_kind = ""
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self.listener.connection_opened(self):
+            self.closed = True
+            transport.abort()  # over max_connections
+            return
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode()
+        self._arm("idle")
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self._stopped_parsing:
+            return
+        if self._timer_kind == "idle":
+            self._disarm()
+        parser = self.parser
+        try:
+            parser.feed(data)
+        except RequestError as error:
+            self._reject(error)
+            return
+        if parser.upgraded and self.receiving is None:
+            self._stopped_parsing = True
+        if parser.partial_head:
+            if self._timer_kind != "header":
+                self._arm("header")
+        elif not self.queue and self._timer_kind == "":
+            self._arm("idle")
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes after its request still gets its response.
+        return bool(self.queue)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._disarm()
+        queue, self.queue = self.queue, deque()
+        for exchange in queue:
+            exchange.on_downstream_lost()
+        self.listener.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        # The client reads slower than the app writes: stop reading from the app.
+        upstream = self.queue[0].upstream if self.queue else None
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        upstream = self.queue[0].upstream if self.queue else None
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.resume_reading()
+
+    # -- RequestHandler, from the parser --
+
+    def on_request(self, head: RequestHead) -> None:
+        self._disarm()
+        exchange = Exchange(self, head, perf_counter())
+        if self.draining:
+            exchange.close_after = True
+        self.receiving = exchange
+        queue = self.queue
+        queue.append(exchange)
+        if len(queue) == 1:
+            exchange.start()
+        else:
+            self._pause(_PAUSE_PIPELINE)
+
+    def on_request_body(self, data: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.on_body(data)
+
+    def on_request_end(self) -> None:
+        exchange, self.receiving = self.receiving, None
+        if exchange is None:
+            return
+        if exchange.close_after:
+            self._stopped_parsing = True  # nothing after "Connection: close" is read
+        exchange.on_request_complete()
+
+    # -- from the active exchange --
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        self.listener.observe(exchange)
+        queue = self.queue
+        if queue and queue[0] is exchange:
+            queue.popleft()
+        elif exchange in queue:
+            queue.remove(exchange)
+        if self.receiving is exchange:
+            self.receiving = None
+        if exchange.close_after:
+            self.close()
+            return
+        if queue:
+            queue[0].start()
+            if len(queue) == 1:
+                self._resume(_PAUSE_PIPELINE)
+        elif self._pending_error is not None:
+            self._answer_error(self._pending_error)
+        elif self.draining:
+            self.close()
+        elif not self.parser.partial_head:
+            self._arm("idle")
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        self._pause(_PAUSE_BUFFER)
+
+    def resume_reading(self) -> None:
+        self._resume(_PAUSE_BUFFER)
+
+    # -- from the listener --
+
+    def begin_drain(self) -> None:
+        """Finish what is in flight with ``Connection: close``; close when idle."""
+        self.draining = True
+        for exchange in self.queue:
+            exchange.close_after = True
+        if not self.queue and not self.parser.partial_head:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._disarm()
+            if self.transport is not None:
+                self.transport.close()  # flushes what was written first
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- rejections and timers --
+
+    def _reject(self, error: RequestError) -> None:
+        self._stopped_parsing = True
+        self._disarm()
+        exchange = self.receiving
+        if exchange is not None and not exchange.done:
+            exchange.fail_request(error.status, error.reason)  # its body was bad
+            return
+        self.listener.observe_rejection(self, error.status, flags.DPE)
+        if self.queue:
+            self._pending_error = error  # answered after the responses already owed
+        else:
+            self._answer_error(error)
+
+    def _answer_error(self, error: RequestError) -> None:
+        self.write(local_response(error.status, error.reason))
+        self.close()
+
+    def _arm(self, kind: str) -> None:
+        self._disarm()
+        listener = self.listener
+        delay = listener.header_timeout if kind == "header" else listener.idle_timeout
+        self._timer = listener.loop.call_later(delay, self._on_timer)
+        self._timer_kind = kind
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_kind = ""
+
+    def _on_timer(self) -> None:
+        kind = self._timer_kind
+        self._timer = None
+        self._timer_kind = ""
+        if self.closed:
+            return
+        if kind == "header" and self.parser.partial_head:
+            self._stopped_parsing = True
+            self.listener.observe_rejection(self, 408, flags.DT)
+            if self.queue:
+                self._pending_error = RequestError(408, "request header timeout")
+            else:
+                self._answer_error(RequestError(408, "request header timeout"))
+        elif not self.queue:
+            self.close()  # idle keep-alive connection
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        was = self._paused
+        self._paused &= ~reason
+        if was and not self._paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()

@@ -1,0 +1,295 @@
+"""One request and its response, from the client's head to the app and back.
+
+Driven entirely by callbacks: the downstream connection feeds the request
+(``start``, ``on_body``, ``on_request_complete``), the pool hands over an
+upstream connection (``on_upstream``), and the upstream's response parser feeds
+the response (``on_response``, ``on_response_body``, ``on_response_end``). No
+task per request; one timer (the request timeout).
+
+Failures before the response began become Pillion's own short response (503
+``UF``, 504 ``UT``, 502 ``UC``/``UPE``); after, the client connection is closed
+so the truncation is visible. A request on a reused keep-alive connection that
+the app closed before answering is retried once on a new connection when it had
+no body (the app never saw it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from pillion.http.errors import ResponseError, ResponseIncomplete
+from pillion.http.request import RequestHead
+from pillion.http.response import ResponseHead
+from pillion.http.serialize import LAST_CHUNK, chunk, head, local_response, status_line
+from pillion.proxy import flags
+from pillion.proxy.forwarding import (
+    Forwarded,
+    request_head_for_upstream,
+    response_headers_for_client,
+)
+
+if TYPE_CHECKING:
+    from pillion.proxy.downstream import DownstreamConnection
+    from pillion.proxy.upstream import UpstreamConnection
+
+__all__ = ["Exchange"]
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is made
+
+
+class Exchange:
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "chunked_out",
+        "close_after",
+        "done",
+        "down",
+        "flags",
+        "forwarded",
+        "head",
+        "pending",
+        "pending_size",
+        "request_complete",
+        "response_started",
+        "retried",
+        "started_at",
+        "status",
+        "timer",
+        "upstream",
+        "upstream_at",
+        "upstream_seconds",
+    )
+
+    def __init__(self, down: DownstreamConnection, request: RequestHead, now: float) -> None:
+        self.down = down
+        self.head = request
+        self.started_at = now
+        self.upstream: UpstreamConnection | None = None
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.request_complete = False
+        self.response_started = False
+        self.done = False
+        self.retried = False
+        self.status = 0
+        self.flags = flags.NONE
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.upstream_at = 0.0
+        self.upstream_seconds = -1.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.forwarded: Forwarded | None = None
+        self.chunked_out = False
+        self.close_after = not request.keep_alive or request.upgrade
+
+    # -- the request, from the downstream connection --
+
+    def start(self) -> None:
+        """Become the active exchange of the connection: get an upstream, send."""
+        down = self.down
+        listener = down.listener
+        request_head, self.forwarded = request_head_for_upstream(
+            self.head, down.client_ip, b"http", listener.upstream_host
+        )
+        self.pending.insert(0, request_head)
+        self.timer = listener.loop.call_later(listener.request_timeout, self._on_timeout)
+        if self.head.expect_continue and not self.request_complete:
+            down.write(CONTINUE)
+        listener.pool.acquire(self)
+
+    def on_body(self, data: bytes) -> None:
+        if self.done:
+            return  # answered already (e.g. 503); the rest of the body is dropped
+        self.bytes_in += len(data)
+        self._send(chunk(data) if self.head.body == "chunked" else data)
+
+    def on_request_complete(self) -> None:
+        self.request_complete = True
+        if self.head.body == "chunked" and not self.done:
+            self._send(LAST_CHUNK)
+
+    def fail_request(self, status: int, reason: str) -> None:
+        """The rest of the request was bad (413, malformed chunk): stop, tell, close."""
+        self.flags = flags.DPE
+        self.close_after = True
+        if self.response_started:
+            self._abort()
+        else:
+            self._local_reply(status, reason)
+
+    def on_downstream_lost(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.flags == flags.NONE:
+            self.flags = flags.DC
+        self._cancel_timer()
+        self._drop_upstream()
+        self.down.listener.observe(self)
+
+    def _send(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.write(data)
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > _BUFFER_LIMIT:
+            self.down.pause_reading()
+
+    # -- the upstream connection, from the pool --
+
+    @property
+    def wants_upstream(self) -> bool:
+        return not self.done and self.upstream is None
+
+    def on_upstream(self, connection: UpstreamConnection) -> None:
+        self.upstream = connection
+        self.upstream_at = perf_counter()
+        pending = self.pending
+        connection.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if self.pending_size > _BUFFER_LIMIT:
+            self.down.resume_reading()
+        self.pending = []
+        self.pending_size = 0
+
+    def on_upstream_failure(self, status: int, flag: str, message: str) -> None:
+        if self.done:
+            return
+        self.flags = flag
+        self._local_reply(status, message)
+
+    def on_upstream_lost(self, error: ResponseError) -> None:
+        connection, self.upstream = self.upstream, None
+        if self.done:
+            return
+        incomplete = isinstance(error, ResponseIncomplete)
+        if (
+            not self.response_started
+            and incomplete
+            and connection is not None
+            and connection.requests > 1
+            and self.head.body == "none"
+            and self.request_complete
+            and not self.retried
+        ):
+            # A pooled connection the app closed as we sent: it never saw the request.
+            self.retried = True
+            listener = self.down.listener
+            request_head, _ = request_head_for_upstream(
+                self.head, self.down.client_ip, b"http", listener.upstream_host
+            )
+            self.pending = [request_head]
+            listener.pool.acquire(self, fresh=True)
+            return
+        self.flags = flags.UC if incomplete else flags.UPE
+        if self.response_started:
+            self._abort()
+        else:
+            self._local_reply(502, error.reason)
+
+    def pause_downstream(self) -> None:
+        self.down.pause_reading()
+
+    def resume_downstream(self) -> None:
+        self.down.resume_reading()
+
+    # -- the response, from the upstream's parser --
+
+    def on_response(self, response: ResponseHead) -> None:
+        if self.done or response.status < 200:
+            return  # interim responses end here: Pillion answered Expect itself
+        self.response_started = True
+        self.status = response.status
+        self.upstream_seconds = perf_counter() - self.upstream_at
+        down = self.down
+        if not self.request_complete or down.draining:
+            self.close_after = True
+        is_head = self.head.method == b"HEAD"
+        extra = b""
+        if response.body == "length":
+            extra = b"content-length: %d\r\n" % response.content_length
+        elif is_head or response.body == "none":
+            pass
+        elif self.head.version == b"1.1":
+            self.chunked_out = True
+            extra = b"transfer-encoding: chunked\r\n"
+        else:
+            self.close_after = True  # an HTTP/1.0 client: the body ends when we close
+        if self.close_after:
+            extra += b"connection: close\r\n"
+        down.write(head(status_line(response.status), response_headers_for_client(response), extra))
+        if is_head:
+            # llhttp cannot be told a response answers HEAD: it would wait for the
+            # announced body, so the connection is not reused.
+            self._finish(reuse=False)
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.bytes_out += len(data)
+        self.down.write(chunk(data) if self.chunked_out else data)
+
+    def on_response_end(self) -> None:
+        if self.done:
+            return
+        if self.chunked_out:
+            self.down.write(LAST_CHUNK)
+        self._finish(reuse=self.request_complete)
+
+    # -- endings --
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        self.flags = flags.UT
+        if self.response_started:
+            self._abort()
+        else:
+            self._local_reply(504, "upstream request timeout")
+
+    def _finish(self, *, reuse: bool) -> None:
+        self.done = True
+        self._cancel_timer()
+        connection, self.upstream = self.upstream, None
+        if connection is not None:
+            if reuse:
+                self.down.listener.pool.release(connection)
+            else:
+                connection.user = None
+                connection.close()
+        self.down.exchange_done(self)
+
+    def _local_reply(self, status: int, message: str) -> None:
+        self.done = True
+        self.status = status
+        self._cancel_timer()
+        self._drop_upstream()
+        if not self.request_complete:
+            self.close_after = True
+        self.down.write(local_response(status, message, close=self.close_after))
+        self.down.exchange_done(self)
+
+    def _abort(self) -> None:
+        """The response had begun and cannot be completed: close the client connection."""
+        self.done = True
+        self.close_after = True
+        self._cancel_timer()
+        self._drop_upstream()
+        self.down.exchange_done(self)
+
+    def _drop_upstream(self) -> None:
+        connection, self.upstream = self.upstream, None
+        if connection is not None:
+            connection.user = None
+            connection.abort()
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

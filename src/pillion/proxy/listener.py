@@ -1,0 +1,253 @@
+"""The proxy as a component: its inbound listeners, their pools, the access log.
+
+Listeners bind with ``SO_REUSEPORT``, so a reload can start a new proxy on the
+same ports before the old one drains: no connection is refused in between.
+Drain: readiness fails (the supervisor), the listening sockets close, idle
+keep-alive connections close, in-flight requests finish with
+``Connection: close``, and whatever is left at the deadline is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from time import perf_counter
+
+from pillion.components import Component, ComponentStartError
+from pillion.config import PillionConfig
+from pillion.config.proxy import InboundListenerConfig, ProxyConfig
+from pillion.config.types import ListenAddress
+from pillion.http.request import ParserLimits
+from pillion.proxy.accesslog import AccessLog
+from pillion.proxy.downstream import DownstreamConnection
+from pillion.proxy.exchange import Exchange
+from pillion.proxy.metrics import ListenerMetrics
+from pillion.proxy.upstream import UpstreamPool
+from pillion.telemetry import Metrics
+
+__all__ = ["InboundListener", "ProxyComponent"]
+
+log = logging.getLogger("pillion.proxy")
+
+
+class InboundListener:
+    """One listening socket, its connections and its upstream pool."""
+
+    def __init__(
+        self,
+        config: InboundListenerConfig,
+        upstream: ListenAddress,
+        metrics: Metrics,
+        access_log: AccessLog | None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.upstream = upstream
+        self.upstream_host = str(upstream).encode()
+        self.parser_limits = ParserLimits(
+            max_header_size=config.limits.max_header_size,
+            max_headers=config.limits.max_headers,
+            max_uri_size=config.limits.max_uri_size,
+            max_body_size=config.limits.max_body_size,
+        )
+        timeouts = config.timeouts
+        self.header_timeout = timeouts.header
+        self.idle_timeout = timeouts.idle
+        self.request_timeout = timeouts.request
+        self.metrics = ListenerMetrics(metrics, config.name)
+        self.access_log = access_log
+        self.connections: set[DownstreamConnection] = set()
+        self.draining = False
+        self.bound: ListenAddress | None = None
+        self._server: asyncio.Server | None = None
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.loop = asyncio.get_running_loop()
+        self.pool = UpstreamPool(
+            upstream,
+            connect_timeout=timeouts.connect,
+            idle_timeout=timeouts.upstream_idle,
+            max_idle=config.upstream_max_idle,
+            connect_errors=self.metrics.upstream_connect_errors,
+        )
+
+    async def start(self) -> None:
+        host, port = self.config.listen
+        try:
+            self._server = await self.loop.create_server(
+                lambda: DownstreamConnection(self),
+                host,
+                port,
+                reuse_address=True,
+                reuse_port=True,
+                backlog=4096,
+            )
+        except OSError as exc:
+            reason = (
+                "address already in use"
+                if exc.errno == errno.EADDRINUSE
+                else (exc.strerror or str(exc))
+            )
+            raise ComponentStartError(
+                "proxy", f"cannot listen on {self.config.listen}: {reason}"
+            ) from exc
+        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        self.bound = ListenAddress(bound_host, bound_port)
+        log.info(
+            "listening",
+            extra={
+                "listener": self.name,
+                "address": str(self.bound),
+                "upstream": str(self.upstream),
+            },
+        )
+
+    # -- from connections --
+
+    def connection_opened(self, connection: DownstreamConnection) -> bool:
+        if len(self.connections) >= self.config.max_connections:
+            self.metrics.connections_rejected.inc()
+            return False
+        self.connections.add(connection)
+        self._empty.clear()
+        self.metrics.connections_active.inc()
+        return True
+
+    def connection_closed(self, connection: DownstreamConnection) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.metrics.connections_active.dec()
+            if not self.connections:
+                self._empty.set()
+
+    def observe(self, exchange: Exchange) -> None:
+        """Count and log one finished exchange."""
+        duration = perf_counter() - exchange.started_at
+        head = exchange.head
+        metrics = self.metrics
+        metrics.request(head.method, exchange.status, exchange.flags).inc()
+        metrics.duration.observe(duration)
+        metrics.request_bytes.observe(exchange.bytes_in)
+        metrics.response_bytes.observe(exchange.bytes_out)
+        if self.access_log is not None:
+            forwarded = exchange.forwarded
+            self.access_log.record(
+                (
+                    time.time() - duration,
+                    self.name,
+                    exchange.down.client_ip,
+                    head,
+                    exchange.status,
+                    exchange.flags,
+                    exchange.bytes_in,
+                    exchange.bytes_out,
+                    duration,
+                    exchange.upstream_seconds,
+                    forwarded.request_id if forwarded else b"",
+                    forwarded.traceparent if forwarded else b"",
+                )
+            )
+
+    def observe_rejection(self, connection: DownstreamConnection, status: int, flag: str) -> None:
+        """Count and log a request refused before it had a head (400, 408, 431...)."""
+        self.metrics.request(b"OTHER", status, flag).inc()
+        if self.access_log is not None:
+            self.access_log.record(
+                (time.time(), self.name, connection.client_ip, None, status, flag,
+                 0, 0, 0.0, -1.0, b"", b"")
+            )  # fmt: skip
+
+    # -- lifecycle --
+
+    def stop_accepting(self) -> None:
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.begin_drain()
+
+    async def wait_closed(self, deadline: float) -> None:
+        remaining = max(0.0, deadline - self.loop.time())
+        try:
+            async with asyncio.timeout(remaining):
+                await self._empty.wait()
+        except TimeoutError:
+            log.warning(
+                "drain deadline passed; closing connections",
+                extra={"listener": self.name, "connections": len(self.connections)},
+            )
+
+    async def close(self) -> None:
+        self.stop_accepting()
+        for connection in list(self.connections):
+            connection.abort()
+        await self.pool.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+class ProxyComponent(Component):
+    """All inbound listeners of ``proxy``, and the access log they share."""
+
+    kind = "traffic"
+
+    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
+        assert config.proxy is not None
+        self.name = "proxy"
+        self._config: ProxyConfig = config.proxy
+        self._app = (config.app.host, config.app.port)
+        self._metrics = metrics
+        self.listeners: list[InboundListener] = []
+        self.access_log: AccessLog | None = None
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not any(listener.draining for listener in self.listeners)
+
+    async def start(self) -> None:
+        config = self._config
+        if config.access_log is not None:
+            self.access_log = AccessLog(config.access_log, self._metrics)
+            try:
+                self.access_log.open()
+            except OSError as exc:
+                raise ComponentStartError(
+                    "proxy", f"cannot open access log {config.access_log.path}: {exc.strerror}"
+                ) from exc
+        for listener_config in config.inbound:
+            upstream = listener_config.upstream or ListenAddress(*self._app)
+            listener = InboundListener(listener_config, upstream, self._metrics, self.access_log)
+            try:
+                await listener.start()
+            except ComponentStartError:
+                await self.close()
+                raise
+            self.listeners.append(listener)
+        self._started = True
+
+    async def drain(self, deadline: float) -> None:
+        for listener in self.listeners:
+            listener.stop_accepting()
+        await asyncio.gather(*(listener.wait_closed(deadline) for listener in self.listeners))
+
+    async def close(self) -> None:
+        for listener in self.listeners:
+            await listener.close()
+        self.listeners = []
+        if self.access_log is not None:
+            await self.access_log.close()
+            self.access_log = None
+        self._started = False
+
+    def can_reconfigure(self, config: PillionConfig) -> bool:
+        return config.proxy == self._config and (config.app.host, config.app.port) == self._app
+
+    def reconfigure(self, config: PillionConfig) -> None:
+        """Nothing to do: only called when the proxy's settings are unchanged."""

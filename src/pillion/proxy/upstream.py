@@ -1,0 +1,232 @@
+"""Connections to the app: a keep-alive pool and the protocol that reads responses.
+
+One request at a time per connection. A pooled connection idle for longer than
+``upstream_idle`` is closed rather than reused (the app may be closing it); the
+check is a timestamp on acquire plus one sweep timer per pool, not a timer per
+request. A new connection is the only thing that needs a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from pillion.config.types import ListenAddress
+from pillion.http.errors import ResponseError
+from pillion.http.response import ResponseHandler, ResponseParser
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+__all__ = ["UpstreamConnection", "UpstreamPool", "UpstreamUser"]
+
+log = logging.getLogger("pillion.proxy")
+
+
+class UpstreamUser(ResponseHandler, Protocol):
+    """What an exchange offers the pool and the connection."""
+
+    def on_upstream(self, connection: UpstreamConnection) -> None: ...
+
+    def on_upstream_failure(self, status: int, flag: str, message: str) -> None: ...
+
+    def on_upstream_lost(self, error: ResponseError) -> None: ...
+
+    def pause_downstream(self) -> None: ...
+
+    def resume_downstream(self) -> None: ...
+
+    @property
+    def wants_upstream(self) -> bool: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = ("closed", "idle_since", "parser", "pool", "requests", "transport", "user")
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.user: UpstreamUser | None = None
+        self.parser = ResponseParser(_NoUser())
+        self.closed = False
+        self.idle_since = 0.0
+        self.requests = 0
+
+    def bind(self, user: UpstreamUser) -> None:
+        self.user = user
+        self.requests += 1
+        parser = self.parser
+        parser.handler = user
+        parser.expecting = True
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+        except ResponseError as exc:
+            user, self.user = self.user, None
+            self.abort()
+            if user is not None:
+                user.on_upstream_lost(exc)
+            return
+        if self.parser.broken and self.user is None:
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        user = self.user
+        if user is None:
+            return
+        try:
+            self.parser.feed_eof()  # a read-until-close body ends here
+        except ResponseError as error:
+            self.user = None
+            user.on_upstream_lost(error)
+
+    def pause_writing(self) -> None:
+        if self.user is not None:
+            self.user.pause_downstream()
+
+    def resume_writing(self) -> None:
+        if self.user is not None:
+            self.user.resume_downstream()
+
+
+class _NoUser:
+    """The handler of a connection between requests: nothing is expected."""
+
+    def on_response(self, head: object) -> None:  # pragma: no cover - parser marks broken first
+        pass
+
+    def on_response_body(self, data: bytes) -> None:  # pragma: no cover
+        pass
+
+    def on_response_end(self) -> None:  # pragma: no cover
+        pass
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream address."""
+
+    def __init__(
+        self,
+        address: ListenAddress,
+        *,
+        connect_timeout: float,
+        idle_timeout: float,
+        max_idle: int,
+        connect_errors: Counter,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self._connect_errors = connect_errors
+        self._idle: list[UpstreamConnection] = []
+        self._all: set[UpstreamConnection] = set()
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def acquire(self, user: UpstreamUser, *, fresh: bool = False) -> None:
+        """Give ``user`` a connection now (pooled) or soon (new): ``on_upstream``."""
+        idle = self._idle
+        if not fresh:
+            oldest = self._loop.time() - self.idle_timeout
+            while idle:
+                connection = idle.pop()
+                if connection.closed or connection.idle_since < oldest:
+                    connection.close()
+                    continue
+                connection.bind(user)
+                user.on_upstream(connection)
+                return
+        task = self._loop.create_task(self._connect(user))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, user: UpstreamUser) -> None:
+        host, port = self.address
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await self._loop.create_connection(
+                    lambda: UpstreamConnection(self), host, port
+                )
+        except TimeoutError:
+            self._connect_errors.inc()
+            user.on_upstream_failure(503, "UF", "upstream connect timeout")
+            return
+        except OSError as exc:
+            self._connect_errors.inc()
+            user.on_upstream_failure(503, "UF", f"upstream connect error: {exc.strerror or exc}")
+            return
+        self._all.add(connection)
+        if user.wants_upstream:
+            connection.bind(user)
+            user.on_upstream(connection)
+        else:
+            self.release(connection)
+
+    def release(self, connection: UpstreamConnection) -> None:
+        """Take back a connection whose exchange ended cleanly."""
+        connection.user = None
+        parser = connection.parser
+        parser.handler = _NoUser()
+        if connection.closed or parser.broken or len(self._idle) >= self.max_idle:
+            connection.close()
+            return
+        connection.idle_since = self._loop.time()
+        self._idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(self.idle_timeout, self._sweep)
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        self._all.discard(connection)
+        if connection in self._idle:
+            self._idle.remove(connection)
+
+    def _sweep(self) -> None:
+        oldest = self._loop.time() - self.idle_timeout
+        for connection in [c for c in self._idle if c.idle_since < oldest]:
+            connection.close()
+        self._sweeper = (
+            self._loop.call_later(self.idle_timeout, self._sweep) if self._idle else None
+        )
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for task in list(self._connecting):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for connection in list(self._all):
+            connection.close()
+        self._idle.clear()
