@@ -61,6 +61,8 @@ def _section(lines: list[str], path: str, prop: dict[str, Any], defs: dict[str, 
     model = _resolve(prop, defs)
     if model is None:
         return
+    if prop.get("type") == "array":
+        path += "[]"
     lines += [f"## `{path}`", "", model.get("description", ""), ""]
     if "default" in prop and prop["default"] is None:
         lines += ["Absent by default: the feature is off.", ""]
@@ -69,10 +71,16 @@ def _section(lines: list[str], path: str, prop: dict[str, Any], defs: dict[str, 
         lines += ["No settings yet; `{}` turns the section on.", ""]
         return
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
+    required = set(model.get("required", []))
     for key, field in fields.items():
-        default = "required" if "default" not in field else f"`{json.dumps(field['default'])}`"
-        if _resolve(field, defs) is not None:
+        if "default" in field:
+            default = f"`{json.dumps(field['default'])}`"
+        elif key in required:
+            default = "required"
+        elif _resolve(field, defs) is not None and field.get("type") != "array":
             default = "see below"
+        else:
+            default = "see description"
         description = field.get("description", "").replace("|", "\\|")
         lines.append(f"| `{key}` | {_type_name(field)} | {default} | {description} |")
     lines.append("")
@@ -81,8 +89,8 @@ def _section(lines: list[str], path: str, prop: dict[str, Any], defs: dict[str, 
 
 
 def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
-    """The object schema ``prop`` refers to, directly or as ``X | None``."""
-    for option in [prop, *prop.get("anyOf", [])]:
+    """The object schema ``prop`` refers to, directly, as ``X | None`` or ``list[X]``."""
+    for option in [prop, prop.get("items", {}), *prop.get("anyOf", [])]:
         ref = option.get("$ref")
         if isinstance(ref, str):
             found: dict[str, Any] = defs[ref.rsplit("/", 1)[-1]]
@@ -91,16 +99,18 @@ def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def _type_name(prop: dict[str, Any]) -> str:
+    if prop.get("format") in ("size", "duration"):
+        return str(prop["format"])
     options = [o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"]
-    if len(options) > 1 and any("pattern" in o for o in options):
-        return "size"
     option = options[0] if options else prop
     if "enum" in option:
         return " \\| ".join(f"`{value}`" for value in option["enum"])
     if option.get("writeOnly"):
         return "secret"
-    if option.get("type") == "string" and "pattern" in option:
+    if option.get("format") == "duration":
         return "duration"
+    if option.get("type") == "array":
+        return "list"
     if option.get("format") == "host-port":
         return "address"
     return str(option.get("type", "object"))

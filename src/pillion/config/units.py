@@ -132,6 +132,7 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "type": "string",
+            "format": "duration",
             "pattern": r"^(0|((\d+(\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h|d))+)$",
             "examples": ["250ms", "1.5s", "5m"],
         }
@@ -149,6 +150,7 @@ Size = Annotated[
                 {"type": "integer", "minimum": 0},
                 {"type": "string", "pattern": r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?$"},
             ],
+            "format": "size",
             "examples": ["512KiB", "64MiB"],
         }
     ),

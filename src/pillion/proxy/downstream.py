@@ -10,9 +10,9 @@ from a request's first byte to the end of its headers (408).
 from __future__ import annotations
 
 import asyncio
-from time import perf_counter
 import typing
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from pillion.http.errors import RequestError
@@ -69,7 +69,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if not self.listener.connection_opened(self):
             self.closed = True
-            transport.abort()  # over max_connections
+            self.transport.abort()  # over max_connections
             return
         peer = transport.get_extra_info("peername")
         if peer:

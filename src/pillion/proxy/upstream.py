@@ -9,9 +9,9 @@ request. A new connection is the only thing that needs a task.
 from __future__ import annotations
 
 import asyncio
-import typing
 import contextlib
 import logging
+import typing
 from typing import TYPE_CHECKING, Protocol
 
 from pillion.config.types import ListenAddress
