@@ -14,6 +14,7 @@ import concurrent.futures
 import datetime as dt
 import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,7 +45,7 @@ def _dropped_family(registry: CollectorRegistry) -> Counter:
 class AccessLog:
     def __init__(self, config: AccessLogConfig, metrics: Metrics) -> None:
         self.config = config
-        self._fields = tuple(config.fields)
+        self._getters = tuple((name, _GETTERS[name]) for name in config.fields)
         self._sample = config.sample
         self._pending: list[Entry] = []
         self._backlog = 0
@@ -92,8 +93,9 @@ class AccessLog:
         self._in_flight.discard(future)
 
     def _write(self, batch: list[Entry]) -> None:
-        fields = self._fields
-        data = b"".join(orjson.dumps(_line(entry, fields)) + b"\n" for entry in batch)
+        getters = self._getters
+        dumps = orjson.dumps
+        data = b"".join([dumps(_line(entry, getters)) + b"\n" for entry in batch])
         view = memoryview(data)
         try:
             while view:
@@ -117,46 +119,39 @@ class AccessLog:
             self._fd = -1
 
 
-def _line(entry: Entry, fields: tuple[str, ...]) -> dict[str, Any]:
-    (started, listener, client, head, code, flags, bytes_in, bytes_out, seconds,
-     upstream_seconds, request_id, traceparent) = entry  # fmt: skip
-    values: dict[str, Any] = {}
-    for name in fields:
-        if name == "time":
-            values[name] = (
-                dt.datetime.fromtimestamp(started, dt.UTC)
-                .isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z")
-            )
-        elif name == "listener":
-            values[name] = listener
-        elif name == "client":
-            values[name] = client.decode()
-        elif name == "method":
-            values[name] = head.method.decode() if head else None
-        elif name == "path":
-            values[name] = head.target.decode("latin-1") if head else None
-        elif name == "protocol":
-            values[name] = f"HTTP/{head.version.decode()}" if head else None
-        elif name == "code":
-            values[name] = code
-        elif name == "flags":
-            values[name] = flags
-        elif name == "bytes_in":
-            values[name] = bytes_in
-        elif name == "bytes_out":
-            values[name] = bytes_out
-        elif name == "duration_ms":
-            values[name] = round(seconds * 1000, 3)
-        elif name == "upstream_ms":
-            values[name] = round(upstream_seconds * 1000, 3) if upstream_seconds >= 0 else None
-        elif name == "request_id":
-            values[name] = request_id.decode() if request_id else None
-        elif name == "traceparent":
-            values[name] = traceparent.decode() if traceparent else None
-        elif name == "user_agent":
-            values[name] = _header(head, b"user-agent")
-    return values
+def _time(entry: Entry) -> str:
+    return (
+        dt.datetime.fromtimestamp(entry[0], dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _text(raw: bytes) -> str | None:
+    return raw.decode("latin-1") if raw else None
+
+
+_GETTERS: dict[str, Callable[[Entry], Any]] = {
+    "time": _time,
+    "listener": lambda e: e[1],
+    "client": lambda e: e[2].decode(),
+    "method": lambda e: e[3].method.decode() if e[3] else None,
+    "path": lambda e: e[3].target.decode("latin-1") if e[3] else None,
+    "protocol": lambda e: f"HTTP/{e[3].version.decode()}" if e[3] else None,
+    "code": lambda e: e[4],
+    "flags": lambda e: e[5],
+    "bytes_in": lambda e: e[6],
+    "bytes_out": lambda e: e[7],
+    "duration_ms": lambda e: round(e[8] * 1000, 3),
+    "upstream_ms": lambda e: round(e[9] * 1000, 3) if e[9] >= 0 else None,
+    "request_id": lambda e: _text(e[10]),
+    "traceparent": lambda e: _text(e[11]),
+    "user_agent": lambda e: _header(e[3], b"user-agent"),
+}
+
+
+def _line(entry: Entry, getters: tuple[tuple[str, Callable[[Entry], Any]], ...]) -> dict[str, Any]:
+    return {name: get(entry) for name, get in getters}
 
 
 def _header(head: RequestHead | None, lower: bytes) -> str | None:

@@ -33,6 +33,7 @@ _PAUSE_PIPELINE = 2  # requests are queued behind the active one
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_out",
         "_paused",
         "_pending_error",
         "_stopped_parsing",
@@ -58,6 +59,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.closed = False
         self.draining = listener.draining
         self._paused = 0
+        self._out: list[bytes] | None = None
         self._pending_error: RequestError | None = None
         self._stopped_parsing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -171,8 +173,21 @@ class DownstreamConnection(asyncio.Protocol):
             self._arm("idle")
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
+        out = self._out
+        if out is not None:
+            out.append(data)
+        elif not self.closed and self.transport is not None:
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until ``uncork``: one syscall for a response's head and body."""
+        if self._out is None:
+            self._out = []
+
+    def uncork(self) -> None:
+        out, self._out = self._out, None
+        if out and not self.closed and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause_reading(self) -> None:
         self._pause(_PAUSE_BUFFER)
@@ -192,6 +207,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed:
+            self.uncork()
             self.closed = True
             self._disarm()
             if self.transport is not None:

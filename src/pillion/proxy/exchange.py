@@ -195,6 +195,12 @@ class Exchange:
     def pause_downstream(self) -> None:
         self.down.pause_reading()
 
+    def cork(self) -> None:
+        self.down.cork()
+
+    def uncork(self) -> None:
+        self.down.uncork()
+
     def resume_downstream(self) -> None:
         self.down.resume_reading()
 

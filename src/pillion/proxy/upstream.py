@@ -37,6 +37,10 @@ class UpstreamUser(ResponseHandler, Protocol):
 
     def pause_downstream(self) -> None: ...
 
+    def cork(self) -> None: ...
+
+    def uncork(self) -> None: ...
+
     def resume_downstream(self) -> None: ...
 
     @property
@@ -83,16 +87,22 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        user = self.user
+        if user is not None:
+            user.cork()  # the client gets what this read produces in one write
         try:
             self.parser.feed(data)
         except ResponseError as exc:
-            user, self.user = self.user, None
+            self.user = None
             self.abort()
             if user is not None:
                 user.on_upstream_lost(exc)
-            return
-        if self.parser.broken and self.user is None:
-            self.abort()
+        else:
+            if self.parser.broken and self.user is None:
+                self.abort()
+        finally:
+            if user is not None:
+                user.uncork()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too

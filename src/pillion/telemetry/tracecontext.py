@@ -7,7 +7,7 @@ they do not protect, so they need not be cryptographic.
 from __future__ import annotations
 
 import re
-from random import getrandbits
+from random import getrandbits, randbytes
 
 __all__ = ["new_request_id", "new_traceparent", "valid_request_id", "valid_traceparent"]
 
@@ -30,7 +30,10 @@ def valid_traceparent(value: bytes) -> bool:
 
 def new_traceparent() -> bytes:
     """A new sampled trace: ``00-<32 hex>-<16 hex>-01``."""
-    return b"00-%032x-%016x-01" % (getrandbits(128) | 1, getrandbits(64) | 1)
+    ids = randbytes(24).hex().encode()  # noqa: S311 - ids identify, they do not protect
+    if ids.startswith(b"0" * 32) or ids.endswith(b"0" * 16):  # pragma: no cover - 2**-64
+        return new_traceparent()
+    return b"00-%s-%s-01" % (ids[:32], ids[32:])
 
 
 def valid_request_id(value: bytes) -> bool:
