@@ -98,8 +98,13 @@ class DownstreamConnection(asyncio.Protocol):
             self._arm("idle")
 
     def eof_received(self) -> bool | None:
-        # A client that half-closes after its request still gets its response.
-        return bool(self.queue)
+        if self.receiving is not None or self.parser.partial_head or not self.queue:
+            return False  # gone mid-request, or idle: close (connection_lost follows)
+        # Half-closed after whole requests: they are still answered, then we close.
+        self._stopped_parsing = True
+        for exchange in self.queue:
+            exchange.close_after = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PillionProcess, free_port, write_config
+from tests.proxy.harness import ScriptedUpstream
+
+
+@dataclass
+class ProxyPod:
+    """A real ``pillion run`` with two inbound listeners in front of a scripted app."""
+
+    pillion: PillionProcess
+    upstream: ScriptedUpstream
+    port: int  # listener "main": short timeouts, small limits
+    dead_port: int  # listener "dead": its upstream refuses connections
+    access_log: Path
+
+    def access_records(self) -> list[dict[str, object]]:
+        import json
+        import time
+
+        time.sleep(0.3)  # one flush interval
+        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPod]:
+    upstream = ScriptedUpstream().start()
+    directory = tmp_path_factory.mktemp("proxy")
+    admin, status, port, dead_port, closed = (free_port() for _ in range(5))
+    access_log = directory / "access.log"
+    config = write_config(
+        directory,
+        f"""
+app:
+  port: {upstream.port}
+admin:
+  listen: 127.0.0.1:{admin}
+status:
+  listen: 127.0.0.1:{status}
+lifecycle:
+  drain_timeout: 5s
+proxy:
+  inbound:
+    - name: main
+      listen: 127.0.0.1:{port}
+      limits: {{max_header_size: 8KiB, max_headers: 50, max_uri_size: 2KiB, max_body_size: 4MiB}}
+      timeouts: {{header: 1s, request: 2s, idle: 30s}}
+    - name: dead
+      listen: 127.0.0.1:{dead_port}
+      upstream: 127.0.0.1:{closed}
+  access_log:
+    path: {access_log}
+    flush_interval: 50ms
+""",
+    )
+    process = PillionProcess(config, admin, status).start()
+    try:
+        process.wait_ready()
+        yield ProxyPod(process, upstream, port, dead_port, access_log)
+    finally:
+        process.stop()
+        upstream.stop()
+
+
+@pytest.fixture
+def app(pod: ProxyPod) -> ScriptedUpstream:
+    """The scripted app, set back to echo and with its record cleared."""
+    pod.upstream.behaviour = "echo"
+    pod.upstream.requests.clear()
+    return pod.upstream

@@ -1,0 +1,263 @@
+"""A scripted upstream (a real TCP server in a thread) and a raw-socket HTTP client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httptools
+
+
+@dataclass
+class Recorded:
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class _RequestReader:
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.done: list[Recorded] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body = b""
+        self._url = b""
+
+    def on_message_begin(self) -> None:
+        self._headers, self._body, self._url = [], b"", b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method()
+        self.done.append(Recorded(method, self._url, self._headers, self._body))
+
+
+@dataclass
+class ScriptedUpstream:
+    """Answers each request as ``behaviour`` says; records what it received."""
+
+    behaviour: str = "echo"
+    requests: list[Recorded] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+
+    def start(self) -> ScriptedUpstream:
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(512)
+        self.port = self._sock.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop = True
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = _RequestReader()
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    reader.parser.feed_data(data)
+                except httptools.HttpParserError:
+                    return
+                while reader.done:
+                    request = reader.done.pop(0)
+                    self.requests.append(request)
+                    try:
+                        if not self._answer(conn, request):
+                            return
+                    except OSError:
+                        return  # the proxy went away mid-answer
+
+    def _answer(self, conn: socket.socket, request: Recorded) -> bool:
+        behaviour = self.behaviour
+        if behaviour == "echo":
+            body = json.dumps(
+                {
+                    "method": request.method.decode(),
+                    "target": request.target.decode(),
+                    "headers": [[k.decode(), v.decode("latin-1")] for k, v in request.headers],
+                    "body_length": len(request.body),
+                    "body_sha256": hashlib.sha256(request.body).hexdigest(),
+                }
+            ).encode()
+            if request.method == b"HEAD":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            else:
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Connection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            return True
+        if behaviour == "chunked":
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            )
+            return True
+        if behaviour == "close-delimited":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+            return False
+        if behaviour.startswith("status:"):
+            status = int(behaviour.split(":")[1])
+            conn.sendall(b'HTTP/1.1 %d X\r\nETag: "v1"\r\n\r\n' % status)
+            return True
+        if behaviour == "big":
+            size = 8 * 1024 * 1024
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"b" * 65536
+            for _ in range(size // len(block)):
+                conn.sendall(block)
+            return True
+        if behaviour == "reset-mid-response":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b")
+            time.sleep(0.1)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if behaviour == "reset-before-response":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if behaviour == "malformed":
+            conn.sendall(b"HTTP/1.1 OK\r\n\r\n")
+            return False
+        if behaviour == "extra-body":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA-BYTES")
+            return True
+        if behaviour == "hang":
+            time.sleep(10)
+            return False
+        if behaviour == "slow":
+            time.sleep(0.5)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+            return True
+        raise AssertionError(behaviour)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def json(self) -> dict[str, object]:
+        value = json.loads(self.body)
+        assert isinstance(value, dict)
+        return value
+
+
+class _ResponseReader:
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.done: list[Response] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body = b""
+
+    def on_message_begin(self) -> None:
+        self._headers, self._body = [], b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        self.done.append(Response(self.parser.get_status_code(), self._headers, self._body))
+
+
+class Client:
+    """A keep-alive client on one raw connection."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.reader = _ResponseReader()
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self, count: int = 1) -> list[Response]:
+        while len(self.reader.done) < count:
+            data = self.sock.recv(65536)
+            if not data:
+                self.closed = True
+                break
+            self.reader.parser.feed_data(data)
+        done, self.reader.done = self.reader.done[:count], self.reader.done[count:]
+        return done
+
+    def request(self, data: bytes) -> Response:
+        self.send(data)
+        [response] = self.read(1)
+        return response
+
+    def read_raw_until_close(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def is_closed_by_peer(self, timeout: float = 5.0) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def get(path: str = "/", extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode()
