@@ -30,6 +30,8 @@ __all__ = ["DownstreamConnection"]
 _PAUSE_BUFFER = 1  # the app's side is not ready for more request body
 _PAUSE_PIPELINE = 2  # requests are queued behind the active one
 
+DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection lives once draining
+
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
@@ -81,7 +83,7 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self._stopped_parsing:
             return
-        if self._timer_kind == "idle":
+        if self._timer_kind in ("idle", "drain"):
             self._disarm()
         parser = self.parser
         try:
@@ -95,7 +97,7 @@ class DownstreamConnection(asyncio.Protocol):
             if self._timer_kind != "header":
                 self._arm("header")
         elif not self.queue and self._timer_kind == "":
-            self._arm("idle")
+            self._arm("drain" if self.draining else "idle")
 
     def eof_received(self) -> bool | None:
         if self.receiving is not None or self.parser.partial_head or not self.queue:
@@ -172,10 +174,8 @@ class DownstreamConnection(asyncio.Protocol):
                 self._resume(_PAUSE_PIPELINE)
         elif self._pending_error is not None:
             self._answer_error(self._pending_error)
-        elif self.draining:
-            self.close()
         elif not self.parser.partial_head:
-            self._arm("idle")
+            self._arm("drain" if self.draining else "idle")
 
     def write(self, data: bytes) -> None:
         out = self._out
@@ -203,12 +203,17 @@ class DownstreamConnection(asyncio.Protocol):
     # -- from the listener --
 
     def begin_drain(self) -> None:
-        """Finish what is in flight with ``Connection: close``; close when idle."""
+        """Finish what is in flight with ``Connection: close``; close idle ones soon.
+
+        An idle connection gets ``DRAIN_IDLE_GRACE`` before it is closed: a client
+        that sends its next request in that moment is answered (with
+        ``Connection: close``) instead of finding the connection gone.
+        """
         self.draining = True
         for exchange in self.queue:
             exchange.close_after = True
         if not self.queue and not self.parser.partial_head:
-            self.close()
+            self._arm("drain")
 
     def close(self) -> None:
         if not self.closed:
@@ -244,7 +249,12 @@ class DownstreamConnection(asyncio.Protocol):
     def _arm(self, kind: str) -> None:
         self._disarm()
         listener = self.listener
-        delay = listener.header_timeout if kind == "header" else listener.idle_timeout
+        if kind == "header":
+            delay = listener.header_timeout
+        elif kind == "drain":
+            delay = min(DRAIN_IDLE_GRACE, listener.idle_timeout)
+        else:
+            delay = listener.idle_timeout
         self._timer = listener.loop.call_later(delay, self._on_timer)
         self._timer_kind = kind
 

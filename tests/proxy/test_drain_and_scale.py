@@ -1,0 +1,184 @@
+"""Drain under load, and thousands of idle connections, against a real ``pillion run``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PillionProcess, free_port, http, write_config
+from tests.proxy.harness import Client, ScriptedUpstream, get
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Iterator[tuple[PillionProcess, int, ScriptedUpstream]]:
+    upstream = ScriptedUpstream().start()
+    admin, status, port, capped = (free_port() for _ in range(4))
+    config = write_config(
+        tmp_path,
+        f"""
+app: {{port: {upstream.port}}}
+admin: {{listen: 127.0.0.1:{admin}}}
+status: {{listen: 127.0.0.1:{status}}}
+lifecycle: {{drain_timeout: 10s}}
+proxy:
+  inbound:
+    - name: main
+      listen: 127.0.0.1:{port}
+    - name: capped
+      listen: 127.0.0.1:{capped}
+      max_connections: 3
+  access_log: null
+""",
+    )
+    process = PillionProcess(config, admin, status).start()
+    process.capped_port = capped  # type: ignore[attr-defined]
+    try:
+        process.wait_ready()
+        yield process, port, upstream
+    finally:
+        process.stop()
+        upstream.stop()
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    not_accepted: int = 0
+
+
+def _load(port: int, stop: threading.Event, result: LoadResult, lock: threading.Lock) -> None:
+    """A well-behaved keep-alive client: honours Connection: close, stops when refused."""
+    while not stop.is_set():
+        try:
+            client = Client(port, timeout=10)
+        except ConnectionRefusedError:
+            return  # the listener is closed: nothing more is accepted
+        answered = 0
+        try:
+            while True:
+                response = client.request(get("/load"))
+                if response.status != 200:
+                    with lock:
+                        result.failed.append(f"status {response.status}")
+                    return
+                answered += 1
+                with lock:
+                    result.ok += 1
+                if response.header(b"connection") == b"close" or stop.is_set():
+                    break
+        except (ConnectionResetError, BrokenPipeError, ValueError, OSError) as exc:
+            with lock:
+                if answered == 0 and isinstance(exc, (ConnectionResetError, ValueError)):
+                    result.not_accepted += 1  # reset in the accept backlog as it closed
+                else:
+                    result.failed.append(repr(exc))
+            return
+        finally:
+            client.close()
+
+
+def test_load_through_sigterm_loses_no_accepted_request(
+    pod: tuple[PillionProcess, int, ScriptedUpstream],
+) -> None:
+    process, port, _ = pod
+    result, lock, stop = LoadResult(), threading.Lock(), threading.Event()
+    workers = [threading.Thread(target=_load, args=(port, stop, result, lock)) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    before = result.ok
+    process.signal(signal.SIGTERM)
+    status, _, _ = http("GET", f"{process.status_url}/healthz/ready")
+    assert status == 503  # readiness fails at once
+    for worker in workers:
+        worker.join(timeout=30)
+    stop.set()
+    assert process.wait_exit() == 0
+    assert result.failed == []
+    assert before > 50
+    assert result.ok >= before
+
+
+def test_draining_keep_alive_responses_say_connection_close(
+    pod: tuple[PillionProcess, int, ScriptedUpstream],
+) -> None:
+    process, port, upstream = pod
+    upstream.behaviour = "slow"
+    client = Client(port)
+    client.send(get("/in-flight"))
+    time.sleep(0.1)
+    process.signal(signal.SIGTERM)
+    [response] = client.read(1)
+    assert (response.status, response.body) == (200, b"slow")
+    assert response.header(b"connection") == b"close"
+    assert client.is_closed_by_peer()
+    assert process.wait_exit() == 0
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_5000_idle_keep_alive_connections_bounded_memory_no_fd_leak(
+    pod: tuple[PillionProcess, int, ScriptedUpstream],
+) -> None:
+    process, port, _ = pod
+    pid = process.proc.pid
+    warm = Client(port)
+    assert warm.request(get()).status == 200
+    warm.close()
+    time.sleep(0.2)
+    fds_before, rss_before = _fds(pid), _rss_kib(pid)
+    sockets = []
+    try:
+        for _ in range(5000):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sockets.append(sock)
+        for sock in sockets[::500]:  # they are all served, not just accepted
+            sock.sendall(get())
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.5)
+        assert _fds(pid) >= fds_before + 5000
+        grown_mib = (_rss_kib(pid) - rss_before) / 1024
+        assert grown_mib < 64, f"{grown_mib:.1f} MiB for 5000 idle connections"
+    finally:
+        for sock in sockets:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while _fds(pid) > fds_before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _fds(pid) <= fds_before + 2  # every socket released
+    _, _, metrics = http("GET", f"{process.status_url}/metrics")
+    assert b'pillion_connections_active{listener="main"} 0.0' in metrics
+
+
+def test_max_connections_closes_the_excess(
+    pod: tuple[PillionProcess, int, ScriptedUpstream],
+) -> None:
+    process, _, _ = pod
+    capped = process.capped_port  # type: ignore[attr-defined]
+    held = [Client(capped) for _ in range(3)]
+    for client in held:
+        assert client.request(get()).status == 200
+    extra = Client(capped)
+    assert extra.is_closed_by_peer()
+    _, _, metrics = http("GET", f"{process.status_url}/metrics")
+    assert b'pillion_connections_rejected_total{listener="capped"} 1.0' in metrics
+    for client in held:
+        client.close()
