@@ -15,7 +15,12 @@ from tests.helpers import free_port
 
 
 def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_path: Path) -> None:
-    ports = {"--app-port": free_port(), "--admin-port": free_port(), "--status-port": free_port()}
+    ports = {
+        "--app-port": free_port(),
+        "--admin-port": free_port(),
+        "--status-port": free_port(),
+        "--proxy-port": free_port(),
+    }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(
         [sys.executable, "-m", "pillion", "demo", *args, "--workdir", str(tmp_path)],
@@ -44,7 +49,8 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                 check=False,
             )
             body, _, code = result.stdout.rpartition("\n")
-            assert (result.returncode, code) == (0, "200"), f"{command}: {result.stdout}"
+            expected = "400" if "Transfer-Encoding" in command else "200"
+            assert (result.returncode, code) == (0, expected), f"{command}: {result.stdout}"
             assert body.strip(), command
             if command.endswith("/config"):
                 assert json.loads(body)["admin"]["auth_token"] == "***"
@@ -52,6 +58,10 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                 assert json.loads(body)["status"] == "up"
 
         assert (tmp_path / "logs" / "app.log").read_text().count('"msg": "request"') >= 2
+        time.sleep(0.3)
+        access = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
+        assert any(r["request_id"] == "demo-1" and r["code"] == 200 for r in access)
+        assert any(r["code"] == 400 and r["flags"] == "DPE" for r in access)
         pid = int(re.search(r"kill -HUP (\d+)", "".join(output)).group(1))  # type: ignore[union-attr]
     finally:
         demo.send_signal(signal.SIGINT)

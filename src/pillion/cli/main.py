@@ -90,15 +90,19 @@ def version() -> None:
 @click.option("--app-port", default=8080, show_default=True, help="Port of the demo app.")
 @click.option("--admin-port", default=15000, show_default=True, help="Pillion's admin port.")
 @click.option("--status-port", default=15020, show_default=True, help="Pillion's status port.")
+@click.option("--proxy-port", default=15006, show_default=True, help="Pillion's inbound proxy.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
     default=None,
     help="Where the pod's shared files go (default: a new temporary directory).",
 )
-def demo(app_port: int, admin_port: int, status_port: int, workdir: str | None) -> None:
+def demo(
+    app_port: int, admin_port: int, status_port: int, proxy_port: int, workdir: str | None
+) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
-    sys.exit(run_demo(DemoPorts(app=app_port, admin=admin_port, status=status_port), workdir))
+    ports = DemoPorts(app=app_port, admin=admin_port, status=status_port, proxy=proxy_port)
+    sys.exit(run_demo(ports, workdir))
 
 
 def _load_or_exit(config_path: str) -> PillionConfig:

@@ -32,6 +32,7 @@ class DemoPorts:
     app: int = 8080
     admin: int = 15000
     status: int = 15020
+    proxy: int = 15006
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -46,6 +47,8 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_ADMIN_PORT": str(ports.admin),
             "PILLION_DEMO_STATUS_PORT": str(ports.status),
             "PILLION_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
+            "PILLION_DEMO_PROXY_PORT": str(ports.proxy),
+            "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
             app = subprocess.Popen(
@@ -106,6 +109,7 @@ def _wait_ready(
     urls = [
         f"http://127.0.0.1:{ports.app}/healthz",
         f"http://127.0.0.1:{ports.status}/healthz/ready",
+        f"http://127.0.0.1:{ports.proxy}/healthz",
     ]
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline and not stop.set:
@@ -133,8 +137,13 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     auth = f"-H 'Authorization: Bearer {DEMO_ADMIN_TOKEN}'"
     admin = f"http://127.0.0.1:{ports.admin}"
     status = f"http://127.0.0.1:{ports.status}"
+    proxy = f"http://127.0.0.1:{ports.proxy}"
+    smuggle = "-H 'Content-Length: 1' -H 'Transfer-Encoding: chunked'"
     tour = [
-        ("the app itself", f"curl -s http://127.0.0.1:{ports.app}/"),
+        ("the app, through Pillion", f"curl -s {proxy}/"),
+        ("with your own request id", f"curl -s -H 'X-Request-Id: demo-1' {proxy}/stats"),
+        ("a smuggling attempt: 400", f"curl -s {smuggle} {proxy}/"),
+        ("the app itself, direct", f"curl -s http://127.0.0.1:{ports.app}/"),
         ("the app's JSON stats", f"curl -s http://127.0.0.1:{ports.app}/stats"),
         ("startup probe", f"curl -s {status}/healthz/started"),
         ("readiness probe", f"curl -s {status}/healthz/ready"),
@@ -152,6 +161,7 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         f"\n  reload the config: kill -HUP {pillion_pid}    Pillion's logs: {root / 'pillion.log'}"
     )
     print(f"  the app's log file: {root / 'logs' / 'app.log'}")
+    print(f"  the proxy's access log: {root / 'access.log'}")
     print("\nCtrl-C stops the pod.\n", flush=True)
 
 

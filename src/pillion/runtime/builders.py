@@ -16,6 +16,7 @@ from pillion.components import Component
 from pillion.config import PillionConfig
 from pillion.proxy.listener import ProxyComponent
 from pillion.runtime.admin import AdminServer
+from pillion.runtime.app_health import AppHealth
 from pillion.runtime.control import Control
 from pillion.runtime.status import StatusServer
 from pillion.telemetry import Metrics
@@ -31,6 +32,8 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
         StatusServer(config, control, metrics),
         AdminServer(config, control),
     ]
+    if config.app.health is not None:
+        components.append(AppHealth(config))
     if config.proxy is not None:
         components.append(ProxyComponent(config, metrics))
     return components

@@ -1,0 +1,67 @@
+"""``app.health`` folds the app's own health into ``/healthz/ready``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.helpers import PillionProcess, base_config, free_port, http, write_config
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/ready" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _wait_status(url: str, expected: int, timeout: float = 10.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, _, body = http("GET", url)
+        except OSError as exc:  # not listening yet
+            status, body = 0, str(exc).encode()
+        if status == expected:
+            parsed: dict[str, object] = json.loads(body)
+            return parsed
+        assert time.monotonic() < deadline, f"{url} stayed {status}: {body!r}"
+        time.sleep(0.1)
+
+
+def test_readiness_follows_the_app(tmp_path: Path) -> None:
+    app_port, admin, status = free_port(), free_port(), free_port()
+    config = write_config(
+        tmp_path, base_config(admin, status, f"app:\n  port: {app_port}\n  health: /ready\n")
+    )
+    process = PillionProcess(config, admin, status).start()
+    server: ThreadingHTTPServer | None = None
+    try:
+        ready_url = f"{process.status_url}/healthz/ready"
+        body = _wait_status(ready_url, 503)  # no app yet: started, live, not ready
+        assert body["failing"] == ["app"]
+        assert http("GET", f"{process.status_url}/healthz/started")[0] == 200
+        assert http("GET", f"{process.status_url}/healthz/live")[0] == 200
+
+        server = ThreadingHTTPServer(("127.0.0.1", app_port), _Health)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _wait_status(ready_url, 200)
+
+        _Health.status = 503  # the app reports itself unhealthy
+        assert _wait_status(ready_url, 503)["failing"] == ["app"]
+        messages = [r["message"] for r in process.records()]
+        assert "app is healthy" in messages
+        assert "app is not healthy" in messages
+    finally:
+        process.stop()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
