@@ -28,6 +28,7 @@ __all__ = ["AccessLog", "Entry"]
 
 MAX_BACKLOG = 100_000
 _BATCH = 256
+_SLICE = 32  # lines rendered per loop turn: about 100 µs
 
 # (start wall time, listener, client ip, head or None, code, flags, bytes in, bytes out,
 #  duration s, upstream s, request id, traceparent)
@@ -86,11 +87,22 @@ class AccessLog:
         batch, self._pending = self._pending, []
         if not batch or self._fd < 0:
             return
-        # Formatting here, on the loop, in one batch: a writer thread formatting in
-        # parallel would fight the loop for the GIL (measured: a third of throughput).
+        self._render_slice(batch, 0, [])
+
+    def _render_slice(self, batch: list[Entry], start: int, rendered: list[bytes]) -> None:
+        """Render ``_SLICE`` lines, then let the loop run before the next slice.
+
+        Rendering on the loop: a writer thread rendering in parallel fights the
+        loop for the GIL (measured: a third of throughput lost). In slices: one
+        long batch would stall requests arriving meanwhile (measured in p99).
+        """
         render, clock = self._render, self._clock
-        data = b"".join([render(entry, clock) for entry in batch])
-        future = self._writer.submit(self._write, data, len(batch))
+        end = start + _SLICE
+        rendered.extend([render(entry, clock) for entry in batch[start:end]])
+        if end < len(batch) and self._loop is not None:
+            self._loop.call_soon(self._render_slice, batch, end, rendered)
+            return
+        future = self._writer.submit(self._write, b"".join(rendered), len(batch))
         self._in_flight.add(future)
         future.add_done_callback(self._written)
 
@@ -114,6 +126,7 @@ class AccessLog:
 
     async def close(self) -> None:
         self.flush()
+        await asyncio.sleep(0.01)  # let the last slices render
         if self._in_flight:
             await asyncio.wait([asyncio.wrap_future(f) for f in list(self._in_flight)])
         self._writer.shutdown(wait=True)
