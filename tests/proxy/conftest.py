@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +23,17 @@ class ProxyPod:
     access_log: Path
 
     def access_records(self) -> list[dict[str, object]]:
-        import json
-        import time
-
-        time.sleep(0.3)  # one flush interval
         return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
+    def wait_record(self, matches: Callable[[dict[str, object]], bool]) -> dict[str, object]:
+        """The first access-log record that ``matches``, once it has been written."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [record for record in self.access_records() if matches(record)]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, "no such access log record"
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -242,7 +242,7 @@ def test_upstream_refused_is_503_uf(pod: ProxyPod) -> None:
     assert b"upstream connect error" in response.body
     assert client.request(get()).status == 503  # the client connection stays usable
     client.close()
-    assert any(r["flags"] == "UF" and r["code"] == 503 for r in pod.access_records())
+    pod.wait_record(lambda r: r["flags"] == "UF" and r["code"] == 503)
 
 
 def test_upstream_reset_mid_response_closes_the_client(
@@ -254,7 +254,7 @@ def test_upstream_reset_mid_response_closes_the_client(
     raw = client.read_raw_until_close()
     assert raw.startswith(b"HTTP/1.1 200 OK")
     assert raw.endswith(b"only ten b")  # truncated, and the connection closed: visible
-    assert any(r["flags"] == "UC" and r["path"] == "/reset" for r in pod.access_records())
+    pod.wait_record(lambda r: r["flags"] == "UC" and r["path"] == "/reset")
 
 
 def test_upstream_reset_before_response_is_502(pod: ProxyPod, app: ScriptedUpstream) -> None:
@@ -272,7 +272,7 @@ def test_malformed_status_line_is_502_upe(pod: ProxyPod, app: ScriptedUpstream) 
     client = Client(pod.port)
     assert client.request(get("/bad-status")).status == 502
     client.close()
-    assert any(r["flags"] == "UPE" and r["path"] == "/bad-status" for r in pod.access_records())
+    pod.wait_record(lambda r: r["flags"] == "UPE" and r["path"] == "/bad-status")
 
 
 def test_more_body_than_content_length_is_cut_and_not_reused(
@@ -294,7 +294,7 @@ def test_upstream_hang_is_504_ut(pod: ProxyPod, app: ScriptedUpstream) -> None:
     response = client.request(get("/hang"))
     assert response.status == 504
     client.close()
-    assert any(r["flags"] == "UT" and r["path"] == "/hang" for r in pod.access_records())
+    pod.wait_record(lambda r: r["flags"] == "UT" and r["path"] == "/hang")
 
 
 def test_client_closing_mid_request_and_mid_response(pod: ProxyPod, app: ScriptedUpstream) -> None:
@@ -310,16 +310,15 @@ def test_client_closing_mid_request_and_mid_response(pod: ProxyPod, app: Scripte
     time.sleep(0.3)
     app.behaviour = "echo"
     assert Client(pod.port).request(get("/still-fine")).status == 200
-    records = pod.access_records()
-    assert any(r["path"] == "/half" and r["flags"] == "DC" for r in records)
-    assert any(r["path"] == "/abandon" and r["flags"] == "DC" for r in records)
+    pod.wait_record(lambda r: r["path"] == "/half" and r["flags"] == "DC")
+    pod.wait_record(lambda r: r["path"] == "/abandon" and r["flags"] == "DC")
 
 
 def test_access_log_fields_and_metrics(pod: ProxyPod, app: ScriptedUpstream) -> None:
     client = Client(pod.port)
     client.request(get("/logged", "X-Request-Id: log-me\r\nUser-Agent: probe/1\r\n"))
     client.close()
-    [record] = [r for r in pod.access_records() if r["request_id"] == "log-me"]
+    record = pod.wait_record(lambda r: r["request_id"] == "log-me")
     assert record["listener"] == "main"
     assert record["method"] == "GET"
     assert record["path"] == "/logged"
