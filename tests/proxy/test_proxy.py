@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -336,3 +338,18 @@ def test_access_log_fields_and_metrics(pod: ProxyPod, app: ScriptedUpstream) -> 
     assert 'pillion_upstream_connect_errors_total{listener="dead"}' in text
     assert "pillion_request_bytes_bucket" in text
     assert "pillion_response_bytes_bucket" in text
+
+
+def test_promtool_is_clean_with_proxy_metrics(pod: ProxyPod, app: ScriptedUpstream) -> None:
+    client = Client(pod.port)
+    client.request(get("/for-metrics"))
+    client.close()
+    Client(pod.dead_port).request(get())
+    _, _, metrics = http("GET", f"{pod.pillion.status_url}/metrics")
+    assert b"pillion_requests_total" in metrics
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package; `make test` installs it"
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, capture_output=True, timeout=30, check=False
+    )
+    assert (check.returncode, check.stdout + check.stderr) == (0, b"")
