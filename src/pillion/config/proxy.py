@@ -171,6 +171,15 @@ class AccessLogConfig(_Section):
 class ProxyConfig(_Section):
     """Inbound reverse proxy in front of the app. Disabled when absent."""
 
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes that serve the listeners, sharing their ports with "
+        "SO_REUSEPORT; a worker that dies is restarted. Default 1: one event loop "
+        "serves tens of thousands of requests per second; raise it to the pod's CPUs.",
+    )
+
     inbound: list[InboundListenerConfig] = Field(
         default_factory=lambda: [InboundListenerConfig()],
         description="Inbound listeners. Default: one on 0.0.0.0:15006 to the app.",

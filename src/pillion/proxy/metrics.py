@@ -54,6 +54,7 @@ class ProxyFamilies:
             "Client connections open now.",
             ["listener"],
             registry=registry,
+            multiprocess_mode="livesum",  # summed over live workers when there are several
         )
         self.connections_rejected = Counter(
             "pillion_connections_rejected",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pillion.components import Component
 from pillion.config import PillionConfig
 from pillion.proxy.listener import ProxyComponent
+from pillion.proxy.workers import ProxyWorkers
 from pillion.runtime.admin import AdminServer
 from pillion.runtime.app_health import AppHealth
 from pillion.runtime.control import Control
@@ -34,6 +35,8 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
     ]
     if config.app.health is not None:
         components.append(AppHealth(config))
-    if config.proxy is not None:
+    if config.proxy is not None and config.proxy.workers > 1:
+        components.append(ProxyWorkers(config, metrics))
+    elif config.proxy is not None:
         components.append(ProxyComponent(config, metrics))
     return components

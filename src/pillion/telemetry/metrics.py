@@ -7,7 +7,10 @@ by default, OpenMetrics when the scraper's ``Accept`` header asks for it.
 
 from __future__ import annotations
 
+import atexit
 import platform
+import shutil
+import tempfile
 import time
 import typing
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from pillion import __version__
 
@@ -34,9 +38,15 @@ _T = TypeVar("_T")
 class Metrics:
     """Pillion's registry, with the process-level metrics already registered."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, process: bool = True) -> None:
+        """``process=False``: only families registered through ``family`` (a worker's)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._families: dict[str, object] = {}
+        self._multiprocess_dir: str | None = None
+        if process:
+            self._process_metrics()
+
+    def _process_metrics(self) -> None:
         ProcessCollector(namespace="pillion", registry=self.registry)
         Info(
             "pillion_build",
@@ -74,6 +84,24 @@ class Metrics:
             registry=self.registry,
         )
         self.config_loaded_timestamp.set(time.time())
+
+    def multiprocess_dir(self) -> str:
+        """A directory where worker processes write their metrics, merged into ours.
+
+        Workers get it as ``PROMETHEUS_MULTIPROC_DIR``; ``prometheus_client`` sums
+        their counters and histograms (and live gauges) into this registry's scrape.
+        """
+        if self._multiprocess_dir is None:
+            directory = tempfile.mkdtemp(prefix="pillion-metrics-")
+            atexit.register(shutil.rmtree, directory, ignore_errors=True)
+            MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
+            self._multiprocess_dir = directory
+        return self._multiprocess_dir
+
+    def worker_exited(self, pid: int) -> None:
+        """Drop a dead worker's live gauges (its counters keep counting in the sum)."""
+        if self._multiprocess_dir is not None:
+            mark_process_dead(pid, self._multiprocess_dir)  # type: ignore[no-untyped-call]
 
     def family(self, key: str, create: Callable[[CollectorRegistry], _T]) -> _T:
         """Metric families shared by every instance of a component, registered once.

@@ -1,0 +1,74 @@
+"""A proxy worker process: ``python -m pillion.proxy.worker --index N --ready-fd FD``.
+
+Reads its configuration (the ``app``, ``proxy`` and ``lifecycle`` sections, as
+JSON) on stdin, serves the listeners with ``SO_REUSEPORT`` beside its siblings,
+writes ``ready`` to the inherited file descriptor once listening, drains on
+SIGTERM and exits 0. Its metrics go to ``PROMETHEUS_MULTIPROC_DIR``, which the
+supervising process merges into ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+
+from pillion.components import EXIT_OK, EXIT_RUNTIME_FAILURE, ComponentStartError
+from pillion.config import PillionConfig
+from pillion.proxy.listener import ProxyComponent
+from pillion.telemetry import Metrics, configure_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("pillion.proxy")
+
+
+class _WorkerField(logging.Filter):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+async def _serve(config: PillionConfig, ready_fd: int) -> int:
+    proxy = ProxyComponent(config, Metrics(process=False))
+    try:
+        await proxy.start()
+    except ComponentStartError as exc:
+        log.error("cannot start", extra={"error": exc.reason})
+        return EXIT_RUNTIME_FAILURE
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await proxy.drain(loop.time() + config.lifecycle.drain_timeout)
+    await proxy.close()
+    return EXIT_OK
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a Pillion proxy worker (started by Pillion)")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    args = parser.parse_args()
+    config = PillionConfig.model_validate(json.loads(sys.stdin.read()))
+    configure_logging(config.telemetry.log_level)
+    for handler in logging.getLogger("pillion").handlers:
+        handler.addFilter(_WorkerField(args.index))
+    sys.exit(uvloop.run(_serve(config, args.ready_fd)))
+
+
+if __name__ == "__main__":
+    main()

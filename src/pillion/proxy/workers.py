@@ -1,0 +1,190 @@
+"""``proxy.workers > 1``: the proxy as N child processes, kept alive.
+
+Each worker binds the same listeners with ``SO_REUSEPORT`` (the kernel spreads
+connections), so one dying does not close a port; the others keep serving while
+it is restarted (after a short, growing pause if it keeps dying). Ready when
+every worker is. Drain sends SIGTERM to all: each drains like a single proxy.
+Metrics: workers write to the supervisor's multiprocess directory, merged on scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+
+from prometheus_client import CollectorRegistry, Counter
+
+from pillion.components import Component, ComponentStartError
+from pillion.config import PillionConfig
+from pillion.telemetry import Metrics
+
+__all__ = ["ProxyWorkers"]
+
+log = logging.getLogger("pillion.proxy")
+
+START_TIMEOUT = 30.0
+MAX_RESTART_PAUSE = 10.0
+
+
+def _restarts_family(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "pillion_proxy_worker_restarts",
+        "Proxy worker processes restarted after they died.",
+        registry=registry,
+    )
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.ready = False
+        self.failures = 0
+
+
+class ProxyWorkers(Component):
+    kind = "traffic"
+
+    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
+        assert config.proxy is not None
+        self.name = "proxy"
+        self._config = config
+        self._payload = json.dumps(
+            config.model_dump(mode="json", include={"app", "proxy", "lifecycle", "telemetry"})
+        ).encode()
+        self._metrics = metrics
+        self._directory = metrics.multiprocess_dir()
+        self._restarts = metrics.family("proxy_worker_restarts", _restarts_family)
+        self._workers = [_Worker(index) for index in range(config.proxy.workers)]
+        self._monitors: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self._stopping and all(w.ready for w in self._workers)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process and w.process.returncode is None]
+
+    async def start(self) -> None:
+        try:
+            for worker in self._workers:
+                await self._spawn(worker)
+        except ComponentStartError:
+            await self.close()
+            raise
+        for worker in self._workers:
+            self._watch(worker)
+        self._started = True
+        log.info("workers started", extra={"workers": len(self._workers), "pids": self.pids})
+
+    async def _spawn(self, worker: _Worker) -> None:
+        """Start one worker and wait until it listens; raise if it cannot."""
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pillion.proxy.worker",
+                "--index", str(worker.index), "--ready-fd", str(write_fd),
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=(write_fd,),
+                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": self._directory},
+            )  # fmt: skip
+        finally:
+            os.close(write_fd)
+        worker.process = process
+        assert process.stdin is not None
+        process.stdin.write(self._payload)
+        process.stdin.close()
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                line = await loop.run_in_executor(None, os.read, read_fd, 64)
+        except TimeoutError:
+            line = b""
+        finally:
+            os.close(read_fd)
+        if line != b"ready\n":
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            code = await process.wait()
+            raise ComponentStartError(
+                "proxy", f"worker {worker.index} did not start (exit code {code}; see its log)"
+            )
+        worker.ready = True
+
+    def _watch(self, worker: _Worker) -> None:
+        task = asyncio.get_running_loop().create_task(self._monitor(worker))
+        self._monitors.add(task)
+        task.add_done_callback(self._monitors.discard)
+
+    async def _monitor(self, worker: _Worker) -> None:
+        """Restart ``worker`` whenever it dies, until the proxy stops."""
+        while not self._stopping:
+            process = worker.process
+            assert process is not None
+            code = await process.wait()
+            worker.ready = False
+            self._metrics.worker_exited(process.pid)
+            if self._stopping:
+                return
+            worker.failures += 1
+            pause = min(MAX_RESTART_PAUSE, 0.1 * 2 ** (worker.failures - 1))
+            log.error(
+                "worker died; restarting it",
+                extra={"worker": worker.index, "pid": process.pid, "exit_code": code,
+                       "pause_seconds": pause},
+            )  # fmt: skip
+            self._restarts.inc()
+            await asyncio.sleep(pause)
+            try:
+                await self._spawn(worker)
+            except ComponentStartError as exc:
+                log.error("worker restart failed", extra={"error": exc.reason})
+                continue
+            worker.failures = 0
+            log.info("worker restarted", extra={"worker": worker.index, "pids": self.pids})
+
+    async def drain(self, deadline: float) -> None:
+        self._stopping = True
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        waits = [w.process.wait() for w in self._workers if w.process is not None]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(remaining + 1.0):
+                await asyncio.gather(*waits)
+
+    async def close(self) -> None:
+        self._stopping = True
+        for task in list(self._monitors):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for worker in self._workers:
+            process = worker.process
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            if process is not None:
+                self._metrics.worker_exited(process.pid)
+        self._started = False
+
+    def can_reconfigure(self, config: PillionConfig) -> bool:
+        keys = {"app", "proxy", "lifecycle", "telemetry"}
+        return config.model_dump(include=keys) == self._config.model_dump(include=keys)
+
+    def reconfigure(self, config: PillionConfig) -> None:
+        """Nothing to do: only called when the workers' settings are unchanged."""
