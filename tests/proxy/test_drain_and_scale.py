@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -182,3 +183,46 @@ def test_max_connections_closes_the_excess(
     assert b'pillion_connections_rejected_total{listener="capped"} 1.0' in metrics
     for client in held:
         client.close()
+
+
+def _churn(port: int, stop: threading.Event, result: LoadResult, lock: threading.Lock) -> None:
+    """One request per connection, as fast as possible: the accept queue is never empty."""
+    while not stop.is_set():
+        try:
+            client = Client(port, timeout=10)
+            response = client.request(get("/churn", "Connection: close\r\n"))
+            client.close()
+        except OSError as exc:
+            with lock:
+                result.failed.append(repr(exc))
+            continue
+        with lock:
+            if response.status == 200:
+                result.ok += 1
+            else:
+                result.failed.append(f"status {response.status}")
+
+
+def test_reloading_the_proxy_under_load_refuses_and_resets_nothing(
+    pod: tuple[PillionProcess, int, ScriptedUpstream],
+) -> None:
+    process, port, _ = pod
+    result, lock, stop = LoadResult(), threading.Lock(), threading.Event()
+    workers = [threading.Thread(target=_churn, args=(port, stop, result, lock)) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.5)
+    text = process.config.read_text()
+    for version in range(5):  # each reload replaces the proxy: a new listener takes over
+        changed = text.replace("max_connections: 3", f"max_connections: {4 + version}")
+        process.config.write_text(changed)
+        process.signal(signal.SIGHUP)
+        process.wait_for_log("config reloaded", count=version + 1)
+        time.sleep(0.3)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert result.failed == []
+    assert result.ok > 200
+    _, _, body = http("GET", f"http://127.0.0.1:{process.admin_port}/config")
+    assert json.loads(body)["proxy"]["inbound"][1]["max_connections"] == 8

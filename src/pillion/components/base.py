@@ -54,6 +54,11 @@ class Component(abc.ABC):
         """Whether ``reconfigure(config)`` can apply the new config in place."""
         return False
 
+    def take_over(self, previous: Component) -> None:
+        """Before ``start``, when this component replaces ``previous`` on a reload:
+        take what can be shared (a listening socket, say). Default: nothing."""
+        _ = previous
+
     def reconfigure(self, config: PillionConfig) -> None:
         """Apply ``config`` in place; only called after ``can_reconfigure`` said yes."""
         raise NotImplementedError(f"{self.name} cannot be reconfigured in place")

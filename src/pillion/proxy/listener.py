@@ -1,7 +1,9 @@
 """The proxy as a component: its inbound listeners, their pools, the access log.
 
-Listeners bind with ``SO_REUSEPORT``, so a reload can start a new proxy on the
-same ports before the old one drains: no connection is refused in between.
+On a reload the new proxy takes a duplicate of each old listening socket whose
+address it keeps (the same accept queue), and starts before the old one drains:
+no connection is refused or reset in between. New addresses bind with
+``SO_REUSEPORT`` (so workers can share them).
 Drain: readiness fails (the supervisor), the listening sockets close, idle
 keep-alive connections close, in-flight requests finish with
 ``Connection: close``, and whatever is left at the deadline is closed.
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
+import socket
 import time
 from time import perf_counter
 
@@ -61,6 +65,7 @@ class InboundListener:
         self.connections: set[DownstreamConnection] = set()
         self.draining = False
         self.bound: ListenAddress | None = None
+        self.inherited: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._empty = asyncio.Event()
         self._empty.set()
@@ -76,14 +81,21 @@ class InboundListener:
     async def start(self) -> None:
         host, port = self.config.listen
         try:
-            self._server = await self.loop.create_server(
-                lambda: DownstreamConnection(self),
-                host,
-                port,
-                reuse_address=True,
-                reuse_port=True,
-                backlog=4096,
-            )
+            if self.inherited is not None:
+                # The previous listener's socket, duplicated: the same accept queue,
+                # so nothing waiting in it is reset when the old one closes.
+                self._server = await self.loop.create_server(
+                    lambda: DownstreamConnection(self), sock=self.inherited, backlog=4096
+                )
+            else:
+                self._server = await self.loop.create_server(
+                    lambda: DownstreamConnection(self),
+                    host,
+                    port,
+                    reuse_address=True,
+                    reuse_port=True,
+                    backlog=4096,
+                )
         except OSError as exc:
             reason = (
                 "address already in use"
@@ -103,6 +115,12 @@ class InboundListener:
                 "upstream": str(self.upstream),
             },
         )
+
+    def listening_socket(self) -> socket.socket | None:
+        """A duplicate of the listening socket, for a successor to accept from."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return socket.socket(fileno=os.dup(self._server.sockets[0].fileno()))
 
     # -- from connections --
 
@@ -201,6 +219,7 @@ class ProxyComponent(Component):
         self._metrics = metrics
         self.listeners: list[InboundListener] = []
         self.access_log: AccessLog | None = None
+        self._inherited: dict[ListenAddress, socket.socket] = {}
         self._started = False
 
     @property
@@ -210,6 +229,14 @@ class ProxyComponent(Component):
     @property
     def ready(self) -> bool:
         return self._started and not any(listener.draining for listener in self.listeners)
+
+    def take_over(self, previous: Component) -> None:
+        if isinstance(previous, ProxyComponent):
+            self._inherited = {
+                listener.config.listen: sock
+                for listener in previous.listeners
+                if (sock := listener.listening_socket()) is not None
+            }
 
     async def start(self) -> None:
         config = self._config
@@ -224,6 +251,7 @@ class ProxyComponent(Component):
         for listener_config in config.inbound:
             upstream = listener_config.upstream or ListenAddress(*self._app)
             listener = InboundListener(listener_config, upstream, self._metrics, self.access_log)
+            listener.inherited = self._inherited.pop(listener_config.listen, None)
             try:
                 await listener.start()
             except ComponentStartError:
@@ -238,6 +266,9 @@ class ProxyComponent(Component):
         await asyncio.gather(*(listener.wait_closed(deadline) for listener in self.listeners))
 
     async def close(self) -> None:
+        for sock in self._inherited.values():  # not taken: its address is gone
+            sock.close()
+        self._inherited = {}
         for listener in self.listeners:
             await listener.close()
         self.listeners = []

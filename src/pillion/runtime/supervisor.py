@@ -173,6 +173,8 @@ class Supervisor:
         started: list[Component] = []
         try:
             for component in fresh:
+                if component.name in current:
+                    component.take_over(current[component.name])
                 await component.start()
                 started.append(component)
         except ComponentStartError:
