@@ -88,6 +88,8 @@ class ScriptedUpstream:
         reader = _RequestReader()
         with conn:
             while True:
+                if self.behaviour == "slow-reader":
+                    time.sleep(0.01)  # about 6 MiB/s: much slower than the client sends
                 try:
                     data = conn.recv(65536)
                 except OSError:
@@ -109,7 +111,7 @@ class ScriptedUpstream:
 
     def _answer(self, conn: socket.socket, request: Recorded) -> bool:
         behaviour = self.behaviour
-        if behaviour == "echo":
+        if behaviour in ("echo", "slow-reader"):
             body = json.dumps(
                 {
                     "method": request.method.decode(),
@@ -141,8 +143,8 @@ class ScriptedUpstream:
             status = int(behaviour.split(":")[1])
             conn.sendall(b'HTTP/1.1 %d X\r\nETag: "v1"\r\n\r\n' % status)
             return True
-        if behaviour == "big":
-            size = 8 * 1024 * 1024
+        if behaviour in ("big", "huge"):
+            size = (64 if behaviour == "huge" else 8) * 1024 * 1024
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
             block = b"b" * 65536
             for _ in range(size // len(block)):
