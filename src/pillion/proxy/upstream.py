@@ -54,7 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.user: UpstreamUser | None = None
-        self.parser = ResponseParser(_NoUser())
+        self.parser = ResponseParser(_NO_USER)
         self.closed = False
         self.idle_since = 0.0
         self.requests = 0
@@ -141,6 +141,9 @@ class _NoUser:
         pass
 
 
+_NO_USER = _NoUser()
+
+
 class UpstreamPool:
     """Keep-alive connections to one upstream address."""
 
@@ -207,7 +210,7 @@ class UpstreamPool:
         """Take back a connection whose exchange ended cleanly."""
         connection.user = None
         parser = connection.parser
-        parser.handler = _NoUser()
+        parser.handler = _NO_USER
         if connection.closed or parser.broken or len(self._idle) >= self.max_idle:
             connection.close()
             return
