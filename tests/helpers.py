@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,18 +13,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+_GIVEN: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on now, never one handed out before in this run
+    (the kernel may offer a just-released port again before its user binds it)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def http(
@@ -155,6 +162,32 @@ def _json_or_none(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met in {timeout}s"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running_pillion(directory: Path, body: str, app_port: int = 8080) -> Iterator[PillionProcess]:
+    """A ready ``pillion run``: the app on ``app_port``, admin and status on free
+    loopback ports, then the YAML ``body`` (the sections under test)."""
+    admin, status = free_port(), free_port()
+    config = write_config(
+        directory,
+        f"app: {{port: {app_port}}}\nadmin: {{listen: 127.0.0.1:{admin}}}\n"
+        f"status: {{listen: 127.0.0.1:{status}}}\n{body}",
+    )
+    process = PillionProcess(config, admin, status).start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
 
 
 def base_config(admin_port: int, status_port: int, extra: str = "") -> str:

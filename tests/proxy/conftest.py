@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, write_config
-from tests.proxy.harness import ScriptedUpstream
+from tests.helpers import PillionProcess, free_port, running_pillion
+from tests.proxy.harness import ScriptedUpstream, scripted_upstream
 
 
 @dataclass
@@ -38,21 +38,11 @@ class ProxyPod:
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPod]:
-    upstream = ScriptedUpstream().start()
     directory = tmp_path_factory.mktemp("proxy")
-    admin, status, port, dead_port, closed = (free_port() for _ in range(5))
+    port, dead_port, closed = free_port(), free_port(), free_port()
     access_log = directory / "access.log"
-    config = write_config(
-        directory,
-        f"""
-app:
-  port: {upstream.port}
-admin:
-  listen: 127.0.0.1:{admin}
-status:
-  listen: 127.0.0.1:{status}
-lifecycle:
-  drain_timeout: 5s
+    proxy = f"""
+lifecycle: {{drain_timeout: 5s}}
 proxy:
   inbound:
     - name: main
@@ -65,15 +55,12 @@ proxy:
   access_log:
     path: {access_log}
     flush_interval: 50ms
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
-    try:
-        process.wait_ready()
+"""
+    with (
+        scripted_upstream() as upstream,
+        running_pillion(directory, proxy, upstream.port) as process,
+    ):
         yield ProxyPod(process, upstream, port, dead_port, access_log)
-    finally:
-        process.stop()
-        upstream.stop()
 
 
 @pytest.fixture

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httptools
+
+
+def find_header(headers: list[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == lower_name:
+            return value
+    return None
 
 
 @dataclass
@@ -21,10 +30,7 @@ class Recorded:
     body: bytes
 
     def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+        return find_header(self.headers, name)
 
 
 class _RequestReader:
@@ -50,6 +56,15 @@ class _RequestReader:
     def on_message_complete(self) -> None:
         method = self.parser.get_method()
         self.done.append(Recorded(method, self._url, self._headers, self._body))
+
+
+@contextlib.contextmanager
+def scripted_upstream() -> Iterator[ScriptedUpstream]:
+    upstream = ScriptedUpstream().start()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
 
 
 @dataclass
@@ -181,10 +196,7 @@ class Response:
     body: bytes
 
     def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+        return find_header(self.headers, name)
 
     def json(self) -> dict[str, object]:
         value = json.loads(self.body)

@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, write_config
-from tests.proxy.harness import Client, ScriptedUpstream, get
+from tests.helpers import PillionProcess, free_port, http, running_pillion
+from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
 @pytest.fixture
 def pod(tmp_path: Path) -> Iterator[tuple[PillionProcess, int, ScriptedUpstream]]:
-    upstream = ScriptedUpstream().start()
-    admin, status, port, capped = (free_port() for _ in range(4))
-    config = write_config(
-        tmp_path,
-        f"""
-app: {{port: {upstream.port}}}
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    port, capped = free_port(), free_port()
+    proxy = f"""
 lifecycle: {{drain_timeout: 10s}}
 proxy:
   inbound:
@@ -37,16 +31,13 @@ proxy:
       listen: 127.0.0.1:{capped}
       max_connections: 3
   access_log: null
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
-    process.capped_port = capped  # type: ignore[attr-defined]
-    try:
-        process.wait_ready()
+"""
+    with (
+        scripted_upstream() as upstream,
+        running_pillion(tmp_path, proxy, upstream.port) as process,
+    ):
+        process.capped_port = capped  # type: ignore[attr-defined]
         yield process, port, upstream
-    finally:
-        process.stop()
-        upstream.stop()
 
 
 @dataclass

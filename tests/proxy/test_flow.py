@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, write_config
-from tests.proxy.harness import Client, ScriptedUpstream, get
+from tests.helpers import PillionProcess, free_port, running_pillion
+from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
 class Pod:
@@ -35,16 +35,10 @@ class Pod:
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
-    app = ScriptedUpstream().start()
     directory = tmp_path_factory.mktemp("flow")
-    admin, status, port, dead, closed = (free_port() for _ in range(5))
+    port, dead, closed = free_port(), free_port(), free_port()
     access = directory / "access.log"
-    config = write_config(
-        directory,
-        f"""
-app: {{port: {app.port}}}
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    proxy = f"""
 proxy:
   inbound:
     - name: tight
@@ -58,15 +52,9 @@ proxy:
     fields: [listener, method, path, code, flags]
     sample: 0.0
     flush_interval: 50ms
-""",
-    )
-    pillion = PillionProcess(config, admin, status).start()
-    try:
-        pillion.wait_ready()
+"""
+    with scripted_upstream() as app, running_pillion(directory, proxy, app.port) as pillion:
         yield Pod(pillion, app, port, dead, access)
-    finally:
-        pillion.stop()
-        app.stop()
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, write_config
-from tests.proxy.harness import Client, ScriptedUpstream, get
+from tests.helpers import PillionProcess, free_port, http, running_pillion, wait_until, write_config
+from tests.proxy.harness import Client, get, scripted_upstream
 
 
 def _workers(parent: int) -> list[int]:
@@ -34,39 +33,22 @@ def _workers(parent: int) -> list[int]:
     return sorted(found)
 
 
-def _wait(condition: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def pod(tmp_path: Path) -> Iterator[tuple[PillionProcess, int, Path]]:
-    upstream = ScriptedUpstream().start()
-    admin, status, port = free_port(), free_port(), free_port()
-    access = tmp_path / "access.log"
-    config = write_config(
-        tmp_path,
-        f"""
-app: {{port: {upstream.port}}}
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    port, access = free_port(), tmp_path / "access.log"
+    proxy = f"""
 lifecycle: {{drain_timeout: 5s}}
 proxy:
   workers: 2
   inbound:
     - listen: 127.0.0.1:{port}
   access_log: {{path: {access}, flush_interval: 50ms}}
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
-    try:
-        process.wait_ready()
+"""
+    with (
+        scripted_upstream() as upstream,
+        running_pillion(tmp_path, proxy, upstream.port) as process,
+    ):
         yield process, port, access
-    finally:
-        process.stop()
-        upstream.stop()
 
 
 def test_workers_share_the_port_and_their_metrics_add_up(
@@ -86,7 +68,7 @@ def test_workers_share_the_port_and_their_metrics_add_up(
     check = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True,
                            timeout=30, check=False)  # fmt: skip
     assert (check.returncode, check.stdout + check.stderr) == (0, b"")
-    _wait(lambda: len(access.read_text().splitlines()) == 40)
+    wait_until(lambda: len(access.read_text().splitlines()) == 40)
     lines = [json.loads(line) for line in access.read_text().splitlines()]
     assert sorted(r["path"] for r in lines) == sorted(f"/w{i}" for i in range(40))
     records = process.records()
@@ -101,13 +83,13 @@ def test_a_dead_worker_is_restarted_and_the_port_keeps_serving(
     os.kill(first, signal.SIGKILL)
     # Once it is gone (the kernel resets only what was queued on its dying socket;
     # net.ipv4.tcp_migrate_req=1 would hand those to the survivor), the other serves.
-    _wait(lambda: not Path(f"/proc/{first}").exists())
+    wait_until(lambda: not Path(f"/proc/{first}").exists())
     for i in range(20):  # the surviving worker answers meanwhile
         assert Client(port).request(get(f"/during-{i}")).status == 200
-    _wait(lambda: len(_workers(process.proc.pid)) == 2)
+    wait_until(lambda: len(_workers(process.proc.pid)) == 2)
     assert first not in _workers(process.proc.pid)
     assert second in _workers(process.proc.pid)
-    _wait(lambda: http("GET", f"{process.status_url}/healthz/ready")[0] == 200)
+    wait_until(lambda: http("GET", f"{process.status_url}/healthz/ready")[0] == 200)
     _, _, metrics = http("GET", f"{process.status_url}/metrics")
     assert b"pillion_proxy_worker_restarts_total 1.0" in metrics
     assert process.wait_for_log("worker restarted")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, base_config, free_port, http, write_config
+from tests.helpers import PillionProcess, base_config, free_port, http, wait_until, write_config
 
 
 def _refused(port: int) -> bool:
@@ -19,15 +19,6 @@ def _refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
-
-
-def _wait_until(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met in {timeout}s")
 
 
 def test_sigterm_finishes_in_flight_work_refuses_new_work_and_exits_0(
@@ -45,7 +36,7 @@ def test_sigterm_finishes_in_flight_work_refuses_new_work_and_exits_0(
         pillion.wait_for_log("stopping")
 
         # New work is refused: the admin port no longer accepts connections...
-        _wait_until(lambda: _refused(pillion.admin_port))
+        wait_until(lambda: _refused(pillion.admin_port))
         # ...and readiness fails while the drain waits for the request in flight.
         status, _, payload = http("GET", f"{pillion.status_url}/healthz/ready")
         assert status == 503
