@@ -88,9 +88,11 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(pillion: PillionProcess) 
     pillion.signal(signal.SIGHUP)
     record = pillion.wait_for_log("config reload refused; the previous config keeps running")
     assert record["level"] == "error"
+    level_line = len(good.splitlines()) + 2  # after the good lines and "telemetry:"
     assert record["errors"] == [
-        "telemetry.log_level (line 8): Input should be 'debug', 'info', 'warning' or 'error'",
-        "telemetry.colour (line 9): unknown key; allowed: log_level",
+        f"telemetry.log_level (line {level_line}): "
+        "Input should be 'debug', 'info', 'warning' or 'error'",
+        f"telemetry.colour (line {level_line + 1}): unknown key; allowed: log_level",
     ]
 
     status, _, body = http("GET", f"{pillion.admin_url}/config")  # the old config serves
