@@ -101,6 +101,7 @@ class ScriptedUpstream:
 
     def _serve(self, conn: socket.socket) -> None:
         reader = _RequestReader()
+        answered = 0
         with conn:
             while True:
                 if self.behaviour == "slow-reader":
@@ -118,6 +119,9 @@ class ScriptedUpstream:
                 while reader.done:
                     request = reader.done.pop(0)
                     self.requests.append(request)
+                    if self.behaviour == "one-per-connection" and answered:
+                        return  # closes a kept-alive connection instead of answering
+                    answered += 1
                     try:
                         if not self._answer(conn, request):
                             return
@@ -126,7 +130,7 @@ class ScriptedUpstream:
 
     def _answer(self, conn: socket.socket, request: Recorded) -> bool:
         behaviour = self.behaviour
-        if behaviour in ("echo", "slow-reader"):
+        if behaviour in ("echo", "slow-reader", "one-per-connection"):
             body = json.dumps(
                 {
                     "method": request.method.decode(),

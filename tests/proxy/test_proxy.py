@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import http
+from tests.helpers import free_port, http, running_pillion
 from tests.proxy.conftest import ProxyPod
 from tests.proxy.harness import Client, ScriptedUpstream, get
 
@@ -353,3 +355,49 @@ def test_promtool_is_clean_with_proxy_metrics(pod: ProxyPod, app: ScriptedUpstre
         [promtool, "check", "metrics"], input=metrics, capture_output=True, timeout=30, check=False
     )
     assert (check.returncode, check.stdout + check.stderr) == (0, b"")
+
+
+def test_request_on_a_pooled_connection_the_app_closed_is_retried_once(
+    pod: ProxyPod, app: ScriptedUpstream
+) -> None:
+    app.behaviour = "one-per-connection"  # answers once, then closes on the next request
+    client = Client(pod.port)
+    assert client.request(get("/first")).status == 200
+    # Sent on the pooled connection, which the app closes unanswered: a GET without a
+    # body never reached the app's handler, so Pillion sends it again on a new one.
+    response = client.request(get("/second"))
+    assert response.status == 200
+    assert response.json()["target"] == "/second"
+    # With a body it is not replayed: the app may have acted on it.
+    response = client.request(b"POST /third HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+    assert response.status == 502
+    client.close()
+
+
+def test_upstream_connect_timeout_is_503_uf(tmp_path: Path) -> None:
+    with socket.socket() as app:  # listens, never accepts: its queue fills, SYNs get dropped
+        app.bind(("127.0.0.1", 0))
+        app.listen(0)
+        fillers = []
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(app.getsockname())
+            fillers.append(filler)
+        port = free_port()
+        proxy = (
+            f"proxy:\n  inbound:\n    - listen: 127.0.0.1:{port}\n"
+            f"      timeouts: {{connect: 300ms}}\n  access_log: null\n"
+        )
+        try:
+            with running_pillion(tmp_path, proxy, app.getsockname()[1]):
+                client = Client(port)
+                began = time.monotonic()
+                response = client.request(get())
+                assert response.status == 503
+                assert response.body == b"upstream connect timeout\n"
+                assert time.monotonic() - began < 5
+                client.close()
+        finally:
+            for filler in fillers:
+                filler.close()
