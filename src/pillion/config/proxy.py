@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pillion.config.types import Listen, ListenAddress
 from pillion.config.units import Duration, Size
@@ -16,6 +16,7 @@ __all__ = [
     "InboundListenerConfig",
     "ProxyConfig",
     "RequestLimits",
+    "TcpListenerConfig",
     "Timeouts",
 ]
 
@@ -136,6 +137,31 @@ class InboundListenerConfig(_Section):
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
 
 
+class TcpListenerConfig(_Section):
+    """A plain TCP (L4) listener: every byte forwarded both ways, nothing parsed."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Name of the listener in metrics and logs.",
+    )
+    listen: Listen = Field(description="Address to accept clients on.")
+    upstream: Listen = Field(description="Address to forward each connection to.")
+    connect_timeout: Duration = Field(
+        2.0,
+        description="Longest time to connect to the upstream; then the client's "
+        "connection is closed. Default 2s, as for HTTP.",
+    )
+    idle_timeout: Duration = Field(
+        3600.0,
+        description="A connection with no byte in either direction for this long is "
+        "closed. Default 1h (Envoy's tcp_proxy default): long-lived protocols "
+        "(databases, brokers) idle for minutes.",
+    )
+    max_connections: int = Field(
+        10_000, ge=1, description="Most client connections at once; more are closed at accept."
+    )
+
+
 class AccessLogConfig(_Section):
     """The access log: one JSON line per request, written in batches."""
 
@@ -184,18 +210,22 @@ class ProxyConfig(_Section):
         default_factory=lambda: [InboundListenerConfig()],
         description="Inbound listeners. Default: one on 0.0.0.0:15006 to the app.",
     )
+    tcp: list[TcpListenerConfig] = Field(
+        default_factory=list,
+        description="TCP passthrough listeners (databases, brokers...). Default: none.",
+    )
     access_log: AccessLogConfig | None = Field(
         default_factory=AccessLogConfig,
         description="Access log; `null` turns it off. Default: every request to stdout.",
     )
 
-    @field_validator("inbound")
-    @classmethod
-    def _distinct(cls, value: list[InboundListenerConfig]) -> list[InboundListenerConfig]:
-        names = [listener.name for listener in value]
+    @model_validator(mode="after")
+    def _distinct(self) -> ProxyConfig:
+        listeners: list[InboundListenerConfig | TcpListenerConfig] = [*self.inbound, *self.tcp]
+        names = [listener.name for listener in listeners]
         if len(set(names)) != len(names):
-            raise ValueError("listener names must be distinct")
-        addresses = [listener.listen for listener in value]
+            raise ValueError("listener names must be distinct across inbound and tcp")
+        addresses = [listener.listen for listener in listeners]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two listeners on one address")
-        return value
+        return self

@@ -12,9 +12,7 @@ keep-alive connections close, in-flight requests finish with
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import socket
 import time
 from time import perf_counter
@@ -27,6 +25,7 @@ from pillion.http.request import ParserLimits
 from pillion.proxy.accesslog import AccessLog
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
+from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
@@ -36,8 +35,8 @@ __all__ = ["InboundListener", "ProxyComponent"]
 log = logging.getLogger("pillion.proxy")
 
 
-class InboundListener:
-    """One listening socket, its connections and its upstream pool."""
+class InboundListener(Listening):
+    """One HTTP listening socket, its connections and its upstream pool."""
 
     def __init__(
         self,
@@ -46,8 +45,15 @@ class InboundListener:
         metrics: Metrics,
         access_log: AccessLog | None,
     ) -> None:
+        self.metrics = ListenerMetrics(metrics, config.name)
+        super().__init__(
+            config.name,
+            config.listen,
+            config.max_connections,
+            self.metrics.connections_active,
+            self.metrics.connections_rejected,
+        )
         self.config = config
-        self.name = config.name
         self.upstream = upstream
         self.upstream_host = str(upstream).encode()
         self.parser_limits = ParserLimits(
@@ -60,16 +66,7 @@ class InboundListener:
         self.header_timeout = timeouts.header
         self.idle_timeout = timeouts.idle
         self.request_timeout = timeouts.request
-        self.metrics = ListenerMetrics(metrics, config.name)
         self.access_log = access_log
-        self.connections: set[DownstreamConnection] = set()
-        self.draining = False
-        self.bound: ListenAddress | None = None
-        self.inherited: socket.socket | None = None
-        self._server: asyncio.Server | None = None
-        self._empty = asyncio.Event()
-        self._empty.set()
-        self.loop = asyncio.get_running_loop()
         self.pool = UpstreamPool(
             upstream,
             connect_timeout=timeouts.connect,
@@ -79,34 +76,7 @@ class InboundListener:
         )
 
     async def start(self) -> None:
-        host, port = self.config.listen
-        try:
-            if self.inherited is not None:
-                # The previous listener's socket, duplicated: the same accept queue,
-                # so nothing waiting in it is reset when the old one closes.
-                self._server = await self.loop.create_server(
-                    lambda: DownstreamConnection(self), sock=self.inherited, backlog=4096
-                )
-            else:
-                self._server = await self.loop.create_server(
-                    lambda: DownstreamConnection(self),
-                    host,
-                    port,
-                    reuse_address=True,
-                    reuse_port=True,
-                    backlog=4096,
-                )
-        except OSError as exc:
-            reason = (
-                "address already in use"
-                if exc.errno == errno.EADDRINUSE
-                else (exc.strerror or str(exc))
-            )
-            raise ComponentStartError(
-                "proxy", f"cannot listen on {self.config.listen}: {reason}"
-            ) from exc
-        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
-        self.bound = ListenAddress(bound_host, bound_port)
+        await self.listen(lambda: DownstreamConnection(self))
         log.info(
             "listening",
             extra={
@@ -115,30 +85,6 @@ class InboundListener:
                 "upstream": str(self.upstream),
             },
         )
-
-    def listening_socket(self) -> socket.socket | None:
-        """A duplicate of the listening socket, for a successor to accept from."""
-        if self._server is None or not self._server.sockets:
-            return None
-        return socket.socket(fileno=os.dup(self._server.sockets[0].fileno()))
-
-    # -- from connections --
-
-    def connection_opened(self, connection: DownstreamConnection) -> bool:
-        if len(self.connections) >= self.config.max_connections:
-            self.metrics.connections_rejected.inc()
-            return False
-        self.connections.add(connection)
-        self._empty.clear()
-        self.metrics.connections_active.inc()
-        return True
-
-    def connection_closed(self, connection: DownstreamConnection) -> None:
-        if connection in self.connections:
-            self.connections.discard(connection)
-            self.metrics.connections_active.dec()
-            if not self.connections:
-                self._empty.set()
 
     def observe(self, exchange: Exchange) -> None:
         """Count and log one finished exchange."""
@@ -177,33 +123,9 @@ class InboundListener:
                  0, 0, 0.0, -1.0, b"", b"")
             )  # fmt: skip
 
-    # -- lifecycle --
-
-    def stop_accepting(self) -> None:
-        self.draining = True
-        if self._server is not None:
-            self._server.close()
-        for connection in list(self.connections):
-            connection.begin_drain()
-
-    async def wait_closed(self, deadline: float) -> None:
-        remaining = max(0.0, deadline - self.loop.time())
-        try:
-            async with asyncio.timeout(remaining):
-                await self._empty.wait()
-        except TimeoutError:
-            log.warning(
-                "drain deadline passed; closing connections",
-                extra={"listener": self.name, "connections": len(self.connections)},
-            )
-
     async def close(self) -> None:
-        self.stop_accepting()
-        for connection in list(self.connections):
-            connection.abort()
+        await super().close()
         await self.pool.close()
-        if self._server is not None:
-            await self._server.wait_closed()
 
 
 class ProxyComponent(Component):
