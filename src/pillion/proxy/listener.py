@@ -27,6 +27,7 @@ from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
+from pillion.proxy.tcp import TcpListener
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
 
@@ -129,7 +130,7 @@ class InboundListener(Listening):
 
 
 class ProxyComponent(Component):
-    """All inbound listeners of ``proxy``, and the access log they share."""
+    """All listeners of ``proxy`` (HTTP inbound and TCP), and the access log."""
 
     kind = "traffic"
 
@@ -139,7 +140,7 @@ class ProxyComponent(Component):
         self._config: ProxyConfig = config.proxy
         self._app = (config.app.host, config.app.port)
         self._metrics = metrics
-        self.listeners: list[InboundListener] = []
+        self.listeners: list[Listening] = []
         self.access_log: AccessLog | None = None
         self._inherited: dict[ListenAddress, socket.socket] = {}
         self._started = False
@@ -155,7 +156,7 @@ class ProxyComponent(Component):
     def take_over(self, previous: Component) -> None:
         if isinstance(previous, ProxyComponent):
             self._inherited = {
-                listener.config.listen: sock
+                listener.address: sock
                 for listener in previous.listeners
                 if (sock := listener.listening_socket()) is not None
             }
@@ -170,10 +171,18 @@ class ProxyComponent(Component):
                 raise ComponentStartError(
                     "proxy", f"cannot open access log {config.access_log.path}: {exc.strerror}"
                 ) from exc
-        for listener_config in config.inbound:
-            upstream = listener_config.upstream or ListenAddress(*self._app)
-            listener = InboundListener(listener_config, upstream, self._metrics, self.access_log)
-            listener.inherited = self._inherited.pop(listener_config.listen, None)
+        listeners: list[InboundListener | TcpListener] = [
+            InboundListener(
+                listener_config,
+                listener_config.upstream or ListenAddress(*self._app),
+                self._metrics,
+                self.access_log,
+            )
+            for listener_config in config.inbound
+        ]
+        listeners += [TcpListener(tcp_config, self._metrics) for tcp_config in config.tcp]
+        for listener in listeners:
+            listener.inherited = self._inherited.pop(listener.address, None)
             try:
                 await listener.start()
             except ComponentStartError:
