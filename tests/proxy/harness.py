@@ -112,9 +112,16 @@ class ScriptedUpstream:
                     return
                 if not data:
                     return
+                leftover = None
                 try:
                     reader.parser.feed_data(data)
+                except httptools.HttpParserUpgrade as upgrade:
+                    leftover = data[upgrade.args[0] :]
                 except httptools.HttpParserError:
+                    return
+                if leftover is not None and self.behaviour.startswith("websocket"):
+                    self.requests.extend(reader.done)
+                    self._tunnel(conn, leftover)
                     return
                 while reader.done:
                     request = reader.done.pop(0)
@@ -127,6 +134,23 @@ class ScriptedUpstream:
                             return
                     except OSError:
                         return  # the proxy went away mid-answer
+
+    def _tunnel(self, conn: socket.socket, early: bytes) -> None:
+        """Answer 101, then echo raw bytes (or reset, for ``websocket-abrupt``)."""
+        conn.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+        )
+        if self.behaviour == "websocket-abrupt":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        try:
+            if early:
+                conn.sendall(early)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            return
 
     def _answer(self, conn: socket.socket, request: Recorded) -> bool:
         behaviour = self.behaviour

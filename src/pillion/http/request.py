@@ -113,6 +113,7 @@ class RequestParser:
         "_parser",
         "_url",
         "partial_head",
+        "tunnel_data",
         "upgraded",
     )
 
@@ -124,6 +125,7 @@ class RequestParser:
         self.partial_head = False  # inside a request's line and headers
         self._head_bytes = 0
         self.upgraded = False
+        self.tunnel_data = b""  # bytes after an Upgrade request's head: not HTTP
         self._reset()
 
     def _reset(self) -> None:
@@ -144,8 +146,9 @@ class RequestParser:
         was_partial = self.partial_head
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as upgrade:
             self.upgraded = True
+            self.tunnel_data = data[upgrade.args[0] :]
         except httptools.HttpParserCallbackError:
             error, self._error = self._error, None
             if error is None:  # pragma: no cover - our callbacks only raise RequestError

@@ -66,6 +66,8 @@ class ResponseParser:
         "broken",
         "expecting",
         "handler",
+        "tunnel_data",
+        "upgraded",
     )
 
     def __init__(self, handler: ResponseHandler) -> None:
@@ -75,6 +77,8 @@ class ResponseParser:
         self._until_close = False
         self.broken = False
         self.expecting = False  # a request was sent and its final response is awaited
+        self.upgraded = False  # a 101 switched the connection to another protocol
+        self.tunnel_data = b""
         self._head_bytes = 0
         self._headers: Headers = []
         self._content_length = -1
@@ -89,6 +93,9 @@ class ResponseParser:
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgraded = True
+            self.tunnel_data = data[upgrade.args[0] :]
         except httptools.HttpParserCallbackError as exc:
             self.broken = True
             cause = exc.__context__
@@ -166,6 +173,9 @@ class ResponseParser:
     def on_message_complete(self) -> None:
         self._in_message = False
         status: int = self._parser.get_status_code()
+        if status == 101:
+            self.expecting = False  # switched protocols: no more HTTP on this connection
+            return
         if 100 <= status < 200:
             return  # an interim response: the final one is still awaited
         self.expecting = False

@@ -81,7 +81,13 @@ class DownstreamConnection(asyncio.Protocol):
         self._arm("idle")
 
     def data_received(self, data: bytes) -> None:
-        if self.closed or self._stopped_parsing:
+        if self.closed:
+            return
+        if self.parser.upgraded:
+            if self.queue:  # the Upgrade request's exchange: hold, or tunnel
+                self.queue[-1].on_client_bytes(data)
+            return
+        if self._stopped_parsing:
             return
         if self._timer_kind in ("idle", "drain"):
             self._disarm()
@@ -91,8 +97,8 @@ class DownstreamConnection(asyncio.Protocol):
         except RequestError as error:
             self._reject(error)
             return
-        if parser.upgraded and self.receiving is None:
-            self._stopped_parsing = True
+        if parser.upgraded and self.queue:
+            self.queue[-1].on_client_bytes(parser.tunnel_data)
         if parser.partial_head:
             if self._timer_kind != "header":
                 self._arm("header")
@@ -100,6 +106,9 @@ class DownstreamConnection(asyncio.Protocol):
             self._arm("drain" if self.draining else "idle")
 
     def eof_received(self) -> bool | None:
+        if self.queue and self.queue[0].tunnel:
+            self.queue[0].end_tunnel()
+            return False
         if self.receiving is not None or self.parser.partial_head or not self.queue:
             return False  # gone mid-request, or idle: close (connection_lost follows)
         # Half-closed after whole requests: they are still answered, then we close.

@@ -11,6 +11,11 @@ Failures before the response began become Pillion's own short response (503
 so the truncation is visible. A request on a reused keep-alive connection that
 the app closed before answering is retried once on a new connection when it had
 no body (the app never saw it).
+
+An Upgrade request (WebSocket and others) is forwarded with its ``Upgrade``; if
+the app answers 101 the exchange becomes a tunnel: bytes are copied both ways
+until either side closes, then it is counted (code 101, bytes in and out). Bytes
+the client sends before the 101 are held (bounded) and sent on after it.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class Exchange:
         "started_at",
         "status",
         "timer",
+        "tunnel",
+        "tunnel_early",
         "upstream",
         "upstream_at",
         "upstream_seconds",
@@ -85,6 +92,8 @@ class Exchange:
         self.forwarded: Forwarded | None = None
         self.chunked_out = False
         self.close_after = not request.keep_alive or request.upgrade
+        self.tunnel = False
+        self.tunnel_early: list[bytes] = []
 
     # -- the request, from the downstream connection --
 
@@ -125,7 +134,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.flags == flags.NONE:
+        if self.flags == flags.NONE and not self.tunnel:  # a tunnel ends when a side closes
             self.flags = flags.DC
         self._cancel_timer()
         self._drop_upstream()
@@ -207,7 +216,12 @@ class Exchange:
     # -- the response, from the upstream's parser --
 
     def on_response(self, response: ResponseHead) -> None:
-        if self.done or response.status < 200:
+        if self.done:
+            return
+        if response.status == 101 and self.head.upgrade:
+            self._open_tunnel(response)
+            return
+        if response.status < 200:
             return  # interim responses end here: Pillion answered Expect itself
         self.response_started = True
         self.status = response.status
@@ -246,6 +260,55 @@ class Exchange:
         if self.chunked_out:
             self.down.write(LAST_CHUNK)
         self._finish(reuse=self.request_complete)
+
+    # -- tunnels (after a 101) --
+
+    def _open_tunnel(self, response: ResponseHead) -> None:
+        self.response_started = True
+        self.tunnel = True
+        self.close_after = True
+        self.status = 101
+        self.upstream_seconds = perf_counter() - self.upstream_at
+        self._cancel_timer()  # a tunnel lives as long as its peers keep it
+        upgrade = b""
+        for name, value in response.headers:
+            if name.lower() == b"upgrade":
+                upgrade = value
+        extra = b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade if upgrade else b""
+        self.down.write(head(status_line(101), response_headers_for_client(response), extra))
+        early, self.tunnel_early = self.tunnel_early, []
+        for data in early:
+            self.on_client_bytes(data)
+        self.down.resume_reading()
+
+    def on_client_bytes(self, data: bytes) -> None:
+        """Bytes after an Upgrade request: held until the 101, then sent on."""
+        if self.done or not data:
+            return
+        upstream = self.upstream
+        if self.tunnel and upstream is not None:
+            self.bytes_in += len(data)
+            upstream.write(data)
+            return
+        self.tunnel_early.append(data)
+        if sum(map(len, self.tunnel_early)) > _BUFFER_LIMIT:
+            self.down.pause_reading()
+
+    def on_upstream_bytes(self, data: bytes) -> None:
+        if not self.done and data:
+            self.bytes_out += len(data)
+            self.down.write(data)
+
+    def end_tunnel(self) -> None:
+        """A side of the tunnel closed: close the other (after what it was sent)."""
+        if self.done:
+            return
+        self.done = True
+        connection, self.upstream = self.upstream, None
+        if connection is not None:
+            connection.user = None
+            connection.close()
+        self.down.exchange_done(self)
 
     # -- endings --
 

@@ -56,10 +56,13 @@ def request_head_for_upstream(
     forwarded_for = b""
     request_id = b""
     traceparent = b""
+    upgrade = b""
     for name, value in head.headers:
         lower = name.lower()
         if lower in _REWRITTEN or lower in named:
-            if lower == b"x-forwarded-for":
+            if lower == b"upgrade":
+                upgrade = value
+            elif lower == b"x-forwarded-for":
                 forwarded_for = forwarded_for + b", " + value if forwarded_for else value
             elif lower == b"x-request-id":
                 request_id = value
@@ -81,6 +84,8 @@ def request_head_for_upstream(
         b"x-forwarded-proto: %s\r\nx-forwarded-host: %s\r\n" % (proto, host),
         b"x-request-id: %s\r\ntraceparent: %s\r\n" % (request_id, traceparent),
     ]
+    if head.upgrade and upgrade:
+        lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
     if head.body == "length":
         lines.append(b"content-length: %d\r\n" % head.content_length)
     elif head.body == "chunked":

@@ -39,6 +39,10 @@ class UpstreamUser(ResponseHandler, Protocol):
 
     def cork(self) -> None: ...
 
+    def on_upstream_bytes(self, data: bytes) -> None: ...
+
+    def end_tunnel(self) -> None: ...
+
     def uncork(self) -> None: ...
 
     def resume_downstream(self) -> None: ...
@@ -88,6 +92,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         user = self.user
+        if self.parser.upgraded:  # a tunnel after a 101: bytes go straight through
+            if user is not None:
+                user.on_upstream_bytes(data)
+            return
         if user is not None:
             user.cork()  # the client gets what this read produces in one write
         try:
@@ -100,11 +108,16 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             if self.parser.broken and self.user is None:
                 self.abort()
+            elif self.parser.upgraded and user is not None:
+                user.on_upstream_bytes(self.parser.tunnel_data)
         finally:
             if user is not None:
                 user.uncork()
 
     def eof_received(self) -> bool | None:
+        if self.parser.upgraded and self.user is not None:
+            user, self.user = self.user, None
+            user.end_tunnel()
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -112,6 +125,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         user = self.user
         if user is None:
+            return
+        if self.parser.upgraded:
+            self.user = None
+            user.end_tunnel()
             return
         try:
             self.parser.feed_eof()  # a read-until-close body ends here
