@@ -252,3 +252,10 @@ def test_unknown_yaml_tag_is_a_config_error() -> None:
     [(path, line, message)] = errors_of("app:\n  port: !weird 80\n")
     assert (path, line) == ("(yaml)", 2)
     assert "!weird" in message
+
+
+def test_rate_limit_by_header_needs_the_header() -> None:
+    text = "proxy:\n  inbound:\n    - rate_limit: {rate: 1, key: header}\n"
+    [(path, line, message)] = errors_of(text)
+    assert (path, line) == ("proxy.inbound[0].rate_limit", 3)
+    assert "set `header` exactly when `key` is `header`" in message

@@ -7,24 +7,23 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, running_pillion
+from tests.helpers import PillionProcess, free_port, http, running_pillion
 from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
+@dataclass
 class Pod:
-    def __init__(self, pillion: PillionProcess, app: ScriptedUpstream, port: int, dead: int,
-                 access: Path) -> None:  # fmt: skip
-        self.pillion, self.app, self.port, self.dead, self.access = (
-            pillion,
-            app,
-            port,
-            dead,
-            access,
-        )
+    pillion: PillionProcess
+    app: ScriptedUpstream
+    port: int  # "tight": short idle timeouts
+    dead: int  # its upstream refuses
+    access: Path
+    limited: int  # rate limited by X-Api-Key
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pillion.proc.pid}/status").read_text().splitlines():
@@ -36,7 +35,7 @@ class Pod:
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     directory = tmp_path_factory.mktemp("flow")
-    port, dead, closed = free_port(), free_port(), free_port()
+    port, dead, closed, limited = free_port(), free_port(), free_port(), free_port()
     access = directory / "access.log"
     proxy = f"""
 proxy:
@@ -47,6 +46,9 @@ proxy:
     - name: dead
       listen: 127.0.0.1:{dead}
       upstream: 127.0.0.1:{closed}
+    - name: limited
+      listen: 127.0.0.1:{limited}
+      rate_limit: {{rate: 0.05, burst: 5, key: header, header: X-Api-Key}}
   access_log:
     path: {access}
     fields: [listener, method, path, code, flags]
@@ -54,7 +56,7 @@ proxy:
     flush_interval: 50ms
 """
     with scripted_upstream() as app, running_pillion(directory, proxy, app.port) as pillion:
-        yield Pod(pillion, app, port, dead, access)
+        yield Pod(pillion, app, port, dead, access, limited)
 
 
 @pytest.fixture
@@ -135,3 +137,23 @@ def test_sampling_keeps_errors_and_chosen_fields(pod: Pod, app: ScriptedUpstream
     assert records == [
         {"listener": "dead", "method": "GET", "path": "/kept", "code": 503, "flags": "UF"}
     ]
+
+
+def test_rate_limit_answers_exactly_the_burst_then_429(pod: Pod, app: ScriptedUpstream) -> None:
+    client = Client(pod.limited)
+    statuses = []
+    for _ in range(12):
+        response = client.request(get("/limited", "X-Api-Key: team-a\r\n"))
+        statuses.append(response.status)
+        if response.status == 429:
+            assert response.header(b"retry-after") == b"20"  # one token per 20 s
+    assert statuses == [200] * 5 + [429] * 7
+    assert len(app.requests) == 5  # the app never saw the limited ones
+    other = [client.request(get("/limited", "X-Api-Key: team-b\r\n")).status for _ in range(6)]
+    assert other == [200] * 5 + [429]  # another key, its own bucket
+    client.close()
+    _, _, metrics = http("GET", f"{pod.pillion.status_url}/metrics")
+    assert (
+        b'pillion_requests_total{code="429",flags="RL",listener="limited",method="GET"} 8.0'
+        in metrics
+    )

@@ -15,6 +15,7 @@ __all__ = [
     "AccessLogConfig",
     "InboundListenerConfig",
     "ProxyConfig",
+    "RateLimitConfig",
     "RequestLimits",
     "TcpListenerConfig",
     "Timeouts",
@@ -105,6 +106,37 @@ class Timeouts(_Section):
     )
 
 
+class RateLimitConfig(_Section):
+    """A token bucket per key: ``burst`` requests at once, then ``rate`` per second."""
+
+    rate: float = Field(
+        gt=0, description="Requests per second allowed per key, refilled continuously."
+    )
+    burst: int = Field(
+        1,
+        ge=1,
+        description="Bucket size: requests a key may send at once after being quiet. "
+        "Default 1: no burst beyond the rate.",
+    )
+    key: Literal["client", "header", "global"] = Field(
+        "client",
+        description="What gets its own bucket: the client address, the value of "
+        "`header`, or one bucket for the whole listener. Default client.",
+    )
+    header: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+        description="The header whose value is the key, when `key` is `header` "
+        "(e.g. `x-api-key`); requests without it share one bucket.",
+    )
+
+    @model_validator(mode="after")
+    def _header_when_keyed_by_header(self) -> RateLimitConfig:
+        if (self.key == "header") != (self.header is not None):
+            raise ValueError("set `header` exactly when `key` is `header`")
+        return self
+
+
 class InboundListenerConfig(_Section):
     """One inbound listener: accepts clients, forwards to the app."""
 
@@ -134,6 +166,11 @@ class InboundListenerConfig(_Section):
         "Default 128: enough for the concurrency of one worker.",
     )
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
+    rate_limit: RateLimitConfig | None = Field(
+        None,
+        description="Local rate limit; over it, 429 with `Retry-After` and flag RL, and "
+        "the app never sees the request. Default: none.",
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
 
 

@@ -21,6 +21,7 @@ the client sends before the 101 are held (bounded) and sent on after it.
 from __future__ import annotations
 
 import asyncio
+import math
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,13 @@ class Exchange:
         """Become the active exchange of the connection: get an upstream, send."""
         down = self.down
         listener = down.listener
+        if listener.rate_limiter is not None:
+            wait = listener.rate_limiter.take(self._rate_key(), listener.loop.time())
+            if wait:
+                self.flags = flags.RL
+                retry_after = b"retry-after: %d\r\n" % math.ceil(wait)
+                self._local_reply(429, "rate limited", extra=retry_after)
+                return
         request_head, self.forwarded = request_head_for_upstream(
             self.head, down.client_ip, b"http", listener.upstream_host
         )
@@ -334,14 +342,24 @@ class Exchange:
                 connection.close()
         self.down.exchange_done(self)
 
-    def _local_reply(self, status: int, message: str) -> None:
+    def _rate_key(self) -> bytes:
+        listener = self.down.listener
+        if listener.rate_key == "client":
+            return self.down.client_ip
+        if listener.rate_key == "header":
+            for name, value in self.head.headers:
+                if name.lower() == listener.rate_header:
+                    return value
+        return b""
+
+    def _local_reply(self, status: int, message: str, extra: bytes = b"") -> None:
         self.done = True
         self.status = status
         self._cancel_timer()
         self._drop_upstream()
-        if not self.request_complete:
-            self.close_after = True
-        self.down.write(local_response(status, message, close=self.close_after))
+        if not self.request_complete and self.head.body != "none":
+            self.close_after = True  # the rest of the body would be read as a request
+        self.down.write(local_response(status, message, close=self.close_after, extra=extra))
         self.down.exchange_done(self)
 
     def _abort(self) -> None:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DC", "DPE", "DT", "NONE", "UC", "UF", "UPE", "UT"]
+__all__ = ["DC", "DPE", "DT", "NONE", "RL", "UC", "UF", "UPE", "UT"]
 
 NONE = "-"
 UF = "UF"  # upstream connection failure (refused, connect timeout): 503
@@ -15,3 +15,4 @@ UPE = "UPE"  # upstream protocol error (malformed response): 502
 DC = "DC"  # downstream connection termination (client went away)
 DPE = "DPE"  # downstream protocol error (malformed or over-limit request): 4xx
 DT = "DT"  # downstream timeout (request headers too slow): 408
+RL = "RL"  # rate limited locally: 429

@@ -27,6 +27,7 @@ from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
+from pillion.proxy.ratelimit import TokenBuckets
 from pillion.proxy.tcp import TcpListener
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
@@ -68,6 +69,10 @@ class InboundListener(Listening):
         self.idle_timeout = timeouts.idle
         self.request_timeout = timeouts.request
         self.access_log = access_log
+        limit = config.rate_limit
+        self.rate_limiter = TokenBuckets(limit.rate, limit.burst) if limit else None
+        self.rate_key = limit.key if limit else "global"
+        self.rate_header = limit.header.lower().encode() if limit and limit.header else b""
         self.pool = UpstreamPool(
             upstream,
             connect_timeout=timeouts.connect,
