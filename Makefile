@@ -35,7 +35,7 @@ system-deps:
 # Pass options with ARGS, e.g. `make bench-proxy ARGS=--quick`.
 BENCH_PACKAGES := nginx haproxy wrk hey
 bench-proxy: $(VENV)/.installed
-	@scripts/install-bench-packages.sh $(BENCH_PACKAGES)
+	@scripts/install-system-packages.sh $(BENCH_PACKAGES)
 	$(BIN)/python bench/proxy_bench.py $(ARGS)
 
 $(BIN)/python:

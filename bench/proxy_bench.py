@@ -89,7 +89,7 @@ def tool(name: str) -> str:
     search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     found = shutil.which(name, path=search)
     if found is None:
-        raise HarnessError(f"{name} not found: run scripts/install-bench-packages.sh as root")
+        raise HarnessError(f"{name} not found: run `make bench-proxy` as root (it installs it)")
     return found
 
 

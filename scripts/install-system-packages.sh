@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests use, when missing. As root this runs
-# apt-get; otherwise it names what is missing and fails, rather than letting a
-# test skip later.
+# Install Debian packages when missing: those the tests use (`make test`) or the
+# benchmarks compare with (`make bench-proxy`). As root this runs apt-get,
+# updating the package lists only when something is missing; otherwise it names
+# what is missing and fails, rather than letting a test skip later.
 set -euo pipefail
 missing=()
 for package in "$@"; do
@@ -10,7 +11,7 @@ for package in "$@"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-    echo "error: missing Debian packages: ${missing[*]} (run 'make test' as root, or apt-get install them)" >&2
+    echo "error: missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
     exit 1
 fi
 echo "installing Debian packages: ${missing[*]}"

@@ -190,6 +190,24 @@ def running_pillion(directory: Path, body: str, app_port: int = 8080) -> Iterato
         process.stop()
 
 
+@contextlib.contextmanager
+def blackholed_port() -> Iterator[int]:
+    """A loopback port where connecting hangs: it listens, never accepts, and its
+    accept queue is full, so the kernel drops further SYNs (a connect timeout)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = [socket.socket() for _ in range(8)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(listener.getsockname())
+            yield listener.getsockname()[1]
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
 def base_config(admin_port: int, status_port: int, extra: str = "") -> str:
     return (
         f"admin:\n  listen: 127.0.0.1:{admin_port}\n"

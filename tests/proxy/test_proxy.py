@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, http, running_pillion
+from tests.helpers import blackholed_port, free_port, http, running_pillion
 from tests.proxy.conftest import ProxyPod
 from tests.proxy.harness import Client, ScriptedUpstream, get
 
@@ -375,29 +374,16 @@ def test_request_on_a_pooled_connection_the_app_closed_is_retried_once(
 
 
 def test_upstream_connect_timeout_is_503_uf(tmp_path: Path) -> None:
-    with socket.socket() as app:  # listens, never accepts: its queue fills, SYNs get dropped
-        app.bind(("127.0.0.1", 0))
-        app.listen(0)
-        fillers = []
-        for _ in range(8):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(app.getsockname())
-            fillers.append(filler)
-        port = free_port()
-        proxy = (
-            f"proxy:\n  inbound:\n    - listen: 127.0.0.1:{port}\n"
-            f"      timeouts: {{connect: 300ms}}\n  access_log: null\n"
-        )
-        try:
-            with running_pillion(tmp_path, proxy, app.getsockname()[1]):
-                client = Client(port)
-                began = time.monotonic()
-                response = client.request(get())
-                assert response.status == 503
-                assert response.body == b"upstream connect timeout\n"
-                assert time.monotonic() - began < 5
-                client.close()
-        finally:
-            for filler in fillers:
-                filler.close()
+    port = free_port()
+    proxy = (
+        f"proxy:\n  inbound:\n    - listen: 127.0.0.1:{port}\n"
+        f"      timeouts: {{connect: 300ms}}\n  access_log: null\n"
+    )
+    with blackholed_port() as app_port, running_pillion(tmp_path, proxy, app_port):
+        client = Client(port)
+        began = time.monotonic()
+        response = client.request(get())
+        assert response.status == 503
+        assert response.body == b"upstream connect timeout\n"
+        assert time.monotonic() - began < 5
+        client.close()

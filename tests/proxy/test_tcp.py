@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, running_pillion, wait_until
+from tests.helpers import (
+    PillionProcess,
+    blackholed_port,
+    free_port,
+    http,
+    running_pillion,
+    wait_until,
+)
 
 
 class EchoServer:
@@ -189,27 +196,17 @@ def test_drain_waits_for_open_connections(pod: TcpPod) -> None:
 
 
 def test_tcp_upstream_connect_timeout(tmp_path: Path) -> None:
-    with socket.socket() as app:  # listens, never accepts: SYNs to it get dropped
-        app.bind(("127.0.0.1", 0))
-        app.listen(0)
-        fillers = [socket.socket() for _ in range(8)]
-        for filler in fillers:
-            filler.setblocking(False)
-            filler.connect_ex(app.getsockname())
-        port = free_port()
+    port = free_port()
+    with blackholed_port() as app_port:
         proxy = (
             "proxy:\n  inbound: []\n  access_log: null\n  tcp:\n"
-            f"    - {{name: t, listen: 127.0.0.1:{port}, upstream: 127.0.0.1:"
-            f"{app.getsockname()[1]}, connect_timeout: 300ms}}\n"
+            f"    - {{name: t, listen: 127.0.0.1:{port}, upstream: 127.0.0.1:{app_port}, "
+            "connect_timeout: 300ms}\n"
         )
-        try:
-            with running_pillion(tmp_path, proxy) as pillion:
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-                    began = time.monotonic()
-                    assert _read_all(client) == b""
-                    assert time.monotonic() - began < 5
-                _, _, metrics = http("GET", f"{pillion.status_url}/metrics")
-                assert b'pillion_tcp_connect_errors_total{listener="t"} 1.0' in metrics
-        finally:
-            for filler in fillers:
-                filler.close()
+        with running_pillion(tmp_path, proxy) as pillion:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                began = time.monotonic()
+                assert _read_all(client) == b""
+                assert time.monotonic() - began < 5
+            _, _, metrics = http("GET", f"{pillion.status_url}/metrics")
+            assert b'pillion_tcp_connect_errors_total{listener="t"} 1.0' in metrics
