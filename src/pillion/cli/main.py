@@ -91,6 +91,8 @@ def version() -> None:
 @click.option("--admin-port", default=15000, show_default=True, help="Pillion's admin port.")
 @click.option("--status-port", default=15020, show_default=True, help="Pillion's status port.")
 @click.option("--proxy-port", default=15006, show_default=True, help="Pillion's inbound proxy.")
+@click.option("--limited-port", default=15007, show_default=True, help="A rate-limited listener.")
+@click.option("--tcp-port", default=15008, show_default=True, help="A TCP passthrough to the app.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
@@ -98,10 +100,23 @@ def version() -> None:
     help="Where the pod's shared files go (default: a new temporary directory).",
 )
 def demo(
-    app_port: int, admin_port: int, status_port: int, proxy_port: int, workdir: str | None
+    app_port: int,
+    admin_port: int,
+    status_port: int,
+    proxy_port: int,
+    limited_port: int,
+    tcp_port: int,
+    workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
-    ports = DemoPorts(app=app_port, admin=admin_port, status=status_port, proxy=proxy_port)
+    ports = DemoPorts(
+        app=app_port,
+        admin=admin_port,
+        status=status_port,
+        proxy=proxy_port,
+        limited=limited_port,
+        tcp=tcp_port,
+    )
     sys.exit(run_demo(ports, workdir))
 
 

@@ -118,6 +118,9 @@ async def _serve(port: int, workdir: Path) -> None:
         loop.add_signal_handler(signum, stop.set)
     print(f"demo app listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
     await stop.wait()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # stopping already: ignore repeats
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
     await runner.cleanup()
 
 

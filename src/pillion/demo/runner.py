@@ -33,6 +33,8 @@ class DemoPorts:
     admin: int = 15000
     status: int = 15020
     proxy: int = 15006
+    limited: int = 15007
+    tcp: int = 15008
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -48,6 +50,8 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_STATUS_PORT": str(ports.status),
             "PILLION_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
             "PILLION_DEMO_PROXY_PORT": str(ports.proxy),
+            "PILLION_DEMO_LIMITED_PORT": str(ports.limited),
+            "PILLION_DEMO_TCP_PORT": str(ports.tcp),
             "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
@@ -138,11 +142,14 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     admin = f"http://127.0.0.1:{ports.admin}"
     status = f"http://127.0.0.1:{ports.status}"
     proxy = f"http://127.0.0.1:{ports.proxy}"
+    limited = f"http://127.0.0.1:{ports.limited}"
     smuggle = "-H 'Content-Length: 1' -H 'Transfer-Encoding: chunked'"
     tour = [
         ("the app, through Pillion", f"curl -s {proxy}/"),
         ("with your own request id", f"curl -s -H 'X-Request-Id: demo-1' {proxy}/stats"),
         ("a smuggling attempt: 400", f"curl -s {smuggle} {proxy}/"),
+        ("rate limit, 3rd call: 429", f"curl -s {limited}/ {limited}/ {limited}/"),
+        ("raw TCP passthrough", f"curl -s http://127.0.0.1:{ports.tcp}/stats"),
         ("the app itself, direct", f"curl -s http://127.0.0.1:{ports.app}/"),
         ("the app's JSON stats", f"curl -s http://127.0.0.1:{ports.app}/stats"),
         ("startup probe", f"curl -s {status}/healthz/started"),

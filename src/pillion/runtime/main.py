@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import uvloop
 
@@ -20,4 +21,6 @@ def run_sidecar(config: PillionConfig, config_path: str | None) -> int:
         "starting", extra={"config": config_path or "(built-in)"}
     )
     exit_code: int = uvloop.run(Supervisor(config, config_path).run())
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # on the way out: a late signal changes nothing
     return exit_code

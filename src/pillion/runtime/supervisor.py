@@ -115,7 +115,10 @@ class Supervisor:
             return EXIT_OK
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(signum)
+                # Exiting now: a late signal must not kill the process and turn a
+                # clean drain (exit 0) into a death by signal. The loop removes these
+                # handlers when it closes; ``run_sidecar`` then ignores the signals.
+                loop.add_signal_handler(signum, _ignore)
             for task in list(self._tasks):
                 task.cancel()
 
@@ -276,3 +279,7 @@ class Supervisor:
 def _logger_of(component: str) -> logging.Logger:
     """Records about a component carry its name as their ``component``."""
     return logging.getLogger(f"pillion.{component}")
+
+
+def _ignore() -> None:
+    """A signal handler for a process that is already on its way out."""
