@@ -1,0 +1,85 @@
+"""Choosing an endpoint of a cluster, and ejecting the ones that fail. No I/O.
+
+Balancing: round-robin, or least-request by two random choices (Envoy's
+default: nearly as good as scanning every endpoint, at constant cost). Outlier
+ejection: an endpoint with ``consecutive`` gateway errors or 5xx in a row is
+ejected for ``base_ejection`` times the number of times it was ejected before
+(so a flapping endpoint stays out longer), never more than ``max_ejected`` of
+the endpoints at once, and it is back on its own when the time is up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Balancer", "Endpoint", "OutlierPolicy"]
+
+Policy = Literal["round_robin", "least_request"]
+
+
+@dataclass
+class Endpoint:
+    address: tuple[str, int]
+    active: int = 0  # requests in flight
+    failures: int = 0  # consecutive
+    ejections: int = 0  # times ejected so far
+    ejected_until: float = 0.0
+
+    def available(self, now: float) -> bool:
+        return self.ejected_until <= now
+
+
+@dataclass(frozen=True)
+class OutlierPolicy:
+    consecutive: int = 5
+    base_ejection: float = 30.0
+    max_ejection: float = 300.0
+    max_ejected: float = 0.5  # share of the endpoints that may be out at once
+
+
+class Balancer:
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        policy: Policy = "round_robin",
+        outliers: OutlierPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("a cluster needs at least one endpoint")
+        self.endpoints = list(endpoints)
+        self.policy = policy
+        self.outliers = outliers or OutlierPolicy()
+        self._next = 0
+        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
+
+    def pick(self, now: float) -> Endpoint:
+        """An endpoint for the next request (an ejected one only if all are out)."""
+        candidates = [e for e in self.endpoints if e.available(now)] or self.endpoints
+        if self.policy == "least_request" and len(candidates) > 1:
+            first, second = self._rng.sample(candidates, 2)
+            return first if first.active <= second.active else second
+        endpoint = candidates[self._next % len(candidates)]
+        self._next += 1
+        return endpoint
+
+    def report(self, endpoint: Endpoint, *, failed: bool, now: float) -> bool:
+        """Record one result; True when it got ``endpoint`` ejected."""
+        if not failed:
+            endpoint.failures = 0
+            return False
+        endpoint.failures += 1
+        policy = self.outliers
+        if endpoint.failures < policy.consecutive or not endpoint.available(now):
+            return False
+        ejected = sum(1 for e in self.endpoints if not e.available(now))
+        if ejected + 1 > policy.max_ejected * len(self.endpoints):
+            return False  # ejecting more would leave too little capacity
+        endpoint.ejections += 1
+        endpoint.failures = 0
+        duration = min(policy.max_ejection, policy.base_ejection * endpoint.ejections)
+        endpoint.ejected_until = now + duration
+        return True
