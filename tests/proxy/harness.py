@@ -173,6 +173,9 @@ class ScriptedUpstream:
                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
                 )
             return True
+        if behaviour == "fail":
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nfail")
+            return True
         if behaviour == "chunked":
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -13,7 +13,10 @@ from pillion.config.units import Duration, Size
 __all__ = [
     "ACCESS_LOG_FIELDS",
     "AccessLogConfig",
+    "ClusterConfig",
     "InboundListenerConfig",
+    "OutboundListenerConfig",
+    "OutlierConfig",
     "ProxyConfig",
     "RateLimitConfig",
     "RequestLimits",
@@ -199,6 +202,73 @@ class TcpListenerConfig(_Section):
     )
 
 
+class OutlierConfig(_Section):
+    """Ejecting an endpoint that keeps failing, for a time that grows each time."""
+
+    consecutive_errors: int = Field(
+        5,
+        ge=1,
+        description="5xx answers or gateway errors (refused, reset, timeout) in a row "
+        "that eject an endpoint. Default 5, as Envoy.",
+    )
+    base_ejection: Duration = Field(
+        30.0,
+        description="How long a first ejection lasts; the n-th lasts n times this. Default 30s.",
+    )
+    max_ejection: Duration = Field(300.0, description="The longest ejection. Default 5m.")
+    max_ejected_percent: int = Field(
+        50,
+        ge=0,
+        le=100,
+        description="Most endpoints (in percent) out at once, so ejection never takes "
+        "the whole cluster down. Default 50.",
+    )
+
+
+class ClusterConfig(_Section):
+    """A named group of endpoints that outbound requests are balanced across."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="The cluster's name; with Host routing, the host name that selects it.",
+    )
+    endpoints: list[Listen] = Field(
+        min_length=1, description="Addresses (`host:port`) of the cluster's servers."
+    )
+    balancing: Literal["round_robin", "least_request"] = Field(
+        "least_request",
+        description="How requests spread: in turn, or to the less busy of two random "
+        "endpoints. Default least_request (Envoy's), which copes with slow endpoints.",
+    )
+    outliers: OutlierConfig = Field(default_factory=OutlierConfig, description="Outlier ejection.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts to the cluster.")
+    max_idle_per_endpoint: int = Field(
+        32, ge=0, description="Idle keep-alive connections kept per endpoint. Default 32."
+    )
+
+
+class OutboundListenerConfig(_Section):
+    """An outbound listener: the app calls it, Pillion forwards to a cluster."""
+
+    name: str = Field(
+        "outbound",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Name of the listener in metrics and the access log.",
+    )
+    listen: Listen = Field(
+        ListenAddress("127.0.0.1", 15001),
+        description="Address the app calls. Default 127.0.0.1:15001, loopback only.",
+    )
+    cluster: str | None = Field(
+        None,
+        description="Send every request to this cluster (a port per service). Default: "
+        "pick the cluster named by the request's host (`Host`, or the URL when the app "
+        "uses Pillion as its `http_proxy`); an unknown host gets 404 with flag NR.",
+    )
+    max_connections: int = Field(10_000, ge=1, description="Most app connections at once.")
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
+
+
 class AccessLogConfig(_Section):
     """The access log: one JSON line per request, written in batches."""
 
@@ -247,6 +317,13 @@ class ProxyConfig(_Section):
         default_factory=lambda: [InboundListenerConfig()],
         description="Inbound listeners. Default: one on 0.0.0.0:15006 to the app.",
     )
+    outbound: list[OutboundListenerConfig] = Field(
+        default_factory=list,
+        description="Outbound listeners the app calls to reach clusters. Default: none.",
+    )
+    clusters: list[ClusterConfig] = Field(
+        default_factory=list, description="Upstream clusters for outbound listeners."
+    )
     tcp: list[TcpListenerConfig] = Field(
         default_factory=list,
         description="TCP passthrough listeners (databases, brokers...). Default: none.",
@@ -258,11 +335,23 @@ class ProxyConfig(_Section):
 
     @model_validator(mode="after")
     def _distinct(self) -> ProxyConfig:
-        listeners: list[InboundListenerConfig | TcpListenerConfig] = [*self.inbound, *self.tcp]
+        listeners: list[InboundListenerConfig | OutboundListenerConfig | TcpListenerConfig] = [
+            *self.inbound,
+            *self.outbound,
+            *self.tcp,
+        ]
         names = [listener.name for listener in listeners]
         if len(set(names)) != len(names):
             raise ValueError("listener names must be distinct across inbound and tcp")
         addresses = [listener.listen for listener in listeners]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two listeners on one address")
+        clusters = [cluster.name for cluster in self.clusters]
+        if len(set(clusters)) != len(clusters):
+            raise ValueError("cluster names must be distinct")
+        for listener in self.outbound:
+            if listener.cluster is not None and listener.cluster not in clusters:
+                raise ValueError(
+                    f"outbound listener {listener.name!r}: no cluster {listener.cluster!r}"
+                )
         return self

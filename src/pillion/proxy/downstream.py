@@ -22,7 +22,7 @@ from pillion.proxy import flags
 from pillion.proxy.exchange import Exchange
 
 if TYPE_CHECKING:
-    from pillion.proxy.listener import InboundListener
+    from pillion.proxy.listener import HttpListener
 
 __all__ = ["DownstreamConnection"]
 
@@ -51,7 +51,7 @@ class DownstreamConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, listener: InboundListener) -> None:
+    def __init__(self, listener: HttpListener) -> None:
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.parser = RequestParser(self, listener.parser_limits)

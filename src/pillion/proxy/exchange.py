@@ -37,6 +37,7 @@ from pillion.proxy.forwarding import (
 )
 
 if TYPE_CHECKING:
+    from pillion.proxy.cluster import Target
     from pillion.proxy.downstream import DownstreamConnection
     from pillion.proxy.upstream import UpstreamConnection
 
@@ -64,6 +65,7 @@ class Exchange:
         "retried",
         "started_at",
         "status",
+        "target",
         "timer",
         "tunnel",
         "tunnel_early",
@@ -91,6 +93,7 @@ class Exchange:
         self.upstream_seconds = -1.0
         self.timer: asyncio.TimerHandle | None = None
         self.forwarded: Forwarded | None = None
+        self.target: Target | None = None
         self.chunked_out = False
         self.close_after = not request.keep_alive or request.upgrade
         self.tunnel = False
@@ -109,14 +112,20 @@ class Exchange:
                 retry_after = b"retry-after: %d\r\n" % math.ceil(wait)
                 self._local_reply(429, "rate limited", extra=retry_after)
                 return
+        target = listener.fixed_target or listener.route(self.head)
+        if target is None:
+            self.flags = flags.NR
+            self._local_reply(404, "no cluster for this host")
+            return
+        self.target = target
         request_head, self.forwarded = request_head_for_upstream(
-            self.head, down.client_ip, b"http", listener.upstream_host
+            self.head, down.client_ip, b"http", target.host
         )
         self.pending.insert(0, request_head)
-        self.timer = listener.loop.call_later(listener.request_timeout, self._on_timeout)
+        self.timer = listener.loop.call_later(target.request_timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
             down.write(CONTINUE)
-        listener.pool.acquire(self)
+        target.pool.acquire(self)
 
     def on_body(self, data: bytes) -> None:
         if self.done:
@@ -196,12 +205,12 @@ class Exchange:
         ):
             # A pooled connection the app closed as we sent: it never saw the request.
             self.retried = True
-            listener = self.down.listener
+            assert self.target is not None
             request_head, _ = request_head_for_upstream(
-                self.head, self.down.client_ip, b"http", listener.upstream_host
+                self.head, self.down.client_ip, b"http", self.target.host
             )
             self.pending = [request_head]
-            listener.pool.acquire(self, fresh=True)
+            self.target.pool.acquire(self, fresh=True)
             return
         self.flags = flags.UC if incomplete else flags.UPE
         if self.response_started:
@@ -336,7 +345,8 @@ class Exchange:
         connection, self.upstream = self.upstream, None
         if connection is not None:
             if reuse:
-                self.down.listener.pool.release(connection)
+                assert self.target is not None
+                self.target.pool.release(connection)
             else:
                 connection.user = None
                 connection.close()

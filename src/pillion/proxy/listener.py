@@ -19,10 +19,17 @@ from time import perf_counter
 
 from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
-from pillion.config.proxy import InboundListenerConfig, ProxyConfig
+from pillion.config.proxy import (
+    InboundListenerConfig,
+    OutboundListenerConfig,
+    ProxyConfig,
+    RateLimitConfig,
+    Timeouts,
+)
 from pillion.config.types import ListenAddress
-from pillion.http.request import ParserLimits
+from pillion.http.request import ParserLimits, RequestHead
 from pillion.proxy.accesslog import AccessLog
+from pillion.proxy.cluster import Cluster, Target
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.listening import Listening
@@ -32,20 +39,22 @@ from pillion.proxy.tcp import TcpListener
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
 
-__all__ = ["InboundListener", "ProxyComponent"]
+__all__ = ["HttpListener", "InboundListener", "OutboundListener", "ProxyComponent"]
 
 log = logging.getLogger("pillion.proxy")
 
 
-class InboundListener(Listening):
-    """One HTTP listening socket, its connections and its upstream pool."""
+class HttpListener(Listening):
+    """An HTTP listening socket and its connections; ``route`` says where each
+    request goes (``None``: nowhere, 404 with flag NR)."""
 
     def __init__(
         self,
-        config: InboundListenerConfig,
-        upstream: ListenAddress,
+        config: InboundListenerConfig | OutboundListenerConfig,
         metrics: Metrics,
         access_log: AccessLog | None,
+        timeouts: Timeouts,
+        rate_limit: RateLimitConfig | None = None,
     ) -> None:
         self.metrics = ListenerMetrics(metrics, config.name)
         super().__init__(
@@ -55,42 +64,29 @@ class InboundListener(Listening):
             self.metrics.connections_active,
             self.metrics.connections_rejected,
         )
-        self.config = config
-        self.upstream = upstream
-        self.upstream_host = str(upstream).encode()
         self.parser_limits = ParserLimits(
             max_header_size=config.limits.max_header_size,
             max_headers=config.limits.max_headers,
             max_uri_size=config.limits.max_uri_size,
             max_body_size=config.limits.max_body_size,
         )
-        timeouts = config.timeouts
         self.header_timeout = timeouts.header
         self.idle_timeout = timeouts.idle
-        self.request_timeout = timeouts.request
         self.access_log = access_log
-        limit = config.rate_limit
-        self.rate_limiter = TokenBuckets(limit.rate, limit.burst) if limit else None
-        self.rate_key = limit.key if limit else "global"
-        self.rate_header = limit.header.lower().encode() if limit and limit.header else b""
-        self.pool = UpstreamPool(
-            upstream,
-            connect_timeout=timeouts.connect,
-            idle_timeout=timeouts.upstream_idle,
-            max_idle=config.upstream_max_idle,
-            connect_errors=self.metrics.upstream_connect_errors,
+        self.rate_limiter = TokenBuckets(rate_limit.rate, rate_limit.burst) if rate_limit else None
+        self.rate_key = rate_limit.key if rate_limit else "global"
+        self.rate_header = (
+            rate_limit.header.lower().encode() if rate_limit and rate_limit.header else b""
         )
+
+    fixed_target: Target | None = None  # every request goes here (no per-request choice)
+
+    def route(self, head: RequestHead) -> Target | None:
+        raise NotImplementedError
 
     async def start(self) -> None:
         await self.listen(lambda: DownstreamConnection(self))
-        log.info(
-            "listening",
-            extra={
-                "listener": self.name,
-                "address": str(self.bound),
-                "upstream": str(self.upstream),
-            },
-        )
+        log.info("listening", extra={"listener": self.name, "address": str(self.bound)})
 
     def observe(self, exchange: Exchange) -> None:
         """Count and log one finished exchange."""
@@ -101,6 +97,9 @@ class InboundListener(Listening):
         metrics.duration.observe(duration)
         metrics.request_bytes.observe(exchange.bytes_in)
         metrics.response_bytes.observe(exchange.bytes_out)
+        target = exchange.target
+        if target is not None and target.cluster is not None:
+            target.finished(exchange.status, exchange.flags)
         if self.access_log is not None:
             forwarded = exchange.forwarded
             self.access_log.record(
@@ -129,9 +128,60 @@ class InboundListener(Listening):
                  0, 0, 0.0, -1.0, b"", b"")
             )  # fmt: skip
 
+
+class InboundListener(HttpListener):
+    """In front of the app: every request goes to one upstream."""
+
+    def __init__(
+        self,
+        config: InboundListenerConfig,
+        upstream: ListenAddress,
+        metrics: Metrics,
+        access_log: AccessLog | None,
+    ) -> None:
+        super().__init__(config, metrics, access_log, config.timeouts, config.rate_limit)
+        self.config = config
+        self.upstream = upstream
+        self.pool = UpstreamPool(
+            upstream,
+            connect_timeout=config.timeouts.connect,
+            idle_timeout=config.timeouts.upstream_idle,
+            max_idle=config.upstream_max_idle,
+            connect_errors=self.metrics.upstream_connect_errors,
+        )
+        self.fixed_target = Target(self.pool, config.timeouts.request, str(upstream).encode())
+
+    def route(self, head: RequestHead) -> Target | None:
+        return self.fixed_target
+
     async def close(self) -> None:
         await super().close()
         await self.pool.close()
+
+
+class OutboundListener(HttpListener):
+    """Called by the app: requests go to a cluster, fixed or named by their host."""
+
+    def __init__(
+        self,
+        config: OutboundListenerConfig,
+        clusters: dict[str, Cluster],
+        metrics: Metrics,
+        access_log: AccessLog | None,
+    ) -> None:
+        super().__init__(config, metrics, access_log, Timeouts())
+        self.config = config
+        self._fixed = clusters[config.cluster] if config.cluster else None
+        self._by_host = {name.encode(): cluster for name, cluster in clusters.items()}
+
+    def route(self, head: RequestHead) -> Target | None:
+        if self._fixed is not None:
+            return self._fixed.target(head.host)
+        host = head.host.lower()
+        if not host.startswith(b"["):
+            host = host.rsplit(b":", 1)[0]
+        cluster = self._by_host.get(host)
+        return cluster.target(head.host) if cluster is not None else None
 
 
 class ProxyComponent(Component):
@@ -146,6 +196,7 @@ class ProxyComponent(Component):
         self._app = (config.app.host, config.app.port)
         self._metrics = metrics
         self.listeners: list[Listening] = []
+        self.clusters: dict[str, Cluster] = {}
         self.access_log: AccessLog | None = None
         self._inherited: dict[ListenAddress, socket.socket] = {}
         self._started = False
@@ -176,7 +227,10 @@ class ProxyComponent(Component):
                 raise ComponentStartError(
                     "proxy", f"cannot open access log {config.access_log.path}: {exc.strerror}"
                 ) from exc
-        listeners: list[InboundListener | TcpListener] = [
+        self.clusters = {
+            cluster.name: Cluster(cluster, self._metrics) for cluster in config.clusters
+        }
+        listeners: list[HttpListener | TcpListener] = [
             InboundListener(
                 listener_config,
                 listener_config.upstream or ListenAddress(*self._app),
@@ -184,6 +238,10 @@ class ProxyComponent(Component):
                 self.access_log,
             )
             for listener_config in config.inbound
+        ]
+        listeners += [
+            OutboundListener(outbound, self.clusters, self._metrics, self.access_log)
+            for outbound in config.outbound
         ]
         listeners += [TcpListener(tcp_config, self._metrics) for tcp_config in config.tcp]
         for listener in listeners:
@@ -208,6 +266,9 @@ class ProxyComponent(Component):
         for listener in self.listeners:
             await listener.close()
         self.listeners = []
+        for cluster in self.clusters.values():
+            await cluster.close()
+        self.clusters = {}
         if self.access_log is not None:
             await self.access_log.close()
             self.access_log = None
