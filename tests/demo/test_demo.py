@@ -22,6 +22,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         "--proxy-port": free_port(),
         "--limited-port": free_port(),
         "--tcp-port": free_port(),
+        "--outbound-port": free_port(),
     }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(

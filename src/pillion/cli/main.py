@@ -93,6 +93,7 @@ def version() -> None:
 @click.option("--proxy-port", default=15006, show_default=True, help="Pillion's inbound proxy.")
 @click.option("--limited-port", default=15007, show_default=True, help="A rate-limited listener.")
 @click.option("--tcp-port", default=15008, show_default=True, help="A TCP passthrough to the app.")
+@click.option("--outbound-port", default=15001, show_default=True, help="The outbound listener.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
@@ -106,6 +107,7 @@ def demo(
     proxy_port: int,
     limited_port: int,
     tcp_port: int,
+    outbound_port: int,
     workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
@@ -116,6 +118,7 @@ def demo(
         proxy=proxy_port,
         limited=limited_port,
         tcp=tcp_port,
+        outbound=outbound_port,
     )
     sys.exit(run_demo(ports, workdir))
 

@@ -35,6 +35,7 @@ class DemoPorts:
     proxy: int = 15006
     limited: int = 15007
     tcp: int = 15008
+    outbound: int = 15001
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -52,6 +53,7 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_PROXY_PORT": str(ports.proxy),
             "PILLION_DEMO_LIMITED_PORT": str(ports.limited),
             "PILLION_DEMO_TCP_PORT": str(ports.tcp),
+            "PILLION_DEMO_OUTBOUND_PORT": str(ports.outbound),
             "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
@@ -143,6 +145,7 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     status = f"http://127.0.0.1:{ports.status}"
     proxy = f"http://127.0.0.1:{ports.proxy}"
     limited = f"http://127.0.0.1:{ports.limited}"
+    outbound = f"http://127.0.0.1:{ports.outbound}"
     smuggle = "-H 'Content-Length: 1' -H 'Transfer-Encoding: chunked'"
     tour = [
         ("the app, through Pillion", f"curl -s {proxy}/"),
@@ -150,6 +153,8 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         ("a smuggling attempt: 400", f"curl -s {smuggle} {proxy}/"),
         ("rate limit, 3rd call: 429", f"curl -s {limited}/ {limited}/ {limited}/"),
         ("raw TCP passthrough", f"curl -s http://127.0.0.1:{ports.tcp}/stats"),
+        ("outbound, cluster by host", f"curl -s -H 'Host: demo-app' {outbound}/stats"),
+        ("outbound, unknown host: 404", f"curl -s -H 'Host: elsewhere' {outbound}/"),
         ("the app itself, direct", f"curl -s http://127.0.0.1:{ports.app}/"),
         ("the app's JSON stats", f"curl -s http://127.0.0.1:{ports.app}/stats"),
         ("startup probe", f"curl -s {status}/healthz/started"),
