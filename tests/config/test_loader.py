@@ -259,3 +259,31 @@ def test_rate_limit_by_header_needs_the_header() -> None:
     [(path, line, message)] = errors_of(text)
     assert (path, line) == ("proxy.inbound[0].rate_limit", 3)
     assert "set `header` exactly when `key` is `header`" in message
+
+
+@pytest.mark.parametrize(
+    ("routes", "path", "hint"),
+    [
+        ("[{match: {regex: '(['}}]", "proxy.inbound[0].routes[0].match.regex", "invalid regex"),
+        (
+            "[{match: {prefix: /}}, {match: {exact: /a}}]",
+            "proxy.inbound[0].routes",
+            "routes[1] can never match: routes[0]",
+        ),
+        ("[{match: {exact: /a, prefix: /}}]", "proxy.inbound[0].routes[0].match", "one of"),
+        (
+            "[{match: {exact: /a}, prefix_rewrite: /b}]",
+            "proxy.inbound[0].routes[0]",
+            "prefix_rewrite needs a prefix",
+        ),
+        ("[{cluster: nowhere}]", "proxy", "no cluster 'nowhere'"),
+        (
+            "[{direct_response: {status: 99}}]",
+            "proxy.inbound[0].routes[0].direct_response.status",
+            "greater than or equal to 200",
+        ),
+    ],
+)
+def test_bad_routes_are_refused_with_their_path(routes: str, path: str, hint: str) -> None:
+    errors = errors_of(f"proxy:\n  inbound:\n    - routes: {routes}\n")
+    assert any(p == path and hint in message for p, _, message in errors), errors

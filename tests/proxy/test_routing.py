@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pillion.proxy.routing import HeaderMatch, RouteMatch, RouteTable, shadowed
+from pillion.config.proxy import HeaderMatchConfig, RouteMatchConfig
+from pillion.proxy.routing import HeaderMatch, RouteMatch, RouteTable, compile_match
 
 
 def table(*routes: RouteMatch) -> RouteTable[int]:
@@ -51,20 +52,16 @@ def test_invalid_routes() -> None:
         RouteMatch(exact=b"/a", prefix=b"/")
 
 
-def test_shadowed_routes() -> None:
-    assert shadowed(
-        [
-            RouteMatch(prefix=b"/api/"),
-            RouteMatch(exact=b"/api/users"),  # never reached
-            RouteMatch(prefix=b"/api/v2/", methods=frozenset({b"GET"})),  # never reached
-            RouteMatch(prefix=b"/static/", methods=frozenset({b"GET"})),
-            RouteMatch(prefix=b"/static/img/"),  # reachable: POST passes the GET-only one
-            RouteMatch(prefix=b"/x", headers=(HeaderMatch(b"a"),)),
-            RouteMatch(prefix=b"/x"),  # reachable: the earlier one needs a header
-            RouteMatch(),
-            RouteMatch(exact=b"/anything"),  # after a catch-all: never reached
-        ]
-    ) == [(0, 1), (0, 2), (7, 8)]
+def test_compile_from_config() -> None:
+    config = RouteMatchConfig(
+        prefix="/api/",
+        methods=["GET"],
+        headers=[HeaderMatchConfig(name="X-Canary", exact="1")],
+    )
+    routes = RouteTable([(compile_match(config), "canary")])
+    assert routes.match(b"GET", b"/api/x", [(b"x-canary", b"1")]) == "canary"
+    assert routes.match(b"POST", b"/api/x", [(b"x-canary", b"1")]) is None
+    assert routes.match(b"GET", b"/api/x", []) is None
 
 
 PATHS = st.sampled_from([b"/", b"/a", b"/a/b", b"/ab", b"/b", b"/a/b/c", b"/items/1", b"/c"])
@@ -106,12 +103,28 @@ def test_compiled_table_agrees_with_a_linear_scan(
     assert table(*routes).match(method, path, headers) == expected
 
 
-@settings(max_examples=200)
-@given(st.lists(route_matches(), min_size=2, max_size=8), METHODS, PATHS)
-def test_a_shadowed_route_never_matches(
-    routes: list[RouteMatch], method: bytes, path: bytes
+@st.composite
+def route_configs(draw: st.DrawFn) -> RouteMatchConfig:
+    kind = draw(st.sampled_from(["exact", "prefix", "none"]))
+    path = draw(PATHS).decode()
+    methods = sorted(set(draw(st.lists(METHODS, max_size=2))))
+    headers = [HeaderMatchConfig(name="x-k", exact="1")] if draw(st.booleans()) else []
+    fields: dict[str, object] = {"methods": [m.decode() for m in methods], "headers": headers}
+    if kind != "none":
+        fields[kind] = path
+    return RouteMatchConfig.model_validate(fields)
+
+
+@settings(max_examples=300)
+@given(st.lists(route_configs(), min_size=2, max_size=8), METHODS, PATHS)
+def test_a_route_covered_by_an_earlier_one_never_matches(
+    configs: list[RouteMatchConfig], method: bytes, path: bytes
 ) -> None:
-    compiled = table(*routes)
-    hidden = {later for _, later in shadowed(routes)}
+    compiled = RouteTable([(compile_match(c), i) for i, c in enumerate(configs)])
+    covered = {
+        later
+        for later, config in enumerate(configs)
+        if any(earlier.covers(config) for earlier in configs[:later])
+    }
     for headers in ([], [(b"x-k", b"1")], [(b"x-k", b"2")]):
-        assert compiled.match(method, path, headers) not in hidden
+        assert compiled.match(method, path, headers) not in covered

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Literal
 
@@ -14,12 +15,16 @@ __all__ = [
     "ACCESS_LOG_FIELDS",
     "AccessLogConfig",
     "ClusterConfig",
+    "DirectResponseConfig",
+    "HeaderMatchConfig",
     "InboundListenerConfig",
     "OutboundListenerConfig",
     "OutlierConfig",
     "ProxyConfig",
     "RateLimitConfig",
     "RequestLimits",
+    "RouteConfig",
+    "RouteMatchConfig",
     "TcpListenerConfig",
     "Timeouts",
 ]
@@ -140,6 +145,126 @@ class RateLimitConfig(_Section):
         return self
 
 
+class HeaderMatchConfig(_Section):
+    """A condition on one request header."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", description="Header name.")
+    exact: str | None = Field(None, description="The value must be exactly this.")
+    regex: str | None = Field(None, description="The whole value must match this regex.")
+    present: bool = Field(True, description="False: the header must be absent.")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        return _valid_regex(value)
+
+
+class RouteMatchConfig(_Section):
+    """What a request must look like; at most one of exact, prefix and regex."""
+
+    exact: str | None = Field(None, pattern=r"^/", description="The path, exactly.")
+    prefix: str | None = Field(None, pattern=r"^/", description="The path starts with this.")
+    regex: str | None = Field(None, description="The whole path matches this regex.")
+    methods: list[str] = Field(
+        default_factory=list, description="Allowed methods (upper case). Default: any."
+    )
+    headers: list[HeaderMatchConfig] = Field(
+        default_factory=list, description="Header conditions, all of which must hold."
+    )
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        return _valid_regex(value)
+
+    @model_validator(mode="after")
+    def _one_path_condition(self) -> RouteMatchConfig:
+        if sum(c is not None for c in (self.exact, self.prefix, self.regex)) > 1:
+            raise ValueError("match by one of exact, prefix or regex")
+        return self
+
+    def covers(self, later: RouteMatchConfig) -> bool:
+        """Whether every request ``later`` matches, this matches too (conservative:
+        header conditions and regex paths here are never said to cover)."""
+        if self.headers or self.regex is not None:
+            return False
+        if self.methods and not (later.methods and set(later.methods) <= set(self.methods)):
+            return False
+        if self.exact is None and self.prefix is None:
+            return True
+        if self.exact is not None:
+            return later.exact == self.exact
+        assert self.prefix is not None
+        if later.exact is not None:
+            return later.exact.startswith(self.prefix)
+        return later.prefix is not None and later.prefix.startswith(self.prefix)
+
+
+class DirectResponseConfig(_Section):
+    """Pillion answers itself; the request goes nowhere."""
+
+    status: int = Field(ge=200, le=599, description="Status code.")
+    body: str = Field("", description="Response body (text/plain).")
+
+
+class RouteConfig(_Section):
+    """One route: a match and what to do with the requests it matches."""
+
+    match: RouteMatchConfig = Field(
+        default_factory=RouteMatchConfig, description="Which requests; default all."
+    )
+    cluster: str | None = Field(
+        None,
+        description="Send to this cluster. Default: the listener's own upstream (inbound).",
+    )
+    direct_response: DirectResponseConfig | None = Field(
+        None, description="Answer directly instead of forwarding."
+    )
+    timeout: Duration | None = Field(
+        None, description="Request timeout for this route. Default: the listener's or cluster's."
+    )
+    prefix_rewrite: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="Replace the matched `prefix` of the path with this (prefix routes only).",
+    )
+    set_request_headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers set (replaced) on the way to the upstream."
+    )
+    remove_request_headers: list[str] = Field(
+        default_factory=list, description="Headers removed on the way to the upstream."
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RouteConfig:
+        if self.direct_response is not None and self.cluster is not None:
+            raise ValueError("a route either answers directly or forwards to a cluster")
+        if self.prefix_rewrite is not None and self.match.prefix is None:
+            raise ValueError("prefix_rewrite needs a prefix match")
+        return self
+
+
+def _valid_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex: {exc}") from None
+    return value
+
+
+def _reachable(routes: list[RouteConfig]) -> list[RouteConfig]:
+    """Refuse a route that an earlier one always takes first."""
+    for later_index, later in enumerate(routes):
+        for earlier_index, earlier in enumerate(routes[:later_index]):
+            if earlier.match.covers(later.match):
+                raise ValueError(
+                    f"routes[{later_index}] can never match: routes[{earlier_index}] "
+                    "takes every request it would"
+                )
+    return routes
+
+
 class InboundListenerConfig(_Section):
     """One inbound listener: accepts clients, forwards to the app."""
 
@@ -174,6 +299,17 @@ class InboundListenerConfig(_Section):
         description="Local rate limit; over it, 429 with `Retry-After` and flag RL, and "
         "the app never sees the request. Default: none.",
     )
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="Routes, first match wins; a request no route matches gets 404 (NR). "
+        "Default: none, everything goes to the upstream.",
+    )
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_reachable(cls, value: list[RouteConfig]) -> list[RouteConfig]:
+        return _reachable(value)
+
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
 
 
@@ -267,6 +403,16 @@ class OutboundListenerConfig(_Section):
     )
     max_connections: int = Field(10_000, ge=1, description="Most app connections at once.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="Routes, first match wins (each naming a cluster or answering "
+        "directly). Default: none, the cluster comes from `cluster` or the host.",
+    )
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_reachable(cls, value: list[RouteConfig]) -> list[RouteConfig]:
+        return _reachable(value)
 
 
 class AccessLogConfig(_Section):
@@ -354,4 +500,20 @@ class ProxyConfig(_Section):
                 raise ValueError(
                     f"outbound listener {listener.name!r}: no cluster {listener.cluster!r}"
                 )
+        http_listeners: list[InboundListenerConfig | OutboundListenerConfig] = [
+            *self.inbound,
+            *self.outbound,
+        ]
+        for http_listener in http_listeners:
+            for index, route in enumerate(http_listener.routes):
+                where = f"listener {http_listener.name!r}, routes[{index}]"
+                if route.cluster is not None and route.cluster not in clusters:
+                    raise ValueError(f"{where}: no cluster {route.cluster!r}")
+                if (
+                    isinstance(http_listener, OutboundListenerConfig)
+                    and route.cluster is None
+                    and route.direct_response is None
+                    and http_listener.cluster is None
+                ):
+                    raise ValueError(f"{where}: name a cluster or a direct_response")
         return self

@@ -6,7 +6,14 @@ from http import HTTPStatus
 
 from pillion.http.headers import Headers
 
-__all__ = ["LAST_CHUNK", "chunk", "local_response", "reason_phrase", "status_line"]
+__all__ = [
+    "LAST_CHUNK",
+    "chunk",
+    "direct_response",
+    "local_response",
+    "reason_phrase",
+    "status_line",
+]
 
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -43,6 +50,20 @@ def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
     parts.append(extra)
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def direct_response(status: int, body: bytes, *, close: bool = False) -> bytes:
+    """A configured response (a route's ``direct_response``): exactly ``body``."""
+    return b"".join(
+        (
+            status_line(status),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n" if close else b"",
+            b"\r\n",
+            body,
+        )
+    )
 
 
 def local_response(

@@ -20,31 +20,63 @@ from pillion.proxy.balancing import Balancer, Endpoint, OutlierPolicy
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
 
-__all__ = ["Cluster", "Target"]
+__all__ = ["NO_EDITS", "Cluster", "Edits", "Target"]
 
 log = logging.getLogger("pillion.proxy")
 
 _GATEWAY_FLAGS = frozenset({flags.UF, flags.UT, flags.UC, flags.UPE})
 
 
-class Target:
-    """An upstream for one exchange: its pool, its timeout, the Host to send."""
+class Edits:
+    """What a route changes on the way: the path prefix, headers; or a direct answer."""
 
-    __slots__ = ("cluster", "endpoint", "host", "pool", "request_timeout")
+    __slots__ = ("direct", "prefix", "remove", "replacement", "set_headers")
 
     def __init__(
         self,
-        pool: UpstreamPool,
+        *,
+        prefix: bytes | None = None,
+        replacement: bytes | None = None,
+        remove: frozenset[bytes] = frozenset(),
+        set_headers: tuple[tuple[bytes, bytes], ...] = (),
+        direct: tuple[int, bytes] | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.replacement = replacement
+        self.remove = remove
+        self.set_headers = set_headers
+        self.direct = direct
+
+    def path(self, target: bytes) -> bytes | None:
+        """The rewritten request target, or None when the route does not rewrite."""
+        if self.prefix is None or self.replacement is None:
+            return None
+        return self.replacement + target[len(self.prefix) :]
+
+
+NO_EDITS = Edits()
+
+
+class Target:
+    """An upstream for one exchange: its pool, its timeout, the Host to send."""
+
+    __slots__ = ("cluster", "edits", "endpoint", "host", "pool", "request_timeout")
+
+    def __init__(
+        self,
+        pool: UpstreamPool | None,
         request_timeout: float,
         host: bytes,
         cluster: Cluster | None = None,
         endpoint: Endpoint | None = None,
+        edits: Edits = NO_EDITS,
     ) -> None:
-        self.pool = pool
+        self.pool = pool  # None: answered directly (edits.direct)
         self.request_timeout = request_timeout
         self.host = host
         self.cluster = cluster
         self.endpoint = endpoint
+        self.edits = edits
 
     def finished(self, status: int, flag: str) -> None:
         """The exchange ended: free the endpoint, report how it went."""
@@ -100,12 +132,13 @@ class Cluster:
         )
         self._ejections = families.ejections.labels(self.name)
 
-    def target(self, host: bytes) -> Target:
+    def target(self, host: bytes, timeout: float | None = None, edits: Edits = NO_EDITS) -> Target:
         """An endpoint for the next request, counted as busy until ``finished``."""
         endpoint = self.balancer.pick(time.monotonic())
         endpoint.active += 1
         pool = self._pools[ListenAddress(*endpoint.address)]
-        return Target(pool, self.config.timeouts.request, host, self, endpoint)
+        request_timeout = timeout if timeout is not None else self.config.timeouts.request
+        return Target(pool, request_timeout, host, self, endpoint, edits)
 
     def report(self, endpoint: Endpoint, *, failed: bool) -> None:
         if self.balancer.report(endpoint, failed=failed, now=time.monotonic()):

@@ -28,8 +28,16 @@ from typing import TYPE_CHECKING
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.request import RequestHead
 from pillion.http.response import ResponseHead
-from pillion.http.serialize import LAST_CHUNK, chunk, head, local_response, status_line
+from pillion.http.serialize import (
+    LAST_CHUNK,
+    chunk,
+    direct_response,
+    head,
+    local_response,
+    status_line,
+)
 from pillion.proxy import flags
+from pillion.proxy.cluster import NO_EDITS
 from pillion.proxy.forwarding import (
     Forwarded,
     request_head_for_upstream,
@@ -117,15 +125,32 @@ class Exchange:
             self.flags = flags.NR
             self._local_reply(404, "no cluster for this host")
             return
+        edits = target.edits
+        if edits is NO_EDITS:
+            request_head, self.forwarded = request_head_for_upstream(
+                self.head, down.client_ip, b"http", target.host
+            )
+        elif edits.direct is not None:
+            self._direct(*edits.direct)
+            return
+        else:
+            request_head, self.forwarded = request_head_for_upstream(
+                self.head,
+                down.client_ip,
+                b"http",
+                target.host,
+                path=edits.path(self.head.target),
+                remove=edits.remove,
+                set_headers=edits.set_headers,
+            )
+        pool = target.pool
+        assert pool is not None
         self.target = target
-        request_head, self.forwarded = request_head_for_upstream(
-            self.head, down.client_ip, b"http", target.host
-        )
         self.pending.insert(0, request_head)
         self.timer = listener.loop.call_later(target.request_timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
             down.write(CONTINUE)
-        target.pool.acquire(self)
+        pool.acquire(self)
 
     def on_body(self, data: bytes) -> None:
         if self.done:
@@ -206,8 +231,16 @@ class Exchange:
             # A pooled connection the app closed as we sent: it never saw the request.
             self.retried = True
             assert self.target is not None
+            assert self.target.pool is not None
+            edits = self.target.edits
             request_head, _ = request_head_for_upstream(
-                self.head, self.down.client_ip, b"http", self.target.host
+                self.head,
+                self.down.client_ip,
+                b"http",
+                self.target.host,
+                path=edits.path(self.head.target),
+                remove=edits.remove,
+                set_headers=edits.set_headers,
             )
             self.pending = [request_head]
             self.target.pool.acquire(self, fresh=True)
@@ -346,6 +379,7 @@ class Exchange:
         if connection is not None:
             if reuse:
                 assert self.target is not None
+                assert self.target.pool is not None
                 self.target.pool.release(connection)
             else:
                 connection.user = None
@@ -361,6 +395,16 @@ class Exchange:
                 if name.lower() == listener.rate_header:
                     return value
         return b""
+
+    def _direct(self, status: int, body: bytes) -> None:
+        """A route's configured answer: nothing is forwarded."""
+        self.done = True
+        self.status = status
+        self._cancel_timer()
+        if not self.request_complete and self.head.body != "none":
+            self.close_after = True  # the rest of the body would be read as a request
+        self.down.write(direct_response(status, body, close=self.close_after))
+        self.down.exchange_done(self)
 
     def _local_reply(self, status: int, message: str, extra: bytes = b"") -> None:
         self.done = True

@@ -48,10 +48,23 @@ class Forwarded:
 
 
 def request_head_for_upstream(
-    head: RequestHead, client_ip: bytes, proto: bytes, default_host: bytes
+    head: RequestHead,
+    client_ip: bytes,
+    proto: bytes,
+    default_host: bytes,
+    *,
+    path: bytes | None = None,
+    remove: frozenset[bytes] = frozenset(),
+    set_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[bytes, Forwarded]:
-    """The request head to send to the app, and the ids it carries."""
+    """The request head to send to the app, and the ids it carries.
+
+    A route may rewrite the ``path`` (target) and remove or set headers (names
+    lower case); Pillion's own forwarding headers are written after them.
+    """
     named = head.connection_names
+    if remove or set_headers:
+        named = named | remove | {name for name, _ in set_headers}
     kept: list[bytes] = []
     forwarded_for = b""
     request_id = b""
@@ -76,7 +89,7 @@ def request_head_for_upstream(
         traceparent = new_traceparent()
     host = head.host or default_host
     lines = [
-        b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, head.target, host),
+        b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, path or head.target, host),
         *kept,
         b"x-forwarded-for: %s, %s\r\n" % (forwarded_for, client_ip)
         if forwarded_for
@@ -84,6 +97,8 @@ def request_head_for_upstream(
         b"x-forwarded-proto: %s\r\nx-forwarded-host: %s\r\n" % (proto, host),
         b"x-request-id: %s\r\ntraceparent: %s\r\n" % (request_id, traceparent),
     ]
+    if set_headers:
+        lines[1:1] = [b"%s: %s\r\n" % pair for pair in set_headers]
     if head.upgrade and upgrade:
         lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
     if head.body == "length":

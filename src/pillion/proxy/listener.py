@@ -24,17 +24,19 @@ from pillion.config.proxy import (
     OutboundListenerConfig,
     ProxyConfig,
     RateLimitConfig,
+    RouteConfig,
     Timeouts,
 )
 from pillion.config.types import ListenAddress
 from pillion.http.request import ParserLimits, RequestHead
 from pillion.proxy.accesslog import AccessLog
-from pillion.proxy.cluster import Cluster, Target
+from pillion.proxy.cluster import Cluster, Edits, Target
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.ratelimit import TokenBuckets
+from pillion.proxy.routing import RouteTable, compile_match
 from pillion.proxy.tcp import TcpListener
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
@@ -129,6 +131,69 @@ class HttpListener(Listening):
             )  # fmt: skip
 
 
+class CompiledRoute:
+    """A configured route, ready: where its requests go, what changes on the way."""
+
+    __slots__ = ("cluster", "edits", "fixed", "timeout")
+
+    def __init__(
+        self,
+        config: RouteConfig,
+        clusters: dict[str, Cluster],
+        default: Target | None,
+        default_cluster: Cluster | None,
+    ) -> None:
+        direct = config.direct_response
+        rewrite = config.prefix_rewrite is not None and config.match.prefix is not None
+        self.edits = Edits(
+            prefix=config.match.prefix.encode() if rewrite and config.match.prefix else None,
+            replacement=config.prefix_rewrite.encode()
+            if rewrite and config.prefix_rewrite
+            else None,
+            remove=frozenset(name.lower().encode() for name in config.remove_request_headers),
+            set_headers=tuple(
+                (name.lower().encode(), value.encode())
+                for name, value in config.set_request_headers.items()
+            ),
+            direct=(direct.status, direct.body.encode()) if direct else None,
+        )
+        self.timeout = config.timeout
+        self.cluster: Cluster | None = None
+        self.fixed: Target | None = None
+        if direct is not None:
+            self.fixed = Target(None, 0.0, b"", edits=self.edits)
+        elif config.cluster is not None:
+            self.cluster = clusters[config.cluster]
+        elif default_cluster is not None:
+            self.cluster = default_cluster
+        else:
+            assert default is not None  # config validation: outbound routes name a cluster
+            timeout = self.timeout if self.timeout is not None else default.request_timeout
+            self.fixed = Target(default.pool, timeout, default.host, edits=self.edits)
+
+    def resolve(self, head: RequestHead) -> Target:
+        if self.fixed is not None:
+            return self.fixed
+        assert self.cluster is not None
+        return self.cluster.target(head.host, self.timeout, self.edits)
+
+
+def _route_table(
+    routes: list[RouteConfig],
+    clusters: dict[str, Cluster],
+    default: Target | None,
+    default_cluster: Cluster | None,
+) -> RouteTable[CompiledRoute] | None:
+    if not routes:
+        return None
+    return RouteTable(
+        [
+            (compile_match(route.match), CompiledRoute(route, clusters, default, default_cluster))
+            for route in routes
+        ]
+    )
+
+
 class InboundListener(HttpListener):
     """In front of the app: every request goes to one upstream."""
 
@@ -136,6 +201,7 @@ class InboundListener(HttpListener):
         self,
         config: InboundListenerConfig,
         upstream: ListenAddress,
+        clusters: dict[str, Cluster],
         metrics: Metrics,
         access_log: AccessLog | None,
     ) -> None:
@@ -149,10 +215,15 @@ class InboundListener(HttpListener):
             max_idle=config.upstream_max_idle,
             connect_errors=self.metrics.upstream_connect_errors,
         )
-        self.fixed_target = Target(self.pool, config.timeouts.request, str(upstream).encode())
+        default = Target(self.pool, config.timeouts.request, str(upstream).encode())
+        self._routes = _route_table(config.routes, clusters, default, None)
+        self.fixed_target = None if self._routes else default
 
     def route(self, head: RequestHead) -> Target | None:
-        return self.fixed_target
+        if self._routes is None:
+            return self.fixed_target
+        found = self._routes.match(head.method, head.target, head.headers)
+        return found.resolve(head) if found is not None else None
 
     async def close(self) -> None:
         await super().close()
@@ -173,8 +244,12 @@ class OutboundListener(HttpListener):
         self.config = config
         self._fixed = clusters[config.cluster] if config.cluster else None
         self._by_host = {name.encode(): cluster for name, cluster in clusters.items()}
+        self._routes = _route_table(config.routes, clusters, None, self._fixed)
 
     def route(self, head: RequestHead) -> Target | None:
+        if self._routes is not None:
+            found = self._routes.match(head.method, head.target, head.headers)
+            return found.resolve(head) if found is not None else None
         if self._fixed is not None:
             return self._fixed.target(head.host)
         host = head.host.lower()
@@ -234,6 +309,7 @@ class ProxyComponent(Component):
             InboundListener(
                 listener_config,
                 listener_config.upstream or ListenAddress(*self._app),
+                self.clusters,
                 self._metrics,
                 self.access_log,
             )

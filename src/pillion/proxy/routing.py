@@ -3,8 +3,8 @@
 The first declared route that matches wins (as in Envoy). Matching is compiled,
 not interpreted: exact paths are one dict lookup, prefixes one lookup per
 distinct prefix length, regexes are tried only if there are any; method and
-header conditions are checked only on the candidates. ``shadowed`` finds routes
-that an earlier route always wins over (a configuration error).
+header conditions are checked only on the candidates. Routes that can never
+match are refused when the configuration loads (``RouteMatchConfig.covers``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from pillion.config.proxy import RouteMatchConfig
 from pillion.http.headers import Headers
 
-__all__ = ["HeaderMatch", "RouteMatch", "RouteTable", "shadowed"]
+__all__ = ["HeaderMatch", "RouteMatch", "RouteTable", "compile_match"]
 
 T = TypeVar("T")
 
@@ -125,37 +126,23 @@ class RouteTable(Generic[T]):
         return None
 
 
-def shadowed(matches: Sequence[RouteMatch]) -> list[tuple[int, int]]:
-    """``(earlier, later)`` pairs where the earlier route always wins over the later.
-
-    Conservative: regex paths and header conditions on the earlier route are
-    never said to shadow (they cannot be compared in general).
-    """
-    found = []
-    for later_index, later in enumerate(matches):
-        for earlier_index, earlier in enumerate(matches[:later_index]):
-            if earlier.headers or earlier.regex is not None:
-                continue
-            if earlier.methods and not (later.methods and later.methods <= earlier.methods):
-                continue
-            if _covers(earlier, later):
-                found.append((earlier_index, later_index))
-                break
-    return found
-
-
-def _covers(earlier: RouteMatch, later: RouteMatch) -> bool:
-    """Whether every path ``later`` matches, ``earlier`` matches too."""
-    if earlier.exact is None and earlier.prefix is None:
-        return True  # no path condition
-    if earlier.exact is not None:
-        return later.exact == earlier.exact
-    assert earlier.prefix is not None
-    if later.exact is not None:
-        return later.exact.startswith(earlier.prefix)
-    if later.prefix is not None:
-        return later.prefix.startswith(earlier.prefix)
-    return False  # a later regex: cannot tell
+def compile_match(config: RouteMatchConfig) -> RouteMatch:
+    """The matcher for a configured route (validated already: regexes compile)."""
+    return RouteMatch(
+        exact=config.exact.encode() if config.exact is not None else None,
+        prefix=config.prefix.encode() if config.prefix is not None else None,
+        regex=config.regex,
+        methods=frozenset(method.encode() for method in config.methods),
+        headers=tuple(
+            HeaderMatch(
+                header.name.encode(),
+                exact=header.exact.encode() if header.exact is not None else None,
+                regex=header.regex,
+                present=header.present,
+            )
+            for header in config.headers
+        ),
+    )
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}
