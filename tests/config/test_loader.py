@@ -278,6 +278,16 @@ def test_rate_limit_by_header_needs_the_header() -> None:
         ),
         ("[{cluster: nowhere}]", "proxy", "no cluster 'nowhere'"),
         (
+            "[{weighted_clusters: [{cluster: x, weight: 0}]}]",
+            "proxy.inbound[0].routes[0]",
+            "weight above 0",
+        ),
+        (
+            "[{weighted_clusters: [{cluster: x, weight: 1}], direct_response: {status: 200}}]",
+            "proxy.inbound[0].routes[0]",
+            "set one of",
+        ),
+        (
             "[{direct_response: {status: 99}}]",
             "proxy.inbound[0].routes[0].direct_response.status",
             "greater than or equal to 200",

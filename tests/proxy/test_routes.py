@@ -48,6 +48,10 @@ proxy:
         - match: {{exact: /slow}}
           timeout: 300ms
         - match: {{prefix: /write, methods: [POST, PUT]}}
+        - match: {{prefix: /split/}}
+          weighted_clusters: [{{cluster: canary, weight: 1}}, {{cluster: other, weight: 3}}]
+        - match: {{prefix: /dark/}}
+          weighted_clusters: [{{cluster: canary, weight: 0}}, {{cluster: other, weight: 1}}]
   outbound:
     - listen: 127.0.0.1:{outbound}
       routes:
@@ -116,4 +120,17 @@ def test_outbound_routes_pick_clusters_by_path(routed: Routed) -> None:
     assert client.request(get("/nowhere")).status == 404
     assert [r.target for r in routed.canary.requests] == [b"/canary/a"]
     assert [r.target for r in routed.other.requests] == [b"/other/b"]
+    client.close()
+
+
+def test_weighted_split(routed: Routed) -> None:
+    client = Client(routed.inbound)
+    for i in range(400):
+        assert client.request(get(f"/split/{i}")).status == 200
+    canary, other = len(routed.canary.requests), len(routed.other.requests)
+    assert canary + other == 400
+    assert 50 < canary < 150  # a quarter, give or take: 100 expected
+    for i in range(50):
+        assert client.request(get(f"/dark/{i}")).status == 200
+    assert len(routed.canary.requests) == canary  # weight 0: never chosen
     client.close()

@@ -27,6 +27,7 @@ __all__ = [
     "RouteMatchConfig",
     "TcpListenerConfig",
     "Timeouts",
+    "WeightedClusterConfig",
 ]
 
 AccessLogField = Literal[
@@ -207,6 +208,13 @@ class DirectResponseConfig(_Section):
     body: str = Field("", description="Response body (text/plain).")
 
 
+class WeightedClusterConfig(_Section):
+    """One cluster of a weighted split, with its share."""
+
+    cluster: str = Field(description="The cluster's name.")
+    weight: int = Field(ge=0, le=10_000, description="Relative share of the requests.")
+
+
 class RouteConfig(_Section):
     """One route: a match and what to do with the requests it matches."""
 
@@ -216,6 +224,11 @@ class RouteConfig(_Section):
     cluster: str | None = Field(
         None,
         description="Send to this cluster. Default: the listener's own upstream (inbound).",
+    )
+    weighted_clusters: list[WeightedClusterConfig] = Field(
+        default_factory=list,
+        description="Split requests across clusters by weight (canary releases), instead "
+        "of `cluster`. Default: none.",
     )
     direct_response: DirectResponseConfig | None = Field(
         None, description="Answer directly instead of forwarding."
@@ -237,8 +250,15 @@ class RouteConfig(_Section):
 
     @model_validator(mode="after")
     def _coherent(self) -> RouteConfig:
-        if self.direct_response is not None and self.cluster is not None:
-            raise ValueError("a route either answers directly or forwards to a cluster")
+        destinations = [
+            self.direct_response is not None,
+            self.cluster is not None,
+            bool(self.weighted_clusters),
+        ]
+        if sum(destinations) > 1:
+            raise ValueError("set one of direct_response, cluster and weighted_clusters")
+        if self.weighted_clusters and not any(w.weight for w in self.weighted_clusters):
+            raise ValueError("weighted_clusters need a weight above 0")
         if self.prefix_rewrite is not None and self.match.prefix is None:
             raise ValueError("prefix_rewrite needs a prefix match")
         return self
@@ -507,11 +527,14 @@ class ProxyConfig(_Section):
         for http_listener in http_listeners:
             for index, route in enumerate(http_listener.routes):
                 where = f"listener {http_listener.name!r}, routes[{index}]"
-                if route.cluster is not None and route.cluster not in clusters:
-                    raise ValueError(f"{where}: no cluster {route.cluster!r}")
+                named = [route.cluster] if route.cluster else []
+                named += [weighted.cluster for weighted in route.weighted_clusters]
+                for cluster in named:
+                    if cluster not in clusters:
+                        raise ValueError(f"{where}: no cluster {cluster!r}")
                 if (
                     isinstance(http_listener, OutboundListenerConfig)
-                    and route.cluster is None
+                    and not named
                     and route.direct_response is None
                     and http_listener.cluster is None
                 ):

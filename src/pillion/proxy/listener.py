@@ -12,9 +12,12 @@ keep-alive connections close, in-flight requests finish with
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+import random
 import socket
 import time
+from itertools import accumulate
 from time import perf_counter
 
 from pillion.components import Component, ComponentStartError
@@ -134,7 +137,7 @@ class HttpListener(Listening):
 class CompiledRoute:
     """A configured route, ready: where its requests go, what changes on the way."""
 
-    __slots__ = ("cluster", "edits", "fixed", "timeout")
+    __slots__ = ("cluster", "edits", "fixed", "split", "timeout", "weights")
 
     def __init__(
         self,
@@ -160,7 +163,12 @@ class CompiledRoute:
         self.timeout = config.timeout
         self.cluster: Cluster | None = None
         self.fixed: Target | None = None
-        if direct is not None:
+        self.split: list[Cluster] = []
+        self.weights: list[int] = []
+        if config.weighted_clusters:
+            self.split = [clusters[w.cluster] for w in config.weighted_clusters]
+            self.weights = list(accumulate(w.weight for w in config.weighted_clusters))
+        elif direct is not None:
             self.fixed = Target(None, 0.0, b"", edits=self.edits)
         elif config.cluster is not None:
             self.cluster = clusters[config.cluster]
@@ -174,8 +182,13 @@ class CompiledRoute:
     def resolve(self, head: RequestHead) -> Target:
         if self.fixed is not None:
             return self.fixed
-        assert self.cluster is not None
-        return self.cluster.target(head.host, self.timeout, self.edits)
+        cluster = self.cluster
+        if self.split:
+            # weights are cumulative: the first above a random point in their range
+            point = random.randrange(self.weights[-1])  # noqa: S311 - traffic, not secrets
+            cluster = self.split[bisect.bisect_right(self.weights, point)]
+        assert cluster is not None
+        return cluster.target(head.host, self.timeout, self.edits)
 
 
 def _route_table(
