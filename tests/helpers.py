@@ -208,6 +208,15 @@ def blackholed_port() -> Iterator[int]:
                 filler.close()
 
 
+def metric_value(exposition: bytes, series: str) -> float | None:
+    """The value of ``series`` (name with labels, as exposed) in a scrape, or None."""
+    for row in exposition.decode().splitlines():
+        name, _, value = row.rpartition(" ")
+        if name == series:
+            return float(value)
+    return None
+
+
 def base_config(admin_port: int, status_port: int, extra: str = "") -> str:
     return (
         f"admin:\n  listen: 127.0.0.1:{admin_port}\n"

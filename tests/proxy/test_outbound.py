@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, running_pillion
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    metric_value,
+    running_pillion,
+    wait_until,
+)
 from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
@@ -21,6 +28,7 @@ class Mesh:
     a: ScriptedUpstream
     b: ScriptedUpstream
     three: list[ScriptedUpstream]
+    slow: ScriptedUpstream
 
 
 @pytest.fixture
@@ -28,6 +36,8 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
     with ExitStack() as stack:
         a, b = (stack.enter_context(scripted_upstream()) for _ in range(2))
         three = [stack.enter_context(scripted_upstream()) for _ in range(3)]
+        slow = stack.enter_context(scripted_upstream())
+        slow.behaviour = "hang"
         by_host, fixed, refused = free_port(), free_port(), free_port()
         endpoints = ", ".join(f"127.0.0.1:{u.port}" for u in three)
         proxy = f"""
@@ -47,9 +57,17 @@ proxy:
     - name: down
       endpoints: [127.0.0.1:{refused}, 127.0.0.1:{refused}]
       outliers: {{consecutive_errors: 1}}
+    - name: tiny
+      endpoints: [127.0.0.1:{slow.port}]
+      circuit_breaker: {{max_active_requests: 2}}
+      timeouts: {{request: 2s}}
+    - name: single
+      endpoints: [127.0.0.1:{slow.port}]
+      circuit_breaker: {{max_connections: 1}}
+      timeouts: {{request: 2s}}
 """
         pillion = stack.enter_context(running_pillion(tmp_path, proxy))
-        yield Mesh(pillion, by_host, fixed, a, b, three)
+        yield Mesh(pillion, by_host, fixed, a, b, three, slow)
 
 
 def test_the_host_names_the_cluster(mesh: Mesh) -> None:
@@ -112,3 +130,35 @@ def test_a_cluster_that_is_down_fails_fast(mesh: Mesh) -> None:
     # never more than half ejected: one endpoint stays in to be tried
     assert b'pillion_outlier_ejections_total{cluster="down"} 1.0' in metrics
     assert b'pillion_cluster_connect_errors_total{cluster="down"} 5.0' in metrics
+
+
+def _send(mesh: Mesh, host: str) -> Client:
+    client = Client(mesh.by_host)
+    client.send(get("/").replace(b"Host: test", f"Host: {host}".encode()))
+    return client
+
+
+def test_max_active_requests_sheds_the_excess_at_once(mesh: Mesh) -> None:
+    waiting = [_send(mesh, "tiny") for _ in range(2)]
+    wait_until(lambda: len(mesh.slow.requests) == 2)
+    overflow = Client(mesh.by_host).request(get().replace(b"Host: test", b"Host: tiny"))
+    assert overflow.status == 503
+    assert overflow.body == b"upstream overflow: too many requests in flight\n"
+    for client in waiting:  # the two in flight time out normally
+        [response] = client.read(1)
+        assert response.status == 504
+        client.close()
+    _, _, metrics = http("GET", f"{mesh.pillion.status_url}/metrics")
+    assert b'pillion_requests_total{code="503",flags="UO",listener="out",method="GET"} 1.0' in (
+        metrics
+    )
+    # shedding load is not the endpoint failing: nothing was ejected
+    assert metric_value(metrics, 'pillion_outlier_ejections_total{cluster="tiny"}') == 0.0
+
+
+def test_max_connections_sheds_the_excess(mesh: Mesh) -> None:
+    first = _send(mesh, "single")
+    wait_until(lambda: len(mesh.slow.requests) == 1)
+    second = Client(mesh.by_host).request(get().replace(b"Host: test", b"Host: single"))
+    assert (second.status, second.body) == (503, b"upstream connection limit reached\n")
+    first.close()

@@ -17,6 +17,7 @@ from tests.helpers import (
     blackholed_port,
     free_port,
     http,
+    metric_value,
     running_pillion,
     wait_until,
 )
@@ -76,12 +77,8 @@ class TcpPod:
     def metric(self, line: str) -> bool:
         """Whether ``series value`` is on /metrics (values compared as numbers)."""
         series, _, expected = line.rpartition(" ")
-        text = http("GET", f"{self.pillion.status_url}/metrics")[2].decode()
-        for row in text.splitlines():
-            name, _, value = row.rpartition(" ")
-            if name == series:
-                return float(value) == float(expected)
-        return False
+        scrape = http("GET", f"{self.pillion.status_url}/metrics")[2]
+        return metric_value(scrape, series) == float(expected)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pillion.config.units import Duration, Size
 __all__ = [
     "ACCESS_LOG_FIELDS",
     "AccessLogConfig",
+    "CircuitBreakerConfig",
     "ClusterConfig",
     "DirectResponseConfig",
     "HeaderMatchConfig",
@@ -381,6 +382,17 @@ class OutlierConfig(_Section):
     )
 
 
+class CircuitBreakerConfig(_Section):
+    """Caps that shed load at once (503, flag UO) instead of queueing into an outage."""
+
+    max_active_requests: int = Field(
+        1024, ge=1, description="Most requests in flight to the cluster. Default 1024, as Envoy."
+    )
+    max_connections: int = Field(
+        1024, ge=1, description="Most connections open to the cluster. Default 1024, as Envoy."
+    )
+
+
 class ClusterConfig(_Section):
     """A named group of endpoints that outbound requests are balanced across."""
 
@@ -398,6 +410,9 @@ class ClusterConfig(_Section):
     )
     outliers: OutlierConfig = Field(default_factory=OutlierConfig, description="Outlier ejection.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts to the cluster.")
+    circuit_breaker: CircuitBreakerConfig = Field(
+        default_factory=CircuitBreakerConfig, description="Load-shedding caps."
+    )
     max_idle_per_endpoint: int = Field(
         32, ge=0, description="Idle keep-alive connections kept per endpoint. Default 32."
     )

@@ -17,10 +17,10 @@ from pillion.config.proxy import ClusterConfig
 from pillion.config.types import ListenAddress
 from pillion.proxy import flags
 from pillion.proxy.balancing import Balancer, Endpoint, OutlierPolicy
-from pillion.proxy.upstream import UpstreamPool
+from pillion.proxy.upstream import ConnectionCap, UpstreamPool
 from pillion.telemetry import Metrics
 
-__all__ = ["NO_EDITS", "Cluster", "Edits", "Target"]
+__all__ = ["NO_EDITS", "OVERFLOW", "Cluster", "Edits", "Target"]
 
 log = logging.getLogger("pillion.proxy")
 
@@ -55,6 +55,7 @@ class Edits:
 
 
 NO_EDITS = Edits()
+OVERFLOW_EDITS = Edits(direct=(503, b"upstream overflow: too many requests in flight\n"))
 
 
 class Target:
@@ -81,9 +82,15 @@ class Target:
     def finished(self, status: int, flag: str) -> None:
         """The exchange ended: free the endpoint, report how it went."""
         if self.cluster is not None and self.endpoint is not None:
+            self.cluster.active -= 1
             self.endpoint.active -= 1
-            failed = status >= 500 or flag in _GATEWAY_FLAGS
+            # UO is Pillion shedding load, not the endpoint failing
+            failed = flag != flags.UO and (status >= 500 or flag in _GATEWAY_FLAGS)
             self.cluster.report(self.endpoint, failed=failed)
+
+
+OVERFLOW = Target(None, 0.0, b"", edits=OVERFLOW_EDITS)
+"""What a cluster at its ``max_active_requests`` answers: 503, flag UO."""
 
 
 class ClusterFamilies:
@@ -109,7 +116,11 @@ class Cluster:
         self.name = config.name
         self.config = config
         outliers = config.outliers
+        breaker = config.circuit_breaker
+        self.max_active = breaker.max_active_requests
+        self.active = 0
         self._pools: dict[ListenAddress, UpstreamPool] = {}
+        cap = ConnectionCap(breaker.max_connections)
         endpoints = []
         for address in config.endpoints:
             endpoints.append(Endpoint((address.host, address.port)))
@@ -119,6 +130,7 @@ class Cluster:
                 idle_timeout=config.timeouts.upstream_idle,
                 max_idle=config.max_idle_per_endpoint,
                 connect_errors=connect_errors,
+                cap=cap,
             )
         self.balancer = Balancer(
             endpoints,
@@ -133,7 +145,11 @@ class Cluster:
         self._ejections = families.ejections.labels(self.name)
 
     def target(self, host: bytes, timeout: float | None = None, edits: Edits = NO_EDITS) -> Target:
-        """An endpoint for the next request, counted as busy until ``finished``."""
+        """An endpoint for the next request, counted as busy until ``finished``;
+        ``OVERFLOW`` when the cluster has ``max_active_requests`` in flight."""
+        if self.active >= self.max_active:
+            return OVERFLOW
+        self.active += 1
         endpoint = self.balancer.pick(time.monotonic())
         endpoint.active += 1
         pool = self._pools[ListenAddress(*endpoint.address)]

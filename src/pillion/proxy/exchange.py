@@ -37,7 +37,7 @@ from pillion.http.serialize import (
     status_line,
 )
 from pillion.proxy import flags
-from pillion.proxy.cluster import NO_EDITS
+from pillion.proxy.cluster import NO_EDITS, OVERFLOW
 from pillion.proxy.forwarding import (
     Forwarded,
     request_head_for_upstream,
@@ -131,6 +131,8 @@ class Exchange:
                 self.head, down.client_ip, b"http", target.host
             )
         elif edits.direct is not None:
+            if target is OVERFLOW:
+                self.flags = flags.UO
             self._direct(*edits.direct)
             return
         else:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DC", "DPE", "DT", "NONE", "NR", "RL", "UC", "UF", "UPE", "UT"]
+__all__ = ["DC", "DPE", "DT", "NONE", "NR", "RL", "UC", "UF", "UO", "UPE", "UT"]
 
 NONE = "-"
 UF = "UF"  # upstream connection failure (refused, connect timeout): 503
@@ -16,4 +16,5 @@ DC = "DC"  # downstream connection termination (client went away)
 DPE = "DPE"  # downstream protocol error (malformed or over-limit request): 4xx
 DT = "DT"  # downstream timeout (request headers too slow): 408
 RL = "RL"  # rate limited locally: 429
+UO = "UO"  # upstream overflow: a circuit-breaker cap was reached: 503
 NR = "NR"  # no route: no cluster for the request's host: 404

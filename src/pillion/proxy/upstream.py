@@ -161,6 +161,16 @@ class _NoUser:
 _NO_USER = _NoUser()
 
 
+class ConnectionCap:
+    """A limit on connections shared by several pools (a cluster's endpoints)."""
+
+    __slots__ = ("limit", "open")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
 class UpstreamPool:
     """Keep-alive connections to one upstream address."""
 
@@ -172,7 +182,9 @@ class UpstreamPool:
         idle_timeout: float,
         max_idle: int,
         connect_errors: Counter,
+        cap: ConnectionCap | None = None,
     ) -> None:
+        self.cap = cap
         self.address = address
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -197,6 +209,12 @@ class UpstreamPool:
                 connection.bind(user)
                 user.on_upstream(connection)
                 return
+        cap = self.cap
+        if cap is not None:
+            if cap.open >= cap.limit:
+                user.on_upstream_failure(503, "UO", "upstream connection limit reached")
+                return
+            cap.open += 1  # counted from the attempt on; released in forget()
         task = self._loop.create_task(self._connect(user))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -209,10 +227,12 @@ class UpstreamPool:
                     lambda: UpstreamConnection(self), host, port
                 )
         except TimeoutError:
+            self._uncap()
             self._connect_errors.inc()
             user.on_upstream_failure(503, "UF", "upstream connect timeout")
             return
         except OSError as exc:
+            self._uncap()
             self._connect_errors.inc()
             user.on_upstream_failure(503, "UF", f"upstream connect error: {exc.strerror or exc}")
             return
@@ -236,7 +256,13 @@ class UpstreamPool:
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(self.idle_timeout, self._sweep)
 
+    def _uncap(self) -> None:
+        if self.cap is not None:
+            self.cap.open -= 1
+
     def forget(self, connection: UpstreamConnection) -> None:
+        if connection in self._all:
+            self._uncap()
         self._all.discard(connection)
         if connection in self._idle:
             self._idle.remove(connection)
