@@ -1,12 +1,21 @@
 """Reverse-proxy benchmark: Pillion against nginx and HAProxy, in one run, on 127.0.0.1 only.
 
-One upstream (nginx, 1 worker, a fixed 1 KiB body, keep-alive on, no access log) serves
-four subjects, each started here on free loopback ports:
+One upstream (nginx, 1 worker, a fixed 1 KiB body for every path, keep-alive on, no access
+log) serves eight subjects, each started here on free loopback ports:
 
 * ``pillion``: ``pillion run -c CONFIG`` with its inbound proxy pointed at the upstream;
 * ``nginx-proxy``: nginx as a reverse proxy (1 worker, upstream keepalive 64);
 * ``haproxy``: HAProxy in http mode (1 thread, keep-alive, ``http-reuse always``);
-* ``direct``: the upstream itself, no proxy (the baseline for added latency).
+* ``direct``: the upstream itself, no proxy (the baseline for added latency);
+* ``pillion-outbound``: a second pillion process whose outbound listener forwards to a
+  cluster ``upstream`` (the upstream nginx), chosen by the request's ``Host: upstream``;
+* ``nginx-outbound``: the nginx-proxy config in a second nginx on another port, loaded
+  the same way (``Host: upstream``, which nginx's ``proxy_pass`` ignores);
+* ``pillion-routes``: a third pillion process whose inbound listener has 100 routes:
+  ``/r0/`` ... ``/r98/`` (``prefix_rewrite: /``) and a catch-all ``/`` last; loaded on
+  ``/r98/``, the last specific route (the worst case for a first-match table);
+* ``nginx-routes``: nginx with the same 100 locations (``/rN/`` -> ``proxy_pass .../``,
+  then ``location /``), loaded on ``/r98/``.
 
 Per subject it measures:
 
@@ -14,20 +23,29 @@ Per subject it measures:
   (3 rounds), reporting the median requests/s;
 * latency at a fixed rate of 1000 requests/s: ``hey -z <N>s -c 10 -q 100`` once per round,
   reporting the median over the rounds of hey's p50 and p99, and the added latency
-  (subject minus direct) in ms;
+  (subject minus direct) in ms; for the first four subjects only (the outbound and routes
+  pairs are compared on throughput);
 * peak RSS in MiB: VmRSS of the subject's process and its children, sampled every 100 ms
   while wrk and hey run, the maximum kept;
 * errors: before measuring, one request must return 200 with the 1 KiB body; wrk must report
   no non-2xx/3xx responses nor socket errors, and hey only 200s and no errors.
 
-It prints a table, then as its LAST line exactly::
+Once the servers are stopped, it also times pillion's route matching in-process (no server):
+``RouteTable.match(b"GET", b"/r98/x", [])`` over the same 100 routes, with ``timeit`` in the
+Python next to the pillion executable (the best of 5 runs of 200,000 matches).
+
+It prints a table, the route matching cost, then as its LAST line exactly (one line, shown
+on two here)::
 
     proxy_bench rps_vs_nginx=R1 rps_vs_haproxy=R2 added_p50_ms=A added_p99_ms=B rss_mib=M
+        outbound_rps_vs_nginx=R3 routes_rps_vs_nginx=R4
 
-R1 is pillion's median requests/s divided by nginx-proxy's, R2 divided by haproxy's, A and
-B pillion's added p50 and p99 latency in ms (2 decimals each), M pillion's peak RSS in MiB
-(1 decimal). A value is ``nan`` when it could not be measured cleanly: pillion (or the
-subject it is compared with) failed to start or to proxy, or its load runs had errors.
+R1 is pillion's median requests/s divided by nginx-proxy's, R2 divided by
+haproxy's, A and B pillion's added p50 and p99 latency in ms (2 decimals each), M pillion's
+peak RSS in MiB (1 decimal), R3 pillion-outbound's requests/s divided by nginx-outbound's,
+R4 pillion-routes' divided by nginx-routes'. A value is ``nan`` when it could not be
+measured cleanly: pillion (or the subject it is compared with) failed to start or to proxy,
+or its load runs had errors.
 
 Exit status: 0 when the run completed, even if pillion failed (its row says why); 1 when
 the harness itself broke (a tool is missing, or the upstream or a reference proxy did not
@@ -49,6 +67,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import urllib.error
@@ -73,8 +92,17 @@ STOP_TIMEOUT_S = 10.0
 TOOL_GRACE_S = 30.0  # how much longer than its duration a wrk or hey run may take
 REPO = Path(__file__).resolve().parent.parent
 
+ROUTES = 100  # 99 prefix routes /r0/ ... /r98/, then a catch-all /
+ROUTED_PATH = f"/r{ROUTES - 2}/"  # the last specific route: the worst case for first-match
+CLUSTER = "upstream"  # the outbound cluster, named by the Host header
+MATCH_ITERATIONS = 200_000
+MATCH_REPEATS = 5
+MATCH_TIMEOUT_S = 120.0
+
 PILLION, NGINX, HAPROXY, DIRECT = "pillion", "nginx-proxy", "haproxy", "direct"
-REFERENCES = (NGINX, HAPROXY, DIRECT)
+PILLION_OUTBOUND, NGINX_OUTBOUND = "pillion-outbound", "nginx-outbound"
+PILLION_ROUTES, NGINX_ROUTES = "pillion-routes", "nginx-routes"
+REFERENCES = (NGINX, HAPROXY, DIRECT, NGINX_OUTBOUND, NGINX_ROUTES)
 
 
 class HarnessError(Exception):
@@ -188,19 +216,22 @@ def free_ports(count: int) -> list[int]:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Status and body of a GET; HTTP error statuses are returned, not raised."""
+def http_get(url: str, host: str | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body of a GET (with this Host header if given); HTTP error statuses are
+    returned, not raised."""
+    headers = {"Host": host} if host else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http://127.0.0.1 only)
     try:
-        with _OPENER.open(url, timeout=timeout) as response:  # URLs are http://127.0.0.1 only
+        with _OPENER.open(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
 
 
-def body_problem(url: str) -> str | None:
+def body_problem(url: str, host: str | None = None) -> str | None:
     """None if the URL answers 200 with the expected 1 KiB body, else what is wrong."""
     try:
-        status, body = http_get(url)
+        status, body = http_get(url, host)
     except urllib.error.URLError as error:
         return f"GET {url}: {error.reason}"
     except OSError as error:
@@ -270,7 +301,12 @@ def upstream_http_block(port: int) -> str:
     }}"""
 
 
-def nginx_proxy_http_block(port: int, upstream_port: int) -> str:
+def nginx_proxy_http_block(port: int, upstream_port: int, routes: bool = False) -> str:
+    """nginx as a reverse proxy; with ``routes``, the 100 locations of the routes pair."""
+    # A URI on proxy_pass replaces the matched location prefix: /r98/x goes up as /x.
+    specific = [f"location /r{n}/ {{ proxy_pass http://app/; }}" for n in range(ROUTES - 1)]
+    locations = [*(specific if routes else []), "location / { proxy_pass http://app; }"]
+    indented = "\n".join(f"        {location}" for location in locations)
     return f"""    upstream app {{
         server {HOST}:{upstream_port};
         keepalive 64;
@@ -278,11 +314,9 @@ def nginx_proxy_http_block(port: int, upstream_port: int) -> str:
     }}
     server {{
         listen {HOST}:{port};
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+{indented}
     }}"""
 
 
@@ -309,7 +343,8 @@ backend app
 """
 
 
-def pillion_config(upstream_port: int, admin: int, status: int, inbound: int, tmp: Path) -> str:
+def pillion_config(upstream_port: int, admin: int, status: int, proxy: str, log: Path) -> str:
+    """A pillion config; ``proxy`` is the YAML of its listeners (and clusters)."""
     return f"""app:
   port: {upstream_port}
 admin:
@@ -317,10 +352,35 @@ admin:
 status:
   listen: {HOST}:{status}
 proxy:
-  inbound:
-    - listen: {HOST}:{inbound}
-  access_log:
-    path: {tmp}/pillion-access.log
+{textwrap.indent(proxy, "  ")}  access_log:
+    path: {log}
+"""
+
+
+def pillion_inbound(port: int) -> str:
+    return f"""inbound:
+  - listen: {HOST}:{port}
+"""
+
+
+def pillion_outbound(inbound: int, outbound: int, upstream_port: int) -> str:
+    """The usual inbound listener, plus an outbound one to a cluster named by the Host."""
+    return f"""{pillion_inbound(inbound)}outbound:
+  - listen: {HOST}:{outbound}
+clusters:
+  - name: {CLUSTER}
+    endpoints: ["{HOST}:{upstream_port}"]
+"""
+
+
+def pillion_routes(inbound: int) -> str:
+    """An inbound listener with 99 prefix routes to the app, then a catch-all (kept last:
+    a route that can never match is refused)."""
+    specific = "".join(
+        f"    - match: {{prefix: /r{n}/}}\n      prefix_rewrite: /\n" for n in range(ROUTES - 1)
+    )
+    return f"""{pillion_inbound(inbound)}    routes:
+{specific}    - match: {{prefix: /}}
 """
 
 
@@ -333,6 +393,8 @@ class Subject:
 
     name: str
     url: str = ""
+    host: str | None = None  # the Host header to send (outbound: names the cluster)
+    latency: bool = True  # also measured with hey (the outbound and routes pairs are not)
     pid: int | None = None
     server: Server | None = None
     failure: str | None = None
@@ -361,50 +423,109 @@ def start_nginx(servers: Servers, tmp: Path, name: str, http_block: str) -> Serv
     return servers.start(name, [*argv, "-g", "daemon off;"])
 
 
-def ready_subject(name: str, server: Server, url: str, timeout: float = READY_TIMEOUT_S) -> Subject:
-    """A subject whose URL serves the body, or one marked failed with the reason."""
-    subject = Subject(name, url=url, pid=server.proc.pid, server=server)
-    subject.failure = wait_until(server, lambda: body_problem(url), timeout)
+def ready_subject(subject: Subject, server: Server, timeout: float = READY_TIMEOUT_S) -> Subject:
+    """The subject, started as ``server``: marked failed with the reason unless its URL
+    serves the body."""
+    subject.pid, subject.server = server.proc.pid, server
+    url, host = subject.url, subject.host
+    subject.failure = wait_until(server, lambda: body_problem(url, host), timeout)
     return subject
 
 
-def start_pillion(servers: Servers, tmp: Path, pillion: Path, upstream_port: int) -> Subject:
-    admin, status, inbound = free_ports(3)
-    config = tmp / "pillion.yaml"
-    config.write_text(pillion_config(upstream_port, admin, status, inbound, tmp))
-    url = f"http://{HOST}:{inbound}/"
+def start_pillion(
+    servers: Servers, tmp: Path, pillion: Path, subject: Subject, config_text: str, status: int
+) -> Subject:
+    """Start pillion with this config (its status listener on ``status``) as the subject."""
+    config = tmp / f"{subject.name}.yaml"
+    config.write_text(config_text)
     if not pillion.exists():
-        return Subject(PILLION, url=url, failure=f"{pillion} not found (run make first)")
-    server = servers.start(PILLION, [str(pillion), "run", "-c", str(config)])
+        subject.failure = f"{pillion} not found (run make first)"
+        return subject
+    server = servers.start(subject.name, [str(pillion), "run", "-c", str(config)])
     ready_url = f"http://{HOST}:{status}/healthz/ready"
     problem = wait_until(server, lambda: status_problem(ready_url), PILLION_READY_TIMEOUT_S)
     if problem is not None:
-        return Subject(PILLION, url=url, pid=server.proc.pid, server=server, failure=problem)
-    subject = ready_subject(PILLION, server, url, timeout=3.0)
+        subject.pid, subject.server, subject.failure = server.proc.pid, server, problem
+        return subject
+    ready_subject(subject, server, timeout=3.0)
     if subject.failure is not None:
         subject.failure = f"ready but does not proxy: {subject.failure}"
     return subject
 
 
+def start_pillions(
+    servers: Servers, tmp: Path, pillion: Path, upstream: int, ports: Iterator[int]
+) -> list[Subject]:
+    """The three pillion processes: plain inbound, outbound to a cluster, 100 routes."""
+    subjects = []
+    for name in (PILLION, PILLION_OUTBOUND, PILLION_ROUTES):
+        admin, status, inbound = next(ports), next(ports), next(ports)
+        if name == PILLION_OUTBOUND:
+            outbound = next(ports)
+            subject = Subject(name, f"http://{HOST}:{outbound}/", CLUSTER, latency=False)
+            proxy = pillion_outbound(inbound, outbound, upstream)
+        elif name == PILLION_ROUTES:
+            subject = Subject(name, f"http://{HOST}:{inbound}{ROUTED_PATH}", latency=False)
+            proxy = pillion_routes(inbound)
+        else:
+            subject = Subject(name, url=f"http://{HOST}:{inbound}/")
+            proxy = pillion_inbound(inbound)
+        config = pillion_config(upstream, admin, status, proxy, tmp / f"{name}-access.log")
+        subjects.append(start_pillion(servers, tmp, pillion, subject, config, status))
+    return subjects
+
+
+def start_nginx_proxy(
+    servers: Servers, tmp: Path, subject: Subject, port: int, upstream: int, routes: bool = False
+) -> Subject:
+    """nginx as a reverse proxy on ``port`` (with the 100 locations if ``routes``)."""
+    block = nginx_proxy_http_block(port, upstream, routes=routes)
+    return ready_subject(subject, start_nginx(servers, tmp, subject.name, block))
+
+
 def start_subjects(servers: Servers, tmp: Path, pillion: Path) -> list[Subject]:
-    """Start the upstream and the four subjects; raise HarnessError if the upstream fails."""
-    upstream_port, nginx_port, haproxy_port = free_ports(3)
+    """Start the upstream and the eight subjects; raise HarnessError if the upstream fails.
+
+    Every port is picked in one go, so no two can be the same."""
+    ports = iter(free_ports(15))
+    upstream_port = next(ports)
     upstream = start_nginx(servers, tmp, "upstream", upstream_http_block(upstream_port))
-    direct = ready_subject(DIRECT, upstream, f"http://{HOST}:{upstream_port}/")
+    direct = ready_subject(Subject(DIRECT, url=f"http://{HOST}:{upstream_port}/"), upstream)
     if direct.failure is not None:
         raise HarnessError(f"the upstream nginx did not start: {direct.failure}")
+    # The routes pairs rewrite /r98/ to /, but the upstream must serve the body on any path.
+    routed = body_problem(f"http://{HOST}:{upstream_port}{ROUTED_PATH}")
+    if routed is not None:
+        raise HarnessError(f"the upstream nginx does not serve {ROUTED_PATH}: {routed}")
 
-    block = nginx_proxy_http_block(nginx_port, upstream_port)
-    nginx = ready_subject(
-        NGINX, start_nginx(servers, tmp, NGINX, block), f"http://{HOST}:{nginx_port}/"
-    )
+    nginx_port, haproxy_port, outbound_port, routes_port = (next(ports) for _ in range(4))
+    nginx = Subject(NGINX, url=f"http://{HOST}:{nginx_port}/")
+    start_nginx_proxy(servers, tmp, nginx, nginx_port, upstream_port)
 
     haproxy_cfg = tmp / "haproxy.cfg"
     haproxy_cfg.write_text(haproxy_config(haproxy_port, upstream_port))
     haproxy_server = servers.start(HAPROXY, [tool("haproxy"), "-f", str(haproxy_cfg), "-db"])
-    haproxy = ready_subject(HAPROXY, haproxy_server, f"http://{HOST}:{haproxy_port}/")
+    haproxy = ready_subject(Subject(HAPROXY, url=f"http://{HOST}:{haproxy_port}/"), haproxy_server)
 
-    return [start_pillion(servers, tmp, pillion, upstream_port), nginx, haproxy, direct]
+    outbound_url, routes_url = f"http://{HOST}:{outbound_port}/", f"http://{HOST}:{routes_port}"
+    nginx_outbound = Subject(NGINX_OUTBOUND, outbound_url, CLUSTER, latency=False)
+    start_nginx_proxy(servers, tmp, nginx_outbound, outbound_port, upstream_port)
+    nginx_routes = Subject(NGINX_ROUTES, routes_url + ROUTED_PATH, latency=False)
+    start_nginx_proxy(servers, tmp, nginx_routes, routes_port, upstream_port, routes=True)
+
+    pillion_plain, pillion_outbound, pillion_routes = start_pillions(
+        servers, tmp, pillion, upstream_port, ports
+    )
+    return [
+        pillion_plain,
+        nginx,
+        haproxy,
+        direct,
+        pillion_outbound,
+        nginx_outbound,
+        pillion_routes,
+        nginx_routes,
+    ]
 
 
 # --- RSS sampling ----------------------------------------------------------------------
@@ -564,9 +685,11 @@ def parse_hey(output: str) -> HeyResult:
     return HeyResult(percentiles.get(50), percentiles.get(99), errors)
 
 
-def run_wrk(url: str, duration: int) -> WrkResult:
-    argv = [tool("wrk"), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration}s", url]
-    output, failed = run_tool(argv, duration)
+def run_wrk(url: str, duration: int, host: str | None = None) -> WrkResult:
+    argv = [tool("wrk"), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration}s"]
+    if host is not None:
+        argv += ["-H", f"Host: {host}"]
+    output, failed = run_tool([*argv, url], duration)
     result = parse_wrk(output)
     return WrkResult(result.rps, [failed, *result.errors] if failed else result.errors)
 
@@ -579,6 +702,50 @@ def run_hey(url: str, duration: int) -> HeyResult:
     return HeyResult(result.p50_s, result.p99_s, errors)
 
 
+# --- route matching, in-process ---------------------------------------------------------
+
+# Run by pillion's own Python: argv = routes, path, iterations per run, runs.
+MATCH_SCRIPT = """\
+import sys, timeit
+from pillion.proxy.routing import RouteMatch, RouteTable
+routes, path = int(sys.argv[1]), sys.argv[2].encode()
+number, repeat = int(sys.argv[3]), int(sys.argv[4])
+specific = [(RouteMatch(prefix=f"/r{n}/".encode()), n) for n in range(routes - 1)]
+table = RouteTable([*specific, (RouteMatch(prefix=b"/"), routes - 1)])
+if table.match(b"GET", path, []) != routes - 2:
+    sys.exit(f"{path!r} did not match route {routes - 2}")
+scope = {"match": table.match, "path": path}
+runs = timeit.repeat("match(b'GET', path, [])", globals=scope, number=number, repeat=repeat)
+print(min(runs) / number * 1e6)
+"""
+
+
+def route_matching(python: Path) -> tuple[float | None, str]:
+    """Microseconds per ``RouteTable.match`` of the last specific route among ``ROUTES``
+    (the best of ``MATCH_REPEATS`` timeit runs), or None and why it was not measured."""
+    if not python.exists():
+        return None, f"{python} not found"
+    args = [str(ROUTES), f"{ROUTED_PATH}x", str(MATCH_ITERATIONS), str(MATCH_REPEATS)]
+    try:
+        done = subprocess.run(
+            [str(python), "-c", MATCH_SCRIPT, *args],
+            capture_output=True,
+            text=True,
+            timeout=MATCH_TIMEOUT_S,
+            env=tool_env(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"did not finish within {MATCH_TIMEOUT_S:.0f}s"
+    output = done.stdout.strip()
+    if done.returncode != 0 or not output:
+        return None, f"exit {done.returncode}: {(done.stderr.strip() or output)[-200:]}"
+    try:
+        return float(output.splitlines()[-1]), ""
+    except ValueError:
+        return None, f"unexpected output: {output[-200:]!r}"
+
+
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -588,7 +755,7 @@ def progress(message: str) -> None:
 
 def measure_throughput(subject: Subject, duration: int) -> None:
     with sampling_rss(subject):
-        result = run_wrk(subject.url, duration)
+        result = run_wrk(subject.url, duration, subject.host)
     if result.rps is not None:
         subject.rps.append(result.rps)
     subject.wrk_errors += result.errors
@@ -614,19 +781,20 @@ def measure_latency(subject: Subject, duration: int) -> None:
 
 
 def measure(subjects: list[Subject], duration: int, warmup: int) -> None:
-    """Warm up, then load the subjects interleaved, round after round."""
+    """Warm up, then load the subjects interleaved, round after round (hey only those
+    measured for latency)."""
     if warmup > 0:
         progress(f"warm-up: wrk {warmup}s per subject")
         for subject in subjects:
             if subject.usable():
-                run_wrk(subject.url, warmup)
+                run_wrk(subject.url, warmup, subject.host)
     for round_number in range(1, ROUNDS + 1):
         progress(f"round {round_number}/{ROUNDS}: wrk then hey, {duration}s each")
         for subject in subjects:
             if subject.usable():
                 measure_throughput(subject, duration)
         for subject in subjects:
-            if subject.usable():
+            if subject.latency and subject.usable():
                 measure_latency(subject, duration)
     for subject in subjects:
         subject.usable()  # record a process that died in the last measurement
@@ -710,6 +878,8 @@ def last_line(subjects: list[Subject]) -> str:
     by_name = {subject.name: subject for subject in subjects}
     pillion, direct = by_name[PILLION], by_name[DIRECT]
     pillion_rps = clean_rps(pillion)
+    outbound = ratio(clean_rps(by_name[PILLION_OUTBOUND]), clean_rps(by_name[NGINX_OUTBOUND]))
+    routes = ratio(clean_rps(by_name[PILLION_ROUTES]), clean_rps(by_name[NGINX_ROUTES]))
     pillion_rss = rss_mib(pillion) if pillion.failure is None else None
     values = {
         "rps_vs_nginx": (ratio(pillion_rps, clean_rps(by_name[NGINX])), ".2f"),
@@ -723,6 +893,8 @@ def last_line(subjects: list[Subject]) -> str:
             ".2f",
         ),
         "rss_mib": (pillion_rss, ".1f"),
+        "outbound_rps_vs_nginx": (outbound, ".2f"),
+        "routes_rps_vs_nginx": (routes, ".2f"),
     }
     pairs = (
         f"{key}={'nan' if value is None else format(value, spec)}"
@@ -731,14 +903,23 @@ def last_line(subjects: list[Subject]) -> str:
     return " ".join(["proxy_bench", *pairs])
 
 
-def report(subjects: list[Subject], duration: int) -> None:
+def matching_line(matching: tuple[float | None, str]) -> str:
+    us, why = matching
+    shown = f"{us:.2f} us per request" if us is not None else f"not measured: {why}"
+    return f"route matching ({ROUTES} routes, last match): {shown}"
+
+
+def report(subjects: list[Subject], duration: int, matching: tuple[float | None, str]) -> None:
     print(
         f"\nproxy_bench: 1 KiB body via 127.0.0.1; wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} "
         f"-d{duration}s (median of {ROUNDS}); hey {HEY_WORKERS}x{HEY_QPS_PER_WORKER}/s "
         f"= {HEY_WORKERS * HEY_QPS_PER_WORKER}/s for {duration}s (median of {ROUNDS}); "
-        f"+p50/+p99 = minus direct; RSS = peak VmRSS of the process tree\n"
+        f"+p50/+p99 = minus direct; RSS = peak VmRSS of the process tree; *-outbound: "
+        f"Host: {CLUSTER}; *-routes: {ROUTES} routes, GET {ROUTED_PATH}; both wrk only\n"
     )
     print(table(subjects))
+    print()
+    print(matching_line(matching))
     print()
     print(last_line(subjects), flush=True)
 
@@ -795,6 +976,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         subjects = run(args)
+        progress(f"route matching: {ROUTES} routes, in-process, {MATCH_REPEATS} timeit runs")
+        matching = route_matching(args.pillion.parent / "python")
     except HarnessError as error:
         progress(f"error: {error}")
         return 1
@@ -804,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = [s.name for s in subjects if s.name in REFERENCES and s.failure is not None]
     if broken:  # said before the report, whose summary line must stay the last line
         progress(f"error: reference subjects failed: {', '.join(broken)}")
-    report(subjects, args.duration)
+    report(subjects, args.duration, matching)
     return 1 if broken else 0
 
 

@@ -77,7 +77,7 @@ def test_the_host_names_the_cluster(mesh: Mesh) -> None:
     # as an http_proxy: the absolute URL names the cluster
     assert client.request(b"GET http://a/proxied?q=1 HTTP/1.1\r\nHost: a\r\n\r\n").status == 200
     unknown = client.request(get("/nowhere").replace(b"Host: test", b"Host: c"))
-    assert (unknown.status, unknown.body) == (404, b"no cluster for this host\n")
+    assert (unknown.status, unknown.body) == (404, b"no route for this request\n")
     assert [r.target for r in mesh.a.requests] == [b"/to-a", b"/proxied?q=1"]
     assert [r.target for r in mesh.b.requests] == [b"/to-b"]
     assert mesh.b.requests[0].header(b"host") == b"B:8080"

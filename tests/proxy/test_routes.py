@@ -106,7 +106,7 @@ def test_methods_and_no_route(routed: Routed) -> None:
     post = client.request(b"POST /write HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
     assert post.status == 200
     missing = client.request(get("/write"))  # GET matches no route
-    assert (missing.status, missing.body) == (404, b"no cluster for this host\n")
+    assert (missing.status, missing.body) == (404, b"no route for this request\n")
     assert [r.method for r in routed.app.requests] == [b"POST"]
     client.close()
     _, _, metrics = http("GET", f"{routed.pillion.status_url}/metrics")

@@ -414,7 +414,11 @@ class ClusterConfig(_Section):
         default_factory=CircuitBreakerConfig, description="Load-shedding caps."
     )
     max_idle_per_endpoint: int = Field(
-        32, ge=0, description="Idle keep-alive connections kept per endpoint. Default 32."
+        128,
+        ge=0,
+        description="Idle keep-alive connections kept per endpoint. Default 128, as for "
+        "inbound: fewer than the callers' concurrency means a new connection per request "
+        "(measured: 32 halved outbound throughput under 64 connections).",
     )
 
 

@@ -123,7 +123,7 @@ class Exchange:
         target = listener.fixed_target or listener.route(self.head)
         if target is None:
             self.flags = flags.NR
-            self._local_reply(404, "no cluster for this host")
+            self._local_reply(404, "no route for this request")
             return
         edits = target.edits
         if edits is NO_EDITS:
