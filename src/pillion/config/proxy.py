@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import re
 import typing
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from pillion.config.types import Listen, ListenAddress
 from pillion.config.units import Duration, Size
@@ -286,6 +293,10 @@ def _reachable(routes: list[RouteConfig]) -> list[RouteConfig]:
     return routes
 
 
+Routes = Annotated[list[RouteConfig], AfterValidator(_reachable)]
+"""A listener's routes, in order; one that can never match is refused."""
+
+
 class InboundListenerConfig(_Section):
     """One inbound listener: accepts clients, forwards to the app."""
 
@@ -320,16 +331,11 @@ class InboundListenerConfig(_Section):
         description="Local rate limit; over it, 429 with `Retry-After` and flag RL, and "
         "the app never sees the request. Default: none.",
     )
-    routes: list[RouteConfig] = Field(
+    routes: Routes = Field(
         default_factory=list,
         description="Routes, first match wins; a request no route matches gets 404 (NR). "
         "Default: none, everything goes to the upstream.",
     )
-
-    @field_validator("routes")
-    @classmethod
-    def _routes_reachable(cls, value: list[RouteConfig]) -> list[RouteConfig]:
-        return _reachable(value)
 
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
 
@@ -442,16 +448,11 @@ class OutboundListenerConfig(_Section):
     )
     max_connections: int = Field(10_000, ge=1, description="Most app connections at once.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
-    routes: list[RouteConfig] = Field(
+    routes: Routes = Field(
         default_factory=list,
         description="Routes, first match wins (each naming a cluster or answering "
         "directly). Default: none, the cluster comes from `cluster` or the host.",
     )
-
-    @field_validator("routes")
-    @classmethod
-    def _routes_reachable(cls, value: list[RouteConfig]) -> list[RouteConfig]:
-        return _reachable(value)
 
 
 class AccessLogConfig(_Section):
