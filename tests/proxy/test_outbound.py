@@ -38,7 +38,7 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
         three = [stack.enter_context(scripted_upstream()) for _ in range(3)]
         slow = stack.enter_context(scripted_upstream())
         slow.behaviour = "hang"
-        by_host, fixed, refused = free_port(), free_port(), free_port()
+        by_host, fixed, refused, refused2 = (free_port() for _ in range(4))
         endpoints = ", ".join(f"127.0.0.1:{u.port}" for u in three)
         proxy = f"""
 proxy:
@@ -55,7 +55,7 @@ proxy:
       balancing: round_robin
       outliers: {{consecutive_errors: 3, base_ejection: 1m}}
     - name: down
-      endpoints: [127.0.0.1:{refused}, 127.0.0.1:{refused}]
+      endpoints: [127.0.0.1:{refused}, 127.0.0.1:{refused2}]
       outliers: {{consecutive_errors: 1}}
     - name: tiny
       endpoints: [127.0.0.1:{slow.port}]
@@ -63,7 +63,7 @@ proxy:
       timeouts: {{request: 2s}}
     - name: single
       endpoints: [127.0.0.1:{slow.port}]
-      circuit_breaker: {{max_connections: 1}}
+      circuit_breaker: {{max_connections: 1, max_pending_requests: 0}}
       timeouts: {{request: 2s}}
 """
         pillion = stack.enter_context(running_pillion(tmp_path, proxy))
@@ -83,8 +83,9 @@ def test_the_host_names_the_cluster(mesh: Mesh) -> None:
     assert mesh.b.requests[0].header(b"host") == b"B:8080"
     client.close()
     _, _, metrics = http("GET", f"{mesh.pillion.status_url}/metrics")
-    assert b'pillion_requests_total{code="404",flags="NR",listener="out",method="GET"} 1.0' in (
-        metrics
+    assert (
+        b'pillion_requests_total{cluster="",code="404",flags="NR",listener="out",method="GET",route=""} 1.0'
+        in (metrics)
     )
 
 
@@ -149,8 +150,9 @@ def test_max_active_requests_sheds_the_excess_at_once(mesh: Mesh) -> None:
         assert response.status == 504
         client.close()
     _, _, metrics = http("GET", f"{mesh.pillion.status_url}/metrics")
-    assert b'pillion_requests_total{code="503",flags="UO",listener="out",method="GET"} 1.0' in (
-        metrics
+    assert (
+        b'pillion_requests_total{cluster="tiny",code="503",flags="UO",listener="out",method="GET",route=""} 1.0'
+        in (metrics)
     )
     # shedding load is not the endpoint failing: nothing was ejected
     assert metric_value(metrics, 'pillion_outlier_ejections_total{cluster="tiny"}') == 0.0

@@ -333,7 +333,10 @@ def test_access_log_fields_and_metrics(pod: ProxyPod, app: ScriptedUpstream) -> 
     assert str(record["traceparent"]).startswith("00-")
     _, _, metrics = http("GET", f"{pod.pillion.status_url}/metrics")
     text = metrics.decode()
-    assert 'pillion_requests_total{code="200",flags="-",listener="main",method="GET"}' in text
+    assert (
+        'pillion_requests_total{cluster="",code="200",flags="-",listener="main",method="GET",route=""}'
+        in text
+    )
     assert 'pillion_request_duration_seconds_bucket{le="0.00025",listener="main"}' in text
     assert 'pillion_connections_active{listener="main"}' in text
     assert 'pillion_upstream_connect_errors_total{listener="dead"}' in text

@@ -60,8 +60,9 @@ def test_workers_share_the_port_and_their_metrics_add_up(
     for i in range(40):  # new connections: the kernel spreads them over both workers
         assert Client(port).request(get(f"/w{i}")).status == 200
     _, _, metrics = http("GET", f"{process.status_url}/metrics")
-    assert b'pillion_requests_total{code="200",flags="-",listener="inbound",method="GET"} 40.0' in (
-        metrics
+    assert (
+        b'pillion_requests_total{cluster="",code="200",flags="-",listener="inbound",method="GET",route=""} 40.0'
+        in (metrics)
     )
     promtool = shutil.which("promtool")
     assert promtool

@@ -31,6 +31,8 @@ __all__ = [
     "ProxyConfig",
     "RateLimitConfig",
     "RequestLimits",
+    "RetryBudgetConfig",
+    "RetryPolicyConfig",
     "RouteConfig",
     "RouteMatchConfig",
     "TcpListenerConfig",
@@ -56,6 +58,9 @@ AccessLogField = Literal[
     "user_agent",
 ]
 ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = typing.get_args(AccessLogField)
+
+
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
 class _Section(BaseModel):
@@ -142,7 +147,7 @@ class RateLimitConfig(_Section):
     )
     header: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+        pattern=_HEADER_NAME,
         description="The header whose value is the key, when `key` is `header` "
         "(e.g. `x-api-key`); requests without it share one bucket.",
     )
@@ -157,7 +162,7 @@ class RateLimitConfig(_Section):
 class HeaderMatchConfig(_Section):
     """A condition on one request header."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", description="Header name.")
+    name: str = Field(pattern=_HEADER_NAME, description="Header name.")
     exact: str | None = Field(None, description="The value must be exactly this.")
     regex: str | None = Field(None, description="The whole value must match this regex.")
     present: bool = Field(True, description="False: the header must be absent.")
@@ -216,6 +221,68 @@ class DirectResponseConfig(_Section):
     body: str = Field("", description="Response body (text/plain).")
 
 
+class RetryPolicyConfig(_Section):
+    """When a failed request is sent again, to another endpoint when there is one.
+
+    Connect failures are always retried (nothing was sent). Resets, per-try
+    timeouts and the listed statuses are retried for idempotent methods only
+    (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) unless `non_idempotent` is set, and
+    only when the body was small enough to keep. Every retry also needs room in
+    the cluster's retry budget.
+    """
+
+    max_retries: int = Field(2, ge=0, le=10, description="Retries after the first try. Default 2.")
+    statuses: list[int] = Field(
+        [502, 503, 504],
+        description="Response codes that are retried (the response is discarded; the "
+        "last try's response is passed on). Default 502, 503, 504.",
+    )
+    per_try_timeout: Duration | None = Field(
+        None,
+        description="Longest wait for a try's response headers; then the try is "
+        "abandoned and retried. Default: none, only the route's timeout applies.",
+    )
+    non_idempotent: bool = Field(
+        False,
+        description="Also retry POST, PATCH and other non-idempotent methods after a "
+        "reset, timeout or status (the app may have acted on them). Default false.",
+    )
+    max_body_size: Size = Field(
+        64 * 1024,
+        description="Largest request body kept for a retry; a larger one is streamed "
+        "and never retried (except after a connect failure). Default 64KiB.",
+    )
+    backoff_base: Duration = Field(
+        0.025,
+        description="Backoff before retry n is random between 0 and base x 2^(n-1), "
+        "capped at `backoff_max`. Default 25ms.",
+    )
+    backoff_max: Duration = Field(0.25, description="Longest backoff. Default 250ms.")
+
+    @field_validator("statuses")
+    @classmethod
+    def _error_codes(cls, value: list[int]) -> list[int]:
+        for status in value:
+            if not 400 <= status <= 599:
+                raise ValueError(f"{status} is not an error status (400-599)")
+        return value
+
+
+class RetryBudgetConfig(_Section):
+    """A cap on retries, so they never amplify an outage: a retry is allowed while
+    retries in flight stay under `ratio` of the requests in flight, or while fewer
+    than `min_per_second` retries were made this second."""
+
+    ratio: float = Field(
+        0.2, ge=0.0, le=1.0, description="Retries in flight per request in flight. Default 0.2."
+    )
+    min_per_second: int = Field(
+        10,
+        ge=0,
+        description="Retries per second always allowed, so a quiet service can retry. Default 10.",
+    )
+
+
 class WeightedClusterConfig(_Section):
     """One cluster of a weighted split, with its share."""
 
@@ -226,6 +293,12 @@ class WeightedClusterConfig(_Section):
 class RouteConfig(_Section):
     """One route: a match and what to do with the requests it matches."""
 
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="Name of the route in metrics (the `route` label). Default: its "
+        "index in the list.",
+    )
     match: RouteMatchConfig = Field(
         default_factory=RouteMatchConfig, description="Which requests; default all."
     )
@@ -249,12 +322,55 @@ class RouteConfig(_Section):
         pattern=r"^/",
         description="Replace the matched `prefix` of the path with this (prefix routes only).",
     )
+    retry: RetryPolicyConfig | None = Field(
+        None, description="Retry policy. Default: the cluster's, else none."
+    )
+    rate_limit: RateLimitConfig | None = Field(
+        None,
+        description="Rate limit of this route (after the listener's); over it, 429 with "
+        "`Retry-After` and flag RL. Default: none.",
+    )
     set_request_headers: dict[str, str] = Field(
         default_factory=dict, description="Headers set (replaced) on the way to the upstream."
+    )
+    add_request_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers added on the way to the upstream, after any the request has.",
     )
     remove_request_headers: list[str] = Field(
         default_factory=list, description="Headers removed on the way to the upstream."
     )
+    set_response_headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers set (replaced) on the way to the client."
+    )
+    add_response_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers added on the way to the client, after any the response has.",
+    )
+    remove_response_headers: list[str] = Field(
+        default_factory=list, description="Headers removed on the way to the client."
+    )
+
+    @field_validator(
+        "set_request_headers",
+        "add_request_headers",
+        "set_response_headers",
+        "add_response_headers",
+    )
+    @classmethod
+    def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, field_value in value.items():
+            _header_name(name)
+            if any(c in field_value for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: value has a line break or NUL")
+        return value
+
+    @field_validator("remove_request_headers", "remove_response_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _header_name(name)
+        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> RouteConfig:
@@ -270,6 +386,18 @@ class RouteConfig(_Section):
         if self.prefix_rewrite is not None and self.match.prefix is None:
             raise ValueError("prefix_rewrite needs a prefix match")
         return self
+
+
+_PROTECTED = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
+)
+
+
+def _header_name(name: str) -> None:
+    if not re.fullmatch(_HEADER_NAME, name):
+        raise ValueError(f"{name!r} is not a header name")
+    if name.lower() in _PROTECTED:
+        raise ValueError(f"{name!r} is framing or routing; Pillion writes it itself")
 
 
 def _valid_regex(value: str | None) -> str | None:
@@ -336,6 +464,10 @@ class InboundListenerConfig(_Section):
         description="Routes, first match wins; a request no route matches gets 404 (NR). "
         "Default: none, everything goes to the upstream.",
     )
+    retry_budget: RetryBudgetConfig = Field(
+        default_factory=RetryBudgetConfig,
+        description="The cap on retries to the upstream (routes with a `retry` policy).",
+    )
 
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
 
@@ -397,6 +529,17 @@ class CircuitBreakerConfig(_Section):
     max_connections: int = Field(
         1024, ge=1, description="Most connections open to the cluster. Default 1024, as Envoy."
     )
+    max_pending_requests: int = Field(
+        1024,
+        ge=0,
+        description="Most requests waiting for a connection while `max_connections` are "
+        "open; more get 503 (UO). Default 1024, as Envoy.",
+    )
+    max_active_retries: int = Field(
+        64,
+        ge=0,
+        description="Most retries in flight at once, whatever the budget says. Default 64.",
+    )
 
 
 class ClusterConfig(_Section):
@@ -418,6 +561,20 @@ class ClusterConfig(_Section):
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts to the cluster.")
     circuit_breaker: CircuitBreakerConfig = Field(
         default_factory=CircuitBreakerConfig, description="Load-shedding caps."
+    )
+    retry: RetryPolicyConfig | None = Field(
+        None,
+        description="Retry policy of requests to this cluster, unless their route has "
+        "its own. Default: none.",
+    )
+    retry_budget: RetryBudgetConfig = Field(
+        default_factory=RetryBudgetConfig, description="The cap on this cluster's retries."
+    )
+    dns_refresh: Duration = Field(
+        5.0,
+        description="How often endpoint host names are resolved again; every address "
+        "of a name is an endpoint. When a name stops resolving, its last addresses are "
+        "kept (and a warning logged). Default 5s, as Envoy.",
     )
     max_idle_per_endpoint: int = Field(
         128,

@@ -48,17 +48,18 @@ class Balancer:
         outliers: OutlierPolicy | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not endpoints:
-            raise ValueError("a cluster needs at least one endpoint")
         self.endpoints = list(endpoints)
         self.policy = policy
         self.outliers = outliers or OutlierPolicy()
         self._next = 0
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
 
-    def pick(self, now: float) -> Endpoint:
-        """An endpoint for the next request (an ejected one only if all are out)."""
+    def pick(self, now: float) -> Endpoint | None:
+        """An endpoint for the next request (an ejected one only if all are out);
+        None when there are none (names not resolved yet)."""
         candidates = [e for e in self.endpoints if e.available(now)] or self.endpoints
+        if not candidates:
+            return None
         if self.policy == "least_request" and len(candidates) > 1:
             first, second = self._rng.sample(candidates, 2)
             return first if first.active <= second.active else second

@@ -12,6 +12,13 @@ so the truncation is visible. A request on a reused keep-alive connection that
 the app closed before answering is retried once on a new connection when it had
 no body (the app never saw it).
 
+With a retry policy (route or cluster), a failed try is sent again, to another
+endpoint when the cluster has one, after a jittered backoff: after a connect
+failure always (nothing was sent); after a reset, a per-try timeout or a listed
+status only when the method allows it and the request was small enough to keep
+(``replay``). A retried status's response is read and dropped, so its connection
+is reused. Each retry needs room in the upstream's retry budget.
+
 An Upgrade request (WebSocket and others) is forwarded with its ``Upgrade``; if
 the app answers 101 the exchange becomes a tunnel: bytes are copied both ways
 until either side closes, then it is counted (code 101, bytes in and out). Bytes
@@ -37,7 +44,7 @@ from pillion.http.serialize import (
     status_line,
 )
 from pillion.proxy import flags
-from pillion.proxy.cluster import NO_EDITS, OVERFLOW
+from pillion.proxy.cluster import NO_EDITS
 from pillion.proxy.forwarding import (
     Forwarded,
     request_head_for_upstream,
@@ -47,6 +54,7 @@ from pillion.proxy.forwarding import (
 if TYPE_CHECKING:
     from pillion.proxy.cluster import Target
     from pillion.proxy.downstream import DownstreamConnection
+    from pillion.proxy.ratelimit import RateLimit
     from pillion.proxy.upstream import UpstreamConnection
 
 __all__ = ["Exchange"]
@@ -57,10 +65,12 @@ _BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is 
 
 class Exchange:
     __slots__ = (
+        "attempts",
         "bytes_in",
         "bytes_out",
         "chunked_out",
         "close_after",
+        "discarding",
         "done",
         "down",
         "flags",
@@ -68,13 +78,21 @@ class Exchange:
         "head",
         "pending",
         "pending_size",
+        "replay",
+        "replay_size",
         "request_complete",
+        "resend",
         "response_started",
         "retried",
+        "retry_timer",
+        "retrying",
         "started_at",
         "status",
         "target",
         "timer",
+        "try_flag",
+        "try_status",
+        "try_timer",
         "tunnel",
         "tunnel_early",
         "upstream",
@@ -106,6 +124,16 @@ class Exchange:
         self.close_after = not request.keep_alive or request.upgrade
         self.tunnel = False
         self.tunnel_early: list[bytes] = []
+        self.attempts = 0  # retries made
+        self.replay: list[bytes] | None = None  # what was sent, kept for a retry
+        self.replay_size = 0
+        self.discarding = False  # reading a retried response to its end, dropping it
+        self.retrying = False  # counted in the budget's retries in flight
+        self.retry_timer: asyncio.TimerHandle | None = None
+        self.try_timer: asyncio.TimerHandle | None = None
+        self.resend = False  # the next try sends ``replay`` (the last one was sent)
+        self.try_status = 0  # how the last try ended, reported when the next begins
+        self.try_flag = flags.NONE
 
     # -- the request, from the downstream connection --
 
@@ -113,17 +141,18 @@ class Exchange:
         """Become the active exchange of the connection: get an upstream, send."""
         down = self.down
         listener = down.listener
-        if listener.rate_limiter is not None:
-            wait = listener.rate_limiter.take(self._rate_key(), listener.loop.time())
-            if wait:
-                self.flags = flags.RL
-                retry_after = b"retry-after: %d\r\n" % math.ceil(wait)
-                self._local_reply(429, "rate limited", extra=retry_after)
-                return
+        if listener.rate_limit is not None and self._rate_limited(listener.rate_limit):
+            return
         target = listener.fixed_target or listener.route(self.head)
         if target is None:
             self.flags = flags.NR
             self._local_reply(404, "no route for this request")
+            return
+        if target.tracked:
+            self.target = target  # counted in flight from here to ``finished``
+            target.begin()
+        limit = target.route.limit
+        if limit is not None and self._rate_limited(limit):
             return
         edits = target.edits
         if edits is NO_EDITS:
@@ -131,28 +160,53 @@ class Exchange:
                 self.head, down.client_ip, b"http", target.host
             )
         elif edits.direct is not None:
-            if target is OVERFLOW:
-                self.flags = flags.UO
+            self.flags = target.flag
+            self.target = target  # for its labels
             self._direct(*edits.direct)
             return
         else:
-            request_head, self.forwarded = request_head_for_upstream(
-                self.head,
-                down.client_ip,
-                b"http",
-                target.host,
-                path=edits.path(self.head.target),
-                remove=edits.remove,
-                set_headers=edits.set_headers,
-            )
+            request_head, self.forwarded = self._edited_head(target)
         pool = target.pool
         assert pool is not None
         self.target = target
         self.pending.insert(0, request_head)
+        retry = target.retry
+        if retry is not None:
+            head = self.head
+            if retry.replayable(head.method, head.body, head.content_length, head.upgrade):
+                self.replay = list(self.pending)
+                self.replay_size = self.pending_size
+            if retry.per_try_timeout is not None:
+                self.try_timer = listener.loop.call_later(
+                    retry.per_try_timeout, self._on_try_timeout
+                )
         self.timer = listener.loop.call_later(target.request_timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
             down.write(CONTINUE)
         pool.acquire(self)
+
+    def _rate_limited(self, limit: RateLimit) -> bool:
+        """Take a token; without one, answer 429 (flag RL) and say so."""
+        down = self.down
+        wait = limit.wait(down.client_ip, self.head.headers, down.listener.loop.time())
+        if not wait:
+            return False
+        self.flags = flags.RL
+        self._local_reply(429, "rate limited", extra=b"retry-after: %d\r\n" % math.ceil(wait))
+        return True
+
+    def _edited_head(self, target: Target) -> tuple[bytes, Forwarded]:
+        edits = target.edits
+        return request_head_for_upstream(
+            self.head,
+            self.down.client_ip,
+            b"http",
+            target.host,
+            path=edits.path(self.head.target),
+            remove=edits.remove,
+            set_headers=edits.set_headers,
+            add_headers=edits.add_headers,
+        )
 
     def on_body(self, data: bytes) -> None:
         if self.done:
@@ -185,6 +239,8 @@ class Exchange:
         self.down.listener.observe(self)
 
     def _send(self, data: bytes) -> None:
+        if self.replay is not None:
+            self._keep(data)
         upstream = self.upstream
         if upstream is not None:
             upstream.write(data)
@@ -194,11 +250,21 @@ class Exchange:
         if self.pending_size > _BUFFER_LIMIT:
             self.down.pause_reading()
 
+    def _keep(self, data: bytes) -> None:
+        assert self.replay is not None
+        assert self.target is not None
+        assert self.target.retry is not None
+        self.replay_size += len(data)
+        if self.replay_size > self.target.retry.max_body_size:
+            self.replay = None  # too big to keep: this request is not retried once sent
+        else:
+            self.replay.append(data)
+
     # -- the upstream connection, from the pool --
 
     @property
     def wants_upstream(self) -> bool:
-        return not self.done and self.upstream is None
+        return not self.done and self.upstream is None and self.retry_timer is None
 
     def on_upstream(self, connection: UpstreamConnection) -> None:
         self.upstream = connection
@@ -213,12 +279,19 @@ class Exchange:
     def on_upstream_failure(self, status: int, flag: str, message: str) -> None:
         if self.done:
             return
+        # nothing was sent: any request may go again (``pending`` still holds it)
+        if flag == flags.UF and self._may_retry("connect_failure", status, flag, sent=False):
+            return
         self.flags = flag
         self._local_reply(status, message)
 
     def on_upstream_lost(self, error: ResponseError) -> None:
         connection, self.upstream = self.upstream, None
         if self.done:
+            return
+        if self.discarding:  # the retried response broke off: retry all the same
+            self.discarding = False
+            self._schedule_retry()
             return
         incomplete = isinstance(error, ResponseIncomplete)
         if (
@@ -232,22 +305,16 @@ class Exchange:
         ):
             # A pooled connection the app closed as we sent: it never saw the request.
             self.retried = True
-            assert self.target is not None
-            assert self.target.pool is not None
-            edits = self.target.edits
-            request_head, _ = request_head_for_upstream(
-                self.head,
-                self.down.client_ip,
-                b"http",
-                self.target.host,
-                path=edits.path(self.head.target),
-                remove=edits.remove,
-                set_headers=edits.set_headers,
-            )
-            self.pending = [request_head]
-            self.target.pool.acquire(self, fresh=True)
+            target = self.target
+            assert target is not None
+            assert target.pool is not None
+            self.pending = [self._edited_head(target)[0]]
+            target.pool.acquire(self, fresh=True)
             return
-        self.flags = flags.UC if incomplete else flags.UPE
+        flag = flags.UC if incomplete else flags.UPE
+        if not self.response_started and self._may_retry("reset", 502, flag, sent=True):
+            return
+        self.flags = flag
         if self.response_started:
             self._abort()
         else:
@@ -275,6 +342,20 @@ class Exchange:
             return
         if response.status < 200:
             return  # interim responses end here: Pillion answered Expect itself
+        target = self.target
+        assert target is not None
+        if (
+            target.retry is not None
+            and response.status in target.retry.statuses
+            and self._may_retry("status", response.status, flags.NONE, sent=True, now=False)
+        ):
+            self.discarding = True
+            if self.head.method == b"HEAD":  # llhttp would wait for the announced body
+                self._drop_upstream()
+                self.discarding = False
+                self._schedule_retry()
+            return
+        self._cancel_try_timer()
         self.response_started = True
         self.status = response.status
         self.upstream_seconds = perf_counter() - self.upstream_at
@@ -282,6 +363,16 @@ class Exchange:
         if not self.request_complete or down.draining:
             self.close_after = True
         is_head = self.head.method == b"HEAD"
+        edits = target.edits
+        if edits.edits_response:
+            headers = response_headers_for_client(
+                response,
+                remove=edits.remove_response,
+                set_headers=edits.set_response,
+                add_headers=edits.add_response,
+            )
+        else:
+            headers = response_headers_for_client(response)
         extra = b""
         if response.body == "length":
             extra = b"content-length: %d\r\n" % response.content_length
@@ -294,20 +385,31 @@ class Exchange:
             self.close_after = True  # an HTTP/1.0 client: the body ends when we close
         if self.close_after:
             extra += b"connection: close\r\n"
-        down.write(head(status_line(response.status), response_headers_for_client(response), extra))
+        down.write(head(status_line(response.status), headers, extra))
         if is_head:
             # llhttp cannot be told a response answers HEAD: it would wait for the
             # announced body, so the connection is not reused.
             self._finish(reuse=False)
 
     def on_response_body(self, data: bytes) -> None:
-        if self.done:
+        if self.done or self.discarding:
             return
         self.bytes_out += len(data)
         self.down.write(chunk(data) if self.chunked_out else data)
 
     def on_response_end(self) -> None:
         if self.done:
+            return
+        if self.discarding:
+            self.discarding = False
+            connection, self.upstream = self.upstream, None
+            if connection is not None:
+                if self.request_complete:
+                    connection.pool.release(connection)
+                else:
+                    connection.user = None
+                    connection.close()
+            self._schedule_retry()
             return
         if self.chunked_out:
             self.down.write(LAST_CHUNK)
@@ -322,6 +424,7 @@ class Exchange:
         self.status = 101
         self.upstream_seconds = perf_counter() - self.upstream_at
         self._cancel_timer()  # a tunnel lives as long as its peers keep it
+        self._cancel_try_timer()
         upgrade = b""
         for name, value in response.headers:
             if name.lower() == b"upgrade":
@@ -362,6 +465,93 @@ class Exchange:
             connection.close()
         self.down.exchange_done(self)
 
+    # -- retries --
+
+    def _may_retry(
+        self, reason: str, status: int, flag: str, *, sent: bool, now: bool = True
+    ) -> bool:
+        """Whether this try's failure is retried: the policy, the tries left, the
+        kept request and the budget allow it. If so the try is over (its endpoint
+        told), and the retry is scheduled (``now``) or left to ``_schedule_retry``."""
+        target = self.target
+        if target is None or self.done:
+            return False
+        policy = target.retry
+        if policy is None or self.attempts >= policy.max_retries:
+            return False
+        if sent and (self.replay is None or self.head.upgrade):
+            return False
+        assert target.retries is not None
+        loop = self.down.listener.loop
+        if not target.retries.allow(loop.time(), reason, already_retrying=self.retrying):
+            return False
+        self.retrying = True
+        self.attempts += 1
+        self._cancel_try_timer()
+        self.resend = sent
+        self.try_status = status
+        self.try_flag = flag
+        if now:
+            self._schedule_retry()
+        return True
+
+    def _schedule_retry(self) -> None:
+        """After the backoff, try again on another endpoint."""
+        target = self.target
+        assert target is not None
+        assert target.retry is not None
+        self._drop_upstream()
+        delay = target.retry.backoff(self.attempts)
+        self.retry_timer = self.down.listener.loop.call_later(delay, self._retry)
+
+    def _retry(self) -> None:
+        self.retry_timer = None
+        if self.done:
+            return
+        previous = self.target
+        assert previous is not None
+        assert previous.retry is not None
+        if self.resend:
+            if self.replay is None:  # the body outgrew what may be kept meanwhile
+                self.flags = self.try_flag
+                self._local_reply(self.try_status, "upstream failed; request too big to retry")
+                return
+            # what was kept, and whatever of the body is still to come after it
+            self.pending = list(self.replay)
+            self.pending_size = self.replay_size
+        previous.finished(self.try_status, self.try_flag)
+        target = previous.again()
+        if target.pool is None:  # the cluster is at a cap, or has no address now
+            assert previous.retries is not None
+            assert target.edits.direct is not None
+            previous.retries.budget.retry_done()
+            self.retrying = False
+            self.target = target
+            self.flags = target.flag
+            self._local_reply(target.edits.direct[0], target.edits.direct[1].decode().strip())
+            return
+        if target is previous:
+            target.begin()
+        self.target = target
+        if previous.retry.per_try_timeout is not None:
+            self.try_timer = self.down.listener.loop.call_later(
+                previous.retry.per_try_timeout, self._on_try_timeout
+            )
+        target.pool.acquire(self)
+
+    def _on_try_timeout(self) -> None:
+        self.try_timer = None
+        if self.done or self.response_started:
+            return
+        if self._may_retry("per_try_timeout", 504, flags.UT, sent=True):
+            return
+        self._on_timeout()
+
+    def _cancel_try_timer(self) -> None:
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+
     # -- endings --
 
     def _on_timeout(self) -> None:
@@ -380,23 +570,11 @@ class Exchange:
         connection, self.upstream = self.upstream, None
         if connection is not None:
             if reuse:
-                assert self.target is not None
-                assert self.target.pool is not None
-                self.target.pool.release(connection)
+                connection.pool.release(connection)
             else:
                 connection.user = None
                 connection.close()
         self.down.exchange_done(self)
-
-    def _rate_key(self) -> bytes:
-        listener = self.down.listener
-        if listener.rate_key == "client":
-            return self.down.client_ip
-        if listener.rate_key == "header":
-            for name, value in self.head.headers:
-                if name.lower() == listener.rate_header:
-                    return value
-        return b""
 
     def _direct(self, status: int, body: bytes) -> None:
         """A route's configured answer: nothing is forwarded."""
@@ -431,8 +609,17 @@ class Exchange:
         if connection is not None:
             connection.user = None
             connection.abort()
+        elif (
+            (target := self.target) is not None and target.pool is not None and target.pool.waiting
+        ):
+            target.pool.cancel(self)  # it was waiting for a connection: no longer
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.try_timer is not None:
+            self._cancel_try_timer()
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None

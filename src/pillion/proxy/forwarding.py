@@ -23,6 +23,7 @@ from pillion.telemetry.tracecontext import (
 
 __all__ = ["Forwarded", "request_head_for_upstream", "response_headers_for_client"]
 
+
 # Fields Pillion writes itself on the way to the app, dropped from the client's copy.
 _REWRITTEN = HOP_BY_HOP | {
     b"host",
@@ -56,11 +57,12 @@ def request_head_for_upstream(
     path: bytes | None = None,
     remove: frozenset[bytes] = frozenset(),
     set_headers: tuple[tuple[bytes, bytes], ...] = (),
+    add_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[bytes, Forwarded]:
     """The request head to send to the app, and the ids it carries.
 
-    A route may rewrite the ``path`` (target) and remove or set headers (names
-    lower case); Pillion's own forwarding headers are written after them.
+    A route may rewrite the ``path`` (target) and remove, set or add headers
+    (names lower case); Pillion's own forwarding headers are written after them.
     """
     named = head.connection_names
     if remove or set_headers:
@@ -99,6 +101,8 @@ def request_head_for_upstream(
     ]
     if set_headers:
         lines[1:1] = [b"%s: %s\r\n" % pair for pair in set_headers]
+    if add_headers:
+        lines[-3:-3] = [b"%s: %s\r\n" % pair for pair in add_headers]
     if head.upgrade and upgrade:
         lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
     if head.body == "length":
@@ -111,11 +115,24 @@ def request_head_for_upstream(
     return b"".join(lines), Forwarded(request_id, traceparent)
 
 
-def response_headers_for_client(head: ResponseHead) -> Headers:
-    """The upstream's response fields that travel on to the client."""
+def response_headers_for_client(
+    head: ResponseHead,
+    *,
+    remove: frozenset[bytes] = frozenset(),
+    set_headers: tuple[tuple[bytes, bytes], ...] = (),
+    add_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> Headers:
+    """The upstream's response fields that travel on to the client, with a
+    route's edits (names lower case): removed, set (replacing), added."""
     named = head.connection_names
-    return [
+    if remove or set_headers:
+        named = named | remove | {name for name, _ in set_headers}
+    headers = [
         (name, value)
         for name, value in head.headers
         if (lower := name.lower()) not in _RESPONSE_REWRITTEN and lower not in named
     ]
+    if set_headers or add_headers:
+        headers.extend(set_headers)
+        headers.extend(add_headers)
+    return headers

@@ -33,12 +33,13 @@ from pillion.config.proxy import (
 from pillion.config.types import ListenAddress
 from pillion.http.request import ParserLimits, RequestHead
 from pillion.proxy.accesslog import AccessLog
-from pillion.proxy.cluster import Cluster, Edits, Target
+from pillion.proxy.cluster import Cluster, Edits, RetryControl, RouteSettings, Target
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
-from pillion.proxy.ratelimit import TokenBuckets
+from pillion.proxy.ratelimit import RateLimit
+from pillion.proxy.retries import RetryBudget, RetryPolicy
 from pillion.proxy.routing import RouteTable, compile_match
 from pillion.proxy.tcp import TcpListener
 from pillion.proxy.upstream import UpstreamPool
@@ -78,11 +79,7 @@ class HttpListener(Listening):
         self.header_timeout = timeouts.header
         self.idle_timeout = timeouts.idle
         self.access_log = access_log
-        self.rate_limiter = TokenBuckets(rate_limit.rate, rate_limit.burst) if rate_limit else None
-        self.rate_key = rate_limit.key if rate_limit else "global"
-        self.rate_header = (
-            rate_limit.header.lower().encode() if rate_limit and rate_limit.header else b""
-        )
+        self.rate_limit = RateLimit(rate_limit) if rate_limit else None
 
     fixed_target: Target | None = None  # every request goes here (no per-request choice)
 
@@ -98,13 +95,16 @@ class HttpListener(Listening):
         duration = perf_counter() - exchange.started_at
         head = exchange.head
         metrics = self.metrics
-        metrics.request(head.method, exchange.status, exchange.flags).inc()
+        target = exchange.target
+        if target is None:
+            metrics.request(head.method, exchange.status, exchange.flags).inc()
+        else:
+            metrics.request(head.method, exchange.status, exchange.flags, target.labels).inc()
+            if target.tracked:
+                target.finished(exchange.status, exchange.flags, retrying=exchange.retrying)
         metrics.duration.observe(duration)
         metrics.request_bytes.observe(exchange.bytes_in)
         metrics.response_bytes.observe(exchange.bytes_out)
-        target = exchange.target
-        if target is not None and target.cluster is not None:
-            target.finished(exchange.status, exchange.flags)
         if self.access_log is not None:
             forwarded = exchange.forwarded
             self.access_log.record(
@@ -134,13 +134,22 @@ class HttpListener(Listening):
             )  # fmt: skip
 
 
+def _pairs(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name.lower().encode(), value.encode()) for name, value in headers.items())
+
+
+def _names(headers: list[str]) -> frozenset[bytes]:
+    return frozenset(name.lower().encode() for name in headers)
+
+
 class CompiledRoute:
     """A configured route, ready: where its requests go, what changes on the way."""
 
-    __slots__ = ("cluster", "edits", "fixed", "split", "timeout", "weights")
+    __slots__ = ("cluster", "fixed", "settings", "split", "weights")
 
     def __init__(
         self,
+        index: int,
         config: RouteConfig,
         clusters: dict[str, Cluster],
         default: Target | None,
@@ -148,19 +157,26 @@ class CompiledRoute:
     ) -> None:
         direct = config.direct_response
         rewrite = config.prefix_rewrite is not None and config.match.prefix is not None
-        self.edits = Edits(
+        edits = Edits(
             prefix=config.match.prefix.encode() if rewrite and config.match.prefix else None,
             replacement=config.prefix_rewrite.encode()
             if rewrite and config.prefix_rewrite
             else None,
-            remove=frozenset(name.lower().encode() for name in config.remove_request_headers),
-            set_headers=tuple(
-                (name.lower().encode(), value.encode())
-                for name, value in config.set_request_headers.items()
-            ),
+            remove=_names(config.remove_request_headers),
+            set_headers=_pairs(config.set_request_headers),
+            add_headers=_pairs(config.add_request_headers),
+            remove_response=_names(config.remove_response_headers),
+            set_response=_pairs(config.set_response_headers),
+            add_response=_pairs(config.add_response_headers),
             direct=(direct.status, direct.body.encode()) if direct else None,
         )
-        self.timeout = config.timeout
+        self.settings = RouteSettings(
+            config.name or str(index),
+            edits,
+            config.timeout,
+            RetryPolicy(config.retry) if config.retry else None,
+            RateLimit(config.rate_limit) if config.rate_limit else None,
+        )
         self.cluster: Cluster | None = None
         self.fixed: Target | None = None
         self.split: list[Cluster] = []
@@ -169,15 +185,21 @@ class CompiledRoute:
             self.split = [clusters[w.cluster] for w in config.weighted_clusters]
             self.weights = list(accumulate(w.weight for w in config.weighted_clusters))
         elif direct is not None:
-            self.fixed = Target(None, 0.0, b"", edits=self.edits)
+            self.fixed = Target(None, 0.0, b"", route=self.settings)
         elif config.cluster is not None:
             self.cluster = clusters[config.cluster]
         elif default_cluster is not None:
             self.cluster = default_cluster
         else:
             assert default is not None  # config validation: outbound routes name a cluster
-            timeout = self.timeout if self.timeout is not None else default.request_timeout
-            self.fixed = Target(default.pool, timeout, default.host, edits=self.edits)
+            timeout = config.timeout if config.timeout is not None else default.request_timeout
+            self.fixed = Target(
+                default.pool,
+                timeout,
+                default.host,
+                route=self.settings,
+                retries=default.retries,
+            )
 
     def resolve(self, head: RequestHead) -> Target:
         if self.fixed is not None:
@@ -188,7 +210,7 @@ class CompiledRoute:
             point = random.randrange(self.weights[-1])  # noqa: S311 - traffic, not secrets
             cluster = self.split[bisect.bisect_right(self.weights, point)]
         assert cluster is not None
-        return cluster.target(head.host, self.timeout, self.edits)
+        return cluster.target(head.host, self.settings)
 
 
 def _route_table(
@@ -201,8 +223,11 @@ def _route_table(
         return None
     return RouteTable(
         [
-            (compile_match(route.match), CompiledRoute(route, clusters, default, default_cluster))
-            for route in routes
+            (
+                compile_match(route.match),
+                CompiledRoute(index, route, clusters, default, default_cluster),
+            )
+            for index, route in enumerate(routes)
         ]
     )
 
@@ -228,7 +253,10 @@ class InboundListener(HttpListener):
             max_idle=config.upstream_max_idle,
             connect_errors=self.metrics.upstream_connect_errors,
         )
-        default = Target(self.pool, config.timeouts.request, str(upstream).encode())
+        retries = RetryControl(config.name, RetryBudget.from_config(config.retry_budget), metrics)
+        default = Target(
+            self.pool, config.timeouts.request, str(upstream).encode(), retries=retries
+        )
         self._routes = _route_table(config.routes, clusters, default, None)
         self.fixed_target = None if self._routes else default
 
@@ -318,6 +346,8 @@ class ProxyComponent(Component):
         self.clusters = {
             cluster.name: Cluster(cluster, self._metrics) for cluster in config.clusters
         }
+        for cluster in self.clusters.values():
+            await cluster.start()
         listeners: list[HttpListener | TcpListener] = [
             InboundListener(
                 listener_config,

@@ -24,8 +24,9 @@ class ProxyFamilies:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "pillion_requests",
-            "Requests answered by the proxy, by listener, method, status code and response flags.",
-            ["listener", "method", "code", "flags"],
+            "Requests answered by the proxy, by listener, route, cluster, method, status "
+            "code and response flags.",
+            ["listener", "route", "cluster", "method", "code", "flags"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -89,7 +90,7 @@ class ListenerMetrics:
         families = metrics.family("proxy", ProxyFamilies)
         self._families = families
         self._listener = listener
-        self._requests: dict[tuple[bytes, int, str], Counter] = {}
+        self._requests: dict[tuple[bytes, int, str, tuple[str, str]], Counter] = {}
         self.duration = families.duration.labels(listener)
         self.request_bytes = families.request_bytes.labels(listener)
         self.response_bytes = families.response_bytes.labels(listener)
@@ -97,11 +98,16 @@ class ListenerMetrics:
         self.connections_rejected = families.connections_rejected.labels(listener)
         self.upstream_connect_errors = families.upstream_connect_errors.labels(listener)
 
-    def request(self, method: bytes, code: int, flags: str) -> Counter:
-        key = (method, code, flags)
+    def request(
+        self, method: bytes, code: int, flags: str, labels: tuple[str, str] = ("", "")
+    ) -> Counter:
+        """The counter of requests with these labels; ``labels`` are (route, cluster)."""
+        key = (method, code, flags, labels)
         child = self._requests.get(key)
         if child is None:
             name = method.decode() if method in _METHODS else "OTHER"
-            child = self._families.requests.labels(self._listener, name, str(code), flags)
+            child = self._families.requests.labels(
+                self._listener, labels[0], labels[1], name, str(code), flags
+            )
             self._requests[key] = child
         return child

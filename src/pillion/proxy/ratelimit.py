@@ -8,7 +8,10 @@ which changes nothing for them: a full bucket is what a new key gets.
 
 from __future__ import annotations
 
-__all__ = ["TokenBuckets"]
+from pillion.config.proxy import RateLimitConfig
+from pillion.http.headers import Headers
+
+__all__ = ["RateLimit", "TokenBuckets"]
 
 
 class TokenBuckets:
@@ -48,3 +51,26 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class RateLimit:
+    """A listener's or route's limit: buckets, and what keys them."""
+
+    __slots__ = ("buckets", "header", "key")
+
+    def __init__(self, config: RateLimitConfig) -> None:
+        self.buckets = TokenBuckets(config.rate, config.burst)
+        self.key = config.key
+        self.header = config.header.lower().encode() if config.header else b""
+
+    def wait(self, client_ip: bytes, headers: Headers, now: float) -> float:
+        """Take a token for this request: 0.0 if it may pass, else seconds to wait."""
+        key = b""
+        if self.key == "client":
+            key = client_ip
+        elif self.key == "header":
+            for name, value in headers:
+                if name.lower() == self.header:
+                    key = value
+                    break
+        return self.buckets.take(key, now)

@@ -9,6 +9,7 @@ request. A new connection is the only thing that needs a task.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import typing
@@ -162,13 +163,25 @@ _NO_USER = _NoUser()
 
 
 class ConnectionCap:
-    """A limit on connections shared by several pools (a cluster's endpoints)."""
+    """A limit on connections shared by several pools (a cluster's endpoints), and
+    on the requests that may wait for one while the limit is reached."""
 
-    __slots__ = ("limit", "open")
+    __slots__ = ("limit", "max_pending", "open", "pending", "pools")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_pending: int = 0) -> None:
         self.limit = limit
+        self.max_pending = max_pending
         self.open = 0
+        self.pending = 0
+        self.pools: list[UpstreamPool] = []
+
+    def freed(self) -> None:
+        """A connection closed: a request waiting in one of the pools may open one."""
+        self.open -= 1
+        if self.pending:
+            for pool in self.pools:
+                if pool.serve_waiter_with_new_connection():
+                    return
 
 
 class UpstreamPool:
@@ -185,6 +198,8 @@ class UpstreamPool:
         cap: ConnectionCap | None = None,
     ) -> None:
         self.cap = cap
+        if cap is not None:
+            cap.pools.append(self)
         self.address = address
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -193,6 +208,8 @@ class UpstreamPool:
         self._idle: list[UpstreamConnection] = []
         self._all: set[UpstreamConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
+        self.waiting: collections.deque[UpstreamUser] = collections.deque()
+        self.retired = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
@@ -212,9 +229,45 @@ class UpstreamPool:
         cap = self.cap
         if cap is not None:
             if cap.open >= cap.limit:
-                user.on_upstream_failure(503, "UO", "upstream connection limit reached")
+                if cap.pending >= cap.max_pending:
+                    user.on_upstream_failure(503, "UO", "upstream connection limit reached")
+                    return
+                cap.pending += 1  # until a connection is released or one may be opened
+                self.waiting.append(user)
                 return
             cap.open += 1  # counted from the attempt on; released in forget()
+        self._open(user)
+
+    def cancel(self, user: UpstreamUser) -> None:
+        """``user`` no longer waits for a connection (it was answered, or left)."""
+        try:
+            self.waiting.remove(user)
+        except ValueError:
+            return
+        if self.cap is not None:
+            self.cap.pending -= 1
+
+    def _next_waiter(self) -> UpstreamUser | None:
+        while self.waiting:
+            user = self.waiting.popleft()
+            if self.cap is not None:
+                self.cap.pending -= 1
+            if user.wants_upstream:
+                return user
+        return None
+
+    def serve_waiter_with_new_connection(self) -> bool:
+        """Open a connection for the first request waiting here, if any (the cap
+        has room). True when one was started."""
+        user = self._next_waiter()
+        if user is None:
+            return False
+        assert self.cap is not None
+        self.cap.open += 1
+        self._open(user)
+        return True
+
+    def _open(self, user: UpstreamUser) -> None:
         task = self._loop.create_task(self._connect(user))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -248,7 +301,16 @@ class UpstreamPool:
         connection.user = None
         parser = connection.parser
         parser.handler = _NO_USER
-        if connection.closed or parser.broken or len(self._idle) >= self.max_idle:
+        if connection.closed or parser.broken or self.retired:
+            connection.close()
+            return
+        if self.waiting:
+            user = self._next_waiter()
+            if user is not None:
+                connection.bind(user)
+                user.on_upstream(connection)
+                return
+        if len(self._idle) >= self.max_idle:
             connection.close()
             return
         connection.idle_since = self._loop.time()
@@ -258,7 +320,7 @@ class UpstreamPool:
 
     def _uncap(self) -> None:
         if self.cap is not None:
-            self.cap.open -= 1
+            self.cap.freed()
 
     def forget(self, connection: UpstreamConnection) -> None:
         if connection in self._all:
@@ -275,7 +337,21 @@ class UpstreamPool:
             self._loop.call_later(self.idle_timeout, self._sweep) if self._idle else None
         )
 
+    def retire(self) -> None:
+        """The address left the cluster: close what is idle, pool nothing more, and
+        answer the requests waiting here."""
+        self.retired = True
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+        while (user := self._next_waiter()) is not None:
+            user.on_upstream_failure(503, "UF", "upstream endpoint removed")
+        if self.cap is not None and self in self.cap.pools:
+            self.cap.pools.remove(self)
+
     async def close(self) -> None:
+        while (user := self._next_waiter()) is not None:
+            user.on_upstream_failure(503, "UF", "proxy closing")
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
