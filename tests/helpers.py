@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,13 +78,14 @@ class PillionProcess:
     admin_port: int
     status_port: int
     env: Mapping[str, str] | None = None
+    wrapper: Sequence[str] = ()  # a command that runs pillion (e.g. in a mount namespace)
     proc: subprocess.Popen[str] = field(init=False)
     lines: list[str] = field(default_factory=list)
     _reader: threading.Thread = field(init=False)
 
     def start(self) -> PillionProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pillion", "run", "-c", str(self.config)],
+            [*self.wrapper, sys.executable, "-m", "pillion", "run", "-c", str(self.config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -292,6 +292,32 @@ def test_rate_limit_by_header_needs_the_header() -> None:
             "proxy.inbound[0].routes[0].direct_response.status",
             "greater than or equal to 200",
         ),
+        ("[{retry: {statuses: [200]}}]", "proxy.inbound[0].routes[0].retry.statuses", "200"),
+        (
+            "[{retry: {max_retries: 11}}]",
+            "proxy.inbound[0].routes[0].retry.max_retries",
+            "less than or equal to 10",
+        ),
+        (
+            "[{set_request_headers: {Host: evil}}]",
+            "proxy.inbound[0].routes[0].set_request_headers",
+            "Pillion writes it itself",
+        ),
+        (
+            '[{add_response_headers: {x-a: "one\\r\\nx-b: two"}}]',
+            "proxy.inbound[0].routes[0].add_response_headers",
+            "line break",
+        ),
+        (
+            "[{remove_response_headers: ['bad name']}]",
+            "proxy.inbound[0].routes[0].remove_response_headers",
+            "not a header name",
+        ),
+        (
+            "[{rate_limit: {rate: 0}}]",
+            "proxy.inbound[0].routes[0].rate_limit.rate",
+            "greater than 0",
+        ),
     ],
 )
 def test_bad_routes_are_refused_with_their_path(routes: str, path: str, hint: str) -> None:

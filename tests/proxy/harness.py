@@ -76,10 +76,10 @@ class ScriptedUpstream:
     connections: int = 0
     port: int = 0
 
-    def start(self) -> ScriptedUpstream:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> ScriptedUpstream:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind((host, port))
         self._sock.listen(512)
         self.port = self._sock.getsockname()[1]
         self._stop = False

@@ -412,7 +412,7 @@ class Cluster:
                         "endpoint name does not resolve; keeping its last addresses",
                         extra={
                             "cluster": self.name,
-                            "name": entry.host,
+                            "host": entry.host,
                             "error": str(exc),
                             "addresses": [f"{h}:{p}" for h, p in previous],
                         },
@@ -420,8 +420,10 @@ class Cluster:
                 continue
             if entry.host in self._failing:
                 self._failing.discard(entry.host)
-                log.info("endpoint name resolves again", extra={"cluster": self.name,
-                                                                "name": entry.host})  # fmt: skip
+                log.info(
+                    "endpoint name resolves again",
+                    extra={"cluster": self.name, "host": entry.host},
+                )
             addresses = _preferred(infos)
             if addresses != previous:
                 self._resolved[entry] = addresses
