@@ -23,6 +23,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         "--limited-port": free_port(),
         "--tcp-port": free_port(),
         "--outbound-port": free_port(),
+        "--backend-port": free_port(),
     }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(
@@ -64,6 +65,26 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                 assert json.loads(body)["status"] == "up"
 
         assert (tmp_path / "logs" / "app.log").read_text().count('"msg": "request"') >= 2
+        metrics = subprocess.run(
+            ["curl", "-s", f"http://127.0.0.1:{ports['--status-port']}/metrics"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        # the backend fails every second call: Pillion retried, and the app saw only 200s
+        retried = re.search(
+            r'^pillion_upstream_retries_total\{cluster="backend",reason="status"\} (\S+)$',
+            metrics,
+            re.MULTILINE,
+        )
+        assert retried is not None
+        assert float(retried.group(1)) >= 1
+        limited = re.search(
+            r'^pillion_requests_total\{cluster="",code="429",flags="RL",listener="inbound",'
+            r'method="GET",route="call"\} (\S+)$',
+            metrics,
+            re.MULTILINE,
+        )
+        assert limited is not None
+        assert float(limited.group(1)) >= 1
         time.sleep(0.3)
         access = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
         assert any(r["request_id"] == "demo-1" and r["code"] == 200 for r in access)
@@ -73,7 +94,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=30)
     assert demo.returncode == 0, rest
-    assert "stopped: demo app exit 0, pillion exit 0" in rest
+    assert "stopped: demo app exit 0, backend exit 0, pillion exit 0" in rest
     log = [json.loads(line) for line in (tmp_path / "pillion.log").read_text().splitlines()]
     assert log[-1]["message"] == "stopped"
     assert not Path(f"/proc/{pid}").exists()

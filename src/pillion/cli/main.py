@@ -95,6 +95,9 @@ def version() -> None:
 @click.option("--tcp-port", default=15008, show_default=True, help="A TCP passthrough to the app.")
 @click.option("--outbound-port", default=15001, show_default=True, help="The outbound listener.")
 @click.option(
+    "--backend-port", default=8081, show_default=True, help="A second service the app calls."
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False),
     default=None,
@@ -108,6 +111,7 @@ def demo(
     limited_port: int,
     tcp_port: int,
     outbound_port: int,
+    backend_port: int,
     workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
@@ -119,6 +123,7 @@ def demo(
         limited=limited_port,
         tcp=tcp_port,
         outbound=outbound_port,
+        backend=backend_port,
     )
     sys.exit(run_demo(ports, workdir))
 

@@ -3,7 +3,10 @@
 An HTTP service on localhost that writes JSON log lines to a file, reads a
 config file and a secret file (as rendered by a sidecar), and exposes a JSON
 stats endpoint. It never prints or logs the secret's value.
-Run: ``python -m pillion.demo.app --port 8080 --workdir DIR``.
+``/call`` calls a second service (``/work`` of another instance, started with
+``--name backend --fail-every N``) through Pillion's outbound listener, as a
+service calls its dependencies.
+Run: ``python -m pillion.demo.app --port 8080 --workdir DIR [--outbound URL]``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -24,7 +28,13 @@ __all__ = ["build_app", "main"]
 
 
 class DemoApp:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, name: str = "app", outbound: str = "", fail_every: int = 0
+    ) -> None:
+        self.name = name
+        self.outbound = outbound
+        self.fail_every = fail_every
+        self.work_done = 0
         self.log_file = workdir / "logs" / "app.log"
         self.config_file = workdir / "config" / "app.json"
         self.secret_file = workdir / "secrets" / "api-key"
@@ -80,6 +90,26 @@ class DemoApp:
             }
         )
 
+    async def work(self, request: web.Request) -> web.Response:
+        """The backend's endpoint; with ``--fail-every N`` every N-th call is a 503."""
+        self.work_done += 1
+        if self.fail_every and self.work_done % self.fail_every == 0:
+            return web.json_response({"error": "try again", "by": self.name}, status=503)
+        return web.json_response({"worked": True, "by": self.name, "call": self.work_done})
+
+    async def call(self, request: web.Request) -> web.Response:
+        """Call the backend through Pillion's outbound listener (Host names the cluster)."""
+        if not self.outbound:
+            return web.json_response({"error": "no --outbound given"}, status=500)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.outbound}/work", headers={"Host": "backend"}) as answer,
+        ):
+            return web.json_response(
+                {"backend_status": answer.status, "backend": await answer.json()},
+                status=200 if answer.status == 200 else 502,
+            )
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -97,26 +127,31 @@ class DemoApp:
         return {"present": True, "sha256_prefix": hashlib.sha256(value).hexdigest()[:12]}
 
 
-def build_app(workdir: Path) -> web.Application:
-    demo = DemoApp(workdir)
+def build_app(
+    workdir: Path, name: str = "app", outbound: str = "", fail_every: int = 0
+) -> web.Application:
+    demo = DemoApp(workdir, name, outbound, fail_every)
     for folder in ("logs", "config", "secrets"):
         (workdir / folder).mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[demo.count])
     app.router.add_get("/", demo.index)
     app.router.add_get("/stats", demo.stats)
     app.router.add_get("/healthz", demo.healthz)
+    app.router.add_get("/work", demo.work)
+    app.router.add_get("/call", demo.call)
     return app
 
 
-async def _serve(port: int, workdir: Path) -> None:
-    runner = web.AppRunner(build_app(workdir), handle_signals=False, access_log=None)
+async def _serve(port: int, workdir: Path, name: str, outbound: str, fail_every: int) -> None:
+    app = build_app(workdir, name, outbound, fail_every)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"demo app listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    print(f"demo {name} listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
     await stop.wait()
     for signum in (signal.SIGTERM, signal.SIGINT):  # stopping already: ignore repeats
         loop.remove_signal_handler(signum)
@@ -128,8 +163,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Pillion's demo app")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--name", default="app", help="Its name in answers.")
+    parser.add_argument("--outbound", default="", help="Pillion's outbound listener URL.")
+    parser.add_argument(
+        "--fail-every", type=int, default=0, help="Every N-th /work call answers 503."
+    )
     args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.workdir))
+    asyncio.run(_serve(args.port, args.workdir, args.name, args.outbound, args.fail_every))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class DemoPorts:
     limited: int = 15007
     tcp: int = 15008
     outbound: int = 15001
+    backend: int = 8081
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -54,19 +55,27 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_LIMITED_PORT": str(ports.limited),
             "PILLION_DEMO_TCP_PORT": str(ports.tcp),
             "PILLION_DEMO_OUTBOUND_PORT": str(ports.outbound),
+            "PILLION_DEMO_BACKEND_PORT": str(ports.backend),
             "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
             app = subprocess.Popen(
                 [sys.executable, "-m", "pillion.demo.app", "--port", str(ports.app),
-                 "--workdir", str(root)],
+                 "--workdir", str(root),
+                 "--outbound", f"http://127.0.0.1:{ports.outbound}"],
+                stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            # a second service, the app's dependency: every second request fails
+            backend = subprocess.Popen(
+                [sys.executable, "-m", "pillion.demo.app", "--port", str(ports.backend),
+                 "--workdir", str(root / "backend"), "--name", "backend", "--fail-every", "2"],
                 stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             pillion = subprocess.Popen(
                 [sys.executable, "-m", "pillion", "run", "-c", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
-            children = {"demo app": app, "pillion": pillion}
+            children = {"demo app": app, "backend": backend, "pillion": pillion}
             try:
                 if not _wait_ready(ports, children, stop):
                     return 1 if not stop.set else 0
@@ -114,6 +123,7 @@ def _wait_ready(
 ) -> bool:
     urls = [
         f"http://127.0.0.1:{ports.app}/healthz",
+        f"http://127.0.0.1:{ports.backend}/healthz",
         f"http://127.0.0.1:{ports.status}/healthz/ready",
         f"http://127.0.0.1:{ports.proxy}/healthz",
     ]
@@ -152,6 +162,8 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         ("with your own request id", f"curl -s -H 'X-Request-Id: demo-1' {proxy}/stats"),
         ("a smuggling attempt: 400", f"curl -s {smuggle} {proxy}/"),
         ("rate limit, 3rd call: 429", f"curl -s {limited}/ {limited}/ {limited}/"),
+        ("app -> backend via outbound, retried", f"curl -s {proxy}/call"),
+        ("rate-limited route, 4th call: 429", f"curl -s {' '.join([f'{proxy}/call'] * 4)}"),
         ("raw TCP passthrough", f"curl -s http://127.0.0.1:{ports.tcp}/stats"),
         ("outbound, cluster by host", f"curl -s -H 'Host: demo-app' {outbound}/stats"),
         ("outbound, unknown host: 404", f"curl -s -H 'Host: elsewhere' {outbound}/"),

@@ -148,9 +148,9 @@ class Exchange:
             self.flags = flags.NR
             self._local_reply(404, "no route for this request")
             return
+        self.target = target
         if target.tracked:
-            self.target = target  # counted in flight from here to ``finished``
-            target.begin()
+            target.begin()  # counted in flight from here to ``finished``
         limit = target.route.limit
         if limit is not None and self._rate_limited(limit):
             return
@@ -161,14 +161,12 @@ class Exchange:
             )
         elif edits.direct is not None:
             self.flags = target.flag
-            self.target = target  # for its labels
             self._direct(*edits.direct)
             return
         else:
             request_head, self.forwarded = self._edited_head(target)
         pool = target.pool
         assert pool is not None
-        self.target = target
         self.pending.insert(0, request_head)
         retry = target.retry
         if retry is not None:
