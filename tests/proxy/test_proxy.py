@@ -331,6 +331,8 @@ def test_access_log_fields_and_metrics(pod: ProxyPod, app: ScriptedUpstream) -> 
     assert record["client"] == "127.0.0.1"
     assert isinstance(record["duration_ms"], float)
     assert str(record["traceparent"]).startswith("00-")
+    assert record["upstream"] == f"127.0.0.1:{app.port}"
+    assert (record["route"], record["cluster"], record["retries"]) == (None, None, 0)
     _, _, metrics = http("GET", f"{pod.pillion.status_url}/metrics")
     text = metrics.decode()
     assert (

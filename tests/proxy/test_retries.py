@@ -3,11 +3,13 @@ edits, end to end: real sockets, scripted upstreams that fail in known ways."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,20 @@ class Retrying:
     pillion: PillionProcess
     port: int  # the outbound listener; the path's first segment names the route
     up: dict[str, ScriptedUpstream]
+    access_log: Path
+
+    def access_record(self, path: str) -> dict[str, object]:
+        def found() -> dict[str, object] | None:
+            for line in self.access_log.read_text().splitlines():
+                record: dict[str, object] = json.loads(line)
+                if record["path"] == path:
+                    return record
+            return None
+
+        wait_until(lambda: found() is not None)
+        record = found()
+        assert record is not None
+        return record
 
     def metrics(self) -> bytes:
         return http("GET", f"{self.pillion.status_url}/metrics")[2]
@@ -52,6 +68,8 @@ def retrying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retrying]:
         for name, behaviour in _BEHAVIOURS.items():
             up[name].behaviour = behaviour
         port, refused = free_port(), free_port()
+        directory = tmp_path_factory.mktemp("retries")
+        access_log = directory / "access.log"
 
         def at(*names: str) -> str:
             return ", ".join(f"127.0.0.1:{up[name].port}" for name in names)
@@ -60,7 +78,7 @@ def retrying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retrying]:
         proxy = f"""
 proxy:
   inbound: []
-  access_log: null
+  access_log: {{path: {access_log}, flush_interval: 10ms}}
   clusters:
     - {{name: flaky, endpoints: [{at("flaky_bad", "flaky_good")}], balancing: round_robin,
         retry: {{}}, {never}}}
@@ -102,8 +120,8 @@ proxy:
         - {{name: stripped, match: {{prefix: /stripped/}}, cluster: plain,
             remove_response_headers: [Content-Type]}}
 """
-        pillion = stack.enter_context(running_pillion(tmp_path_factory.mktemp("retries"), proxy))
-        yield Retrying(pillion, port, up)
+        pillion = stack.enter_context(running_pillion(directory, proxy))
+        yield Retrying(pillion, port, up, access_log)
 
 
 def request(port: int, method: str, path: str, body: bytes = b"", chunked: bool = False) -> bytes:
@@ -129,6 +147,9 @@ def test_a_failing_status_is_retried_on_another_endpoint(retrying: Retrying) -> 
     assert retrying.retries("flaky", "status") == 6.0
     # the retried 503s were read to their end: the bad endpoint's connection was reused
     assert bad.connections == 1
+    record = retrying.access_record("/flaky/0")
+    assert (record["code"], record["route"], record["cluster"]) == (200, "flaky", "flaky")
+    assert (record["retries"], record["upstream"]) == (1, f"127.0.0.1:{good.port}")
 
 
 def test_a_reset_is_retried_for_idempotent_methods_only(retrying: Retrying) -> None:

@@ -56,6 +56,10 @@ AccessLogField = Literal[
     "request_id",
     "traceparent",
     "user_agent",
+    "route",
+    "cluster",
+    "upstream",
+    "retries",
 ]
 ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = typing.get_args(AccessLogField)
 

@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter
@@ -25,6 +25,9 @@ from pillion.config.proxy import ACCESS_LOG_FIELDS, AccessLogConfig
 from pillion.http.request import RequestHead
 from pillion.telemetry import Metrics
 
+if TYPE_CHECKING:
+    from pillion.proxy.cluster import Target
+
 __all__ = ["AccessLog", "Entry"]
 
 MAX_BACKLOG = 100_000
@@ -32,8 +35,11 @@ _BATCH = 256
 _SLICE = 32  # lines rendered per loop turn: about 100 µs
 
 # (start wall time, listener, client ip, head or None, code, flags, bytes in, bytes out,
-#  duration s, upstream s, request id, traceparent)
-Entry = tuple[float, str, bytes, RequestHead | None, int, str, int, int, float, float, bytes, bytes]
+#  duration s, upstream s, request id, traceparent, target or None, retries)
+Entry = tuple[
+    float, str, bytes, RequestHead | None, int, str, int, int, float, float, bytes, bytes,
+    "Target | None", int,
+]  # fmt: skip
 
 
 def _dropped_family(registry: CollectorRegistry) -> Counter:
@@ -168,6 +174,8 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
 
     def render(entry: Entry, clock: _Clock) -> bytes:
         head = entry[3]
+        target = entry[12]
+        pool = target.pool if target is not None else None
         line: dict[str, Any] = {
             "time": clock.stamp(entry[0]),
             "listener": entry[1],
@@ -184,6 +192,10 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
             "request_id": _text(entry[10]),
             "traceparent": _text(entry[11]),
             "user_agent": _text(_header(head, b"user-agent")),
+            "route": target.labels[0] or None if target is not None else None,
+            "cluster": target.labels[1] or None if target is not None else None,
+            "upstream": str(pool.address) if pool is not None else None,
+            "retries": entry[13],
         }
         if subset is not None:
             line = {name: line[name] for name in subset}

@@ -53,16 +53,25 @@ class Balancer:
         self.outliers = outliers or OutlierPolicy()
         self._next = 0
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
+        self._out_until = 0.0  # no endpoint is ejected from then on
 
     def pick(self, now: float) -> Endpoint | None:
         """An endpoint for the next request (an ejected one only if all are out);
         None when there are none (names not resolved yet)."""
-        candidates = [e for e in self.endpoints if e.available(now)] or self.endpoints
-        if not candidates:
+        candidates = self.endpoints
+        if now < self._out_until:  # someone is ejected: skip them (unless all are)
+            candidates = [e for e in candidates if e.available(now)] or candidates
+        count = len(candidates)
+        if not count:
             return None
-        if self.policy == "least_request" and len(candidates) > 1:
-            first, second = self._rng.sample(candidates, 2)
-            return first if first.active <= second.active else second
+        if self.policy == "least_request" and count > 1:
+            random = self._rng.random
+            first = int(random() * count)
+            second = int(random() * (count - 1))
+            if second >= first:
+                second += 1  # two distinct endpoints, uniformly
+            a, b = candidates[first], candidates[second]
+            return a if a.active <= b.active else b
         endpoint = candidates[self._next % len(candidates)]
         self._next += 1
         return endpoint
@@ -83,4 +92,5 @@ class Balancer:
         endpoint.failures = 0
         duration = min(policy.max_ejection, policy.base_ejection * endpoint.ejections)
         endpoint.ejected_until = now + duration
+        self._out_until = max(self._out_until, endpoint.ejected_until)
         return True

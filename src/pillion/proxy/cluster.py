@@ -380,7 +380,10 @@ class Cluster:
         )
 
     def report(self, endpoint: Endpoint, *, failed: bool) -> None:
-        if self.balancer.report(endpoint, failed=failed, now=time.monotonic()):
+        if not failed:
+            endpoint.failures = 0  # what the balancer would do, without the clock
+            return
+        if self.balancer.report(endpoint, failed=True, now=time.monotonic()):
             self._ejections.inc()
             log.warning(
                 "endpoint ejected",

@@ -121,6 +121,8 @@ class HttpListener(Listening):
                     exchange.upstream_seconds,
                     forwarded.request_id if forwarded else b"",
                     forwarded.traceparent if forwarded else b"",
+                    target,
+                    exchange.attempts,
                 )
             )
 
@@ -130,7 +132,7 @@ class HttpListener(Listening):
         if self.access_log is not None:
             self.access_log.record(
                 (time.time(), self.name, connection.client_ip, None, status, flag,
-                 0, 0, 0.0, -1.0, b"", b"")
+                 0, 0, 0.0, -1.0, b"", b"", None, 0)
             )  # fmt: skip
 
 
