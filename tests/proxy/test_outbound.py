@@ -29,6 +29,7 @@ class Mesh:
     b: ScriptedUpstream
     three: list[ScriptedUpstream]
     slow: ScriptedUpstream
+    back: list[ScriptedUpstream]
 
 
 @pytest.fixture
@@ -36,6 +37,7 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
     with ExitStack() as stack:
         a, b = (stack.enter_context(scripted_upstream()) for _ in range(2))
         three = [stack.enter_context(scripted_upstream()) for _ in range(3)]
+        back = [stack.enter_context(scripted_upstream()) for _ in range(3)]
         slow = stack.enter_context(scripted_upstream())
         slow.behaviour = "hang"
         by_host, fixed, refused, refused2 = (free_port() for _ in range(4))
@@ -54,6 +56,10 @@ proxy:
       endpoints: [{endpoints}]
       balancing: round_robin
       outliers: {{consecutive_errors: 3, base_ejection: 1m}}
+    - name: back
+      endpoints: [{", ".join(f"127.0.0.1:{u.port}" for u in back)}]
+      balancing: round_robin
+      outliers: {{consecutive_errors: 2, base_ejection: 1s}}
     - name: down
       endpoints: [127.0.0.1:{refused}, 127.0.0.1:{refused2}]
       outliers: {{consecutive_errors: 1}}
@@ -67,7 +73,7 @@ proxy:
       timeouts: {{request: 2s}}
 """
         pillion = stack.enter_context(running_pillion(tmp_path, proxy))
-        yield Mesh(pillion, by_host, fixed, a, b, three, slow)
+        yield Mesh(pillion, by_host, fixed, a, b, three, slow, back)
 
 
 def test_the_host_names_the_cluster(mesh: Mesh) -> None:
@@ -119,6 +125,25 @@ def test_a_failing_endpoint_is_ejected_and_traffic_moves(mesh: Mesh) -> None:
     _, _, metrics = http("GET", f"{mesh.pillion.status_url}/metrics")
     assert b'pillion_outlier_ejections_total{cluster="three"} 1.0' in metrics
     assert mesh.pillion.wait_for_log("endpoint ejected")["cluster"] == "three"
+
+
+def test_an_ejected_endpoint_returns_after_its_ejection_time(mesh: Mesh) -> None:
+    bad = mesh.back[0]
+    bad.behaviour = "fail"
+    client = Client(mesh.by_host)
+
+    def send(count: int) -> list[int]:
+        host = b"Host: back"
+        return [client.request(get().replace(b"Host: test", host)).status for _ in range(count)]
+
+    statuses = send(6)
+    assert statuses.count(503) == 2  # two in a row at the bad one: ejected
+    ejected_at = len(bad.requests)
+    assert send(6) == [200] * 6
+    assert len(bad.requests) == ejected_at  # out of the rotation
+    bad.behaviour = "echo"  # it recovers
+    wait_until(lambda: send(1) == [200] and len(bad.requests) > ejected_at, timeout=10)
+    client.close()
 
 
 def test_a_cluster_that_is_down_fails_fast(mesh: Mesh) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -311,3 +313,23 @@ def test_routes_edit_request_and_response_headers(retrying: Retrying) -> None:
     assert stripped.status == 200
     assert stripped.header(b"content-type") is None
     assert stripped.json()["target"] == "/stripped/x"
+
+
+def test_promtool_accepts_the_traffic_metrics(retrying: Retrying) -> None:
+    """Every family this module's traffic created (clusters, retries, circuit
+    gauges, route labels) passes ``promtool check metrics``."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package; `make test` installs it"
+    metrics = retrying.metrics()
+    for family in (
+        b"pillion_upstream_retries_total",
+        b"pillion_cluster_in_flight",
+        b"pillion_cluster_circuit_open",
+        b"pillion_cluster_endpoints",
+    ):
+        assert family in metrics
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, capture_output=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert (check.returncode, check.stdout + check.stderr) == (0, b"")
