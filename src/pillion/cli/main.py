@@ -1,4 +1,4 @@
-"""``pillion run | validate | schema | version | demo``."""
+"""``pillion run | validate | schema | version | demo | certs``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import click
 
 from pillion import __version__
+from pillion.cli.certs import certs
 from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
 from pillion.config.reference import json_schema, markdown_reference
 from pillion.demo.runner import DemoPorts, run_demo
@@ -32,6 +33,9 @@ _config_option = click.option(
 @click.version_option(__version__, "--version", prog_name="pillion")
 def cli() -> None:
     """Pillion: the sidecar for your pod's proxy, logs, secrets and metrics."""
+
+
+cli.add_command(certs)
 
 
 @cli.command()

@@ -21,6 +21,8 @@ from pillion.config.units import Duration, Size
 __all__ = [
     "ACCESS_LOG_FIELDS",
     "AccessLogConfig",
+    "AuthorizationConfig",
+    "CertificateConfig",
     "CircuitBreakerConfig",
     "ClusterConfig",
     "DirectResponseConfig",
@@ -37,6 +39,7 @@ __all__ = [
     "RouteMatchConfig",
     "TcpListenerConfig",
     "Timeouts",
+    "TlsConfig",
     "WeightedClusterConfig",
 ]
 
@@ -60,6 +63,7 @@ AccessLogField = Literal[
     "cluster",
     "upstream",
     "retries",
+    "identity",
 ]
 ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = typing.get_args(AccessLogField)
 
@@ -287,6 +291,28 @@ class RetryBudgetConfig(_Section):
     )
 
 
+class AuthorizationConfig(_Section):
+    """Which callers (by the identity in their client certificate) may pass; the
+    rest get 403 with flag UAEX. A request matching either list passes."""
+
+    identities: list[str] = Field(
+        default_factory=list,
+        description="Identities allowed exactly, e.g. "
+        "`spiffe://cluster.local/ns/shop/sa/checkout`.",
+    )
+    identity_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Identity prefixes allowed, e.g. `spiffe://cluster.local/ns/shop/` "
+        "for a whole namespace.",
+    )
+
+    @model_validator(mode="after")
+    def _allows_someone(self) -> AuthorizationConfig:
+        if not (self.identities or self.identity_prefixes):
+            raise ValueError("list identities or identity_prefixes; an empty list denies all")
+        return self
+
+
 class WeightedClusterConfig(_Section):
     """One cluster of a weighted split, with its share."""
 
@@ -333,6 +359,11 @@ class RouteConfig(_Section):
         None,
         description="Rate limit of this route (after the listener's); over it, 429 with "
         "`Retry-After` and flag RL. Default: none.",
+    )
+    authorization: AuthorizationConfig | None = Field(
+        None,
+        description="Callers allowed on this route (after the listener's own check); "
+        "needs the listener's `tls.client_ca`. Default: whoever the listener lets in.",
     )
     set_request_headers: dict[str, str] = Field(
         default_factory=dict, description="Headers set (replaced) on the way to the upstream."
@@ -429,6 +460,50 @@ Routes = Annotated[list[RouteConfig], AfterValidator(_reachable)]
 """A listener's routes, in order; one that can never match is refused."""
 
 
+class CertificateConfig(_Section):
+    """A certificate chain and its key, as PEM files."""
+
+    cert: str = Field(description="PEM file: the certificate, then any intermediates.")
+    key: str = Field(description="PEM file: the private key (unencrypted).")
+    server_names: list[str] = Field(
+        default_factory=list,
+        description="SNI names this certificate answers (`*.example.com` for one label). "
+        "Default: the DNS names in the certificate.",
+    )
+
+
+class TlsConfig(_Section):
+    """TLS termination: TLS 1.2 and 1.3, modern ciphers, ALPN http/1.1; files are
+    watched and reloaded without a restart."""
+
+    certificates: list[CertificateConfig] = Field(
+        min_length=1,
+        description="Certificates; chosen by SNI, the first is the default.",
+    )
+    client_ca: str | None = Field(
+        None,
+        description="PEM bundle of the CAs client certificates must chain to (mTLS). "
+        "The caller's identity (SPIFFE ID, else DNS name, else common name) is passed "
+        "to the app in `identity_header`. Default: no client certificates.",
+    )
+    client_certificate: Literal["required", "optional"] = Field(
+        "required",
+        description="With `client_ca`: whether a client without a certificate is refused "
+        "at the handshake (required) or let in without an identity (optional).",
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        "1.2", description="Oldest TLS version accepted. Default 1.2 (1.0 and 1.1 never)."
+    )
+    handshake_timeout: Duration = Field(
+        10.0, description="Longest time for a client to complete the handshake. Default 10s."
+    )
+    reload_interval: Duration = Field(
+        1.0,
+        description="How often the files are checked for changes (a new certificate "
+        "serves new handshakes; open connections are untouched). Default 1s.",
+    )
+
+
 class InboundListenerConfig(_Section):
     """One inbound listener: accepts clients, forwards to the app."""
 
@@ -472,6 +547,25 @@ class InboundListenerConfig(_Section):
         default_factory=RetryBudgetConfig,
         description="The cap on retries to the upstream (routes with a `retry` policy).",
     )
+    tls: TlsConfig | None = Field(None, description="TLS termination. Default: plain HTTP.")
+    identity_header: str = Field(
+        "x-pillion-peer-identity",
+        pattern=_HEADER_NAME,
+        description="Header carrying the caller's certificate identity to the app. A "
+        "copy sent by the client is always removed first, on every listener.",
+    )
+    authorization: AuthorizationConfig | None = Field(
+        None,
+        description="Callers allowed on this listener, by certificate identity; needs "
+        "`tls.client_ca`. Default: anyone who completes the handshake.",
+    )
+
+    @model_validator(mode="after")
+    def _authorization_needs_client_certificates(self) -> InboundListenerConfig:
+        uses = self.authorization is not None or any(r.authorization for r in self.routes)
+        if uses and (self.tls is None or self.tls.client_ca is None):
+            raise ValueError("authorization needs client certificates: set tls.client_ca")
+        return self
 
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
 

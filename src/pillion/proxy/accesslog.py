@@ -35,10 +35,10 @@ _BATCH = 256
 _SLICE = 32  # lines rendered per loop turn: about 100 µs
 
 # (start wall time, listener, client ip, head or None, code, flags, bytes in, bytes out,
-#  duration s, upstream s, request id, traceparent, target or None, retries)
+#  duration s, upstream s, request id, traceparent, target or None, retries, identity)
 Entry = tuple[
     float, str, bytes, RequestHead | None, int, str, int, int, float, float, bytes, bytes,
-    "Target | None", int,
+    "Target | None", int, bytes | None,
 ]  # fmt: skip
 
 
@@ -196,6 +196,7 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
             "cluster": target.labels[1] or None if target is not None else None,
             "upstream": str(pool.address) if pool is not None else None,
             "retries": entry[13],
+            "identity": entry[14].decode("utf-8", "replace") if entry[14] else None,
         }
         if subset is not None:
             line = {name: line[name] for name in subset}

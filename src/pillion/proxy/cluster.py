@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pillion.config.proxy import ClusterConfig
 from pillion.config.types import ListenAddress
 from pillion.proxy import flags
+from pillion.proxy.authz import Authorization
 from pillion.proxy.balancing import Balancer, Endpoint, OutlierPolicy
 from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget, RetryPolicy
@@ -145,9 +146,9 @@ class RetryControl:
 
 class RouteSettings:
     """What a route adds to the requests it sends: edits, a timeout, a retry policy,
-    a rate limit, and its name in metrics."""
+    a rate limit, who may use it, and its name in metrics."""
 
-    __slots__ = ("edits", "limit", "name", "retry", "timeout")
+    __slots__ = ("authorization", "edits", "limit", "name", "retry", "timeout")
 
     def __init__(
         self,
@@ -156,12 +157,14 @@ class RouteSettings:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         limit: RateLimit | None = None,
+        authorization: Authorization | None = None,
     ) -> None:
         self.name = name
         self.edits = edits
         self.timeout = timeout
         self.retry = retry
         self.limit = limit
+        self.authorization = authorization
 
 
 NO_ROUTE = RouteSettings()

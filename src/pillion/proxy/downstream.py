@@ -44,6 +44,7 @@ class DownstreamConnection(asyncio.Protocol):
         "client_ip",
         "closed",
         "draining",
+        "identity",
         "listener",
         "parser",
         "queue",
@@ -56,6 +57,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = RequestParser(self, listener.parser_limits)
         self.client_ip = b"unknown"
+        self.identity: bytes | None = None  # from the client certificate (TLS listeners)
         self.queue: deque[Exchange] = deque()
         self.receiving: Exchange | None = None
         self.closed = False

@@ -141,6 +141,9 @@ class Exchange:
         """Become the active exchange of the connection: get an upstream, send."""
         down = self.down
         listener = down.listener
+        if listener.authorization is not None and not listener.authorization.allows(down.identity):
+            self._deny()
+            return
         if listener.rate_limit is not None and self._rate_limited(listener.rate_limit):
             return
         target = listener.fixed_target or listener.route(self.head)
@@ -151,13 +154,21 @@ class Exchange:
         self.target = target
         if target.tracked:
             target.begin()  # counted in flight from here to ``finished``
-        limit = target.route.limit
-        if limit is not None and self._rate_limited(limit):
+        route = target.route
+        if route.authorization is not None and not route.authorization.allows(down.identity):
+            self._deny()
+            return
+        if route.limit is not None and self._rate_limited(route.limit):
             return
         edits = target.edits
         if edits is NO_EDITS:
             request_head, self.forwarded = request_head_for_upstream(
-                self.head, down.client_ip, b"http", target.host
+                self.head,
+                down.client_ip,
+                listener.scheme,
+                target.host,
+                identity=down.identity,
+                identity_header=listener.identity_header,
             )
         elif edits.direct is not None:
             self.flags = target.flag
@@ -193,17 +204,25 @@ class Exchange:
         self._local_reply(429, "rate limited", extra=b"retry-after: %d\r\n" % math.ceil(wait))
         return True
 
+    def _deny(self) -> None:
+        """The caller's identity is not allowed here: 403, flag UAEX."""
+        self.flags = flags.UAEX
+        self._local_reply(403, "caller not allowed")
+
     def _edited_head(self, target: Target) -> tuple[bytes, Forwarded]:
         edits = target.edits
+        down = self.down
         return request_head_for_upstream(
             self.head,
-            self.down.client_ip,
-            b"http",
+            down.client_ip,
+            down.listener.scheme,
             target.host,
             path=edits.path(self.head.target),
             remove=edits.remove,
             set_headers=edits.set_headers,
             add_headers=edits.add_headers,
+            identity=down.identity,
+            identity_header=down.listener.identity_header,
         )
 
     def on_body(self, data: bytes) -> None:

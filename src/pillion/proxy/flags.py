@@ -17,4 +17,5 @@ DPE = "DPE"  # downstream protocol error (malformed or over-limit request): 4xx
 DT = "DT"  # downstream timeout (request headers too slow): 408
 RL = "RL"  # rate limited locally: 429
 UO = "UO"  # upstream overflow: a circuit-breaker cap was reached: 503
+UAEX = "UAEX"  # unauthorized: the caller's identity is not allowed: 403
 NR = "NR"  # no route: no cluster for the request's host: 404

@@ -21,8 +21,15 @@ from pillion.telemetry.tracecontext import (
     valid_traceparent,
 )
 
-__all__ = ["Forwarded", "request_head_for_upstream", "response_headers_for_client"]
+__all__ = [
+    "IDENTITY_HEADER",
+    "Forwarded",
+    "request_head_for_upstream",
+    "response_headers_for_client",
+]
 
+
+IDENTITY_HEADER = b"x-pillion-peer-identity"
 
 # Fields Pillion writes itself on the way to the app, dropped from the client's copy.
 _REWRITTEN = HOP_BY_HOP | {
@@ -34,6 +41,7 @@ _REWRITTEN = HOP_BY_HOP | {
     b"x-forwarded-for",
     b"x-request-id",
     b"traceparent",
+    IDENTITY_HEADER,
 }
 _RESPONSE_REWRITTEN = HOP_BY_HOP | {b"content-length"}
 
@@ -58,15 +66,21 @@ def request_head_for_upstream(
     remove: frozenset[bytes] = frozenset(),
     set_headers: tuple[tuple[bytes, bytes], ...] = (),
     add_headers: tuple[tuple[bytes, bytes], ...] = (),
+    identity: bytes | None = None,
+    identity_header: bytes = IDENTITY_HEADER,
 ) -> tuple[bytes, Forwarded]:
     """The request head to send to the app, and the ids it carries.
 
     A route may rewrite the ``path`` (target) and remove, set or add headers
     (names lower case); Pillion's own forwarding headers are written after them.
+    The client's copy of the identity header is always dropped; ``identity`` (from
+    its certificate) is sent in it instead.
     """
     named = head.connection_names
     if remove or set_headers:
         named = named | remove | {name for name, _ in set_headers}
+    if identity_header != IDENTITY_HEADER:
+        named = named | {identity_header}
     kept: list[bytes] = []
     forwarded_for = b""
     request_id = b""
@@ -103,6 +117,8 @@ def request_head_for_upstream(
         lines[1:1] = [b"%s: %s\r\n" % pair for pair in set_headers]
     if add_headers:
         lines[-3:-3] = [b"%s: %s\r\n" % pair for pair in add_headers]
+    if identity is not None:
+        lines.append(b"%s: %s\r\n" % (identity_header, identity))
     if head.upgrade and upgrade:
         lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
     if head.body == "length":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import random
 import socket
@@ -29,21 +30,27 @@ from pillion.config.proxy import (
     RateLimitConfig,
     RouteConfig,
     Timeouts,
+    TlsConfig,
 )
 from pillion.config.types import ListenAddress
 from pillion.http.request import ParserLimits, RequestHead
 from pillion.proxy.accesslog import AccessLog
+from pillion.proxy.authz import Authorization
 from pillion.proxy.cluster import Cluster, Edits, RetryControl, RouteSettings, Target
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
+from pillion.proxy.forwarding import IDENTITY_HEADER
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget, RetryPolicy
 from pillion.proxy.routing import RouteTable, compile_match
 from pillion.proxy.tcp import TcpListener
+from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
+from pillion.tls import ServerTls, TlsLoadError
+from pillion.tls.contexts import CertificateFiles
 
 __all__ = ["HttpListener", "InboundListener", "OutboundListener", "ProxyComponent"]
 
@@ -80,15 +87,57 @@ class HttpListener(Listening):
         self.idle_timeout = timeouts.idle
         self.access_log = access_log
         self.rate_limit = RateLimit(rate_limit) if rate_limit else None
+        self.scheme = b"http"
+        self.identity_header = IDENTITY_HEADER
+        self.authorization: Authorization | None = None
+        self.tls: ServerTls | None = None
+        self.tls_metrics = TlsMetrics(metrics, config.name)
+        self.identities = Identities()
+        self.handshake_timeout = 10.0
+        self._tls_reload = 1.0
+        self._watcher: asyncio.Task[None] | None = None
 
     fixed_target: Target | None = None  # every request goes here (no per-request choice)
 
     def route(self, head: RequestHead) -> Target | None:
         raise NotImplementedError
 
+    def use_tls(self, config: TlsConfig) -> None:
+        """Terminate TLS with these certificates (loaded at ``start``)."""
+        self.tls = ServerTls(
+            [CertificateFiles(c.cert, c.key, tuple(c.server_names)) for c in config.certificates],
+            client_ca=config.client_ca,
+            client_certificate=config.client_certificate,
+            min_version=config.min_version,
+        )
+        self.scheme = b"https"
+        self.handshake_timeout = config.handshake_timeout
+        self._tls_reload = config.reload_interval
+
     async def start(self) -> None:
-        await self.listen(lambda: DownstreamConnection(self))
-        log.info("listening", extra={"listener": self.name, "address": str(self.bound)})
+        tls = self.tls
+        if tls is not None:
+            try:
+                tls.load()
+            except TlsLoadError as exc:
+                raise ComponentStartError("proxy", f"listener {self.name!r}: {exc}") from exc
+            self.tls_metrics.expiry(tls)
+            await self.listen(lambda: TlsHandshake(self))
+            self._watcher = self.loop.create_task(watch_certificates(self, self._tls_reload))
+        else:
+            await self.listen(lambda: DownstreamConnection(self))
+        log.info(
+            "listening",
+            extra={"listener": self.name, "address": str(self.bound), "tls": tls is not None},
+        )
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await super().close()
 
     def observe(self, exchange: Exchange) -> None:
         """Count and log one finished exchange."""
@@ -123,6 +172,7 @@ class HttpListener(Listening):
                     forwarded.traceparent if forwarded else b"",
                     target,
                     exchange.attempts,
+                    exchange.down.identity,
                 )
             )
 
@@ -132,7 +182,7 @@ class HttpListener(Listening):
         if self.access_log is not None:
             self.access_log.record(
                 (time.time(), self.name, connection.client_ip, None, status, flag,
-                 0, 0, 0.0, -1.0, b"", b"", None, 0)
+                 0, 0, 0.0, -1.0, b"", b"", None, 0, connection.identity)
             )  # fmt: skip
 
 
@@ -178,6 +228,7 @@ class CompiledRoute:
             config.timeout,
             RetryPolicy(config.retry) if config.retry else None,
             RateLimit(config.rate_limit) if config.rate_limit else None,
+            Authorization(config.authorization) if config.authorization else None,
         )
         self.cluster: Cluster | None = None
         self.fixed: Target | None = None
@@ -248,6 +299,12 @@ class InboundListener(HttpListener):
         super().__init__(config, metrics, access_log, config.timeouts, config.rate_limit)
         self.config = config
         self.upstream = upstream
+        if config.tls is not None:
+            self.use_tls(config.tls)
+        if config.identity_header.lower() != IDENTITY_HEADER.decode():
+            self.identity_header = config.identity_header.lower().encode()
+        if config.authorization is not None:
+            self.authorization = Authorization(config.authorization)
         self.pool = UpstreamPool(
             upstream,
             connect_timeout=config.timeouts.connect,

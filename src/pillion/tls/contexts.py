@@ -1,0 +1,222 @@
+"""Server-side SSL contexts built from certificate files, and rebuilt when the
+files change.
+
+TLS 1.2 and 1.3 only (1.3 only if asked), forward-secret AEAD ciphers for 1.2
+(Mozilla's "intermediate" list), ALPN ``http/1.1``, no compression, no
+renegotiation. Several certificates are chosen by SNI (their ``server_names``,
+else the DNS names in the certificate; ``*.example.com`` matches one label),
+the first being the default. With a client CA the peer's certificate is
+required (or optional) and verified.
+
+A reload builds complete new contexts first and swaps them in only when every
+file loaded: a half-written or garbage file leaves the old ones serving. Files
+are compared by ``stat`` (inode, size, mtime) following symlinks, which catches
+both an atomic rename and Kubernetes' ``..data`` symlink swap.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+
+__all__ = ["CertificateFiles", "ServerTls", "TlsLoadError"]
+
+_TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
+
+
+class TlsLoadError(Exception):
+    """A certificate, key or CA file could not be used; says which and why."""
+
+
+@dataclass(frozen=True)
+class CertificateFiles:
+    cert: str
+    key: str
+    server_names: tuple[str, ...] = ()
+
+
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise TlsLoadError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _certificates(pem: bytes, path: str, what: str) -> list[x509.Certificate]:
+    try:
+        found = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        found = []
+    if not found:
+        raise TlsLoadError(f"{what} {path} holds no PEM certificate")
+    return found
+
+
+def _dns_names(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(name.lower() for name in san.get_values_for_type(x509.DNSName))
+
+
+class _Loaded:
+    """One complete set of contexts, from one reading of the files."""
+
+    def __init__(
+        self,
+        default: ssl.SSLContext,
+        by_name: dict[str, ssl.SSLContext],
+        server_expiry: datetime.datetime,
+        ca_expiry: datetime.datetime | None,
+    ) -> None:
+        self.default = default
+        self.by_name = by_name
+        self.server_expiry = server_expiry
+        self.ca_expiry = ca_expiry
+
+    def pick(self, server_name: str) -> ssl.SSLContext | None:
+        name = server_name.lower()
+        context = self.by_name.get(name)
+        if context is None and "." in name:
+            context = self.by_name.get("*." + name.split(".", 1)[1])
+        return context
+
+
+class ServerTls:
+    """The TLS side of one listener: ``context`` for the next handshake."""
+
+    def __init__(
+        self,
+        certificates: Sequence[CertificateFiles],
+        *,
+        client_ca: str | None = None,
+        client_certificate: str = "required",
+        min_version: str = "1.2",
+    ) -> None:
+        if not certificates:
+            raise ValueError("a TLS listener needs a certificate")
+        self.certificates = tuple(certificates)
+        self.client_ca = client_ca
+        self.client_certificate = client_certificate
+        self.min_version = min_version
+        self._loaded: _Loaded | None = None
+        self._stamp: tuple[object, ...] = ()
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        assert self._loaded is not None, "load() first"
+        return self._loaded.default
+
+    @property
+    def server_expiry(self) -> datetime.datetime:
+        """When the soonest-expiring serving certificate expires."""
+        assert self._loaded is not None
+        return self._loaded.server_expiry
+
+    @property
+    def ca_expiry(self) -> datetime.datetime | None:
+        """When the soonest-expiring client CA certificate expires (None: no CA)."""
+        assert self._loaded is not None
+        return self._loaded.ca_expiry
+
+    def _files(self) -> list[str]:
+        files = [path for c in self.certificates for path in (c.cert, c.key)]
+        return [*files, self.client_ca] if self.client_ca else files
+
+    def changed(self) -> bool:
+        """Whether a file differs (by stat) from what was loaded last."""
+        return tuple(_stat(path) for path in self._files()) != self._stamp
+
+    def mark_seen(self) -> None:
+        """Take the files as they are now as seen (after a failed load: not retried
+        until they change again)."""
+        self._stamp = tuple(_stat(path) for path in self._files())
+
+    def load(self) -> None:
+        """Read every file and build new contexts; ``TlsLoadError`` leaves the old
+        ones (if any) in place."""
+        stamp = tuple(_stat(path) for path in self._files())
+        self._loaded = self._build()
+        self._stamp = stamp
+
+    def _build(self) -> _Loaded:
+        ca_pem = _read(self.client_ca, "client CA") if self.client_ca else None
+        ca_expiry = None
+        if ca_pem is not None and self.client_ca is not None:
+            ca_certs = _certificates(ca_pem, self.client_ca, "client CA")
+            ca_expiry = min(cert.not_valid_after_utc for cert in ca_certs)
+        contexts: list[ssl.SSLContext] = []
+        by_name: dict[str, ssl.SSLContext] = {}
+        expiries = []
+        for index, files in enumerate(self.certificates):
+            cert_pem = _read(files.cert, "certificate")
+            leaf = _certificates(cert_pem, files.cert, "certificate")[0]
+            expiries.append(leaf.not_valid_after_utc)
+            context = self._context(files, ca_pem, index)
+            contexts.append(context)
+            for name in files.server_names or _dns_names(leaf):
+                by_name.setdefault(name.lower(), context)
+        loaded = _Loaded(contexts[0], by_name, min(expiries), ca_expiry)
+        if len(contexts) > 1 or by_name:
+
+            def pick(sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+                if server_name:
+                    chosen = loaded.pick(server_name)
+                    if chosen is not None and chosen is not sslobj.context:
+                        sslobj.context = chosen
+
+            contexts[0].sni_callback = pick
+        return loaded
+
+    def _context(self, files: CertificateFiles, ca_pem: bytes | None, index: int) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+        )
+        context.set_ciphers(_TLS12_CIPHERS)
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+        context.set_alpn_protocols(["http/1.1"])
+        try:
+            context.load_cert_chain(files.cert, files.key)
+        except (ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise TlsLoadError(
+                f"certificates[{index}]: cannot load {files.cert} with key {files.key}: {reason}"
+            ) from None
+        except OSError as exc:
+            raise TlsLoadError(
+                f"certificates[{index}]: cannot read {exc.filename}: {exc.strerror or exc}"
+            ) from None
+        if ca_pem is not None:
+            try:
+                context.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
+            except ssl.SSLError as exc:
+                raise TlsLoadError(f"client CA {self.client_ca}: {exc.reason or exc}") from None
+            context.verify_mode = (
+                ssl.CERT_OPTIONAL if self.client_certificate == "optional" else ssl.CERT_REQUIRED
+            )
+        return context
