@@ -15,7 +15,14 @@ log) serves eight subjects, each started here on free loopback ports:
   ``/r0/`` ... ``/r98/`` (``prefix_rewrite: /``) and a catch-all ``/`` last; loaded on
   ``/r98/``, the last specific route (the worst case for a first-match table);
 * ``nginx-routes``: nginx with the same 100 locations (``/rN/`` -> ``proxy_pass .../``,
-  then ``location /``), loaded on ``/r98/``.
+  then ``location /``), loaded on ``/r98/``;
+* ``pillion-tls``: a fourth pillion process terminating TLS on its inbound listener, with
+  an ECDSA P-256 certificate made here by ``openssl`` for ``localhost``;
+* ``nginx-tls``: nginx terminating TLS with the same certificate and key (TLS 1.2 and
+  1.3), proxying like nginx-proxy;
+* ``pillion-tls-handshake`` and ``nginx-tls-handshake``: the same two servers loaded with
+  ``Connection: close``, so every request is a new TCP connection and a full TLS
+  handshake (wrk does not resume sessions).
 
 Per subject it measures:
 
@@ -38,12 +45,15 @@ It prints a table, the route matching cost, then as its LAST line exactly (one l
 on two here)::
 
     proxy_bench rps_vs_nginx=R1 rps_vs_haproxy=R2 added_p50_ms=A added_p99_ms=B rss_mib=M
-        outbound_rps_vs_nginx=R3 routes_rps_vs_nginx=R4
+        outbound_rps_vs_nginx=R3 routes_rps_vs_nginx=R4 tls_rps_vs_nginx=R5
+        tls_handshakes_vs_nginx=H
 
 R1 is pillion's median requests/s divided by nginx-proxy's, R2 divided by
 haproxy's, A and B pillion's added p50 and p99 latency in ms (2 decimals each), M pillion's
 peak RSS in MiB (1 decimal), R3 pillion-outbound's requests/s divided by nginx-outbound's,
-R4 pillion-routes' divided by nginx-routes'. A value is ``nan`` when it could not be
+R4 pillion-routes' divided by nginx-routes', R5 pillion-tls' divided by nginx-tls' (keep-alive
+over TLS), H pillion-tls-handshake's requests/s (= handshakes/s) divided by
+nginx-tls-handshake's. A value is ``nan`` when it could not be
 measured cleanly: pillion (or the subject it is compared with) failed to start or to proxy,
 or its load runs had errors.
 
@@ -62,6 +72,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import string
 import subprocess
@@ -102,7 +113,9 @@ MATCH_TIMEOUT_S = 120.0
 PILLION, NGINX, HAPROXY, DIRECT = "pillion", "nginx-proxy", "haproxy", "direct"
 PILLION_OUTBOUND, NGINX_OUTBOUND = "pillion-outbound", "nginx-outbound"
 PILLION_ROUTES, NGINX_ROUTES = "pillion-routes", "nginx-routes"
-REFERENCES = (NGINX, HAPROXY, DIRECT, NGINX_OUTBOUND, NGINX_ROUTES)
+PILLION_TLS, NGINX_TLS = "pillion-tls", "nginx-tls"
+PILLION_HANDSHAKE, NGINX_HANDSHAKE = "pillion-tls-handshake", "nginx-tls-handshake"
+REFERENCES = (NGINX, HAPROXY, DIRECT, NGINX_OUTBOUND, NGINX_ROUTES, NGINX_TLS, NGINX_HANDSHAKE)
 
 
 class HarnessError(Exception):
@@ -212,8 +225,14 @@ def free_ports(count: int) -> list[int]:
 
 # --- HTTP checks -----------------------------------------------------------------------
 
-# No proxy handler: requests go straight to 127.0.0.1 whatever the environment says.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# No proxy handler: requests go straight to 127.0.0.1 whatever the environment says; https
+# is to our own self-made certificate on 127.0.0.1, not verified.
+_UNVERIFIED = ssl.create_default_context()
+_UNVERIFIED.check_hostname = False
+_UNVERIFIED.verify_mode = ssl.CERT_NONE
+_OPENER = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=_UNVERIFIED)
+)
 
 
 def http_get(url: str, host: str | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -320,6 +339,30 @@ def nginx_proxy_http_block(port: int, upstream_port: int, routes: bool = False) 
     }}"""
 
 
+def nginx_tls_http_block(port: int, upstream_port: int, cert: Path, key: Path) -> str:
+    """nginx-proxy's config, listening with TLS on ``port``."""
+    plain = nginx_proxy_http_block(port, upstream_port)
+    return plain.replace(
+        f"listen {HOST}:{port};",
+        f"listen {HOST}:{port} ssl;\n        ssl_certificate {cert};\n"
+        f"        ssl_certificate_key {key};\n        ssl_protocols TLSv1.2 TLSv1.3;",
+    )
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, by openssl."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        [tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    key.chmod(0o644)  # nginx workers run as nobody when we are root
+    return cert, key
+
+
 def haproxy_config(port: int, upstream_port: int) -> str:
     return f"""global
     nbthread 1
@@ -373,6 +416,12 @@ clusters:
 """
 
 
+def pillion_tls(inbound: int, cert: Path, key: Path) -> str:
+    return f"""{pillion_inbound(inbound)}    tls:
+      certificates: [{{cert: {cert}, key: {key}}}]
+"""
+
+
 def pillion_routes(inbound: int) -> str:
     """An inbound listener with 99 prefix routes to the app, then a catch-all (kept last:
     a route that can never match is refused)."""
@@ -395,6 +444,7 @@ class Subject:
     url: str = ""
     host: str | None = None  # the Host header to send (outbound: names the cluster)
     latency: bool = True  # also measured with hey (the outbound and routes pairs are not)
+    close: bool = False  # a new connection per request (Connection: close): handshakes
     pid: int | None = None
     server: Server | None = None
     failure: str | None = None
@@ -454,11 +504,16 @@ def start_pillion(
 
 
 def start_pillions(
-    servers: Servers, tmp: Path, pillion: Path, upstream: int, ports: Iterator[int]
+    servers: Servers,
+    tmp: Path,
+    pillion: Path,
+    upstream: int,
+    ports: Iterator[int],
+    certificate: tuple[Path, Path],
 ) -> list[Subject]:
-    """The three pillion processes: plain inbound, outbound to a cluster, 100 routes."""
+    """The four pillion processes: plain inbound, outbound to a cluster, 100 routes, TLS."""
     subjects = []
-    for name in (PILLION, PILLION_OUTBOUND, PILLION_ROUTES):
+    for name in (PILLION, PILLION_OUTBOUND, PILLION_ROUTES, PILLION_TLS):
         admin, status, inbound = next(ports), next(ports), next(ports)
         if name == PILLION_OUTBOUND:
             outbound = next(ports)
@@ -467,6 +522,9 @@ def start_pillions(
         elif name == PILLION_ROUTES:
             subject = Subject(name, f"http://{HOST}:{inbound}{ROUTED_PATH}", latency=False)
             proxy = pillion_routes(inbound)
+        elif name == PILLION_TLS:
+            subject = Subject(name, f"https://{HOST}:{inbound}/", latency=False)
+            proxy = pillion_tls(inbound, *certificate)
         else:
             subject = Subject(name, url=f"http://{HOST}:{inbound}/")
             proxy = pillion_inbound(inbound)
@@ -487,7 +545,7 @@ def start_subjects(servers: Servers, tmp: Path, pillion: Path) -> list[Subject]:
     """Start the upstream and the eight subjects; raise HarnessError if the upstream fails.
 
     Every port is picked in one go, so no two can be the same."""
-    ports = iter(free_ports(15))
+    ports = iter(free_ports(19))
     upstream_port = next(ports)
     upstream = start_nginx(servers, tmp, "upstream", upstream_http_block(upstream_port))
     direct = ready_subject(Subject(DIRECT, url=f"http://{HOST}:{upstream_port}/"), upstream)
@@ -513,8 +571,14 @@ def start_subjects(servers: Servers, tmp: Path, pillion: Path) -> list[Subject]:
     nginx_routes = Subject(NGINX_ROUTES, routes_url + ROUTED_PATH, latency=False)
     start_nginx_proxy(servers, tmp, nginx_routes, routes_port, upstream_port, routes=True)
 
-    pillion_plain, pillion_outbound, pillion_routes = start_pillions(
-        servers, tmp, pillion, upstream_port, ports
+    certificate = make_certificate(tmp)
+    tls_port = next(ports)
+    nginx_tls = Subject(NGINX_TLS, f"https://{HOST}:{tls_port}/", latency=False)
+    tls_block = nginx_tls_http_block(tls_port, upstream_port, *certificate)
+    ready_subject(nginx_tls, start_nginx(servers, tmp, NGINX_TLS, tls_block))
+
+    pillion_plain, pillion_outbound, pillion_routes, pillion_tls_subject = start_pillions(
+        servers, tmp, pillion, upstream_port, ports, certificate
     )
     return [
         pillion_plain,
@@ -525,7 +589,24 @@ def start_subjects(servers: Servers, tmp: Path, pillion: Path) -> list[Subject]:
         nginx_outbound,
         pillion_routes,
         nginx_routes,
+        pillion_tls_subject,
+        nginx_tls,
+        handshakes(PILLION_HANDSHAKE, pillion_tls_subject),
+        handshakes(NGINX_HANDSHAKE, nginx_tls),
     ]
+
+
+def handshakes(name: str, keep_alive: Subject) -> Subject:
+    """The same server as ``keep_alive``, loaded with a new connection per request."""
+    return Subject(
+        name,
+        keep_alive.url,
+        latency=False,
+        close=True,
+        pid=keep_alive.pid,
+        server=keep_alive.server,
+        failure=keep_alive.failure,
+    )
 
 
 # --- RSS sampling ----------------------------------------------------------------------
@@ -685,10 +766,12 @@ def parse_hey(output: str) -> HeyResult:
     return HeyResult(percentiles.get(50), percentiles.get(99), errors)
 
 
-def run_wrk(url: str, duration: int, host: str | None = None) -> WrkResult:
+def run_wrk(url: str, duration: int, host: str | None = None, close: bool = False) -> WrkResult:
     argv = [tool("wrk"), f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{duration}s"]
     if host is not None:
         argv += ["-H", f"Host: {host}"]
+    if close:
+        argv += ["-H", "Connection: close"]
     output, failed = run_tool([*argv, url], duration)
     result = parse_wrk(output)
     return WrkResult(result.rps, [failed, *result.errors] if failed else result.errors)
@@ -755,7 +838,7 @@ def progress(message: str) -> None:
 
 def measure_throughput(subject: Subject, duration: int) -> None:
     with sampling_rss(subject):
-        result = run_wrk(subject.url, duration, subject.host)
+        result = run_wrk(subject.url, duration, subject.host, subject.close)
     if result.rps is not None:
         subject.rps.append(result.rps)
     subject.wrk_errors += result.errors
@@ -787,7 +870,7 @@ def measure(subjects: list[Subject], duration: int, warmup: int) -> None:
         progress(f"warm-up: wrk {warmup}s per subject")
         for subject in subjects:
             if subject.usable():
-                run_wrk(subject.url, warmup, subject.host)
+                run_wrk(subject.url, warmup, subject.host, subject.close)
     for round_number in range(1, ROUNDS + 1):
         progress(f"round {round_number}/{ROUNDS}: wrk then hey, {duration}s each")
         for subject in subjects:
@@ -880,6 +963,8 @@ def last_line(subjects: list[Subject]) -> str:
     pillion_rps = clean_rps(pillion)
     outbound = ratio(clean_rps(by_name[PILLION_OUTBOUND]), clean_rps(by_name[NGINX_OUTBOUND]))
     routes = ratio(clean_rps(by_name[PILLION_ROUTES]), clean_rps(by_name[NGINX_ROUTES]))
+    tls = ratio(clean_rps(by_name[PILLION_TLS]), clean_rps(by_name[NGINX_TLS]))
+    shakes = ratio(clean_rps(by_name[PILLION_HANDSHAKE]), clean_rps(by_name[NGINX_HANDSHAKE]))
     pillion_rss = rss_mib(pillion) if pillion.failure is None else None
     values = {
         "rps_vs_nginx": (ratio(pillion_rps, clean_rps(by_name[NGINX])), ".2f"),
@@ -895,6 +980,8 @@ def last_line(subjects: list[Subject]) -> str:
         "rss_mib": (pillion_rss, ".1f"),
         "outbound_rps_vs_nginx": (outbound, ".2f"),
         "routes_rps_vs_nginx": (routes, ".2f"),
+        "tls_rps_vs_nginx": (tls, ".2f"),
+        "tls_handshakes_vs_nginx": (shakes, ".2f"),
     }
     pairs = (
         f"{key}={'nan' if value is None else format(value, spec)}"
@@ -915,7 +1002,9 @@ def report(subjects: list[Subject], duration: int, matching: tuple[float | None,
         f"-d{duration}s (median of {ROUNDS}); hey {HEY_WORKERS}x{HEY_QPS_PER_WORKER}/s "
         f"= {HEY_WORKERS * HEY_QPS_PER_WORKER}/s for {duration}s (median of {ROUNDS}); "
         f"+p50/+p99 = minus direct; RSS = peak VmRSS of the process tree; *-outbound: "
-        f"Host: {CLUSTER}; *-routes: {ROUTES} routes, GET {ROUTED_PATH}; both wrk only\n"
+        f"Host: {CLUSTER}; *-routes: {ROUTES} routes, GET {ROUTED_PATH}; *-tls: https "
+        f"keep-alive; *-tls-handshake: Connection: close, a handshake per request; "
+        f"these wrk only\n"
     )
     print(table(subjects))
     print()
@@ -954,7 +1043,7 @@ def interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> list[Subject]:
     """Start everything, measure, stop everything; the subjects with their results."""
-    for name in ("nginx", "haproxy", "wrk", "hey"):
+    for name in ("nginx", "haproxy", "wrk", "hey", "openssl"):
         tool(name)  # fail early, before starting anything
     tmp = Path(tempfile.mkdtemp(prefix="pillion-proxy-bench-"))
     tmp.chmod(0o755)  # nginx workers run as nobody when we are root

@@ -1,4 +1,7 @@
-"""``pillion certs init | issue``: a development CA and workload certificates."""
+"""``pillion certs init | issue``: a development CA and workload certificates.
+
+The CA code (and ``cryptography``) is imported by these commands only, so that
+``pillion run`` does not carry it."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 import click
 
 from pillion.config import EXIT_BAD_CONFIG
-from pillion.tls.devca import CA_DAYS, WORKLOAD_DAYS, Issued, issue, new_ca
+from pillion.tls.lifetimes import CA_DAYS, WORKLOAD_DAYS
 
 __all__ = ["certs"]
 
@@ -49,6 +52,8 @@ def init(directory: Path, name: str, days: float, force: bool) -> None:
     cert, key = directory / "ca.crt", directory / "ca.key"
     if (cert.exists() or key.exists()) and not force:
         _fail(f"{directory} already has a CA; --force replaces it")
+    from pillion.tls.devca import new_ca
+
     directory.mkdir(parents=True, exist_ok=True)
     ca = new_ca(name, days=days)
     _write(key, ca.key_pem, 0o600)
@@ -78,6 +83,8 @@ def issue_command(
     days: float,
 ) -> None:
     """Issue a workload certificate signed by the CA."""
+    from pillion.tls.devca import Issued, issue
+
     if "/" in name or name.startswith("."):
         _fail(f"--name {name!r} must be a plain file name")
     try:

@@ -8,6 +8,9 @@ else the DNS names in the certificate; ``*.example.com`` matches one label),
 the first being the default. With a client CA the peer's certificate is
 required (or optional) and verified.
 
+``cryptography`` (about 9 MiB) is imported on the first load, so a sidecar
+without TLS never pays for it.
+
 A reload builds complete new contexts first and swaps them in only when every
 file loaded: a half-written or garbage file leaves the old ones serving. Files
 are compared by ``stat`` (inode, size, mtime) following symlinks, which catches
@@ -21,8 +24,10 @@ import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = ["CertificateFiles", "ServerTls", "TlsLoadError"]
 
@@ -66,6 +71,8 @@ def _read(path: str, what: str) -> bytes:
 
 
 def _certificates(pem: bytes, path: str, what: str) -> list[x509.Certificate]:
+    from cryptography import x509  # lazy: 9 MiB, only where TLS is used
+
     try:
         found = x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -76,6 +83,8 @@ def _certificates(pem: bytes, path: str, what: str) -> list[x509.Certificate]:
 
 
 def _dns_names(cert: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509  # lazy: 9 MiB, only where TLS is used
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pillion.tls.lifetimes import CA_DAYS, WORKLOAD_DAYS
+
 __all__ = ["CA_DAYS", "WORKLOAD_DAYS", "Issued", "issue", "new_ca"]
 
-CA_DAYS = 365
-WORKLOAD_DAYS = 30
 _BACKDATE = datetime.timedelta(minutes=5)  # tolerate clocks slightly behind
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import datetime
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 __all__ = ["not_after", "peer_identity"]
 
 
 def peer_identity(der: bytes) -> str | None:
     """The identity in a DER certificate, or None when it names nobody."""
+    from cryptography import x509  # lazy: only where TLS is used
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_der_x509_certificate(der)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -34,4 +34,6 @@ def peer_identity(der: bytes) -> str | None:
 
 def not_after(pem: bytes) -> datetime.datetime:
     """When the first certificate of a PEM bundle expires (UTC)."""
+    from cryptography import x509  # lazy: only where TLS is used
+
     return x509.load_pem_x509_certificate(pem).not_valid_after_utc
