@@ -24,6 +24,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         "--tcp-port": free_port(),
         "--outbound-port": free_port(),
         "--backend-port": free_port(),
+        "--tls-port": free_port(),
     }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(
@@ -63,6 +64,10 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                 assert json.loads(body)["admin"]["auth_token"] == "***"
             if "/stats" in command:
                 assert json.loads(body)["status"] == "up"
+            if "--cert " in command:  # the client certificate's SPIFFE ID reached the app
+                headers = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+                identity = headers["x-pillion-peer-identity"]
+                assert identity == "spiffe://cluster.local/ns/demo/sa/client"
 
         assert (tmp_path / "logs" / "app.log").read_text().count('"msg": "request"') >= 2
         metrics = subprocess.run(

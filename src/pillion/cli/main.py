@@ -101,6 +101,7 @@ def version() -> None:
 @click.option(
     "--backend-port", default=8081, show_default=True, help="A second service the app calls."
 )
+@click.option("--tls-port", default=15443, show_default=True, help="Pillion's TLS listener.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
@@ -116,6 +117,7 @@ def demo(
     tcp_port: int,
     outbound_port: int,
     backend_port: int,
+    tls_port: int,
     workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
@@ -128,6 +130,7 @@ def demo(
         tcp=tcp_port,
         outbound=outbound_port,
         backend=backend_port,
+        tls=tls_port,
     )
     sys.exit(run_demo(ports, workdir))
 

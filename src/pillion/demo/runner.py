@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
+from pillion.tls.devca import issue, new_ca
+
 __all__ = ["DEMO_ADMIN_TOKEN", "DemoPorts", "run_demo"]
 
 DEMO_ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 - a demo value, shown as *** by /config
@@ -37,6 +39,7 @@ class DemoPorts:
     tcp: int = 15008
     outbound: int = 15001
     backend: int = 8081
+    tls: int = 15443
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -56,6 +59,7 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_TCP_PORT": str(ports.tcp),
             "PILLION_DEMO_OUTBOUND_PORT": str(ports.outbound),
             "PILLION_DEMO_BACKEND_PORT": str(ports.backend),
+            "PILLION_DEMO_TLS_PORT": str(ports.tls),
             "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
@@ -116,6 +120,26 @@ def _prepare(root: Path) -> None:
         secret.chmod(0o600)
     secret.write_text("demo-api-key-" + os.urandom(8).hex() + "\n")
     secret.chmod(0o400)
+    _make_certificates(root / "tls")
+
+
+DEMO_CLIENT_ID = "spiffe://cluster.local/ns/demo/sa/client"
+
+
+def _make_certificates(directory: Path) -> None:
+    """A dev CA, a server certificate for localhost, and a client certificate
+    whose SPIFFE ID the app will see (what `pillion certs` makes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = new_ca("Pillion demo CA", days=7)
+    server = issue(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",), days=7)
+    client = issue(ca, spiffe_id=DEMO_CLIENT_ID, days=7)
+    for name, issued in (("ca", ca), ("server", server), ("client", client)):
+        key = directory / f"{name}.key"
+        if key.exists():
+            key.chmod(0o600)
+        key.write_bytes(issued.key_pem)
+        key.chmod(0o600)
+        (directory / f"{name}.crt").write_bytes(issued.cert_pem)
 
 
 def _wait_ready(
@@ -157,11 +181,16 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     limited = f"http://127.0.0.1:{ports.limited}"
     outbound = f"http://127.0.0.1:{ports.outbound}"
     smuggle = "-H 'Content-Length: 1' -H 'Transfer-Encoding: chunked'"
+    tls_dir = root / "tls"
+    secure = f"https://localhost:{ports.tls}"
+    tls_client = f"--cacert {tls_dir}/ca.crt --cert {tls_dir}/client.crt --key {tls_dir}/client.key"
     tour = [
         ("the app, through Pillion", f"curl -s {proxy}/"),
         ("with your own request id", f"curl -s -H 'X-Request-Id: demo-1' {proxy}/stats"),
         ("a smuggling attempt: 400", f"curl -s {smuggle} {proxy}/"),
         ("rate limit, 3rd call: 429", f"curl -s {limited}/ {limited}/ {limited}/"),
+        ("mTLS: your identity reaches the app", f"curl -s {tls_client} {secure}/"),
+        ("TLS without a client cert: 403", f"curl -s --cacert {tls_dir}/ca.crt {secure}/"),
         ("app -> backend via outbound, retried", f"curl -s {proxy}/call"),
         ("rate-limited route, 4th call: 429", f"curl -s {' '.join([f'{proxy}/call'] * 4)}"),
         ("raw TCP passthrough", f"curl -s http://127.0.0.1:{ports.tcp}/stats"),
