@@ -96,6 +96,10 @@ proxy:
         certificates: [{{cert: {server_cert}, key: {server_key}}}]
         client_ca: {pki.ca_file}
         client_certificate: optional
+      routes:
+        - match: {{prefix: /limited/}}
+          rate_limit: {{rate: 0.01, burst: 2, key: identity}}
+        - match: {{prefix: /}}
     - name: sni
       listen: 127.0.0.1:{sni}
       tls:
@@ -358,3 +362,17 @@ proxy:
     ):
         pass
     assert "missing.crt" in str(failure.value)
+
+
+def test_a_rate_limit_keyed_by_identity_gives_each_caller_its_bucket(secured: Secured) -> None:
+    first = secured.pki.client("bucket-a", spiffe_id="spiffe://cluster.local/ns/a/sa/one")
+    second = secured.pki.client("bucket-b", spiffe_id="spiffe://cluster.local/ns/b/sa/two")
+
+    def codes(cert: tuple[Path, Path], count: int) -> list[int]:
+        return [
+            answered(curl(secured.optional, "/limited/x", cert=cert, pki=secured.pki))[0]
+            for _ in range(count)
+        ]
+
+    assert codes(first, 3) == [200, 200, 429]
+    assert codes(second, 3) == [200, 200, 429]  # its own bucket, though from the same address

@@ -148,10 +148,11 @@ class RateLimitConfig(_Section):
         description="Bucket size: requests a key may send at once after being quiet. "
         "Default 1: no burst beyond the rate.",
     )
-    key: Literal["client", "header", "global"] = Field(
+    key: Literal["client", "header", "identity", "global"] = Field(
         "client",
         description="What gets its own bucket: the client address, the value of "
-        "`header`, or one bucket for the whole listener. Default client.",
+        "`header`, the caller's certificate identity (mTLS listeners; callers without "
+        "one share a bucket), or one bucket for the whole listener. Default client.",
     )
     header: str | None = Field(
         None,

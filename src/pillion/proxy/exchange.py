@@ -197,7 +197,9 @@ class Exchange:
     def _rate_limited(self, limit: RateLimit) -> bool:
         """Take a token; without one, answer 429 (flag RL) and say so."""
         down = self.down
-        wait = limit.wait(down.client_ip, self.head.headers, down.listener.loop.time())
+        wait = limit.wait(
+            down.client_ip, self.head.headers, down.listener.loop.time(), down.identity
+        )
         if not wait:
             return False
         self.flags = flags.RL

@@ -63,11 +63,15 @@ class RateLimit:
         self.key = config.key
         self.header = config.header.lower().encode() if config.header else b""
 
-    def wait(self, client_ip: bytes, headers: Headers, now: float) -> float:
+    def wait(
+        self, client_ip: bytes, headers: Headers, now: float, identity: bytes | None = None
+    ) -> float:
         """Take a token for this request: 0.0 if it may pass, else seconds to wait."""
         key = b""
         if self.key == "client":
             key = client_ip
+        elif self.key == "identity":
+            key = identity or b""
         elif self.key == "header":
             for name, value in headers:
                 if name.lower() == self.header:
