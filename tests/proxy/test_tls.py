@@ -20,7 +20,7 @@ from cryptography import x509
 
 from pillion.tls.devca import Issued, issue, new_ca
 from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
-from tests.proxy.harness import ScriptedUpstream, scripted_upstream
+from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 SHOP = "spiffe://cluster.local/ns/shop/sa/checkout"
 ADMIN = "spiffe://cluster.local/ns/shop/sa/admin"
@@ -55,6 +55,7 @@ class Secured:
     mtls: int  # client certificate required; namespace shop allowed
     optional: int  # client certificate optional; no authorization
     sni: int  # two certificates chosen by SNI; reloaded in tests
+    out: int  # outbound listener whose clusters speak (m)TLS to the mtls listener
     access_log: Path
 
     def metrics(self) -> bytes:
@@ -74,7 +75,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
                                                        ip_addresses=("127.0.0.1",)))  # fmt: skip
     other_cert, other_key = pki.write("other", issue(ca, dns_names=("other.test",)))
     sni_cert, sni_key = pki.write("sni", issue(ca, dns_names=("localhost",)))
-    mtls, optional, sni = free_port(), free_port(), free_port()
+    caller_cert, caller_key = pki.write("caller", issue(ca, spiffe_id=SHOP))
+    stranger_ca = directory / "stranger-ca.crt"
+    stranger_ca.write_bytes(new_ca("Someone else's CA").cert_pem)
+    mtls, optional, sni, out = free_port(), free_port(), free_port(), free_port()
     access_log = directory / "access.log"
     with scripted_upstream() as app:
         proxy = f"""
@@ -107,9 +111,38 @@ proxy:
           - {{cert: {sni_cert}, key: {sni_key}}}
           - {{cert: {other_cert}, key: {other_key}}}
         reload_interval: 100ms
+  outbound:
+    - name: out
+      listen: 127.0.0.1:{out}
+      routes:
+        - {{match: {{prefix: /good/}}, cluster: good}}
+        - {{match: {{prefix: /byid/}}, cluster: byid}}
+        - {{match: {{prefix: /wrongid/}}, cluster: wrongid}}
+        - {{match: {{prefix: /anon/}}, cluster: anon}}
+        - {{match: {{prefix: /stranger/}}, cluster: stranger}}
+  clusters:
+    - name: good
+      endpoints: ["127.0.0.1:{mtls}"]
+      tls: {{ca: {pki.ca_file}, cert: {caller_cert}, key: {caller_key}, server_name: localhost}}
+    - name: byid
+      endpoints: ["127.0.0.1:{mtls}"]
+      tls: {{ca: {pki.ca_file}, cert: {caller_cert}, key: {caller_key}, identities: [localhost]}}
+    - name: wrongid
+      endpoints: ["127.0.0.1:{mtls}"]
+      tls:
+        ca: {pki.ca_file}
+        cert: {caller_cert}
+        key: {caller_key}
+        identities: ["spiffe://cluster.local/ns/pay/sa/api"]
+    - name: anon
+      endpoints: ["127.0.0.1:{mtls}"]
+      tls: {{ca: {pki.ca_file}, server_name: localhost}}
+    - name: stranger
+      endpoints: ["127.0.0.1:{mtls}"]
+      tls: {{ca: {stranger_ca}, cert: {caller_cert}, key: {caller_key}, server_name: localhost}}
 """
         with running_pillion(directory, proxy, app.port) as process:
-            yield Secured(process, pki, app, mtls, optional, sni, access_log)
+            yield Secured(process, pki, app, mtls, optional, sni, out, access_log)
 
 
 def curl(
@@ -376,3 +409,34 @@ def test_a_rate_limit_keyed_by_identity_gives_each_caller_its_bucket(secured: Se
 
     assert codes(first, 3) == [200, 200, 429]
     assert codes(second, 3) == [200, 200, 429]  # its own bucket, though from the same address
+
+
+def test_outbound_mtls_presents_the_workload_certificate(secured: Secured) -> None:
+    """App -> outbound (plain) -> cluster over mTLS -> the mtls listener -> app: the
+    receiving side sees the calling workload's identity."""
+    client = Client(secured.out)
+    for path in ("/good/x", "/byid/x"):
+        response = client.request(get(path))
+        assert response.status == 200, response.body
+        headers = {k.lower(): v for k, v in response.json()["headers"]}  # type: ignore[union-attr]
+        assert headers["x-pillion-peer-identity"] == SHOP
+        assert headers["x-forwarded-proto"] == "https"
+    client.close()
+
+
+def test_outbound_tls_refuses_the_wrong_server(secured: Secured) -> None:
+    client = Client(secured.out)
+    wrong = client.request(get("/wrongid/x"))
+    assert wrong.status == 503
+    assert wrong.body == b"upstream identity not allowed: localhost\n"
+    stranger = Client(secured.out).request(get("/stranger/x"))
+    assert stranger.status == 503
+    assert b"CERTIFICATE_VERIFY_FAILED" in stranger.body
+    # no client certificate: the server refuses it (after the client's side is done)
+    anonymous = Client(secured.out).request(get("/anon/x"))
+    assert anonymous.status in (502, 503)
+    client.close()
+    metrics = secured.metrics()
+    for cluster in ("wrongid", "stranger"):
+        series = f'pillion_cluster_connect_errors_total{{cluster="{cluster}"}}'
+        assert (metric_value(metrics, series) or 0) >= 1

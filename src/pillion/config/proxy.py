@@ -40,6 +40,7 @@ __all__ = [
     "TcpListenerConfig",
     "Timeouts",
     "TlsConfig",
+    "UpstreamTlsConfig",
     "WeightedClusterConfig",
 ]
 
@@ -641,6 +642,32 @@ class CircuitBreakerConfig(_Section):
     )
 
 
+class UpstreamTlsConfig(_Section):
+    """TLS to the cluster's endpoints (mTLS origination): the server is verified
+    against `ca`, and the workload certificate is presented."""
+
+    ca: str = Field(description="PEM bundle of the CAs the server's certificate must chain to.")
+    cert: str | None = Field(None, description="PEM file: the certificate to present (mTLS).")
+    key: str | None = Field(None, description="PEM file: its private key.")
+    server_name: str | None = Field(
+        None,
+        description="SNI, and the name the server's certificate must carry when "
+        "`identities` is empty. Default: the endpoint's host.",
+    )
+    identities: list[str] = Field(
+        default_factory=list,
+        description="Accepted server identities (SPIFFE ID, else DNS name, else CN), "
+        "instead of the host name check, e.g. `spiffe://cluster.local/ns/pay/sa/api`.",
+    )
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="Oldest TLS version.")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> UpstreamTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("set both cert and key, or neither")
+        return self
+
+
 class ClusterConfig(_Section):
     """A named group of endpoints that outbound requests are balanced across."""
 
@@ -668,6 +695,9 @@ class ClusterConfig(_Section):
     )
     retry_budget: RetryBudgetConfig = Field(
         default_factory=RetryBudgetConfig, description="The cap on this cluster's retries."
+    )
+    tls: UpstreamTlsConfig | None = Field(
+        None, description="TLS (and mTLS) to the endpoints. Default: plain HTTP."
     )
     dns_refresh: Duration = Field(
         5.0,

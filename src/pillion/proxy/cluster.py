@@ -31,6 +31,7 @@ from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget, RetryPolicy
 from pillion.proxy.upstream import ConnectionCap, UpstreamPool
 from pillion.telemetry import Metrics
+from pillion.tls import ClientTls, TlsLoadError
 
 __all__ = [
     "NO_EDITS",
@@ -343,6 +344,19 @@ class Cluster:
         self.no_address = _refusal(self.name, NO_ADDRESS_EDITS, flags.UF)
         self._tasks: list[asyncio.Task[None]] = []
         self._failing: set[str] = set()  # names whose last resolution failed
+        tls = config.tls
+        self.tls = (
+            ClientTls(
+                tls.ca,
+                cert=tls.cert,
+                key=tls.key,
+                server_name=tls.server_name,
+                identities=tls.identities,
+                min_version=tls.min_version,
+            )
+            if tls is not None
+            else None
+        )
         self._apply()
 
     @property
@@ -351,7 +365,9 @@ class Cluster:
 
     async def start(self) -> None:
         """Resolve the endpoint names (once now, then every ``dns_refresh``) and
-        start sampling the circuit gauges."""
+        start sampling the circuit gauges; ``TlsLoadError`` if its TLS files are unusable."""
+        if self.tls is not None:
+            self.tls.load()
         if any(not _is_address(entry.host) for entry in self._resolved):
             await self.resolve()
             self._tasks.append(asyncio.create_task(self._refresh_dns()))
@@ -462,6 +478,7 @@ class Cluster:
                     max_idle=self.config.max_idle_per_endpoint,
                     connect_errors=self._connect_errors,
                     cap=self.cap,
+                    tls=self.tls,
                 )
         self.balancer.endpoints = endpoints
         if current and set(current) != set(wanted):
@@ -496,7 +513,22 @@ class Cluster:
             for kind, (count, limit) in counts.items():
                 in_flight[kind].set(count)
                 circuit[kind].set(1 if count >= limit else 0)
+            if self.tls is not None and self.tls.changed():
+                self._reload_tls(self.tls)
             await asyncio.sleep(_GAUGE_INTERVAL)
+
+    def _reload_tls(self, tls: ClientTls) -> None:
+        """New connections use the new files; pooled ones keep theirs."""
+        try:
+            tls.load()
+        except TlsLoadError as exc:
+            tls.mark_seen()
+            log.error(
+                "cluster TLS reload failed; the previous files keep being used",
+                extra={"cluster": self.name, "error": str(exc)},
+            )
+            return
+        log.info("cluster TLS files reloaded", extra={"cluster": self.name})
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -406,7 +406,11 @@ class ProxyComponent(Component):
             cluster.name: Cluster(cluster, self._metrics) for cluster in config.clusters
         }
         for cluster in self.clusters.values():
-            await cluster.start()
+            try:
+                await cluster.start()
+            except TlsLoadError as exc:
+                await self.close()
+                raise ComponentStartError("proxy", f"cluster {cluster.name!r}: {exc}") from exc
         listeners: list[HttpListener | TcpListener] = [
             InboundListener(
                 listener_config,

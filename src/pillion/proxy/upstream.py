@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from pillion.config.types import ListenAddress
 from pillion.http.errors import ResponseError
 from pillion.http.response import ResponseHandler, ResponseParser
+from pillion.tls import ClientTls, peer_identity
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -146,6 +147,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.user.resume_downstream()
 
 
+def _server_identity(connection: UpstreamConnection) -> str | None:
+    transport = connection.transport
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+    try:
+        return peer_identity(der) if der else None
+    except ValueError:
+        return None
+
+
 class _NoUser:
     """The handler of a connection between requests: nothing is expected."""
 
@@ -196,7 +207,9 @@ class UpstreamPool:
         max_idle: int,
         connect_errors: Counter,
         cap: ConnectionCap | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
+        self.tls = tls
         self.cap = cap
         if cap is not None:
             cap.pools.append(self)
@@ -274,11 +287,21 @@ class UpstreamPool:
 
     async def _connect(self, user: UpstreamUser) -> None:
         host, port = self.address
+        tls = self.tls
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, connection = await self._loop.create_connection(
-                    lambda: UpstreamConnection(self), host, port
-                )
+                if tls is None:
+                    _, connection = await self._loop.create_connection(
+                        lambda: UpstreamConnection(self), host, port
+                    )
+                else:
+                    _, connection = await self._loop.create_connection(
+                        lambda: UpstreamConnection(self),
+                        host,
+                        port,
+                        ssl=tls.context,
+                        server_hostname=tls.server_name or host,
+                    )
         except TimeoutError:
             self._uncap()
             self._connect_errors.inc()
@@ -290,6 +313,13 @@ class UpstreamPool:
             user.on_upstream_failure(503, "UF", f"upstream connect error: {exc.strerror or exc}")
             return
         self._all.add(connection)
+        if tls is not None and tls.identities:
+            identity = _server_identity(connection)
+            if not tls.allows(identity):
+                connection.abort()  # forget() releases its place under the cap
+                self._connect_errors.inc()
+                user.on_upstream_failure(503, "UF", f"upstream identity not allowed: {identity}")
+                return
         if user.wants_upstream:
             connection.bind(user)
             user.on_upstream(connection)

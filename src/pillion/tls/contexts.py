@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography import x509
 
-__all__ = ["CertificateFiles", "ServerTls", "TlsLoadError"]
+__all__ = ["CertificateFiles", "ClientTls", "ServerTls", "TlsLoadError"]
 
 _TLS12_CIPHERS = ":".join(
     [
@@ -229,3 +229,77 @@ class ServerTls:
                 ssl.CERT_OPTIONAL if self.client_certificate == "optional" else ssl.CERT_REQUIRED
             )
         return context
+
+
+class ClientTls:
+    """The TLS side of connections to an upstream (mTLS origination): verify the
+    server against ``ca`` (by host name, or by ``identities`` when given), and
+    present ``cert`` when there is one. Reloaded like ``ServerTls``."""
+
+    def __init__(
+        self,
+        ca: str,
+        *,
+        cert: str | None = None,
+        key: str | None = None,
+        server_name: str | None = None,
+        identities: Sequence[str] = (),
+        min_version: str = "1.2",
+    ) -> None:
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+        self.server_name = server_name
+        self.identities = frozenset(identities)
+        self.min_version = min_version
+        self._context: ssl.SSLContext | None = None
+        self._stamp: tuple[object, ...] = ()
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        assert self._context is not None, "load() first"
+        return self._context
+
+    def _files(self) -> list[str]:
+        return [self.ca, *(path for path in (self.cert, self.key) if path)]
+
+    def changed(self) -> bool:
+        return tuple(_stat(path) for path in self._files()) != self._stamp
+
+    def mark_seen(self) -> None:
+        self._stamp = tuple(_stat(path) for path in self._files())
+
+    def load(self) -> None:
+        """Build a new context from the files; ``TlsLoadError`` keeps the old one."""
+        stamp = tuple(_stat(path) for path in self._files())
+        ca_pem = _read(self.ca, "CA")
+        _certificates(ca_pem, self.ca, "CA")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+        )
+        context.set_ciphers(_TLS12_CIPHERS)
+        context.set_alpn_protocols(["http/1.1"])
+        # with an identity allow-list the peer is checked by identity, after the handshake
+        context.check_hostname = not self.identities
+        context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
+        except ssl.SSLError as exc:
+            raise TlsLoadError(f"CA {self.ca}: {exc.reason or exc}") from None
+        if self.cert and self.key:
+            try:
+                context.load_cert_chain(self.cert, self.key)
+            except (ssl.SSLError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or str(exc)
+                raise TlsLoadError(
+                    f"cannot load {self.cert} with key {self.key}: {reason}"
+                ) from None
+            except OSError as exc:
+                raise TlsLoadError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+        self._context = context
+        self._stamp = stamp
+
+    def allows(self, identity: str | None) -> bool:
+        """Whether a server with this certificate identity is the one expected."""
+        return not self.identities or identity in self.identities
