@@ -418,7 +418,9 @@ def test_outbound_mtls_presents_the_workload_certificate(secured: Secured) -> No
     for path in ("/good/x", "/byid/x"):
         response = client.request(get(path))
         assert response.status == 200, response.body
-        headers = {k.lower(): v for k, v in response.json()["headers"]}  # type: ignore[union-attr]
+        pairs = response.json()["headers"]
+        assert isinstance(pairs, list)
+        headers = {k.lower(): v for k, v in pairs}
         assert headers["x-pillion-peer-identity"] == SHOP
         assert headers["x-forwarded-proto"] == "https"
     client.close()
