@@ -28,6 +28,8 @@ __all__ = [
     "DirectResponseConfig",
     "HeaderMatchConfig",
     "InboundListenerConfig",
+    "JwtConfig",
+    "JwtProviderConfig",
     "OutboundListenerConfig",
     "OutlierConfig",
     "ProxyConfig",
@@ -362,6 +364,11 @@ class RouteConfig(_Section):
         description="Rate limit of this route (after the listener's); over it, 429 with "
         "`Retry-After` and flag RL. Default: none.",
     )
+    jwt_required: bool | None = Field(
+        None,
+        description="Whether this route needs a token (the listener's `jwt` checks it). "
+        "Default: the listener's `jwt.required`.",
+    )
     authorization: AuthorizationConfig | None = Field(
         None,
         description="Callers allowed on this route (after the listener's own check); "
@@ -462,6 +469,72 @@ Routes = Annotated[list[RouteConfig], AfterValidator(_reachable)]
 """A listener's routes, in order; one that can never match is refused."""
 
 
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+
+class JwtProviderConfig(_Section):
+    """An issuer of JSON Web Tokens and where its public keys (JWKS) are."""
+
+    issuer: str = Field(description="The `iss` a token must carry.")
+    audiences: list[str] = Field(
+        default_factory=list,
+        description="The token's `aud` must name one of these. Default: not checked.",
+    )
+    jwks_file: str | None = Field(None, description="A JWKS file (reloaded when it changes).")
+    jwks_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="A JWKS URL, fetched at start, every `jwks_refresh`, and when a token "
+        "names an unknown `kid`; when it is down the last keys are kept.",
+    )
+    jwks_refresh: Duration = Field(300.0, description="How often the JWKS URL is fetched.")
+    unknown_kid_refetch: Duration = Field(
+        10.0,
+        description="Shortest time between fetches caused by tokens with an unknown `kid` "
+        "(a key rotation), so forged key ids cannot hammer the issuer. Default 10s.",
+    )
+    algorithms: list[JwtAlgorithm] = Field(
+        ["RS256", "ES256"],
+        min_length=1,
+        description="Signature algorithms accepted (asymmetric only; `none` never).",
+    )
+    clock_skew: Duration = Field(
+        60.0, description="Leeway for `exp`, `nbf` and `iat` against this clock. Default 60s."
+    )
+    required_claims: list[str] = Field(
+        ["exp"], description="Claims a token must have. Default: `exp` (no eternal tokens)."
+    )
+    forward_claims: dict[str, str] = Field(
+        default_factory=dict,
+        description="Claims passed to the app as headers, e.g. `{sub: x-user}`; a copy "
+        "the client sent is removed first.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtProviderConfig:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of jwks_file and jwks_url")
+        for header in self.forward_claims.values():
+            _header_name(header)
+        return self
+
+
+class JwtConfig(_Section):
+    """JWT authentication: a bearer token (`Authorization: Bearer ...`) signed by one
+    of the providers; without a valid one, 401 with `WWW-Authenticate`."""
+
+    providers: list[JwtProviderConfig] = Field(
+        min_length=1, description="Token issuers; a token is checked by its `iss`."
+    )
+    required: bool = Field(
+        True,
+        description="Whether a request without a token is refused; a token that is "
+        "present is always checked. Routes may override with `jwt_required`.",
+    )
+
+
 class CertificateConfig(_Section):
     """A certificate chain and its key, as PEM files."""
 
@@ -556,6 +629,9 @@ class InboundListenerConfig(_Section):
         description="Header carrying the caller's certificate identity to the app. A "
         "copy sent by the client is always removed first, on every listener.",
     )
+    jwt: JwtConfig | None = Field(
+        None, description="JWT authentication of requests. Default: none."
+    )
     authorization: AuthorizationConfig | None = Field(
         None,
         description="Callers allowed on this listener, by certificate identity; needs "
@@ -567,6 +643,8 @@ class InboundListenerConfig(_Section):
         uses = self.authorization is not None or any(r.authorization for r in self.routes)
         if uses and (self.tls is None or self.tls.client_ca is None):
             raise ValueError("authorization needs client certificates: set tls.client_ca")
+        if self.jwt is None and any(r.jwt_required for r in self.routes):
+            raise ValueError("a route requires a JWT but the listener has no `jwt` providers")
         return self
 
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")

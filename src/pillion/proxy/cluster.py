@@ -149,7 +149,7 @@ class RouteSettings:
     """What a route adds to the requests it sends: edits, a timeout, a retry policy,
     a rate limit, who may use it, and its name in metrics."""
 
-    __slots__ = ("authorization", "edits", "limit", "name", "retry", "timeout")
+    __slots__ = ("authorization", "edits", "jwt_required", "limit", "name", "retry", "timeout")
 
     def __init__(
         self,
@@ -159,8 +159,10 @@ class RouteSettings:
         retry: RetryPolicy | None = None,
         limit: RateLimit | None = None,
         authorization: Authorization | None = None,
+        jwt_required: bool | None = None,
     ) -> None:
         self.name = name
+        self.jwt_required = jwt_required
         self.edits = edits
         self.timeout = timeout
         self.retry = retry

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,7 @@ _BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is 
 class Exchange:
     __slots__ = (
         "attempts",
+        "auth_headers",
         "bytes_in",
         "bytes_out",
         "chunked_out",
@@ -76,6 +78,8 @@ class Exchange:
         "flags",
         "forwarded",
         "head",
+        "jwt_checked",
+        "jwt_waited",
         "pending",
         "pending_size",
         "replay",
@@ -90,6 +94,7 @@ class Exchange:
         "status",
         "target",
         "timer",
+        "token_present",
         "try_flag",
         "try_status",
         "try_timer",
@@ -134,6 +139,10 @@ class Exchange:
         self.resend = False  # the next try sends ``replay`` (the last one was sent)
         self.try_status = 0  # how the last try ended, reported when the next begins
         self.try_flag = flags.NONE
+        self.jwt_checked = False
+        self.jwt_waited = False  # a key fetch for its token's kid was waited for once
+        self.token_present = False
+        self.auth_headers: tuple[tuple[bytes, bytes], ...] = ()  # claims for the app
 
     # -- the request, from the downstream connection --
 
@@ -141,6 +150,19 @@ class Exchange:
         """Become the active exchange of the connection: get an upstream, send."""
         down = self.down
         listener = down.listener
+        jwt = listener.jwt
+        if jwt is not None and not self.jwt_checked:
+            outcome = jwt.check(self.head.headers, time.time(), waited=self.jwt_waited)
+            if outcome.pending is not None:  # its key id is new: wait for the key fetch
+                self.jwt_waited = True
+                outcome.pending.add_done_callback(self._jwks_fetched)
+                return
+            if outcome.error:
+                self._unauthenticated(outcome.error)
+                return
+            self.jwt_checked = True
+            self.token_present = outcome.present
+            self.auth_headers = outcome.headers
         if listener.authorization is not None and not listener.authorization.allows(down.identity):
             self._deny()
             return
@@ -155,13 +177,16 @@ class Exchange:
         if target.tracked:
             target.begin()  # counted in flight from here to ``finished``
         route = target.route
+        if jwt is not None and not self.token_present and jwt.requires(route.jwt_required):
+            self._unauthenticated("")
+            return
         if route.authorization is not None and not route.authorization.allows(down.identity):
             self._deny()
             return
         if route.limit is not None and self._rate_limited(route.limit):
             return
         edits = target.edits
-        if edits is NO_EDITS:
+        if edits is NO_EDITS and jwt is None:
             request_head, self.forwarded = request_head_for_upstream(
                 self.head,
                 down.client_ip,
@@ -206,6 +231,23 @@ class Exchange:
         self._local_reply(429, "rate limited", extra=b"retry-after: %d\r\n" % math.ceil(wait))
         return True
 
+    def _jwks_fetched(self, _: object) -> None:
+        if not self.done:
+            self.start()
+
+    def _unauthenticated(self, error: str) -> None:
+        """No token where one is needed (``error`` empty), or a bad one: 401."""
+        jwt = self.down.listener.jwt
+        assert jwt is not None
+        jwt.rejected(error.replace(" ", "_") if error else "missing")
+        self.flags = flags.UAEX
+        if error:
+            challenge = b'www-authenticate: Bearer realm="pillion", error="invalid_token", ' \
+                        b'error_description="%s"\r\n' % error.encode()  # fmt: skip
+        else:
+            challenge = b'www-authenticate: Bearer realm="pillion"\r\n'
+        self._local_reply(401, error or "a bearer token is required", extra=challenge)
+
     def _deny(self) -> None:
         """The caller's identity is not allowed here: 403, flag UAEX."""
         self.flags = flags.UAEX
@@ -214,14 +256,19 @@ class Exchange:
     def _edited_head(self, target: Target) -> tuple[bytes, Forwarded]:
         edits = target.edits
         down = self.down
+        remove, set_headers = edits.remove, edits.set_headers
+        jwt = down.listener.jwt
+        if jwt is not None:  # claims replace whatever the client sent in their headers
+            remove = remove | jwt.forwarded_names
+            set_headers = set_headers + self.auth_headers
         return request_head_for_upstream(
             self.head,
             down.client_ip,
             down.listener.scheme,
             target.host,
             path=edits.path(self.head.target),
-            remove=edits.remove,
-            set_headers=edits.set_headers,
+            remove=remove,
+            set_headers=set_headers,
             add_headers=edits.add_headers,
             identity=down.identity,
             identity_header=down.listener.identity_header,

@@ -40,6 +40,7 @@ from pillion.proxy.cluster import Cluster, Edits, RetryControl, RouteSettings, T
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.forwarding import IDENTITY_HEADER
+from pillion.proxy.jwtauth import JwtAuthenticator
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.ratelimit import RateLimit
@@ -90,6 +91,7 @@ class HttpListener(Listening):
         self.scheme = b"http"
         self.identity_header = IDENTITY_HEADER
         self.authorization: Authorization | None = None
+        self.jwt: JwtAuthenticator | None = None
         self.tls: ServerTls | None = None
         self.tls_metrics = TlsMetrics(metrics, config.name)
         self.identities = Identities()
@@ -115,6 +117,8 @@ class HttpListener(Listening):
         self._tls_reload = config.reload_interval
 
     async def start(self) -> None:
+        if self.jwt is not None:
+            await self.jwt.start()
         tls = self.tls
         if tls is not None:
             try:
@@ -137,6 +141,8 @@ class HttpListener(Listening):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        if self.jwt is not None:
+            await self.jwt.close()
         await super().close()
 
     def observe(self, exchange: Exchange) -> None:
@@ -229,6 +235,7 @@ class CompiledRoute:
             RetryPolicy(config.retry) if config.retry else None,
             RateLimit(config.rate_limit) if config.rate_limit else None,
             Authorization(config.authorization) if config.authorization else None,
+            config.jwt_required,
         )
         self.cluster: Cluster | None = None
         self.fixed: Target | None = None
@@ -305,6 +312,8 @@ class InboundListener(HttpListener):
             self.identity_header = config.identity_header.lower().encode()
         if config.authorization is not None:
             self.authorization = Authorization(config.authorization)
+        if config.jwt is not None:
+            self.jwt = JwtAuthenticator(config.jwt, config.name, metrics)
         self.pool = UpstreamPool(
             upstream,
             connect_timeout=config.timeouts.connect,
