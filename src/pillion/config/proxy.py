@@ -21,6 +21,7 @@ from pillion.config.units import Duration, Size
 __all__ = [
     "ACCESS_LOG_FIELDS",
     "AccessLogConfig",
+    "ApiKeysConfig",
     "AuthorizationConfig",
     "CertificateConfig",
     "CircuitBreakerConfig",
@@ -369,6 +370,11 @@ class RouteConfig(_Section):
         description="Whether this route needs a token (the listener's `jwt` checks it). "
         "Default: the listener's `jwt.required`.",
     )
+    api_key_required: bool | None = Field(
+        None,
+        description="Whether this route needs an API key (the listener's `api_keys`). "
+        "Default: the listener's `api_keys.required`.",
+    )
     authorization: AuthorizationConfig | None = Field(
         None,
         description="Callers allowed on this route (after the listener's own check); "
@@ -521,6 +527,31 @@ class JwtProviderConfig(_Section):
         return self
 
 
+class ApiKeysConfig(_Section):
+    """API keys from a file: one per line, `sha256:<hex>` (hashed at rest) or plain,
+    then optionally the caller's name. Without a valid key, 401."""
+
+    file: str = Field(description="The key file; re-read when it changes.")
+    header: str = Field(
+        "x-api-key", pattern=_HEADER_NAME, description="The header carrying the key."
+    )
+    query_parameter: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._~-]+$",
+        description="Also accept the key as this query parameter (it is removed before "
+        "the request goes on). Default: header only.",
+    )
+    required: bool = Field(
+        True, description="Whether requests need a key; routes may override (`api_key_required`)."
+    )
+    name_header: str = Field(
+        "x-pillion-api-key-name",
+        pattern=_HEADER_NAME,
+        description="Header carrying the key's name (from the file) to the app; a client's "
+        "copy is removed.",
+    )
+
+
 class JwtConfig(_Section):
     """JWT authentication: a bearer token (`Authorization: Bearer ...`) signed by one
     of the providers; without a valid one, 401 with `WWW-Authenticate`."""
@@ -632,6 +663,9 @@ class InboundListenerConfig(_Section):
     jwt: JwtConfig | None = Field(
         None, description="JWT authentication of requests. Default: none."
     )
+    api_keys: ApiKeysConfig | None = Field(
+        None, description="API key authentication of requests. Default: none."
+    )
     authorization: AuthorizationConfig | None = Field(
         None,
         description="Callers allowed on this listener, by certificate identity; needs "
@@ -645,6 +679,8 @@ class InboundListenerConfig(_Section):
             raise ValueError("authorization needs client certificates: set tls.client_ca")
         if self.jwt is None and any(r.jwt_required for r in self.routes):
             raise ValueError("a route requires a JWT but the listener has no `jwt` providers")
+        if self.api_keys is None and any(r.api_key_required for r in self.routes):
+            raise ValueError("a route requires an API key but the listener has no `api_keys`")
         return self
 
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")

@@ -149,7 +149,16 @@ class RouteSettings:
     """What a route adds to the requests it sends: edits, a timeout, a retry policy,
     a rate limit, who may use it, and its name in metrics."""
 
-    __slots__ = ("authorization", "edits", "jwt_required", "limit", "name", "retry", "timeout")
+    __slots__ = (
+        "api_key_required",
+        "authorization",
+        "edits",
+        "jwt_required",
+        "limit",
+        "name",
+        "retry",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -160,9 +169,11 @@ class RouteSettings:
         limit: RateLimit | None = None,
         authorization: Authorization | None = None,
         jwt_required: bool | None = None,
+        api_key_required: bool | None = None,
     ) -> None:
         self.name = name
         self.jwt_required = jwt_required
+        self.api_key_required = api_key_required
         self.edits = edits
         self.timeout = timeout
         self.retry = retry

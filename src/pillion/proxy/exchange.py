@@ -80,6 +80,8 @@ class Exchange:
         "head",
         "jwt_checked",
         "jwt_waited",
+        "key_checked",
+        "key_present",
         "pending",
         "pending_size",
         "replay",
@@ -142,6 +144,8 @@ class Exchange:
         self.jwt_checked = False
         self.jwt_waited = False  # a key fetch for its token's kid was waited for once
         self.token_present = False
+        self.key_checked = False
+        self.key_present = False
         self.auth_headers: tuple[tuple[bytes, bytes], ...] = ()  # claims for the app
 
     # -- the request, from the downstream connection --
@@ -162,7 +166,17 @@ class Exchange:
                 return
             self.jwt_checked = True
             self.token_present = outcome.present
-            self.auth_headers = outcome.headers
+            self.auth_headers += outcome.headers
+        api_keys = listener.api_keys
+        if api_keys is not None and not self.key_checked:
+            self.key_checked = True
+            self.key_present, caller = api_keys.check(self.head)
+            if self.key_present and caller is None:
+                api_keys.invalid.inc()
+                self._unauthorized_key()
+                return
+            if caller:
+                self.auth_headers += ((api_keys.name_header, caller.encode()),)
         if listener.authorization is not None and not listener.authorization.allows(down.identity):
             self._deny()
             return
@@ -180,13 +194,21 @@ class Exchange:
         if jwt is not None and not self.token_present and jwt.requires(route.jwt_required):
             self._unauthenticated("")
             return
+        if (
+            api_keys is not None
+            and not self.key_present
+            and api_keys.requires(route.api_key_required)
+        ):
+            api_keys.missing.inc()
+            self._unauthorized_key()
+            return
         if route.authorization is not None and not route.authorization.allows(down.identity):
             self._deny()
             return
         if route.limit is not None and self._rate_limited(route.limit):
             return
         edits = target.edits
-        if edits is NO_EDITS and jwt is None:
+        if edits is NO_EDITS and jwt is None and api_keys is None:
             request_head, self.forwarded = request_head_for_upstream(
                 self.head,
                 down.client_ip,
@@ -248,6 +270,10 @@ class Exchange:
             challenge = b'www-authenticate: Bearer realm="pillion"\r\n'
         self._local_reply(401, error or "a bearer token is required", extra=challenge)
 
+    def _unauthorized_key(self) -> None:
+        self.flags = flags.UAEX
+        self._local_reply(401, "a valid API key is required")
+
     def _deny(self) -> None:
         """The caller's identity is not allowed here: 403, flag UAEX."""
         self.flags = flags.UAEX
@@ -257,9 +283,12 @@ class Exchange:
         edits = target.edits
         down = self.down
         remove, set_headers = edits.remove, edits.set_headers
-        jwt = down.listener.jwt
-        if jwt is not None:  # claims replace whatever the client sent in their headers
-            remove = remove | jwt.forwarded_names
+        listener = down.listener
+        if listener.jwt is not None:  # claims replace what the client sent in their headers
+            remove = remove | listener.jwt.forwarded_names
+        if listener.api_keys is not None:  # the key itself never travels on
+            remove = remove | {listener.api_keys.header, listener.api_keys.name_header}
+        if self.auth_headers:
             set_headers = set_headers + self.auth_headers
         return request_head_for_upstream(
             self.head,

@@ -35,6 +35,7 @@ from pillion.config.proxy import (
 from pillion.config.types import ListenAddress
 from pillion.http.request import ParserLimits, RequestHead
 from pillion.proxy.accesslog import AccessLog
+from pillion.proxy.apikeys import ApiKeys, ApiKeysError
 from pillion.proxy.authz import Authorization
 from pillion.proxy.cluster import Cluster, Edits, RetryControl, RouteSettings, Target
 from pillion.proxy.downstream import DownstreamConnection
@@ -56,6 +57,8 @@ from pillion.tls.contexts import CertificateFiles
 __all__ = ["HttpListener", "InboundListener", "OutboundListener", "ProxyComponent"]
 
 log = logging.getLogger("pillion.proxy")
+
+_KEY_FILE_CHECK = 1.0  # seconds between checks of an API key file for changes
 
 
 class HttpListener(Listening):
@@ -92,6 +95,8 @@ class HttpListener(Listening):
         self.identity_header = IDENTITY_HEADER
         self.authorization: Authorization | None = None
         self.jwt: JwtAuthenticator | None = None
+        self.api_keys: ApiKeys | None = None
+        self._key_watcher: asyncio.Task[None] | None = None
         self.tls: ServerTls | None = None
         self.tls_metrics = TlsMetrics(metrics, config.name)
         self.identities = Identities()
@@ -117,6 +122,12 @@ class HttpListener(Listening):
         self._tls_reload = config.reload_interval
 
     async def start(self) -> None:
+        if self.api_keys is not None:
+            try:
+                self.api_keys.load()
+            except ApiKeysError as exc:
+                raise ComponentStartError("proxy", f"listener {self.name!r}: {exc}") from exc
+            self._key_watcher = self.loop.create_task(self._watch_api_keys(self.api_keys))
         if self.jwt is not None:
             await self.jwt.start()
         tls = self.tls
@@ -141,9 +152,19 @@ class HttpListener(Listening):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        if self._key_watcher is not None:
+            self._key_watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_watcher
+            self._key_watcher = None
         if self.jwt is not None:
             await self.jwt.close()
         await super().close()
+
+    async def _watch_api_keys(self, keys: ApiKeys) -> None:
+        while True:
+            await asyncio.sleep(_KEY_FILE_CHECK)
+            keys.load()
 
     def observe(self, exchange: Exchange) -> None:
         """Count and log one finished exchange."""
@@ -236,6 +257,7 @@ class CompiledRoute:
             RateLimit(config.rate_limit) if config.rate_limit else None,
             Authorization(config.authorization) if config.authorization else None,
             config.jwt_required,
+            config.api_key_required,
         )
         self.cluster: Cluster | None = None
         self.fixed: Target | None = None
@@ -314,6 +336,8 @@ class InboundListener(HttpListener):
             self.authorization = Authorization(config.authorization)
         if config.jwt is not None:
             self.jwt = JwtAuthenticator(config.jwt, config.name, metrics)
+        if config.api_keys is not None:
+            self.api_keys = ApiKeys(config.api_keys, config.name, metrics)
         self.pool = UpstreamPool(
             upstream,
             connect_timeout=config.timeouts.connect,
