@@ -439,6 +439,9 @@ def test_outbound_tls_refuses_the_wrong_server(secured: Secured) -> None:
     assert anonymous.status in (502, 503)
     client.close()
     metrics = secured.metrics()
+    caller = x509.load_pem_x509_certificate((secured.pki.directory / "caller.crt").read_bytes())
+    series = 'pillion_cluster_certificate_expiry_timestamp_seconds{cluster="good",kind="client"}'
+    assert metric_value(metrics, series) == caller.not_valid_after_utc.timestamp()
     for cluster in ("wrongid", "stranger"):
         series = f'pillion_cluster_connect_errors_total{{cluster="{cluster}"}}'
         assert (metric_value(metrics, series) or 0) >= 1

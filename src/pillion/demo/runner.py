@@ -20,8 +20,6 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
-from pillion.tls.devca import issue, new_ca
-
 __all__ = ["DEMO_ADMIN_TOKEN", "DemoPorts", "run_demo"]
 
 DEMO_ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 - a demo value, shown as *** by /config
@@ -129,6 +127,8 @@ DEMO_CLIENT_ID = "spiffe://cluster.local/ns/demo/sa/client"
 def _make_certificates(directory: Path) -> None:
     """A dev CA, a server certificate for localhost, and a client certificate
     whose SPIFFE ID the app will see (what `pillion certs` makes)."""
+    from pillion.tls.devca import issue, new_ca  # cryptography: only when the demo runs
+
     directory.mkdir(parents=True, exist_ok=True)
     ca = new_ca("Pillion demo CA", days=7)
     server = issue(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",), days=7)

@@ -304,6 +304,14 @@ class ClusterFamilies:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.certificate_expiry = Gauge(
+            "pillion_cluster_certificate_expiry_timestamp_seconds",
+            "When a cluster's TLS files expire (Unix time): kind client is the workload "
+            "certificate presented, kind ca the soonest-expiring CA that verifies servers.",
+            ["cluster", "kind"],
+            registry=registry,
+            multiprocess_mode="min",
+        )
         self.circuit_open = Gauge(
             "pillion_cluster_circuit_open",
             "Sampled each second: 1 while a circuit-breaker cap (requests, pending, "
@@ -381,6 +389,7 @@ class Cluster:
         start sampling the circuit gauges; ``TlsLoadError`` if its TLS files are unusable."""
         if self.tls is not None:
             self.tls.load()
+            self._export_expiry(self.tls)
         if any(not _is_address(entry.host) for entry in self._resolved):
             await self.resolve()
             self._tasks.append(asyncio.create_task(self._refresh_dns()))
@@ -541,7 +550,15 @@ class Cluster:
                 extra={"cluster": self.name, "error": str(exc)},
             )
             return
+        self._export_expiry(tls)
         log.info("cluster TLS files reloaded", extra={"cluster": self.name})
+
+    def _export_expiry(self, tls: ClientTls) -> None:
+        gauge = self.families.certificate_expiry
+        if tls.ca_expiry is not None:
+            gauge.labels(self.name, "ca").set(tls.ca_expiry.timestamp())
+        if tls.cert_expiry is not None:
+            gauge.labels(self.name, "client").set(tls.cert_expiry.timestamp())
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -20,6 +20,7 @@ import socket
 import time
 from itertools import accumulate
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
@@ -41,7 +42,6 @@ from pillion.proxy.cluster import Cluster, Edits, RetryControl, RouteSettings, T
 from pillion.proxy.downstream import DownstreamConnection
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.forwarding import IDENTITY_HEADER
-from pillion.proxy.jwtauth import JwtAuthenticator
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.ratelimit import RateLimit
@@ -55,6 +55,9 @@ from pillion.tls import ServerTls, TlsLoadError
 from pillion.tls.contexts import CertificateFiles
 
 __all__ = ["HttpListener", "InboundListener", "OutboundListener", "ProxyComponent"]
+
+if TYPE_CHECKING:
+    from pillion.proxy.jwtauth import JwtAuthenticator
 
 log = logging.getLogger("pillion.proxy")
 
@@ -335,6 +338,9 @@ class InboundListener(HttpListener):
         if config.authorization is not None:
             self.authorization = Authorization(config.authorization)
         if config.jwt is not None:
+            # PyJWT brings cryptography (about 9 MiB): loaded only where JWTs are checked
+            from pillion.proxy.jwtauth import JwtAuthenticator
+
             self.jwt = JwtAuthenticator(config.jwt, config.name, metrics)
         if config.api_keys is not None:
             self.api_keys = ApiKeys(config.api_keys, config.name, metrics)

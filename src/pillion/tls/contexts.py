@@ -254,6 +254,8 @@ class ClientTls:
         self.min_version = min_version
         self._context: ssl.SSLContext | None = None
         self._stamp: tuple[object, ...] = ()
+        self.ca_expiry: datetime.datetime | None = None
+        self.cert_expiry: datetime.datetime | None = None
 
     @property
     def context(self) -> ssl.SSLContext:
@@ -273,7 +275,11 @@ class ClientTls:
         """Build a new context from the files; ``TlsLoadError`` keeps the old one."""
         stamp = tuple(_stat(path) for path in self._files())
         ca_pem = _read(self.ca, "CA")
-        _certificates(ca_pem, self.ca, "CA")
+        ca_expiry = min(c.not_valid_after_utc for c in _certificates(ca_pem, self.ca, "CA"))
+        cert_expiry = None
+        if self.cert:
+            leaf = _certificates(_read(self.cert, "certificate"), self.cert, "certificate")[0]
+            cert_expiry = leaf.not_valid_after_utc
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = (
             ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
@@ -299,6 +305,7 @@ class ClientTls:
                 raise TlsLoadError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
         self._context = context
         self._stamp = stamp
+        self.ca_expiry, self.cert_expiry = ca_expiry, cert_expiry
 
     def allows(self, identity: str | None) -> bool:
         """Whether a server with this certificate identity is the one expected."""
