@@ -111,6 +111,7 @@ proxy:
           - {{cert: {sni_cert}, key: {sni_key}}}
           - {{cert: {other_cert}, key: {other_key}}}
         reload_interval: 100ms
+        handshake_timeout: 500ms
   outbound:
     - name: out
       listen: 127.0.0.1:{out}
@@ -445,3 +446,25 @@ def test_outbound_tls_refuses_the_wrong_server(secured: Secured) -> None:
     for cluster in ("wrongid", "stranger"):
         series = f'pillion_cluster_connect_errors_total{{cluster="{cluster}"}}'
         assert (metric_value(metrics, series) or 0) >= 1
+
+
+def test_a_client_that_never_completes_the_handshake_is_cut_off(secured: Secured) -> None:
+    before = handshake_errors(secured, "sni", "timeout")
+    with socket.create_connection(("127.0.0.1", secured.sni), timeout=10) as silent:
+        silent.settimeout(10)
+        assert silent.recv(1) == b""  # closed by Pillion after handshake_timeout
+    wait_until(lambda: handshake_errors(secured, "sni", "timeout") == before + 1)
+
+
+def test_plain_http_to_a_tls_port_is_refused_and_counted(secured: Secured) -> None:
+    before = handshake_errors(secured, "sni", "http_request")
+    with socket.create_connection(("127.0.0.1", secured.sni), timeout=10) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = b""
+        try:
+            while chunk := plain.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    assert b"HTTP/1.1 200" not in data
+    wait_until(lambda: handshake_errors(secured, "sni", "http_request") == before + 1)

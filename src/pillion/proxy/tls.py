@@ -104,6 +104,8 @@ class TlsMetrics:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, ConnectionAbortedError) and "taking longer" in str(exc):
+        return "timeout"  # the event loop's ssl_handshake_timeout
     if isinstance(exc, ssl.SSLError):
         reason = (exc.reason or "").lower()
         return reason if _REASON.match(reason) else "other"
