@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
 from pillion.config.types import Listen, ListenAddress, Port, Secret, is_loopback
 from pillion.config.units import Duration, Size
@@ -142,10 +143,6 @@ class TelemetryConfig(Section):
         description="Lowest level of Pillion's own log records. Default info; change it "
         "at run time with `POST /logging` on the admin server.",
     )
-
-
-class LogsConfig(Section):
-    """Log shipping from files on a shared volume. Disabled when absent."""
 
 
 class SecretsConfig(Section):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pillion.components import Component
 from pillion.config import PillionConfig
+from pillion.logs.component import LogsComponent
 from pillion.proxy.listener import ProxyComponent
 from pillion.proxy.workers import ProxyWorkers
 from pillion.runtime.admin import AdminServer
@@ -39,4 +40,6 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
         components.append(ProxyWorkers(config, metrics))
     elif config.proxy is not None:
         components.append(ProxyComponent(config, metrics))
+    if config.logs is not None:
+        components.append(LogsComponent(config, metrics))
     return components

@@ -1,0 +1,100 @@
+"""Models of the ``logs`` section: files to tail, outputs to deliver to."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pillion.config.units import Duration, Size
+
+__all__ = ["LogInputConfig", "LogOutputConfig", "LogsConfig"]
+
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogInputConfig(_Section):
+    """Files the app writes, tailed line by line."""
+
+    name: str = Field(pattern=_NAME, description="Name of the input in records and metrics.")
+    paths: list[str] = Field(
+        min_length=1,
+        description="Glob patterns of the files (`**` matches any depth), e.g. "
+        "`/var/log/app/*.log`.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Glob patterns of files to leave out (e.g. `*.gz`)."
+    )
+    read_from: Literal["head", "tail"] = Field(
+        "head",
+        description="Where to start in a file found at the first start with no checkpoint: "
+        "its beginning, or its end. Files that appear later are always read from the "
+        "beginning (they are new). Default head: nothing is skipped.",
+    )
+    max_line_size: Size = Field(
+        256 * 1024,
+        description="Longest line kept; the rest of a longer line is dropped and counted "
+        "(`pillion_logs_truncated_lines_total`), never stalling the file. Default 256KiB.",
+    )
+    rotate_wait: Duration = Field(
+        5.0,
+        description="How long a rotated (renamed or deleted) file is still read after its "
+        "path moved on, for lines written late. Default 5s.",
+    )
+    scan_interval: Duration = Field(
+        0.25,
+        description="How often the paths are globbed and the files checked for new data. "
+        "Default 250ms.",
+    )
+
+
+class LogOutputConfig(_Section):
+    """Where records go; each output has its own cursor, retries and batches."""
+
+    name: str = Field(pattern=_NAME, description="Name of the output in metrics.")
+    type: Literal["stdout", "file"] = Field(
+        description="`stdout` (JSON lines), or `file` (JSON lines appended to `path`)."
+    )
+    path: str | None = Field(None, description="The file, for `type: file`.")
+    batch_max_records: int = Field(512, ge=1, description="Most records per batch.")
+    batch_max_bytes: Size = Field(1024 * 1024, description="Most bytes per batch.")
+    batch_timeout: Duration = Field(
+        0.2, description="Longest time a record waits for its batch to fill. Default 200ms."
+    )
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> LogOutputConfig:
+        if (self.type == "file") != (self.path is not None):
+            raise ValueError("set `path` exactly when `type` is `file`")
+        return self
+
+
+class LogsConfig(_Section):
+    """Log shipping: every line of the inputs reaches every output at least once."""
+
+    inputs: list[LogInputConfig] = Field(min_length=1, description="Files to tail.")
+    outputs: list[LogOutputConfig] = Field(min_length=1, description="Where records go.")
+    checkpoints: str = Field(
+        "/var/lib/pillion/logs.db",
+        description="SQLite database of how far each file has been delivered (on a volume "
+        "that survives restarts of the container, e.g. an emptyDir).",
+    )
+    memory_buffer: Size = Field(
+        32 * 1024 * 1024,
+        description="Most bytes of records held until every output has them; when full, "
+        "the inputs pause (the files keep the lines: nothing is lost). Default 32MiB.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> LogsConfig:
+        for kind, names in (
+            ("input", [i.name for i in self.inputs]),
+            ("output", [o.name for o in self.outputs]),
+        ):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be distinct")
+        return self

@@ -1,0 +1,1 @@
+"""Log shipping: tail the app's files, deliver every line to every output, at least once."""

@@ -1,0 +1,110 @@
+"""The records between the inputs and the outputs. No I/O.
+
+One log of records, each numbered; every output reads it with its own cursor
+and acknowledges in order. A record leaves the log once every output has
+acknowledged it, so it is held once however many outputs there are, and the
+log's size in bytes is what the memory limit bounds. Each file's records are
+also queued as (number, end offset) so its checkpoint can advance exactly to
+the last line every output has.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from pillion.logs.identity import FileKey
+
+__all__ = ["Record", "RecordLog"]
+
+
+@dataclass(slots=True)
+class Record:
+    seq: int
+    data: bytes  # the rendered record, one JSON line with its newline
+    file: FileKey
+    end: int  # offset in its file just after its line
+
+
+@dataclass
+class _FileProgress:
+    path: str
+    waiting: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, end offset)
+    delivered: int = 0
+    changed: bool = False
+
+
+class RecordLog:
+    def __init__(self, outputs: list[str], limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.records: deque[Record] = deque()
+        self.bytes = 0
+        self.next_seq = 1
+        self.acked = dict.fromkeys(outputs, 0)  # the last seq each output has
+        self.files: dict[FileKey, _FileProgress] = {}
+
+    @property
+    def full(self) -> bool:
+        return self.bytes >= self.limit_bytes
+
+    def track(self, key: FileKey, path: str, delivered: int) -> None:
+        """A file starts (or resumes) at ``delivered``."""
+        progress = self.files.get(key)
+        if progress is None:
+            self.files[key] = _FileProgress(path, delivered=delivered)
+        else:
+            progress.path = path
+
+    def append(self, data: bytes, key: FileKey, end: int) -> Record:
+        record = Record(self.next_seq, data, key, end)
+        self.next_seq += 1
+        self.records.append(record)
+        self.bytes += len(data)
+        self.files[key].waiting.append((record.seq, end))
+        return record
+
+    def batch(self, output: str, max_records: int, max_bytes: int) -> list[Record]:
+        """The next records for ``output`` after what it acknowledged."""
+        records = self.records
+        if not records:
+            return []
+        start = self.acked[output] - records[0].seq + 1
+        batch: list[Record] = []
+        size = 0
+        for index in range(max(start, 0), len(records)):
+            record = records[index]
+            if batch and (len(batch) >= max_records or size + len(record.data) > max_bytes):
+                break
+            batch.append(record)
+            size += len(record.data)
+        return batch
+
+    def ack(self, output: str, seq: int) -> None:
+        """``output`` has every record up to ``seq``; free what all outputs have."""
+        self.acked[output] = max(self.acked[output], seq)
+        everyone = min(self.acked.values())
+        records = self.records
+        while records and records[0].seq <= everyone:
+            self.bytes -= len(records.popleft().data)
+        for progress in self.files.values():
+            waiting = progress.waiting
+            while waiting and waiting[0][0] <= everyone:
+                progress.delivered = waiting.popleft()[1]
+                progress.changed = True
+
+    def delivered_changes(self) -> dict[FileKey, tuple[str, int]]:
+        """Files whose delivered offset moved since the last call."""
+        changes = {}
+        for key, progress in self.files.items():
+            if progress.changed:
+                progress.changed = False
+                changes[key] = (progress.path, progress.delivered)
+        return changes
+
+    def settled(self, key: FileKey) -> bool:
+        """Whether every record of this file is delivered everywhere."""
+        progress = self.files.get(key)
+        return progress is None or not progress.waiting
+
+    def forget(self, key: FileKey) -> None:
+        self.files.pop(key, None)

@@ -1,0 +1,80 @@
+"""The log pipeline's metric families, and children bound per input and output."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from pillion.telemetry import Metrics
+
+__all__ = ["InputMetrics", "LogFamilies", "OutputMetrics"]
+
+
+class LogFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.input_records = Counter(
+            "pillion_logs_input_records", "Lines read, by input.", ["input"], registry=registry
+        )
+        self.input_bytes = Counter(
+            "pillion_logs_input_bytes", "Bytes of lines read, by input.", ["input"],
+            registry=registry,
+        )  # fmt: skip
+        self.truncated = Counter(
+            "pillion_logs_truncated_lines",
+            "Lines longer than max_line_size, cut to it, by input.",
+            ["input"],
+            registry=registry,
+        )
+        self.rotated = Counter(
+            "pillion_logs_files_rotated",
+            "Files renamed, deleted or truncated under an input.",
+            ["input"],
+            registry=registry,
+        )
+        self.paused = Gauge(
+            "pillion_logs_input_paused",
+            "1 while an input waits for room in the buffer (its lines wait in the file).",
+            ["input"],
+            registry=registry,
+        )
+        self.output_records = Counter(
+            "pillion_logs_output_records",
+            "Records an output acknowledged.",
+            ["output"],
+            registry=registry,
+        )
+        self.output_errors = Counter(
+            "pillion_logs_output_errors",
+            "Failed deliveries of a batch (each is retried).",
+            ["output"],
+            registry=registry,
+        )
+        self.output_retries = Counter(
+            "pillion_logs_output_retries",
+            "Deliveries of a batch tried again.",
+            ["output"],
+            registry=registry,
+        )
+        self.buffer_bytes = Gauge(
+            "pillion_logs_buffer_bytes",
+            "Bytes of records held until every output has them, by tier.",
+            ["tier"],
+            registry=registry,
+        )
+
+
+class InputMetrics:
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        families = metrics.family("logs", LogFamilies)
+        self.records = families.input_records.labels(name)
+        self.bytes = families.input_bytes.labels(name)
+        self.truncated = families.truncated.labels(name)
+        self.rotated = families.rotated.labels(name)
+        self.paused = families.paused.labels(name)
+
+
+class OutputMetrics:
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        families = metrics.family("logs", LogFamilies)
+        self.records = families.output_records.labels(name)
+        self.errors = families.output_errors.labels(name)
+        self.retries = families.output_retries.labels(name)

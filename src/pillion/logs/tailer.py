@@ -1,0 +1,239 @@
+"""Tailing one input's files: discovery, reading, rotation, truncation.
+
+Every ``scan_interval`` the input's globs are expanded and each file checked.
+A file is tracked by device and inode while it is open (its fingerprint
+identifies it across restarts, see ``identity``). When its path points to
+another file (rename rotation) or to none (deletion), the old file is read to
+its end for ``rotate_wait`` more, then closed; the new file at the path is read
+from its start. A file that shrinks below what was read was truncated
+(copytruncate): it is read again from offset 0 under a new identity.
+
+Reading is a chunk per file per pass (fairness: a busy file does not starve the
+others), and stops while the record log is full (the inputs pause; the lines
+wait in the files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import fnmatch
+import glob
+import logging
+import os
+from dataclasses import dataclass
+
+import orjson
+
+from pillion.config.logs import LogInputConfig
+from pillion.logs.buffer import RecordLog
+from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
+from pillion.logs.lines import LineSplitter
+from pillion.logs.metrics import InputMetrics
+
+__all__ = ["Tailer"]
+
+log = logging.getLogger("pillion.logs")
+
+CHUNK = 64 * 1024  # bytes read from one file per pass
+
+
+@dataclass
+class _Tracked:
+    path: str
+    fd: int
+    device: int
+    inode: int
+    key: FileKey | None = None
+    splitter: LineSplitter | None = None
+    rotated_at: float | None = None  # when its path stopped naming it
+
+
+class Tailer:
+    def __init__(
+        self,
+        config: LogInputConfig,
+        records: RecordLog,
+        checkpoints: dict[FileKey, int],
+        metrics: InputMetrics,
+        space: asyncio.Event,
+        first_start: bool,
+    ) -> None:
+        self.config = config
+        self.records = records
+        self.checkpoints = checkpoints
+        self.metrics = metrics
+        self.space = space
+        self.first_scan = first_start
+        self.files: dict[tuple[int, int], _Tracked] = {}
+        self.released: list[FileKey] = []  # files done with, until all is delivered
+        self.forgotten: list[FileKey] = []  # delivered: their checkpoint rows can go
+        self.stopping = False
+        self._name = config.name.encode()
+
+    # -- discovery --
+
+    def _paths(self) -> list[str]:
+        found: dict[str, None] = {}
+        for pattern in self.config.paths:
+            for path in sorted(glob.glob(pattern, recursive=True)):
+                if not any(fnmatch.fnmatch(path, ex) for ex in self.config.exclude):
+                    found[path] = None
+        return list(found)
+
+    def scan(self, now: float) -> None:
+        seen: set[tuple[int, int]] = set()
+        for path in self._paths():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if not os.path.isfile(path):
+                continue
+            ident = (st.st_dev, st.st_ino)
+            seen.add(ident)
+            tracked = self.files.get(ident)
+            if tracked is not None:
+                if tracked.rotated_at is not None or tracked.path != path:
+                    tracked.path, tracked.rotated_at = path, None  # moved into a watched name
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                log.warning("cannot open log file", extra={"path": path, "error": exc.strerror})
+                continue
+            self.files[ident] = _Tracked(path, fd, st.st_dev, st.st_ino)
+        for ident, tracked in list(self.files.items()):
+            if ident not in seen and tracked.rotated_at is None:
+                tracked.rotated_at = now
+                self.metrics.rotated.inc()
+                log.info("log file rotated", extra={"input": self.config.name,
+                                                    "path": tracked.path})  # fmt: skip
+
+    # -- reading --
+
+    def _begin(self, tracked: _Tracked, size: int) -> bool:
+        """Give the file its identity and start offset, once its first line is there."""
+        head = os.pread(tracked.fd, FINGERPRINT_BYTES, 0)
+        mark = fingerprint(head)
+        if mark is None:
+            return False
+        key = (tracked.device, tracked.inode, mark)
+        delivered = self.checkpoints.pop(key, None)
+        if delivered is not None:
+            start = delivered if delivered <= size else 0  # truncated while we were away
+        elif self.first_scan and self.config.read_from == "tail" and tracked.rotated_at is None:
+            start = size
+        else:
+            start = 0
+        tracked.key = key
+        tracked.splitter = LineSplitter(self.config.max_line_size, start)
+        self.records.track(key, tracked.path, start)
+        return True
+
+    def read_pass(self) -> bool:
+        """Read one chunk from each file with new data; True if any has more."""
+        more = False
+        for tracked in list(self.files.values()):
+            if self.records.full:
+                self.metrics.paused.set(1)
+                return False
+            try:
+                size = os.fstat(tracked.fd).st_size
+            except OSError:
+                continue
+            if tracked.key is None and not self._begin(tracked, size):
+                continue
+            splitter = tracked.splitter
+            assert splitter is not None
+            assert tracked.key is not None
+            if size < splitter.offset:  # copytruncate: the file starts over
+                log.info("log file truncated", extra={"input": self.config.name,
+                                                      "path": tracked.path})  # fmt: skip
+                self.metrics.rotated.inc()
+                self.released.append(tracked.key)
+                tracked.key, tracked.splitter = None, None
+                more = True
+                continue
+            if size == splitter.offset:
+                continue
+            data = os.pread(tracked.fd, CHUNK, splitter.offset)
+            if not data:
+                continue
+            self._emit(tracked, splitter.feed(data))
+            if splitter.truncated:
+                self.metrics.truncated.inc(splitter.truncated)
+                splitter.truncated = 0
+            more = more or splitter.offset < size
+        self.metrics.paused.set(0)
+        return more
+
+    def _emit(self, tracked: _Tracked, lines: list[tuple[bytes, int]]) -> None:
+        if not lines:
+            return
+        key = tracked.key
+        assert key is not None
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+        path = tracked.path
+        append = self.records.append
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        size = 0
+        for line, end in lines:
+            message = line.decode("utf-8", "replace")
+            data = dumps(
+                {"time": now, "input": self.config.name, "file": path, "message": message},
+                option=newline,
+            )
+            append(data, key, end)
+            size += len(line) + 1
+        self.metrics.records.inc(len(lines))
+        self.metrics.bytes.inc(size)
+
+    def release_rotated(self, now: float) -> None:
+        """Close rotated files read to their end after ``rotate_wait``; their
+        checkpoint rows go once everything of them is delivered."""
+        for ident, tracked in list(self.files.items()):
+            if tracked.rotated_at is None or now - tracked.rotated_at < self.config.rotate_wait:
+                continue
+            splitter = tracked.splitter
+            try:
+                size = os.fstat(tracked.fd).st_size
+            except OSError:
+                size = 0
+            if splitter is not None and splitter.offset < size:
+                continue  # still lines to read
+            os.close(tracked.fd)
+            del self.files[ident]
+            if tracked.key is not None:
+                self.released.append(tracked.key)
+        waiting = []
+        for key in self.released:
+            if self.records.settled(key):
+                self.records.forget(key)
+                self.forgotten.append(key)
+            else:
+                waiting.append(key)
+        self.released = waiting
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            self.scan(loop.time())
+            self.first_scan = False
+            while self.read_pass() and not self.stopping:  # noqa: ASYNC110 - not polling:
+                await asyncio.sleep(0)  # each pass read data; let the outputs run between
+            self.release_rotated(loop.time())
+            if self.records.full:
+                self.space.clear()
+                try:
+                    async with asyncio.timeout(self.config.scan_interval):
+                        await self.space.wait()
+                except TimeoutError:
+                    pass
+                continue
+            await asyncio.sleep(self.config.scan_interval)
+
+    def close(self) -> None:
+        for tracked in self.files.values():
+            os.close(tracked.fd)
+        self.files.clear()
