@@ -73,8 +73,36 @@ def test_unknown_top_level_section() -> None:
 
 
 def test_unknown_key_inside_a_placeholder_section() -> None:
-    [(path, line, _)] = errors_of("logs:\n  inputs: []\n")
-    assert (path, line) == ("logs.inputs", 2)
+    [(path, line, _)] = errors_of("secrets:\n  vault: {}\n")
+    assert (path, line) == ("secrets.vault", 2)
+
+
+@pytest.mark.parametrize(
+    ("logs", "path", "hint"),
+    [
+        ("{inputs: [], outputs: [{name: o, type: stdout}]}", "logs.inputs", "at least 1"),
+        (
+            "{inputs: [{name: a, paths: [x]}], outputs: [{name: o, type: file}]}",
+            "logs.outputs[0]",
+            "set `path` exactly when `type` is `file`",
+        ),
+        (
+            "{inputs: [{name: a, paths: [x]}, {name: a, paths: [y]}], "
+            "outputs: [{name: o, type: stdout}]}",
+            "logs",
+            "input names must be distinct",
+        ),
+        (
+            "{inputs: [{name: a, paths: [x], read_from: middle}], "
+            "outputs: [{name: o, type: stdout}]}",
+            "logs.inputs[0].read_from",
+            "'head' or 'tail'",
+        ),
+    ],
+)
+def test_bad_logs_sections_are_refused_with_their_path(logs: str, path: str, hint: str) -> None:
+    errors = errors_of(f"logs: {logs}\n")
+    assert any(p == path and hint in message for p, _, message in errors), errors
 
 
 def test_wrong_type() -> None:
