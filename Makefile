@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: promtool (from prometheus) checks /metrics,
 # curl is the client the demo tour prints.
-SYSTEM_PACKAGES := prometheus curl
+SYSTEM_PACKAGES := prometheus curl openssl rsyslog
 
 .PHONY: demo test check docs system-deps bench-proxy clean
 

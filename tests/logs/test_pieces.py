@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pillion.logs.buffer import RecordLog
+from pillion.logs.buffer import Record, RecordLog
 from pillion.logs.identity import FINGERPRINT_BYTES, fingerprint
 from pillion.logs.lines import LineSplitter
+from pillion.logs.syslog import frame, header_field
 
 
 def test_lines_and_their_end_offsets() -> None:
@@ -44,11 +45,11 @@ def test_fingerprint_waits_for_a_first_line() -> None:
 
 
 def test_records_leave_when_every_output_has_them_and_checkpoints_follow() -> None:
-    log = RecordLog(["a", "b"], limit_bytes=100)
+    log = RecordLog(["a", "b"], limit_bytes=1000)
     key = (1, 2, "f")
     log.track(key, "/x.log", 0)
     for end in (10, 20, 30):
-        log.append(b"0123456789", key, end)
+        log.append(Record(b"0123456789", 0.0, "app", "/x.log", key, end))
     assert [r.seq for r in log.batch("a", 2, 1000)] == [1, 2]
     log.ack("a", 2)
     assert log.delivered_changes() == {}  # b has nothing yet
@@ -57,9 +58,19 @@ def test_records_leave_when_every_output_has_them_and_checkpoints_follow() -> No
     assert log.delivered_changes() == {key: ("/x.log", 10)}
     assert len(log.records) == 2
     assert [r.seq for r in log.batch("a", 10, 1000)] == [3]
-    assert [r.seq for r in log.batch("b", 10, 15)] == [2]  # bounded by bytes (one at least)
+    size = log.records[0].size
+    assert [r.seq for r in log.batch("b", 10, size + 1)] == [2]  # bounded by bytes
     log.ack("b", 3)
     log.ack("a", 3)
     assert log.delivered_changes() == {key: ("/x.log", 30)}
     assert log.bytes == 0
     assert log.settled(key)
+
+
+def test_syslog_frames_are_rfc5424_with_octet_counting() -> None:
+    framed = frame(b"hello\nworld", 0.5, facility=16, hostname=b"pod-1", app_name=b"app")
+    length, _, body = framed.partition(b" ")
+    assert int(length) == len(body)
+    assert body == b"<134>1 1970-01-01T00:00:00.500Z pod-1 app - - - hello\nworld"
+    assert header_field("my app", 48) == b"my_app"
+    assert header_field("", 48) == b"-"

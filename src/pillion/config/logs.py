@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pillion.config.types import Listen
 from pillion.config.units import Duration, Size
 
 __all__ = ["LogInputConfig", "LogOutputConfig", "LogsConfig"]
@@ -56,10 +57,26 @@ class LogOutputConfig(_Section):
     """Where records go; each output has its own cursor, retries and batches."""
 
     name: str = Field(pattern=_NAME, description="Name of the output in metrics.")
-    type: Literal["stdout", "file"] = Field(
-        description="`stdout` (JSON lines), or `file` (JSON lines appended to `path`)."
+    type: Literal["stdout", "file", "syslog"] = Field(
+        description="`stdout` (JSON lines), `file` (JSON lines appended to `path`), or "
+        "`syslog` (RFC 5424 over TCP with octet counting, to `address`)."
     )
     path: str | None = Field(None, description="The file, for `type: file`.")
+    address: Listen | None = Field(None, description="`host:port`, for `type: syslog`.")
+    facility: Literal[
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4", "local5",
+        "local6", "local7",
+    ] = Field("user", description="Syslog facility (severity is informational).")  # fmt: skip
+    app_name: str | None = Field(
+        None, description="Syslog APP-NAME. Default: the record's input name."
+    )
+    hostname: str | None = Field(
+        None, description="Syslog HOSTNAME. Default: `$HOSTNAME` (the pod's name)."
+    )
+    timeout: Duration = Field(
+        10.0, description="Longest connect or send before the batch is retried. Default 10s."
+    )
     batch_max_records: int = Field(512, ge=1, description="Most records per batch.")
     batch_max_bytes: Size = Field(1024 * 1024, description="Most bytes per batch.")
     batch_timeout: Duration = Field(
@@ -67,9 +84,11 @@ class LogOutputConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _path_for_files(self) -> LogOutputConfig:
+    def _destination(self) -> LogOutputConfig:
         if (self.type == "file") != (self.path is not None):
             raise ValueError("set `path` exactly when `type` is `file`")
+        if (self.type == "syslog") != (self.address is not None):
+            raise ValueError("set `address` exactly when `type` is `syslog`")
         return self
 
 

@@ -18,12 +18,22 @@ from pillion.logs.identity import FileKey
 __all__ = ["Record", "RecordLog"]
 
 
+_OVERHEAD = 96  # bytes a record costs beyond its message (object, fields)
+
+
 @dataclass(slots=True)
 class Record:
-    seq: int
-    data: bytes  # the rendered record, one JSON line with its newline
+    message: bytes  # the line, without its newline
+    time: float  # when it was read (Unix time)
+    input: str
+    path: str
     file: FileKey
     end: int  # offset in its file just after its line
+    seq: int = 0  # numbered by the log
+
+    @property
+    def size(self) -> int:
+        return len(self.message) + _OVERHEAD
 
 
 @dataclass
@@ -55,13 +65,12 @@ class RecordLog:
         else:
             progress.path = path
 
-    def append(self, data: bytes, key: FileKey, end: int) -> Record:
-        record = Record(self.next_seq, data, key, end)
+    def append(self, record: Record) -> None:
+        record.seq = self.next_seq
         self.next_seq += 1
         self.records.append(record)
-        self.bytes += len(data)
-        self.files[key].waiting.append((record.seq, end))
-        return record
+        self.bytes += record.size
+        self.files[record.file].waiting.append((record.seq, record.end))
 
     def batch(self, output: str, max_records: int, max_bytes: int) -> list[Record]:
         """The next records for ``output`` after what it acknowledged."""
@@ -73,10 +82,10 @@ class RecordLog:
         size = 0
         for index in range(max(start, 0), len(records)):
             record = records[index]
-            if batch and (len(batch) >= max_records or size + len(record.data) > max_bytes):
+            if batch and (len(batch) >= max_records or size + record.size > max_bytes):
                 break
             batch.append(record)
-            size += len(record.data)
+            size += record.size
         return batch
 
     def ack(self, output: str, seq: int) -> None:
@@ -85,7 +94,7 @@ class RecordLog:
         everyone = min(self.acked.values())
         records = self.records
         while records and records[0].seq <= everyone:
-            self.bytes -= len(records.popleft().data)
+            self.bytes -= records.popleft().size
         for progress in self.files.values():
             waiting = progress.waiting
             while waiting and waiting[0][0] <= everyone:

@@ -65,7 +65,7 @@ class LogsComponent(Component):
         for output in self.config.outputs:
             sink = sink_for(output)
             try:
-                sink.open()
+                await sink.open()
             except OSError as exc:
                 raise ComponentStartError(
                     "logs", f"output {output.name!r}: cannot open {output.path}: {exc.strerror}"
@@ -151,6 +151,6 @@ class LogsComponent(Component):
         for tailer in self.tailers:
             tailer.close()
         for worker in self.outputs:
-            worker.sink.close()
+            await worker.sink.close()
         self.checkpoints.close()
         self._started = False

@@ -5,14 +5,20 @@ exponential backoff, no limit), so a record is never skipped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import logging
 import os
 import random
+import socket
 from collections.abc import Callable
+
+import orjson
 
 from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Record, RecordLog
 from pillion.logs.metrics import OutputMetrics
+from pillion.logs.syslog import FACILITIES, frame, header_field
 
 __all__ = ["OutputWorker", "Sink", "sink_for"]
 
@@ -22,23 +28,49 @@ _BACKOFF_BASE, _BACKOFF_CAP = 0.1, 30.0
 
 
 class Sink:
-    """Where an output writes; ``write`` returns once the batch is safe there."""
+    """Where an output writes; ``send`` returns once the batch is handed over
+    (``OSError``: not, retry it)."""
 
-    def open(self) -> None:
+    async def open(self) -> None:
         """Open what is needed; ``OSError`` stops the start."""
 
-    def write(self, data: bytes) -> None:
+    async def send(self, batch: list[Record]) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
+def json_lines(batch: list[Record]) -> bytes:
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join(
+        dumps(
+            {
+                "time": _iso(record.time),
+                "input": record.input,
+                "file": record.path,
+                "message": record.message.decode("utf-8", "replace"),
+            },
+            option=newline,
+        )
+        for record in batch
+    )
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class StdoutSink(Sink):
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(1, view) :]
+    async def send(self, batch: list[Record]) -> None:
+        await asyncio.to_thread(_write_all, 1, json_lines(batch))
 
 
 class FileSink(Sink):
@@ -48,25 +80,86 @@ class FileSink(Sink):
         self.path = path
         self.fd = -1
 
-    def open(self) -> None:
+    async def open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+    async def send(self, batch: list[Record]) -> None:
+        await asyncio.to_thread(self._write, json_lines(batch))
+
+    def _write(self, data: bytes) -> None:
+        _write_all(self.fd, data)
         os.fsync(self.fd)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class SyslogSink(Sink):
+    """RFC 5424 over TCP with octet counting, one connection kept open; a batch
+    counts as delivered once written and drained into the socket (plain syslog
+    has no acknowledgement: lines in flight when the receiver crashes are lost)."""
+
+    def __init__(self, config: LogOutputConfig) -> None:
+        assert config.address is not None
+        self.address = config.address
+        self.facility = FACILITIES[config.facility]
+        self.hostname = header_field(
+            config.hostname or os.environ.get("HOSTNAME") or socket.gethostname(), 255
+        )
+        self.app_name = header_field(config.app_name, 48) if config.app_name else None
+        self.timeout = config.timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _connected(self) -> asyncio.StreamWriter:
+        # A receiver that closed (a restart) sent FIN: writing there would "succeed"
+        # into the void, so a connection with EOF pending is replaced first.
+        if self._reader is not None and self._reader.at_eof():
+            await self.close()
+        if self._writer is None or self._writer.is_closing():
+            host, port = self.address
+            async with asyncio.timeout(self.timeout):
+                self._reader, self._writer = await asyncio.open_connection(host, port)
+        return self._writer
+
+    async def send(self, batch: list[Record]) -> None:
+        data = b"".join(
+            frame(
+                record.message,
+                record.time,
+                facility=self.facility,
+                hostname=self.hostname,
+                app_name=self.app_name or header_field(record.input, 48),
+            )
+            for record in batch
+        )
+        try:
+            writer = await self._connected()
+            writer.write(data)
+            async with asyncio.timeout(self.timeout):
+                await writer.drain()
+        except (OSError, TimeoutError) as exc:
+            await self.close()
+            raise OSError(f"syslog {self.address}: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        self._reader = None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
 
 def sink_for(config: LogOutputConfig) -> Sink:
     if config.type == "file":
         assert config.path is not None
         return FileSink(config.path)
+    if config.type == "syslog":
+        return SyslogSink(config)
     return StdoutSink()
 
 
@@ -118,11 +211,10 @@ class OutputWorker:
             self.on_ack()
 
     async def _deliver(self, batch: list[Record]) -> None:
-        data = b"".join(record.data for record in batch)
         attempt = 0
         while True:
             try:
-                await asyncio.to_thread(self.sink.write, data)
+                await self.sink.send(batch)
                 return
             except OSError as exc:
                 self.metrics.errors.inc()

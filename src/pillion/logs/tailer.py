@@ -16,17 +16,15 @@ wait in the files).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import fnmatch
 import glob
 import logging
 import os
+import time
 from dataclasses import dataclass
 
-import orjson
-
 from pillion.config.logs import LogInputConfig
-from pillion.logs.buffer import RecordLog
+from pillion.logs.buffer import Record, RecordLog
 from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
 from pillion.logs.metrics import InputMetrics
@@ -173,18 +171,11 @@ class Tailer:
             return
         key = tracked.key
         assert key is not None
-        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
-        path = tracked.path
-        append = self.records.append
-        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        now = time.time()
+        path, name, append = tracked.path, self.config.name, self.records.append
         size = 0
         for line, end in lines:
-            message = line.decode("utf-8", "replace")
-            data = dumps(
-                {"time": now, "input": self.config.name, "file": path, "message": message},
-                option=newline,
-            )
-            append(data, key, end)
+            append(Record(line, now, name, path, key, end))
             size += len(line) + 1
         self.metrics.records.inc(len(lines))
         self.metrics.bytes.inc(size)

@@ -1,0 +1,42 @@
+"""RFC 5424 syslog messages with RFC 6587 octet-counting framing. No I/O.
+
+``<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG``, framed
+as ``MSG-LEN SP SYSLOG-MSG``, so a message may hold any byte, newlines included.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+__all__ = ["FACILITIES", "frame", "header_field"]
+
+FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+    "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+_INFO = 6
+_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
+
+
+def header_field(value: str, limit: int) -> bytes:
+    """A header field: printable US-ASCII without spaces, at most ``limit`` long,
+    ``-`` when empty (RFC 5424 §6.2)."""
+    cleaned = _PRINTUSASCII.sub("_", value)[:limit]
+    return cleaned.encode("ascii") if cleaned else b"-"
+
+
+def timestamp(epoch: float) -> bytes:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
+
+
+def frame(
+    message: bytes, epoch: float, *, facility: int, hostname: bytes, app_name: bytes
+) -> bytes:
+    """One framed message at severity informational."""
+    pri = facility * 8 + _INFO
+    body = b"<%d>1 %s %s %s - - - %s" % (pri, timestamp(epoch), hostname, app_name, message)
+    return b"%d %s" % (len(body), body)

@@ -1,0 +1,150 @@
+"""The syslog output against a real rsyslog (imtcp, octet counting), including
+rsyslog going away while lines keep coming: the buffer fills, the input pauses,
+and everything arrives once rsyslog is back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+
+
+@dataclass
+class Rsyslog:
+    directory: Path
+    port: int
+    out: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+        assert os.path.exists(rsyslogd), "rsyslog comes from Debian; `make test` installs it"
+        config = self.directory / "rsyslog.conf"
+        config.write_text(f"""
+global(workDirectory="{self.directory}")
+module(load="imtcp")
+input(type="imtcp" port="{self.port}" address="127.0.0.1")
+template(name="fields" type="string" string="%app-name% %hostname% %msg%\\n")
+*.* action(type="omfile" file="{self.out}" template="fields")
+""")
+        self.proc = subprocess.Popen(
+            [rsyslogd, "-n", "-f", str(config), "-i", str(self.directory / "rsyslog.pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self._listening)
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def messages(self) -> Counter[str]:
+        if not self.out.exists():
+            return Counter()
+        found: Counter[str] = Counter()
+        for line in self.out.read_text().splitlines():
+            app, host, message = line.split(" ", 2)
+            assert (app, host) == ("web", "pod-7")
+            found[message] += 1
+        return found
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    directory = tmp_path / "rsyslog"
+    directory.mkdir()
+    server = Rsyslog(directory, free_port(), directory / "received.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pillion(tmp_path: Path, rsyslog: Rsyslog) -> Iterator[PillionProcess]:
+    admin, status = free_port(), free_port()
+    (tmp_path / "logs").mkdir()
+    config = write_config(
+        tmp_path,
+        f"""
+admin: {{listen: 127.0.0.1:{admin}}}
+status: {{listen: 127.0.0.1:{status}}}
+logs:
+  checkpoints: {tmp_path}/logs.db
+  memory_buffer: 64KiB
+  inputs:
+    - {{name: web, paths: ["{tmp_path}/logs/*.log"], scan_interval: 50ms}}
+  outputs:
+    - name: central
+      type: syslog
+      address: 127.0.0.1:{rsyslog.port}
+      hostname: pod-7
+      timeout: 1s
+      batch_timeout: 20ms
+""",
+    )
+    process = PillionProcess(config, admin, status).start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def lines(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{n:06d}" for n in range(count)]
+
+
+def test_lines_reach_rsyslog_once(
+    tmp_path: Path, rsyslog: Rsyslog, pillion: PillionProcess
+) -> None:
+    expected = lines("s", 5000)
+    (tmp_path / "logs" / "web.log").write_text("".join(f"{m}\n" for m in expected))
+    wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=30)
+    assert set(rsyslog.messages().values()) == {1}
+
+
+def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
+    tmp_path: Path, rsyslog: Rsyslog, pillion: PillionProcess
+) -> None:
+    log = tmp_path / "logs" / "web.log"
+    log.write_text("first\n")
+    wait_until(lambda: "first" in rsyslog.messages())
+    rsyslog.stop()
+    expected = lines("d", 20_000)  # about 2 MiB with overhead: 30 times the buffer
+    with log.open("a") as file:
+        file.write("".join(f"{m}\n" for m in expected))
+
+    def metrics() -> bytes:
+        return http("GET", f"{pillion.status_url}/metrics")[2]
+
+    wait_until(lambda: metric_value(metrics(), 'pillion_logs_input_paused{input="web"}') == 1.0)
+    held = metric_value(metrics(), 'pillion_logs_buffer_bytes{tier="memory"}')
+    assert held is not None
+    assert held <= 64 * 1024 + 64 * 1024  # the limit, plus at most one chunk read past it
+    errors = 'pillion_logs_output_errors_total{output="central"}'
+    wait_until(lambda: (metric_value(metrics(), errors) or 0) >= 2)  # retried, not dropped
+    time.sleep(1)  # down a while
+    rsyslog.start()
+    wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
+    assert metric_value(metrics(), 'pillion_logs_input_paused{input="web"}') == 0.0
