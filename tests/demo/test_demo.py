@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 
 def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_path: Path) -> None:
@@ -70,6 +70,13 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                 assert identity == "spiffe://cluster.local/ns/demo/sa/client"
 
         assert (tmp_path / "logs" / "app.log").read_text().count('"msg": "request"') >= 2
+        # the app's log file reached the log output, line for line
+        app_lines = (tmp_path / "logs" / "app.log").read_text().splitlines()
+        shipped = tmp_path / "shipped.jsonl"
+        wait_until(lambda: shipped.exists() and len(shipped.read_text().splitlines()) >= 2)
+        first = json.loads(shipped.read_text().splitlines()[0])
+        assert first["input"] == "demo-app"
+        assert first["message"] == app_lines[0]
         metrics = subprocess.run(
             ["curl", "-s", f"http://127.0.0.1:{ports['--status-port']}/metrics"],
             capture_output=True, text=True, check=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -190,3 +191,36 @@ def test_a_corrupted_checkpoint_database_is_set_aside(shipper: Shipper) -> None:
         "checkpoint database unreadable; moved aside, starting over (files are read again "
         "from their start: duplicates, not losses)"
     )
+
+
+def test_sighup_to_a_new_destination_loses_nothing(shipper: Shipper) -> None:
+    app = shipper.logs / "app.log"
+    process = shipper.start()
+    stop = threading.Event()
+    written: list[str] = []
+
+    def keep_writing() -> None:
+        n = 0
+        while not stop.is_set():
+            ids = [f"w-{n + i:07d}" for i in range(50)]
+            write(app, ids)
+            written.extend(ids)
+            n += 50
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        moved = shipper.directory / "moved.jsonl"
+        process.config.write_text(process.config.read_text().replace(str(shipper.out), str(moved)))
+        process.signal(signal.SIGHUP)
+        process.wait_for_log("config reloaded")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        writer.join()
+    before, shipper.out = shipper.ids(), moved
+    after = shipper.wait_for(set(written) - set(before), timeout=30)
+    assert set(before) | set(after) >= set(written)  # every line, in one file or the other
+    assert written[-1] in after  # the new destination has what came after the reload

@@ -215,6 +215,7 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     )
     print(f"  the app's log file: {root / 'logs' / 'app.log'}")
     print(f"  the proxy's access log: {root / 'access.log'}")
+    print(f"  the app's log lines, shipped by Pillion: tail -f {root / 'shipped.jsonl'}")
     print("\nCtrl-C stops the pod.\n", flush=True)
 
 
