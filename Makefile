@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # curl is the client the demo tour prints.
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog
 
-.PHONY: demo test check docs system-deps bench-proxy clean
+.PHONY: demo test check docs system-deps bench-proxy bench-logs clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -37,6 +37,11 @@ BENCH_PACKAGES := nginx haproxy wrk hey
 bench-proxy: $(VENV)/.installed
 	@scripts/install-system-packages.sh $(BENCH_PACKAGES)
 	$(BIN)/python bench/proxy_bench.py $(ARGS)
+
+# Compare Pillion's log shipping with rsyslog, file -> TCP syslog (see bench/README.md).
+bench-logs: $(VENV)/.installed
+	@scripts/install-system-packages.sh rsyslog
+	$(BIN)/python bench/logs_bench.py $(ARGS)
 
 $(BIN)/python:
 	@scripts/make-venv.sh $(PYTHON) $(VENV)
