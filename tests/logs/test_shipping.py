@@ -224,3 +224,36 @@ def test_sighup_to_a_new_destination_loses_nothing(shipper: Shipper) -> None:
     after = shipper.wait_for(set(written) - set(before), timeout=30)
     assert set(before) | set(after) >= set(written)  # every line, in one file or the other
     assert written[-1] in after  # the new destination has what came after the reload
+
+
+def test_truncation_while_stopped_reads_the_new_content(shipper: Shipper) -> None:
+    app = shipper.logs / "app.log"
+    write(app, batch("long-before", 500))
+    process = shipper.start()
+    shipper.wait_for(set(batch("long-before", 500)))
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.wait_exit() == 0
+    os.truncate(app, 0)
+    write(app, batch("short", 20))  # far shorter than the checkpoint's offset
+    shipper.start()
+    found = shipper.wait_for(set(batch("short", 20)))
+    assert set(found.values()) == {1}
+
+
+def test_a_file_reusing_an_inode_is_read_as_new(shipper: Shipper) -> None:
+    """Delete a file and create another: the file system may give it the same
+    inode; its different first line makes it a new file, read from its start."""
+    app = shipper.logs / "app.log"
+    write(app, batch("first-file", 300))
+    process = shipper.start()
+    shipper.wait_for(set(batch("first-file", 300)))
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.wait_exit() == 0
+    inode = app.stat().st_ino
+    app.unlink()
+    # longer than the first: resuming at the old offset would skip its first 300 lines
+    write(app, batch("second-file", 600))
+    reused = app.stat().st_ino == inode
+    shipper.start()
+    found = shipper.wait_for(set(batch("second-file", 600)))
+    assert set(found.values()) == {1}, f"inode reused: {reused}"

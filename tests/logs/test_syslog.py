@@ -148,3 +148,25 @@ def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
     rsyslog.start()
     wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
     assert metric_value(metrics(), 'pillion_logs_input_paused{input="web"}') == 0.0
+
+
+def test_rotation_twice_while_the_output_is_down_loses_nothing(
+    tmp_path: Path, rsyslog: Rsyslog, pillion: PillionProcess
+) -> None:
+    logs = tmp_path / "logs"
+    log = logs / "web.log"
+    log.write_text("hello\n")
+    wait_until(lambda: "hello" in rsyslog.messages())
+    rsyslog.stop()
+    expected: list[str] = []
+    for generation in range(3):
+        batch = lines(f"g{generation}", 5000)
+        expected += batch
+        with log.open("a") as file:
+            file.write("".join(f"{m}\n" for m in batch))
+        if generation < 2:  # rename rotation, twice, while nothing can be delivered
+            time.sleep(0.5)  # the file lives a while under its name (scans: every 50ms)
+            os.rename(log, logs / f"web.log.{generation + 1}.old")
+    time.sleep(1.5)  # well past rotate_wait (5s default is longer; files still unread)
+    rsyslog.start()
+    wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)

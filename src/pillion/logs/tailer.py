@@ -191,8 +191,8 @@ class Tailer:
                 size = os.fstat(tracked.fd).st_size
             except OSError:
                 size = 0
-            if splitter is not None and splitter.offset < size:
-                continue  # still lines to read
+            if (splitter.offset if splitter is not None else 0) < size:
+                continue  # still lines to read (or not begun: paused, or no first line)
             os.close(tracked.fd)
             del self.files[ident]
             if tracked.key is not None:
