@@ -70,6 +70,14 @@ logs:
       rotate_wait: 1s
       scan_interval: 50ms
       max_line_size: 1KiB
+    - name: pods
+      paths: ["{logs}/pods/**/*.log"]
+      format: cri
+      scan_interval: 50ms
+    - name: java
+      paths: ["{logs}/java/*.log"]
+      multiline: {{preset: java, flush_timeout: 200ms}}
+      scan_interval: 50ms
   outputs:
     - {{name: archive, type: file, path: {out}, batch_timeout: 20ms}}
 """)
@@ -257,3 +265,45 @@ def test_a_file_reusing_an_inode_is_read_as_new(shipper: Shipper) -> None:
     shipper.start()
     found = shipper.wait_for(set(batch("second-file", 600)))
     assert set(found.values()) == {1}, f"inode reused: {reused}"
+
+
+def records_of(shipper: Shipper, name: str) -> list[dict[str, str]]:
+    if not shipper.out.exists():
+        return []
+    found = [json.loads(line) for line in shipper.out.read_bytes().splitlines()]
+    return [r for r in found if r["input"] == name]
+
+
+def test_cri_container_logs_with_partials_over_16_kib(shipper: Shipper) -> None:
+    container = shipper.logs / "pods" / "shop_web-7_uid" / "web"
+    container.mkdir(parents=True)
+    big = "b" * 40_000
+    parts = [big[i : i + 16384] for i in range(0, len(big), 16384)]
+    text = "".join(f"2026-11-24T10:00:00.{n:09d}Z stdout P {p}\n" for n, p in enumerate(parts))
+    text += "2026-11-24T10:00:01.000000000Z stdout F !\n"
+    text += "2026-11-24T10:00:02.000000000Z stderr F a warning\n"
+    (container / "0.log").write_text(text)
+    shipper.start()
+    wait_until(lambda: len(records_of(shipper, "pods")) == 2)
+    first, second = records_of(shipper, "pods")
+    assert (first["message"], first["stream"]) == (big + "!", "stdout")
+    assert first["time"] == "2026-11-24T10:00:00.000000000Z"
+    assert (second["message"], second["stream"]) == ("a warning", "stderr")
+
+
+def test_a_java_stack_trace_is_one_record(shipper: Shipper) -> None:
+    (shipper.logs / "java").mkdir()
+    trace = (
+        "2026-11-24 10:00:00 ERROR checkout failed\n"
+        'Exception in thread "main" java.lang.IllegalStateException: boom\n'
+        "\tat com.shop.Cart.add(Cart.java:42)\n"
+        "Caused by: java.io.IOException: disk\n"
+        "\t... 12 more\n"
+    )
+    (shipper.logs / "java" / "app.log").write_text(trace)
+    shipper.start()  # the last record goes out after flush_timeout: nothing follows it
+    wait_until(lambda: len(records_of(shipper, "java")) == 2)
+    first, second = records_of(shipper, "java")
+    assert first["message"] == "2026-11-24 10:00:00 ERROR checkout failed"
+    assert second["message"].startswith('Exception in thread "main"')
+    assert second["message"].endswith("\t... 12 more")

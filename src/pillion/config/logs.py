@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,13 +10,38 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pillion.config.types import Listen
 from pillion.config.units import Duration, Size
 
-__all__ = ["LogInputConfig", "LogOutputConfig", "LogsConfig"]
+__all__ = ["LogInputConfig", "LogOutputConfig", "LogsConfig", "MultilineConfig"]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MultilineConfig(_Section):
+    """Joining lines into one record (stack traces): a record starts at a line matching
+    `start` (or a preset's pattern); the lines that do not are appended to it."""
+
+    start: str | None = Field(None, description="Regex of a record's first line.")
+    preset: Literal["java", "python", "go"] | None = Field(
+        None,
+        description="Built-in start pattern for Java stack traces, Python tracebacks or Go panics.",
+    )
+    flush_timeout: Duration = Field(
+        1.0, description="A record with no new line for this long is sent. Default 1s."
+    )
+
+    @model_validator(mode="after")
+    def _one_pattern(self) -> MultilineConfig:
+        if (self.start is None) == (self.preset is None):
+            raise ValueError("set one of start and preset")
+        if self.start is not None:
+            try:
+                re.compile(self.start)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+        return self
 
 
 class LogInputConfig(_Section):
@@ -29,6 +55,14 @@ class LogInputConfig(_Section):
     )
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns of files to leave out (e.g. `*.gz`)."
+    )
+    format: Literal["plain", "cri"] = Field(
+        "plain",
+        description="`plain` lines, or the Kubernetes CRI format (`<time> <stream> <P|F> "
+        "<log>`: partial lines joined per stream; time and stream kept).",
+    )
+    multiline: MultilineConfig | None = Field(
+        None, description="Join continuation lines into one record. Default: none."
     )
     read_from: Literal["head", "tail"] = Field(
         "head",

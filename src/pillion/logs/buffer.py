@@ -29,6 +29,8 @@ class Record:
     path: str
     file: FileKey
     end: int  # offset in its file just after its line
+    stream: str | None = None  # CRI: stdout or stderr
+    source_time: str | None = None  # CRI: the runtime's timestamp of the line
     seq: int = 0  # numbered by the log
 
     @property

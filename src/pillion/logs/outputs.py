@@ -43,18 +43,18 @@ class Sink:
 
 def json_lines(batch: list[Record]) -> bytes:
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    return b"".join(
-        dumps(
-            {
-                "time": _iso(record.time),
-                "input": record.input,
-                "file": record.path,
-                "message": record.message.decode("utf-8", "replace"),
-            },
-            option=newline,
-        )
-        for record in batch
-    )
+    lines = []
+    for record in batch:
+        document = {
+            "time": record.source_time or _iso(record.time),
+            "input": record.input,
+            "file": record.path,
+            "message": record.message.decode("utf-8", "replace"),
+        }
+        if record.stream is not None:
+            document["stream"] = record.stream
+        lines.append(dumps(document, option=newline))
+    return b"".join(lines)
 
 
 def _iso(epoch: float) -> str:

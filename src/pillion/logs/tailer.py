@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pillion.config.logs import LogInputConfig
 from pillion.logs.buffer import Record, RecordLog
+from pillion.logs.framing import PRESETS, Framed, Framer
 from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
 from pillion.logs.metrics import InputMetrics
@@ -44,6 +45,7 @@ class _Tracked:
     inode: int
     key: FileKey | None = None
     splitter: LineSplitter | None = None
+    framer: Framer | None = None
     rotated_at: float | None = None  # when its path stopped naming it
 
 
@@ -126,8 +128,30 @@ class Tailer:
             start = 0
         tracked.key = key
         tracked.splitter = LineSplitter(self.config.max_line_size, start)
+        tracked.framer = self._framer()
         self.records.track(key, tracked.path, start)
         return True
+
+    def _framer(self) -> Framer | None:
+        config = self.config
+        multiline = config.multiline
+        if config.format == "plain" and multiline is None:
+            return None
+        start = None
+        if multiline is not None:
+            start = multiline.start or PRESETS[multiline.preset or ""]
+        return Framer(
+            cri=config.format == "cri",
+            start=start,
+            flush_timeout=multiline.flush_timeout if multiline else 1.0,
+            max_size=config.max_line_size,
+        )
+
+    def flush_quiet(self, now: float) -> None:
+        """Send multiline records that saw no new line for their flush timeout."""
+        for tracked in self.files.values():
+            if tracked.framer is not None and tracked.key is not None:
+                self._emit_framed(tracked, tracked.framer.flush(now))
 
     def read_pass(self) -> bool:
         """Read one chunk from each file with new data; True if any has more."""
@@ -150,7 +174,7 @@ class Tailer:
                                                       "path": tracked.path})  # fmt: skip
                 self.metrics.rotated.inc()
                 self.released.append(tracked.key)
-                tracked.key, tracked.splitter = None, None
+                tracked.key, tracked.splitter, tracked.framer = None, None, None
                 more = True
                 continue
             if size == splitter.offset:
@@ -158,7 +182,11 @@ class Tailer:
             data = os.pread(tracked.fd, CHUNK, splitter.offset)
             if not data:
                 continue
-            self._emit(tracked, splitter.feed(data))
+            lines = splitter.feed(data)
+            if tracked.framer is None:
+                self._emit(tracked, lines)
+            else:
+                self._emit_framed(tracked, tracked.framer.feed(lines, time.monotonic()))
             if splitter.truncated:
                 self.metrics.truncated.inc(splitter.truncated)
                 splitter.truncated = 0
@@ -180,6 +208,21 @@ class Tailer:
         self.metrics.records.inc(len(lines))
         self.metrics.bytes.inc(size)
 
+    def _emit_framed(self, tracked: _Tracked, framed: list[Framed]) -> None:
+        if not framed:
+            return
+        key = tracked.key
+        assert key is not None
+        now = time.time()
+        path, name, append = tracked.path, self.config.name, self.records.append
+        size = 0
+        for record in framed:
+            append(Record(record.message, now, name, path, key, record.end,
+                          record.stream, record.time))  # fmt: skip
+            size += len(record.message) + 1
+        self.metrics.records.inc(len(framed))
+        self.metrics.bytes.inc(size)
+
     def release_rotated(self, now: float) -> None:
         """Close rotated files read to their end after ``rotate_wait``; their
         checkpoint rows go once everything of them is delivered."""
@@ -193,6 +236,8 @@ class Tailer:
                 size = 0
             if (splitter.offset if splitter is not None else 0) < size:
                 continue  # still lines to read (or not begun: paused, or no first line)
+            if tracked.framer is not None and tracked.key is not None:
+                self._emit_framed(tracked, tracked.framer.flush(now, everything=True))
             os.close(tracked.fd)
             del self.files[ident]
             if tracked.key is not None:
@@ -213,6 +258,7 @@ class Tailer:
             self.first_scan = False
             while self.read_pass() and not self.stopping:  # noqa: ASYNC110 - not polling:
                 await asyncio.sleep(0)  # each pass read data; let the outputs run between
+            self.flush_quiet(time.monotonic())
             self.release_rotated(loop.time())
             if self.records.full:
                 self.space.clear()

@@ -1,0 +1,150 @@
+"""From lines to records: the Kubernetes CRI format and multiline joining. No I/O.
+
+A ``Framer`` takes a file's lines, each with the offset just after it, and
+gives records, each with the offset just after its last line, so a checkpoint
+never passes a line whose record is not out yet: lines held for joining are
+read again after a restart.
+
+* **CRI** (``<time> <stream> <P|F> <log>``, as containerd and CRI-O write
+  container logs): ``P`` parts are joined with the following parts of the same
+  stream until its ``F`` line; the record's message is the joined log, and the
+  CRI time and stream are kept.
+* **Multiline**: a record starts at a line matching ``start``; the lines that
+  do not are appended to it (a stack trace). A record is out when the next one
+  starts, or after ``flush_timeout`` without a new line. Presets: ``java``,
+  ``python``, ``go``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["PRESETS", "Framed", "Framer"]
+
+PRESETS = {
+    # a record starts with a non-blank first character, except the lines of a trace
+    "java": r"^(?!\s|Caused by:|\.\.\. \d+ more|Suppressed:)",
+    # a traceback's lines are indented, then ends with the exception line: a record
+    # starts at anything that is not indented and not the traceback's own lines
+    "python": r"^(?!\s|$|Traceback \(most recent call last\):|During handling of the above"
+    r"|The above exception was the direct cause|\w+(\.\w+)*(Error|Exception|Exit|Interrupt"
+    r"|Warning)\b)",
+    # goroutine dumps: a panic starts a record; its goroutine blocks and frames follow
+    "go": r"^(?!\s|goroutine \d+ \[|created by |\S+\(.*\)$|\S+\.go:\d+|$|\[signal |exit status )",
+}  # fmt: skip
+
+
+@dataclass(slots=True)
+class Framed:
+    message: bytes
+    end: int  # offset just after the record's last line
+    stream: str | None = None  # CRI: stdout or stderr
+    time: str | None = None  # CRI: the runtime's timestamp
+
+
+@dataclass(slots=True)
+class _Pending:
+    parts: list[bytes]
+    end: int
+    size: int
+    since: float
+    stream: str | None = None
+    time: str | None = None
+
+
+class Framer:
+    """One file's framing state."""
+
+    def __init__(
+        self,
+        *,
+        cri: bool = False,
+        start: str | None = None,
+        flush_timeout: float = 1.0,
+        max_size: int = 256 * 1024,
+    ) -> None:
+        self.cri = cri
+        self.start = re.compile(start.encode()) if start else None
+        self.flush_timeout = flush_timeout
+        self.max_size = max_size
+        self.malformed = 0  # CRI lines that were not CRI (passed on as they are)
+        self._partial: dict[str, _Pending] = {}  # CRI: per stream
+        self._multi: _Pending | None = None
+
+    def feed(self, lines: list[tuple[bytes, int]], now: float) -> list[Framed]:
+        out: list[Framed] = []
+        for line, end in lines:
+            if self.cri:
+                framed = self._cri(line, end, now)
+                if framed is None:
+                    continue
+            else:
+                framed = Framed(line, end)
+            if self.start is None:
+                out.append(framed)
+            else:
+                self._join(framed, now, out)
+        return out
+
+    def _cri(self, line: bytes, end: int, now: float) -> Framed | None:
+        fields = line.split(b" ", 3)
+        if (
+            len(fields) < 3
+            or fields[1] not in (b"stdout", b"stderr")
+            or fields[2]
+            not in (
+                b"P",
+                b"F",
+            )
+        ):
+            self.malformed += 1
+            return Framed(line, end)
+        time, stream, tag = fields[0].decode(), fields[1].decode(), fields[2]
+        log = fields[3] if len(fields) == 4 else b""
+        pending = self._partial.get(stream)
+        if tag == b"P":
+            if pending is None:
+                self._partial[stream] = _Pending([log], end, len(log), now, stream, time)
+            elif pending.size < self.max_size:
+                pending.parts.append(log)
+                pending.size += len(log)
+                pending.end = end
+            else:
+                pending.end = end  # over the cap: the rest of this record is dropped
+            return None
+        if pending is not None:
+            del self._partial[stream]
+            if pending.size < self.max_size:
+                pending.parts.append(log)
+            message = b"".join(pending.parts)[: self.max_size]
+            return Framed(message, end, stream, pending.time)
+        return Framed(log, end, stream, time)
+
+    def _join(self, framed: Framed, now: float, out: list[Framed]) -> None:
+        assert self.start is not None
+        multi = self._multi
+        if multi is None or self.start.search(framed.message):
+            if multi is not None:
+                out.append(self._take())
+            self._multi = _Pending([framed.message], framed.end, len(framed.message), now,
+                                   framed.stream, framed.time)  # fmt: skip
+            return
+        if multi.size < self.max_size:
+            multi.parts.append(framed.message)
+            multi.size += len(framed.message) + 1
+        multi.end = framed.end
+        multi.since = now  # quiet time counts from its last line
+
+    def _take(self) -> Framed:
+        multi, self._multi = self._multi, None
+        assert multi is not None
+        message = b"\n".join(multi.parts)[: self.max_size]
+        return Framed(message, multi.end, multi.stream, multi.time)
+
+    def flush(self, now: float, *, everything: bool = False) -> list[Framed]:
+        """A multiline record quiet for ``flush_timeout`` (or any, ``everything``)."""
+        multi = self._multi
+        if multi is not None and (everything or now - multi.since >= self.flush_timeout):
+            return [self._take()]
+        return []

@@ -1,0 +1,101 @@
+"""CRI and multiline framing: records, and the offsets checkpoints may advance to."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pillion.logs.framing import PRESETS, Framer
+
+
+def offsets(lines: list[bytes]) -> list[tuple[bytes, int]]:
+    out, end = [], 0
+    for line in lines:
+        end += len(line) + 1
+        out.append((line, end))
+    return out
+
+
+def test_cri_partials_are_joined_per_stream() -> None:
+    big = b"a" * 16384
+    lines = offsets([
+        b"2026-11-24T10:00:00.000000001Z stdout P " + big,
+        b"2026-11-24T10:00:00.000000002Z stderr F an error in between",
+        b"2026-11-24T10:00:00.000000003Z stdout P " + big,
+        b"2026-11-24T10:00:00.000000004Z stdout F end",
+    ])  # fmt: skip
+    framed = Framer(cri=True, max_size=1 << 20).feed(lines, 0.0)
+    assert [(f.stream, f.message[-3:], f.end) for f in framed] == [
+        ("stderr", b"een", lines[1][1]),
+        ("stdout", b"end", lines[3][1]),  # ends with its last part: the checkpoint waits
+    ]
+    assert framed[1].message == big + big + b"end"
+    assert framed[1].time == "2026-11-24T10:00:00.000000001Z"  # the record's first part
+
+
+def test_cri_keeps_a_malformed_line_and_caps_a_record() -> None:
+    framer = Framer(cri=True, max_size=10)
+    lines = offsets([b"not cri at all", b"t stdout P 0123456789", b"t stdout F more"])
+    framed = framer.feed(lines, 0.0)
+    assert [f.message for f in framed] == [b"not cri at all", b"0123456789"]
+    assert framer.malformed == 1
+
+
+JAVA = [
+    b"2026-11-24 10:00:00 ERROR request failed",
+    b'Exception in thread "main" java.lang.IllegalStateException: boom',
+    b"\tat com.shop.Cart.add(Cart.java:42)",
+    b"Caused by: java.io.IOException: disk",
+    b"\t... 12 more",
+    b"2026-11-24 10:00:01 INFO next request",
+]
+PYTHON = [
+    b"2026-11-24 10:00:00,000 ERROR app: handler crashed",
+    b"Traceback (most recent call last):",
+    b'  File "/app/main.py", line 10, in handle',
+    b"    return cart[item]",
+    b"KeyError: 'shoes'",
+    b"",
+    b"During handling of the above exception, another exception occurred:",
+    b"ValueError: bad item",
+    b"2026-11-24 10:00:01,000 INFO app: next",
+]
+GO = [
+    b"panic: runtime error: index out of range [5] with length 3",
+    b"",
+    b"goroutine 1 [running]:",
+    b"main.main()",
+    b"\t/app/main.go:8 +0x1d",
+    b"exit status 2",
+    b"2026/11/24 10:00:01 server started",
+]
+
+
+@pytest.mark.parametrize(
+    ("preset", "lines", "records"),
+    [("java", JAVA, [0, 1, 5]), ("python", PYTHON, [0, 8]), ("go", GO, [0, 6])],
+)
+def test_presets_keep_a_trace_in_one_record(
+    preset: str, lines: list[bytes], records: list[int]
+) -> None:
+    framer = Framer(start=PRESETS[preset])
+    framed = framer.feed(offsets(lines), 0.0) + framer.flush(0.0, everything=True)
+    firsts = [f.message.split(b"\n")[0] for f in framed]
+    assert firsts == [lines[i] for i in records]
+    assert b"\n".join(lines) == b"\n".join(f.message for f in framed)
+
+
+def test_a_multiline_record_waits_for_the_next_start_or_the_timeout() -> None:
+    framer = Framer(start=r"^\S", flush_timeout=1.0)
+    lines = offsets([b"first", b"  more", b"second", b"  tail"])
+    framed = framer.feed(lines, 10.0)
+    assert [(f.message, f.end) for f in framed] == [(b"first\n  more", lines[1][1])]
+    assert framer.flush(10.5) == []  # quiet for less than the timeout
+    [late] = framer.flush(11.0)
+    assert (late.message, late.end) == (b"second\n  tail", lines[3][1])
+
+
+def test_presets_compile() -> None:
+    for pattern in PRESETS.values():
+        re.compile(pattern.encode())
