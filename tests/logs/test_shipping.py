@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,9 @@ class Shipper:
         admin, status = free_port(), free_port()
         text = self.config.read_text().replace("ADMIN", str(admin)).replace("STATUS", str(status))
         config = write_config(self.directory, text, "pillion-run.yaml")
-        self.process = PillionProcess(config, admin, status).start()
+        pod = {"POD_NAMESPACE": "shop", "POD_NAME": "web-7", "CONTAINER_NAME": "app",
+               "NODE_NAME": "node-1"}  # fmt: skip
+        self.process = PillionProcess(config, admin, status, env=pod).start()
         self.process.wait_ready()
         return self.process
 
@@ -56,6 +59,8 @@ class Shipper:
 def shipper(tmp_path: Path) -> Iterator[Shipper]:
     logs = tmp_path / "logs"
     logs.mkdir()
+    (tmp_path / "podinfo").mkdir()
+    (tmp_path / "podinfo" / "labels").write_text('app="shop"\nversion="v2"\n')
     out = tmp_path / "shipped.jsonl"
     config = tmp_path / "template.yaml"
     config.write_text(f"""
@@ -63,6 +68,7 @@ admin: {{listen: 127.0.0.1:ADMIN}}
 status: {{listen: 127.0.0.1:STATUS}}
 logs:
   checkpoints: {tmp_path}/state/logs.db
+  kubernetes: {{labels_file: {tmp_path}/podinfo/labels}}
   inputs:
     - name: app
       paths: ["{logs}/*.log"]
@@ -73,6 +79,11 @@ logs:
     - name: pods
       paths: ["{logs}/pods/**/*.log"]
       format: cri
+      scan_interval: 50ms
+    - name: parsed
+      paths: ["{logs}/parsed/*.log"]
+      parser: {{type: json, time_field: ts, time_format: unix}}
+      fields: {{cluster: test-cluster}}
       scan_interval: 50ms
     - name: java
       paths: ["{logs}/java/*.log"]
@@ -267,7 +278,7 @@ def test_a_file_reusing_an_inode_is_read_as_new(shipper: Shipper) -> None:
     assert set(found.values()) == {1}, f"inode reused: {reused}"
 
 
-def records_of(shipper: Shipper, name: str) -> list[dict[str, str]]:
+def records_of(shipper: Shipper, name: str) -> list[dict[str, Any]]:
     if not shipper.out.exists():
         return []
     found = [json.loads(line) for line in shipper.out.read_bytes().splitlines()]
@@ -307,3 +318,28 @@ def test_a_java_stack_trace_is_one_record(shipper: Shipper) -> None:
     assert first["message"] == "2026-11-24 10:00:00 ERROR checkout failed"
     assert second["message"].startswith('Exception in thread "main"')
     assert second["message"].endswith("\t... 12 more")
+
+
+def test_parsed_fields_static_fields_and_pod_metadata(shipper: Shipper) -> None:
+    (shipper.logs / "parsed").mkdir()
+    lines = [
+        '{"ts": 1795514400, "level": "error", "msg": "card declined", "message": "spoof"}',
+        "not json at all",
+    ]
+    (shipper.logs / "parsed" / "app.log").write_text("".join(f"{x}\n" for x in lines))
+    shipper.start()
+    wait_until(lambda: len(records_of(shipper, "parsed")) == 2)
+    parsed, plain = records_of(shipper, "parsed")
+    assert parsed["level"] == "error"
+    assert parsed["time"] == "2026-11-24T10:00:00.000Z"  # from the ts field
+    assert parsed["message"] == lines[0]  # the record's own keys win over parsed ones
+    assert parsed["cluster"] == "test-cluster"
+    assert parsed["kubernetes"] == {
+        "namespace": "shop", "pod": "web-7", "container": "app", "node": "node-1",
+        "labels": {"app": "shop", "version": "v2"},
+    }  # fmt: skip
+    assert plain["message"] == "not json at all"
+    assert "level" not in plain
+    assert plain["cluster"] == "test-cluster"
+    errors = metric_value(shipper.metrics(), 'pillion_logs_parse_errors_total{input="parsed"}')
+    assert errors == 1.0

@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pillion.config.types import Listen
 from pillion.config.units import Duration, Size
 
-__all__ = ["LogInputConfig", "LogOutputConfig", "LogsConfig", "MultilineConfig"]
+__all__ = [
+    "KubernetesMetadataConfig",
+    "LogInputConfig",
+    "LogOutputConfig",
+    "LogsConfig",
+    "MultilineConfig",
+    "ParserConfig",
+]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -44,6 +51,37 @@ class MultilineConfig(_Section):
         return self
 
 
+class ParserConfig(_Section):
+    """Fields from each record's message; a message that does not parse is kept
+    without them (and counted)."""
+
+    type: Literal["json", "logfmt", "regex"] = Field(description="The message's format.")
+    pattern: str | None = Field(
+        None, description="For `regex`: a pattern whose named groups become fields."
+    )
+    time_field: str | None = Field(
+        None, description="A field holding the record's own time. Default: the time read."
+    )
+    time_format: str = Field(
+        "rfc3339",
+        description="`rfc3339`, `unix`, `unix_ms`, or a `strptime` format (UTC unless it "
+        "has a zone).",
+    )
+
+    @model_validator(mode="after")
+    def _pattern_for_regex(self) -> ParserConfig:
+        if (self.type == "regex") != (self.pattern is not None):
+            raise ValueError("set `pattern` exactly when `type` is `regex`")
+        if self.pattern is not None:
+            try:
+                compiled = re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+            if not compiled.groupindex:
+                raise ValueError("the pattern has no named group (?P<name>...)")
+        return self
+
+
 class LogInputConfig(_Section):
     """Files the app writes, tailed line by line."""
 
@@ -63,6 +101,11 @@ class LogInputConfig(_Section):
     )
     multiline: MultilineConfig | None = Field(
         None, description="Join continuation lines into one record. Default: none."
+    )
+    parser: ParserConfig | None = Field(None, description="Parse messages into fields.")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fields added to every record, e.g. `{cluster: prod, pod: ${POD_NAME}}`.",
     )
     read_from: Literal["head", "tail"] = Field(
         "head",
@@ -126,6 +169,19 @@ class LogOutputConfig(_Section):
         return self
 
 
+class KubernetesMetadataConfig(_Section):
+    """Pod metadata in every record's `kubernetes` field: namespace, pod, container and
+    node from `POD_NAMESPACE`, `POD_NAME`, `CONTAINER_NAME`, `NODE_NAME` (Downward API
+    env vars), labels and annotations from Downward API files."""
+
+    labels_file: str | None = Field(
+        "/etc/podinfo/labels", description="The Downward API file of the pod's labels."
+    )
+    annotations_file: str | None = Field(
+        None, description="The Downward API file of the pod's annotations. Default: none."
+    )
+
+
 class LogsConfig(_Section):
     """Log shipping: every line of the inputs reaches every output at least once."""
 
@@ -135,6 +191,9 @@ class LogsConfig(_Section):
         "/var/lib/pillion/logs.db",
         description="SQLite database of how far each file has been delivered (on a volume "
         "that survives restarts of the container, e.g. an emptyDir).",
+    )
+    kubernetes: KubernetesMetadataConfig | None = Field(
+        None, description="Add pod metadata to records. Default: none."
     )
     memory_buffer: Size = Field(
         32 * 1024 * 1024,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from pillion.logs.identity import FileKey
 
@@ -31,6 +32,7 @@ class Record:
     end: int  # offset in its file just after its line
     stream: str | None = None  # CRI: stdout or stderr
     source_time: str | None = None  # CRI: the runtime's timestamp of the line
+    fields: dict[str, Any] | None = None  # parsed, static and pod fields
     seq: int = 0  # numbered by the log
 
     @property

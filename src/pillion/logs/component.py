@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 
 from pillion.components import Component, ComponentStartError
@@ -21,6 +22,7 @@ from pillion.logs.buffer import RecordLog
 from pillion.logs.checkpoints import Checkpoints
 from pillion.logs.metrics import InputMetrics, LogFamilies, OutputMetrics
 from pillion.logs.outputs import OutputWorker, sink_for
+from pillion.logs.podinfo import pod_fields
 from pillion.logs.tailer import Tailer
 from pillion.telemetry import Metrics
 
@@ -62,6 +64,18 @@ class LogsComponent(Component):
                 "logs", f"cannot open checkpoints {self.config.checkpoints}: {exc}"
             ) from exc
         first_start = not saved
+        extra: dict[str, object] | None = None
+        metadata = self.config.kubernetes
+        if metadata is not None:
+            try:
+                pod = pod_fields(
+                    labels_file=metadata.labels_file,
+                    annotations_file=metadata.annotations_file,
+                    environ=dict(os.environ),
+                )
+            except OSError as exc:
+                raise ComponentStartError("logs", f"cannot read pod metadata: {exc}") from exc
+            extra = {"kubernetes": pod}
         for output in self.config.outputs:
             sink = sink_for(output)
             try:
@@ -75,7 +89,7 @@ class LogsComponent(Component):
             self.outputs.append(worker)
         for config in self.config.inputs:
             tailer = Tailer(config, self.records, saved, InputMetrics(self._metrics, config.name),
-                            self.space, first_start)  # fmt: skip
+                            self.space, first_start, extra)  # fmt: skip
             self.tailers.append(tailer)
         self._tasks = [asyncio.create_task(worker.run()) for worker in self.outputs]
         self._tasks.append(asyncio.create_task(self._checkpoint_loop()))

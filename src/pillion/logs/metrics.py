@@ -24,6 +24,13 @@ class LogFamilies:
             ["input"],
             registry=registry,
         )
+        self.parse_errors = Counter(
+            "pillion_logs_parse_errors",
+            "Messages the input's parser could not read (or whose time it could not); "
+            "they are shipped without fields.",
+            ["input"],
+            registry=registry,
+        )
         self.rotated = Counter(
             "pillion_logs_files_rotated",
             "Files renamed, deleted or truncated under an input.",
@@ -68,6 +75,7 @@ class InputMetrics:
         self.records = families.input_records.labels(name)
         self.bytes = families.input_bytes.labels(name)
         self.truncated = families.truncated.labels(name)
+        self.parse_errors = families.parse_errors.labels(name)
         self.rotated = families.rotated.labels(name)
         self.paused = families.paused.labels(name)
 

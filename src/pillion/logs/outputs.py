@@ -45,7 +45,7 @@ def json_lines(batch: list[Record]) -> bytes:
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = []
     for record in batch:
-        document = {
+        document: dict[str, object] = {
             "time": record.source_time or _iso(record.time),
             "input": record.input,
             "file": record.path,
@@ -53,6 +53,8 @@ def json_lines(batch: list[Record]) -> bytes:
         }
         if record.stream is not None:
             document["stream"] = record.stream
+        if record.fields:
+            document = {**record.fields, **document}  # the record's own keys win
         lines.append(dumps(document, option=newline))
     return b"".join(lines)
 

@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pillion.config.logs import LogInputConfig
 from pillion.logs.buffer import Record, RecordLog
@@ -29,6 +30,7 @@ from pillion.logs.framing import PRESETS, Framed, Framer
 from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
 from pillion.logs.metrics import InputMetrics
+from pillion.logs.parsers import Parser, make_parser, parse_time
 
 __all__ = ["Tailer"]
 
@@ -58,6 +60,7 @@ class Tailer:
         metrics: InputMetrics,
         space: asyncio.Event,
         first_start: bool,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.records = records
@@ -69,7 +72,9 @@ class Tailer:
         self.released: list[FileKey] = []  # files done with, until all is delivered
         self.forgotten: list[FileKey] = []  # delivered: their checkpoint rows can go
         self.stopping = False
-        self._name = config.name.encode()
+        parser = config.parser
+        self._parse: Parser | None = make_parser(parser.type, parser.pattern) if parser else None
+        self.static: dict[str, Any] | None = {**config.fields, **(extra or {})} or None
 
     # -- discovery --
 
@@ -195,18 +200,8 @@ class Tailer:
         return more
 
     def _emit(self, tracked: _Tracked, lines: list[tuple[bytes, int]]) -> None:
-        if not lines:
-            return
-        key = tracked.key
-        assert key is not None
-        now = time.time()
-        path, name, append = tracked.path, self.config.name, self.records.append
-        size = 0
-        for line, end in lines:
-            append(Record(line, now, name, path, key, end))
-            size += len(line) + 1
-        self.metrics.records.inc(len(lines))
-        self.metrics.bytes.inc(size)
+        if lines:
+            self._emit_framed(tracked, [Framed(line, end) for line, end in lines])
 
     def _emit_framed(self, tracked: _Tracked, framed: list[Framed]) -> None:
         if not framed:
@@ -215,13 +210,35 @@ class Tailer:
         assert key is not None
         now = time.time()
         path, name, append = tracked.path, self.config.name, self.records.append
+        parse, static = self._parse, self.static
         size = 0
         for record in framed:
-            append(Record(record.message, now, name, path, key, record.end,
-                          record.stream, record.time))  # fmt: skip
+            fields, at = static, now
+            if parse is not None:
+                fields, at = self._fields(record.message, now)
+            append(Record(record.message, at, name, path, key, record.end,
+                          record.stream, record.time, fields))  # fmt: skip
             size += len(record.message) + 1
         self.metrics.records.inc(len(framed))
         self.metrics.bytes.inc(size)
+
+    def _fields(self, message: bytes, now: float) -> tuple[dict[str, Any] | None, float]:
+        assert self._parse is not None
+        parsed = self._parse(message)
+        if parsed is None:
+            self.metrics.parse_errors.inc()
+            return self.static, now
+        at = now
+        parser = self.config.parser
+        if parser is not None and parser.time_field is not None:
+            stamp = parse_time(parsed.get(parser.time_field), parser.time_format)
+            if stamp is None:
+                self.metrics.parse_errors.inc()
+            else:
+                at = stamp
+        if self.static:
+            parsed = {**self.static, **parsed}
+        return parsed, at
 
     def release_rotated(self, now: float) -> None:
         """Close rotated files read to their end after ``rotate_wait``; their

@@ -1,0 +1,60 @@
+"""Parsers, timestamps and pod metadata."""
+
+from __future__ import annotations
+
+import pytest
+
+from pillion.logs.parsers import make_parser, parse_logfmt, parse_time
+from pillion.logs.podinfo import parse_downward_file, pod_fields
+
+
+def test_json_objects_only() -> None:
+    parse = make_parser("json")
+    assert parse(b'{"level": "warn", "n": 2}') == {"level": "warn", "n": 2}
+    assert parse(b"[1, 2]") is None
+    assert parse(b"{broken") is None
+    assert parse(b"plain text") is None
+
+
+def test_logfmt_with_quotes_and_escapes() -> None:
+    fields = parse_logfmt(b'level=info msg="user \\"bob\\" logged in" took=12ms empty=')
+    assert fields == {"level": "info", "msg": 'user "bob" logged in', "took": "12ms", "empty": ""}
+    assert parse_logfmt(b"no pairs here") is None
+
+
+def test_regex_named_groups() -> None:
+    parse = make_parser(
+        "regex", r"^(?P<ip>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] \"(?P<request>[^\"]*)\""
+    )
+    line = b'10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5'
+    assert parse(line) == {
+        "ip": "10.0.0.1", "time": "24/Nov/2026:10:00:00 +0000", "request": "GET / HTTP/1.1",
+    }  # fmt: skip
+    assert parse(b"not an access log line") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "layout", "expected"),
+    [
+        ("2026-11-24T10:00:00.5Z", "rfc3339", 1795514400.5),
+        ("2026-11-24T11:00:00+01:00", "rfc3339", 1795514400.0),
+        (1795514400, "unix", 1795514400.0),
+        ("1795514400500", "unix_ms", 1795514400.5),
+        ("24/Nov/2026:10:00:00 +0000", "%d/%b/%Y:%H:%M:%S %z", 1795514400.0),
+        ("2026-11-24 10:00:00", "%Y-%m-%d %H:%M:%S", 1795514400.0),  # no zone: UTC
+        ("yesterday", "rfc3339", None),
+        (None, "rfc3339", None),
+    ],
+)
+def test_timestamps(value: object, layout: str, expected: float | None) -> None:
+    assert parse_time(value, layout) == expected
+
+
+def test_downward_api_files_and_env(tmp_path: object) -> None:
+    text = 'app="shop"\nteam="payments \\"core\\""\nbroken\n'
+    assert parse_downward_file(text) == {"app": "shop", "team": 'payments "core"'}
+    assert pod_fields(
+        labels_file=None,
+        annotations_file=None,
+        environ={"POD_NAMESPACE": "shop", "POD_NAME": "web-7", "HOME": "/root"},
+    ) == {"namespace": "shop", "pod": "web-7"}
