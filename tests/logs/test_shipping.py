@@ -84,6 +84,9 @@ logs:
       paths: ["{logs}/parsed/*.log"]
       parser: {{type: json, time_field: ts, time_format: unix}}
       fields: {{cluster: test-cluster}}
+      filters:
+        - exclude: {{field: level, regex: "^debug$"}}
+        - redact: {{regex: "Bearer [A-Za-z0-9._-]+", replacement: "Bearer [token]"}}
       scan_interval: 50ms
     - name: java
       paths: ["{logs}/java/*.log"]
@@ -324,7 +327,8 @@ def test_parsed_fields_static_fields_and_pod_metadata(shipper: Shipper) -> None:
     (shipper.logs / "parsed").mkdir()
     lines = [
         '{"ts": 1795514400, "level": "error", "msg": "card declined", "message": "spoof"}',
-        "not json at all",
+        '{"level": "debug", "msg": "noise"}',
+        "not json at all, Authorization: Bearer eyJ.secret.token",
     ]
     (shipper.logs / "parsed" / "app.log").write_text("".join(f"{x}\n" for x in lines))
     shipper.start()
@@ -338,8 +342,12 @@ def test_parsed_fields_static_fields_and_pod_metadata(shipper: Shipper) -> None:
         "namespace": "shop", "pod": "web-7", "container": "app", "node": "node-1",
         "labels": {"app": "shop", "version": "v2"},
     }  # fmt: skip
-    assert plain["message"] == "not json at all"
+    assert plain["message"] == "not json at all, Authorization: Bearer [token]"
+    assert "eyJ" not in shipper.out.read_text()  # the token never left
     assert "level" not in plain
     assert plain["cluster"] == "test-cluster"
-    errors = metric_value(shipper.metrics(), 'pillion_logs_parse_errors_total{input="parsed"}')
-    assert errors == 1.0
+    metrics = shipper.metrics()
+    # the plain line, and the debug line without its time field
+    assert metric_value(metrics, 'pillion_logs_parse_errors_total{input="parsed"}') == 2.0
+    dropped = 'pillion_logs_dropped_records_total{input="parsed",reason="filtered"}'
+    assert metric_value(metrics, dropped) == 1.0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pillion.config.types import Listen
 from pillion.config.units import Duration, Size
 
 __all__ = [
+    "FilterConfig",
     "KubernetesMetadataConfig",
     "LogInputConfig",
     "LogOutputConfig",
@@ -82,6 +83,61 @@ class ParserConfig(_Section):
         return self
 
 
+class FieldMatchConfig(_Section):
+    """A condition: the field (`message`, or a parsed or added field) matches `regex`."""
+
+    field: str = Field("message", description="The field. Default: the message.")
+    regex: str = Field(description="A regex searched in the field's value.")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return _compiles(value)
+
+
+class RedactConfig(_Section):
+    """Replace what `regex` matches in the message and every string field, before the
+    record leaves the pod (card numbers, tokens, passwords)."""
+
+    regex: str = Field(description="What to hide.")
+    replacement: str = Field("[REDACTED]", description="What it becomes.")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return _compiles(value)
+
+
+class FilterConfig(_Section):
+    """One step of an input's filters, in order; set exactly one key."""
+
+    include: FieldMatchConfig | None = Field(
+        None, description="Keep only the records that match; the rest are dropped (counted)."
+    )
+    exclude: FieldMatchConfig | None = Field(
+        None, description="Drop the records that match (counted)."
+    )
+    redact: RedactConfig | None = Field(None, description="Hide what matches.")
+    set: dict[str, str] | None = Field(None, description="Set fields to fixed values.")
+    rename: dict[str, str] | None = Field(None, description="Rename fields (`old: new`).")
+    remove: list[str] | None = Field(None, description="Remove fields.")
+
+    @model_validator(mode="after")
+    def _one_step(self) -> FilterConfig:
+        steps = [self.include, self.exclude, self.redact, self.set, self.rename, self.remove]
+        if sum(step is not None for step in steps) != 1:
+            raise ValueError("set exactly one of include, exclude, redact, set, rename, remove")
+        return self
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex: {exc}") from None
+    return value
+
+
 class LogInputConfig(_Section):
     """Files the app writes, tailed line by line."""
 
@@ -106,6 +162,11 @@ class LogInputConfig(_Section):
     fields: dict[str, str] = Field(
         default_factory=dict,
         description="Fields added to every record, e.g. `{cluster: prod, pod: ${POD_NAME}}`.",
+    )
+    filters: list[FilterConfig] = Field(
+        default_factory=list,
+        description="Steps applied to each record in order (after parsing): include, "
+        "exclude, redact, set, rename, remove.",
     )
     read_from: Literal["head", "tail"] = Field(
         "head",

@@ -31,6 +31,12 @@ class LogFamilies:
             ["input"],
             registry=registry,
         )
+        self.dropped = Counter(
+            "pillion_logs_dropped_records",
+            "Records not shipped, on purpose, by input and reason (filtered).",
+            ["input", "reason"],
+            registry=registry,
+        )
         self.rotated = Counter(
             "pillion_logs_files_rotated",
             "Files renamed, deleted or truncated under an input.",
@@ -76,6 +82,7 @@ class InputMetrics:
         self.bytes = families.input_bytes.labels(name)
         self.truncated = families.truncated.labels(name)
         self.parse_errors = families.parse_errors.labels(name)
+        self.filtered = families.dropped.labels(name, "filtered")
         self.rotated = families.rotated.labels(name)
         self.paused = families.paused.labels(name)
 

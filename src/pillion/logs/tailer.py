@@ -26,6 +26,7 @@ from typing import Any
 
 from pillion.config.logs import LogInputConfig
 from pillion.logs.buffer import Record, RecordLog
+from pillion.logs.filters import compile_filters
 from pillion.logs.framing import PRESETS, Framed, Framer
 from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
@@ -75,6 +76,7 @@ class Tailer:
         parser = config.parser
         self._parse: Parser | None = make_parser(parser.type, parser.pattern) if parser else None
         self.static: dict[str, Any] | None = {**config.fields, **(extra or {})} or None
+        self._filters = compile_filters(config.filters)
 
     # -- discovery --
 
@@ -210,17 +212,25 @@ class Tailer:
         assert key is not None
         now = time.time()
         path, name, append = tracked.path, self.config.name, self.records.append
-        parse, static = self._parse, self.static
-        size = 0
+        parse, static, filters = self._parse, self.static, self._filters
+        size = dropped = 0
         for record in framed:
-            fields, at = static, now
+            message, fields, at = record.message, static, now
+            size += len(message) + 1
             if parse is not None:
-                fields, at = self._fields(record.message, now)
-            append(Record(record.message, at, name, path, key, record.end,
+                fields, at = self._fields(message, now)
+            if filters is not None:
+                kept = filters(message, fields)
+                if kept is None:
+                    dropped += 1
+                    continue
+                message, fields = kept
+            append(Record(message, at, name, path, key, record.end,
                           record.stream, record.time, fields))  # fmt: skip
-            size += len(record.message) + 1
         self.metrics.records.inc(len(framed))
         self.metrics.bytes.inc(size)
+        if dropped:
+            self.metrics.filtered.inc(dropped)
 
     def _fields(self, message: bytes, now: float) -> tuple[dict[str, Any] | None, float]:
         assert self._parse is not None
