@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pillion.config.types import Listen
+from pillion.config.types import Listen, Secret
 from pillion.config.units import Duration, Size
 
 __all__ = [
@@ -195,9 +195,38 @@ class LogOutputConfig(_Section):
     """Where records go; each output has its own cursor, retries and batches."""
 
     name: str = Field(pattern=_NAME, description="Name of the output in metrics.")
-    type: Literal["stdout", "file", "syslog"] = Field(
-        description="`stdout` (JSON lines), `file` (JSON lines appended to `path`), or "
-        "`syslog` (RFC 5424 over TCP with octet counting, to `address`)."
+    type: Literal["stdout", "file", "syslog", "http", "loki"] = Field(
+        description="`stdout` (JSON lines), `file` (JSON lines appended to `path`), "
+        "`syslog` (RFC 5424 over TCP with octet counting, to `address`), `http` (JSON "
+        "lines POSTed to `url`), or `loki` (Loki's push API at `url`)."
+    )
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="For `http` and `loki`: where to POST (for Loki, its base URL or the "
+        "full `/loki/api/v1/push` URL).",
+    )
+    headers: dict[str, Secret] = Field(
+        default_factory=dict,
+        description="For `http` and `loki`: request headers (e.g. `Authorization`); "
+        "shown as *** everywhere.",
+    )
+    tenant_id: str | None = Field(
+        None, description="For `loki`: the tenant (`X-Scope-OrgID`). Default: none."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="For `loki`: stream labels, each from a record field (dotted for "
+        "nested, e.g. `{app: kubernetes.labels.app, level: level}`); `input` is always one.",
+    )
+    compression: Literal["none", "gzip"] = Field(
+        "gzip", description="For `http` and `loki`: the request body's encoding."
+    )
+    dead_letter: str | None = Field(
+        None,
+        description="For `http` and `loki`: where batches the receiver refuses for good "
+        "(a 4xx other than 408 and 429) are written, as JSON lines, and counted. "
+        "Default: `dead-letter-<name>.jsonl` next to the checkpoints.",
     )
     path: str | None = Field(None, description="The file, for `type: file`.")
     address: Listen | None = Field(None, description="`host:port`, for `type: syslog`.")
@@ -227,6 +256,8 @@ class LogOutputConfig(_Section):
             raise ValueError("set `path` exactly when `type` is `file`")
         if (self.type == "syslog") != (self.address is not None):
             raise ValueError("set `address` exactly when `type` is `syslog`")
+        if (self.type in ("http", "loki")) != (self.url is not None):
+            raise ValueError("set `url` exactly when `type` is `http` or `loki`")
         return self
 
 

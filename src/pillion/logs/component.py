@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+from pathlib import Path
 
 from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
@@ -77,7 +78,10 @@ class LogsComponent(Component):
                 raise ComponentStartError("logs", f"cannot read pod metadata: {exc}") from exc
             extra = {"kubernetes": pod}
         for output in self.config.outputs:
-            sink = sink_for(output)
+            dead_letter = output.dead_letter or str(
+                Path(self.config.checkpoints).parent / f"dead-letter-{output.name}.jsonl"
+            )
+            sink = sink_for(output, dead_letter)
             try:
                 await sink.open()
             except OSError as exc:

@@ -67,6 +67,12 @@ class LogFamilies:
             ["output"],
             registry=registry,
         )
+        self.dead_letter = Counter(
+            "pillion_logs_dead_letter_records",
+            "Records the receiver refused for good, written to the output's dead-letter file.",
+            ["output"],
+            registry=registry,
+        )
         self.buffer_bytes = Gauge(
             "pillion_logs_buffer_bytes",
             "Bytes of records held until every output has them, by tier.",
@@ -93,3 +99,4 @@ class OutputMetrics:
         self.records = families.output_records.labels(name)
         self.errors = families.output_errors.labels(name)
         self.retries = families.output_retries.labels(name)
+        self.dead_letter = families.dead_letter.labels(name)

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
 import random
 import socket
 from collections.abc import Callable
 
-import orjson
-
 from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Record, RecordLog
+from pillion.logs.http import HttpSink, LokiSink, Refused
 from pillion.logs.metrics import OutputMetrics
+from pillion.logs.render import Sink, json_lines, write_all
 from pillion.logs.syslog import FACILITIES, frame, header_field
 
 __all__ = ["OutputWorker", "Sink", "sink_for"]
@@ -27,52 +26,9 @@ log = logging.getLogger("pillion.logs")
 _BACKOFF_BASE, _BACKOFF_CAP = 0.1, 30.0
 
 
-class Sink:
-    """Where an output writes; ``send`` returns once the batch is handed over
-    (``OSError``: not, retry it)."""
-
-    async def open(self) -> None:
-        """Open what is needed; ``OSError`` stops the start."""
-
-    async def send(self, batch: list[Record]) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
-
-
-def json_lines(batch: list[Record]) -> bytes:
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    lines = []
-    for record in batch:
-        document: dict[str, object] = {
-            "time": record.source_time or _iso(record.time),
-            "input": record.input,
-            "file": record.path,
-            "message": record.message.decode("utf-8", "replace"),
-        }
-        if record.stream is not None:
-            document["stream"] = record.stream
-        if record.fields:
-            document = {**record.fields, **document}  # the record's own keys win
-        lines.append(dumps(document, option=newline))
-    return b"".join(lines)
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class StdoutSink(Sink):
     async def send(self, batch: list[Record]) -> None:
-        await asyncio.to_thread(_write_all, 1, json_lines(batch))
+        await asyncio.to_thread(write_all, 1, json_lines(batch))
 
 
 class FileSink(Sink):
@@ -89,7 +45,7 @@ class FileSink(Sink):
         await asyncio.to_thread(self._write, json_lines(batch))
 
     def _write(self, data: bytes) -> None:
-        _write_all(self.fd, data)
+        write_all(self.fd, data)
         os.fsync(self.fd)
 
     async def close(self) -> None:
@@ -156,7 +112,11 @@ class SyslogSink(Sink):
                     await writer.wait_closed()
 
 
-def sink_for(config: LogOutputConfig) -> Sink:
+def sink_for(config: LogOutputConfig, dead_letter: str) -> Sink:
+    if config.type == "http":
+        return HttpSink(config, dead_letter)
+    if config.type == "loki":
+        return LokiSink(config, dead_letter)
     if config.type == "file":
         assert config.path is not None
         return FileSink(config.path)
@@ -218,6 +178,9 @@ class OutputWorker:
             try:
                 await self.sink.send(batch)
                 return
+            except Refused:
+                self.metrics.dead_letter.inc(len(batch))
+                return  # kept in the dead-letter file: the output moves on
             except OSError as exc:
                 self.metrics.errors.inc()
                 attempt += 1

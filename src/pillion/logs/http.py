@@ -1,0 +1,128 @@
+"""HTTP outputs: JSON lines to any endpoint, and Loki's push API.
+
+A batch is one POST (gzip by default). 2xx: delivered. 408, 429, 5xx and
+connection errors: retried (``OSError``, with the worker's backoff). Any other
+4xx is a refusal for good: the batch goes to the dead-letter file, counted, and
+the output moves on, so one bad batch never blocks the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import os
+from typing import Any
+
+import aiohttp
+import orjson
+
+from pillion.config.logs import LogOutputConfig
+from pillion.logs.buffer import Record
+from pillion.logs.render import Sink, json_lines
+
+__all__ = ["HttpSink", "LokiSink", "Refused", "loki_body"]
+
+log = logging.getLogger("pillion.logs")
+
+
+class Refused(Exception):
+    """The receiver refused the batch for good (a 4xx): never retried."""
+
+
+def _field(record: Record, path: str) -> str | None:
+    if path == "input":
+        return record.input
+    if path == "stream":
+        return record.stream
+    value: Any = record.fields or {}
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def loki_body(batch: list[Record], labels: dict[str, str]) -> bytes:
+    """Loki's push JSON: one stream per distinct label set, values in order."""
+    streams: dict[tuple[tuple[str, str], ...], list[list[str]]] = {}
+    for record in batch:
+        found = [("input", record.input)]
+        for label, path in labels.items():
+            value = _field(record, path)
+            if value is not None:
+                found.append((label, value))
+        stream = tuple(sorted(found))
+        line = record.message.decode("utf-8", "replace")
+        streams.setdefault(stream, []).append([str(int(record.time * 1e9)), line])
+    return orjson.dumps({"streams": [{"stream": dict(k), "values": v} for k, v in streams.items()]})
+
+
+class HttpSink(Sink):
+    def __init__(self, config: LogOutputConfig, dead_letter: str) -> None:
+        assert config.url is not None
+        self.config = config
+        self.url = config.url
+        self.dead_letter = dead_letter
+        self.headers = {name: value.get_secret_value() for name, value in config.headers.items()}
+        self.headers["Content-Type"] = "application/json"
+        if config.compression == "gzip":
+            self.headers["Content-Encoding"] = "gzip"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout), trust_env=False
+        )
+
+    def body(self, batch: list[Record]) -> bytes:
+        return json_lines(batch)
+
+    async def send(self, batch: list[Record]) -> None:
+        assert self._session is not None
+        data = self.body(batch)
+        if self.config.compression == "gzip":
+            data = await asyncio.to_thread(gzip.compress, data, 6)
+        try:
+            async with self._session.post(self.url, data=data, headers=self.headers) as answer:
+                status = answer.status
+                detail = (await answer.content.read(300)).decode("utf-8", "replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OSError(f"{self.url}: {exc or type(exc).__name__}") from exc
+        if 200 <= status < 300:
+            return
+        if status in (408, 429) or status >= 500:
+            raise OSError(f"{self.url}: status {status}: {detail}")
+        await asyncio.to_thread(self._dead_letter, batch, status, detail)
+        raise Refused(f"status {status}: {detail}")
+
+    def _dead_letter(self, batch: list[Record], status: int, detail: str) -> None:
+        fd = os.open(self.dead_letter, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)  # fmt: skip
+        try:
+            os.write(fd, json_lines(batch))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.error(
+            "log batch refused by the receiver; written to the dead-letter file",
+            extra={"output": self.config.name, "status": status, "records": len(batch),
+                   "detail": detail, "dead_letter": self.dead_letter},
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class LokiSink(HttpSink):
+    def __init__(self, config: LogOutputConfig, dead_letter: str) -> None:
+        super().__init__(config, dead_letter)
+        if not self.url.rstrip("/").endswith("/loki/api/v1/push"):
+            self.url = self.url.rstrip("/") + "/loki/api/v1/push"
+        if config.tenant_id:
+            self.headers["X-Scope-OrgID"] = config.tenant_id
+
+    def body(self, batch: list[Record]) -> bytes:
+        return loki_body(batch, self.config.labels)

@@ -1,0 +1,203 @@
+"""The http and loki outputs against an in-test receiver that checks the wire
+format (Loki's push JSON, gzip, headers) and can be told to fail."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+
+TOKEN = "Bearer s3cr3t-push-token"
+
+
+@dataclass
+class Receiver:
+    """Accepts pushes; ``fail`` holds the statuses of the next answers to Loki pushes
+    (then 204)."""
+
+    fail: list[int] = field(default_factory=list)
+    loki: list[dict[str, Any]] = field(default_factory=list)  # streams, validated
+    lines: list[dict[str, Any]] = field(default_factory=list)  # http: JSON lines
+    headers: list[dict[str, str]] = field(default_factory=list)
+    port: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> Receiver:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with outer.lock:
+                    if outer.fail and self.path == "/loki/api/v1/push":
+                        status = outer.fail.pop(0)
+                        self.send_response(status)
+                        self.end_headers()
+                        self.wfile.write(b"told to fail")
+                        return
+                    outer.headers.append(dict(self.headers))
+                    assert self.headers["Content-Encoding"] == "gzip"
+                    data = gzip.decompress(body)
+                    if self.path == "/loki/api/v1/push":
+                        outer.loki.extend(_valid_loki(json.loads(data)))
+                    else:
+                        outer.lines += [json.loads(line) for line in data.splitlines()]
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def loki_lines(self) -> list[str]:
+        with self.lock:
+            return [value[1] for stream in self.loki for value in stream["values"]]
+
+
+def _valid_loki(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Loki's push API (JSON): streams of labels and [ns timestamp, line] values."""
+    assert set(document) == {"streams"}
+    for stream in document["streams"]:
+        assert set(stream) == {"stream", "values"}
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in stream["stream"].items())
+        for value in stream["values"]:
+            assert len(value) == 2
+            assert re.fullmatch(r"\d{19}", value[0]), value[0]  # nanoseconds since the epoch
+            assert isinstance(value[1], str)
+    streams: list[dict[str, Any]] = document["streams"]
+    return streams
+
+
+@dataclass
+class Pushing:
+    pillion: PillionProcess
+    receiver: Receiver
+    logs: Path
+    dead_letter: Path
+
+    def metrics(self) -> bytes:
+        return http("GET", f"{self.pillion.status_url}/metrics")[2]
+
+
+@pytest.fixture
+def pushing(tmp_path: Path) -> Iterator[Pushing]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    dead_letter = tmp_path / "refused.jsonl"
+    admin, status = free_port(), free_port()
+    with Receiver() as receiver:
+        config = write_config(
+            tmp_path,
+            f"""
+admin: {{listen: 127.0.0.1:{admin}}}
+status: {{listen: 127.0.0.1:{status}}}
+logs:
+  checkpoints: {tmp_path}/logs.db
+  inputs:
+    - name: web
+      paths: ["{logs}/*.log"]
+      parser: {{type: json}}
+      scan_interval: 50ms
+  outputs:
+    - name: loki
+      type: loki
+      url: http://127.0.0.1:{receiver.port}
+      tenant_id: team-a
+      headers: {{Authorization: "{TOKEN}"}}
+      labels: {{level: level}}
+      dead_letter: {dead_letter}
+      batch_timeout: 20ms
+    - name: hook
+      type: http
+      url: http://127.0.0.1:{receiver.port}/ingest
+      batch_timeout: 20ms
+""",
+        )
+        process = PillionProcess(config, admin, status).start()
+        try:
+            process.wait_ready()
+            yield Pushing(process, receiver, logs, dead_letter)
+        finally:
+            process.stop()
+
+
+def write(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("a") as file:
+        file.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_loki_streams_by_label_with_tenant_and_auth(pushing: Pushing) -> None:
+    records = [{"level": "info" if n % 2 else "error", "n": n} for n in range(100)]
+    write(pushing.logs / "app.log", records)
+    wait_until(lambda: len(pushing.receiver.loki_lines()) == 100)
+    streams = {
+        tuple(sorted(s["stream"].items())) for s in pushing.receiver.loki
+    }  # fmt: skip
+    assert streams == {
+        (("input", "web"), ("level", "error")),
+        (("input", "web"), ("level", "info")),
+    }
+    headers = pushing.receiver.headers[0]
+    assert headers["X-Scope-OrgID"] == "team-a"
+    assert headers["Authorization"] == TOKEN
+    wait_until(lambda: len(pushing.receiver.lines) == 100)  # the http output, as JSON lines
+    assert sorted(line["n"] for line in pushing.receiver.lines) == list(range(100))
+    # the token is a secret: never in Pillion's logs, shown as *** in /config
+    assert TOKEN not in pushing.pillion.output()
+    admin = http(
+        "GET", f"http://127.0.0.1:{pushing.pillion.admin_port}/config",
+    )[2].decode()  # fmt: skip
+    assert TOKEN not in admin
+    assert json.loads(admin)["logs"]["outputs"][0]["headers"] == {"Authorization": "***"}
+
+
+def test_5xx_and_429_are_retried_until_delivered(pushing: Pushing) -> None:
+    pushing.receiver.fail = [500, 503, 429]
+    write(pushing.logs / "app.log", [{"level": "info", "n": n} for n in range(20)])
+    wait_until(lambda: len(pushing.receiver.loki_lines()) == 20)
+    wait_until(lambda: len(pushing.receiver.lines) == 20)
+    retries = metric_value(pushing.metrics(), 'pillion_logs_output_retries_total{output="loki"}')
+    assert retries == 3.0
+    assert pushing.receiver.loki_lines() == [
+        json.dumps({"level": "info", "n": n}) for n in range(20)
+    ]
+
+
+def test_a_refused_batch_goes_to_the_dead_letter_file_and_the_rest_flows(
+    pushing: Pushing,
+) -> None:
+    write(pushing.logs / "app.log", [{"level": "info", "n": 0}])
+    wait_until(lambda: len(pushing.receiver.loki_lines()) == 1)
+    wait_until(lambda: len(pushing.receiver.lines) == 1)
+    pushing.receiver.fail = [400]
+    write(pushing.logs / "app.log", [{"level": "info", "n": 1}])
+    wait_until(pushing.dead_letter.exists)
+    refused = [json.loads(line) for line in pushing.dead_letter.read_text().splitlines()]
+    assert len(refused) == 1
+    write(pushing.logs / "app.log", [{"level": "info", "n": 2}])
+    wait_until(lambda: len(pushing.receiver.lines) >= 2 and len(pushing.receiver.loki_lines()) >= 2)
+    metrics = pushing.metrics()
+    counted = metric_value(metrics, 'pillion_logs_dead_letter_records_total{output="loki"}')
+    assert counted == 1.0
+    assert sorted(line["n"] for line in pushing.receiver.lines) == [0, 1, 2]  # the other output
+    pushing.pillion.wait_for_log(
+        "log batch refused by the receiver; written to the dead-letter file"
+    )
