@@ -28,6 +28,7 @@ class Receiver:
     fail: list[int] = field(default_factory=list)
     loki: list[dict[str, Any]] = field(default_factory=list)  # streams, validated
     lines: list[dict[str, Any]] = field(default_factory=list)  # http: JSON lines
+    otlp: list[dict[str, Any]] = field(default_factory=list)  # logRecords, validated
     headers: list[dict[str, str]] = field(default_factory=list)
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,6 +51,8 @@ class Receiver:
                     data = gzip.decompress(body)
                     if self.path == "/loki/api/v1/push":
                         outer.loki.extend(_valid_loki(json.loads(data)))
+                    elif self.path == "/v1/logs":
+                        outer.otlp.extend(_valid_otlp(json.loads(data)))
                     else:
                         outer.lines += [json.loads(line) for line in data.splitlines()]
                 self.send_response(204)
@@ -84,6 +87,23 @@ def _valid_loki(document: dict[str, Any]) -> list[dict[str, Any]]:
             assert isinstance(value[1], str)
     streams: list[dict[str, Any]] = document["streams"]
     return streams
+
+
+def _valid_otlp(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """OTLP/HTTP JSON logs: resourceLogs > scopeLogs > logRecords, nanosecond strings."""
+    records: list[dict[str, Any]] = []
+    for resource_logs in document["resourceLogs"]:
+        assert isinstance(resource_logs["resource"]["attributes"], list)
+        for scope_logs in resource_logs["scopeLogs"]:
+            assert scope_logs["scope"]["name"] == "pillion"
+            for record in scope_logs["logRecords"]:
+                assert re.fullmatch(r"\d{19}", record["timeUnixNano"])
+                assert set(record["body"]) == {"stringValue"}
+                for attribute in record["attributes"]:
+                    assert set(attribute) == {"key", "value"}
+                    assert len(attribute["value"]) == 1  # one typed value
+                records.append(record)
+    return records
 
 
 @dataclass
@@ -128,6 +148,10 @@ logs:
     - name: hook
       type: http
       url: http://127.0.0.1:{receiver.port}/ingest
+      batch_timeout: 20ms
+    - name: otel
+      type: otlp
+      url: http://127.0.0.1:{receiver.port}
       batch_timeout: 20ms
 """,
         )
@@ -201,3 +225,15 @@ def test_a_refused_batch_goes_to_the_dead_letter_file_and_the_rest_flows(
     pushing.pillion.wait_for_log(
         "log batch refused by the receiver; written to the dead-letter file"
     )
+
+
+def test_otlp_log_records(pushing: Pushing) -> None:
+    write(pushing.logs / "app.log", [{"level": "error", "n": 7, "user": {"id": 3}}])
+    wait_until(lambda: len(pushing.receiver.otlp) == 1)
+    [record] = pushing.receiver.otlp
+    assert (record["severityNumber"], record["severityText"]) == (17, "ERROR")
+    attributes = {a["key"]: a["value"] for a in record["attributes"]}
+    assert attributes["n"] == {"intValue": "7"}
+    assert attributes["user.id"] == {"intValue": "3"}
+    assert attributes["pillion.input"] == {"stringValue": "web"}
+    assert json.loads(record["body"]["stringValue"])["n"] == 7

@@ -195,20 +195,21 @@ class LogOutputConfig(_Section):
     """Where records go; each output has its own cursor, retries and batches."""
 
     name: str = Field(pattern=_NAME, description="Name of the output in metrics.")
-    type: Literal["stdout", "file", "syslog", "http", "loki"] = Field(
+    type: Literal["stdout", "file", "syslog", "http", "loki", "otlp"] = Field(
         description="`stdout` (JSON lines), `file` (JSON lines appended to `path`), "
         "`syslog` (RFC 5424 over TCP with octet counting, to `address`), `http` (JSON "
-        "lines POSTed to `url`), or `loki` (Loki's push API at `url`)."
+        "lines POSTed to `url`), `loki` (Loki's push API at `url`), or `otlp` (OTLP/HTTP "
+        "logs, JSON, to `url`/v1/logs)."
     )
     url: str | None = Field(
         None,
         pattern=r"^https?://",
-        description="For `http` and `loki`: where to POST (for Loki, its base URL or the "
+        description="For `http`, `loki` and `otlp`: where to POST (for Loki, its base URL or the "
         "full `/loki/api/v1/push` URL).",
     )
     headers: dict[str, Secret] = Field(
         default_factory=dict,
-        description="For `http` and `loki`: request headers (e.g. `Authorization`); "
+        description="For `http`, `loki` and `otlp`: request headers (e.g. `Authorization`); "
         "shown as *** everywhere.",
     )
     tenant_id: str | None = Field(
@@ -220,11 +221,11 @@ class LogOutputConfig(_Section):
         "nested, e.g. `{app: kubernetes.labels.app, level: level}`); `input` is always one.",
     )
     compression: Literal["none", "gzip"] = Field(
-        "gzip", description="For `http` and `loki`: the request body's encoding."
+        "gzip", description="For `http`, `loki` and `otlp`: the request body's encoding."
     )
     dead_letter: str | None = Field(
         None,
-        description="For `http` and `loki`: where batches the receiver refuses for good "
+        description="For `http`, `loki` and `otlp`: where batches the receiver refuses for good "
         "(a 4xx other than 408 and 429) are written, as JSON lines, and counted. "
         "Default: `dead-letter-<name>.jsonl` next to the checkpoints.",
     )
@@ -256,8 +257,8 @@ class LogOutputConfig(_Section):
             raise ValueError("set `path` exactly when `type` is `file`")
         if (self.type == "syslog") != (self.address is not None):
             raise ValueError("set `address` exactly when `type` is `syslog`")
-        if (self.type in ("http", "loki")) != (self.url is not None):
-            raise ValueError("set `url` exactly when `type` is `http` or `loki`")
+        if (self.type in ("http", "loki", "otlp")) != (self.url is not None):
+            raise ValueError("set `url` exactly when `type` is `http`, `loki` or `otlp`")
         return self
 
 

@@ -1,4 +1,4 @@
-"""HTTP outputs: JSON lines to any endpoint, and Loki's push API.
+"""HTTP outputs: JSON lines to any endpoint, Loki's push API, OTLP/HTTP logs.
 
 A batch is one POST (gzip by default). 2xx: delivered. 408, 429, 5xx and
 connection errors: retried (``OSError``, with the worker's backoff). Any other
@@ -19,9 +19,10 @@ import orjson
 
 from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Record
+from pillion.logs.otlp import otlp_body
 from pillion.logs.render import Sink, json_lines
 
-__all__ = ["HttpSink", "LokiSink", "Refused", "loki_body"]
+__all__ = ["HttpSink", "LokiSink", "OtlpSink", "Refused", "loki_body"]
 
 log = logging.getLogger("pillion.logs")
 
@@ -126,3 +127,15 @@ class LokiSink(HttpSink):
 
     def body(self, batch: list[Record]) -> bytes:
         return loki_body(batch, self.config.labels)
+
+
+class OtlpSink(HttpSink):
+    """OTLP/HTTP logs, JSON encoding, to ``<url>/v1/logs``."""
+
+    def __init__(self, config: LogOutputConfig, dead_letter: str) -> None:
+        super().__init__(config, dead_letter)
+        if not self.url.rstrip("/").endswith("/v1/logs"):
+            self.url = self.url.rstrip("/") + "/v1/logs"
+
+    def body(self, batch: list[Record]) -> bytes:
+        return otlp_body(batch)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Record, RecordLog
-from pillion.logs.http import HttpSink, LokiSink, Refused
+from pillion.logs.http import HttpSink, LokiSink, OtlpSink, Refused
 from pillion.logs.metrics import OutputMetrics
 from pillion.logs.render import Sink, json_lines, write_all
 from pillion.logs.syslog import FACILITIES, frame, header_field
@@ -117,6 +117,8 @@ def sink_for(config: LogOutputConfig, dead_letter: str) -> Sink:
         return HttpSink(config, dead_letter)
     if config.type == "loki":
         return LokiSink(config, dead_letter)
+    if config.type == "otlp":
+        return OtlpSink(config, dead_letter)
     if config.type == "file":
         assert config.path is not None
         return FileSink(config.path)
