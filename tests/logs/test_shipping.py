@@ -121,6 +121,8 @@ def test_every_line_arrives_once(shipper: Shipper) -> None:
     found = shipper.wait_for(set(batch("a", 1000) + batch("b", 1000)))
     assert set(found.values()) == {1}
     assert "never" not in found
+    lag = f'pillion_logs_lag_bytes{{file="{app}",input="app"}}'
+    wait_until(lambda: metric_value(shipper.metrics(), lag) == 0.0)  # all delivered
     record = json.loads(shipper.out.read_bytes().splitlines()[0])
     assert (record["input"], record["file"]) == ("app", str(app))
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from pillion.logs.identity import FileKey
 
-__all__ = ["Record", "RecordLog"]
+__all__ = ["RECORD_OVERHEAD", "Record", "RecordLog"]
 
 
-_OVERHEAD = 280  # bytes a record costs beyond its message (measured with tracemalloc)
+RECORD_OVERHEAD = 280  # bytes a record costs beyond its message (measured with tracemalloc)
 
 
 @dataclass(slots=True)
@@ -37,7 +37,7 @@ class Record:
 
     @property
     def size(self) -> int:
-        return len(self.message) + _OVERHEAD
+        return len(self.message) + RECORD_OVERHEAD
 
 
 @dataclass

@@ -49,7 +49,10 @@ class LogsComponent(Component):
         self.outputs: list[OutputWorker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._input_tasks: list[asyncio.Task[None]] = []
-        self._buffer = metrics.family("logs", LogFamilies).buffer_bytes.labels("memory")
+        families = metrics.family("logs", LogFamilies)
+        self._buffer = families.buffer_bytes.labels("memory")
+        self._lag = families.lag_bytes
+        self._lagging: set[tuple[str, str]] = set()  # the lag children exported
         self._started = False
 
     @property
@@ -93,7 +96,7 @@ class LogsComponent(Component):
             self.outputs.append(worker)
         for config in self.config.inputs:
             tailer = Tailer(config, self.records, saved, InputMetrics(self._metrics, config.name),
-                            self.space, first_start, extra)  # fmt: skip
+                            self.space, first_start, extra, self._wake_outputs)  # fmt: skip
             self.tailers.append(tailer)
         self._tasks = [asyncio.create_task(worker.run()) for worker in self.outputs]
         self._tasks.append(asyncio.create_task(self._checkpoint_loop()))
@@ -120,8 +123,20 @@ class LogsComponent(Component):
             await asyncio.sleep(_CHECKPOINT_INTERVAL / 4)
             self._wake_outputs()  # records appended since: batches start filling
             self._buffer.set(self.records.bytes)
+            self._export_lag()
             await self._save()
             await asyncio.sleep(_CHECKPOINT_INTERVAL * 3 / 4)
+
+    def _export_lag(self) -> None:
+        current: set[tuple[str, str]] = set()
+        for tailer in self.tailers:
+            for path, lag in tailer.lag().items():
+                labels = (tailer.config.name, path)
+                self._lag.labels(*labels).set(lag)
+                current.add(labels)
+        for gone in self._lagging - current:  # released files leave the exposition
+            self._lag.remove(*gone)
+        self._lagging = current
 
     async def _save(self) -> None:
         forgotten: list[tuple[int, int, str]] = []

@@ -73,6 +73,13 @@ class LogFamilies:
             ["output"],
             registry=registry,
         )
+        self.lag_bytes = Gauge(
+            "pillion_logs_lag_bytes",
+            "Bytes of a file not yet delivered to every output (its size minus its "
+            "checkpoint), sampled each second.",
+            ["input", "file"],
+            registry=registry,
+        )
         self.buffer_bytes = Gauge(
             "pillion_logs_buffer_bytes",
             "Bytes of records held until every output has them, by tier.",

@@ -23,7 +23,7 @@ __all__ = ["OutputWorker", "Sink", "sink_for"]
 
 log = logging.getLogger("pillion.logs")
 
-_BACKOFF_BASE, _BACKOFF_CAP = 0.1, 30.0
+_BACKOFF_BASE, _BACKOFF_CAP = 0.1, 5.0  # a sidecar: back within seconds of its receiver
 
 
 class StdoutSink(Sink):
@@ -158,9 +158,14 @@ class OutputWorker:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
-            if len(batch) < config.batch_max_records and not self.flushing:
+            # wait for the batch to fill, unless draining or the log is full (it cannot)
+            if len(batch) < config.batch_max_records and not (self.flushing or self.records.full):
                 deadline = loop.time() + config.batch_timeout
-                while len(batch) < config.batch_max_records and loop.time() < deadline:
+                while (
+                    len(batch) < config.batch_max_records
+                    and loop.time() < deadline
+                    and not self.records.full
+                ):
                     self.wakeup.clear()
                     try:
                         async with asyncio.timeout(max(0.0, deadline - loop.time())):

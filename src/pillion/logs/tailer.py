@@ -21,11 +21,12 @@ import glob
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pillion.config.logs import LogInputConfig
-from pillion.logs.buffer import Record, RecordLog
+from pillion.logs.buffer import RECORD_OVERHEAD, Record, RecordLog
 from pillion.logs.filters import compile_filters
 from pillion.logs.framing import PRESETS, Framed, Framer
 from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
@@ -62,6 +63,7 @@ class Tailer:
         space: asyncio.Event,
         first_start: bool,
         extra: dict[str, Any] | None = None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.records = records
@@ -73,6 +75,7 @@ class Tailer:
         self.released: list[FileKey] = []  # files done with, until all is delivered
         self.forgotten: list[FileKey] = []  # delivered: their checkpoint rows can go
         self.stopping = False
+        self.wake = wake  # tells the outputs there are new records
         parser = config.parser
         self._parse: Parser | None = make_parser(parser.type, parser.pattern) if parser else None
         self.static: dict[str, Any] | None = {**config.fields, **(extra or {})} or None
@@ -191,6 +194,10 @@ class Tailer:
                 continue
             lines = splitter.feed(data)
             if tracked.framer is None:
+                taken = self._fitting(lines)
+                if taken < len(lines):  # the log is full: the rest is read again later
+                    splitter.reset(lines[taken - 1][1])
+                    lines = lines[:taken]
                 self._emit(tracked, lines)
             else:
                 self._emit_framed(tracked, tracked.framer.feed(lines, time.monotonic()))
@@ -200,6 +207,18 @@ class Tailer:
             more = more or splitter.offset < size
         self.metrics.paused.set(0)
         return more
+
+    def _fitting(self, lines: list[tuple[bytes, int]]) -> int:
+        """How many of ``lines`` fit in the record log (all but what would overflow
+        it; at least one, so a file always makes progress)."""
+        room = self.records.limit_bytes - self.records.bytes
+        if room >= CHUNK + len(lines) * RECORD_OVERHEAD:  # the usual case: all fit
+            return len(lines)
+        for index, (line, _) in enumerate(lines):
+            room -= len(line) + RECORD_OVERHEAD
+            if room < 0:
+                return max(index, 1)
+        return len(lines)
 
     def _emit(self, tracked: _Tracked, lines: list[tuple[bytes, int]]) -> None:
         if lines:
@@ -283,9 +302,13 @@ class Tailer:
         while not self.stopping:
             self.scan(loop.time())
             self.first_scan = False
-            while self.read_pass() and not self.stopping:  # noqa: ASYNC110 - not polling:
-                await asyncio.sleep(0)  # each pass read data; let the outputs run between
+            before = self.records.next_seq
+            while self.read_pass() and not self.stopping:  # not polling: each pass read
+                self.wake()
+                await asyncio.sleep(0)  # data; let the outputs run between passes
             self.flush_quiet(time.monotonic())
+            if self.records.next_seq != before:
+                self.wake()
             self.release_rotated(loop.time())
             if self.records.full:
                 self.space.clear()
@@ -296,6 +319,21 @@ class Tailer:
                     pass
                 continue
             await asyncio.sleep(self.config.scan_interval)
+
+    def lag(self) -> dict[str, int]:
+        """Bytes of each open file not yet delivered everywhere, by path."""
+        lag: dict[str, int] = {}
+        for tracked in self.files.values():
+            if tracked.key is None:
+                continue
+            progress = self.records.files.get(tracked.key)
+            try:
+                size = os.fstat(tracked.fd).st_size
+            except OSError:
+                continue
+            delivered = progress.delivered if progress is not None else 0
+            lag[tracked.path] = lag.get(tracked.path, 0) + max(0, size - delivered)
+        return lag
 
     def close(self) -> None:
         for tracked in self.files.values():
