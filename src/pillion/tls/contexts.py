@@ -92,6 +92,29 @@ def _dns_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(name.lower() for name in san.get_values_for_type(x509.DNSName))
 
 
+def _new_context(protocol: ssl._SSLMethod, min_version: str) -> ssl.SSLContext:
+    """A context with Pillion's protocol versions, ciphers and ALPN."""
+    context = ssl.SSLContext(protocol)
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    )
+    context.set_ciphers(_TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, cert: str, key: str, where: str) -> None:
+    """Load a certificate and its key; ``TlsLoadError`` says which files and why."""
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise TlsLoadError(f"{where}cannot load {cert} with key {key}: {reason}") from None
+    except OSError as exc:
+        raise TlsLoadError(f"{where}cannot read {exc.filename}: {exc.strerror or exc}") from None
+
+
 class _Loaded:
     """One complete set of contexts, from one reading of the files."""
 
@@ -202,24 +225,8 @@ class ServerTls:
         return loaded
 
     def _context(self, files: CertificateFiles, ca_pem: bytes | None, index: int) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = (
-            ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-        )
-        context.set_ciphers(_TLS12_CIPHERS)
-        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-        context.set_alpn_protocols(["http/1.1"])
-        try:
-            context.load_cert_chain(files.cert, files.key)
-        except (ssl.SSLError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            raise TlsLoadError(
-                f"certificates[{index}]: cannot load {files.cert} with key {files.key}: {reason}"
-            ) from None
-        except OSError as exc:
-            raise TlsLoadError(
-                f"certificates[{index}]: cannot read {exc.filename}: {exc.strerror or exc}"
-            ) from None
+        context = _new_context(ssl.PROTOCOL_TLS_SERVER, self.min_version)
+        _load_chain(context, files.cert, files.key, f"certificates[{index}]: ")
         if ca_pem is not None:
             try:
                 context.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
@@ -280,12 +287,7 @@ class ClientTls:
         if self.cert:
             leaf = _certificates(_read(self.cert, "certificate"), self.cert, "certificate")[0]
             cert_expiry = leaf.not_valid_after_utc
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.minimum_version = (
-            ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-        )
-        context.set_ciphers(_TLS12_CIPHERS)
-        context.set_alpn_protocols(["http/1.1"])
+        context = _new_context(ssl.PROTOCOL_TLS_CLIENT, self.min_version)
         # with an identity allow-list the peer is checked by identity, after the handshake
         context.check_hostname = not self.identities
         context.verify_mode = ssl.CERT_REQUIRED
@@ -294,15 +296,7 @@ class ClientTls:
         except ssl.SSLError as exc:
             raise TlsLoadError(f"CA {self.ca}: {exc.reason or exc}") from None
         if self.cert and self.key:
-            try:
-                context.load_cert_chain(self.cert, self.key)
-            except (ssl.SSLError, ValueError) as exc:
-                reason = getattr(exc, "reason", None) or str(exc)
-                raise TlsLoadError(
-                    f"cannot load {self.cert} with key {self.key}: {reason}"
-                ) from None
-            except OSError as exc:
-                raise TlsLoadError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+            _load_chain(context, self.cert, self.key, "")
         self._context = context
         self._stamp = stamp
         self.ca_expiry, self.cert_expiry = ca_expiry, cert_expiry
