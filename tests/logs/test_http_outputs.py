@@ -29,6 +29,8 @@ class Receiver:
     loki: list[dict[str, Any]] = field(default_factory=list)  # streams, validated
     lines: list[dict[str, Any]] = field(default_factory=list)  # http: JSON lines
     otlp: list[dict[str, Any]] = field(default_factory=list)  # logRecords, validated
+    elastic: list[dict[str, Any]] = field(default_factory=list)  # documents indexed
+    busy_seen: set[str] = field(default_factory=set)
     headers: list[dict[str, str]] = field(default_factory=list)
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -53,6 +55,13 @@ class Receiver:
                         outer.loki.extend(_valid_loki(json.loads(data)))
                     elif self.path == "/v1/logs":
                         outer.otlp.extend(_valid_otlp(json.loads(data)))
+                    elif self.path == "/_bulk":
+                        answer = outer.bulk(data)
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.end_headers()
+                        self.wfile.write(json.dumps(answer).encode())
+                        return
                     else:
                         outer.lines += [json.loads(line) for line in data.splitlines()]
                 self.send_response(204)
@@ -69,6 +78,33 @@ class Receiver:
     def __exit__(self, *_: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def bulk(self, data: bytes) -> dict[str, Any]:
+        """Elasticsearch's _bulk: action and document lines in pairs; per item, a
+        message with "bad" is a mapping error (400), one with "busy" is refused
+        once (429), the rest are created (201)."""
+        lines = data.splitlines()
+        assert len(lines) % 2 == 0
+        items, errors = [], False
+        for action, raw in zip(lines[0::2], lines[1::2], strict=True):
+            assert json.loads(action) == {"create": {"_index": "logs-test"}}
+            document = json.loads(raw)
+            message = document["message"]
+            if "bad" in message:
+                status = 400
+            elif "busy" in message and message not in self.busy_seen:
+                self.busy_seen.add(message)
+                status = 429
+            else:
+                status = 201
+                self.elastic.append(document)
+            errors = errors or status >= 300
+            result: dict[str, Any] = {"_index": "logs-test", "status": status}
+            if status >= 300:
+                result["error"] = {"type": "mapper_parsing_exception" if status == 400
+                                   else "es_rejected_execution_exception"}  # fmt: skip
+            items.append({"create": result})
+        return {"took": 1, "errors": errors, "items": items}
 
     def loki_lines(self) -> list[str]:
         with self.lock:
@@ -153,6 +189,12 @@ logs:
       type: otlp
       url: http://127.0.0.1:{receiver.port}
       batch_timeout: 20ms
+    - name: es
+      type: elasticsearch
+      url: http://127.0.0.1:{receiver.port}
+      index: logs-test
+      dead_letter: {tmp_path}/es-refused.jsonl
+      batch_timeout: 100ms
 """,
         )
         process = PillionProcess(config, admin, status).start()
@@ -237,3 +279,18 @@ def test_otlp_log_records(pushing: Pushing) -> None:
     assert attributes["user.id"] == {"intValue": "3"}
     assert attributes["pillion.input"] == {"stringValue": "web"}
     assert json.loads(record["body"]["stringValue"])["n"] == 7
+
+
+def test_elasticsearch_bulk_retries_only_the_failed_items(pushing: Pushing) -> None:
+    messages = ["ok-0", "busy-1", "bad-2", "ok-3"]
+    write(pushing.logs / "app.log", [{"level": "info", "m": m} for m in messages])
+    wait_until(lambda: len(pushing.receiver.elastic) == 3)
+    indexed = sorted(json.loads(d["message"])["m"] for d in pushing.receiver.elastic)
+    assert indexed == ["busy-1", "ok-0", "ok-3"]  # each once: only busy-1 was sent again
+    refused = pushing.dead_letter.with_name("es-refused.jsonl")
+    wait_until(refused.exists)
+    [dead] = [json.loads(line) for line in refused.read_text().splitlines()]
+    assert json.loads(dead["message"])["m"] == "bad-2"
+    metrics = pushing.metrics()
+    assert metric_value(metrics, 'pillion_logs_dead_letter_records_total{output="es"}') == 1.0
+    assert metric_value(metrics, 'pillion_logs_output_retries_total{output="es"}') == 1.0

@@ -191,26 +191,35 @@ class LogInputConfig(_Section):
     )
 
 
+_HTTP_OUTPUTS = ("http", "loki", "otlp", "elasticsearch")
+
+
 class LogOutputConfig(_Section):
     """Where records go; each output has its own cursor, retries and batches."""
 
     name: str = Field(pattern=_NAME, description="Name of the output in metrics.")
-    type: Literal["stdout", "file", "syslog", "http", "loki", "otlp"] = Field(
+    type: Literal["stdout", "file", "syslog", "http", "loki", "otlp", "elasticsearch"] = Field(
         description="`stdout` (JSON lines), `file` (JSON lines appended to `path`), "
         "`syslog` (RFC 5424 over TCP with octet counting, to `address`), `http` (JSON "
-        "lines POSTed to `url`), `loki` (Loki's push API at `url`), or `otlp` (OTLP/HTTP "
-        "logs, JSON, to `url`/v1/logs)."
+        "lines POSTed to `url`), `loki` (Loki's push API at `url`), `otlp` (OTLP/HTTP "
+        "logs, JSON, to `url`/v1/logs), or `elasticsearch` (`_bulk` at `url`, per-item "
+        "retries)."
     )
     url: str | None = Field(
         None,
         pattern=r"^https?://",
-        description="For `http`, `loki` and `otlp`: where to POST (for Loki, its base URL or the "
+        description="For HTTP outputs: where to POST (for Loki, its base URL or the "
         "full `/loki/api/v1/push` URL).",
     )
     headers: dict[str, Secret] = Field(
         default_factory=dict,
-        description="For `http`, `loki` and `otlp`: request headers (e.g. `Authorization`); "
+        description="For HTTP outputs: request headers (e.g. `Authorization`); "
         "shown as *** everywhere.",
+    )
+    index: str = Field(
+        "logs-pillion-default",
+        description="For `elasticsearch`: the index or data stream. Default "
+        "`logs-pillion-default` (a data stream under Elasticsearch's `logs-*-*` template).",
     )
     tenant_id: str | None = Field(
         None, description="For `loki`: the tenant (`X-Scope-OrgID`). Default: none."
@@ -221,11 +230,12 @@ class LogOutputConfig(_Section):
         "nested, e.g. `{app: kubernetes.labels.app, level: level}`); `input` is always one.",
     )
     compression: Literal["none", "gzip"] = Field(
-        "gzip", description="For `http`, `loki` and `otlp`: the request body's encoding."
+        "gzip",
+        description="For HTTP outputs: the request body's encoding.",
     )
     dead_letter: str | None = Field(
         None,
-        description="For `http`, `loki` and `otlp`: where batches the receiver refuses for good "
+        description="For HTTP outputs: where batches the receiver refuses for good "
         "(a 4xx other than 408 and 429) are written, as JSON lines, and counted. "
         "Default: `dead-letter-<name>.jsonl` next to the checkpoints.",
     )
@@ -257,8 +267,8 @@ class LogOutputConfig(_Section):
             raise ValueError("set `path` exactly when `type` is `file`")
         if (self.type == "syslog") != (self.address is not None):
             raise ValueError("set `address` exactly when `type` is `syslog`")
-        if (self.type in ("http", "loki", "otlp")) != (self.url is not None):
-            raise ValueError("set `url` exactly when `type` is `http`, `loki` or `otlp`")
+        if (self.type in _HTTP_OUTPUTS) != (self.url is not None):
+            raise ValueError("set `url` exactly when `type` is http, loki, otlp or elasticsearch")
         return self
 
 

@@ -22,13 +22,33 @@ from pillion.logs.buffer import Record
 from pillion.logs.otlp import otlp_body
 from pillion.logs.render import Sink, json_lines
 
-__all__ = ["HttpSink", "LokiSink", "OtlpSink", "Refused", "loki_body"]
+__all__ = [
+    "ElasticsearchSink",
+    "HttpSink",
+    "LokiSink",
+    "OtlpSink",
+    "PartlyDelivered",
+    "Refused",
+    "loki_body",
+]
 
 log = logging.getLogger("pillion.logs")
+
+_MAX_ANSWER = 16 * 1024 * 1024  # a bulk answer lists every item
 
 
 class Refused(Exception):
     """The receiver refused the batch for good (a 4xx): never retried."""
+
+
+class PartlyDelivered(Exception):
+    """Some records were taken, some refused for good (``refused``, dead-lettered),
+    and ``remaining`` are to be sent again."""
+
+    def __init__(self, remaining: list[Record], refused: int) -> None:
+        super().__init__(f"{len(remaining)} to retry, {refused} refused")
+        self.remaining = remaining
+        self.refused = refused
 
 
 def _field(record: Record, path: str) -> str | None:
@@ -80,6 +100,10 @@ class HttpSink(Sink):
         return json_lines(batch)
 
     async def send(self, batch: list[Record]) -> None:
+        await self.post(batch)
+
+    async def post(self, batch: list[Record]) -> bytes:
+        """POST the batch; the answer's body when 2xx."""
         assert self._session is not None
         data = self.body(batch)
         if self.config.compression == "gzip":
@@ -87,11 +111,12 @@ class HttpSink(Sink):
         try:
             async with self._session.post(self.url, data=data, headers=self.headers) as answer:
                 status = answer.status
-                detail = (await answer.content.read(300)).decode("utf-8", "replace")
+                content = await answer.content.read(_MAX_ANSWER)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise OSError(f"{self.url}: {exc or type(exc).__name__}") from exc
         if 200 <= status < 300:
-            return
+            return content
+        detail = content[:300].decode("utf-8", "replace")
         if status in (408, 429) or status >= 500:
             raise OSError(f"{self.url}: status {status}: {detail}")
         await asyncio.to_thread(self._dead_letter, batch, status, detail)
@@ -139,3 +164,42 @@ class OtlpSink(HttpSink):
 
     def body(self, batch: list[Record]) -> bytes:
         return otlp_body(batch)
+
+
+class ElasticsearchSink(HttpSink):
+    """The ``_bulk`` API, one ``create`` per record (data streams accept only that).
+    Each item's status is read: the ones refused for good (400, mapping errors) go
+    to the dead-letter file, the ones to retry (429, 5xx) are sent again alone."""
+
+    def __init__(self, config: LogOutputConfig, dead_letter: str) -> None:
+        super().__init__(config, dead_letter)
+        if not self.url.rstrip("/").endswith("/_bulk"):
+            self.url = self.url.rstrip("/") + "/_bulk"
+        self.headers["Content-Type"] = "application/x-ndjson"
+        self._action = orjson.dumps({"create": {"_index": config.index}}) + b"\n"
+
+    def body(self, batch: list[Record]) -> bytes:
+        documents = json_lines(batch).splitlines(keepends=True)
+        return b"".join(self._action + document for document in documents)
+
+    async def send(self, batch: list[Record]) -> None:
+        answer = orjson.loads(await self.post(batch))
+        if not answer.get("errors"):
+            return
+        items = answer.get("items", [])
+        if len(items) != len(batch):
+            raise OSError(f"{self.url}: {len(items)} items answered for {len(batch)} sent")
+        retry, refused = [], []
+        for record, item in zip(batch, items, strict=True):
+            result: dict[str, Any] = next(iter(item.values()), {})
+            status = int(result.get("status", 500))
+            if status in (408, 429) or status >= 500:
+                retry.append(record)
+            elif status >= 300:
+                refused.append((record, status, str(result.get("error", ""))[:300]))
+        if refused:
+            first = refused[0]
+            await asyncio.to_thread(self._dead_letter, [r for r, _, _ in refused], first[1],
+                                    first[2])  # fmt: skip
+        if retry or refused:
+            raise PartlyDelivered(retry, len(refused))

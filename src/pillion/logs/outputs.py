@@ -14,7 +14,14 @@ from collections.abc import Callable
 
 from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Record, RecordLog
-from pillion.logs.http import HttpSink, LokiSink, OtlpSink, Refused
+from pillion.logs.http import (
+    ElasticsearchSink,
+    HttpSink,
+    LokiSink,
+    OtlpSink,
+    PartlyDelivered,
+    Refused,
+)
 from pillion.logs.metrics import OutputMetrics
 from pillion.logs.render import Sink, json_lines, write_all
 from pillion.logs.syslog import FACILITIES, frame, header_field
@@ -119,12 +126,19 @@ def sink_for(config: LogOutputConfig, dead_letter: str) -> Sink:
         return LokiSink(config, dead_letter)
     if config.type == "otlp":
         return OtlpSink(config, dead_letter)
+    if config.type == "elasticsearch":
+        return ElasticsearchSink(config, dead_letter)
     if config.type == "file":
         assert config.path is not None
         return FileSink(config.path)
     if config.type == "syslog":
         return SyslogSink(config)
     return StdoutSink()
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter, exponential, capped."""
+    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))  # noqa: S311
 
 
 class OutputWorker:
@@ -188,10 +202,20 @@ class OutputWorker:
             except Refused:
                 self.metrics.dead_letter.inc(len(batch))
                 return  # kept in the dead-letter file: the output moves on
+            except PartlyDelivered as partly:
+                self.metrics.dead_letter.inc(partly.refused)
+                if not partly.remaining:
+                    return
+                batch = partly.remaining  # only the items to retry go again
+                self.metrics.errors.inc()
+                attempt += 1
+                self.metrics.retries.inc()
+                await asyncio.sleep(_backoff(attempt))
+                continue
             except OSError as exc:
                 self.metrics.errors.inc()
                 attempt += 1
-                delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))  # noqa: S311
+                delay = _backoff(attempt)
                 log.warning(
                     "log output failed; retrying",
                     extra={"output": self.config.name, "error": str(exc), "retry_in": delay},
