@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: promtool (from prometheus) checks /metrics,
 # curl is the client the demo tour prints.
-SYSTEM_PACKAGES := prometheus curl openssl rsyslog
+SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl
 
 .PHONY: demo test check docs system-deps bench-proxy bench-logs clean
 

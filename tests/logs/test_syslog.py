@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pillion.tls.devca import issue, new_ca
 from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
 
 
@@ -27,13 +28,25 @@ class Rsyslog:
     out: Path
     proc: subprocess.Popen[bytes] | None = None
 
+    tls: tuple[Path, Path, Path] | None = None  # CA, certificate, key: RFC 5425
+
     def start(self) -> None:
         rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
         assert os.path.exists(rsyslogd), "rsyslog comes from Debian; `make test` installs it"
         config = self.directory / "rsyslog.conf"
+        if self.tls is None:
+            prelude = f'global(workDirectory="{self.directory}")\nmodule(load="imtcp")'
+        else:
+            ca, cert, key = self.tls
+            prelude = (
+                f'global(workDirectory="{self.directory}" DefaultNetstreamDriver="ossl" '
+                f'DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{cert}" '
+                f'DefaultNetstreamDriverKeyFile="{key}")\n'
+                'module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" '
+                'StreamDriver.AuthMode="anon")'
+            )
         config.write_text(f"""
-global(workDirectory="{self.directory}")
-module(load="imtcp")
+{prelude}
 input(type="imtcp" port="{self.port}" address="127.0.0.1")
 template(name="fields" type="string" string="%app-name% %hostname% %msg%\\n")
 *.* action(type="omfile" file="{self.out}" template="fields")
@@ -173,3 +186,56 @@ def test_rotation_twice_while_the_output_is_down_loses_nothing(
     time.sleep(1.5)  # well past rotate_wait (5s default is longer; files still unread)
     rsyslog.start()
     wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
+
+
+def test_syslog_over_tls_to_rsyslog(tmp_path: Path) -> None:
+    ca = new_ca()
+    server = issue(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "server.crt").write_bytes(server.cert_pem)
+    (tmp_path / "server.key").write_bytes(server.key_pem)
+    (tmp_path / "other-ca.crt").write_bytes(new_ca("another CA").cert_pem)
+    directory = tmp_path / "rsyslog"
+    directory.mkdir()
+    files = (tmp_path / "ca.crt", tmp_path / "server.crt", tmp_path / "server.key")
+    receiver = Rsyslog(directory, free_port(), directory / "received.log", tls=files)
+    receiver.start()
+    (tmp_path / "logs").mkdir()
+    admin, status = free_port(), free_port()
+    config = write_config(
+        tmp_path,
+        f"""
+admin: {{listen: 127.0.0.1:{admin}}}
+status: {{listen: 127.0.0.1:{status}}}
+lifecycle: {{drain_timeout: 1s}}  # the distrustful output never catches up
+logs:
+  checkpoints: {tmp_path}/logs.db
+  inputs:
+    - {{name: web, paths: ["{tmp_path}/logs/*.log"], scan_interval: 50ms}}
+  outputs:
+    - name: central
+      type: syslog
+      address: 127.0.0.1:{receiver.port}
+      hostname: pod-7
+      tls: {{ca: {tmp_path}/ca.crt, server_name: localhost}}
+      batch_timeout: 20ms
+    - name: distrustful  # trusts another CA: never delivers, keeps retrying
+      type: syslog
+      address: 127.0.0.1:{receiver.port}
+      tls: {{ca: {tmp_path}/other-ca.crt, server_name: localhost}}
+      timeout: 1s
+""",
+    )
+    process = PillionProcess(config, admin, status).start()
+    try:
+        process.wait_ready()
+        expected = lines("t", 2000)
+        (tmp_path / "logs" / "web.log").write_text("".join(f"{m}\n" for m in expected))
+        wait_until(lambda: set(expected) <= set(receiver.messages()), timeout=30)
+        assert set(receiver.messages().values()) == {1}
+        failed = process.wait_for_log("log output failed; retrying")
+        assert failed["output"] == "distrustful"
+        assert "CERTIFICATE_VERIFY_FAILED" in failed["error"]
+    finally:
+        process.stop()
+        receiver.stop()

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pillion.config.proxy import UpstreamTlsConfig
 from pillion.config.types import Listen, Secret
 from pillion.config.units import Duration, Size
 
@@ -220,6 +221,12 @@ class LogOutputConfig(_Section):
         "logs-pillion-default",
         description="For `elasticsearch`: the index or data stream. Default "
         "`logs-pillion-default` (a data stream under Elasticsearch's `logs-*-*` template).",
+    )
+    tls: UpstreamTlsConfig | None = Field(
+        None,
+        description="For `syslog`: TLS to the receiver (RFC 5425), verified against `ca` "
+        "(by host name or `identities`), presenting `cert` if set. For HTTP outputs: "
+        "the CA (and client certificate) for an `https` URL. Default: plain / system CAs.",
     )
     tenant_id: str | None = Field(
         None, description="For `loki`: the tenant (`X-Scope-OrgID`). Default: none."

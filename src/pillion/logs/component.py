@@ -89,7 +89,9 @@ class LogsComponent(Component):
                 await sink.open()
             except OSError as exc:
                 raise ComponentStartError(
-                    "logs", f"output {output.name!r}: cannot open {output.path}: {exc.strerror}"
+                    "logs",
+                    f"output {output.name!r}: {exc.strerror or exc}"
+                    + (f" ({output.path})" if output.path else ""),
                 ) from exc
             worker = OutputWorker(output, self.records, sink, OutputMetrics(self._metrics,
                                   output.name), self._acked)  # fmt: skip

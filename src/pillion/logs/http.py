@@ -21,6 +21,7 @@ from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Record
 from pillion.logs.otlp import otlp_body
 from pillion.logs.render import Sink, json_lines
+from pillion.logs.tlsfiles import client_tls, load_tls
 
 __all__ = [
     "ElasticsearchSink",
@@ -92,8 +93,15 @@ class HttpSink(Sink):
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
+        tls = client_tls(self.config)
+        connector = None
+        if tls is not None:
+            load_tls(tls)
+            connector = aiohttp.TCPConnector(ssl=tls.context)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout), trust_env=False
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            trust_env=False,
+            connector=connector,
         )
 
     def body(self, batch: list[Record]) -> bytes:

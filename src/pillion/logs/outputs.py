@@ -25,6 +25,8 @@ from pillion.logs.http import (
 from pillion.logs.metrics import OutputMetrics
 from pillion.logs.render import Sink, json_lines, write_all
 from pillion.logs.syslog import FACILITIES, frame, header_field
+from pillion.logs.tlsfiles import client_tls, load_tls
+from pillion.tls import peer_identity
 
 __all__ = ["OutputWorker", "Sink", "sink_for"]
 
@@ -75,6 +77,7 @@ class SyslogSink(Sink):
         )
         self.app_name = header_field(config.app_name, 48) if config.app_name else None
         self.timeout = config.timeout
+        self.tls = client_tls(config)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -85,9 +88,26 @@ class SyslogSink(Sink):
             await self.close()
         if self._writer is None or self._writer.is_closing():
             host, port = self.address
+            tls = self.tls
             async with asyncio.timeout(self.timeout):
-                self._reader, self._writer = await asyncio.open_connection(host, port)
+                if tls is None:
+                    self._reader, self._writer = await asyncio.open_connection(host, port)
+                else:
+                    self._reader, self._writer = await asyncio.open_connection(
+                        host, port, ssl=tls.context, server_hostname=tls.server_name or host
+                    )
+            if tls is not None and tls.identities:
+                sslobj = self._writer.get_extra_info("ssl_object")
+                der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+                identity = peer_identity(der) if der else None
+                if not tls.allows(identity):
+                    await self.close()
+                    raise OSError(f"syslog {self.address}: server identity not allowed: {identity}")
         return self._writer
+
+    async def open(self) -> None:
+        if self.tls is not None:
+            load_tls(self.tls)
 
     async def send(self, batch: list[Record]) -> None:
         data = b"".join(

@@ -1,0 +1,30 @@
+"""TLS settings of an output, as a client context (see ``pillion.tls``)."""
+
+from __future__ import annotations
+
+from pillion.config.logs import LogOutputConfig
+from pillion.tls import ClientTls, TlsLoadError
+
+__all__ = ["client_tls", "load_tls"]
+
+
+def client_tls(config: LogOutputConfig) -> ClientTls | None:
+    tls = config.tls
+    if tls is None:
+        return None
+    return ClientTls(
+        tls.ca,
+        cert=tls.cert,
+        key=tls.key,
+        server_name=tls.server_name,
+        identities=tls.identities,
+        min_version=tls.min_version,
+    )
+
+
+def load_tls(tls: ClientTls) -> None:
+    """Load the files; an unusable one stops the start (``OSError``, as other sinks)."""
+    try:
+        tls.load()
+    except TlsLoadError as exc:
+        raise OSError(str(exc)) from None
