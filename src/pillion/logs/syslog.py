@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import re
 
-__all__ = ["FACILITIES", "frame", "header_field"]
+__all__ = ["FACILITIES", "frame", "frame_with", "header", "header_field"]
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -37,6 +37,15 @@ def frame(
     message: bytes, epoch: float, *, facility: int, hostname: bytes, app_name: bytes
 ) -> bytes:
     """One framed message at severity informational."""
+    return frame_with(header(epoch, facility=facility, hostname=hostname, app_name=app_name),
+                      message)  # fmt: skip
+
+
+def header(epoch: float, *, facility: int, hostname: bytes, app_name: bytes) -> bytes:
+    """Everything before the message: the same for every record read together."""
     pri = facility * 8 + _INFO
-    body = b"<%d>1 %s %s %s - - - %s" % (pri, timestamp(epoch), hostname, app_name, message)
-    return b"%d %s" % (len(body), body)
+    return b"<%d>1 %s %s %s - - - " % (pri, timestamp(epoch), hostname, app_name)
+
+
+def frame_with(head: bytes, message: bytes) -> bytes:
+    return b"%d %s%s" % (len(head) + len(message), head, message)
