@@ -48,7 +48,7 @@ class Receiver:
                         self.end_headers()
                         self.wfile.write(b"told to fail")
                         return
-                    outer.headers.append(dict(self.headers))
+                    outer.headers.append({"path": self.path, **dict(self.headers)})
                     assert self.headers["Content-Encoding"] == "gzip"
                     data = gzip.decompress(body)
                     if self.path == "/loki/api/v1/push":
@@ -221,7 +221,7 @@ def test_loki_streams_by_label_with_tenant_and_auth(pushing: Pushing) -> None:
         (("input", "web"), ("level", "error")),
         (("input", "web"), ("level", "info")),
     }
-    headers = pushing.receiver.headers[0]
+    [headers, *_] = [h for h in pushing.receiver.headers if h["path"] == "/loki/api/v1/push"]
     assert headers["X-Scope-OrgID"] == "team-a"
     assert headers["Authorization"] == TOKEN
     wait_until(lambda: len(pushing.receiver.lines) == 100)  # the http output, as JSON lines
