@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from pillion.config.logs import FilterConfig
-from pillion.logs.filters import compile_filters
+from pillion.logs.filters import MAX_THROTTLE_KEYS, compile_filters
 
 CARD = r"\b\d(?:[ -]?\d){12,15}\b"
 
@@ -36,8 +36,8 @@ def test_include_exclude_and_edits_in_order() -> None:
         {"set": {"env": "prod"}},
         {"remove": ["password"]},
     ]
-    assert run(steps, b"checkout", {"level": "debug"}) is None
-    assert run(steps, b"login", {"level": "info"}) is None
+    assert run(steps, b"checkout", {"level": "debug"}) == "filtered"
+    assert run(steps, b"login", {"level": "info"}) == "filtered"
     kept = run(steps, b"checkout done", {"level": "info", "msg": "m", "password": "x"})
     assert kept == (b"checkout done", {"level": "info", "summary": "m", "env": "prod"})
     assert run([{"exclude": {"field": "missing", "regex": "x"}}], b"m", None) == (b"m", None)
@@ -48,3 +48,59 @@ def test_a_step_sets_exactly_one_thing_and_regexes_compile() -> None:
         FilterConfig.model_validate({"set": {"a": "b"}, "remove": ["c"]})
     with pytest.raises(ValidationError, match="invalid regex"):
         FilterConfig.model_validate({"redact": {"regex": "(["}})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_keeps_threshold_per_window_for_each_key() -> None:
+    clock = Clock()
+    step = FilterConfig.model_validate(
+        {"throttle": {"threshold": 3, "window": "10s", "key": "kubernetes.pod"}}
+    )
+    chain = compile_filters([step], clock)
+    assert chain is not None
+
+    def send(pod: str | None) -> bool:
+        fields = {"kubernetes": {"pod": pod}} if pod else None
+        return not isinstance(chain(b"m", fields), str)
+
+    assert [send("a") for _ in range(5)] == [True, True, True, False, False]
+    assert [send("b") for _ in range(4)] == [True, True, True, False]  # its own bucket
+    assert chain(b"m", {"kubernetes": {"pod": "a"}}) == "throttled"
+    clock.now += 4  # 1.2 tokens back for each key
+    assert [send("a") for _ in range(2)] == [True, False]
+    clock.now += 3600  # a full bucket, never more than the threshold
+    assert [send("a") for _ in range(4)] == [True, True, True, False]
+    assert [send(None) for _ in range(4)] == [True, True, True, False]  # no key: one bucket
+
+
+def test_throttle_without_key_and_bounded_keys() -> None:
+    clock = Clock()
+    chain = compile_filters([FilterConfig.model_validate({"throttle": {"threshold": 1}})], clock)
+    assert chain is not None
+    assert chain(b"a", None) == (b"a", None)
+    assert chain(b"b", {"x": 1}) == "throttled"  # the whole input shares one bucket
+    keyed = compile_filters(
+        [FilterConfig.model_validate({"throttle": {"threshold": 1, "key": "message"}})], clock
+    )
+    assert keyed is not None
+    for n in range(MAX_THROTTLE_KEYS + 10):  # more keys than kept: the oldest are dropped
+        assert keyed(str(n).encode(), None) == (str(n).encode(), None)
+    assert keyed(str(MAX_THROTTLE_KEYS + 9).encode(), None) == "throttled"  # recent: kept
+    assert keyed(b"0", None) == (b"0", None)  # forgotten: a new, full bucket
+
+
+@pytest.mark.parametrize(
+    "throttle",
+    [{"threshold": 0}, {"threshold": 5, "window": "0s"}, {"window": "1s"}, {"threshold": 1,
+     "per": "1s"}],
+)
+def test_bad_throttle_is_refused(throttle: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="throttle"):
+        FilterConfig.model_validate({"throttle": throttle})

@@ -87,6 +87,7 @@ logs:
       filters:
         - exclude: {{field: level, regex: "^debug$"}}
         - redact: {{regex: "Bearer [A-Za-z0-9._-]+", replacement: "Bearer [token]"}}
+        - throttle: {{threshold: 2, window: 1h, key: level}}
       scan_interval: 50ms
     - name: java
       paths: ["{logs}/java/*.log"]
@@ -331,11 +332,14 @@ def test_parsed_fields_static_fields_and_pod_metadata(shipper: Shipper) -> None:
         '{"ts": 1795514400, "level": "error", "msg": "card declined", "message": "spoof"}',
         '{"level": "debug", "msg": "noise"}',
         "not json at all, Authorization: Bearer eyJ.secret.token",
+        '{"ts": 1795514401, "level": "error", "msg": "second error"}',
+        '{"ts": 1795514402, "level": "error", "msg": "third error: throttled"}',
     ]
     (shipper.logs / "parsed" / "app.log").write_text("".join(f"{x}\n" for x in lines))
     shipper.start()
-    wait_until(lambda: len(records_of(shipper, "parsed")) == 2)
-    parsed, plain = records_of(shipper, "parsed")
+    wait_until(lambda: len(records_of(shipper, "parsed")) == 3)
+    parsed, plain, second = records_of(shipper, "parsed")
+    assert second["msg"] == "second error"
     assert parsed["level"] == "error"
     assert parsed["time"] == "2026-11-24T10:00:00.000Z"  # from the ts field
     assert parsed["message"] == lines[0]  # the record's own keys win over parsed ones
@@ -353,3 +357,5 @@ def test_parsed_fields_static_fields_and_pod_metadata(shipper: Shipper) -> None:
     assert metric_value(metrics, 'pillion_logs_parse_errors_total{input="parsed"}') == 2.0
     dropped = 'pillion_logs_dropped_records_total{input="parsed",reason="filtered"}'
     assert metric_value(metrics, dropped) == 1.0
+    throttled = 'pillion_logs_dropped_records_total{input="parsed",reason="throttled"}'
+    assert metric_value(metrics, throttled) == 1.0  # two errors an hour, the plain line apart

@@ -19,6 +19,7 @@ __all__ = [
     "LogsConfig",
     "MultilineConfig",
     "ParserConfig",
+    "ThrottleConfig",
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -109,6 +110,19 @@ class RedactConfig(_Section):
         return _compiles(value)
 
 
+class ThrottleConfig(_Section):
+    """At most `threshold` records per `window` for each value of `key` (a token bucket
+    per key, refilled evenly): a noisy caller or a log loop cannot flood the outputs."""
+
+    threshold: int = Field(ge=1, description="Records allowed per window, per key.")
+    window: Duration = Field(1.0, gt=0, description="The window. Default 1s.")
+    key: str | None = Field(
+        None,
+        description="The field whose value is the key (dotted for nested, e.g. "
+        "`kubernetes.pod`; `message` for the message). Default: one bucket for the input.",
+    )
+
+
 class FilterConfig(_Section):
     """One step of an input's filters, in order; set exactly one key."""
 
@@ -122,12 +136,18 @@ class FilterConfig(_Section):
     set: dict[str, str] | None = Field(None, description="Set fields to fixed values.")
     rename: dict[str, str] | None = Field(None, description="Rename fields (`old: new`).")
     remove: list[str] | None = Field(None, description="Remove fields.")
+    throttle: ThrottleConfig | None = Field(
+        None, description="Drop records over a rate, per key (counted as `throttled`)."
+    )
 
     @model_validator(mode="after")
     def _one_step(self) -> FilterConfig:
-        steps = [self.include, self.exclude, self.redact, self.set, self.rename, self.remove]
+        steps = [self.include, self.exclude, self.redact, self.set, self.rename, self.remove,
+                 self.throttle]  # fmt: skip
         if sum(step is not None for step in steps) != 1:
-            raise ValueError("set exactly one of include, exclude, redact, set, rename, remove")
+            raise ValueError(
+                "set exactly one of include, exclude, redact, set, rename, remove, throttle"
+            )
         return self
 
 
@@ -167,7 +187,7 @@ class LogInputConfig(_Section):
     filters: list[FilterConfig] = Field(
         default_factory=list,
         description="Steps applied to each record in order (after parsing): include, "
-        "exclude, redact, set, rename, remove.",
+        "exclude, redact, set, rename, remove, throttle.",
     )
     read_from: Literal["head", "tail"] = Field(
         "head",

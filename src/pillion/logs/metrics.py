@@ -33,7 +33,7 @@ class LogFamilies:
         )
         self.dropped = Counter(
             "pillion_logs_dropped_records",
-            "Records not shipped, on purpose, by input and reason (filtered).",
+            "Records not shipped, on purpose, by input and reason (filtered, throttled).",
             ["input", "reason"],
             registry=registry,
         )
@@ -95,9 +95,13 @@ class InputMetrics:
         self.bytes = families.input_bytes.labels(name)
         self.truncated = families.truncated.labels(name)
         self.parse_errors = families.parse_errors.labels(name)
-        self.filtered = families.dropped.labels(name, "filtered")
+        self._dropped = families.dropped
+        self._name = name
         self.rotated = families.rotated.labels(name)
         self.paused = families.paused.labels(name)
+
+    def dropped(self, reason: str) -> Counter:
+        return self._dropped.labels(self._name, reason)
 
 
 class OutputMetrics:

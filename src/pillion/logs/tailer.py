@@ -232,7 +232,8 @@ class Tailer:
         now = time.time()
         path, name, append = tracked.path, self.config.name, self.records.append
         parse, static, filters = self._parse, self.static, self._filters
-        size = dropped = 0
+        size = 0
+        dropped: dict[str, int] | None = None
         for record in framed:
             message, fields, at = record.message, static, now
             size += len(message) + 1
@@ -240,8 +241,9 @@ class Tailer:
                 fields, at = self._fields(message, now)
             if filters is not None:
                 kept = filters(message, fields)
-                if kept is None:
-                    dropped += 1
+                if isinstance(kept, str):  # the reason it is dropped
+                    dropped = dropped or {}
+                    dropped[kept] = dropped.get(kept, 0) + 1
                     continue
                 message, fields = kept
             append(Record(message, at, name, path, key, record.end,
@@ -249,7 +251,8 @@ class Tailer:
         self.metrics.records.inc(len(framed))
         self.metrics.bytes.inc(size)
         if dropped:
-            self.metrics.filtered.inc(dropped)
+            for reason, count in dropped.items():
+                self.metrics.dropped(reason).inc(count)
 
     def _fields(self, message: bytes, now: float) -> tuple[dict[str, Any] | None, float]:
         assert self._parse is not None
