@@ -98,8 +98,12 @@ def test_throttle_without_key_and_bounded_keys() -> None:
 
 @pytest.mark.parametrize(
     "throttle",
-    [{"threshold": 0}, {"threshold": 5, "window": "0s"}, {"window": "1s"}, {"threshold": 1,
-     "per": "1s"}],
+    [
+        {"threshold": 0},
+        {"threshold": 5, "window": "0s"},
+        {"window": "1s"},
+        {"threshold": 1, "per": "1s"},
+    ],
 )
 def test_bad_throttle_is_refused(throttle: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="throttle"):
