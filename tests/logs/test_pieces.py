@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pillion.logs.buffer import Record, RecordLog
+from pillion.logs.buffer import RECORD_OVERHEAD, SPILL_GROUP_RECORDS, Record, RecordLog
 from pillion.logs.identity import FINGERPRINT_BYTES, fingerprint
 from pillion.logs.lines import LineSplitter
+from pillion.logs.spill import SqliteSpill
 from pillion.logs.syslog import frame, header_field
 
 
@@ -65,6 +68,72 @@ def test_records_leave_when_every_output_has_them_and_checkpoints_follow() -> No
     assert log.delivered_changes() == {key: ("/x.log", 30)}
     assert log.bytes == 0
     assert log.settled(key)
+
+
+def _spilling_log(tmp_path: Path, memory_records: int, disk_records: int) -> RecordLog:
+    spill = SqliteSpill(str(tmp_path / "buffer.db"))
+    spill.open()
+    size = 10 + RECORD_OVERHEAD  # each test record: a 10-byte message
+    return RecordLog(["a", "b"], memory_records * size, spill, disk_records * size)
+
+
+def test_records_beyond_memory_go_to_disk_and_come_back_in_order(tmp_path: Path) -> None:
+    log = _spilling_log(tmp_path, memory_records=3, disk_records=2000)
+    key, other = (1, 2, "f"), (1, 3, "g")
+    log.track(key, "/x.log", 0)
+    log.track(other, "/y.log", 0)
+    for n in range(1, 1001):  # 3 in memory, the rest on disk (written in groups)
+        file = key if n % 2 else other
+        log.append(Record(b"%010d" % n, float(n), "app", "/p", file, n * 11,
+                          fields={"n": n} if n == 500 else None))  # fmt: skip
+    assert len(log.records) == 3
+    assert log.spilled == 997
+    assert log.spill_bytes == 997 * (10 + RECORD_OVERHEAD)
+    assert not log.full
+    assert (tmp_path / "buffer.db").stat().st_size > 0
+    # a batch reads across the tiers, whole records with their fields
+    batch = log.batch("a", 600, 10**9)
+    assert [r.seq for r in batch] == list(range(1, 601))
+    assert batch[499].fields == {"n": 500}
+    assert batch[499].message == b"0000000500"
+    assert batch[499].file == other
+    log.ack("a", 600)
+    log.ack("b", 2)  # memory is freed as usual, the disk not yet
+    assert log.delivered_changes() == {key: ("/x.log", 11), other: ("/y.log", 22)}
+    assert log.spilled == 997
+    log.ack("b", 601)  # past memory: disk records every output has (600) are deleted
+    assert log.delivered_changes() == {key: ("/x.log", 599 * 11), other: ("/y.log", 600 * 11)}
+    assert log.spilled == 400
+    assert not log.settled(key)
+    assert not log.settled(other)
+    assert [r.seq for r in log.batch("b", 2, 10**9)] == [602, 603]
+    log.ack("a", 1000)
+    log.ack("b", 1000)
+    assert (log.spilled, log.spill_bytes) == (0, 0)
+    assert log.settled(key)
+    assert log.settled(other)
+    # with the disk empty again, new records go to memory
+    log.append(Record(b"x" * 10, 0.0, "app", "/p", key, 99_999))
+    assert (len(log.records), log.spilled) == (1, 0)
+
+
+def test_both_tiers_full_is_full(tmp_path: Path) -> None:
+    log = _spilling_log(tmp_path, memory_records=2, disk_records=SPILL_GROUP_RECORDS + 5)
+    key = (1, 2, "f")
+    log.track(key, "/x.log", 0)
+    n = 0
+    while not log.full:
+        n += 1
+        log.append(Record(b"0123456789", 0.0, "app", "/x.log", key, n))
+    assert n == 2 + SPILL_GROUP_RECORDS + 5
+    assert log.room == 0
+    assert log.batch("a", 10**6, 10**9)[-1].seq == n  # the unwritten group is readable too
+    log.ack("a", n)
+    log.ack("b", 3)
+    assert not log.full  # memory is free, though the disk still holds the newest
+    log.append(Record(b"0123456789", 0.0, "app", "/x.log", key, n + 1))
+    assert log.spilled == n - 3 + 1  # behind the older disk records, in order
+    assert len(log.records) == 0
 
 
 def test_syslog_frames_are_rfc5424_with_octet_counting() -> None:

@@ -95,6 +95,14 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
 
 @pytest.fixture
 def pillion(tmp_path: Path, rsyslog: Rsyslog) -> Iterator[PillionProcess]:
+    process = start_pillion(tmp_path, rsyslog, disk_buffer="512KiB")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def start_pillion(tmp_path: Path, rsyslog: Rsyslog, disk_buffer: str) -> PillionProcess:
     admin, status = free_port(), free_port()
     (tmp_path / "logs").mkdir()
     config = write_config(
@@ -105,6 +113,7 @@ status: {{listen: 127.0.0.1:{status}}}
 logs:
   checkpoints: {tmp_path}/logs.db
   memory_buffer: 64KiB
+  disk_buffer: {{path: {tmp_path}/spill/buffer.db, max_size: {disk_buffer}}}
   inputs:
     - {{name: web, paths: ["{tmp_path}/logs/*.log"], scan_interval: 50ms}}
   outputs:
@@ -119,9 +128,10 @@ logs:
     process = PillionProcess(config, admin, status).start()
     try:
         process.wait_ready()
-        yield process
-    finally:
+    except BaseException:
         process.stop()
+        raise
+    return process
 
 
 def lines(prefix: str, count: int) -> list[str]:
@@ -144,7 +154,7 @@ def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
     log.write_text("first\n")
     wait_until(lambda: "first" in rsyslog.messages())
     rsyslog.stop()
-    expected = lines("d", 20_000)  # about 2 MiB with overhead: 30 times the buffer
+    expected = lines("d", 20_000)  # about 6 MiB with overhead: 10 times both tiers
     with log.open("a") as file:
         file.write("".join(f"{m}\n" for m in expected))
 
@@ -157,6 +167,9 @@ def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
     held = metric_value(metrics(), 'pillion_logs_buffer_bytes{tier="memory"}')
     assert held is not None
     assert held <= 64 * 1024 + 1024  # the limit, plus at most the one record that crossed it
+    on_disk = metric_value(metrics(), 'pillion_logs_buffer_bytes{tier="disk"}')
+    assert on_disk is not None
+    assert 400 * 1024 < on_disk <= 512 * 1024 + 1024  # filled to its limit, not past it
     errors = 'pillion_logs_output_errors_total{output="central"}'
     wait_until(lambda: (metric_value(metrics(), errors) or 0) >= 2)  # retried, not dropped
     time.sleep(1)  # down a while
@@ -164,6 +177,54 @@ def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
     wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
     assert metric_value(metrics(), 'pillion_logs_input_paused{input="web"}') == 0.0
     wait_until(lambda: metric_value(metrics(), lag) == 0.0)
+
+
+def test_the_disk_buffer_keeps_the_input_reading_while_rsyslog_is_down(
+    tmp_path: Path, rsyslog: Rsyslog
+) -> None:
+    pillion = start_pillion(tmp_path, rsyslog, disk_buffer="64MiB")
+    try:
+        log = tmp_path / "logs" / "web.log"
+        log.write_text("first\n")
+        wait_until(lambda: "first" in rsyslog.messages())
+        rsyslog.stop()
+        expected = lines("k", 20_000)  # about 6 MiB counted: 90 times the memory tier
+        with log.open("a") as file:
+            file.write("".join(f"{m}\n" for m in expected))
+
+        def metric(name: str) -> float:
+            return metric_value(http("GET", f"{pillion.status_url}/metrics")[2], name) or 0.0
+
+        # every line is read: into memory, then to disk; the input never pauses
+        read = 'pillion_logs_input_records_total{input="web"}'
+        wait_until(lambda: metric(read) == 20_001)
+        assert metric('pillion_logs_input_paused{input="web"}') == 0.0
+        assert metric('pillion_logs_buffer_bytes{tier="memory"}') <= 64 * 1024 + 1024
+        assert metric('pillion_logs_buffer_bytes{tier="disk"}') > 5 * 1024 * 1024
+        # so a rotated and deleted file is let go (the app's volume gets its space back)
+        os.rename(log, tmp_path / "logs" / "web.log.1")
+        os.unlink(tmp_path / "logs" / "web.log.1")
+        rotated = 'pillion_logs_files_rotated_total{input="web"}'
+        wait_until(lambda: metric(rotated) == 1.0)
+        wait_until(lambda: not open_files_under(pillion.proc.pid, tmp_path / "logs"), timeout=15)
+        rsyslog.start()
+        wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
+        wait_until(lambda: metric('pillion_logs_buffer_bytes{tier="disk"}') == 0.0)
+        assert metric('pillion_logs_output_records_total{output="central"}') == 20_001
+    finally:
+        pillion.stop()
+
+
+def open_files_under(pid: int, directory: Path) -> list[str]:
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(f"{directory}/"):
+            found.append(target)
+    return found
 
 
 def test_rotation_twice_while_the_output_is_down_loses_nothing(

@@ -12,6 +12,7 @@ from pillion.config.types import Listen, Secret
 from pillion.config.units import Duration, Size
 
 __all__ = [
+    "DiskBufferConfig",
     "FilterConfig",
     "KubernetesMetadataConfig",
     "LogInputConfig",
@@ -312,6 +313,22 @@ class KubernetesMetadataConfig(_Section):
     )
 
 
+class DiskBufferConfig(_Section):
+    """Records that do not fit in `memory_buffer` go to a SQLite database on disk, so
+    the inputs keep reading (and rotated files are released) while an output is slow
+    or down. Its content is not needed after a restart: the checkpoints only advance
+    past delivered records, so the files are read again from there."""
+
+    path: str | None = Field(
+        None, description="The database. Default: `buffer.db` next to the checkpoints."
+    )
+    max_size: Size = Field(
+        256 * 1024 * 1024,
+        description="Most bytes of records on disk; when it and the memory buffer are "
+        "full, the inputs pause. Default 256MiB.",
+    )
+
+
 class LogsConfig(_Section):
     """Log shipping: every line of the inputs reaches every output at least once."""
 
@@ -327,8 +344,13 @@ class LogsConfig(_Section):
     )
     memory_buffer: Size = Field(
         32 * 1024 * 1024,
-        description="Most bytes of records held until every output has them; when full, "
-        "the inputs pause (the files keep the lines: nothing is lost). Default 32MiB.",
+        description="Most bytes of records held in memory until every output has them; "
+        "then they go to the disk buffer, and when that is full (or off) the inputs "
+        "pause (the files keep the lines: nothing is lost). Default 32MiB.",
+    )
+    disk_buffer: DiskBufferConfig | None = Field(
+        default_factory=DiskBufferConfig,
+        description="The disk tier of the buffer; `null` for memory only. Default: on, 256MiB.",
     )
 
     @model_validator(mode="after")

@@ -6,20 +6,30 @@ acknowledged it, so it is held once however many outputs there are, and the
 log's size in bytes is what the memory limit bounds. Each file's records are
 also queued as (number, end offset) so its checkpoint can advance exactly to
 the last line every output has.
+
+With a disk tier (a ``Spill``), records that find the memory full go to disk,
+and so does every record after them while the disk holds any: memory holds the
+oldest records, disk the newest, and a batch reads across the two. The disk
+tier is written in groups (``SPILL_GROUP_*``) and its records are deleted once
+every output has them. When both tiers are full, ``full`` is true and the
+inputs pause.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from pillion.logs.identity import FileKey
 
-__all__ = ["RECORD_OVERHEAD", "Record", "RecordLog"]
+__all__ = ["RECORD_OVERHEAD", "Deleted", "Record", "RecordLog", "Spill"]
 
 
 RECORD_OVERHEAD = 280  # bytes a record costs beyond its message (measured with tracemalloc)
+SPILL_GROUP_RECORDS = 512  # records written to disk together...
+SPILL_GROUP_BYTES = 1024 * 1024  # ...or bytes, whichever comes first
 
 
 @dataclass(slots=True)
@@ -40,26 +50,64 @@ class Record:
         return len(self.message) + RECORD_OVERHEAD
 
 
+class Deleted(NamedTuple):
+    """A file's records deleted from the disk tier."""
+
+    end: int  # the end offset of the last one
+    records: int
+    message_bytes: int
+
+
+class Spill(Protocol):
+    """The disk tier: records in order of their numbers."""
+
+    def write(self, records: Iterable[Record]) -> None: ...
+
+    def read(self, after: int, limit: int) -> list[Record]: ...
+
+    def delete_through(self, seq: int) -> dict[FileKey, Deleted]: ...
+
+
 @dataclass
 class _FileProgress:
     path: str
-    waiting: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, end offset)
+    waiting: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, end) in memory
+    spilled: int = 0  # records of the file in the disk tier
     delivered: int = 0
     changed: bool = False
 
 
 class RecordLog:
-    def __init__(self, outputs: list[str], limit_bytes: int) -> None:
+    def __init__(
+        self,
+        outputs: list[str],
+        limit_bytes: int,
+        spill: Spill | None = None,
+        spill_limit_bytes: int = 0,
+    ) -> None:
         self.limit_bytes = limit_bytes
         self.records: deque[Record] = deque()
         self.bytes = 0
         self.next_seq = 1
         self.acked = dict.fromkeys(outputs, 0)  # the last seq each output has
         self.files: dict[FileKey, _FileProgress] = {}
+        self.spill = spill
+        self.spill_limit_bytes = spill_limit_bytes if spill is not None else 0
+        self.spill_bytes = 0  # counted like memory: message + RECORD_OVERHEAD
+        self.spilled = 0  # records in the disk tier, written or pending
+        self._pending: list[Record] = []  # for the disk tier, not written yet
+        self._pending_bytes = 0
 
     @property
     def full(self) -> bool:
-        return self.bytes >= self.limit_bytes
+        return self.bytes >= self.limit_bytes and self.spill_bytes >= self.spill_limit_bytes
+
+    @property
+    def room(self) -> int:
+        """Bytes of records that still fit, in both tiers."""
+        return max(0, self.limit_bytes - self.bytes) + max(
+            0, self.spill_limit_bytes - self.spill_bytes
+        )
 
     def track(self, key: FileKey, path: str, delivered: int) -> None:
         """A file starts (or resumes) at ``delivered``."""
@@ -72,21 +120,49 @@ class RecordLog:
     def append(self, record: Record) -> None:
         record.seq = self.next_seq
         self.next_seq += 1
+        if self.spill is not None and (self.spilled or self.bytes >= self.limit_bytes):
+            self._pending.append(record)
+            self._pending_bytes += record.size
+            self.spilled += 1
+            self.spill_bytes += record.size
+            self.files[record.file].spilled += 1
+            if (
+                len(self._pending) >= SPILL_GROUP_RECORDS
+                or self._pending_bytes >= SPILL_GROUP_BYTES
+            ):
+                self._write_pending()
+            return
         self.records.append(record)
         self.bytes += record.size
         self.files[record.file].waiting.append((record.seq, record.end))
 
+    def _write_pending(self) -> None:
+        if self._pending:
+            assert self.spill is not None
+            self.spill.write(self._pending)
+            self._pending, self._pending_bytes = [], 0
+
     def batch(self, output: str, max_records: int, max_bytes: int) -> list[Record]:
-        """The next records for ``output`` after what it acknowledged."""
+        """The next records for ``output`` after what it acknowledged, from memory
+        and then from disk."""
         records = self.records
-        if not records:
-            return []
-        start = self.acked[output] - records[0].seq + 1
         batch: list[Record] = []
         size = 0
-        for index in range(max(start, 0), len(records)):
-            record = records[index]
-            if batch and (len(batch) >= max_records or size + record.size > max_bytes):
+        if records:
+            start = self.acked[output] - records[0].seq + 1
+            for index in range(max(start, 0), len(records)):
+                record = records[index]
+                if batch and (len(batch) >= max_records or size + record.size > max_bytes):
+                    return batch
+                batch.append(record)
+                size += record.size
+        if not self.spilled or len(batch) >= max_records:
+            return batch
+        assert self.spill is not None
+        self._write_pending()
+        after = batch[-1].seq if batch else self.acked[output]
+        for record in self.spill.read(after, max_records - len(batch)):
+            if batch and size + record.size > max_bytes:
                 break
             batch.append(record)
             size += record.size
@@ -104,6 +180,21 @@ class RecordLog:
             while waiting and waiting[0][0] <= everyone:
                 progress.delivered = waiting.popleft()[1]
                 progress.changed = True
+        if self.spilled and not records and everyone > self.next_seq - 1 - self.spilled:
+            self._delete_spilled(everyone)
+
+    def _delete_spilled(self, everyone: int) -> None:
+        """Delete the disk tier's records every output has."""
+        assert self.spill is not None
+        self._write_pending()
+        for key, deleted in self.spill.delete_through(everyone).items():
+            self.spilled -= deleted.records
+            self.spill_bytes -= deleted.message_bytes + deleted.records * RECORD_OVERHEAD
+            progress = self.files.get(key)
+            if progress is not None:
+                progress.spilled -= deleted.records
+                progress.delivered = max(progress.delivered, deleted.end)
+                progress.changed = True
 
     def delivered_changes(self) -> dict[FileKey, tuple[str, int]]:
         """Files whose delivered offset moved since the last call."""
@@ -117,7 +208,7 @@ class RecordLog:
     def settled(self, key: FileKey) -> bool:
         """Whether every record of this file is delivered everywhere."""
         progress = self.files.get(key)
-        return progress is None or not progress.waiting
+        return progress is None or not (progress.waiting or progress.spilled)
 
     def forget(self, key: FileKey) -> None:
         self.files.pop(key, None)

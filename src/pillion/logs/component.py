@@ -24,6 +24,7 @@ from pillion.logs.checkpoints import Checkpoints
 from pillion.logs.metrics import InputMetrics, LogFamilies, OutputMetrics
 from pillion.logs.outputs import OutputWorker, sink_for
 from pillion.logs.podinfo import pod_fields
+from pillion.logs.spill import SqliteSpill
 from pillion.logs.tailer import Tailer
 from pillion.telemetry import Metrics
 
@@ -42,7 +43,14 @@ class LogsComponent(Component):
         self.name = "logs"
         self.config: LogsConfig = config.logs
         self._metrics = metrics
-        self.records = RecordLog([o.name for o in self.config.outputs], self.config.memory_buffer)
+        disk = self.config.disk_buffer
+        self.spill: SqliteSpill | None = None
+        if disk is not None:
+            self.spill = SqliteSpill(
+                disk.path or str(Path(self.config.checkpoints).with_name("buffer.db"))
+            )
+        self.records = RecordLog([o.name for o in self.config.outputs], self.config.memory_buffer,
+                                 self.spill, disk.max_size if disk else 0)  # fmt: skip
         self.checkpoints = Checkpoints(self.config.checkpoints)
         self.space = asyncio.Event()
         self.tailers: list[Tailer] = []
@@ -51,6 +59,7 @@ class LogsComponent(Component):
         self._input_tasks: list[asyncio.Task[None]] = []
         families = metrics.family("logs", LogFamilies)
         self._buffer = families.buffer_bytes.labels("memory")
+        self._disk = families.buffer_bytes.labels("disk")
         self._lag = families.lag_bytes
         self._lagging: set[tuple[str, str]] = set()  # the lag children exported
         self._started = False
@@ -67,6 +76,13 @@ class LogsComponent(Component):
             raise ComponentStartError(
                 "logs", f"cannot open checkpoints {self.config.checkpoints}: {exc}"
             ) from exc
+        if self.spill is not None:
+            try:
+                self.spill.open()
+            except (OSError, sqlite3.Error) as exc:
+                raise ComponentStartError(
+                    "logs", f"cannot open the disk buffer {self.spill.path}: {exc}"
+                ) from exc
         first_start = not saved
         extra: dict[str, object] | None = None
         metadata = self.config.kubernetes
@@ -114,7 +130,11 @@ class LogsComponent(Component):
 
     def _acked(self) -> None:
         self.space.set()
+        self._export_buffer()
+
+    def _export_buffer(self) -> None:
         self._buffer.set(self.records.bytes)
+        self._disk.set(self.records.spill_bytes)
 
     def _wake_outputs(self) -> None:
         for worker in self.outputs:
@@ -124,7 +144,7 @@ class LogsComponent(Component):
         while True:
             await asyncio.sleep(_CHECKPOINT_INTERVAL / 4)
             self._wake_outputs()  # records appended since: batches start filling
-            self._buffer.set(self.records.bytes)
+            self._export_buffer()
             self._export_lag()
             await self._save()
             await asyncio.sleep(_CHECKPOINT_INTERVAL * 3 / 4)
@@ -171,7 +191,7 @@ class LogsComponent(Component):
             log.warning(
                 "drain deadline passed with records undelivered; they are read again at "
                 "the next start",
-                extra={"records": len(self.records.records)},
+                extra={"records": len(self.records.records) + self.records.spilled},
             )
         await self._save()
 
@@ -188,4 +208,6 @@ class LogsComponent(Component):
         for worker in self.outputs:
             await worker.sink.close()
         self.checkpoints.close()
+        if self.spill is not None:
+            self.spill.close()
         self._started = False

@@ -9,8 +9,8 @@ from its start. A file that shrinks below what was read was truncated
 (copytruncate): it is read again from offset 0 under a new identity.
 
 Reading is a chunk per file per pass (fairness: a busy file does not starve the
-others), and stops while the record log is full (the inputs pause; the lines
-wait in the files).
+others), and stops while the record log is full, memory and disk (the inputs pause; the
+lines wait in the files).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class Tailer:
     def _fitting(self, lines: list[tuple[bytes, int]]) -> int:
         """How many of ``lines`` fit in the record log (all but what would overflow
         it; at least one, so a file always makes progress)."""
-        room = self.records.limit_bytes - self.records.bytes
+        room = self.records.room
         if room >= CHUNK + len(lines) * RECORD_OVERHEAD:  # the usual case: all fit
             return len(lines)
         for index, (line, _) in enumerate(lines):
