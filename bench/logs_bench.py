@@ -1,14 +1,16 @@
 """Log shipping benchmark: Pillion against rsyslog, file -> TCP syslog, on 127.0.0.1 only.
 
-One input file (by default 256 MiB: half JSON lines like a web service's, half plain
-text lines, each with a unique number) is shipped, once by each subject, to the same
-receiver: a TCP server here that reads as fast as it can and stops its clock when the
-last line's marker arrives.
+One input file (by default 1 GiB: half JSON lines like a web service's, half plain
+text lines, each with a unique number) is shipped, once by each subject, to a
+receiver here that reads as fast as it can and stops its clock when the last line's
+marker arrives.
 
 * ``pillion``: ``pillion run`` with one ``logs`` input on the file and a ``syslog``
-  output (RFC 5424, octet counting) to the receiver;
+  output (RFC 5424, octet counting) to a TCP receiver, default buffers;
+* ``pillion-http``: the same input, an ``http`` output (JSON lines, gzip, the
+  defaults) to an HTTP/1.1 receiver that answers 200 to each batch;
 * ``rsyslog``: ``rsyslogd -n`` with ``imfile`` on the file and ``omfwd`` (TCP,
-  octet-counted framing) to the receiver, its default in-memory queue.
+  octet-counted framing) to the TCP receiver, its default in-memory queue.
 
 Each subject starts fresh (no checkpoint or state), reads the file from its start, and
 is timed from its start to the marker. Reported per subject: MiB/s and records/s of
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +131,64 @@ class Receiver:
         self.sock.close()
 
 
+class HttpReceiver:
+    """An HTTP/1.1 server taking POSTed batches (gzip or not), 200 to each; notes when
+    the marker arrives. Its own requests are parsed by hand: cheap, keep-alive."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.done = threading.Event()
+        self.received = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                headers = {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+                }
+                length = int(headers.get(b"content-length", b"0"))
+                while len(buffer) < length:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        return
+                    buffer += data
+                body, buffer = buffer[:length], buffer[length:]
+                if headers.get(b"content-encoding") == b"gzip":
+                    body = zlib.decompress(body, wbits=31)
+                self.received += len(body)
+                if MARKER in body:
+                    self.done.set()
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+
+    def reset(self) -> None:
+        self.done.clear()
+        self.received = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def tree(root: int) -> list[int]:
     pids: list[int] = [root]
     children: dict[int, list[int]] = {}
@@ -162,7 +223,9 @@ def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
     return ticks / os.sysconf("SC_CLK_TCK"), rss
 
 
-def run_subject(name: str, argv: list[str], receiver: Receiver, env: dict[str, str]) -> Result:
+def run_subject(
+    name: str, argv: list[str], receiver: Receiver | HttpReceiver, env: dict[str, str]
+) -> Result:
     result = Result(name)
     receiver.reset()
     started = time.monotonic()
@@ -194,8 +257,9 @@ def run_subject(name: str, argv: list[str], receiver: Receiver, env: dict[str, s
     return result
 
 
-def pillion_config(work: Path, source: Path, port: int) -> Path:
-    config = work / "pillion.yaml"
+def pillion_config(work: Path, source: Path, output: str) -> Path:
+    state = work / f"pillion-state-{len(list(work.glob('pillion-state-*')))}"
+    config = work / f"{state.name}.yaml"
     sock = socket.socket()
     sock.bind((HOST, 0))
     admin = sock.getsockname()[1]
@@ -209,11 +273,11 @@ admin: {{listen: {HOST}:{admin}}}
 status: {{listen: {HOST}:{status}}}
 telemetry: {{log_level: warning}}
 logs:
-  checkpoints: {work}/pillion-state/logs.db
+  checkpoints: {state}/logs.db
   inputs:
     - {{name: bench, paths: ["{source}"]}}
   outputs:
-    - {{name: receiver, type: syslog, address: "{HOST}:{port}", hostname: bench}}
+    - {output}
 """)
     return config
 
@@ -234,7 +298,7 @@ action(type="omfwd" target="{HOST}" port="{port}" protocol="tcp"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--size-mib", type=int, default=256, help="input size (default 256)")
+    parser.add_argument("--size-mib", type=int, default=1024, help="input size (default 1024)")
     parser.add_argument("--quick", action="store_true", help="a 32 MiB smoke run")
     parser.add_argument("--pillion", type=Path, default=REPO / ".venv" / "bin" / "pillion")
     args = parser.parse_args(argv)
@@ -244,18 +308,28 @@ def main(argv: list[str] | None = None) -> int:
         print("logs_bench: rsyslogd not found (make bench-logs installs it)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="pillion-logs-bench-"))
-    receiver = Receiver()
+    receiver, http_receiver = Receiver(), HttpReceiver()
     try:
         source = work / "input.log"
         records = make_input(source, size)
         mib = source.stat().st_size / (1024 * 1024)
         print(f"logs_bench: input {mib:.0f} MiB, {records:,} lines", file=sys.stderr, flush=True)
         env = {**os.environ}
+        syslog = (
+            f'{{name: receiver, type: syslog, address: "{HOST}:{receiver.port}", hostname: bench}}'
+        )
+        http = f"{{name: receiver, type: http, url: http://{HOST}:{http_receiver.port}/ingest}}"
         results = [
             run_subject(
                 "pillion",
-                [str(args.pillion), "run", "-c", str(pillion_config(work, source, receiver.port))],
+                [str(args.pillion), "run", "-c", str(pillion_config(work, source, syslog))],
                 receiver,
+                env,
+            ),
+            run_subject(
+                "pillion-http",
+                [str(args.pillion), "run", "-c", str(pillion_config(work, source, http))],
+                http_receiver,
                 env,
             ),
             run_subject(
@@ -268,20 +342,22 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
     finally:
         receiver.close()
+        http_receiver.close()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nlogs_bench: {mib:.0f} MiB, {records:,} lines, file -> TCP syslog on {HOST}\n")
+    print(f"\nlogs_bench: {mib:.0f} MiB, {records:,} lines, file -> TCP syslog "
+          f"(pillion-http: file -> HTTP) on {HOST}\n")  # fmt: skip
     header = ("subject", "seconds", "MiB/s", "records/s", "CPU s", "RSS MiB")
-    print(f"{header[0]:<10}{header[1]:>9}{header[2]:>9}{header[3]:>12}{header[4]:>8}"
+    print(f"{header[0]:<14}{header[1]:>9}{header[2]:>9}{header[3]:>12}{header[4]:>8}"
           f"{header[5]:>9}  notes")  # fmt: skip
     by_name = {}
     for result in results:
         by_name[result.name] = result
         if result.seconds is None:
             blanks = f"{'-':>9}{'-':>9}{'-':>12}{'-':>8}{'-':>9}"
-            print(f"{result.name:<10}{blanks}  FAILED: {result.failure}")
+            print(f"{result.name:<14}{blanks}  FAILED: {result.failure}")
             continue
         print(
-            f"{result.name:<10}{result.seconds:>9.1f}{mib / result.seconds:>9.1f}"
+            f"{result.name:<14}{result.seconds:>9.1f}{mib / result.seconds:>9.1f}"
             f"{records / result.seconds:>12,.0f}{result.cpu_seconds or 0:>8.1f}"
             f"{result.peak_rss_kib / 1024:>9.1f}  received {result.received_bytes / 2**20:.0f} MiB"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from hypothesis import given
@@ -101,9 +102,11 @@ def test_records_beyond_memory_go_to_disk_and_come_back_in_order(tmp_path: Path)
     log.ack("b", 2)  # memory is freed as usual, the disk not yet
     assert log.delivered_changes() == {key: ("/x.log", 11), other: ("/y.log", 22)}
     assert log.spilled == 997
-    log.ack("b", 601)  # past memory: disk records every output has (600) are deleted
-    assert log.delivered_changes() == {key: ("/x.log", 599 * 11), other: ("/y.log", 600 * 11)}
-    assert log.spilled == 400
+    log.ack("b", 601)  # past memory: the disk's groups every output has (to 600) go
+    last = 3 + SPILL_GROUP_RECORDS  # the first group: records 4 to 515; the second is kept
+    assert log.delivered_changes() == {key: ("/x.log", last * 11), other: ("/y.log", (last - 1)
+                                       * 11)}  # fmt: skip
+    assert log.spilled == 1000 - last
     assert not log.settled(key)
     assert not log.settled(other)
     assert [r.seq for r in log.batch("b", 2, 10**9)] == [602, 603]
@@ -132,7 +135,7 @@ def test_both_tiers_full_is_full(tmp_path: Path) -> None:
     log.ack("b", 3)
     assert not log.full  # memory is free, though the disk still holds the newest
     log.append(Record(b"0123456789", 0.0, "app", "/x.log", key, n + 1))
-    assert log.spilled == n - 3 + 1  # behind the older disk records, in order
+    assert log.spilled == n - 2 + 1  # seq 3 stays: the disk tier is freed in whole groups
     assert len(log.records) == 0
 
 
@@ -143,3 +146,48 @@ def test_syslog_frames_are_rfc5424_with_octet_counting() -> None:
     assert body == b"<134>1 1970-01-01T00:00:00.500Z pod-1 app - - - hello\nworld"
     assert header_field("my app", 48) == b"my_app"
     assert header_field("", 48) == b"-"
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(1, 700)),
+            st.tuples(st.sampled_from(["a", "b"]), st.integers(1, 900)),
+        ),
+        max_size=40,
+    )
+)
+def test_each_output_reads_every_record_once_in_order_across_tiers(
+    steps: list[tuple[str, int]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = _spilling_log(Path(tmp), memory_records=50, disk_records=10**6)
+        keys = [(1, 1, "f"), (1, 2, "g")]
+        for key in keys:
+            log.track(key, "/p", 0)
+        seen: dict[str, list[int]] = {"a": [], "b": []}
+        ends: dict[tuple[int, int, str], list[int]] = {key: [] for key in keys}
+        appended = 0
+        for action, count in steps:
+            if action == "append":
+                for _ in range(count):
+                    appended += 1
+                    key = keys[appended % 3 == 0]
+                    ends[key].append(appended * 7)
+                    log.append(Record(b"m" * 10, 0.0, "app", "/p", key, appended * 7))
+            else:
+                batch = log.batch(action, count, 10**9)
+                seen[action] += [r.seq for r in batch]
+                if batch:
+                    log.ack(action, batch[-1].seq)
+        for output in ("a", "b"):  # then each reads to the end
+            while batch := log.batch(output, 97, 10**9):
+                seen[output] += [r.seq for r in batch]
+                log.ack(output, batch[-1].seq)
+            assert seen[output] == list(range(1, appended + 1))
+        changes = log.delivered_changes()
+        for key in keys:  # every file is delivered to its last record, and settled
+            if ends[key]:
+                assert changes[key] == ("/p", ends[key][-1])
+            assert log.settled(key)
+        assert (log.spilled, log.spill_bytes, log.bytes) == (0, 0, 0)

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple, Protocol
 
 from pillion.logs.identity import FileKey
 
-__all__ = ["RECORD_OVERHEAD", "Deleted", "Record", "RecordLog", "Spill"]
+__all__ = ["RECORD_OVERHEAD", "Deleted", "Record", "RecordLog", "Spill", "merge_deleted",
+           "summary"]  # fmt: skip
 
 
 RECORD_OVERHEAD = 280  # bytes a record costs beyond its message (measured with tracemalloc)
@@ -61,11 +62,33 @@ class Deleted(NamedTuple):
 class Spill(Protocol):
     """The disk tier: records in order of their numbers."""
 
-    def write(self, records: Iterable[Record]) -> None: ...
+    def write(self, records: list[Record]) -> None: ...
 
     def read(self, after: int, limit: int) -> list[Record]: ...
 
     def delete_through(self, seq: int) -> dict[FileKey, Deleted]: ...
+
+
+def summary(records: Iterable[Record]) -> dict[FileKey, Deleted]:
+    """Per file: the end offset of its last record, how many, their messages' bytes."""
+    files: dict[FileKey, Deleted] = {}
+    for record in records:
+        _, count, size = files.get(record.file, (0, 0, 0))
+        files[record.file] = Deleted(record.end, count + 1, size + len(record.message))
+    return files
+
+
+def merge_deleted(into: dict[FileKey, Deleted], later: dict[FileKey, Deleted]) -> None:
+    """Add ``later`` (records after those of ``into``) to ``into``."""
+    for key, part in later.items():
+        before = into.get(key)
+        into[key] = (
+            part
+            if before is None
+            else Deleted(
+                part.end, before.records + part.records, before.message_bytes + part.message_bytes
+            )
+        )
 
 
 @dataclass
@@ -159,13 +182,22 @@ class RecordLog:
         if not self.spilled or len(batch) >= max_records:
             return batch
         assert self.spill is not None
-        self._write_pending()
         after = batch[-1].seq if batch else self.acked[output]
-        for record in self.spill.read(after, max_records - len(batch)):
-            if batch and size + record.size > max_bytes:
-                break
-            batch.append(record)
-            size += record.size
+        pending = self._pending
+        if not pending or after + 1 < pending[0].seq:  # from the written groups first
+            for record in self.spill.read(after, max_records - len(batch)):
+                if batch and size + record.size > max_bytes:
+                    return batch
+                batch.append(record)
+                size += record.size
+            after = batch[-1].seq if batch else after
+        if pending and len(batch) < max_records:  # then the group not written yet
+            for index in range(max(0, after + 1 - pending[0].seq), len(pending)):
+                record = pending[index]
+                if batch and (len(batch) >= max_records or size + record.size > max_bytes):
+                    break
+                batch.append(record)
+                size += record.size
         return batch
 
     def ack(self, output: str, seq: int) -> None:
@@ -184,16 +216,20 @@ class RecordLog:
             self._delete_spilled(everyone)
 
     def _delete_spilled(self, everyone: int) -> None:
-        """Delete the disk tier's records every output has."""
+        """Delete the disk tier's records every output has (in whole groups)."""
         assert self.spill is not None
-        self._write_pending()
-        for key, deleted in self.spill.delete_through(everyone).items():
-            self.spilled -= deleted.records
-            self.spill_bytes -= deleted.message_bytes + deleted.records * RECORD_OVERHEAD
+        deleted = self.spill.delete_through(everyone)
+        pending = self._pending
+        if pending and everyone >= pending[-1].seq:  # all delivered: never written
+            merge_deleted(deleted, summary(pending))
+            self._pending, self._pending_bytes = [], 0
+        for key, part in deleted.items():
+            self.spilled -= part.records
+            self.spill_bytes -= part.message_bytes + part.records * RECORD_OVERHEAD
             progress = self.files.get(key)
             if progress is not None:
-                progress.spilled -= deleted.records
-                progress.delivered = max(progress.delivered, deleted.end)
+                progress.spilled -= part.records
+                progress.delivered = max(progress.delivered, part.end)
                 progress.changed = True
 
     def delivered_changes(self) -> dict[FileKey, tuple[str, int]]:

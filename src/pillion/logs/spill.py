@@ -5,69 +5,57 @@ It holds the newest records (the memory tier the oldest), in order of their
 numbers. It is not what makes delivery survive a crash: the checkpoints are,
 and they advance only past delivered records, so whatever was on disk at a
 crash is read again from the files. The database is therefore started empty
-and written without fsync.
+and written without fsync. It is readable by its owner only (mode 0600, and
+SQLite gives its WAL the same), as the records may be sensitive.
 """
 
 from __future__ import annotations
 
+import marshal
+import os
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-import orjson
-
-from pillion.logs.buffer import Deleted, Record
+from pillion.logs.buffer import Deleted, Record, merge_deleted, summary
 from pillion.logs.identity import FileKey
 
 __all__ = ["SqliteSpill"]
 
 _SCHEMA = """
-CREATE TABLE records (
-    seq INTEGER PRIMARY KEY,
-    message BLOB NOT NULL,
-    time REAL NOT NULL,
-    input TEXT NOT NULL,
-    path TEXT NOT NULL,
-    device INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,
-    end_offset INTEGER NOT NULL,
-    stream TEXT,
-    source_time TEXT,
-    fields BLOB
+CREATE TABLE groups (
+    first INTEGER PRIMARY KEY,  -- the number of its first record
+    last INTEGER NOT NULL,  -- and of its last
+    records BLOB NOT NULL,  -- marshal: a list of rows, see _row
+    files BLOB NOT NULL  -- marshal: {file key: (last end offset, records, message bytes)}
 )
 """
 
-_INSERT = (
-    "INSERT INTO records (seq, message, time, input, path, device, inode, fingerprint, "
-    "end_offset, stream, source_time, fields) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_READ = (
-    "SELECT seq, message, time, input, path, device, inode, fingerprint, end_offset, stream, "
-    "source_time, fields FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
-)
+_CACHED_GROUPS = 4  # decoded groups kept, for outputs reading the same ones
 
-Row = tuple[int, bytes, float, str, str, int, int, str, int, str | None, str | None, bytes | None]
+Row = tuple[int, bytes, float, str, str, FileKey, int, str | None, str | None, Any]
 
 
 def _row(record: Record) -> Row:
-    device, inode, mark = record.file
-    fields = orjson.dumps(record.fields) if record.fields is not None else None
-    return (record.seq, record.message, record.time, record.input, record.path, device,
-            inode, mark, record.end, record.stream, record.source_time, fields)  # fmt: skip
+    return (record.seq, record.message, record.time, record.input, record.path, record.file,
+            record.end, record.stream, record.source_time, record.fields)  # fmt: skip
 
 
 def _record(row: Row) -> Record:
-    seq, message, at, name, path, device, inode, mark, end, stream, source_time, fields = row
-    return Record(bytes(message), at, name, path, (device, inode, mark), end, stream,
-                  source_time, orjson.loads(fields) if fields is not None else None,
-                  seq)  # fmt: skip
+    seq, message, at, name, path, file, end, stream, source_time, fields = row
+    return Record(message, at, name, path, file, end, stream, source_time, fields, seq)
 
 
 class SqliteSpill:
+    """Records in groups (one row per group written), so the per-record cost is
+    a ``marshal`` of a tuple, not an SQL statement. The database is this process's
+    own (made empty at start, in Pillion's state directory), so ``marshal`` reads
+    only what it wrote."""
+
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._cache: dict[int, list[Record]] = {}  # first seq -> its group's records
 
     def open(self) -> None:
         """Start an empty database (what a previous run left is read again from the
@@ -75,6 +63,7 @@ class SqliteSpill:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")
@@ -86,30 +75,56 @@ class SqliteSpill:
         assert self._db is not None, "spill not open"
         return self._db
 
-    def write(self, records: Iterable[Record]) -> None:
-        with self.db:
-            self.db.executemany(_INSERT, [_row(r) for r in records])
+    def write(self, records: list[Record]) -> None:
+        files = {key: tuple(value) for key, value in summary(records).items()}
+        self.db.execute(
+            "INSERT INTO groups (first, last, records, files) VALUES (?, ?, ?, ?)",
+            (records[0].seq, records[-1].seq, marshal.dumps([_row(r) for r in records]),
+             marshal.dumps(files)),
+        )  # fmt: skip
 
     def read(self, after: int, limit: int) -> list[Record]:
         """Up to ``limit`` records numbered above ``after``, in order."""
-        rows = self.db.execute(_READ, (after, limit)).fetchall()
-        return [_record(row) for row in rows]
+        found: list[Record] = []
+        rows = self.db.execute("SELECT first FROM groups WHERE last > ? ORDER BY first", (after,))
+        for (first,) in rows:
+            group = self._group(first)
+            found += group[max(0, after + 1 - first) :] if not found else group
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def _group(self, first: int) -> list[Record]:
+        group = self._cache.get(first)
+        if group is None:
+            (blob,) = self.db.execute(
+                "SELECT records FROM groups WHERE first = ?", (first,)
+            ).fetchone()
+            group = [_record(row) for row in marshal.loads(blob)]  # noqa: S302 - own file
+            if len(self._cache) >= _CACHED_GROUPS:
+                del self._cache[min(self._cache)]
+            self._cache[first] = group
+        return group
 
     def delete_through(self, seq: int) -> dict[FileKey, Deleted]:
-        """Delete the records numbered up to ``seq``; per file, the end offset of the
-        last one deleted, how many were, and the bytes of their messages."""
+        """Delete the groups whose records are all numbered up to ``seq``; per file,
+        what was deleted."""
+        deleted: dict[FileKey, Deleted] = {}
         with self.db:
             rows = self.db.execute(
-                "SELECT device, inode, fingerprint, max(end_offset), count(*), "
-                "sum(length(message)) FROM records WHERE seq <= ? "
-                "GROUP BY device, inode, fingerprint",
-                (seq,),
+                "SELECT first, files FROM groups WHERE last <= ?", (seq,)
             ).fetchall()
-            self.db.execute("DELETE FROM records WHERE seq <= ?", (seq,))
-        return {(device, inode, mark): Deleted(end, count, size)
-                for device, inode, mark, end, count, size in rows}  # fmt: skip
+            if not rows:
+                return deleted
+            self.db.execute("DELETE FROM groups WHERE last <= ?", (seq,))
+        for first, files in rows:  # in order: later groups' ends win
+            self._cache.pop(first, None)
+            group = {key: Deleted(*value) for key, value in marshal.loads(files).items()}  # noqa: S302
+            merge_deleted(deleted, group)
+        return deleted
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._cache.clear()
