@@ -343,10 +343,10 @@ class LogsConfig(_Section):
         None, description="Add pod metadata to records. Default: none."
     )
     memory_buffer: Size = Field(
-        32 * 1024 * 1024,
+        16 * 1024 * 1024,
         description="Most bytes of records held in memory until every output has them; "
         "then they go to the disk buffer, and when that is full (or off) the inputs "
-        "pause (the files keep the lines: nothing is lost). Default 32MiB.",
+        "pause (the files keep the lines: nothing is lost). Default 16MiB.",
     )
     disk_buffer: DiskBufferConfig | None = Field(
         default_factory=DiskBufferConfig,

@@ -119,6 +119,7 @@ class RecordLog:
         self.spill_bytes = 0  # counted like memory: message + RECORD_OVERHEAD
         self.spilled = 0  # records in the disk tier, written or pending
         self._pending: list[Record] = []  # for the disk tier, not written yet
+        self._written: deque[int] = deque()  # the last seq of each group on disk
         self._pending_bytes = 0
 
     @property
@@ -163,6 +164,7 @@ class RecordLog:
         if self._pending:
             assert self.spill is not None
             self.spill.write(self._pending)
+            self._written.append(self._pending[-1].seq)
             self._pending, self._pending_bytes = [], 0
 
     def batch(self, output: str, max_records: int, max_bytes: int) -> list[Record]:
@@ -212,12 +214,18 @@ class RecordLog:
             while waiting and waiting[0][0] <= everyone:
                 progress.delivered = waiting.popleft()[1]
                 progress.changed = True
-        if self.spilled and not records and everyone > self.next_seq - 1 - self.spilled:
+        if self.spilled and (
+            (self._written and everyone >= self._written[0])
+            or (self._pending and everyone >= self._pending[-1].seq)
+        ):
             self._delete_spilled(everyone)
 
     def _delete_spilled(self, everyone: int) -> None:
         """Delete the disk tier's records every output has (in whole groups)."""
         assert self.spill is not None
+        written = self._written
+        while written and written[0] <= everyone:
+            written.popleft()
         deleted = self.spill.delete_through(everyone)
         pending = self._pending
         if pending and everyone >= pending[-1].seq:  # all delivered: never written

@@ -29,9 +29,12 @@ class Sink:
 def json_lines(batch: list[Record]) -> bytes:
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = []
+    stamp_of, stamp = -1.0, ""  # records read together share their time: format it once
     for record in batch:
+        if record.time != stamp_of:
+            stamp_of, stamp = record.time, iso(record.time)
         document: dict[str, object] = {
-            "time": record.source_time or iso(record.time),
+            "time": record.source_time or stamp,
             "input": record.input,
             "file": record.path,
             "message": record.message.decode("utf-8", "replace"),

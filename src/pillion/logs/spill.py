@@ -112,11 +112,11 @@ class SqliteSpill:
         deleted: dict[FileKey, Deleted] = {}
         with self.db:
             rows = self.db.execute(
-                "SELECT first, files FROM groups WHERE last <= ?", (seq,)
+                "SELECT first, files FROM groups WHERE first <= ? AND last <= ?", (seq, seq)
             ).fetchall()
             if not rows:
                 return deleted
-            self.db.execute("DELETE FROM groups WHERE last <= ?", (seq,))
+            self.db.execute("DELETE FROM groups WHERE first <= ? AND last <= ?", (seq, seq))
         for first, files in rows:  # in order: later groups' ends win
             self._cache.pop(first, None)
             group = {key: Deleted(*value) for key, value in marshal.loads(files).items()}  # noqa: S302
