@@ -208,8 +208,15 @@ class LogInputConfig(_Section):
     )
     scan_interval: Duration = Field(
         0.25,
-        description="How often the paths are globbed and the files checked for new data. "
-        "Default 250ms.",
+        description="How often the paths are globbed and the files checked for new data, "
+        "whether or not inotify is used. Default 250ms.",
+    )
+    inotify: bool = Field(
+        True,
+        description="Also watch the files' directories with inotify, so new lines and "
+        "files are read at once rather than at the next scan. Where inotify cannot be "
+        "used (no watches left, a file system without it), the input polls, logs why, "
+        "and sets `pillion_logs_input_polling` to 1.",
     )
 
 

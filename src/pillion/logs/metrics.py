@@ -49,6 +49,13 @@ class LogFamilies:
             ["input"],
             registry=registry,
         )
+        self.polling = Gauge(
+            "pillion_logs_input_polling",
+            "1 when an input finds changes only by scanning every scan_interval (inotify "
+            "off or unavailable).",
+            ["input"],
+            registry=registry,
+        )
         self.output_records = Counter(
             "pillion_logs_output_records",
             "Records an output acknowledged.",
@@ -99,6 +106,7 @@ class InputMetrics:
         self._name = name
         self.rotated = families.rotated.labels(name)
         self.paused = families.paused.labels(name)
+        self.polling = families.polling.labels(name)
 
     def dropped(self, reason: str) -> Counter:
         return self._dropped.labels(self._name, reason)

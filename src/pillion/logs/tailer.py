@@ -1,6 +1,7 @@
 """Tailing one input's files: discovery, reading, rotation, truncation.
 
-Every ``scan_interval`` the input's globs are expanded and each file checked.
+Every ``scan_interval``, and at once when inotify reports a change in one of
+the input's directories, the input's globs are expanded and each file checked.
 A file is tracked by device and inode while it is open (its fingerprint
 identifies it across restarts, see ``identity``). When its path points to
 another file (rename rotation) or to none (deletion), the old file is read to
@@ -33,6 +34,7 @@ from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
 from pillion.logs.metrics import InputMetrics
 from pillion.logs.parsers import Parser, make_parser, parse_time
+from pillion.logs.watch import DirectoryWatch, WatchUnavailable, directories_of
 
 __all__ = ["Tailer"]
 
@@ -80,6 +82,8 @@ class Tailer:
         self._parse: Parser | None = make_parser(parser.type, parser.pattern) if parser else None
         self.static: dict[str, Any] | None = {**config.fields, **(extra or {})} or None
         self._filters = compile_filters(config.filters)
+        self.changed = asyncio.Event()  # set by inotify: something moved in a directory
+        self._watch: DirectoryWatch | None = None
 
     # -- discovery --
 
@@ -91,7 +95,36 @@ class Tailer:
                     found[path] = None
         return list(found)
 
+    def _start_watching(self) -> None:
+        if not self.config.inotify:
+            self.metrics.polling.set(1)
+            return
+        watch = DirectoryWatch(self.changed.set)
+        try:
+            watch.open(asyncio.get_running_loop())
+        except WatchUnavailable as exc:
+            self._polling(str(exc))
+            watch.close()
+            return
+        self._watch = watch
+
+    def _polling(self, reason: str) -> None:
+        log.warning("inotify unavailable; the input polls every scan_interval",
+                    extra={"input": self.config.name, "error": reason})  # fmt: skip
+        self.metrics.polling.set(1)
+
+    def _watch_directories(self) -> None:
+        if self._watch is None:
+            return
+        try:
+            self._watch.watch(directories_of(self.config.paths))
+        except WatchUnavailable as exc:
+            self._polling(str(exc))
+            self._watch.close()
+            self._watch = None
+
     def scan(self, now: float) -> None:
+        self._watch_directories()
         seen: set[tuple[int, int]] = set()
         for path in self._paths():
             try:
@@ -302,7 +335,9 @@ class Tailer:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        self._start_watching()
         while not self.stopping:
+            self.changed.clear()  # what changes from here on wakes the next pass
             self.scan(loop.time())
             self.first_scan = False
             before = self.records.next_seq
@@ -321,7 +356,11 @@ class Tailer:
                 except TimeoutError:
                     pass
                 continue
-            await asyncio.sleep(self.config.scan_interval)
+            try:  # until the next scan, or sooner if inotify saw a change
+                async with asyncio.timeout(self.config.scan_interval):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
 
     def lag(self) -> dict[str, int]:
         """Bytes of each open file not yet delivered everywhere, by path."""
@@ -339,6 +378,9 @@ class Tailer:
         return lag
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         for tracked in self.files.values():
             os.close(tracked.fd)
         self.files.clear()
