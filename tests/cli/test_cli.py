@@ -131,11 +131,12 @@ def test_console_script_and_module_agree() -> None:
 
 def test_the_cli_does_not_load_cryptography_until_tls_or_jwt_is_used() -> None:
     """cryptography (and PyJWT on it) weigh about 9 MiB of RSS: a sidecar without TLS,
-    JWT or the dev CA never imports them."""
+    JWT or the dev CA never imports them; nor Jinja2 without secrets templates."""
     probe = subprocess.run(
         [sys.executable, "-c",
          "import sys, pillion.cli.main, pillion.runtime, pillion.proxy.listener; "
-         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'jwt')))"],
+         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'jwt', "
+         "'jinja2')))"],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert probe.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""``pillion run | validate | schema | version | demo | certs``."""
+"""``pillion run | init | validate | schema | version | demo | certs``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_con
 from pillion.config.reference import json_schema, markdown_reference
 from pillion.demo.runner import DemoPorts, run_demo
 from pillion.runtime import run_sidecar
+from pillion.runtime.once import render_once
 from pillion.telemetry import configure_logging
 
 __all__ = ["main"]
@@ -40,10 +41,29 @@ cli.add_command(certs)
 
 @cli.command()
 @_config_option
-def run(config_path: str) -> None:
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Render the secrets once and exit (0, or 1 naming the failure): the "
+    "init-container mode, as `pillion init`.",
+)
+def run(config_path: str, once: bool) -> None:
     """Run the sidecar until SIGTERM (drain, then exit 0)."""
+    config = _load_or_log(config_path)
+    sys.exit(render_once(config) if once else run_sidecar(config, config_path))
+
+
+@cli.command()
+@_config_option
+def init(config_path: str) -> None:
+    """Render the secrets once and exit: 0, or 1 naming the template or source
+    that failed (nothing is written then)."""
+    sys.exit(render_once(_load_or_log(config_path)))
+
+
+def _load_or_log(config_path: str) -> PillionConfig:
     try:
-        config = load_config(config_path)
+        return load_config(config_path)
     except ConfigError as exc:
         configure_logging("info")
         logging.getLogger("pillion.config").error(
@@ -51,7 +71,6 @@ def run(config_path: str) -> None:
             extra={"source": exc.source, "errors": [str(issue) for issue in exc.issues]},
         )
         sys.exit(exc.exit_code)
-    sys.exit(run_sidecar(config, config_path))
 
 
 @cli.command()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
+from pillion.config.secrets import NotifyTargetConfig, SecretsConfig
 from pillion.config.types import Listen, ListenAddress, Port, Secret, is_loopback
 from pillion.config.units import Duration, Size
 
@@ -71,6 +72,19 @@ class AppConfig(Section):
         description="HTTP path on the app polled once a second; while it does not answer "
         "2xx, `/healthz/ready` fails. Default: none (the app's readiness is not checked).",
     )
+    notify: list[NotifyTargetConfig] = Field(
+        default_factory=list,
+        description="Ways to tell the app that its secrets or config files changed, "
+        "named by `notify` in templates and watches.",
+    )
+
+    @field_validator("notify")
+    @classmethod
+    def _distinct_targets(cls, value: list[NotifyTargetConfig]) -> list[NotifyTargetConfig]:
+        names = [target.name for target in value]
+        if len(set(names)) != len(names):
+            raise ValueError("notify target names must be distinct")
+        return value
 
 
 class AdminConfig(Section):
@@ -145,10 +159,6 @@ class TelemetryConfig(Section):
     )
 
 
-class SecretsConfig(Section):
-    """Vault / OpenBao secrets rendered into files. Disabled when absent."""
-
-
 class ConfigWatchConfig(Section):
     """ConfigMap and file watching with app notification. Disabled when absent."""
 
@@ -178,3 +188,16 @@ class PillionConfig(Section):
     exporters: ExportersConfig | None = Field(
         None, description="Metrics exporters; disabled when absent."
     )
+
+    @model_validator(mode="after")
+    def _notify_targets_exist(self) -> PillionConfig:
+        known = {target.name for target in self.app.notify}
+        if self.secrets is not None:
+            for template in self.secrets.templates:
+                unknown = [name for name in template.notify if name not in known]
+                if unknown:
+                    raise ValueError(
+                        f"secrets template {template.name}: no app.notify target named "
+                        f"{', '.join(unknown)}"
+                    )
+        return self

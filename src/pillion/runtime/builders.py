@@ -21,6 +21,7 @@ from pillion.runtime.admin import AdminServer
 from pillion.runtime.app_health import AppHealth
 from pillion.runtime.control import Control
 from pillion.runtime.status import StatusServer
+from pillion.secrets.component import SecretsComponent
 from pillion.telemetry import Metrics
 
 __all__ = ["Builder", "build_components"]
@@ -36,6 +37,8 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
     ]
     if config.app.health is not None:
         components.append(AppHealth(config))
+    if config.secrets is not None:
+        components.append(SecretsComponent(config, metrics))
     if config.proxy is not None and config.proxy.workers > 1:
         components.append(ProxyWorkers(config, metrics))
     elif config.proxy is not None:

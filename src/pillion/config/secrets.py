@@ -1,0 +1,294 @@
+"""Models of the ``secrets`` section (Vault / OpenBao, and local sources rendered
+into files) and of the app's notification targets (``app.notify``)."""
+
+from __future__ import annotations
+
+import re
+import signal as signals
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pillion.config.types import Secret
+from pillion.config.units import Duration
+
+__all__ = [
+    "ExecTargetConfig",
+    "HttpTargetConfig",
+    "NotifyTargetConfig",
+    "SecretSourceConfig",
+    "SecretsConfig",
+    "SignalTargetConfig",
+    "TemplateConfig",
+    "VaultAuthConfig",
+    "VaultConfig",
+]
+
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignalTargetConfig(_Section):
+    """Send a signal to the app's process (the pod needs `shareProcessNamespace: true`
+    unless the app is Pillion's child, see `pillion exec`)."""
+
+    process: str | None = Field(
+        None, description="The process's name (its `comm`, or its command's file name)."
+    )
+    pid_file: str | None = Field(None, description="A file holding the process's pid.")
+    signal: str = Field("HUP", description="The signal, e.g. `HUP`, `USR1`, `TERM`.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SignalTargetConfig:
+        if (self.process is None) == (self.pid_file is None):
+            raise ValueError("set exactly one of process and pid_file")
+        name = self.signal.upper().removeprefix("SIG")
+        if not hasattr(signals.Signals, f"SIG{name}"):
+            raise ValueError(f"unknown signal {self.signal!r}")
+        return self
+
+
+class HttpTargetConfig(_Section):
+    """Call the app over HTTP (e.g. a reload endpoint); 2xx is success, anything
+    else is retried with backoff."""
+
+    url: str = Field(pattern=r"^https?://", description="The URL.")
+    method: Literal["POST", "PUT", "GET"] = Field("POST", description="The method.")
+    headers: dict[str, Secret] = Field(
+        default_factory=dict, description="Request headers; shown as *** everywhere."
+    )
+    timeout: Duration = Field(5.0, description="Longest wait for an answer. Default 5s.")
+    attempts: int = Field(5, ge=1, description="Tries before giving up (counted as failed).")
+
+
+class ExecTargetConfig(_Section):
+    """Run a command (e.g. `nginx -s reload`); exit 0 is success."""
+
+    command: list[str] = Field(min_length=1, description="The command and its arguments.")
+    timeout: Duration = Field(30.0, description="Killed after this long. Default 30s.")
+
+
+class NotifyTargetConfig(_Section):
+    """One way to tell the app that its files changed; set exactly one of `signal`,
+    `http`, `exec`."""
+
+    name: str = Field(pattern=_NAME, description="Named by templates' and watches' `notify`.")
+    signal: SignalTargetConfig | None = Field(None, description="Signal a process.")
+    http: HttpTargetConfig | None = Field(None, description="Call a URL.")
+    exec: ExecTargetConfig | None = Field(None, description="Run a command.")
+    splay: Duration = Field(
+        0.0,
+        description="Wait a random time up to this long before notifying, so replicas "
+        "that change together do not all restart at once. Default 0.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> NotifyTargetConfig:
+        if sum(x is not None for x in (self.signal, self.http, self.exec)) != 1:
+            raise ValueError("set exactly one of signal, http, exec")
+        return self
+
+
+class VaultAuthConfig(_Section):
+    """How Pillion logs in to Vault / OpenBao."""
+
+    method: Literal["kubernetes", "jwt", "approle", "token"] = Field(
+        description="`kubernetes` (the pod's service-account token), `jwt` (any token "
+        "file), `approle` (role-id and secret-id files) or `token` (a token file)."
+    )
+    mount: str | None = Field(
+        None, description="Where the auth method is mounted. Default: the method's name."
+    )
+    role: str | None = Field(None, description="The role, for `kubernetes` and `jwt`.")
+    token_file: str | None = Field(
+        None,
+        description="For `token`: the Vault token; for `jwt`: the JWT; for `kubernetes`: "
+        f"the service-account token (default `{_SERVICE_ACCOUNT_TOKEN}`). Re-read at "
+        "each login.",
+    )
+    role_id_file: str | None = Field(None, description="For `approle`: the role id.")
+    secret_id_file: str | None = Field(None, description="For `approle`: the secret id.")
+
+    @model_validator(mode="after")
+    def _what_each_method_needs(self) -> VaultAuthConfig:
+        needs: dict[str, tuple[str, ...]] = {
+            "kubernetes": ("role",),
+            "jwt": ("role", "token_file"),
+            "approle": ("role_id_file", "secret_id_file"),
+            "token": ("token_file",),
+        }
+        missing = [name for name in needs[self.method] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"method {self.method} needs {', '.join(missing)}")
+        return self
+
+    @property
+    def token_path(self) -> str | None:
+        if self.method == "kubernetes":
+            return self.token_file or _SERVICE_ACCOUNT_TOKEN
+        return self.token_file
+
+
+class VaultConfig(_Section):
+    """The Vault or OpenBao server."""
+
+    address: str = Field(
+        pattern=r"^https?://", description="Its URL, e.g. `https://vault.vault:8200`."
+    )
+    namespace: str | None = Field(
+        None, description="The namespace (`X-Vault-Namespace`). Default: none."
+    )
+    ca: str | None = Field(
+        None, description="CA certificate file for an `https` address. Default: system CAs."
+    )
+    auth: VaultAuthConfig = Field(description="How to log in.")
+    timeout: Duration = Field(10.0, description="Longest wait for one request. Default 10s.")
+
+
+class SecretSourceConfig(_Section):
+    """Where a secret's values come from; templates see them as
+    `secrets.<name>.<key>`."""
+
+    name: str = Field(pattern=_NAME, description="Its name in templates and metrics.")
+    type: Literal["kv", "dynamic", "pki", "file", "env", "directory"] = Field(
+        description="`kv` (Vault KV v1 or v2), `dynamic` (a secret with a lease, e.g. "
+        "`database/creds/app`), `pki` (a certificate issued by a PKI role), `file` (a "
+        "JSON, YAML or dotenv file), `env` (environment variables) or `directory` (a "
+        "mounted ConfigMap or Secret: a key per file)."
+    )
+    path: str | None = Field(
+        None,
+        description="`kv`: `<mount>/<path>` (e.g. `secret/app`); `dynamic`: the API path "
+        "(e.g. `database/creds/app`); `pki`: `<mount>/issue/<role>`; `file`, "
+        "`directory`: the local path.",
+    )
+    kv_version: Literal[1, 2] = Field(2, description="For `kv`: the engine's version.")
+    version: int | None = Field(
+        None, ge=1, description="For `kv` v2: pin this version. Default: the latest."
+    )
+    refresh: Duration = Field(
+        300.0,
+        description="For `kv`, `file` and `directory`: how often to read again. Default 5m.",
+    )
+    prefix: str | None = Field(
+        None, description="For `env`: the variables starting with it (the key is the rest)."
+    )
+    common_name: str | None = Field(None, description="For `pki`: the certificate's name.")
+    alt_names: list[str] = Field(default_factory=list, description="For `pki`: DNS SANs.")
+    ip_sans: list[str] = Field(default_factory=list, description="For `pki`: IP SANs.")
+    ttl: Duration | None = Field(
+        None, description="For `pki`: the lifetime asked for. Default: the role's."
+    )
+    renew_at: float = Field(
+        2 / 3,
+        gt=0,
+        lt=1,
+        description="For `pki`: re-issue after this fraction of the lifetime. Default 2/3.",
+    )
+
+    @model_validator(mode="after")
+    def _what_each_type_needs(self) -> SecretSourceConfig:
+        if self.type == "env":
+            if self.prefix is None:
+                raise ValueError("type env needs prefix")
+        elif self.path is None:
+            raise ValueError(f"type {self.type} needs path")
+        if self.type == "pki" and self.common_name is None:
+            raise ValueError("type pki needs common_name")
+        if self.type == "kv" and self.path is not None and "/" not in self.path.strip("/"):
+            raise ValueError("a kv path is <mount>/<path>, e.g. secret/app")
+        if self.version is not None and not (self.type == "kv" and self.kv_version == 2):
+            raise ValueError("version pins a kv v2 secret only")
+        return self
+
+
+class TemplateConfig(_Section):
+    """A file rendered from sources: by a Jinja2 template (`template` or
+    `template_file`, sandboxed, undefined names are errors) or, without one, by a
+    built-in `format` of one source's keys."""
+
+    name: str = Field(pattern=_NAME, description="Its name in metrics and errors.")
+    destination: str = Field(pattern=r"^/", description="The file written (absolute path).")
+    template: str | None = Field(
+        None, description="An inline template; sources are `secrets.<name>.<key>`."
+    )
+    template_file: str | None = Field(None, description="A template file.")
+    format: Literal["dotenv", "json", "yaml", "raw"] | None = Field(
+        None,
+        description='Without a template: `dotenv` (KEY="value" lines), `json`, `yaml` '
+        "of `source`'s keys, or `raw`: the value of `key`, as it is.",
+    )
+    source: str | None = Field(None, description="For `format`: the source.")
+    key: str | None = Field(None, description="For `format: raw`: the key.")
+    mode: int = Field(
+        0o400,
+        ge=0,
+        le=0o777,
+        description="The file's permissions, e.g. `0440` (YAML reads a leading 0 as "
+        "octal). Default 0400.",
+    )
+    owner: int | None = Field(None, ge=0, description="The file's uid. Default: Pillion's.")
+    group: int | None = Field(None, ge=0, description="The file's gid. Default: Pillion's.")
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Targets of `app.notify` told when the file's content changes.",
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal_text(cls, value: object) -> object:
+        if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value):
+            return int(value.replace("o", ""), 8)
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TemplateConfig:
+        ways = [self.template, self.template_file, self.format]
+        if sum(x is not None for x in ways) != 1:
+            raise ValueError("set exactly one of template, template_file, format")
+        if (self.format is not None) != (self.source is not None):
+            raise ValueError("set `source` exactly when `format` is set")
+        if (self.format == "raw") != (self.key is not None):
+            raise ValueError("set `key` exactly when `format` is raw")
+        return self
+
+
+class SecretsConfig(_Section):
+    """Secrets rendered into files before the app starts, and kept fresh: the
+    status server's `/healthz/started` passes once every template has rendered."""
+
+    vault: VaultConfig | None = Field(
+        None, description="The Vault / OpenBao server, for `kv`, `dynamic` and `pki` sources."
+    )
+    sources: list[SecretSourceConfig] = Field(min_length=1, description="Where values come from.")
+    templates: list[TemplateConfig] = Field(min_length=1, description="The files written.")
+    init_timeout: Duration = Field(
+        120.0,
+        description="`pillion init` / `run --once`: how long to keep trying (logging in, "
+        "fetching) before failing. Default 2m.",
+    )
+
+    @model_validator(mode="after")
+    def _references(self) -> SecretsConfig:
+        for kind, names in (
+            ("source", [s.name for s in self.sources]),
+            ("template", [t.name for t in self.templates]),
+        ):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be distinct")
+        known = {s.name for s in self.sources}
+        for template in self.templates:
+            if template.source is not None and template.source not in known:
+                raise ValueError(f"template {template.name}: no source named {template.source}")
+        destinations = [t.destination for t in self.templates]
+        if len(set(destinations)) != len(destinations):
+            raise ValueError("two templates write the same destination")
+        if self.vault is None:
+            remote = [s.name for s in self.sources if s.type in ("kv", "dynamic", "pki")]
+            if remote:
+                raise ValueError(f"sources {', '.join(remote)} need `vault`")
+        return self

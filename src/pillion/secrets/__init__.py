@@ -1,0 +1,1 @@
+"""Secrets: Vault / OpenBao and local sources rendered into files, kept fresh."""

@@ -1,0 +1,350 @@
+"""Secrets as a component: log in, fetch every source, render every template,
+keep them fresh, tell the app.
+
+Sidecar mode (``start``): a task per source fetches it (retrying with backoff
+while the server is down: the last good values and files stay), renews its
+lease at 2/3 of its duration or fetches it again before it ends, and marks the
+files for rendering when its values change. ``started`` turns true once every
+template has rendered once, which holds a native sidecar's app until its files
+exist. The token is renewed at 2/3 of its TTL; when renewal fails, or a request
+is refused with 403, Pillion logs in again.
+
+Init mode (``render_once``): everything is fetched and rendered in memory,
+then written; any failure writes nothing and names the template or source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pillion.components import Component, ComponentStartError
+from pillion.config import PillionConfig
+from pillion.config.secrets import SecretsConfig, SecretSourceConfig, TemplateConfig
+from pillion.notify import Notifier
+from pillion.secrets.files import write_atomically
+from pillion.secrets.metrics import SecretFamilies
+from pillion.secrets.sources import Fetched, SourceError, fetch
+from pillion.secrets.errors import RenderError, SecretsError
+
+if TYPE_CHECKING:
+    from pillion.secrets.templates import Renderer
+from pillion.secrets.vault import Login, VaultClient, VaultError, VaultRefused
+from pillion.telemetry import Metrics
+
+__all__ = ["SecretsComponent", "SecretsError"]
+
+log = logging.getLogger("pillion.secrets")
+
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 300.0  # login and fetch retries: 1s doubling up to 5m
+RENEW_AT = 2 / 3  # of a token's TTL or a lease's duration
+
+
+def _backoff(delay: float) -> tuple[float, float]:
+    """(how long to wait now, the next delay): full jitter above half the delay."""
+    return random.uniform(delay / 2, delay), min(delay * 2, BACKOFF_MAX)  # noqa: S311
+
+
+class SecretsComponent(Component):
+    kind = "traffic"
+
+    def __init__(
+        self,
+        config: PillionConfig,
+        metrics: Metrics,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        assert config.secrets is not None
+        self.name = "secrets"
+        self.config: SecretsConfig = config.secrets
+        self.environ = dict(os.environ if environ is None else environ)
+        self.notifier = Notifier(list(config.app.notify), metrics)
+        self.families = metrics.family("secrets", SecretFamilies)
+        self.vault = VaultClient(self.config.vault) if self.config.vault is not None else None
+        self.values: dict[str, dict[str, Any]] = {}  # by source, the last good values
+        self.renderers: list[Renderer] = []
+        self.rendered: set[str] = set()  # templates rendered at least once
+        self.expires: dict[str, float] = {}  # by source: when its values stop working
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._relogin: asyncio.Task[Login] | None = None
+        self._last_problem = ""  # for init mode's message when it gives up
+
+    # -- the component --
+
+    @property
+    def started(self) -> bool:
+        return len(self.rendered) == len(self.config.templates)
+
+    @property
+    def ready(self) -> bool:
+        """Started, and no source's values are past their end (an expired lease or
+        certificate): stale but still valid values keep the pod ready."""
+        now = time.time()
+        return self.started and all(end > now for end in self.expires.values())
+
+    async def start(self) -> None:
+        try:
+            self.renderers = self._compile()
+        except (RenderError, OSError) as exc:
+            raise ComponentStartError("secrets", str(exc)) from exc
+        if self.vault is not None:
+            await self.vault.open()
+        self._tasks.append(asyncio.create_task(self._keep_all()))
+        self._tasks.append(asyncio.create_task(self._render_loop()))
+
+    async def drain(self, deadline: float) -> None:
+        _ = deadline  # nothing in flight worth waiting for: files are written whole
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.notifier.close()
+        if self.vault is not None:
+            await self.vault.close()
+
+    # -- init mode --
+
+    async def render_once(self) -> list[str]:
+        """Fetch and render everything once, within ``init_timeout``; write the files
+        only if every template rendered. The templates whose file changed."""
+        self.renderers = self._compile()
+        try:
+            async with asyncio.timeout(self.config.init_timeout):
+                if self.vault is not None:
+                    await self.vault.open()
+                    await self._login(until_ok=True, init=True)
+                for source in self.config.sources:
+                    fetched = await self._fetch(source, init=True)
+                    self.values[source.name] = fetched.values
+        except TimeoutError:
+            raise SecretsError(
+                f"gave up after init_timeout ({self.config.init_timeout:g}s): "
+                f"{self._last_problem or 'no answer'}"
+            ) from None
+        finally:
+            if self.vault is not None:
+                await self.vault.close()
+        contents = {}
+        for renderer in self.renderers:
+            try:
+                contents[renderer.config.name] = renderer.render(self.values)
+            except RenderError as exc:
+                self._count(renderer.config.name, "error")
+                raise SecretsError(str(exc)) from None
+        changed = []
+        for renderer in self.renderers:
+            if self._write(renderer.config, contents[renderer.config.name], init=True):
+                changed.append(renderer.config.name)
+        return changed
+
+    # -- sidecar mode --
+
+    def _compile(self) -> list[Renderer]:
+        from pillion.secrets.templates import Renderer  # Jinja2: loaded only when used
+
+        renderers = []
+        for template in self.config.templates:
+            text = None
+            if template.template_file is not None:
+                try:
+                    text = Path(template.template_file).read_text()
+                except OSError as exc:
+                    raise RenderError(
+                        f"template {template.name}: cannot read {template.template_file}: "
+                        f"{exc.strerror}"
+                    ) from None
+            renderers.append(Renderer(template, text))
+        return renderers
+
+    async def _keep_all(self) -> None:
+        if self.vault is not None:
+            login = await self._login(until_ok=True)
+            self._tasks.append(asyncio.create_task(self._keep_token(login)))
+        for source in self.config.sources:
+            self._tasks.append(asyncio.create_task(self._keep_source(source)))
+
+    async def _login(self, until_ok: bool, init: bool = False) -> Login:
+        assert self.vault is not None
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                login = await self.vault.login()
+            except VaultError as exc:
+                self.families.auth.labels("failed").inc()
+                self._last_problem = f"login: {exc}"
+                log.error("vault login failed", extra={"error": str(exc)})
+                if init and isinstance(exc, VaultRefused) and exc.status in (400, 403):
+                    raise SecretsError(f"vault login refused: {exc}") from None
+                if not until_ok:
+                    raise
+                wait, delay = _backoff(delay)
+                await asyncio.sleep(wait)
+                continue
+            self.families.auth.labels("ok").inc()
+            log.info("logged in to vault", extra={"ttl": login.ttl, "renewable": login.renewable})
+            return login
+
+    async def _keep_token(self, login: Login) -> None:
+        assert self.vault is not None
+        while login.ttl > 0:
+            await asyncio.sleep(login.ttl * RENEW_AT)
+            if login.renewable:
+                try:
+                    renewed = await self.vault.renew_token()
+                except VaultError as exc:
+                    self.families.auth.labels("renew_failed").inc()
+                    log.warning("token renewal failed; logging in again",
+                                extra={"error": str(exc)})  # fmt: skip
+                else:
+                    self.families.auth.labels("renewed").inc()
+                    if renewed.ttl >= login.ttl * (1 - RENEW_AT):  # not at its max TTL yet
+                        login = renewed
+                        continue
+            login = await self._login_again()
+
+    async def _login_again(self) -> Login:
+        """One login shared by every task that finds the token bad."""
+        if self._relogin is None or self._relogin.done():
+            self._relogin = asyncio.create_task(self._login(until_ok=True))
+        return await asyncio.shield(self._relogin)
+
+    async def _fetch(self, source: SecretSourceConfig, init: bool = False) -> Fetched:
+        """Fetch until it works (backoff 1s to 5m); in init mode a refusal (403, 404)
+        fails at once. A 403 first makes Pillion log in again (a revoked token)."""
+        delay = BACKOFF_FIRST
+        relogged = False
+        while True:
+            try:
+                fetched = await fetch(source, self.vault, self.environ)
+            except (VaultError, SourceError) as exc:
+                if isinstance(exc, VaultRefused) and exc.status == 403 and not relogged:
+                    relogged = True
+                    if init:
+                        await self._login(until_ok=True, init=True)
+                    else:
+                        await self._login_again()
+                    continue
+                self._last_problem = f"source {source.name}: {exc}"
+                self.families.fetches.labels(source.name, "failed").inc()
+                if source.name in self.values:
+                    self.families.stale.labels(source.name).set(1)
+                log.error("secret source failed",
+                          extra={"source": source.name, "error": str(exc)})  # fmt: skip
+                if init and isinstance(exc, VaultRefused | SourceError):
+                    raise SecretsError(f"source {source.name}: {exc}") from None
+                wait, delay = _backoff(delay)
+                await asyncio.sleep(wait)
+                continue
+            self.families.fetches.labels(source.name, "ok").inc()
+            self.families.stale.labels(source.name).set(0)
+            if fetched.expires_at is not None:
+                self.expires[source.name] = fetched.expires_at
+                self.families.lease_expiry.labels(source.name).set(fetched.expires_at)
+            return fetched
+
+    async def _keep_source(self, source: SecretSourceConfig) -> None:
+        fetched = await self._fetch(source)
+        self._set(source.name, fetched.values)
+        while True:
+            if fetched.lease_id is not None and fetched.lease_duration > 0:
+                fetched = await self._keep_lease(source, fetched)
+            elif fetched.refresh_in is not None:
+                await asyncio.sleep(fetched.refresh_in)
+                fetched = await self._fetch(source)
+            else:
+                return  # read once (environment variables)
+            self._set(source.name, fetched.values)
+
+    async def _keep_lease(self, source: SecretSourceConfig, fetched: Fetched) -> Fetched:
+        """Renew the lease at 2/3 of its duration while it can be renewed to its full
+        duration; then (or when renewal fails: revoked) fetch a new secret."""
+        assert self.vault is not None
+        assert fetched.lease_id is not None
+        increment = fetched.lease_duration
+        duration, renewable = fetched.lease_duration, fetched.renewable
+        while True:
+            await asyncio.sleep(duration * RENEW_AT)
+            if not renewable:
+                break
+            try:
+                duration, renewable = await self.vault.renew_lease(fetched.lease_id, increment)
+            except VaultError as exc:
+                log.warning("lease renewal failed; fetching a new secret",
+                            extra={"source": source.name, "error": str(exc)})  # fmt: skip
+                self.families.lease_renewals.labels(source.name, "failed").inc()
+                break
+            self.families.lease_renewals.labels(source.name, "ok").inc()
+            end = time.time() + duration
+            self.expires[source.name] = end
+            self.families.lease_expiry.labels(source.name).set(end)
+            if duration < increment * (1 - RENEW_AT):  # capped by the max TTL: ends soon
+                renewable = False
+        return await self._fetch(source)
+
+    def _set(self, name: str, values: dict[str, Any]) -> None:
+        if self.values.get(name) != values:
+            self.values[name] = values
+            self._dirty.set()
+
+    async def _render_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if len(self.values) < len(self.config.sources):
+                continue  # not every source has values yet
+            self._render_all()
+
+    def _render_all(self) -> None:
+        targets: set[str] = set()
+        for renderer in self.renderers:
+            template = renderer.config
+            try:
+                content = renderer.render(self.values)
+                changed = self._write(template, content)
+            except (RenderError, OSError) as exc:
+                self._count(template.name, "error")
+                log.error("render failed; the previous file is kept",
+                          extra={"template": template.name, "error": _safe(exc)})  # fmt: skip
+                continue
+            first = template.name not in self.rendered
+            self.rendered.add(template.name)
+            if changed and not first:
+                targets.update(template.notify)
+        for target in sorted(targets):
+            self.notifier.notify(target)
+
+    def _write(self, template: TemplateConfig, content: bytes, init: bool = False) -> bool:
+        try:
+            changed = write_atomically(template.destination, content, template.mode,
+                                       template.owner, template.group)  # fmt: skip
+        except OSError as exc:
+            if init:
+                raise SecretsError(f"template {template.name}: {_safe(exc)}") from None
+            raise
+        self._count(template.name, "changed" if changed else "unchanged")
+        self.families.last_render.labels(template.name).set(time.time())
+        if changed:
+            log.info("rendered", extra={"template": template.name,
+                                        "destination": template.destination})  # fmt: skip
+        return changed
+
+    def _count(self, template: str, result: str) -> None:
+        self.families.renders.labels(template, result).inc()
+
+
+def _safe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
