@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: promtool (from prometheus) checks /metrics,
-# curl is the client the demo tour prints.
-SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl
+# curl is the client the demo tour prints, postgresql is the database OpenBao
+# issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
+SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql
 
 .PHONY: demo test check docs system-deps bench-proxy bench-logs clean
 

@@ -19,7 +19,7 @@ from pillion.secrets.files import write_atomically
 from pillion.secrets.sources import parse_dotenv, read_directory, read_file
 from pillion.secrets.templates import Renderer, dotenv
 
-SOURCES = {
+SOURCES: dict[str, dict[str, Any]] = {
     "db": {"username": "app", "password": 'p@ss"w$rd`\\\nline2', "port": 5432},
     "tls": {"certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
 }
