@@ -29,10 +29,10 @@ from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
 from pillion.config.secrets import SecretsConfig, SecretSourceConfig, TemplateConfig
 from pillion.notify import Notifier
+from pillion.secrets.errors import RenderError, SecretsError
 from pillion.secrets.files import write_atomically
 from pillion.secrets.metrics import SecretFamilies
 from pillion.secrets.sources import Fetched, SourceError, fetch
-from pillion.secrets.errors import RenderError, SecretsError
 
 if TYPE_CHECKING:
     from pillion.secrets.templates import Renderer
