@@ -330,9 +330,10 @@ class SecretsComponent(Component):
             changed = write_atomically(template.destination, content, template.mode,
                                        template.owner, template.group)  # fmt: skip
         except OSError as exc:
+            problem = f"cannot write {template.destination}: {exc.strerror or exc}"
             if init:
-                raise SecretsError(f"template {template.name}: {_safe(exc)}") from None
-            raise
+                raise SecretsError(f"template {template.name}: {problem}") from None
+            raise OSError(problem) from None
         self._count(template.name, "changed" if changed else "unchanged")
         self.families.last_render.labels(template.name).set(time.time())
         if changed:

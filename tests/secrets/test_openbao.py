@@ -1,0 +1,345 @@
+"""Secrets end to end: a real Pillion against a real OpenBao dev server.
+
+Init mode (``pillion init``) and sidecar mode (``pillion run``) with KV v1 and
+v2, AppRole, JWT and token logins, PKI, token renewal and re-login, outages,
+and the faults the issue lists. Every test also checks that no secret value
+reaches Pillion's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.secrets.servers import OpenBao
+
+PASSWORD = "s3cr3t-Pa55word-in-kv"
+
+
+def approle(openbao: OpenBao, tmp_path: Path, **ttls: str) -> str:
+    """AppRole login config (role and secret ids in files), allowed to read all."""
+    openbao.write_policy("reader", 'path "*" { capabilities = ["read", "create", "update"] }')
+    role_id, secret_id = openbao.enable_approle("app", ["reader"], **ttls)
+    (tmp_path / "role-id").write_text(role_id)
+    (tmp_path / "secret-id").write_text(secret_id)
+    return (
+        f"{{method: approle, role_id_file: {tmp_path}/role-id, "
+        f"secret_id_file: {tmp_path}/secret-id}}"
+    )
+
+
+def secrets_config(openbao: OpenBao, auth: str, sources: str, templates: str,
+                   extra: str = "") -> str:  # fmt: skip
+    return f"""
+secrets:
+  init_timeout: 3s
+  vault: {{address: "{openbao.address}", auth: {auth}}}
+  sources:
+{sources}
+  templates:
+{templates}
+{extra}"""
+
+
+def init(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    config = write_config(tmp_path, body)
+    return subprocess.run(
+        [sys.executable, "-m", "pillion", "init", "-c", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
+    found = []
+    for line in result.stderr.splitlines():
+        record = json.loads(line)
+        if record.get("level") == "error":
+            found.append(record.get("error", ""))
+    return found
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    directory = tmp_path / "out"
+    directory.mkdir()
+    return directory
+
+
+def test_init_renders_kv_v1_and_v2_with_approle(
+    openbao: OpenBao, tmp_path: Path, out: Path
+) -> None:
+    openbao.put_kv("secret", "app", {"password": "old", "user": "app"})
+    openbao.put_kv("secret", "app", {"password": PASSWORD, "user": "app"})  # version 2
+    openbao.enable_kv("kv1", 1)
+    openbao.put_kv("kv1", "legacy", {"token": "t-1"}, version=1)
+    body = secrets_config(
+        openbao,
+        approle(openbao, tmp_path),
+        """    - {name: app, type: kv, path: secret/app}
+    - {name: pinned, type: kv, path: secret/app, version: 1}
+    - {name: legacy, type: kv, path: kv1/legacy, kv_version: 1}""",
+        f"""    - {{name: env, destination: {out}/app.env, format: dotenv, source: app}}
+    - {{name: json, destination: {out}/app.json, format: json, source: pinned, mode: "0440"}}
+    - name: tmpl
+      destination: {out}/db.conf
+      template: "user={{{{ secrets.app.user }}}} token={{{{ secrets.legacy.token }}}}\\n"
+""",
+    )
+    result = init(tmp_path, body)
+    assert result.returncode == 0, result.stderr
+    assert (out / "app.env").read_text() == f'password="{PASSWORD}"\nuser="app"\n'
+    assert json.loads((out / "app.json").read_text()) == {"password": "old", "user": "app"}
+    assert (out / "db.conf").read_text() == "user=app token=t-1\n"
+    assert stat.S_IMODE(os.stat(out / "app.env").st_mode) == 0o400  # the default
+    assert stat.S_IMODE(os.stat(out / "app.json").st_mode) == 0o440
+    assert PASSWORD not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ secrets.app.pasword }}", "template bad line 1: 'dict object' has no attribute"),
+        ("x\n{% for %}", "template bad: syntax error at line 2"),
+    ],
+)
+def test_init_with_a_bad_template_writes_nothing(
+    openbao: OpenBao, tmp_path: Path, out: Path, template: str, message: str
+) -> None:
+    openbao.put_kv("secret", "app", {"password": PASSWORD})
+    body = secrets_config(
+        openbao,
+        approle(openbao, tmp_path),
+        "    - {name: app, type: kv, path: secret/app}",
+        f"""    - {{name: good, destination: {out}/good.env, format: dotenv, source: app}}
+    - {{name: bad, destination: {out}/bad.txt, template: {json.dumps(template)}}}""",
+    )
+    result = init(tmp_path, body)
+    assert result.returncode == 1
+    assert any(e.startswith(message) for e in errors(result)), result.stderr
+    assert list(out.iterdir()) == []  # not even the good one
+    assert PASSWORD not in result.stderr
+
+
+def test_init_faults_name_the_cause(openbao: OpenBao, tmp_path: Path, out: Path) -> None:
+    templates = f"    - {{name: t, destination: {out}/t.env, format: dotenv, source: app}}"
+    auth = approle(openbao, tmp_path)
+    # a path that does not exist
+    missing = secrets_config(openbao, auth, "    - {name: app, type: kv, path: secret/none}",
+                             templates)  # fmt: skip
+    result = init(tmp_path, missing)
+    assert result.returncode == 1
+    assert errors(result)[-1].startswith("source app: GET /v1/secret/data/none: 404")
+    # a wrong secret id: login refused
+    (tmp_path / "secret-id").write_text("00000000-0000-0000-0000-000000000000")
+    openbao.put_kv("secret", "app", {"password": PASSWORD})
+    ok_source = "    - {name: app, type: kv, path: secret/app}"
+    result = init(tmp_path, secrets_config(openbao, auth, ok_source, templates))
+    assert result.returncode == 1
+    assert errors(result)[-1].startswith("vault login refused: POST /v1/auth/approle/login: 400")
+    # a destination directory that does not exist
+    auth = approle(openbao, tmp_path)
+    unwritable = f"    - {{name: t, destination: {out}/no/t.env, format: dotenv, source: app}}"
+    result = init(tmp_path, secrets_config(openbao, auth, ok_source, unwritable))
+    assert result.returncode == 1
+    assert (
+        errors(result)[-1] == f"template t: cannot write {out}/no/t.env: No such file or directory"
+    )
+    # OpenBao down: retried until init_timeout, then a clear failure
+    address = openbao.address
+    openbao.stop(graceful=False)
+    result = init(tmp_path, secrets_config(openbao, auth, ok_source, templates))
+    assert result.returncode == 1
+    last = errors(result)[-1]
+    assert last.startswith("gave up after init_timeout (3s): login: POST /v1/auth/approle/login")
+    assert "Cannot connect" in last or "Connect" in last
+    assert address.split("//")[1] in last
+    assert list(out.iterdir()) == []
+    assert PASSWORD not in result.stderr
+
+
+def test_init_with_a_jwt_login(openbao: OpenBao, tmp_path: Path, out: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    openbao.write_policy("reader", 'path "*" { capabilities = ["read"] }')
+    openbao.enable_jwt("jwt", public.decode(), "app", ["pillion"], "sub", ["reader"])
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "system:serviceaccount:shop:web", "aud": "pillion", "iat": now, "exp": now + 600},
+        key,
+        algorithm="RS256",
+    )
+    (tmp_path / "sa-token").write_text(token)
+    openbao.put_kv("secret", "app", {"password": PASSWORD})
+    body = secrets_config(
+        openbao,
+        f"{{method: jwt, role: app, token_file: {tmp_path}/sa-token}}",
+        "    - {name: app, type: kv, path: secret/app}",
+        f"    - {{name: t, destination: {out}/t.env, format: dotenv, source: app}}",
+    )
+    result = init(tmp_path, body)
+    assert result.returncode == 0, result.stderr
+    assert (out / "t.env").read_text() == f'password="{PASSWORD}"\n'
+    assert token not in result.stderr
+
+
+@pytest.fixture
+def sidecar_ports() -> Iterator[tuple[int, int]]:
+    yield free_port(), free_port()
+
+
+def start_sidecar(tmp_path: Path, ports: tuple[int, int], body: str) -> PillionProcess:
+    admin, status = ports
+    config = write_config(
+        tmp_path,
+        f"admin: {{listen: 127.0.0.1:{admin}}}\nstatus: {{listen: 127.0.0.1:{status}}}\n{body}",
+        "sidecar.yaml",
+    )
+    return PillionProcess(config, admin, status).start()
+
+
+def probe(process: PillionProcess, path: str) -> int:
+    try:
+        return http("GET", f"{process.status_url}{path}", timeout=2)[0]
+    except OSError:
+        return 0
+
+
+def metrics(process: PillionProcess) -> bytes:
+    return http("GET", f"{process.status_url}/metrics")[2]
+
+
+def test_sidecar_starts_after_the_first_render_and_keeps_files_fresh(
+    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+) -> None:
+    auth = approle(openbao, tmp_path)
+    body = secrets_config(
+        openbao,
+        auth,
+        "    - {name: app, type: kv, path: secret/app, refresh: 200ms}",
+        f"""    - {{name: env, destination: {out}/app.env, format: dotenv, source: app,
+         notify: [app]}}""",
+        extra=f"""app:
+  notify:
+    - {{name: app, exec: {{command: [sh, -c, "echo notified >> {tmp_path}/notified"]}}}}
+""",
+    )
+    process = start_sidecar(tmp_path, sidecar_ports, body)
+    try:
+        wait_until(lambda: probe(process, "/healthz/live") == 200)
+        assert probe(process, "/healthz/started") == 503  # the secret does not exist yet
+        assert not (out / "app.env").exists()
+        openbao.put_kv("secret", "app", {"password": "v1"})
+        wait_until(lambda: probe(process, "/healthz/started") == 200)
+        assert (out / "app.env").read_text() == 'password="v1"\n'
+        assert not (tmp_path / "notified").exists()  # the first render notifies no one
+        openbao.put_kv("secret", "app", {"password": PASSWORD})  # a change: render, notify
+        wait_until(lambda: (out / "app.env").read_text() == f'password="{PASSWORD}"\n')
+        wait_until(lambda: (tmp_path / "notified").exists())
+        time.sleep(0.6)  # more refreshes: nothing changed, nothing notified
+        assert (tmp_path / "notified").read_text() == "notified\n"
+        exposition = metrics(process)
+        ok = 'pillion_notify_total{result="ok",target="app"}'
+        assert metric_value(exposition, ok) == 1.0
+        changed = 'pillion_secret_renders_total{result="changed",template="env"}'
+        assert metric_value(exposition, changed) == 2.0
+        assert metric_value(exposition, 'pillion_secret_stale{source="app"}') == 0.0
+        # OpenBao unreachable: the last good file stays, the source is stale
+        openbao.pause()
+        wait_until(lambda: metric_value(metrics(process), 'pillion_secret_stale{source="app"}')
+                   == 1.0, timeout=30)  # fmt: skip
+        assert (out / "app.env").read_text() == f'password="{PASSWORD}"\n'
+        assert probe(process, "/healthz/ready") == 200  # stale, still valid
+        openbao.resume()
+        wait_until(lambda: metric_value(metrics(process), 'pillion_secret_stale{source="app"}')
+                   == 0.0, timeout=30)  # fmt: skip
+        config_dump = http("GET", f"{process.admin_url}/config")[2].decode()
+        assert PASSWORD not in config_dump
+    finally:
+        process.stop()
+    assert PASSWORD not in process.output()
+
+
+def test_token_renewal_and_login_again_after_revocation(
+    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+) -> None:
+    auth = approle(openbao, tmp_path, token_ttl="3s", token_max_ttl="1h")
+    openbao.put_kv("secret", "app", {"password": "v1"})
+    body = secrets_config(
+        openbao,
+        auth,
+        "    - {name: app, type: kv, path: secret/app, refresh: 300ms}",
+        f"    - {{name: env, destination: {out}/app.env, format: dotenv, source: app}}",
+    )
+    process = start_sidecar(tmp_path, sidecar_ports, body)
+    try:
+        wait_until(lambda: probe(process, "/healthz/started") == 200)
+        renewed = 'pillion_vault_auth_total{result="renewed"}'
+        wait_until(lambda: (metric_value(metrics(process), renewed) or 0) >= 2)  # every 2s
+        # every AppRole token revoked on the server: the next read gets 403, Pillion
+        # logs in again and goes on
+        status, _ = openbao.api("PUT", "sys/leases/revoke-prefix/auth/approle/login", {})
+        assert status == 204
+        openbao.put_kv("secret", "app", {"password": "v2"})
+        wait_until(lambda: (out / "app.env").read_text() == 'password="v2"\n')
+        logins = metric_value(metrics(process), 'pillion_vault_auth_total{result="ok"}')
+        assert logins is not None
+        assert logins >= 2
+    finally:
+        process.stop()
+
+
+def test_pki_certificates_are_issued_again_before_they_expire(
+    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+) -> None:
+    ca = openbao.enable_pki("pki", "web", max_ttl="1h")
+    (tmp_path / "ca.pem").write_text(ca)
+    body = secrets_config(
+        openbao,
+        approle(openbao, tmp_path),
+        """    - {name: cert, type: pki, path: pki/issue/web, common_name: web.shop.svc,
+       alt_names: [web], ip_sans: [127.0.0.1], ttl: 3s, renew_at: 0.5}""",
+        f"""    - {{name: crt, destination: {out}/tls.crt, format: raw, source: cert, key: chain,
+         mode: "0444"}}
+    - {{name: key, destination: {out}/tls.key, format: raw, source: cert, key: private_key}}""",
+    )
+    process = start_sidecar(tmp_path, sidecar_ports, body)
+    try:
+        wait_until(lambda: probe(process, "/healthz/started") == 200)
+
+        def serial() -> str:
+            return subprocess.run(
+                ["openssl", "x509", "-noout", "-serial", "-in", str(out / "tls.crt")],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+
+        first = serial()
+        verified = subprocess.run(
+            ["openssl", "verify", "-CAfile", str(tmp_path / "ca.pem"), str(out / "tls.crt")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        wait_until(lambda: serial() != first)  # re-issued at half its 3s lifetime
+        expiry = metric_value(metrics(process), 'pillion_secret_lease_expiry_timestamp_seconds'
+                              '{source="cert"}')  # fmt: skip
+        assert expiry is not None
+        assert expiry > time.time()
+        assert stat.S_IMODE(os.stat(out / "tls.key").st_mode) == 0o400
+        key_text = (out / "tls.key").read_text()
+        assert "PRIVATE KEY" in key_text
+    finally:
+        process.stop()
+    assert key_text not in process.output()
