@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
@@ -197,8 +196,8 @@ def test_init_with_a_jwt_login(openbao: OpenBao, tmp_path: Path, out: Path) -> N
 
 
 @pytest.fixture
-def sidecar_ports() -> Iterator[tuple[int, int]]:
-    yield free_port(), free_port()
+def sidecar_ports() -> tuple[int, int]:
+    return free_port(), free_port()
 
 
 def start_sidecar(tmp_path: Path, ports: tuple[int, int], body: str) -> PillionProcess:
