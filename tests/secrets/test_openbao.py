@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
-from tests.secrets.servers import OpenBao
+from tests.secrets.servers import OpenBao, Postgres
 
 PASSWORD = "s3cr3t-Pa55word-in-kv"
 
@@ -342,3 +342,61 @@ def test_pki_certificates_are_issued_again_before_they_expire(
     finally:
         process.stop()
     assert key_text not in process.output()
+
+
+def test_database_credentials_are_renewed_replaced_at_max_ttl_and_when_revoked(
+    openbao: OpenBao, postgres: Postgres, tmp_path: Path, out: Path,
+    sidecar_ports: tuple[int, int],
+) -> None:  # fmt: skip
+    openbao.enable_database_postgres(postgres, "capped", default_ttl="3s", max_ttl="5s")
+    openbao.enable_database_postgres(postgres, "long", default_ttl="3s", max_ttl="1h")
+    body = secrets_config(
+        openbao,
+        approle(openbao, tmp_path),
+        """    - {name: capped, type: dynamic, path: database/creds/capped}
+    - {name: long, type: dynamic, path: database/creds/long}""",
+        f"""    - {{name: capped, destination: {out}/capped.json, format: json, source: capped}}
+    - {{name: long, destination: {out}/long.json, format: json, source: long}}""",
+    )
+    process = start_sidecar(tmp_path, sidecar_ports, body)
+
+    def credentials(name: str) -> dict[str, str]:
+        return dict(json.loads((out / f"{name}.json").read_text()))
+
+    def logs_in(creds: dict[str, str]) -> bool:
+        try:
+            answer = postgres.query("SELECT 1", user=creds["username"], password=creds["password"])
+        except (subprocess.CalledProcessError, AssertionError):
+            return False
+        return answer.strip().endswith("1")
+
+    def count(series: str) -> float:
+        return metric_value(metrics(process), series) or 0.0
+
+    try:
+        wait_until(lambda: probe(process, "/healthz/started") == 200)
+        first = credentials("capped")
+        assert logs_in(first)  # real credentials, made by OpenBao in PostgreSQL
+        # renewed at 2/3 of the lease; the max TTL (5s) then caps the renewals, and
+        # new credentials are fetched before the lease ends
+        wait_until(lambda: count('pillion_secret_lease_renewals_total{result="ok",'
+                                 'source="capped"}') >= 1)  # fmt: skip
+        wait_until(lambda: credentials("capped")["username"] != first["username"])
+        assert logs_in(credentials("capped"))
+        expiry = count('pillion_secret_lease_expiry_timestamp_seconds{source="capped"}')
+        assert expiry > time.time()
+        # a lease with a long max TTL keeps its credentials, renewed, until it is
+        # revoked on the server: the renewal fails and a new secret is fetched
+        long = credentials("long")
+        wait_until(lambda: count('pillion_secret_lease_renewals_total{result="ok",'
+                                 'source="long"}') >= 2)  # fmt: skip
+        assert credentials("long") == long
+        status, _ = openbao.api("PUT", "sys/leases/revoke-prefix/database/creds/long", {})
+        assert status == 204
+        wait_until(lambda: not logs_in(long))  # the revocation dropped the role
+        wait_until(lambda: credentials("long")["username"] != long["username"])
+        assert count('pillion_secret_lease_renewals_total{result="failed",source="long"}') >= 1
+        assert logs_in(credentials("long"))
+    finally:
+        process.stop()
+    assert long["password"] not in process.output()

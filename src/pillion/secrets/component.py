@@ -197,7 +197,10 @@ class SecretsComponent(Component):
             return login
 
     async def _keep_token(self, login: Login) -> None:
+        """Renew at 2/3 of the TTL; once renewal no longer gives the full TTL (the
+        token's max TTL is near), or fails, log in again before it ends."""
         assert self.vault is not None
+        full = login.ttl
         while login.ttl > 0:
             await asyncio.sleep(login.ttl * RENEW_AT)
             if login.renewable:
@@ -209,10 +212,10 @@ class SecretsComponent(Component):
                                 extra={"error": str(exc)})  # fmt: skip
                 else:
                     self.families.auth.labels("renewed").inc()
-                    if renewed.ttl >= login.ttl * (1 - RENEW_AT):  # not at its max TTL yet
-                        login = renewed
-                        continue
+                    login = renewed if renewed.ttl >= full else Login(renewed.ttl, False)
+                    continue
             login = await self._login_again()
+            full = login.ttl
 
     async def _login_again(self) -> Login:
         """One login shared by every task that finds the token bad."""
@@ -289,7 +292,7 @@ class SecretsComponent(Component):
             end = time.time() + duration
             self.expires[source.name] = end
             self.families.lease_expiry.labels(source.name).set(end)
-            if duration < increment * (1 - RENEW_AT):  # capped by the max TTL: ends soon
+            if duration < increment:  # capped by the max TTL: fetch anew before it ends
                 renewable = False
         return await self._fetch(source)
 
