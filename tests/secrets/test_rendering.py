@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from pillion.config import PillionConfig
 from pillion.config.secrets import TemplateConfig
-from pillion.secrets.errors import RenderError
-from pillion.secrets.files import write_atomically
+from pillion.render.errors import RenderError
+from pillion.render.files import write_atomically
+from pillion.render.templates import Renderer, dotenv
 from pillion.secrets.sources import parse_dotenv, read_directory, read_file
-from pillion.secrets.templates import Renderer, dotenv
 
 SOURCES: dict[str, dict[str, Any]] = {
     "db": {"username": "app", "password": 'p@ss"w$rd`\\\nline2', "port": 5432},

@@ -7,8 +7,9 @@ import logging
 import uvloop
 
 from pillion.config import PillionConfig
+from pillion.render.errors import RenderError
 from pillion.secrets.component import SecretsComponent
-from pillion.secrets.errors import RenderError, SecretsError
+from pillion.secrets.errors import SecretsError
 from pillion.telemetry import Metrics, configure_logging
 
 __all__ = ["render_once"]

@@ -29,13 +29,14 @@ from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
 from pillion.config.secrets import SecretsConfig, SecretSourceConfig, TemplateConfig
 from pillion.notify import Notifier
-from pillion.secrets.errors import RenderError, SecretsError
-from pillion.secrets.files import write_atomically
+from pillion.render.errors import RenderError
+from pillion.render.files import write_atomically
+from pillion.secrets.errors import SecretsError
 from pillion.secrets.metrics import SecretFamilies
 from pillion.secrets.sources import Fetched, SourceError, fetch
 
 if TYPE_CHECKING:
-    from pillion.secrets.templates import Renderer
+    from pillion.render.templates import Renderer
 from pillion.secrets.vault import Login, VaultClient, VaultError, VaultRefused
 from pillion.telemetry import Metrics
 
@@ -152,7 +153,7 @@ class SecretsComponent(Component):
     # -- sidecar mode --
 
     def _compile(self) -> list[Renderer]:
-        from pillion.secrets.templates import Renderer  # Jinja2: loaded only when used
+        from pillion.render.templates import Renderer  # Jinja2: loaded only when used
 
         renderers = []
         for template in self.config.templates:

@@ -24,7 +24,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from pillion.config.secrets import TemplateConfig
-from pillion.secrets.errors import RenderError
+from pillion.render.errors import RenderError
 
 __all__ = ["RenderError", "Renderer", "dotenv"]
 
