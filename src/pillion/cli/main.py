@@ -1,4 +1,4 @@
-"""``pillion run | init | validate | schema | version | demo | certs``."""
+"""``pillion run | init | exec | validate | schema | version | demo | certs``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,17 @@ def init(config_path: str) -> None:
     """Render the secrets once and exit: 0, or 1 naming the template or source
     that failed (nothing is written then)."""
     sys.exit(render_once(_load_or_log(config_path)))
+
+
+@cli.command(name="exec")
+@_config_option
+@click.argument("command", nargs=-1, required=True)
+def exec_command(config_path: str, command: tuple[str, ...]) -> None:
+    """Render the secrets, then run COMMAND (after `--`) with them in its environment;
+    restart or signal it when they change; exit with its status."""
+    from pillion.runtime.execmode import run_exec
+
+    sys.exit(run_exec(_load_or_log(config_path), list(command)))
 
 
 def _load_or_log(config_path: str) -> PillionConfig:

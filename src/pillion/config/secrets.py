@@ -13,6 +13,7 @@ from pillion.config.types import Secret
 from pillion.config.units import Duration
 
 __all__ = [
+    "ExecConfig",
     "ExecTargetConfig",
     "HttpTargetConfig",
     "NotifyTargetConfig",
@@ -257,6 +258,33 @@ class TemplateConfig(_Section):
         return self
 
 
+class ExecConfig(_Section):
+    """`pillion exec -- CMD`: the app runs as Pillion's child, with secrets in its
+    environment."""
+
+    environment: list[str] = Field(
+        default_factory=list,
+        description="Templates whose rendered `KEY=value` lines (e.g. `format: dotenv`) "
+        "become the child's environment variables.",
+    )
+    on_change: Literal["restart", "signal", "none"] = Field(
+        "restart",
+        description="When a rendered file changes: restart the child (needed for new "
+        "environment variables), send it `signal`, or nothing.",
+    )
+    signal: str = Field("HUP", description="For `on_change: signal`.")
+    stop_timeout: Duration = Field(
+        10.0, description="On restart, how long after SIGTERM before SIGKILL. Default 10s."
+    )
+
+    @field_validator("signal")
+    @classmethod
+    def _known_signal(cls, value: str) -> str:
+        if not hasattr(signals.Signals, f"SIG{value.upper().removeprefix('SIG')}"):
+            raise ValueError(f"unknown signal {value!r}")
+        return value
+
+
 class SecretsConfig(_Section):
     """Secrets rendered into files before the app starts, and kept fresh: the
     status server's `/healthz/started` passes once every template has rendered."""
@@ -266,6 +294,9 @@ class SecretsConfig(_Section):
     )
     sources: list[SecretSourceConfig] = Field(min_length=1, description="Where values come from.")
     templates: list[TemplateConfig] = Field(min_length=1, description="The files written.")
+    exec: ExecConfig = Field(
+        default_factory=ExecConfig, description="For `pillion exec`: the child's environment."
+    )
     init_timeout: Duration = Field(
         120.0,
         description="`pillion init` / `run --once`: how long to keep trying (logging in, "
@@ -284,6 +315,10 @@ class SecretsConfig(_Section):
         for template in self.templates:
             if template.source is not None and template.source not in known:
                 raise ValueError(f"template {template.name}: no source named {template.source}")
+        unknown = [name for name in self.exec.environment
+                   if name not in {t.name for t in self.templates}]  # fmt: skip
+        if unknown:
+            raise ValueError(f"exec.environment: no template named {', '.join(unknown)}")
         destinations = [t.destination for t in self.templates]
         if len(set(destinations)) != len(destinations):
             raise ValueError("two templates write the same destination")

@@ -21,7 +21,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,9 @@ class SecretsComponent(Component):
         self._tasks: list[asyncio.Task[None]] = []
         self._relogin: asyncio.Task[Login] | None = None
         self._last_problem = ""  # for init mode's message when it gives up
+        self.contents: dict[str, bytes] = {}  # by template, what was last rendered
+        # told the templates rendered for the first time or changed, after each render
+        self.listeners: list[Callable[[set[str]], None]] = []
 
     # -- the component --
 
@@ -312,11 +315,13 @@ class SecretsComponent(Component):
 
     def _render_all(self) -> None:
         targets: set[str] = set()
+        written: set[str] = set()
         for renderer in self.renderers:
             template = renderer.config
             try:
                 content = renderer.render(self.values)
                 changed = self._write(template, content)
+                self.contents[template.name] = content
             except (RenderError, OSError) as exc:
                 self._count(template.name, "error")
                 log.error("render failed; the previous file is kept",
@@ -324,10 +329,15 @@ class SecretsComponent(Component):
                 continue
             first = template.name not in self.rendered
             self.rendered.add(template.name)
+            if changed or first:
+                written.add(template.name)
             if changed and not first:
                 targets.update(template.notify)
         for target in sorted(targets):
             self.notifier.notify(target)
+        if written:
+            for listener in self.listeners:
+                listener(written)
 
     def _write(self, template: TemplateConfig, content: bytes, init: bool = False) -> bool:
         try:
