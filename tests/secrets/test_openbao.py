@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import stat
 import subprocess
@@ -509,3 +510,86 @@ def test_init_with_the_kubernetes_login(openbao: OpenBao, tmp_path: Path, out: P
         assert token not in result.stderr
     finally:
         reviews.close()
+
+
+def test_the_proxy_serves_the_pki_certificate_and_its_reissues(
+    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+) -> None:
+    """The proxy starts once the certificate is rendered (secrets hold the components
+    after them), and its TLS reload picks up each re-issued certificate."""
+    ca = openbao.enable_pki("pki", "web", max_ttl="1h")
+    (tmp_path / "ca.pem").write_text(ca)
+    listen = free_port()
+    body = secrets_config(
+        openbao,
+        approle(openbao, tmp_path),
+        """    - {name: cert, type: pki, path: pki/issue/web, common_name: web.shop.svc,
+       ttl: 4s, renew_at: 0.5}""",
+        f"""    - {{name: crt, destination: {out}/tls.crt, format: raw, source: cert, key: chain}}
+    - {{name: key, destination: {out}/tls.key, format: raw, source: cert, key: private_key}}""",
+        extra=f"""proxy:
+  inbound:
+    - name: secure
+      listen: 127.0.0.1:{listen}
+      tls:
+        certificates: [{{cert: {out}/tls.crt, key: {out}/tls.key}}]
+        reload_interval: 100ms
+""",
+    )
+    process = start_sidecar(tmp_path, sidecar_ports, body)
+
+    def served_serial() -> str:
+        shown = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{listen}", "-servername",
+             "web.shop.svc", "-CAfile", str(tmp_path / "ca.pem"), "-verify_return_error"],
+            input="", capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        if "Verify return code: 0 (ok)" not in shown.stdout:
+            return ""
+        cert = shown.stdout[shown.stdout.index("-----BEGIN CERTIFICATE-----"):
+                            shown.stdout.index("-----END CERTIFICATE-----") + 25]  # fmt: skip
+        return subprocess.run(["openssl", "x509", "-noout", "-serial"], input=cert,
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+    try:
+        process.wait_ready()
+        first = served_serial()
+        assert first.startswith("serial=")
+        wait_until(lambda: served_serial() not in ("", first))  # re-issued, and served
+    finally:
+        process.stop()
+    waiting = [r for r in process.records() if r.get("message") == "waiting for a component "
+               "before starting the rest"]  # fmt: skip
+    assert waiting
+    assert waiting[0]["waiting_for"] == "secrets"
+
+
+def test_a_sidecar_waiting_for_its_secrets_stops_cleanly(
+    tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+) -> None:
+    """The server never answers: the status server says not started, the components
+    after secrets never start, and SIGTERM still ends it with 0."""
+    (tmp_path / "token").write_text("t")
+    body = f"""
+secrets:
+  vault: {{address: "http://127.0.0.1:{free_port()}", auth: {{method: token,
+           token_file: {tmp_path}/token}}}}
+  sources: [{{name: app, type: kv, path: secret/app}}]
+  templates: [{{name: t, destination: {out}/t.env, format: dotenv, source: app}}]
+logs:
+  checkpoints: {tmp_path}/logs.db
+  inputs: [{{name: app, paths: ["{tmp_path}/*.log"]}}]
+  outputs: [{{name: out, type: stdout}}]
+"""
+    process = start_sidecar(tmp_path, sidecar_ports, body)
+    try:
+        wait_until(lambda: probe(process, "/healthz/live") == 200)
+        process.wait_for_log("vault login failed")
+        assert probe(process, "/healthz/started") == 503
+        health = json.loads(http("GET", f"{process.status_url}/healthz/started")[2])
+        assert health["components"]["secrets"]["started"] is False
+        assert health["components"]["logs"]["state"] == "starting"  # held: never started
+        process.signal(signal.SIGTERM)
+        assert process.wait_exit() == 0
+    finally:
+        process.stop()

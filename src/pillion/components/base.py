@@ -27,6 +27,9 @@ class Component(abc.ABC):
 
     name: str
     kind: ComponentKind = "traffic"
+    hold_until_started: bool = False
+    """The components after this one start only once it is ``started`` (secrets: the
+    files they render, such as certificates, exist before the proxy loads them)."""
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -36,6 +39,11 @@ class Component(abc.ABC):
     @abc.abstractmethod
     def started(self) -> bool:
         """True once the component has done its start-up work."""
+
+    async def wait_started(self) -> None:
+        """Return once ``started`` is true (only awaited when ``hold_until_started``,
+        so components that do not hold never need it)."""
+        raise NotImplementedError(f"{self.name} does not hold the components after it")
 
     @property
     def ready(self) -> bool:

@@ -123,10 +123,22 @@ class Supervisor:
                 task.cancel()
 
     async def start(self) -> None:
-        """Build and start the components in order; raise at the first failure."""
+        """Build and start the components in order; raise at the first failure. After
+        a component that holds the rest (``hold_until_started``), wait for it to be
+        started, or for a stop signal (then the rest never start)."""
         self.components = self._build(self._config, self, self.metrics)
         for component in self.components:
             await self._start_one(component)
+            if component.hold_until_started and not component.started:
+                log.info("waiting for a component before starting the rest",
+                         extra={"waiting_for": component.name})  # fmt: skip
+                started = asyncio.ensure_future(component.wait_started())
+                stop = asyncio.ensure_future(self._exit.wait())
+                await asyncio.wait({started, stop}, return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+                stop.cancel()
+                if self._exit.is_set():
+                    return
 
     async def reload(self) -> bool:
         """Re-read the config file and apply it; on any error keep the old config."""

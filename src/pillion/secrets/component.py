@@ -55,6 +55,7 @@ def _backoff(delay: float) -> tuple[float, float]:
 
 class SecretsComponent(Component):
     kind = "traffic"
+    hold_until_started = True  # the proxy may serve the certificates rendered here
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class SecretsComponent(Component):
         self.rendered: set[str] = set()  # templates rendered at least once
         self.expires: dict[str, float] = {}  # by source: when its values stop working
         self._dirty = asyncio.Event()
+        self._started = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._relogin: asyncio.Task[Login] | None = None
         self._last_problem = ""  # for init mode's message when it gives up
@@ -86,6 +88,9 @@ class SecretsComponent(Component):
     @property
     def started(self) -> bool:
         return len(self.rendered) == len(self.config.templates)
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
 
     @property
     def ready(self) -> bool:
@@ -335,6 +340,8 @@ class SecretsComponent(Component):
                 targets.update(template.notify)
         for target in sorted(targets):
             self.notifier.notify(target)
+        if self.started:
+            self._started.set()
         if written:
             for listener in self.listeners:
                 listener(written)
