@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import free_port, wait_until
 
@@ -101,6 +102,24 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         access = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
         assert any(r["request_id"] == "demo-1" and r["code"] == 200 for r in access)
         assert any(r["code"] == 400 and r["flags"] == "DPE" for r in access)
+        # the app's files were rendered by Pillion; editing the source renders them again,
+        # and the app is told (it counts reloads)
+        app_url = f"http://127.0.0.1:{ports['--app-port']}/"
+
+        def app_state() -> dict[str, Any]:
+            answer = subprocess.run(["curl", "-s", app_url], capture_output=True, text=True,
+                                    check=True).stdout  # fmt: skip
+            return dict(json.loads(answer))
+
+        state = app_state()
+        assert state["config"]["greeting"] == "hello"
+        assert state["secret"]["present"] is True
+        assert state["reloads"] == 0
+        (tmp_path / "sources" / "app.yaml").write_text("greeting: bonjour\n")
+        wait_until(lambda: app_state()["reloads"] == 1)
+        assert app_state()["config"] == {"greeting": "bonjour"}
+        api_key = (tmp_path / "sources" / "secret" / "api-key").read_text()
+        assert (tmp_path / "secrets" / "api-key").read_text() == api_key
         pid = int(re.search(r"kill -HUP (\d+)", "".join(output)).group(1))  # type: ignore[union-attr]
     finally:
         demo.send_signal(signal.SIGINT)
@@ -111,3 +130,4 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
     assert log[-1]["message"] == "stopped"
     assert not Path(f"/proc/{pid}").exists()
     assert "demo-admin-token" not in (tmp_path / "pillion.log").read_text()
+    assert api_key.strip() not in (tmp_path / "pillion.log").read_text()

@@ -41,6 +41,7 @@ class DemoApp:
         self.started = time.time()
         self.requests = 0
         self.errors = 0
+        self.reloads = 0  # POST /-/reload: its files changed (Pillion tells it)
 
     def log(self, **fields: object) -> None:
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields})
@@ -75,6 +76,7 @@ class DemoApp:
                 "hello": "from the demo app",
                 "config": self._config(),
                 "secret": self._secret_fingerprint(),
+                "reloads": self.reloads,
                 "headers": {k: v for k, v in request.headers.items() if k.lower().startswith("x-")},
             }
         )
@@ -110,6 +112,12 @@ class DemoApp:
                 status=200 if answer.status == 200 else 502,
             )
 
+    async def reload(self, request: web.Request) -> web.Response:
+        """Told that its config or secret files changed: it reads them again."""
+        self.reloads += 1
+        self.log(level="info", msg="reloaded", config=self._config(), reloads=self.reloads)
+        return web.json_response({"reloaded": True, "reloads": self.reloads})
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -139,6 +147,7 @@ def build_app(
     app.router.add_get("/healthz", demo.healthz)
     app.router.add_get("/work", demo.work)
     app.router.add_get("/call", demo.call)
+    app.router.add_post("/-/reload", demo.reload)
     return app
 
 

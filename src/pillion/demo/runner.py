@@ -109,15 +109,15 @@ class _StopFlag:
 
 
 def _prepare(root: Path) -> None:
-    for folder in ("logs", "config", "secrets"):
+    """The pod's volumes: the sources Pillion renders the app's files from (as a
+    mounted Secret and a config file), and the folders the app reads and writes."""
+    for folder in ("logs", "config", "secrets", "sources/secret"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    config = root / "config" / "app.json"
-    config.write_text(json.dumps({"greeting": "hello", "feature_flags": {"new_ui": True}}) + "\n")
-    secret = root / "secrets" / "api-key"
-    if secret.exists():
-        secret.chmod(0o600)
+    source = root / "sources" / "app.yaml"
+    source.write_text("greeting: hello\nfeature_flags:\n  new_ui: true\n")
+    secret = root / "sources" / "secret" / "api-key"
     secret.write_text("demo-api-key-" + os.urandom(8).hex() + "\n")
-    secret.chmod(0o400)
+    secret.chmod(0o600)
     _make_certificates(root / "tls")
 
 
@@ -216,6 +216,10 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     print(f"  the app's log file: {root / 'logs' / 'app.log'}")
     print(f"  the proxy's access log: {root / 'access.log'}")
     print(f"  the app's log lines, shipped by Pillion: tail -f {root / 'shipped.jsonl'}")
+    print(
+        f"  the app's config, rendered by Pillion from {root / 'sources' / 'app.yaml'}: edit "
+        f"it, and the app reports the reload at http://127.0.0.1:{ports.app}/"
+    )
     print("\nCtrl-C stops the pod.\n", flush=True)
 
 
