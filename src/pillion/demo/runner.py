@@ -6,7 +6,6 @@ volume is a work directory. Pillion's own logs go to ``pillion.log`` there.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
