@@ -17,9 +17,12 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sysconfig
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
@@ -75,12 +78,18 @@ class OpenBao:
     directory: Path
     port: int = field(default_factory=_free_port_pair)
     root_token: str = field(default_factory=lambda: f"root-{secrets.token_hex(12)}")
+    tls: bool = False  # -dev-tls: HTTPS with a CA it makes (``ca_file``)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     paused: bool = field(default=False, init=False)
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """With ``tls``: the CA of the server's certificate."""
+        return self.directory / "tls" / "vault-ca.pem"
 
     @property
     def log_path(self) -> Path:
@@ -107,6 +116,9 @@ class OpenBao:
             f"-dev-listen-address=127.0.0.1:{self.port}",
             "-dev-no-store-token",  # else it writes the root token to ~/.vault-token
         ]
+        if self.tls:
+            (self.directory / "tls").mkdir(exist_ok=True)
+            argv += ["-dev-tls", f"-dev-tls-cert-dir={self.directory / 'tls'}"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -222,9 +234,13 @@ class OpenBao:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        status, _, raw = http(
-            method, f"{self.address}/{path}", body=data, headers=headers, timeout=timeout
-        )
+        if self.tls:
+            status, raw = _https(method, f"{self.address}/{path}", data, headers, timeout,
+                                 self.ca_file)  # fmt: skip
+        else:
+            status, _, raw = http(
+                method, f"{self.address}/{path}", body=data, headers=headers, timeout=timeout
+            )
         try:
             decoded = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -658,3 +674,16 @@ class Postgres:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _https(
+    method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float,
+    ca_file: Path,
+) -> tuple[int, bytes]:  # fmt: skip
+    context = ssl.create_default_context(cafile=str(ca_file))
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

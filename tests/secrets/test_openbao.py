@@ -593,3 +593,29 @@ logs:
         assert process.wait_exit() == 0
     finally:
         process.stop()
+
+
+def test_init_over_tls_with_the_servers_ca(tmp_path: Path, out: Path) -> None:
+    with OpenBao(tmp_path / "tls-openbao", tls=True) as server:
+        server.put_kv("secret", "app", {"password": PASSWORD})
+        token = server.create_token(["root"], ttl="1h")
+        (tmp_path / "token").write_text(token)
+        templates = f"    - {{name: t, destination: {out}/t.env, format: dotenv, source: app}}"
+        source = "    - {name: app, type: kv, path: secret/app}"
+        auth = f"{{method: token, token_file: {tmp_path}/token}}"
+        trusted = secrets_config(server, auth, source, templates).replace(
+            f'address: "{server.address}"', f'address: "{server.address}", ca: {server.ca_file}'
+        )
+        result = init(tmp_path, trusted)
+        assert result.returncode == 0, result.stderr
+        assert (out / "t.env").read_text() == f'password="{PASSWORD}"\n'
+        (out / "t.env").unlink()
+        # without the CA the server's certificate is not trusted: retried, then given up
+        result = init(tmp_path, secrets_config(server, auth, source, templates))
+        assert result.returncode == 1
+        assert (
+            "CERTIFICATE_VERIFY_FAILED" in errors(result)[-1]
+            or "certificate verify" in (errors(result)[-1])
+        )
+        assert not (out / "t.env").exists()
+        assert token not in result.stderr
