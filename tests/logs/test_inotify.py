@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pillion.logs.watch import directories_of
+from pillion.watch import directories_of
 from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
 
 

@@ -10,8 +10,18 @@ from __future__ import annotations
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from pillion.config.configwatch import ConfigWatchConfig
 from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
 from pillion.config.secrets import NotifyTargetConfig, SecretsConfig
@@ -159,10 +169,6 @@ class TelemetryConfig(Section):
     )
 
 
-class ConfigWatchConfig(Section):
-    """ConfigMap and file watching with app notification. Disabled when absent."""
-
-
 class ExportersConfig(Section):
     """Prometheus metrics for apps that have none. Disabled when absent."""
 
@@ -191,13 +197,32 @@ class PillionConfig(Section):
 
     @model_validator(mode="after")
     def _notify_targets_exist(self) -> PillionConfig:
+        """Every `notify` names an `app.notify` target; each unknown name is reported
+        at its own path (e.g. `config.watch[0].notify[1]`)."""
         known = {target.name for target in self.app.notify}
+        users: list[tuple[tuple[str | int, ...], str, list[str]]] = []
         if self.secrets is not None:
-            for template in self.secrets.templates:
-                unknown = [name for name in template.notify if name not in known]
-                if unknown:
-                    raise ValueError(
-                        f"secrets template {template.name}: no app.notify target named "
-                        f"{', '.join(unknown)}"
-                    )
+            users += [(("secrets", "templates", index), f"secrets template {t.name}", t.notify)
+                      for index, t in enumerate(self.secrets.templates)]  # fmt: skip
+        if self.config is not None:
+            users += [(("config", "templates", index), f"config template {t.name}", t.notify)
+                      for index, t in enumerate(self.config.templates)]  # fmt: skip
+            users += [(("config", "watch", index), f"config watch {w.name}", w.notify)
+                      for index, w in enumerate(self.config.watch)]  # fmt: skip
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_notify_target",
+                    "{user}: no app.notify target named {target}",
+                    {"user": user, "target": name},
+                ),
+                loc=(*where, "notify", position),
+                input=name,
+            )
+            for where, user, names in users
+            for position, name in enumerate(names)
+            if name not in known
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self

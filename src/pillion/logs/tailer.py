@@ -34,7 +34,7 @@ from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
 from pillion.logs.metrics import InputMetrics
 from pillion.logs.parsers import Parser, make_parser, parse_time
-from pillion.logs.watch import DirectoryWatch, WatchUnavailable, directories_of
+from pillion.watch import DirectoryWatch, WatchUnavailable, directories_of
 
 __all__ = ["Tailer"]
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pillion.components import Component
 from pillion.config import PillionConfig
+from pillion.configwatch.component import ConfigWatchComponent
 from pillion.logs.component import LogsComponent
 from pillion.proxy.listener import ProxyComponent
 from pillion.proxy.workers import ProxyWorkers
@@ -39,6 +40,8 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
         components.append(AppHealth(config))
     if config.secrets is not None:
         components.append(SecretsComponent(config, metrics))
+    if config.config is not None:
+        components.append(ConfigWatchComponent(config, metrics))
     if config.proxy is not None and config.proxy.workers > 1:
         components.append(ProxyWorkers(config, metrics))
     elif config.proxy is not None:

@@ -1,14 +1,16 @@
-"""Noticing at once that an input's directories changed: inotify.
+"""Noticing at once that some directories changed: inotify.
 
-The tailer needs to know only *that* something changed in a directory it
-reads (a line appended, a file created, renamed or deleted), not what: it then
-scans and reads as it does on its polling timer. So the inotify descriptor is
-drained with one ``read`` per wake-up and its events are never parsed, which
-keeps the cost off the per-line path when the app writes fast.
+Its users (the log tailer, config watches) need to know only *that* something
+changed in a directory they read (a line appended, a file created, renamed or
+deleted), not what: they then scan and read as they do on their polling timer.
+So the inotify descriptor is drained with one ``read`` per wake-up and its
+events are never parsed, which keeps the cost off the per-line path when the
+app writes fast.
 
 When inotify cannot be used (no instance left, ``max_user_watches`` reached,
-a file system without it), ``watch`` returns False and the tailer polls: it
-scans every ``scan_interval`` either way, inotify only makes it sooner.
+a file system without it), ``open`` or ``watch`` raise ``WatchUnavailable`` and
+the user polls: it scans every ``scan_interval`` either way, inotify only
+makes it sooner.
 """
 
 from __future__ import annotations
