@@ -272,6 +272,10 @@ def test_sidecar_starts_after_the_first_render_and_keeps_files_fresh(
                    == 0.0, timeout=30)  # fmt: skip
         config_dump = http("GET", f"{process.admin_url}/config")[2].decode()
         assert PASSWORD not in config_dump
+        check = subprocess.run(["promtool", "check", "metrics"], input=metrics(process),
+                               capture_output=True, timeout=30, check=False)  # fmt: skip
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert check.stdout + check.stderr == b""
     finally:
         process.stop()
     assert PASSWORD not in process.output()
