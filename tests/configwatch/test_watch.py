@@ -8,7 +8,9 @@ makes a real change and sees exactly one notification for it.
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from tests.configwatch.running import metric, notified, settle, start
 from tests.configwatch.volumes import ConfigMapVolume
-from tests.helpers import PillionProcess, wait_until
+from tests.helpers import PillionProcess, http, wait_until
 
 
 @pytest.fixture
@@ -165,6 +167,37 @@ config:
         assert metric(process, 'pillion_config_changes_total{watch="app"}') == 2.0
     finally:
         process.stop()
+
+
+def test_the_metrics_pass_promtool(tmp_path: Path, volume: ConfigMapVolume) -> None:
+    process = start(tmp_path, f"""
+config:
+  scan_interval: 50ms
+  sources: [{{name: settings, type: directory, path: {volume.path}}}]
+  templates:
+    - {{name: conf, destination: {tmp_path}/app.json, format: json, source: settings}}
+  watch:
+    - name: app
+      paths: [{volume.path}]
+      wait: {{min: 100ms, max: 1s}}
+      validate: [sh, -c, "exit 1"]
+      notify: [app]
+""")  # fmt: skip
+    try:
+        volume.update({"app.conf": "a=2\n"})
+        wait_until(lambda: metric(process, 'pillion_config_validation_failures_total{watch="app"}'))
+        scrape = http("GET", f"{process.status_url}/metrics")[2]
+    finally:
+        process.stop()
+    for family in ("changes_total", "validation_failures_total", "renders_total",
+                   "last_change_timestamp_seconds"):  # fmt: skip
+        assert f"pillion_config_{family}{{".encode() in scrape
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package; `make test` installs it"
+    check = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True,
+                           timeout=30, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout + check.stderr == b""
 
 
 def test_a_validation_that_hangs_is_killed_and_counted(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ __all__ = ["Watcher", "wait_for_change"]
 
 log = logging.getLogger("pillion.config")
 
-SETTLE = 0.02  # after inotify wakes a scan: the rest of a burst of events comes with it
+SETTLE = 0.05  # after inotify wakes a scan: the rest of a burst of events comes with it
 
 Rewatch = Callable[[Iterable[str]], None]
 
