@@ -73,8 +73,8 @@ def test_unknown_top_level_section() -> None:
 
 
 def test_unknown_key_inside_a_placeholder_section() -> None:
-    [(path, line, _)] = errors_of("secrets:\n  vault: {}\n")
-    assert (path, line) == ("secrets.vault", 2)
+    [(path, line, _)] = errors_of("exporters:\n  statsd: {}\n")
+    assert (path, line) == ("exporters.statsd", 2)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from tests.configwatch.running import metric, notified, settle, start
 from tests.configwatch.volumes import ConfigMapVolume
 from tests.helpers import PillionProcess, wait_until
 
-SUMMARY = "{{ secrets.settings.color }} {{ secrets.extra.region }} {{ secrets.env.MODE }}"
+SUMMARY = "{{ config.settings.color }} {{ config.extra.region }} {{ config.env.MODE }}"
 
 
 def renders(process: PillionProcess, template: str, result: str) -> float | None:

@@ -16,8 +16,8 @@ from pillion.config import PillionConfig
 from pillion.config.secrets import TemplateConfig
 from pillion.render.errors import RenderError
 from pillion.render.files import write_atomically
+from pillion.render.sources import parse_dotenv, read_directory, read_file
 from pillion.render.templates import Renderer, dotenv
-from pillion.secrets.sources import parse_dotenv, read_directory, read_file
 
 SOURCES: dict[str, dict[str, Any]] = {
     "db": {"username": "app", "password": 'p@ss"w$rd`\\\nline2', "port": 5432},

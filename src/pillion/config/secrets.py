@@ -215,7 +215,9 @@ class TemplateConfig(_Section):
     name: str = Field(pattern=_NAME, description="Its name in metrics and errors.")
     destination: str = Field(pattern=r"^/", description="The file written (absolute path).")
     template: str | None = Field(
-        None, description="An inline template; sources are `secrets.<name>.<key>`."
+        None,
+        description="An inline template; sources are `secrets.<name>.<key>` (in "
+        "`config.templates`: `config.<name>.<key>`).",
     )
     template_file: str | None = Field(None, description="A template file.")
     format: Literal["dotenv", "json", "yaml", "raw"] | None = Field(

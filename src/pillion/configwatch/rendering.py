@@ -21,11 +21,11 @@ from pillion.config.configwatch import ConfigWatchConfig
 from pillion.config.secrets import SecretSourceConfig, TemplateConfig
 from pillion.configwatch.debounce import Debounce
 from pillion.configwatch.metrics import ConfigFamilies
-from pillion.configwatch.sources import SourceError, read_source
 from pillion.configwatch.watcher import Rewatch, wait_for_change
 from pillion.notify import Notifier
 from pillion.render.errors import RenderError
 from pillion.render.files import write_atomically
+from pillion.render.sources import SourceError, read_source
 from pillion.watch import ContentHasher
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class TemplateRendering:
                         f"template {template.name}: cannot read {template.template_file}: "
                         f"{exc.strerror}"
                     ) from None
-            renderers.append(Renderer(template, text))
+            renderers.append(Renderer(template, text, variable="config"))
         self.renderers = renderers
 
     async def run(self) -> None:

@@ -3,7 +3,8 @@
 Templates run in Jinja2's ``SandboxedEnvironment`` with ``StrictUndefined``: a
 template cannot reach Python internals, and a name or key that does not exist
 is an error (naming the template and line), never an empty string. The
-sources are ``secrets.<name>.<key>``; filters ``json``, ``yaml``, ``dotenv``,
+sources are ``secrets.<name>.<key>`` (``config.<name>.<key>`` for the config
+section's templates); filters ``json``, ``yaml``, ``dotenv``,
 ``b64encode`` and ``b64decode`` format values.
 
 Without a template, ``format`` renders one source's keys as dotenv, JSON or
@@ -85,9 +86,13 @@ def _environment() -> SandboxedEnvironment:
 class Renderer:
     """One template, compiled once."""
 
-    def __init__(self, config: TemplateConfig, text: str | None = None) -> None:
-        """``text`` is the template (read by the caller from ``template_file``)."""
+    def __init__(
+        self, config: TemplateConfig, text: str | None = None, variable: str = "secrets"
+    ) -> None:
+        """``text`` is the template (read by the caller from ``template_file``);
+        templates see the sources as ``<variable>.<source>.<key>``."""
         self.config = config
+        self.variable = variable
         self._template: jinja2.Template | None = None
         source = config.template if config.template is not None else text
         if config.format is None:
@@ -103,7 +108,7 @@ class Renderer:
         config = self.config
         try:
             if self._template is not None:
-                return self._template.render(secrets=sources).encode()
+                return self._template.render({self.variable: sources}).encode()
             assert config.source is not None
             values = sources[config.source]
             if config.format == "dotenv":

@@ -22,9 +22,9 @@ import uvloop
 
 from pillion.config import PillionConfig
 from pillion.render.errors import RenderError
+from pillion.render.sources import parse_dotenv
 from pillion.secrets.component import SecretsComponent
 from pillion.secrets.errors import SecretsError
-from pillion.secrets.sources import parse_dotenv
 from pillion.telemetry import Metrics, configure_logging
 
 __all__ = ["run_exec"]

@@ -8,28 +8,16 @@ variables are read once.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pillion.config.secrets import SecretSourceConfig
+from pillion.render.sources import SourceError, read_source
 from pillion.secrets.vault import VaultClient, VaultRefused
 
-__all__ = ["Fetched", "SourceError", "fetch", "parse_dotenv"]
-
-
-_ESCAPE = re.compile(r"\\(.)")
-
-
-class SourceError(Exception):
-    """A local source could not be read or parsed; the message is safe to log."""
+__all__ = ["Fetched", "SourceError", "fetch"]
 
 
 @dataclass
@@ -46,16 +34,8 @@ async def fetch(
     source: SecretSourceConfig, vault: VaultClient | None, environ: Mapping[str, str]
 ) -> Fetched:
     kind = source.type
-    if kind == "env":
-        prefix = source.prefix or ""
-        values = {k[len(prefix) :]: v for k, v in environ.items() if k.startswith(prefix)}
-        return Fetched(values, None)
-    if kind == "file":
-        assert source.path is not None
-        return Fetched(read_file(source.path), source.refresh)
-    if kind == "directory":
-        assert source.path is not None
-        return Fetched(read_directory(source.path), source.refresh)
+    if kind in ("env", "file", "directory"):
+        return Fetched(read_source(source, environ), None if kind == "env" else source.refresh)
     assert vault is not None
     assert source.path is not None
     if kind == "kv":
@@ -89,71 +69,3 @@ async def fetch(
     lifetime = max(0.0, expiration - now)
     return Fetched(data, lifetime * source.renew_at if expiration else source.refresh,
                    expires_at=expiration or None)  # fmt: skip
-
-
-def read_file(path: str) -> dict[str, Any]:
-    """A JSON (``.json``), YAML (``.yaml``, ``.yml``) or dotenv (``.env``) file's keys;
-    any other file is one key, ``content``."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
-    suffix = Path(path).suffix
-    try:
-        if suffix == ".json":
-            parsed = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            parsed = yaml.safe_load(text)
-        elif suffix == ".env":
-            parsed = parse_dotenv(text)
-        else:
-            return {"content": text}
-    except (ValueError, yaml.YAMLError) as exc:
-        where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None),
-                                                        "line", None)  # fmt: skip
-        raise SourceError(
-            f"cannot parse {path}" + (f" (line {where})" if where else "")
-            + f": {type(exc).__name__}"
-        ) from None  # fmt: skip
-    if not isinstance(parsed, dict):
-        raise SourceError(f"{path}: expected a mapping of keys to values")
-    return parsed
-
-
-def read_directory(path: str) -> dict[str, str]:
-    """A mounted ConfigMap or Secret: each file is a key (the ``..data`` machinery
-    and hidden files are skipped)."""
-    values: dict[str, str] = {}
-    try:
-        names = sorted(os.listdir(path))
-    except OSError as exc:
-        raise SourceError(f"cannot read directory {path}: {exc.strerror}") from None
-    for name in names:
-        if name.startswith("."):
-            continue
-        file = Path(path, name)
-        if file.is_file():
-            try:
-                values[name] = file.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SourceError(f"cannot read {file}: {type(exc).__name__}") from None
-    return values
-
-
-def parse_dotenv(text: str) -> dict[str, str]:
-    """``KEY=value`` lines; ``#`` comments, ``export``, single or double quotes."""
-    values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"line {number}: expected KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
-                value = _ESCAPE.sub(lambda m: "\n" if m[1] == "n" else m[1], value)
-        values[key.strip()] = value
-    return values

@@ -1,8 +1,6 @@
-"""Reading the config section's local sources: a file's keys, a mounted ConfigMap
-directory (a key per file), environment variables.
-
-The same formats as the secrets section's local sources; a source is read again
-only when the digest of its content changes (see ``rendering``).
+"""Reading local sources, for secrets and config alike: a file's keys (JSON,
+YAML, dotenv, or its whole content), a mounted ConfigMap or Secret directory (a
+key per file), environment variables.
 """
 
 from __future__ import annotations
