@@ -36,6 +36,7 @@ log = logging.getLogger("pillion.config")
 
 class ConfigWatchComponent(Component):
     kind = "traffic"
+    hold_until_started = True  # the files it renders exist before the rest starts
 
     def __init__(
         self,
@@ -63,6 +64,9 @@ class ConfigWatchComponent(Component):
     def started(self) -> bool:
         return self.rendering.started
 
+    async def wait_started(self) -> None:
+        await self.rendering.files.wait_started()
+
     def take_over(self, previous: Component) -> None:
         """On a reload, keep what the app was last told about: a change the previous
         component saw but had not notified yet is notified by this one, and a
@@ -75,8 +79,8 @@ class ConfigWatchComponent(Component):
             if old is not None and old.config.paths == watcher.config.paths:
                 watcher.applied = old.applied
         written = {(t.name, t.destination) for t in previous.config.templates
-                   if t.name in previous.rendering.rendered}  # fmt: skip
-        self.rendering.rendered = {t.name for t in self.config.templates
+                   if t.name in previous.rendering.files.rendered}  # fmt: skip
+        self.rendering.files.rendered = {t.name for t in self.config.templates
                                    if (t.name, t.destination) in written}  # fmt: skip
 
     async def start(self) -> None:

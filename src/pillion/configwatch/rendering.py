@@ -14,22 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pillion.config.configwatch import ConfigWatchConfig
-from pillion.config.secrets import SecretSourceConfig, TemplateConfig
+from pillion.config.secrets import SecretSourceConfig
 from pillion.configwatch.debounce import Debounce
 from pillion.configwatch.metrics import ConfigFamilies
 from pillion.configwatch.watcher import Rewatch, wait_for_change
 from pillion.notify import Notifier
-from pillion.render.errors import RenderError
-from pillion.render.files import write_atomically
+from pillion.render.fileset import RenderedFiles
 from pillion.render.sources import SourceError, read_source
 from pillion.watch import ContentHasher
-
-if TYPE_CHECKING:
-    from pillion.render.templates import Renderer
 
 __all__ = ["TemplateRendering"]
 
@@ -54,8 +49,8 @@ class TemplateRendering:
         self.debounce = Debounce(config.wait.min, config.wait.max)
         self.local = [s for s in config.sources if s.type != "env"]  # files: watched
         self.values: dict[str, dict[str, Any]] = {}  # by source, the last good values
-        self.renderers: list[Renderer] = []
-        self.rendered: set[str] = set()  # templates rendered at least once
+        self.files = RenderedFiles(list(config.templates), "config", notifier.notify,
+                                   families.renders, log)  # fmt: skip
         self._hashers = {s.name: ContentHasher() for s in self.local}
         self._seen: dict[str, str] = {}  # by source: the digest of its content
         self._read: dict[str, str] = {}  # by source: the digest when its values were read
@@ -64,25 +59,11 @@ class TemplateRendering:
 
     @property
     def started(self) -> bool:
-        return len(self.rendered) == len(self.config.templates)
+        return self.files.started
 
     def compile(self) -> None:
         """``RenderError`` for a template that does not compile or cannot be read."""
-        from pillion.render.templates import Renderer  # Jinja2: loaded only when used
-
-        renderers = []
-        for template in self.config.templates:
-            text = None
-            if template.template_file is not None:
-                try:
-                    text = Path(template.template_file).read_text()
-                except OSError as exc:
-                    raise RenderError(
-                        f"template {template.name}: cannot read {template.template_file}: "
-                        f"{exc.strerror}"
-                    ) from None
-            renderers.append(Renderer(template, text, variable="config"))
-        self.renderers = renderers
+        self.files.compile()
 
     async def run(self) -> None:
         if not self.config.templates:
@@ -116,7 +97,7 @@ class TemplateRendering:
         complete = len(self.values) == len(self.config.sources)
         if complete and (changed or not self._rendered_once):
             self._rendered_once = True
-            self._render_all()
+            self.files.render_all(self.values)
 
     async def _read_sources(self, sources: list[SecretSourceConfig]) -> bool:
         """Read ``sources`` again; whether any one's values changed."""
@@ -137,42 +118,3 @@ class TemplateRendering:
                 self.values[source.name] = values
                 changed = True
         return changed
-
-    def _render_all(self) -> None:
-        targets: set[str] = set()
-        for renderer in self.renderers:
-            template = renderer.config
-            try:
-                changed = self._write(template, renderer.render(self.values))
-            except (RenderError, OSError) as exc:
-                self._count(template.name, "error")
-                log.error("render failed; the previous file is kept",
-                          extra={"template": template.name, "error": _safe(exc)})  # fmt: skip
-                continue
-            first = template.name not in self.rendered
-            self.rendered.add(template.name)
-            if changed and not first:
-                targets.update(template.notify)
-        for target in sorted(targets):
-            self.notifier.notify(target)
-
-    def _write(self, template: TemplateConfig, content: bytes) -> bool:
-        try:
-            changed = write_atomically(template.destination, content, template.mode,
-                                       template.owner, template.group)  # fmt: skip
-        except OSError as exc:
-            raise OSError(f"cannot write {template.destination}: {exc.strerror or exc}") from None
-        self._count(template.name, "changed" if changed else "unchanged")
-        if changed:
-            log.info("rendered", extra={"template": template.name,
-                                        "destination": template.destination})  # fmt: skip
-        return changed
-
-    def _count(self, template: str, result: str) -> None:
-        self.families.renders.labels(template, result).inc()
-
-
-def _safe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc)

@@ -60,7 +60,7 @@ class _Exec:
         environment = dict(os.environ)
         for name in self.config.secrets.exec.environment:
             try:
-                environment.update(parse_dotenv(secrets.contents[name].decode()))
+                environment.update(parse_dotenv(secrets.files.contents[name].decode()))
             except (ValueError, UnicodeDecodeError) as exc:
                 raise SecretsError(f"template {name}: not KEY=value lines: {exc}") from None
         return environment
@@ -72,7 +72,7 @@ class _Exec:
         secrets = SecretsComponent(self.config, Metrics(process=False))
         settings = self.config.secrets.exec
         first = asyncio.Event()
-        secrets.listeners.append(lambda names: self._changed(names, first))
+        secrets.files.listeners.append(lambda names: self._changed(names, first))
         loop = asyncio.get_running_loop()
         for signum in _FORWARDED:
             loop.add_signal_handler(signum, self._forward, signum)

@@ -21,22 +21,18 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
-from pillion.config.secrets import SecretsConfig, SecretSourceConfig, TemplateConfig
+from pillion.config.secrets import SecretsConfig, SecretSourceConfig
 from pillion.notify import Notifier
 from pillion.render.errors import RenderError
-from pillion.render.files import write_atomically
+from pillion.render.fileset import RenderedFiles
 from pillion.secrets.errors import SecretsError
 from pillion.secrets.metrics import SecretFamilies
 from pillion.secrets.sources import Fetched, SourceError, fetch
-
-if TYPE_CHECKING:
-    from pillion.render.templates import Renderer
 from pillion.secrets.vault import Login, VaultClient, VaultError, VaultRefused
 from pillion.telemetry import Metrics
 
@@ -71,26 +67,24 @@ class SecretsComponent(Component):
         self.families = metrics.family("secrets", SecretFamilies)
         self.vault = VaultClient(self.config.vault) if self.config.vault is not None else None
         self.values: dict[str, dict[str, Any]] = {}  # by source, the last good values
-        self.renderers: list[Renderer] = []
-        self.rendered: set[str] = set()  # templates rendered at least once
+        self.files = RenderedFiles(
+            list(self.config.templates), "secrets", self.notifier.notify, self.families.renders,
+            log, self.families.last_render,
+        )  # fmt: skip
         self.expires: dict[str, float] = {}  # by source: when its values stop working
         self._dirty = asyncio.Event()
-        self._started = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._relogin: asyncio.Task[Login] | None = None
         self._last_problem = ""  # for init mode's message when it gives up
-        self.contents: dict[str, bytes] = {}  # by template, what was last rendered
-        # told the templates rendered for the first time or changed, after each render
-        self.listeners: list[Callable[[set[str]], None]] = []
 
     # -- the component --
 
     @property
     def started(self) -> bool:
-        return len(self.rendered) == len(self.config.templates)
+        return self.files.started
 
     async def wait_started(self) -> None:
-        await self._started.wait()
+        await self.files.wait_started()
 
     @property
     def ready(self) -> bool:
@@ -101,7 +95,7 @@ class SecretsComponent(Component):
 
     async def start(self) -> None:
         try:
-            self.renderers = self._compile()
+            self.files.compile()
         except (RenderError, OSError) as exc:
             raise ComponentStartError("secrets", str(exc)) from exc
         if self.vault is not None:
@@ -128,7 +122,7 @@ class SecretsComponent(Component):
     async def render_once(self) -> list[str]:
         """Fetch and render everything once, within ``init_timeout``; write the files
         only if every template rendered. The templates whose file changed."""
-        self.renderers = self._compile()
+        self.files.compile()
         try:
             async with asyncio.timeout(self.config.init_timeout):
                 if self.vault is not None:
@@ -145,37 +139,20 @@ class SecretsComponent(Component):
         finally:
             if self.vault is not None:
                 await self.vault.close()
-        contents = {}
-        for renderer in self.renderers:
-            try:
-                contents[renderer.config.name] = renderer.render(self.values)
-            except RenderError as exc:
-                self._count(renderer.config.name, "error")
-                raise SecretsError(str(exc)) from None
+        try:
+            contents = self.files.render_all_or_nothing(self.values)
+        except RenderError as exc:
+            raise SecretsError(str(exc)) from None
         changed = []
-        for renderer in self.renderers:
-            if self._write(renderer.config, contents[renderer.config.name], init=True):
-                changed.append(renderer.config.name)
+        for template in self.config.templates:
+            try:
+                if self.files.write(template, contents[template.name]):
+                    changed.append(template.name)
+            except OSError as exc:
+                raise SecretsError(f"template {template.name}: {exc}") from None
         return changed
 
     # -- sidecar mode --
-
-    def _compile(self) -> list[Renderer]:
-        from pillion.render.templates import Renderer  # Jinja2: loaded only when used
-
-        renderers = []
-        for template in self.config.templates:
-            text = None
-            if template.template_file is not None:
-                try:
-                    text = Path(template.template_file).read_text()
-                except OSError as exc:
-                    raise RenderError(
-                        f"template {template.name}: cannot read {template.template_file}: "
-                        f"{exc.strerror}"
-                    ) from None
-            renderers.append(Renderer(template, text))
-        return renderers
 
     async def _keep_all(self) -> None:
         if self.vault is not None:
@@ -316,57 +293,4 @@ class SecretsComponent(Component):
             self._dirty.clear()
             if len(self.values) < len(self.config.sources):
                 continue  # not every source has values yet
-            self._render_all()
-
-    def _render_all(self) -> None:
-        targets: set[str] = set()
-        written: set[str] = set()
-        for renderer in self.renderers:
-            template = renderer.config
-            try:
-                content = renderer.render(self.values)
-                changed = self._write(template, content)
-                self.contents[template.name] = content
-            except (RenderError, OSError) as exc:
-                self._count(template.name, "error")
-                log.error("render failed; the previous file is kept",
-                          extra={"template": template.name, "error": _safe(exc)})  # fmt: skip
-                continue
-            first = template.name not in self.rendered
-            self.rendered.add(template.name)
-            if changed or first:
-                written.add(template.name)
-            if changed and not first:
-                targets.update(template.notify)
-        for target in sorted(targets):
-            self.notifier.notify(target)
-        if self.started:
-            self._started.set()
-        if written:
-            for listener in self.listeners:
-                listener(written)
-
-    def _write(self, template: TemplateConfig, content: bytes, init: bool = False) -> bool:
-        try:
-            changed = write_atomically(template.destination, content, template.mode,
-                                       template.owner, template.group)  # fmt: skip
-        except OSError as exc:
-            problem = f"cannot write {template.destination}: {exc.strerror or exc}"
-            if init:
-                raise SecretsError(f"template {template.name}: {problem}") from None
-            raise OSError(problem) from None
-        self._count(template.name, "changed" if changed else "unchanged")
-        self.families.last_render.labels(template.name).set(time.time())
-        if changed:
-            log.info("rendered", extra={"template": template.name,
-                                        "destination": template.destination})  # fmt: skip
-        return changed
-
-    def _count(self, template: str, result: str) -> None:
-        self.families.renders.labels(template, result).inc()
-
-
-def _safe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc)
+            self.files.render_all(self.values)
