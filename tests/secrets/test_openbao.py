@@ -623,3 +623,27 @@ def test_init_over_tls_with_the_servers_ca(tmp_path: Path, out: Path) -> None:
         )
         assert not (out / "t.env").exists()
         assert token not in result.stderr
+
+
+def test_init_renders_config_templates_too_all_or_nothing(tmp_path: Path, out: Path) -> None:
+    (tmp_path / "settings.yaml").write_text("color: blue\n")
+    body = f"""
+secrets:
+  sources: [{{name: file, type: file, path: {tmp_path}/settings.yaml}}]
+  templates: [{{name: s, destination: {out}/s.json, format: json, source: file}}]
+config:
+  sources: [{{name: settings, type: file, path: {tmp_path}/settings.yaml}}]
+  templates:
+    - {{name: c, destination: {out}/c.txt, template: "color={{{{ config.settings.color }}}}"}}
+"""
+    result = init(tmp_path, body)
+    assert result.returncode == 0, result.stderr
+    assert (out / "c.txt").read_text() == "color=blue"
+    assert json.loads((out / "s.json").read_text()) == {"color": "blue"}
+    for file in out.iterdir():
+        file.unlink()
+    broken = body.replace("config.settings.color", "config.settings.colour")
+    result = init(tmp_path, broken)
+    assert result.returncode == 1
+    assert errors(result)[-1].startswith("template c line 1: 'dict object' has no attribute")
+    assert list(out.iterdir()) == []  # the secrets template was not written either

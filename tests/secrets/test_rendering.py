@@ -178,3 +178,17 @@ def config(secrets: dict[str, Any], notify: list[Any] | None = None) -> PillionC
 def test_bad_secrets_config_is_refused(secrets: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         config(secrets)
+
+
+def test_a_file_is_rendered_by_one_section_only() -> None:
+    both = {
+        "secrets": {"sources": [{"name": "a", "type": "env", "prefix": "A_"}],
+                    "templates": [{"name": "t", "destination": "/x/f", "format": "json",
+                                   "source": "a"}]},
+        "config": {"sources": [{"name": "b", "type": "env", "prefix": "B_"}],
+                   "templates": [{"name": "u", "destination": "/x/f", "format": "json",
+                                  "source": "b"}]},
+    }  # fmt: skip
+    with pytest.raises(ValidationError, match="/x/f is also a secrets template's") as caught:
+        PillionConfig.model_validate(both)
+    assert caught.value.errors()[0]["loc"] == ("config", "templates", 0, "destination")

@@ -11,6 +11,7 @@ from pillion.components.errors import (
     ComponentStartError,
     RuntimeFailure,
 )
+from pillion.components.tasks import cancel_and_wait
 
 __all__ = [
     "EXIT_OK",
@@ -19,4 +20,5 @@ __all__ = [
     "ComponentKind",
     "ComponentStartError",
     "RuntimeFailure",
+    "cancel_and_wait",
 ]

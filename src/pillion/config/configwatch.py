@@ -9,7 +9,7 @@ import warnings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from pillion.config.secrets import SecretSourceConfig, TemplateConfig
+from pillion.config.secrets import SecretSourceConfig, TemplateConfig, check_templates
 from pillion.config.units import Duration
 
 __all__ = ["ConfigWatchConfig", "WaitConfig", "WatchConfig"]
@@ -137,20 +137,7 @@ class ConfigWatchConfig(_Section):
         ]  # fmt: skip
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
-        for kind, names in (
-            ("source", [s.name for s in self.sources]),
-            ("template", [t.name for t in self.templates]),
-            ("watch", [w.name for w in self.watch]),
-        ):
-            if len(set(names)) != len(names):
-                raise ValueError(f"{kind} names must be distinct")
-        known = {s.name for s in self.sources}
-        for template in self.templates:
-            if template.source is not None and template.source not in known:
-                raise ValueError(f"template {template.name}: no source named {template.source}")
-        destinations = [t.destination for t in self.templates]
-        if len(set(destinations)) != len(destinations):
-            raise ValueError("two templates write the same destination")
+        check_templates(self.sources, self.templates, ("watch", [w.name for w in self.watch]))
         return self
 
 

@@ -223,6 +223,20 @@ class PillionConfig(Section):
             for position, name in enumerate(names)
             if name not in known
         ]
+        if self.secrets is not None and self.config is not None:
+            secret_files = {t.destination for t in self.secrets.templates}
+            errors += [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "destination_taken", "{destination} is also a secrets template's",
+                        {"destination": t.destination},
+                    ),
+                    loc=("config", "templates", index, "destination"),
+                    input=t.destination,
+                )
+                for index, t in enumerate(self.config.templates)
+                if t.destination in secret_files
+            ]  # fmt: skip
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self

@@ -23,6 +23,7 @@ __all__ = [
     "TemplateConfig",
     "VaultAuthConfig",
     "VaultConfig",
+    "check_templates",
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -260,6 +261,27 @@ class TemplateConfig(_Section):
         return self
 
 
+def check_templates(
+    sources: list[SecretSourceConfig], templates: list[TemplateConfig], *more: tuple[str, list[str]]
+) -> None:
+    """What a section's sources and templates must agree on: distinct names (also of
+    ``more``: (kind, names) pairs), known sources, distinct destinations."""
+    for kind, names in (
+        ("source", [s.name for s in sources]),
+        ("template", [t.name for t in templates]),
+        *more,
+    ):
+        if len(set(names)) != len(names):
+            raise ValueError(f"{kind} names must be distinct")
+    known = {s.name for s in sources}
+    for template in templates:
+        if template.source is not None and template.source not in known:
+            raise ValueError(f"template {template.name}: no source named {template.source}")
+    destinations = [t.destination for t in templates]
+    if len(set(destinations)) != len(destinations):
+        raise ValueError("two templates write the same destination")
+
+
 class ExecConfig(_Section):
     """`pillion exec -- CMD`: the app runs as Pillion's child, with secrets in its
     environment."""
@@ -307,23 +329,11 @@ class SecretsConfig(_Section):
 
     @model_validator(mode="after")
     def _references(self) -> SecretsConfig:
-        for kind, names in (
-            ("source", [s.name for s in self.sources]),
-            ("template", [t.name for t in self.templates]),
-        ):
-            if len(set(names)) != len(names):
-                raise ValueError(f"{kind} names must be distinct")
-        known = {s.name for s in self.sources}
-        for template in self.templates:
-            if template.source is not None and template.source not in known:
-                raise ValueError(f"template {template.name}: no source named {template.source}")
+        check_templates(self.sources, self.templates)
         unknown = [name for name in self.exec.environment
                    if name not in {t.name for t in self.templates}]  # fmt: skip
         if unknown:
             raise ValueError(f"exec.environment: no template named {', '.join(unknown)}")
-        destinations = [t.destination for t in self.templates]
-        if len(set(destinations)) != len(destinations):
-            raise ValueError("two templates write the same destination")
         if self.vault is None:
             remote = [s.name for s in self.sources if s.type in ("kv", "dynamic", "pki")]
             if remote:

@@ -13,12 +13,11 @@ sidecar's app until its files exist.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
 
-from pillion.components import Component, ComponentStartError
+from pillion.components import Component, ComponentStartError, cancel_and_wait
 from pillion.config import PillionConfig
 from pillion.config.configwatch import ConfigWatchConfig
 from pillion.configwatch.metrics import ConfigFamilies
@@ -100,11 +99,7 @@ class ConfigWatchComponent(Component):
         _ = deadline  # nothing in flight worth waiting for: files are written whole
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self._inotify is not None:
             self._inotify.close()

@@ -16,7 +16,6 @@ then written; any failure writes nothing and names the template or source.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pillion.components import Component, ComponentStartError
+from pillion.components import Component, ComponentStartError, cancel_and_wait
 from pillion.config import PillionConfig
 from pillion.config.secrets import SecretsConfig, SecretSourceConfig
 from pillion.notify import Notifier
@@ -107,11 +106,7 @@ class SecretsComponent(Component):
         _ = deadline  # nothing in flight worth waiting for: files are written whole
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self.notifier.close()
         if self.vault is not None:
@@ -119,9 +114,9 @@ class SecretsComponent(Component):
 
     # -- init mode --
 
-    async def render_once(self) -> list[str]:
-        """Fetch and render everything once, within ``init_timeout``; write the files
-        only if every template rendered. The templates whose file changed."""
+    async def render_once(self) -> dict[str, bytes]:
+        """Fetch every source and render every template once, within ``init_timeout``;
+        each template's content (nothing is written: see ``write_once``)."""
         self.files.compile()
         try:
             async with asyncio.timeout(self.config.init_timeout):
@@ -140,17 +135,9 @@ class SecretsComponent(Component):
             if self.vault is not None:
                 await self.vault.close()
         try:
-            contents = self.files.render_all_or_nothing(self.values)
+            return self.files.render_all_or_nothing(self.values)
         except RenderError as exc:
             raise SecretsError(str(exc)) from None
-        changed = []
-        for template in self.config.templates:
-            try:
-                if self.files.write(template, contents[template.name]):
-                    changed.append(template.name)
-            except OSError as exc:
-                raise SecretsError(f"template {template.name}: {exc}") from None
-        return changed
 
     # -- sidecar mode --
 
