@@ -192,3 +192,14 @@ def test_a_file_is_rendered_by_one_section_only() -> None:
     with pytest.raises(ValidationError, match="/x/f is also a secrets template's") as caught:
         PillionConfig.model_validate(both)
     assert caught.value.errors()[0]["loc"] == ("config", "templates", 0, "destination")
+
+
+def test_owner_and_group_are_set(tmp_path: Path) -> None:
+    assert os.geteuid() == 0, "make test runs as root, as CI does"
+    path = str(tmp_path / "owned")
+    assert write_atomically(path, b"x", 0o440, owner=1234, group=2345)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o440)
+    assert not write_atomically(path, b"x", 0o440, owner=1234, group=2345)
+    assert write_atomically(path, b"x", 0o440, owner=1234, group=3456)  # a new group rewrites
+    assert os.stat(path).st_gid == 3456
