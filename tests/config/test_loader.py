@@ -72,9 +72,9 @@ def test_unknown_top_level_section() -> None:
     assert "did you mean 'proxy'" in message
 
 
-def test_unknown_key_inside_a_placeholder_section() -> None:
-    [(path, line, _)] = errors_of("exporters:\n  statsd: {}\n")
-    assert (path, line) == ("exporters.statsd", 2)
+def test_unknown_key_inside_a_section() -> None:
+    [(path, line, _)] = errors_of("exporters:\n  stats_d: {}\n")
+    assert (path, line) == ("exporters.stats_d", 2)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pillion.config.configwatch import ConfigWatchConfig
+from pillion.config.exporters import ExportersConfig
 from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
 from pillion.config.secrets import NotifyTargetConfig, SecretsConfig
@@ -167,10 +168,6 @@ class TelemetryConfig(Section):
         description="Lowest level of Pillion's own log records. Default info; change it "
         "at run time with `POST /logging` on the admin server.",
     )
-
-
-class ExportersConfig(Section):
-    """Prometheus metrics for apps that have none. Disabled when absent."""
 
 
 class PillionConfig(Section):

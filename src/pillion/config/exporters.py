@@ -1,0 +1,266 @@
+"""Models of the ``exporters`` section: Prometheus metrics for apps that have
+none (JSON scraping, StatsD, metrics from log lines) and the app's own
+``/metrics`` merged into Pillion's."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pillion.config.types import Listen, ListenAddress
+from pillion.config.units import Duration
+
+__all__ = [
+    "ExportersConfig",
+    "FromLogsConfig",
+    "FromLogsMetricConfig",
+    "JsonExporterConfig",
+    "JsonMetricConfig",
+    "MergeAppConfig",
+    "StatsdConfig",
+    "StatsdMappingConfig",
+]
+
+_METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _label_names(labels: dict[str, str]) -> dict[str, str]:
+    for name in labels:
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"invalid label name {name!r}")
+    return labels
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex: {exc}") from None
+    return value
+
+
+class JsonMetricConfig(_Section):
+    """One metric (or one per element, in object mode) from the JSON document."""
+
+    name: str = Field(pattern=_METRIC_NAME, description="The metric's name.")
+    help: str = Field("", description="Its HELP text. Default: the JSON path.")
+    type: Literal["gauge", "counter"] = Field("gauge", description="gauge or counter.")
+    path: str = Field(
+        description="JSONPath of the value, e.g. `$.queue.depth`; in object mode, "
+        "relative to each element (`$.depth`), or `$.@key` for the element's key."
+    )
+    each: str | None = Field(
+        None,
+        description="Object mode: JSONPath of a list or map (e.g. `$.queues`); one "
+        "series per element.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels: a value starting with `$` is a JSONPath (relative to the "
+        "element in object mode; `$.@key` is the element's key), anything else is fixed.",
+    )
+    value_map: dict[str, float] = Field(
+        default_factory=dict,
+        description='Text values to numbers, e.g. `{"up": 1, "degraded": 0.5, "down": '
+        "0}`. Booleans are 1 and 0 without a map.",
+    )
+    optional: bool = Field(
+        False,
+        description="A missing value is skipped silently; otherwise it is counted in "
+        '`pillion_exporter_json_errors_total{reason="missing"}`.',
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _label_names(value)
+
+    @field_validator("path", "each")
+    @classmethod
+    def _jsonpath(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("$"):
+            raise ValueError("a JSONPath starts with $")
+        return value
+
+
+class JsonExporterConfig(_Section):
+    """An app's JSON endpoint, turned into metrics."""
+
+    name: str = Field(pattern=_NAME, description="The target's name (label `target`).")
+    url: str = Field(
+        pattern=r"^https?://", description="The JSON endpoint, e.g. `http://127.0.0.1:8080/stats`."
+    )
+    timeout: Duration = Field(2.0, description="Longest wait for the endpoint. Default 2s.")
+    interval: Duration | None = Field(
+        None,
+        description="Fetch on this interval and serve the cached values; default: fetch "
+        "on each scrape of `/metrics`.",
+    )
+    metrics: list[JsonMetricConfig] = Field(min_length=1, description="The metrics.")
+
+
+class StatsdMappingConfig(_Section):
+    """A mapping rule: the first rule whose `match` matches a StatsD name applies."""
+
+    match: str = Field(
+        description="A glob over the dotted name (`*` is one component, captured as $1, "
+        "$2...) or, with `match_type: regex`, a regex (groups are $1...)."
+    )
+    match_type: Literal["glob", "regex"] = Field("glob", description="How `match` reads.")
+    name: str | None = Field(
+        None, description="The metric's name, with $n captures. Required unless dropping."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels, with $n captures.")
+    action: Literal["map", "drop"] = Field("map", description="`drop`: ignore the sample.")
+    observer_type: Literal["histogram", "summary"] | None = Field(
+        None, description="For timers and histograms: default `statsd.observer_type`."
+    )
+    buckets: list[float] | None = Field(
+        None, description="Histogram buckets, in the metric's unit (seconds for timers)."
+    )
+    scale: float = Field(1.0, description="Multiply each value (e.g. 0.001: ms to seconds).")
+
+    @model_validator(mode="after")
+    def _rule(self) -> StatsdMappingConfig:
+        if self.match_type == "regex":
+            _regex(self.match)
+        if self.action == "map" and self.name is None:
+            raise ValueError("set `name` (or `action: drop`)")
+        return self
+
+
+class StatsdConfig(_Section):
+    """A StatsD server (UDP and TCP) whose samples become Prometheus metrics."""
+
+    udp: Listen | None = Field(
+        ListenAddress("127.0.0.1", 9125), description="UDP address; null for none."
+    )
+    tcp: Listen | None = Field(
+        ListenAddress("127.0.0.1", 9125), description="TCP address; null for none."
+    )
+    mappings: list[StatsdMappingConfig] = Field(
+        default_factory=list,
+        description="Rules, first match wins; unmatched names are used as they are "
+        "(dots and other invalid characters become `_`).",
+    )
+    observer_type: Literal["histogram", "summary"] = Field(
+        "histogram", description="Timers and histograms become this by default."
+    )
+    buckets: list[float] = Field(
+        default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        description="Default histogram buckets (seconds for timers).",
+    )
+    ttl: Duration = Field(
+        300.0, description="A series with no sample for this long is removed. Default 5m."
+    )
+    max_series_per_metric: int = Field(
+        10_000,
+        ge=1,
+        description="Series kept per metric; samples for new series past it are dropped "
+        'and counted (`pillion_statsd_dropped_total{reason="cardinality"}`).',
+    )
+    max_packet_size: int = Field(
+        65535, ge=512, description="Largest UDP packet or TCP line read, in bytes."
+    )
+
+
+class FromLogsMetricConfig(_Section):
+    """A metric from the records of a log input that match `regex`."""
+
+    name: str = Field(pattern=_METRIC_NAME, description="The metric's name.")
+    help: str = Field("", description="Its HELP text.")
+    type: Literal["counter", "gauge", "histogram"] = Field(
+        "counter",
+        description="`counter`: +1 per matching record (or + `value`); `gauge`: set to "
+        "`value`; `histogram`: observe `value`.",
+    )
+    regex: str = Field(description="Searched in the message; named groups are usable below.")
+    value: str | None = Field(
+        None, description="The named group holding the number (gauge, histogram; counter: +n)."
+    )
+    labels: list[str] = Field(default_factory=list, description="Named groups that become labels.")
+    buckets: list[float] | None = Field(None, description="For histograms.")
+
+    @model_validator(mode="after")
+    def _groups(self) -> FromLogsMetricConfig:
+        compiled = re.compile(_regex(self.regex))
+        for group in [*self.labels, *([self.value] if self.value else [])]:
+            if group not in compiled.groupindex:
+                raise ValueError(f"the regex has no named group {group!r}")
+        for label in self.labels:
+            _label_names({label: ""})
+        if self.type in ("gauge", "histogram") and self.value is None:
+            raise ValueError(f"a {self.type} needs `value`")
+        return self
+
+
+class FromLogsConfig(_Section):
+    """Metrics from one log input's records (after its parser and filters)."""
+
+    input: str = Field(description="The `logs.inputs[]` name.")
+    max_series_per_metric: int = Field(
+        10_000, ge=1, description="Series kept per metric; more are dropped and counted."
+    )
+    metrics: list[FromLogsMetricConfig] = Field(min_length=1, description="The metrics.")
+
+
+class MergeAppConfig(_Section):
+    """The app's own Prometheus endpoint, fetched on each scrape and merged into
+    Pillion's `/metrics`."""
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The app's metrics URL, e.g. `http://127.0.0.1:8080/metrics`.",
+    )
+    timeout: Duration = Field(2.0, description="Longest wait for it. Default 2s.")
+    prefix: str = Field(
+        "",
+        pattern=r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$",
+        description="Put before the app's metric names. Default: none, but a name that "
+        "collides with one of Pillion's always gets `app_`.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every app series."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _label_names(value)
+
+
+# `json` is the key people write; here it is a field, which hides BaseModel's
+# deprecated `json` method of the same name on this model only.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
+
+    class ExportersConfig(_Section):
+        """Prometheus metrics for apps that have none, served on the status port's
+        `/metrics` next to Pillion's own."""
+
+        json: list[JsonExporterConfig] = Field(  # type: ignore[assignment]
+            default_factory=list, description="JSON endpoints to scrape."
+        )
+        statsd: StatsdConfig | None = Field(None, description="A StatsD server. Default: off.")
+        from_logs: list[FromLogsConfig] = Field(
+            default_factory=list, description="Metrics from log lines."
+        )
+        merge_app: MergeAppConfig | None = Field(
+            None, description="Merge the app's own `/metrics`. Default: off."
+        )
+
+        @model_validator(mode="after")
+        def _distinct(self) -> ExportersConfig:
+            names = [target.name for target in self.json]
+            if len(set(names)) != len(names):
+                raise ValueError("json target names must be distinct")
+            return self
