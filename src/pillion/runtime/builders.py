@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pillion.components import Component
 from pillion.config import PillionConfig
 from pillion.configwatch.component import ConfigWatchComponent
+from pillion.exporters.appmetrics import AppMetricsComponent
+from pillion.exporters.jsonscrape import JsonExporterComponent
 from pillion.logs.component import LogsComponent
 from pillion.proxy.listener import ProxyComponent
 from pillion.proxy.workers import ProxyWorkers
@@ -48,4 +50,9 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
         components.append(ProxyComponent(config, metrics))
     if config.logs is not None:
         components.append(LogsComponent(config, metrics))
+    exporters = config.exporters
+    if exporters is not None and exporters.json:
+        components.append(JsonExporterComponent(config, metrics))
+    if exporters is not None and exporters.merge_app is not None:
+        components.append(AppMetricsComponent(config, metrics))
     return components

@@ -48,6 +48,7 @@ class StatusServer(HttpServerComponent):
         return _probe(health, health.ready, "ready")
 
     async def _scrape(self, request: web.Request) -> web.Response:
+        await self._metrics.before_scrape()
         body, content_type = self._metrics.exposition(request.headers.get("Accept"))
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type

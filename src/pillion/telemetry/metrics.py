@@ -7,13 +7,15 @@ by default, OpenMetrics when the scraper's ``Accept`` header asks for it.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import platform
 import shutil
 import tempfile
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from prometheus_client import (
@@ -25,6 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from pillion import __version__
 
@@ -42,6 +45,7 @@ class Metrics:
         """``process=False``: only families registered through ``family`` (a worker's)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._families: dict[str, object] = {}
+        self._scrape_hooks: list[Callable[[], Awaitable[None]]] = []
         self._multiprocess_dir: str | None = None
         if process:
             self._process_metrics()
@@ -123,6 +127,30 @@ class Metrics:
         self.config_last_reload_successful.set(1 if ok else 0)
         if ok:
             self.config_loaded_timestamp.set(time.time())
+
+    def add_collector(self, collector: Collector) -> None:
+        """Serve ``collector``'s families (give it an empty ``describe()`` so that a
+        replacement built by a reload can be added before it is removed)."""
+        self.registry.register(collector)
+
+    def remove_collector(self, collector: Collector) -> None:
+        with contextlib.suppress(KeyError):  # never added: a start that failed early
+            self.registry.unregister(collector)
+
+    def add_scrape_hook(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` before each scrape (an exporter fetching what it exposes)."""
+        self._scrape_hooks.append(hook)
+
+    def remove_scrape_hook(self, hook: Callable[[], Awaitable[None]]) -> None:
+        if hook in self._scrape_hooks:
+            self._scrape_hooks.remove(hook)
+
+    async def before_scrape(self) -> None:
+        """Run the scrape hooks concurrently; each bounds its own time and handles its
+        own errors (one failing never stops the scrape)."""
+        if self._scrape_hooks:
+            await asyncio.gather(*(hook() for hook in self._scrape_hooks),
+                                 return_exceptions=True)  # fmt: skip
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The body and content type for a scrape with this ``Accept`` header."""

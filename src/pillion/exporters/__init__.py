@@ -1,0 +1,2 @@
+"""Exporters: Prometheus metrics for apps that have none (JSON endpoints, StatsD),
+and the app's own ``/metrics`` merged into Pillion's."""

@@ -1,0 +1,166 @@
+"""The app's own ``/metrics``, merged into Pillion's (``exporters.merge_app``).
+
+Before each scrape the app's exposition is fetched and parsed. Its families are
+served with ``prefix`` before their names and ``labels`` added; a name that
+would collide with one of Pillion's (``pillion_*``, or a name an exporter
+defines) always gets ``app_`` in front, so the page never has a duplicate
+``# TYPE``. When the app is down or its page does not parse, the app's part is
+left out of that scrape and counted; Pillion's own metrics are served as ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from pillion.components import Component
+from pillion.config import PillionConfig
+from pillion.config.exporters import MergeAppConfig
+from pillion.telemetry import Metrics
+
+__all__ = ["AppMetricsComponent", "merged_families"]
+
+log = logging.getLogger("pillion.exporters")
+
+COLLISION_PREFIX = "app_"
+
+
+class AppMetricsFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "pillion_exporter_app_up",
+            "1 when the app's last /metrics answer was merged, else 0.",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "pillion_exporter_app_errors",
+            "The app's /metrics left out of a scrape, by reason (unreachable, timeout, "
+            "status, malformed).",
+            ["reason"],
+            registry=registry,
+        )
+        self.duration = Gauge(
+            "pillion_exporter_app_scrape_duration_seconds",
+            "How long the last fetch of the app's /metrics took.",
+            registry=registry,
+        )
+
+
+def merged_families(
+    text: str, prefix: str, labels: dict[str, str], reserved: set[str]
+) -> list[Metric]:
+    """The app's families, renamed and labelled (``ValueError`` when it does not
+    parse). No I/O."""
+    families = []
+    for family in text_string_to_metric_families(text):
+        if not family.samples:
+            continue  # declared, never written
+        name = prefix + family.name
+        if name.startswith("pillion_") or name in reserved:
+            name = COLLISION_PREFIX + name
+        documentation = family.documentation or "From the app's /metrics."
+        renamed = Metric(name, documentation, family.type, family.unit)
+        for sample in family.samples:
+            suffix = sample.name[len(family.name) :]
+            renamed.samples.append(
+                Sample(
+                    name + suffix,
+                    {**sample.labels, **labels},
+                    sample.value,
+                    sample.timestamp,
+                    sample.exemplar,
+                )
+            )
+        families.append(renamed)
+    return families
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+class AppMetricsComponent(Component):
+    kind = "traffic"
+
+    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
+        assert config.exporters is not None
+        assert config.exporters.merge_app is not None
+        self.name = "app-metrics"
+        self.config: MergeAppConfig = config.exporters.merge_app
+        self.metrics = metrics
+        self.families = metrics.family("app-metrics", AppMetricsFamilies)
+        self.reserved: set[str] = set()  # names an exporter defines
+        for target in config.exporters.json:
+            self.reserved |= {m.name for m in target.metrics}
+        for source in config.exporters.from_logs:
+            self.reserved |= {m.name for m in source.metrics}
+        self.collector = _Collector()
+        self._session: aiohttp.ClientSession | None = None
+        self._problem = ""
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(trust_env=False)
+        self.metrics.add_collector(self.collector)
+        self.metrics.add_scrape_hook(self._fetch)
+        self._started = True
+
+    async def _fetch(self) -> None:
+        assert self._session is not None
+        config = self.config
+        started = time.perf_counter()
+        reason = problem = ""
+        families: list[Metric] = []
+        try:
+            async with asyncio.timeout(config.timeout), self._session.get(config.url) as answer:
+                text = await answer.text(errors="replace")
+                if answer.status != 200:
+                    reason, problem = "status", f"answered {answer.status}"
+                else:
+                    try:
+                        families = merged_families(text, config.prefix, config.labels,
+                                                   self.reserved)  # fmt: skip
+                    except ValueError as exc:
+                        reason, problem = "malformed", f"its metrics do not parse: {exc}"
+        except TimeoutError:
+            reason, problem = "timeout", f"no answer in {config.timeout:g}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            reason, problem = "unreachable", f"{type(exc).__name__}: {exc}"
+        self.families.duration.set(time.perf_counter() - started)
+        self.collector.families = families
+        self.families.up.set(0 if reason else 1)
+        if reason:
+            self.families.errors.labels(reason).inc()
+            if problem != self._problem:
+                log.warning("the app's metrics are left out", extra={"error": problem[:300]})
+        self._problem = problem
+
+    async def drain(self, deadline: float) -> None:
+        _ = deadline
+
+    async def close(self) -> None:
+        self.metrics.remove_scrape_hook(self._fetch)
+        self.metrics.remove_collector(self.collector)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._started = False

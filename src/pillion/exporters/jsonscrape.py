@@ -1,0 +1,178 @@
+"""JSON scraping as a component: each target's JSON endpoint is fetched before a
+scrape of ``/metrics`` (or on its ``interval``, cached) and turned into metrics.
+
+A target that is down, slow, or answers something that is not JSON gives
+``pillion_exporter_json_up{target} 0`` and a counted error, and its metrics are
+absent from that scrape: stale numbers are never served as fresh ones. A value
+that is not a number is counted and skipped; the rest of the target's metrics
+are still served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from pillion.components import Component, cancel_and_wait
+from pillion.config import PillionConfig
+from pillion.config.exporters import JsonExporterConfig
+from pillion.exporters.jsonvalues import extract
+from pillion.telemetry import Metrics
+
+__all__ = ["JsonExporterComponent"]
+
+log = logging.getLogger("pillion.exporters")
+
+
+class JsonFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "pillion_exporter_json_up",
+            "1 when the target's last fetch gave a JSON document, else 0.",
+            ["target"],
+            registry=registry,
+        )
+        self.duration = Gauge(
+            "pillion_exporter_json_scrape_duration_seconds",
+            "How long the target's last fetch took.",
+            ["target"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "pillion_exporter_json_errors",
+            "Problems fetching a target or reading its values, by reason (unreachable, "
+            "timeout, status, not_json, missing, not_a_number).",
+            ["target", "reason"],
+            registry=registry,
+        )
+
+
+class _Target:
+    def __init__(self, config: JsonExporterConfig, counters: JsonFamilies) -> None:
+        self.config = config
+        self.counters = counters
+        self.families: list[Metric] = []  # from the last good document; none when down
+        self._problem = ""  # the last problem logged, so an outage is logged once
+
+    async def fetch(self, session: aiohttp.ClientSession) -> None:
+        config = self.config
+        started = time.perf_counter()
+        problem = reason = ""
+        try:
+            async with asyncio.timeout(config.timeout), session.get(config.url) as answer:
+                body = await answer.read()
+                if answer.status != 200:
+                    reason, problem = "status", f"answered {answer.status}"
+                else:
+                    try:
+                        document = json.loads(body)
+                    except ValueError:
+                        reason, problem = "not_json", "the answer is not JSON"
+                    else:
+                        self.families = list(self._families(document))
+        except TimeoutError:
+            reason, problem = "timeout", f"no answer in {config.timeout:g}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            reason, problem = "unreachable", f"{type(exc).__name__}: {exc}"
+        self.counters.duration.labels(config.name).set(time.perf_counter() - started)
+        if reason:
+            self.families = []
+            self.counters.errors.labels(config.name, reason).inc()
+            if problem != self._problem:
+                log.warning("json target failed", extra={"target": config.name,
+                                                         "error": problem})  # fmt: skip
+        elif self._problem:
+            log.info("json target answers again", extra={"target": config.name})
+        self._problem = problem
+        self.counters.up.labels(config.name).set(0 if reason else 1)
+
+    def _families(self, document: Any) -> Iterator[Metric]:
+        for rule in self.config.metrics:
+            found = extract(document, rule)
+            for reason, count in found.problems.items():
+                self.counters.errors.labels(self.config.name, reason).inc(count)
+            labels = [*rule.labels, "target"]
+            family: GaugeMetricFamily | CounterMetricFamily
+            help_text = rule.help or f"{rule.path} of {self.config.url}"
+            if rule.type == "counter":
+                family = CounterMetricFamily(rule.name, help_text, labels=labels)
+            else:
+                family = GaugeMetricFamily(rule.name, help_text, labels=labels)
+            for values, value in found.samples:
+                family.add_metric([*values, self.config.name], value)
+            yield family
+
+
+class _Collector:
+    """Yields the targets' metrics at scrape time (``describe`` is empty, so that a
+    replacement built by a reload registers beside this one until it leaves)."""
+
+    def __init__(self, targets: list[_Target]) -> None:
+        self.targets = targets
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for target in self.targets:
+            yield from target.families
+
+
+class JsonExporterComponent(Component):
+    kind = "traffic"
+
+    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
+        assert config.exporters is not None
+        self.name = "json-exporter"
+        self.metrics = metrics
+        families = metrics.family("json-exporter", JsonFamilies)
+        self.targets = [_Target(target, families) for target in config.exporters.json]
+        self.collector = _Collector(self.targets)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(trust_env=False)
+        self.metrics.add_collector(self.collector)
+        self.metrics.add_scrape_hook(self._before_scrape)
+        for target in self.targets:
+            if target.config.interval is not None:
+                self._tasks.append(asyncio.create_task(self._every(target)))
+        self._started = True
+
+    async def _before_scrape(self) -> None:
+        assert self._session is not None
+        await asyncio.gather(*(target.fetch(self._session) for target in self.targets
+                               if target.config.interval is None))  # fmt: skip
+
+    async def _every(self, target: _Target) -> None:
+        assert self._session is not None
+        assert target.config.interval is not None
+        while True:
+            await target.fetch(self._session)
+            await asyncio.sleep(target.config.interval)
+
+    async def drain(self, deadline: float) -> None:
+        _ = deadline
+
+    async def close(self) -> None:
+        self.metrics.remove_scrape_hook(self._before_scrape)
+        self.metrics.remove_collector(self.collector)
+        await cancel_and_wait(self._tasks)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._started = False
