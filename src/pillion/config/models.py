@@ -193,6 +193,27 @@ class PillionConfig(Section):
     )
 
     @model_validator(mode="after")
+    def _log_inputs_exist(self) -> PillionConfig:
+        """Every `exporters.from_logs[].input` names a `logs.inputs[]` entry."""
+        if self.exporters is None:
+            return self
+        inputs = {i.name for i in self.logs.inputs} if self.logs is not None else set()
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_log_input", "no logs.inputs[] entry named {name}", {"name": f.input}
+                ),
+                loc=("exporters", "from_logs", index, "input"),
+                input=f.input,
+            )
+            for index, f in enumerate(self.exporters.from_logs)
+            if f.input not in inputs
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    @model_validator(mode="after")
     def _notify_targets_exist(self) -> PillionConfig:
         """Every `notify` names an `app.notify` target; each unknown name is reported
         at its own path (e.g. `config.watch[0].notify[1]`)."""

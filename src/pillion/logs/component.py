@@ -21,6 +21,7 @@ from pillion.config import PillionConfig
 from pillion.config.logs import LogsConfig
 from pillion.logs.buffer import RecordLog
 from pillion.logs.checkpoints import Checkpoints
+from pillion.logs.logmetrics import tap_for
 from pillion.logs.metrics import InputMetrics, LogFamilies, OutputMetrics
 from pillion.logs.outputs import OutputWorker, sink_for
 from pillion.logs.podinfo import pod_fields
@@ -42,6 +43,7 @@ class LogsComponent(Component):
         assert config.logs is not None
         self.name = "logs"
         self.config: LogsConfig = config.logs
+        self._from_logs = list(config.exporters.from_logs) if config.exporters else []
         self._metrics = metrics
         disk = self.config.disk_buffer
         self.spill: SqliteSpill | None = None
@@ -113,8 +115,9 @@ class LogsComponent(Component):
                                   output.name), self._acked)  # fmt: skip
             self.outputs.append(worker)
         for config in self.config.inputs:
+            tap = tap_for(self._from_logs, config.name, self._metrics)
             tailer = Tailer(config, self.records, saved, InputMetrics(self._metrics, config.name),
-                            self.space, first_start, extra, self._wake_outputs)  # fmt: skip
+                            self.space, first_start, extra, self._wake_outputs, tap)  # fmt: skip
             self.tailers.append(tailer)
         self._tasks = [asyncio.create_task(worker.run()) for worker in self.outputs]
         self._tasks.append(asyncio.create_task(self._checkpoint_loop()))

@@ -66,6 +66,7 @@ class Tailer:
         first_start: bool,
         extra: dict[str, Any] | None = None,
         wake: Callable[[], None] = lambda: None,
+        tap: Callable[[bytes, dict[str, Any] | None], None] | None = None,
     ) -> None:
         self.config = config
         self.records = records
@@ -82,6 +83,7 @@ class Tailer:
         self._parse: Parser | None = make_parser(parser.type, parser.pattern) if parser else None
         self.static: dict[str, Any] | None = {**config.fields, **(extra or {})} or None
         self._filters = compile_filters(config.filters)
+        self._tap = tap  # metrics from the records (exporters.from_logs)
         self.changed = asyncio.Event()  # set by inotify: something moved in a directory
         self._watch: DirectoryWatch | None = None
 
@@ -264,7 +266,7 @@ class Tailer:
         assert key is not None
         now = time.time()
         path, name, append = tracked.path, self.config.name, self.records.append
-        parse, static, filters = self._parse, self.static, self._filters
+        parse, static, filters, tap = self._parse, self.static, self._filters, self._tap
         size = 0
         dropped: dict[str, int] | None = None
         for record in framed:
@@ -279,6 +281,8 @@ class Tailer:
                     dropped[kept] = dropped.get(kept, 0) + 1
                     continue
                 message, fields = kept
+            if tap is not None:
+                tap(message, fields)
             append(Record(message, at, name, path, key, record.end,
                           record.stream, record.time, fields))  # fmt: skip
         self.metrics.records.inc(len(framed))
