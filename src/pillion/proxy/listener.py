@@ -51,6 +51,7 @@ from pillion.proxy.tcp import TcpListener
 from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
+from pillion.telemetry.tracecontext import trace_id
 from pillion.tls import ServerTls, TlsLoadError
 from pillion.tls.contexts import CertificateFiles
 
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pillion.proxy")
 
 _KEY_FILE_CHECK = 1.0  # seconds between checks of an API key file for changes
+
+
+EXEMPLAR_INTERVAL = 1.0  # seconds between trace-id exemplars on the duration histogram
 
 
 class HttpListener(Listening):
@@ -77,6 +81,7 @@ class HttpListener(Listening):
         rate_limit: RateLimitConfig | None = None,
     ) -> None:
         self.metrics = ListenerMetrics(metrics, config.name)
+        self._exemplar_at = -EXEMPLAR_INTERVAL  # when the last exemplar was attached
         super().__init__(
             config.name,
             config.listen,
@@ -181,11 +186,18 @@ class HttpListener(Listening):
             metrics.request(head.method, exchange.status, exchange.flags, target.labels).inc()
             if target.tracked:
                 target.finished(exchange.status, exchange.flags, retrying=exchange.retrying)
-        metrics.duration.observe(duration)
+        forwarded = exchange.forwarded
+        now = exchange.started_at + duration
+        if forwarded is not None and now - self._exemplar_at >= EXEMPLAR_INTERVAL:
+            # at most one a second: the trace id of a request in the bucket, for
+            # OpenMetrics scrapers (exemplars cost too much to attach to every request)
+            self._exemplar_at = now
+            metrics.duration.observe(duration, {"trace_id": trace_id(forwarded.traceparent)})
+        else:
+            metrics.duration.observe(duration)
         metrics.request_bytes.observe(exchange.bytes_in)
         metrics.response_bytes.observe(exchange.bytes_out)
         if self.access_log is not None:
-            forwarded = exchange.forwarded
             self.access_log.record(
                 (
                     time.time() - duration,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from random import getrandbits, randbytes
 
-__all__ = ["new_request_id", "new_traceparent", "valid_request_id", "valid_traceparent"]
+__all__ = ["new_request_id", "new_traceparent", "trace_id", "valid_request_id",
+           "valid_traceparent"]  # fmt: skip
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
@@ -26,6 +27,11 @@ def valid_traceparent(value: bytes) -> bool:
     if version == b"ff" or trace_id == b"0" * 32 or parent_id == b"0" * 16:
         return False
     return version != b"00" or rest is None
+
+
+def trace_id(traceparent: bytes) -> str:
+    """The trace id (32 hex digits) of a valid ``traceparent``."""
+    return traceparent.strip()[3:35].decode("ascii", "replace")
 
 
 def new_traceparent() -> bytes:
