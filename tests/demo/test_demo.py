@@ -26,6 +26,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         "--outbound-port": free_port(),
         "--backend-port": free_port(),
         "--tls-port": free_port(),
+        "--statsd-port": free_port(),
     }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(
@@ -90,6 +91,9 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         )
         assert retried is not None
         assert float(retried.group(1)) >= 1
+        # the app's JSON stats, as metrics
+        assert re.search(r'^demo_app_requests_total\{target="demo-app"\} [1-9]', metrics, re.M)
+        assert re.search(r'^demo_app_up\{target="demo-app"\} 1\.0$', metrics, re.M)
         limited = re.search(
             r'^pillion_requests_total\{cluster="",code="429",flags="RL",listener="inbound",'
             r'method="GET",route="call"\} (\S+)$',

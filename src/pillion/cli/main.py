@@ -132,6 +132,7 @@ def version() -> None:
     "--backend-port", default=8081, show_default=True, help="A second service the app calls."
 )
 @click.option("--tls-port", default=15443, show_default=True, help="Pillion's TLS listener.")
+@click.option("--statsd-port", default=9125, show_default=True, help="Pillion's StatsD (UDP).")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
@@ -148,6 +149,7 @@ def demo(
     outbound_port: int,
     backend_port: int,
     tls_port: int,
+    statsd_port: int,
     workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
@@ -161,6 +163,7 @@ def demo(
         outbound=outbound_port,
         backend=backend_port,
         tls=tls_port,
+        statsd=statsd_port,
     )
     sys.exit(run_demo(ports, workdir))
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -29,9 +31,16 @@ __all__ = ["build_app", "main"]
 
 class DemoApp:
     def __init__(
-        self, workdir: Path, name: str = "app", outbound: str = "", fail_every: int = 0
+        self,
+        workdir: Path,
+        name: str = "app",
+        outbound: str = "",
+        fail_every: int = 0,
+        statsd: tuple[str, int] | None = None,
     ) -> None:
         self.name = name
+        self.statsd = statsd  # where it sends a StatsD counter and timer per request
+        self._statsd_socket: socket.socket | None = None
         self.outbound = outbound
         self.fail_every = fail_every
         self.work_done = 0
@@ -58,6 +67,7 @@ class DemoApp:
             response = exc
         if response.status >= 500:
             self.errors += 1
+        self.send_statsd(request.path, response.status, time.perf_counter() - began)
         self.log(
             level="info",
             msg="request",
@@ -69,6 +79,19 @@ class DemoApp:
         if isinstance(response, web.HTTPException):
             raise response
         return response
+
+    def send_statsd(self, path: str, status: int, seconds: float) -> None:
+        """What an app instrumented with a StatsD client sends: fire and forget."""
+        if self.statsd is None:
+            return
+        if self._statsd_socket is None:
+            self._statsd_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        lines = (
+            f"demo.http.requests:1|c|#path:{path},status:{status}\n"
+            f"demo.http.duration:{seconds * 1000:.3f}|ms|#path:{path}"
+        )
+        with contextlib.suppress(OSError):
+            self._statsd_socket.sendto(lines.encode(), self.statsd)
 
     async def index(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -136,9 +159,13 @@ class DemoApp:
 
 
 def build_app(
-    workdir: Path, name: str = "app", outbound: str = "", fail_every: int = 0
+    workdir: Path,
+    name: str = "app",
+    outbound: str = "",
+    fail_every: int = 0,
+    statsd: tuple[str, int] | None = None,
 ) -> web.Application:
-    demo = DemoApp(workdir, name, outbound, fail_every)
+    demo = DemoApp(workdir, name, outbound, fail_every, statsd)
     for folder in ("logs", "config", "secrets"):
         (workdir / folder).mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[demo.count])
@@ -151,8 +178,15 @@ def build_app(
     return app
 
 
-async def _serve(port: int, workdir: Path, name: str, outbound: str, fail_every: int) -> None:
-    app = build_app(workdir, name, outbound, fail_every)
+async def _serve(
+    port: int,
+    workdir: Path,
+    name: str,
+    outbound: str,
+    fail_every: int,
+    statsd: tuple[str, int] | None,
+) -> None:
+    app = build_app(workdir, name, outbound, fail_every, statsd)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -177,8 +211,12 @@ def main() -> None:
     parser.add_argument(
         "--fail-every", type=int, default=0, help="Every N-th /work call answers 503."
     )
+    parser.add_argument(
+        "--statsd-port", type=int, default=0, help="Send StatsD to 127.0.0.1:PORT (0: none)."
+    )
     args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.workdir, args.name, args.outbound, args.fail_every))
+    statsd = ("127.0.0.1", args.statsd_port) if args.statsd_port else None
+    asyncio.run(_serve(args.port, args.workdir, args.name, args.outbound, args.fail_every, statsd))
 
 
 if __name__ == "__main__":

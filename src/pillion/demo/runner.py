@@ -37,6 +37,7 @@ class DemoPorts:
     outbound: int = 15001
     backend: int = 8081
     tls: int = 15443
+    statsd: int = 9125
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -57,13 +58,15 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_OUTBOUND_PORT": str(ports.outbound),
             "PILLION_DEMO_BACKEND_PORT": str(ports.backend),
             "PILLION_DEMO_TLS_PORT": str(ports.tls),
+            "PILLION_DEMO_STATSD_PORT": str(ports.statsd),
             "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
             app = subprocess.Popen(
                 [sys.executable, "-m", "pillion.demo.app", "--port", str(ports.app),
                  "--workdir", str(root),
-                 "--outbound", f"http://127.0.0.1:{ports.outbound}"],
+                 "--outbound", f"http://127.0.0.1:{ports.outbound}",
+                 "--statsd-port", str(ports.statsd)],
                 stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             # a second service, the app's dependency: every second request fails
@@ -215,6 +218,8 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     print(f"  the app's log file: {root / 'logs' / 'app.log'}")
     print(f"  the proxy's access log: {root / 'access.log'}")
     print(f"  the app's log lines, shipped by Pillion: tail -f {root / 'shipped.jsonl'}")
+    print(f"  the app's JSON stats and StatsD, as Prometheus metrics: {status}/metrics "
+          "(demo_app_*, demo_http_*)")  # fmt: skip
     print(
         f"  the app's config, rendered by Pillion from {root / 'sources' / 'app.yaml'}: edit "
         f"it, and the app reports the reload at http://127.0.0.1:{ports.app}/"
