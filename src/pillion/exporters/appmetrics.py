@@ -31,6 +31,7 @@ __all__ = ["AppMetricsComponent", "merged_families"]
 log = logging.getLogger("pillion.exporters")
 
 COLLISION_PREFIX = "app_"
+MAX_BODY = 16 * 1024 * 1024  # a larger /metrics page is left out (too_large)
 
 
 class AppMetricsFamilies:
@@ -43,7 +44,7 @@ class AppMetricsFamilies:
         self.errors = Counter(
             "pillion_exporter_app_errors",
             "The app's /metrics left out of a scrape, by reason (unreachable, timeout, "
-            "status, malformed).",
+            "status, malformed, too_large).",
             ["reason"],
             registry=registry,
         )
@@ -132,8 +133,11 @@ class AppMetricsComponent(Component):
         families: list[Metric] = []
         try:
             async with asyncio.timeout(config.timeout), self._session.get(config.url) as answer:
-                text = await answer.text(errors="replace")
-                if answer.status != 200:
+                raw = await answer.content.read(MAX_BODY + 1)
+                text = raw.decode("utf-8", "replace")
+                if len(raw) > MAX_BODY:
+                    reason, problem = "too_large", f"its page is over {MAX_BODY} bytes"
+                elif answer.status != 200:
                     reason, problem = "status", f"answered {answer.status}"
                 else:
                     try:

@@ -31,6 +31,8 @@ __all__ = ["JsonExporterComponent"]
 
 log = logging.getLogger("pillion.exporters")
 
+MAX_BODY = 16 * 1024 * 1024  # a larger JSON answer is refused (too_large)
+
 
 class JsonFamilies:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -49,7 +51,7 @@ class JsonFamilies:
         self.errors = Counter(
             "pillion_exporter_json_errors",
             "Problems fetching a target or reading its values, by reason (unreachable, "
-            "timeout, status, not_json, missing, not_a_number).",
+            "timeout, status, not_json, too_large, missing, not_a_number).",
             ["target", "reason"],
             registry=registry,
         )
@@ -68,8 +70,10 @@ class _Target:
         problem = reason = ""
         try:
             async with asyncio.timeout(config.timeout), session.get(config.url) as answer:
-                body = await answer.read()
-                if answer.status != 200:
+                body = await answer.content.read(MAX_BODY + 1)
+                if len(body) > MAX_BODY:
+                    reason, problem = "too_large", f"the answer is over {MAX_BODY} bytes"
+                elif answer.status != 200:
                     reason, problem = "status", f"answered {answer.status}"
                 else:
                     try:
