@@ -17,6 +17,7 @@ from pillion.config import PillionConfig
 from pillion.configwatch.component import ConfigWatchComponent
 from pillion.exporters.appmetrics import AppMetricsComponent
 from pillion.exporters.jsonscrape import JsonExporterComponent
+from pillion.exporters.statsd_component import StatsdComponent
 from pillion.logs.component import LogsComponent
 from pillion.proxy.listener import ProxyComponent
 from pillion.proxy.workers import ProxyWorkers
@@ -55,4 +56,6 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
         components.append(JsonExporterComponent(config, metrics))
     if exporters is not None and exporters.merge_app is not None:
         components.append(AppMetricsComponent(config, metrics))
+    if exporters is not None and exporters.statsd is not None:
+        components.append(StatsdComponent(config, metrics))
     return components
