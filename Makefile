@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql
 
-.PHONY: demo test check docs system-deps bench-proxy bench-logs clean
+.PHONY: demo test check docs system-deps bench-proxy bench-logs bench-exporters clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -43,6 +43,11 @@ bench-proxy: $(VENV)/.installed
 bench-logs: $(VENV)/.installed
 	@scripts/install-system-packages.sh rsyslog
 	$(BIN)/python bench/logs_bench.py $(ARGS)
+
+# Pillion's StatsD exporter: ingestion at saturation, RSS and /metrics render time with
+# 10k series (see bench/README.md). No peer: Debian 12 has no prometheus-statsd-exporter.
+bench-exporters: $(VENV)/.installed
+	$(BIN)/python bench/exporters_bench.py $(ARGS)
 
 $(BIN)/python:
 	@scripts/make-venv.sh $(PYTHON) $(VENV)

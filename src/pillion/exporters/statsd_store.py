@@ -32,6 +32,7 @@ from prometheus_client.core import (
     Metric,
     SummaryMetricFamily,
 )
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 __all__ = [
@@ -305,15 +306,21 @@ def _family(metric: _Metric) -> Metric:
                 gauge.add_metric(values, one.value)
         family = gauge
     elif kind == HISTOGRAM:
+        # Samples made here rather than through add_metric, which builds the label
+        # dict again for every bucket: a histogram is most of a large page's cost.
         histogram = HistogramMetricFamily(metric.name, help, labels=names)
         bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+        bucket, count, total = metric.name + "_bucket", metric.name + "_count", metric.name + "_sum"
+        samples = histogram.samples
         for values, one in metric.series.items():
             assert isinstance(one, HistogramSeries)
-            cumulative, running = [], 0
-            for bound, count in zip(bounds, one.counts, strict=True):
-                running += count
-                cumulative.append((bound, float(running)))
-            histogram.add_metric(values, cumulative, one.sum)
+            labels = dict(zip(names, values, strict=True))
+            running = 0
+            for bound, observed in zip(bounds, one.counts, strict=True):
+                running += observed
+                samples.append(Sample(bucket, {**labels, "le": bound}, float(running)))
+            samples.append(Sample(count, labels, float(one.count)))
+            samples.append(Sample(total, labels, one.sum))
         family = histogram
     else:
         summary = SummaryMetricFamily(metric.name, help, labels=names)
