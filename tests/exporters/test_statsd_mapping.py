@@ -15,6 +15,13 @@ def mapper(*rules: dict[str, Any]) -> Mapper:
     return Mapper([StatsdMappingConfig.model_validate(rule) for rule in rules])
 
 
+def mapped(rules: Mapper, raw: str) -> tuple[str, dict[str, str]]:
+    """The name and labels ``raw`` maps to."""
+    result = rules.map(raw)
+    assert result is not None
+    return result.name, result.labels
+
+
 def name_of(rules: Mapper, raw: str) -> str:
     mapped = rules.map(raw)
     assert mapped is not None
@@ -32,8 +39,9 @@ def test_glob_captures_each_star_as_one_component() -> None:
         {"match": "api.*.*.latency", "name": "api_latency_seconds",
          "labels": {"service": "$1", "endpoint": "${2}", "fixed": "x"}}
     )  # fmt: skip
-    assert rules.map("api.users.get.latency") == Mapped(
-        "api_latency_seconds", {"service": "users", "endpoint": "get", "fixed": "x"}
+    assert mapped(rules, "api.users.get.latency") == (
+        "api_latency_seconds",
+        {"service": "users", "endpoint": "get", "fixed": "x"},
     )
     # a star never spans a dot: four components are needed
     assert name_of(rules, "api.users.get.extra.latency") == "api_users_get_extra_latency"
@@ -44,7 +52,7 @@ def test_glob_captures_each_star_as_one_component() -> None:
 
 def test_glob_star_inside_a_component_and_captures_in_the_name() -> None:
     rules = mapper({"match": "jobs.*_total.*", "name": "jobs_$1", "labels": {"queue": "$2"}})
-    assert rules.map("jobs.done_total.mail") == Mapped("jobs_done", {"queue": "mail"})
+    assert mapped(rules, "jobs.done_total.mail") == ("jobs_done", {"queue": "mail"})
 
 
 def test_glob_dots_and_specials_are_literal() -> None:
@@ -58,7 +66,7 @@ def test_regex_groups_and_named_groups() -> None:
         {"match": r"^db\.(?P<table>\w+)\.(select|insert)$", "match_type": "regex",
          "name": "db_queries", "labels": {"table": "${table}", "op": "$2"}}
     )  # fmt: skip
-    assert rules.map("db.users.select") == Mapped("db_queries", {"table": "users", "op": "select"})
+    assert mapped(rules, "db.users.select") == ("db_queries", {"table": "users", "op": "select"})
     assert name_of(rules, "db.users.delete") == "db_users_delete"
 
 
@@ -80,7 +88,7 @@ def test_first_matching_rule_wins_globs_before_regexes() -> None:
 def test_drop_action() -> None:
     rules = mapper({"match": "debug.*", "action": "drop"}, {"match": "*.*", "name": "kept_$1"})
     assert rules.map("debug.x") is None
-    assert rules.map("prod.x") == Mapped("kept_prod", {})
+    assert rules.map("prod.x") == Mapped("kept_prod", {}, help="StatsD samples matching *.*.")
 
 
 def test_scale_observer_buckets_and_help_come_with_the_result() -> None:
@@ -100,7 +108,7 @@ def test_a_missing_optional_group_is_empty() -> None:
     rules = mapper(
         {"match": r"^x(\d+)?$", "match_type": "regex", "name": "x", "labels": {"n": "$1"}}
     )
-    assert rules.map("x") == Mapped("x", {"n": ""})
+    assert mapped(rules, "x") == ("x", {"n": ""})
 
 
 def test_results_are_cached_and_the_cache_is_bounded() -> None:

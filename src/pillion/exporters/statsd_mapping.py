@@ -51,7 +51,7 @@ class _Rule:
         self.observer = config.observer_type
         self.buckets = tuple(config.buckets) if config.buckets is not None else None
         self.scale = config.scale
-        self.help = config.help
+        self.help = config.help or f"StatsD samples matching {config.match}."
 
     def apply(self, match: re.Match[str]) -> Mapped | None:
         if self.drop:
