@@ -1,10 +1,12 @@
-"""Metrics from log lines, through the log pipeline, with a real Prometheus
-scraping Pillion and the test asking Prometheus's HTTP API for the values."""
+"""Metrics from log lines, through the log pipeline; and a real Prometheus
+scraping Pillion, the test asking Prometheus's HTTP API for the series that came
+from log lines and from StatsD."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
@@ -23,6 +25,9 @@ LINES = [
 ]
 
 
+STATSD_PORT = free_port()
+
+
 @pytest.fixture
 def pillion(tmp_path: Path) -> Iterator[PillionProcess]:
     admin, status = free_port(), free_port()
@@ -39,6 +44,7 @@ logs:
   outputs:
     - {{name: archive, type: file, path: {tmp_path}/shipped.jsonl, batch_timeout: 10ms}}
 exporters:
+  statsd: {{udp: 127.0.0.1:{STATSD_PORT}, tcp: null}}
   from_logs:
     - input: web
       max_series_per_metric: 3
@@ -124,6 +130,8 @@ scrape_configs:
     )  # fmt: skip
     try:
         (tmp_path / "logs" / "app.log").write_text("".join(f"{line}\n" for line in LINES))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"checkout.orders:4|c|#shop:eu", ("127.0.0.1", STATSD_PORT))
 
         def query(expression: str) -> list[dict[str, object]]:
             url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(expression)}"
@@ -141,6 +149,8 @@ scrape_configs:
         assert series["metric"]["job"] == "pillion"  # type: ignore[index]
         [up] = query('up{job="pillion"}')
         assert up["value"][1] == "1"  # type: ignore[index]
+        [orders] = query('checkout_orders_total{shop="eu"}')  # from StatsD
+        assert orders["value"][1] == "4"  # type: ignore[index]
         [rss] = query("pillion_process_resident_memory_bytes")
         assert float(rss["value"][1]) > 0  # type: ignore[index]
     finally:
