@@ -79,10 +79,15 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         first = json.loads(shipped.read_text().splitlines()[0])
         assert first["input"] == "demo-app"
         assert first["message"] == app_lines[0]
-        metrics = subprocess.run(
-            ["curl", "-s", f"http://127.0.0.1:{ports['--status-port']}/metrics"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+
+        def scrape() -> str:
+            return subprocess.run(
+                ["curl", "-s", f"http://127.0.0.1:{ports['--status-port']}/metrics"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+
+        wait_until(lambda: "demo_http_duration_count" in scrape())  # UDP: soon, not at once
+        metrics = scrape()
         # the backend fails every second call: Pillion retried, and the app saw only 200s
         retried = re.search(
             r'^pillion_upstream_retries_total\{cluster="backend",reason="status"\} (\S+)$',
@@ -94,6 +99,10 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         # the app's JSON stats, as metrics
         assert re.search(r'^demo_app_requests_total\{target="demo-app"\} [1-9]', metrics, re.M)
         assert re.search(r'^demo_app_up\{target="demo-app"\} 1\.0$', metrics, re.M)
+        # and the StatsD the app sends: a counter and a timer per request
+        assert re.search(r'^demo_http_requests_total\{path="/stats",status="200"\} [1-9]',
+                         metrics, re.M)  # fmt: skip
+        assert re.search(r'^demo_http_duration_count\{path="/stats"\} [1-9]', metrics, re.M)
         limited = re.search(
             r'^pillion_requests_total\{cluster="",code="429",flags="RL",listener="inbound",'
             r'method="GET",route="call"\} (\S+)$',
