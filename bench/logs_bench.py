@@ -106,9 +106,9 @@ class Receiver:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _read(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         tail = b""
         with conn:
             while True:
@@ -131,27 +131,9 @@ class Receiver:
         self.sock.close()
 
 
-class HttpReceiver:
+class HttpReceiver(Receiver):
     """An HTTP/1.1 server taking POSTed batches (gzip or not), 200 to each; notes when
     the marker arrives. Its own requests are parsed by hand: cheap, keep-alive."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.done = threading.Event()
-        self.received = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
@@ -180,13 +162,6 @@ class HttpReceiver:
                 if MARKER in body:
                     self.done.set()
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-
-    def reset(self) -> None:
-        self.done.clear()
-        self.received = 0
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def tree(root: int) -> list[int]:
@@ -223,9 +198,7 @@ def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
     return ticks / os.sysconf("SC_CLK_TCK"), rss
 
 
-def run_subject(
-    name: str, argv: list[str], receiver: Receiver | HttpReceiver, env: dict[str, str]
-) -> Result:
+def run_subject(name: str, argv: list[str], receiver: Receiver, env: dict[str, str]) -> Result:
     result = Result(name)
     receiver.reset()
     started = time.monotonic()
