@@ -1,0 +1,260 @@
+"""Sidecar injection: a pod (a dict) plus settings in, the injected pod out. No I/O.
+
+The webhook and ``pillion inject`` both call ``inject_pod``; the webhook's
+JSONPatch is ``json_patch(pod, decision.pod)``. The input is never mutated, and
+bad user input never raises: it becomes a ``Decision`` that says why the pod was
+left alone, recorded in the pod's ``pillion.dev/status`` annotation.
+
+Order in the pod: in native mode ``initContainers`` becomes ``[pillion-init (only
+with traffic capture), pillion, ...the pod's own]``, so Pillion has started (and
+rendered the secrets) before the pod's own init containers run; in classic mode
+``pillion-init`` leads ``initContainers`` and ``pillion`` leads ``containers``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pillion import __version__
+from pillion.kube import containers as c
+from pillion.kube.annotations import (
+    PREFIX,
+    InvalidAnnotation,
+    PodAnnotations,
+    log_directory,
+    parse_annotations,
+    parse_inject,
+)
+from pillion.kube.jsonpatch import json_patch
+from pillion.kube.sidecarconfig import DATA_DIR, SECRETS_DIR, AppMetrics, generated_config
+
+__all__ = ["Decision", "InjectSettings", "InvalidAnnotation", "inject_pod", "json_patch"]
+
+STATUS = PREFIX + "status"
+GENERATED_CONFIG = PREFIX + "generated-config"
+PROTECTED_NAMESPACES = frozenset({"kube-system", "kube-public"})
+_PROMETHEUS = ("scrape", "port", "path")
+
+
+@dataclass(frozen=True)
+class InjectSettings:
+    """The injector's defaults; pod annotations override the per-pod ones."""
+
+    image: str = "ghcr.io/pillion/pillion:latest"
+    injector_namespace: str = "pillion-system"
+    native_sidecar: bool = True  # `pillion.dev/native-sidecar: "false"` selects classic mode
+    default_inject: bool = False  # when neither the namespace label nor the pod says
+    force_host_network: bool = False
+    cpu_request: str = "10m"
+    memory_request: str = "64Mi"
+    cpu_limit: str | None = None  # no CPU limit by default: throttling a proxy adds latency
+    memory_limit: str | None = "256Mi"
+    app_port: int = 8080  # the app's port when `pillion.dev/app-port` is absent
+    vault_address: str = "https://vault.vault.svc:8200"
+    vault_role: str | None = None  # default: the pod's service account name
+
+
+@dataclass(frozen=True)
+class Decision:
+    injected: bool
+    reason: str
+    pod: dict[str, Any]
+
+
+def inject_pod(
+    pod: Mapping[str, Any],
+    settings: InjectSettings,
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None = None,
+) -> Decision:
+    """Inject Pillion into ``pod`` if the policy says so; never mutates ``pod``."""
+    result: dict[str, Any] = copy.deepcopy(dict(pod))
+    annotations: dict[str, str] = dict((result.get("metadata") or {}).get("annotations") or {})
+    if _already_injected(annotations.get(STATUS)):
+        return Decision(False, "already injected", result)
+    wanted: PodAnnotations | None = None
+    try:
+        reason = _skip_reason(result, annotations, settings, namespace, namespace_labels or {})
+        if reason is None:
+            wanted = parse_annotations(annotations)
+            reason = _clash(result, wanted)
+    except InvalidAnnotation as exc:
+        reason = f"invalid annotation {exc}"
+    if reason is not None or wanted is None:
+        reason = reason or "not injected"
+        _record(result, False, reason)
+        return Decision(False, reason, result)
+    _inject(result, annotations, wanted, settings)
+    _record(result, True, "injected")
+    return Decision(True, "injected", result)
+
+
+def _already_injected(status: str | None) -> bool:
+    try:
+        return bool(status) and json.loads(status or "").get("injected") is True
+    except (ValueError, AttributeError):
+        return False
+
+
+def _skip_reason(
+    pod: dict[str, Any],
+    annotations: Mapping[str, str],
+    settings: InjectSettings,
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+) -> str | None:
+    if namespace in PROTECTED_NAMESPACES or namespace == settings.injector_namespace:
+        return f"namespace {namespace}"
+    inject = parse_inject(annotations)
+    label = namespace_labels.get(PREFIX + "inject")
+    if inject is False:
+        key = PREFIX + "inject" if PREFIX + "inject" in annotations else "vault agent-inject"
+        return f"annotation {key}=false"
+    if inject is None:
+        if label == "disabled":
+            return "namespace label pillion.dev/inject=disabled"
+        if label != "enabled" and not settings.default_inject:
+            return "namespace not enabled"
+    if (pod.get("spec") or {}).get("hostNetwork") and not settings.force_host_network:
+        return "hostNetwork"
+    return None
+
+
+def _ours(wanted: PodAnnotations) -> tuple[set[str], set[str]]:
+    """The container and volume names this injection adds."""
+    names = {c.SIDECAR_NAME} | ({c.INIT_NAME} if wanted.capture != "none" else set())
+    volumes = {c.PODINFO_VOLUME}
+    volumes |= {c.CONFIG_VOLUME} if wanted.config_map else set()
+    volumes |= {c.SECRETS_VOLUME} if wanted.secrets else set()
+    volumes |= {c.LOGS_VOLUME, c.DATA_VOLUME} if wanted.logs else set()
+    return names, volumes
+
+
+def _clash(pod: dict[str, Any], wanted: PodAnnotations) -> str | None:
+    spec = pod.get("spec") or {}
+    names, volumes = _ours(wanted)
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            if container.get("name") in names:
+                return f"name clash: the pod already has a container named {container['name']}"
+    for volume in spec.get("volumes") or []:
+        if volume.get("name") in volumes:
+            return f"name clash: the pod already has a volume named {volume['name']}"
+    paths = ({SECRETS_DIR} if wanted.secrets else set()) | (
+        {log_directory(wanted.logs)} if wanted.logs else set()
+    )
+    for container in spec.get("containers") or []:
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") in paths:
+                name, path = container.get("name"), mount["mountPath"]
+                return f"mount clash: container {name} already mounts {path}"
+    return None
+
+
+def _record(pod: dict[str, Any], injected: bool, reason: str) -> None:
+    status = json.dumps({"injected": injected, "reason": reason, "version": __version__})
+    metadata = pod.setdefault("metadata", {})
+    annotations = metadata.get("annotations")
+    metadata["annotations"] = {**(annotations or {}), STATUS: status}
+
+
+def _app_metrics(annotations: dict[str, str], app_port: int) -> AppMetrics | None:
+    """Moves the pod's Prometheus annotations to Pillion's status port, keeping the
+    originals; returns the app's own endpoint if it had one to merge."""
+    originals = {key: annotations.get(f"prometheus.io/{key}") for key in _PROMETHEUS}
+    for key, value in originals.items():
+        if value is not None:
+            annotations[f"{PREFIX}original-prometheus-{key}"] = value
+    annotations["prometheus.io/scrape"] = "true"
+    annotations["prometheus.io/port"] = str(c.STATUS_PORT)
+    annotations["prometheus.io/path"] = "/metrics"
+    if (originals["scrape"] or "").lower() != "true":
+        return None
+    port = originals["port"]
+    path = originals["path"] or "/metrics"
+    chosen = int(port) if port and port.isdigit() and 0 < int(port) < 65536 else app_port
+    return AppMetrics(chosen, path if path.startswith("/") else "/" + path)
+
+
+def _inject(
+    pod: dict[str, Any],
+    annotations: dict[str, str],
+    wanted: PodAnnotations,
+    settings: InjectSettings,
+) -> None:
+    spec = pod.setdefault("spec", {})
+    native = settings.native_sidecar if wanted.native_sidecar is None else wanted.native_sidecar
+    app_port = wanted.app_port or settings.app_port
+    app_metrics = _app_metrics(annotations, app_port)
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = [{"name": c.PODINFO_VOLUME, "mountPath": c.PODINFO_DIR}]
+    app_mounts: list[dict[str, Any]] = []
+    if wanted.config_map:
+        config_path = f"{c.CONFIG_DIR}/pillion.yaml"
+        volumes.append({"name": c.CONFIG_VOLUME, "configMap": {"name": wanted.config_map}})
+        mounts.append({"name": c.CONFIG_VOLUME, "mountPath": c.CONFIG_DIR, "readOnly": True})
+    else:
+        config_path = f"{c.PODINFO_DIR}/pillion.yaml"
+        role = wanted.vault_role or settings.vault_role or spec.get("serviceAccountName")
+        annotations[GENERATED_CONFIG] = generated_config(
+            wanted,
+            app_port,
+            app_metrics,
+            wanted.vault_address or settings.vault_address,
+            role or "default",
+        )
+    volumes.append(c.podinfo_volume(generated=not wanted.config_map))
+    if wanted.secrets:
+        volumes.append({"name": c.SECRETS_VOLUME, "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": c.SECRETS_VOLUME, "mountPath": SECRETS_DIR})
+        app_mounts.append({"name": c.SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True})
+    if wanted.logs:
+        directory = log_directory(wanted.logs)
+        volumes.append({"name": c.LOGS_VOLUME, "emptyDir": {}})
+        volumes.append({"name": c.DATA_VOLUME, "emptyDir": {}})
+        mounts.append({"name": c.LOGS_VOLUME, "mountPath": directory, "readOnly": True})
+        mounts.append({"name": c.DATA_VOLUME, "mountPath": DATA_DIR})
+        app_mounts.append({"name": c.LOGS_VOLUME, "mountPath": directory})
+    apps: list[dict[str, Any]] = spec.setdefault("containers", [])
+    for container in apps:
+        container["volumeMounts"] = [*(container.get("volumeMounts") or []), *app_mounts]
+    sidecar = c.sidecar_container(
+        c.SidecarSpec(
+            image=settings.image,
+            config_path=config_path,
+            native=native,
+            resources=_resources(wanted, settings),
+            mounts=mounts,
+            app_container=str(apps[0].get("name", "app")) if apps else "app",
+        )
+    )
+    init = [c.init_container(settings.image, wanted.capture)] if wanted.capture != "none" else []
+    existing_init = list(spec.get("initContainers") or [])
+    if native:
+        spec["initContainers"] = [*init, sidecar, *existing_init]
+    else:
+        if init or existing_init:
+            spec["initContainers"] = [*init, *existing_init]
+        spec["containers"] = [sidecar, *apps]
+    spec["volumes"] = [*(spec.get("volumes") or []), *volumes]
+    pod.setdefault("metadata", {})["annotations"] = annotations
+
+
+def _resources(wanted: PodAnnotations, settings: InjectSettings) -> dict[str, dict[str, str]]:
+    requests = {
+        "cpu": wanted.cpu_request or settings.cpu_request,
+        "memory": wanted.memory_request or settings.memory_request,
+    }
+    limits = {
+        key: value
+        for key, value in (
+            ("cpu", wanted.cpu_limit or settings.cpu_limit),
+            ("memory", wanted.memory_limit or settings.memory_limit),
+        )
+        if value is not None
+    }
+    return {"requests": requests, "limits": limits} if limits else {"requests": requests}

@@ -1,0 +1,77 @@
+"""The ``pillion.yaml`` generated from a pod's annotations, for pods without a
+``pillion.dev/config`` ConfigMap. No I/O.
+
+The text goes into the pod's ``pillion.dev/generated-config`` annotation and reaches
+Pillion as a file through the Downward API volume (``/etc/podinfo/pillion.yaml``):
+a real file, so ``pillion run -c`` needs no special mode, and the whole
+configuration is visible with ``kubectl get pod -o yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from pillion.kube.annotations import PodAnnotations
+
+__all__ = ["AppMetrics", "generated_config"]
+
+SECRETS_DIR = "/secrets"
+DATA_DIR = "/var/lib/pillion"
+
+
+@dataclass(frozen=True)
+class AppMetrics:
+    """Where the app's own Prometheus endpoint was, before the annotations moved to Pillion."""
+
+    port: int
+    path: str
+
+
+def generated_config(
+    wanted: PodAnnotations,
+    app_port: int,
+    app_metrics: AppMetrics | None,
+    vault_address: str,
+    vault_role: str,
+) -> str:
+    """The YAML text of ``pillion.yaml`` for these annotations."""
+    config: dict[str, Any] = {"app": {"port": app_port}}
+    if wanted.log_level is not None:
+        config["telemetry"] = {"log_level": wanted.log_level}
+    if wanted.secrets:
+        config["secrets"] = {
+            "vault": {
+                "address": vault_address,
+                "auth": {"method": "kubernetes", "role": vault_role},
+            },
+            "sources": [{"name": s.name, "type": "kv", "path": s.path} for s in wanted.secrets],
+            "templates": [
+                {"name": s.name, "destination": f"{SECRETS_DIR}/{s.name}", "template": s.template}
+                if s.template is not None
+                else {
+                    "name": s.name,
+                    "destination": f"{SECRETS_DIR}/{s.name}",
+                    "format": "json",
+                    "source": s.name,
+                }
+                for s in wanted.secrets
+            ],
+        }
+    if wanted.logs is not None:
+        config["logs"] = {
+            "inputs": [{"name": "app", "paths": [wanted.logs]}],
+            "outputs": [{"name": "stdout", "type": "stdout"}],
+            "checkpoints": f"{DATA_DIR}/logs.db",
+            "disk_buffer": None,
+            "kubernetes": {
+                "labels_file": "/etc/podinfo/labels",
+                "annotations_file": "/etc/podinfo/annotations",
+            },
+        }
+    if app_metrics is not None:
+        url = f"http://127.0.0.1:{app_metrics.port}{app_metrics.path}"
+        config["exporters"] = {"merge_app": {"url": url}}
+    return yaml.safe_dump(config, sort_keys=False)

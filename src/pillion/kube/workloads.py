@@ -1,0 +1,95 @@
+"""Injection into manifests: the pod template of each workload kind, and ``List``s.
+No I/O (``pillion inject`` reads and prints; this only transforms documents).
+
+Offline injection is explicit: the namespace is taken as enabled (as with
+``istioctl kube-inject``), so only a pod's own ``pillion.dev/inject: "false"``,
+a protected namespace or an invalid annotation leaves it alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pillion.kube.inject import Decision, InjectSettings, inject_pod
+
+__all__ = ["OFFLINE_NAMESPACE_LABELS", "Injected", "inject_documents", "inject_manifest"]
+
+OFFLINE_NAMESPACE_LABELS: Mapping[str, str] = {"pillion.dev/inject": "enabled"}
+
+# Where each kind keeps its pod template (a Pod is its own template).
+TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
+    "Pod": (),
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "ReplicationController": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+@dataclass(frozen=True)
+class Injected:
+    """One pod template's outcome: ``where`` names it, e.g. ``Deployment default/web``."""
+
+    where: str
+    decision: Decision
+
+
+def inject_manifest(
+    document: Mapping[str, Any],
+    settings: InjectSettings,
+    namespace_labels: Mapping[str, str] | None = OFFLINE_NAMESPACE_LABELS,
+) -> tuple[dict[str, Any], list[Injected]]:
+    """The document with every pod template in it injected (items of a ``List``
+    too), and the decision for each; other kinds come back unchanged."""
+    result: dict[str, Any] = copy.deepcopy(dict(document))
+    kind = result.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(result.get("items"), list):
+        outcomes: list[Injected] = []
+        items = []
+        for item in result["items"]:
+            if isinstance(item, Mapping):
+                injected, found = inject_manifest(item, settings, namespace_labels)
+                items.append(injected)
+                outcomes += found
+            else:
+                items.append(item)
+        result["items"] = items
+        return result, outcomes
+    path = TEMPLATE_PATHS.get(kind) if isinstance(kind, str) else None
+    if path is None:
+        return result, []
+    metadata = result.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "default")
+    where = f"{kind} {namespace}/{metadata.get('name', '')}"
+    parent: Any = result
+    for key in path[:-1]:
+        parent = parent.get(key) if isinstance(parent, Mapping) else None
+    template = parent.get(path[-1]) if path and isinstance(parent, Mapping) else result
+    if not isinstance(template, Mapping):
+        return result, []
+    decision = inject_pod(template, settings, namespace, namespace_labels)
+    if path:
+        parent[path[-1]] = decision.pod
+        return result, [Injected(where, decision)]
+    return decision.pod, [Injected(where, decision)]
+
+
+def inject_documents(
+    documents: Iterable[Mapping[str, Any]],
+    settings: InjectSettings,
+    namespace_labels: Mapping[str, str] | None = OFFLINE_NAMESPACE_LABELS,
+) -> tuple[list[dict[str, Any]], list[Injected]]:
+    """``inject_manifest`` over a multi-document stream, in order."""
+    results: list[dict[str, Any]] = []
+    outcomes: list[Injected] = []
+    for document in documents:
+        injected, found = inject_manifest(document, settings, namespace_labels)
+        results.append(injected)
+        outcomes += found
+    return results, outcomes

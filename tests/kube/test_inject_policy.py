@@ -1,0 +1,173 @@
+"""The injector's policy: who is injected, who is not and why, and idempotence."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from pillion.kube.inject import Decision, InjectSettings, inject_pod
+
+SETTINGS = InjectSettings()
+ENABLED = {"pillion.dev/inject": "enabled"}
+
+
+def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "annotations": dict(annotations or {})},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}], **spec},
+    }
+
+
+def status(decision: Decision) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(
+        decision.pod["metadata"]["annotations"]["pillion.dev/status"]
+    )
+    return loaded
+
+
+def names(decision: Decision, key: str) -> list[str]:
+    return [c["name"] for c in decision.pod["spec"].get(key, [])]
+
+
+def test_namespace_label_enables() -> None:
+    decision = inject_pod(pod(), SETTINGS, "shop", ENABLED)
+    assert decision.injected
+    assert decision.reason == "injected"
+    assert status(decision) == {"injected": True, "reason": "injected", "version": "0.1.0"}
+
+
+def test_namespace_not_enabled() -> None:
+    decision = inject_pod(pod(), SETTINGS, "shop")
+    assert not decision.injected
+    assert decision.reason == "namespace not enabled"
+    assert status(decision)["injected"] is False
+    assert names(decision, "containers") == ["app"]
+
+
+def test_default_inject_setting() -> None:
+    assert inject_pod(pod(), InjectSettings(default_inject=True), "shop").injected
+
+
+def test_namespace_label_disabled() -> None:
+    decision = inject_pod(pod(), InjectSettings(default_inject=True), "shop",
+                          {"pillion.dev/inject": "disabled"})  # fmt: skip
+    assert decision.reason == "namespace label pillion.dev/inject=disabled"
+
+
+@pytest.mark.parametrize(("value", "injected"), [("true", True), ("True", True), ("false", False)])
+def test_pod_annotation_wins(value: str, injected: bool) -> None:
+    labels = {} if injected else ENABLED
+    decision = inject_pod(pod({"pillion.dev/inject": value}), SETTINGS, "shop", labels)
+    assert decision.injected is injected
+    if not injected:
+        assert decision.reason == "annotation pillion.dev/inject=false"
+
+
+def test_vault_agent_inject_counts() -> None:
+    decision = inject_pod(pod({"vault.hashicorp.com/agent-inject": "true"}), SETTINGS, "shop")
+    assert decision.injected
+
+
+def test_bad_inject_value() -> None:
+    decision = inject_pod(pod({"pillion.dev/inject": "yes"}), SETTINGS, "shop")
+    assert not decision.injected
+    assert decision.reason.startswith("invalid annotation pillion.dev/inject:")
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "pillion-system"])
+def test_protected_namespaces(namespace: str) -> None:
+    decision = inject_pod(pod({"pillion.dev/inject": "true"}), SETTINGS, namespace, ENABLED)
+    assert not decision.injected
+    assert decision.reason == f"namespace {namespace}"
+
+
+def test_injector_namespace_is_the_settings_one() -> None:
+    settings = InjectSettings(injector_namespace="mesh")
+    assert inject_pod(pod(), settings, "pillion-system", ENABLED).injected
+    assert inject_pod(pod(), settings, "mesh", ENABLED).reason == "namespace mesh"
+
+
+def test_host_network_skipped_unless_forced() -> None:
+    decision = inject_pod(pod(hostNetwork=True), SETTINGS, "shop", ENABLED)
+    assert (decision.injected, decision.reason) == (False, "hostNetwork")
+    forced = InjectSettings(force_host_network=True)
+    assert inject_pod(pod(hostNetwork=True), forced, "shop", ENABLED).injected
+
+
+def test_idempotent() -> None:
+    first = inject_pod(pod({"pillion.dev/logs": "/var/log/a/*.log"}), SETTINGS, "shop", ENABLED)
+    second = inject_pod(first.pod, SETTINGS, "shop", ENABLED)
+    assert (second.injected, second.reason) == (False, "already injected")
+    assert second.pod == first.pod
+
+
+def test_skipped_pod_is_stable() -> None:
+    first = inject_pod(pod(), SETTINGS, "shop")
+    second = inject_pod(first.pod, SETTINGS, "shop")
+    assert second.pod == first.pod
+
+
+def test_a_skip_recorded_earlier_does_not_block_injection() -> None:
+    skipped = inject_pod(pod(), SETTINGS, "shop")
+    assert inject_pod(skipped.pod, SETTINGS, "shop", ENABLED).injected
+
+
+def test_input_never_mutated() -> None:
+    original = pod({"pillion.dev/secret-db": "secret/db", "pillion.dev/logs": "/var/log/a/x.log",
+                    "prometheus.io/scrape": "true", "pillion.dev/capture": "all"},
+                   initContainers=[{"name": "migrate", "image": "app:1"}],
+                   volumes=[{"name": "data", "emptyDir": {}}])  # fmt: skip
+    snapshot = copy.deepcopy(original)
+    assert inject_pod(original, SETTINGS, "shop", ENABLED).injected
+    assert original == snapshot
+
+
+def test_pod_without_metadata_or_annotations() -> None:
+    decision = inject_pod({"spec": {"containers": [{"name": "a", "image": "a"}]}},
+                          SETTINGS, "shop", ENABLED)  # fmt: skip
+    assert decision.injected
+
+
+@pytest.mark.parametrize(
+    ("extra", "annotations", "clash"),
+    [
+        ({"containers": [{"name": "pillion", "image": "x"}]}, {}, "container named pillion"),
+        ({"initContainers": [{"name": "pillion-init", "image": "x"}]},
+         {"pillion.dev/capture": "inbound"}, "container named pillion-init"),
+        ({"volumes": [{"name": "pillion-secrets", "emptyDir": {}}]},
+         {"pillion.dev/secret-db": "secret/db"}, "volume named pillion-secrets"),
+        ({"volumes": [{"name": "pillion-logs", "emptyDir": {}}]},
+         {"pillion.dev/logs": "/var/log/a/*.log"}, "volume named pillion-logs"),
+        ({"volumes": [{"name": "pillion-podinfo", "emptyDir": {}}]}, {},
+         "volume named pillion-podinfo"),
+        ({"volumes": [{"name": "pillion-config", "emptyDir": {}}]},
+         {"pillion.dev/config": "cm"}, "volume named pillion-config"),
+    ],
+)  # fmt: skip
+def test_name_clashes(extra: dict[str, Any], annotations: dict[str, str], clash: str) -> None:
+    base = pod(annotations)
+    base["spec"].update(extra)
+    if "containers" in extra:
+        base["spec"]["containers"].append({"name": "app", "image": "app:1"})
+    decision = inject_pod(base, SETTINGS, "shop", ENABLED)
+    assert not decision.injected
+    assert clash in decision.reason
+    assert decision.reason.startswith("name clash")
+
+
+def test_mount_path_clash() -> None:
+    base = pod({"pillion.dev/secret-db": "secret/db"})
+    base["spec"]["containers"][0]["volumeMounts"] = [{"name": "v", "mountPath": "/secrets"}]
+    base["spec"]["volumes"] = [{"name": "v", "emptyDir": {}}]
+    decision = inject_pod(base, SETTINGS, "shop", ENABLED)
+    assert decision.reason == "mount clash: container app already mounts /secrets"
+
+
+def test_our_names_only_clash_when_used() -> None:
+    base = pod(volumes=[{"name": "pillion-secrets", "emptyDir": {}}])
+    assert inject_pod(base, SETTINGS, "shop", ENABLED).injected
