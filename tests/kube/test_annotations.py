@@ -1,0 +1,171 @@
+"""Each annotation: its effect on the injected pod, and its malformed values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from pillion.config import PillionConfig
+from pillion.kube.annotations import InvalidAnnotation, SecretAnnotation, parse_annotations
+from pillion.kube.inject import InjectSettings, inject_pod
+
+ENABLED = {"pillion.dev/inject": "enabled"}
+
+
+def injected(annotations: dict[str, str], **settings: Any) -> dict[str, Any]:
+    spec = {"serviceAccountName": "web", "containers": [{"name": "app", "image": "a"}]}
+    pod = {"metadata": {"name": "p", "annotations": annotations}, "spec": spec}
+    decision = inject_pod(pod, InjectSettings(**settings), "shop", ENABLED)
+    assert decision.injected, decision.reason
+    return decision.pod
+
+
+def sidecar(pod: dict[str, Any]) -> dict[str, Any]:
+    every = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    found: dict[str, Any] = next(c for c in every if c["name"] == "pillion")
+    return found
+
+
+def config(pod: dict[str, Any]) -> PillionConfig:
+    text = pod["metadata"]["annotations"]["pillion.dev/generated-config"]
+    return PillionConfig.model_validate(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize(
+    ("annotations", "key"),
+    [
+        ({"pillion.dev/app-port": "abc"}, "pillion.dev/app-port"),
+        ({"pillion.dev/app-port": "70000"}, "pillion.dev/app-port"),
+        ({"pillion.dev/app-port": "0"}, "pillion.dev/app-port"),
+        ({"pillion.dev/capture": "outbound"}, "pillion.dev/capture"),
+        ({"pillion.dev/native-sidecar": "maybe"}, "pillion.dev/native-sidecar"),
+        ({"pillion.dev/cpu-request": "lots"}, "pillion.dev/cpu-request"),
+        ({"pillion.dev/memory-limit": "-1Gi"}, "pillion.dev/memory-limit"),
+        ({"pillion.dev/log-level": "trace"}, "pillion.dev/log-level"),
+        ({"pillion.dev/logs": "relative/*.log"}, "pillion.dev/logs"),
+        ({"pillion.dev/config": "Not_A_Name"}, "pillion.dev/config"),
+        ({"pillion.dev/secret-Bad": "secret/x"}, "pillion.dev/secret-Bad"),
+        ({"pillion.dev/secret-template-db": "x"}, "pillion.dev/secret-template-db"),
+    ],
+)
+def test_malformed(annotations: dict[str, str], key: str) -> None:
+    with pytest.raises(InvalidAnnotation) as caught:
+        parse_annotations(annotations)
+    assert caught.value.key == key
+    pod = {"metadata": {"annotations": annotations}, "spec": {"containers": []}}
+    decision = inject_pod(pod, InjectSettings(), "shop", ENABLED)
+    assert not decision.injected
+    assert decision.reason.startswith(f"invalid annotation {key}: ")
+
+
+def test_defaults() -> None:
+    pod = injected({})
+    container = sidecar(pod)
+    assert pod["spec"]["initContainers"][0] is container or container["restartPolicy"] == "Always"
+    assert container["args"] == ["run", "-c", "/etc/podinfo/pillion.yaml"]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz/started", "port": 15020}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz/live"
+    security = container["securityContext"]
+    assert security["runAsUser"] == 1337
+    assert security["runAsNonRoot"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {e["name"] for e in container["env"]} == {
+        "POD_NAME", "POD_NAMESPACE", "NODE_NAME", "CONTAINER_NAME"}  # fmt: skip
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "15020"
+    assert config(pod).app.port == 8080
+    assert all(c["name"] != "pillion-init" for c in pod["spec"]["initContainers"])
+
+
+def test_classic_mode() -> None:
+    pod = injected({"pillion.dev/native-sidecar": "false"})
+    assert pod["spec"]["containers"][0]["name"] == "pillion"
+    assert pod["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"] == [
+        "pillion", "wait-started"]  # fmt: skip
+    assert "initContainers" not in pod["spec"]
+    native = injected({"pillion.dev/native-sidecar": "true"}, native_sidecar=False)
+    assert native["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+
+
+def test_config_map() -> None:
+    pod = injected({"pillion.dev/config": "web-pillion"})
+    assert sidecar(pod)["args"] == ["run", "-c", "/etc/pillion/pillion.yaml"]
+    assert {"name": "pillion-config", "configMap": {"name": "web-pillion"}} in pod["spec"][
+        "volumes"
+    ]
+    assert "pillion.dev/generated-config" not in pod["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("capture", ["inbound", "all"])
+def test_capture(capture: str) -> None:
+    init = injected({"pillion.dev/capture": capture})["spec"]["initContainers"][0]
+    assert init["name"] == "pillion-init"
+    assert init["args"][:3] == ["iptables", "--capture", capture]
+    assert init["securityContext"]["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"],
+                                                       "drop": ["ALL"]}  # fmt: skip
+    assert init["securityContext"]["runAsUser"] == 0
+
+
+def test_secrets_and_vault_k8s_spelling() -> None:
+    pod = injected({
+        "vault.hashicorp.com/agent-inject-secret-db": "secret/data/db",
+        "vault.hashicorp.com/agent-inject-template-db": "{{ secrets.db.password }}",
+        "vault.hashicorp.com/role": "billing",
+        "pillion.dev/secret-api": "secret/data/api",
+    })  # fmt: skip
+    assert parse_annotations(pod["metadata"]["annotations"]).secrets == (
+        SecretAnnotation("api", "secret/data/api"),
+        SecretAnnotation("db", "secret/data/db", "{{ secrets.db.password }}"),
+    )
+    secrets = config(pod).secrets
+    assert secrets is not None
+    assert secrets.vault is not None
+    assert secrets.vault.auth.role == "billing"
+    assert [t.destination for t in secrets.templates] == ["/secrets/api", "/secrets/db"]
+    assert {"name": "pillion-secrets", "emptyDir": {"medium": "Memory"}} in pod["spec"]["volumes"]
+    assert {"name": "pillion-secrets", "mountPath": "/secrets", "readOnly": True} in (
+        pod["spec"]["containers"][0]["volumeMounts"])  # fmt: skip
+
+
+def test_vault_role_defaults_to_service_account() -> None:
+    secrets = config(injected({"pillion.dev/secret-db": "secret/db"})).secrets
+    assert secrets is not None
+    assert secrets.vault is not None
+    assert secrets.vault.auth.role == "web"
+
+
+def test_logs() -> None:
+    pod = injected({"pillion.dev/logs": "/var/log/app/**/*.log"})
+    app_mounts = pod["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "pillion-logs", "mountPath": "/var/log/app"} in app_mounts
+    assert any(m["name"] == "pillion-logs" for m in sidecar(pod)["volumeMounts"])
+    logs = config(pod).logs
+    assert logs is not None
+    assert logs.inputs[0].paths == ["/var/log/app/**/*.log"]
+
+
+def test_resources_and_log_level() -> None:
+    pod = injected({"pillion.dev/cpu-request": "50m", "pillion.dev/memory-request": "32Mi",
+                    "pillion.dev/cpu-limit": "1", "pillion.dev/memory-limit": "1Gi",
+                    "pillion.dev/log-level": "debug", "pillion.dev/app-port": "9000"})  # fmt: skip
+    assert sidecar(pod)["resources"] == {"requests": {"cpu": "50m", "memory": "32Mi"},
+                                         "limits": {"cpu": "1", "memory": "1Gi"}}  # fmt: skip
+    assert config(pod).telemetry.log_level == "debug"
+    assert config(pod).app.port == 9000
+
+
+def test_prometheus_originals_kept_and_merged() -> None:
+    pod = injected({"prometheus.io/scrape": "true", "prometheus.io/port": "9090",
+                    "prometheus.io/path": "/stats"})  # fmt: skip
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["pillion.dev/original-prometheus-port"] == "9090"
+    assert annotations["pillion.dev/original-prometheus-path"] == "/stats"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    exporters = config(pod).exporters
+    assert exporters is not None
+    assert exporters.merge_app is not None
+    assert exporters.merge_app.url == "http://127.0.0.1:9090/stats"
