@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql
 
-.PHONY: demo test check docs system-deps bench-proxy bench-logs bench-exporters clean
+.PHONY: demo test check docs system-deps bench-proxy bench-logs bench-webhook bench-exporters clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -43,6 +43,10 @@ bench-proxy: $(VENV)/.installed
 bench-logs: $(VENV)/.installed
 	@scripts/install-system-packages.sh rsyslog
 	$(BIN)/python bench/logs_bench.py $(ARGS)
+
+# The injection webhook: AdmissionReview round trips over HTTPS at 200/s.
+bench-webhook: $(VENV)/.installed
+	$(BIN)/python bench/webhook_bench.py $(ARGS)
 
 # Pillion's StatsD exporter: ingestion at saturation, RSS and /metrics render time with
 # 10k series (see bench/README.md). No peer: Debian 12 has no prometheus-statsd-exporter.

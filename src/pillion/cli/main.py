@@ -11,6 +11,7 @@ import click
 from pillion import __version__
 from pillion.cli.certs import certs
 from pillion.cli.kube import inject
+from pillion.cli.kubeserve import install, webhook
 from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
 from pillion.config.reference import json_schema, markdown_reference
 from pillion.demo.runner import DemoPorts, run_demo
@@ -39,6 +40,8 @@ def cli() -> None:
 
 cli.add_command(certs)
 cli.add_command(inject)
+cli.add_command(webhook)
+cli.add_command(install)
 
 
 @cli.command()
