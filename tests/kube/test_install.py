@@ -80,3 +80,24 @@ def test_the_ca_bundle_signs_the_serving_certificate(tmp_path: Path) -> None:
     annotations = with_cm["MutatingWebhookConfiguration"]["metadata"]["annotations"]
     assert annotations == {"cert-manager.io/inject-ca-from": "pillion-system/pillion-webhook"}
     assert "Secret" not in with_cm
+
+
+def test_wait_started_holds_until_the_sidecar_has_started(tmp_path: Path) -> None:
+    """Classic mode's postStart hold: exit 0 once /healthz/started passes, 1 at its
+    timeout when nothing answers."""
+    from tests.helpers import free_port, running_pillion
+
+    nobody = subprocess.run(
+        [sys.executable, "-m", "pillion", "wait-started", "--status",
+         f"127.0.0.1:{free_port()}", "--timeout", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert nobody.returncode == 1
+    assert "did not pass" in nobody.stderr
+    with running_pillion(tmp_path, "") as pillion:
+        waited = subprocess.run(
+            [sys.executable, "-m", "pillion", "wait-started", "--status",
+             f"127.0.0.1:{pillion.status_port}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert waited.returncode == 0, waited.stderr

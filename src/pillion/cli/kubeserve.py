@@ -10,7 +10,7 @@ import yaml
 
 from pillion.config.types import ListenAddress
 
-__all__ = ["install", "webhook"]
+__all__ = ["install", "wait_started", "webhook"]
 
 
 @click.command()
@@ -80,3 +80,29 @@ def install(
     policy: Literal["Ignore", "Fail"] = "Fail" if failure_policy == "Fail" else "Ignore"
     settings = InstallSettings(namespace, image, policy, cert_manager, replicas)
     click.echo(yaml.safe_dump_all(manifests(settings), sort_keys=False), nl=False)
+
+
+@click.command(name="wait-started")
+@click.option(
+    "--status", default="127.0.0.1:15020", show_default=True, help="Pillion's status address."
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds before exit 1.")
+def wait_started(status: str, timeout: float) -> None:
+    """Wait until Pillion's /healthz/started passes (classic mode's postStart hold,
+    so the app container starts after the sidecar is up)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    url = f"http://{status}/healthz/started"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    click.echo(f"error: {url} did not pass in {timeout:g}s", err=True)
+    sys.exit(1)

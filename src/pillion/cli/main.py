@@ -11,7 +11,7 @@ import click
 from pillion import __version__
 from pillion.cli.certs import certs
 from pillion.cli.kube import inject
-from pillion.cli.kubeserve import install, webhook
+from pillion.cli.kubeserve import install, wait_started, webhook
 from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
 from pillion.config.reference import json_schema, markdown_reference
 from pillion.demo.runner import DemoPorts, run_demo
@@ -42,6 +42,7 @@ cli.add_command(certs)
 cli.add_command(inject)
 cli.add_command(webhook)
 cli.add_command(install)
+cli.add_command(wait_started)
 
 
 @cli.command()
