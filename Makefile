@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # Debian packages the tests use: promtool (from prometheus) checks /metrics,
 # curl is the client the demo tour prints, postgresql is the database OpenBao
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
-SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql
+SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables
 
 .PHONY: demo test check docs system-deps bench-proxy bench-logs bench-webhook bench-exporters clean
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from pillion import __version__
+from pillion.cli.capture import iptables
 from pillion.cli.certs import certs
 from pillion.cli.kube import inject
 from pillion.cli.kubeserve import install, wait_started, webhook
@@ -43,6 +44,7 @@ cli.add_command(inject)
 cli.add_command(webhook)
 cli.add_command(install)
 cli.add_command(wait_started)
+cli.add_command(iptables)
 
 
 @cli.command()
