@@ -21,9 +21,9 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from pillion.components import Component
 from pillion.config import PillionConfig
 from pillion.config.exporters import MergeAppConfig
+from pillion.exporters.scraping import ScrapingComponent
 from pillion.telemetry import Metrics
 
 __all__ = ["AppMetricsComponent", "merged_families"]
@@ -95,44 +95,29 @@ class _Collector:
         yield from self.families
 
 
-class AppMetricsComponent(Component):
-    kind = "traffic"
-
+class AppMetricsComponent(ScrapingComponent):
     def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
         assert config.exporters is not None
         assert config.exporters.merge_app is not None
-        self.name = "app-metrics"
+        self.app_collector = _Collector()
+        super().__init__("app-metrics", metrics, self.app_collector)
         self.config: MergeAppConfig = config.exporters.merge_app
-        self.metrics = metrics
         self.families = metrics.family("app-metrics", AppMetricsFamilies)
         self.reserved: set[str] = set()  # names an exporter defines
         for target in config.exporters.json:
             self.reserved |= {m.name for m in target.metrics}
         for source in config.exporters.from_logs:
             self.reserved |= {m.name for m in source.metrics}
-        self.collector = _Collector()
-        self._session: aiohttp.ClientSession | None = None
         self._problem = ""
-        self._started = False
 
-    @property
-    def started(self) -> bool:
-        return self._started
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(trust_env=False)
-        self.metrics.add_collector(self.collector)
-        self.metrics.add_scrape_hook(self._fetch)
-        self._started = True
-
-    async def _fetch(self) -> None:
-        assert self._session is not None
+    async def before_scrape(self) -> None:
+        assert self.session is not None
         config = self.config
         started = time.perf_counter()
         reason = problem = ""
         families: list[Metric] = []
         try:
-            async with asyncio.timeout(config.timeout), self._session.get(config.url) as answer:
+            async with asyncio.timeout(config.timeout), self.session.get(config.url) as answer:
                 raw = await answer.content.read(MAX_BODY + 1)
                 text = raw.decode("utf-8", "replace")
                 if len(raw) > MAX_BODY:
@@ -150,21 +135,10 @@ class AppMetricsComponent(Component):
         except (aiohttp.ClientError, OSError) as exc:
             reason, problem = "unreachable", f"{type(exc).__name__}: {exc}"
         self.families.duration.set(time.perf_counter() - started)
-        self.collector.families = families
+        self.app_collector.families = families
         self.families.up.set(0 if reason else 1)
         if reason:
             self.families.errors.labels(reason).inc()
             if problem != self._problem:
                 log.warning("the app's metrics are left out", extra={"error": problem[:300]})
         self._problem = problem
-
-    async def drain(self, deadline: float) -> None:
-        _ = deadline
-
-    async def close(self) -> None:
-        self.metrics.remove_scrape_hook(self._fetch)
-        self.metrics.remove_collector(self.collector)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._started = False

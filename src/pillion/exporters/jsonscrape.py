@@ -21,10 +21,10 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from pillion.components import Component, cancel_and_wait
 from pillion.config import PillionConfig
 from pillion.config.exporters import JsonExporterConfig
 from pillion.exporters.jsonvalues import extract
+from pillion.exporters.scraping import ScrapingComponent
 from pillion.telemetry import Metrics
 
 __all__ = ["JsonExporterComponent"]
@@ -130,53 +130,26 @@ class _Collector:
             yield from target.families
 
 
-class JsonExporterComponent(Component):
-    kind = "traffic"
-
+class JsonExporterComponent(ScrapingComponent):
     def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
         assert config.exporters is not None
-        self.name = "json-exporter"
-        self.metrics = metrics
         families = metrics.family("json-exporter", JsonFamilies)
         self.targets = [_Target(target, families) for target in config.exporters.json]
-        self.collector = _Collector(self.targets)
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._started = False
+        super().__init__("json-exporter", metrics, _Collector(self.targets))
 
-    @property
-    def started(self) -> bool:
-        return self._started
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(trust_env=False)
-        self.metrics.add_collector(self.collector)
-        self.metrics.add_scrape_hook(self._before_scrape)
+    def start_tasks(self) -> None:
         for target in self.targets:
             if target.config.interval is not None:
-                self._tasks.append(asyncio.create_task(self._every(target)))
-        self._started = True
+                self.tasks.append(asyncio.create_task(self._every(target)))
 
-    async def _before_scrape(self) -> None:
-        assert self._session is not None
-        await asyncio.gather(*(target.fetch(self._session) for target in self.targets
+    async def before_scrape(self) -> None:
+        assert self.session is not None
+        await asyncio.gather(*(target.fetch(self.session) for target in self.targets
                                if target.config.interval is None))  # fmt: skip
 
     async def _every(self, target: _Target) -> None:
-        assert self._session is not None
+        assert self.session is not None
         assert target.config.interval is not None
         while True:
-            await target.fetch(self._session)
+            await target.fetch(self.session)
             await asyncio.sleep(target.config.interval)
-
-    async def drain(self, deadline: float) -> None:
-        _ = deadline
-
-    async def close(self) -> None:
-        self.metrics.remove_scrape_hook(self._before_scrape)
-        self.metrics.remove_collector(self.collector)
-        await cancel_and_wait(self._tasks)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._started = False
