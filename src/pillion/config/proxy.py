@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from pillion.config.types import Listen, ListenAddress
+from pillion.config.types import Listen, ListenAddress, Port
 from pillion.config.units import Duration, Size
 
 __all__ = [
@@ -828,6 +828,52 @@ class ClusterConfig(_Section):
     )
 
 
+# Ports whose protocols speak first from the server, or whose first bytes may look
+# like HTTP (linkerd's default opaque ports): SMTP, MySQL, Galera, PostgreSQL, Redis,
+# Elasticsearch transport, memcached.
+DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]
+
+
+class OriginalDestinationConfig(_Section):
+    """Connections the app made to anywhere, redirected here by ``pillion iptables
+    --mode all``: each goes where the app sent it (``SO_ORIGINAL_DST``)."""
+
+    opaque_ports: list[Port] = Field(
+        default_factory=lambda: list(DEFAULT_OPAQUE_PORTS),
+        description="Destination ports passed through as bytes, without waiting for "
+        "the client to speak: protocols where the server speaks first, or whose first "
+        "bytes could pass for HTTP. Default: 25, 587, 3306, 4444, 5432, 6379, 9300, "
+        "11211 (linkerd's list).",
+    )
+    detect_timeout: Duration = Field(
+        1.0,
+        description="How long to wait for a connection's first bytes to tell HTTP from "
+        "anything else; a connection still silent then is passed through as bytes (a "
+        "server-first protocol on a port missing from `opaque_ports` is delayed this "
+        "long). Default 1s.",
+    )
+    connect_timeout: Duration = Field(
+        2.0, description="Longest time to connect to the original destination. Default 2s."
+    )
+    request_timeout: Duration = Field(
+        0.0,
+        description="Longest time for an HTTP request to the original destination, "
+        "from its headers to the end of the response (then 504, flag UT). Default 0: "
+        "none, as without Pillion (long polls and streams to unknown services keep working).",
+    )
+    idle_timeout: Duration = Field(
+        3600.0,
+        description="A passed-through connection with no byte either way for this long "
+        "is closed. Default 1h, as for `tcp` listeners.",
+    )
+    max_destinations: int = Field(
+        1024,
+        ge=1,
+        description="Most destinations with a keep-alive pool at once; past it, the "
+        "least recently added pool is retired. Default 1024.",
+    )
+
+
 class OutboundListenerConfig(_Section):
     """An outbound listener: the app calls it, Pillion forwards to a cluster."""
 
@@ -852,6 +898,13 @@ class OutboundListenerConfig(_Section):
         default_factory=list,
         description="Routes, first match wins (each naming a cluster or answering "
         "directly). Default: none, the cluster comes from `cluster` or the host.",
+    )
+    original_destination: OriginalDestinationConfig | None = Field(
+        None,
+        description="Accept connections redirected by traffic capture (`pillion "
+        "iptables --mode all`): HTTP requests no route or cluster claims go to where "
+        "the app sent them, and connections that are not HTTP are passed through as "
+        "bytes. Default: off (connections reach this listener only by being called).",
     )
 
 

@@ -46,6 +46,7 @@ class SidecarSpec:
     resources: dict[str, dict[str, str]]
     mounts: list[dict[str, Any]]
     app_container: str
+    group: int = PROXY_UID  # the app's group when the secrets are shared through it
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def sidecar_container(spec: SidecarSpec) -> dict[str, Any]:
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": PROXY_UID,
-            "runAsGroup": PROXY_UID,
+            "runAsGroup": spec.group,
             "readOnlyRootFilesystem": True,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},

@@ -30,7 +30,13 @@ from pillion.kube.annotations import (
     parse_inject,
 )
 from pillion.kube.jsonpatch import json_patch
-from pillion.kube.sidecarconfig import DATA_DIR, SECRETS_DIR, AppMetrics, generated_config
+from pillion.kube.sidecarconfig import (
+    DATA_DIR,
+    SECRETS_DIR,
+    AppMetrics,
+    SecretAccess,
+    generated_config,
+)
 
 __all__ = ["Decision", "InjectSettings", "InvalidAnnotation", "inject_pod", "json_patch"]
 
@@ -180,6 +186,22 @@ def _app_metrics(annotations: dict[str, str], app_port: int) -> AppMetrics | Non
     return AppMetrics(chosen, path if path.startswith("/") else "/" + path)
 
 
+def _secret_access(spec: dict[str, Any]) -> tuple[SecretAccess, int]:
+    """The group that may read the rendered secrets, and the group Pillion runs as:
+    the pod's ``fsGroup`` (every container has it); else the first app container's
+    ``runAsGroup``, which Pillion then shares; else none (files 0444). Never gid 0."""
+    pod_context = spec.get("securityContext") or {}
+    fs_group = pod_context.get("fsGroup")
+    if isinstance(fs_group, int) and fs_group > 0:
+        return SecretAccess(fs_group), c.PROXY_UID
+    apps = spec.get("containers") or [{}]
+    own = (apps[0].get("securityContext") or {}).get("runAsGroup")
+    group = own if own is not None else pod_context.get("runAsGroup")
+    if isinstance(group, int) and group > 0:
+        return SecretAccess(group), group
+    return SecretAccess(None), c.PROXY_UID
+
+
 def _inject(
     pod: dict[str, Any],
     annotations: dict[str, str],
@@ -193,6 +215,7 @@ def _inject(
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = [{"name": c.PODINFO_VOLUME, "mountPath": c.PODINFO_DIR}]
     app_mounts: list[dict[str, Any]] = []
+    access, sidecar_group = _secret_access(spec)
     if wanted.config_map:
         config_path = f"{c.CONFIG_DIR}/pillion.yaml"
         volumes.append({"name": c.CONFIG_VOLUME, "configMap": {"name": wanted.config_map}})
@@ -206,6 +229,7 @@ def _inject(
             app_metrics,
             wanted.vault_address or settings.vault_address,
             role or "default",
+            access,
         )
     volumes.append(c.podinfo_volume(generated=not wanted.config_map))
     if wanted.secrets:
@@ -230,6 +254,7 @@ def _inject(
             resources=_resources(wanted, settings),
             mounts=mounts,
             app_container=str(apps[0].get("name", "app")) if apps else "app",
+            group=sidecar_group,
         )
     )
     init = [c.init_container(settings.image, wanted.capture)] if wanted.capture != "none" else []

@@ -16,7 +16,7 @@ import yaml
 
 from pillion.kube.annotations import PodAnnotations
 
-__all__ = ["AppMetrics", "generated_config"]
+__all__ = ["AppMetrics", "SecretAccess", "generated_config"]
 
 SECRETS_DIR = "/secrets"
 DATA_DIR = "/var/lib/pillion"
@@ -30,15 +30,35 @@ class AppMetrics:
     path: str
 
 
+@dataclass(frozen=True)
+class SecretAccess:
+    """Who may read the rendered secret files besides Pillion: a group (the pod's
+    ``fsGroup``, or the app's ``runAsGroup``, which Pillion then runs as), files
+    0440; or, when the pod names no group, anyone in the pod, files 0444."""
+
+    group: int | None
+
+    @property
+    def mode(self) -> str:
+        return "0440" if self.group is not None else "0444"
+
+
 def generated_config(
     wanted: PodAnnotations,
     app_port: int,
     app_metrics: AppMetrics | None,
     vault_address: str,
     vault_role: str,
+    access: SecretAccess = SecretAccess(None),
 ) -> str:
     """The YAML text of ``pillion.yaml`` for these annotations."""
     config: dict[str, Any] = {"app": {"port": app_port}}
+    if wanted.capture != "none":
+        # inbound on 0.0.0.0:15006, where pillion-init redirects the pod's inbound TCP
+        proxy: dict[str, Any] = {"inbound": [{"name": "inbound"}]}
+        if wanted.capture == "all":
+            proxy["outbound"] = [{"name": "outbound", "original_destination": {}}]
+        config["proxy"] = proxy
     if wanted.log_level is not None:
         config["telemetry"] = {"log_level": wanted.log_level}
     if wanted.secrets:
@@ -49,13 +69,16 @@ def generated_config(
             },
             "sources": [{"name": s.name, "type": "kv", "path": s.path} for s in wanted.secrets],
             "templates": [
-                {"name": s.name, "destination": f"{SECRETS_DIR}/{s.name}", "template": s.template}
-                if s.template is not None
-                else {
+                {
                     "name": s.name,
                     "destination": f"{SECRETS_DIR}/{s.name}",
-                    "format": "json",
-                    "source": s.name,
+                    **(
+                        {"template": s.template}
+                        if s.template is not None
+                        else {"format": "json", "source": s.name}
+                    ),
+                    "mode": access.mode,
+                    **({"group": access.group} if access.group is not None else {}),
                 }
                 for s in wanted.secrets
             ],

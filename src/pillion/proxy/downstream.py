@@ -46,6 +46,7 @@ class DownstreamConnection(asyncio.Protocol):
         "draining",
         "identity",
         "listener",
+        "original",
         "parser",
         "queue",
         "receiving",
@@ -58,6 +59,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.parser = RequestParser(self, listener.parser_limits)
         self.client_ip = b"unknown"
         self.identity: bytes | None = None  # from the client certificate (TLS listeners)
+        self.original: tuple[str, int] | None = None  # where a captured connection was sent
         self.queue: deque[Exchange] = deque()
         self.receiving: Exchange | None = None
         self.closed = False

@@ -182,7 +182,7 @@ class Exchange:
             return
         if listener.rate_limit is not None and self._rate_limited(listener.rate_limit):
             return
-        target = listener.fixed_target or listener.route(self.head)
+        target = listener.fixed_target or listener.route(self.head, down)
         if target is None:
             self.flags = flags.NR
             self._local_reply(404, "no route for this request")

@@ -49,6 +49,7 @@ from pillion.proxy.retries import RetryBudget, RetryPolicy
 from pillion.proxy.routing import RouteTable, compile_match
 from pillion.proxy.tcp import TcpListener
 from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
+from pillion.proxy.transparent import CapturedConnection, OriginalDestinations
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
 from pillion.telemetry.tracecontext import trace_id
@@ -114,8 +115,12 @@ class HttpListener(Listening):
 
     fixed_target: Target | None = None  # every request goes here (no per-request choice)
 
-    def route(self, head: RequestHead) -> Target | None:
+    def route(self, head: RequestHead, down: DownstreamConnection) -> Target | None:
         raise NotImplementedError
+
+    def new_connection(self) -> asyncio.Protocol:
+        """The protocol of a connection just accepted (without TLS)."""
+        return DownstreamConnection(self)
 
     def use_tls(self, config: TlsConfig) -> None:
         """Terminate TLS with these certificates (loaded at ``start``)."""
@@ -148,7 +153,7 @@ class HttpListener(Listening):
             await self.listen(lambda: TlsHandshake(self))
             self._watcher = self.loop.create_task(watch_certificates(self, self._tls_reload))
         else:
-            await self.listen(lambda: DownstreamConnection(self))
+            await self.listen(self.new_connection)
         log.info(
             "listening",
             extra={"listener": self.name, "address": str(self.bound), "tls": tls is not None},
@@ -370,7 +375,7 @@ class InboundListener(HttpListener):
         self._routes = _route_table(config.routes, clusters, default, None)
         self.fixed_target = None if self._routes else default
 
-    def route(self, head: RequestHead) -> Target | None:
+    def route(self, head: RequestHead, down: DownstreamConnection) -> Target | None:
         if self._routes is None:
             return self.fixed_target
         found = self._routes.match(head.method, head.target, head.headers)
@@ -396,18 +401,41 @@ class OutboundListener(HttpListener):
         self._fixed = clusters[config.cluster] if config.cluster else None
         self._by_host = {name.encode(): cluster for name, cluster in clusters.items()}
         self._routes = _route_table(config.routes, clusters, None, self._fixed)
+        self.destinations = (
+            OriginalDestinations(self, config.original_destination, metrics)
+            if config.original_destination is not None
+            else None
+        )
 
-    def route(self, head: RequestHead) -> Target | None:
+    def new_connection(self) -> asyncio.Protocol:
+        if self.destinations is not None:
+            return CapturedConnection(self, self.destinations)
+        return DownstreamConnection(self)
+
+    def route(self, head: RequestHead, down: DownstreamConnection) -> Target | None:
+        """A route's target, else the cluster named by the host, else (for a
+        captured connection) the destination the app sent it to."""
         if self._routes is not None:
             found = self._routes.match(head.method, head.target, head.headers)
-            return found.resolve(head) if found is not None else None
-        if self._fixed is not None:
+            if found is not None:
+                return found.resolve(head)
+        elif self._fixed is not None:
             return self._fixed.target(head.host)
-        host = head.host.lower()
-        if not host.startswith(b"["):
-            host = host.rsplit(b":", 1)[0]
-        cluster = self._by_host.get(host)
-        return cluster.target(head.host) if cluster is not None else None
+        else:
+            host = head.host.lower()
+            if not host.startswith(b"["):
+                host = host.rsplit(b":", 1)[0]
+            cluster = self._by_host.get(host)
+            if cluster is not None:
+                return cluster.target(head.host)
+        if down.original is not None and self.destinations is not None:
+            return self.destinations.target(down.original)
+        return None
+
+    async def close(self) -> None:
+        await super().close()
+        if self.destinations is not None:
+            await self.destinations.close()
 
 
 class ProxyComponent(Component):

@@ -20,7 +20,7 @@ from pillion.config.proxy import TcpListenerConfig
 from pillion.proxy.listening import Listening
 from pillion.telemetry import Metrics
 
-__all__ = ["TcpListener"]
+__all__ = ["TcpClient", "TcpFamilies", "TcpListener", "TcpRelay"]
 
 log = logging.getLogger("pillion.proxy")
 
@@ -66,6 +66,25 @@ class TcpFamilies:
         )
 
 
+class TcpRelay(typing.Protocol):
+    """What a passthrough connection needs from whoever accepted it: its timeouts,
+    its counters, and the place it counts against (a TCP listener, or an outbound
+    listener passing a captured connection through)."""
+
+    name: str
+    loop: asyncio.AbstractEventLoop
+    connect_timeout: float
+    idle_timeout: float
+    accepted: Counter
+    received: Counter
+    sent: Counter
+    connect_errors: Counter
+
+    def connection_opened(self, connection: TcpClient) -> bool: ...
+
+    def connection_closed(self, connection: TcpClient) -> None: ...
+
+
 class TcpListener(Listening):
     def __init__(self, config: TcpListenerConfig, metrics: Metrics) -> None:
         families = metrics.family("tcp", TcpFamilies)
@@ -78,13 +97,15 @@ class TcpListener(Listening):
             families.rejected.labels(name),
         )
         self.config = config
+        self.connect_timeout = config.connect_timeout
+        self.idle_timeout = config.idle_timeout
         self.accepted = families.connections.labels(name)
         self.received = families.received.labels(name)
         self.sent = families.sent.labels(name)
         self.connect_errors = families.connect_errors.labels(name)
 
     async def start(self) -> None:
-        await self.listen(lambda: TcpClient(self))
+        await self.listen(lambda: TcpClient(self, self.config.upstream))
         where = {
             "listener": self.name,
             "address": str(self.bound),
@@ -96,8 +117,9 @@ class TcpListener(Listening):
 class TcpClient(asyncio.Protocol):
     """The client side of one passthrough connection."""
 
-    def __init__(self, listener: TcpListener) -> None:
+    def __init__(self, listener: TcpRelay, upstream: tuple[str, int]) -> None:
         self.listener = listener
+        self.upstream_address = upstream
         self.transport: asyncio.Transport | None = None
         self.upstream: TcpUpstream | None = None
         self.client_done = False  # the client sent EOF
@@ -123,9 +145,9 @@ class TcpClient(asyncio.Protocol):
 
     async def _connect(self) -> None:
         listener = self.listener
-        host, port = listener.config.upstream
+        host, port = self.upstream_address
         try:
-            async with asyncio.timeout(listener.config.connect_timeout):
+            async with asyncio.timeout(listener.connect_timeout):
                 _, upstream = await listener.loop.create_connection(
                     lambda: TcpUpstream(self), host, port
                 )
@@ -133,7 +155,11 @@ class TcpClient(asyncio.Protocol):
             listener.connect_errors.inc()
             log.info(
                 "upstream connect failed",
-                extra={"listener": listener.name, "error": type(exc).__name__},
+                extra={
+                    "listener": listener.name,
+                    "upstream": f"{host}:{port}",
+                    "error": type(exc).__name__,
+                },
             )
             self.close()
             return
@@ -142,7 +168,7 @@ class TcpClient(asyncio.Protocol):
             return
         self.upstream = upstream
         self.touch()
-        self._arm(listener.config.idle_timeout)
+        self._arm(listener.idle_timeout)
         if self._early and upstream.transport is not None:
             upstream.transport.write(b"".join(self._early))
             listener.received.inc(self._early_size)
@@ -209,7 +235,7 @@ class TcpClient(asyncio.Protocol):
         self._timer = self.listener.loop.call_later(delay, self._check_idle)
 
     def _check_idle(self) -> None:
-        idle = self.listener.config.idle_timeout
+        idle = self.listener.idle_timeout
         waited = self.listener.loop.time() - self.last_activity
         if waited >= idle:
             log.info("idle timeout", extra={"listener": self.listener.name})
