@@ -108,6 +108,53 @@ def test_capture(capture: str) -> None:
     assert init["securityContext"]["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"],
                                                        "drop": ["ALL"]}  # fmt: skip
     assert init["securityContext"]["runAsUser"] == 0
+    proxy = config(injected({"pillion.dev/capture": capture})).proxy
+    assert proxy is not None
+    assert [(listener.name, str(listener.listen)) for listener in proxy.inbound] == [
+        ("inbound", "0.0.0.0:15006")
+    ]
+    outbound = [(listener.name, str(listener.listen)) for listener in proxy.outbound]
+    assert outbound == ([("outbound", "127.0.0.1:15001")] if capture == "all" else [])
+    if capture == "all":
+        assert proxy.outbound[0].original_destination is not None
+
+
+def test_no_capture_no_proxy() -> None:
+    assert config(injected({})).proxy is None
+
+
+def _secret_files(pod_context: dict[str, Any], app_context: dict[str, Any]) -> tuple[Any, ...]:
+    spec = {
+        "securityContext": pod_context,
+        "containers": [{"name": "app", "image": "a", "securityContext": app_context}],
+    }
+    annotations = {"pillion.dev/secret-db": "secret/db"}
+    pod = {"metadata": {"name": "p", "annotations": annotations}, "spec": spec}
+    decision = inject_pod(pod, InjectSettings(), "shop", ENABLED)
+    secrets = config(decision.pod).secrets
+    assert secrets is not None
+    template = secrets.templates[0]
+    run_as_group = sidecar(decision.pod)["securityContext"]["runAsGroup"]
+    return oct(template.mode), template.group, run_as_group
+
+
+@pytest.mark.parametrize(
+    ("pod_context", "app_context", "expected"),
+    [
+        # fsGroup: every container has it as a supplementary group
+        ({"fsGroup": 2000, "runAsGroup": 3000}, {}, ("0o440", 2000, 1337)),
+        # the app's group: Pillion runs as it, so the files are created in it
+        ({"runAsGroup": 3000}, {}, ("0o440", 3000, 3000)),
+        ({"runAsGroup": 3000}, {"runAsGroup": 4000}, ("0o440", 4000, 4000)),
+        # no group known: readable by anyone in the pod (the volume is the pod's only)
+        ({}, {}, ("0o444", None, 1337)),
+        ({"runAsGroup": 0}, {}, ("0o444", None, 1337)),  # never root's group
+    ],
+)
+def test_secret_files_readable_by_the_app(
+    pod_context: dict[str, Any], app_context: dict[str, Any], expected: tuple[Any, ...]
+) -> None:
+    assert _secret_files(pod_context, app_context) == expected
 
 
 def test_secrets_and_vault_k8s_spelling() -> None:
