@@ -77,6 +77,7 @@ def test_all_mode_rules() -> None:
         "-A PILLION_REDIRECT -p tcp -j REDIRECT --to-ports 16001",
         "-A PILLION_OUTPUT -m owner --uid-owner 4242 -j RETURN",
         "-A PILLION_OUTPUT -d 127.0.0.0/8 -j RETURN",
+        "-A PILLION_OUTPUT -o lo -j RETURN",
         "-A PILLION_OUTPUT -d 10.0.0.0/8 -j RETURN",
         "-A PILLION_OUTPUT -d 192.168.0.0/16 -j RETURN",
         "-A PILLION_OUTPUT -j PILLION_REDIRECT",
@@ -90,6 +91,7 @@ def test_own_uid_and_loopback_return_before_the_redirect() -> None:
     redirect = rules.index("-A PILLION_OUTPUT -j PILLION_REDIRECT")
     assert rules.index("-A PILLION_OUTPUT -m owner --uid-owner 1337 -j RETURN") < redirect
     assert rules.index("-A PILLION_OUTPUT -d 127.0.0.0/8 -j RETURN") < redirect
+    assert rules.index("-A PILLION_OUTPUT -o lo -j RETURN") < redirect
 
 
 def test_exclusions_are_deduplicated_and_the_status_ports_always_excluded() -> None:

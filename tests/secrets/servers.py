@@ -21,14 +21,20 @@ import ssl
 import subprocess
 import sysconfig
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests import helpers
 from tests.helpers import free_port, http, wait_until
@@ -79,12 +85,13 @@ class OpenBao:
     port: int = field(default_factory=_free_port_pair)
     root_token: str = field(default_factory=lambda: f"root-{secrets.token_hex(12)}")
     tls: bool = False  # -dev-tls: HTTPS with a CA it makes (``ca_file``)
+    host: str = "127.0.0.1"  # or the address of a veth to a network namespace of a test's
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     paused: bool = field(default=False, init=False)
 
     @property
     def address(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -113,7 +120,7 @@ class OpenBao:
             "server",
             "-dev",
             f"-dev-root-token-id={self.root_token}",
-            f"-dev-listen-address=127.0.0.1:{self.port}",
+            f"-dev-listen-address={self.host}:{self.port}",
             "-dev-no-store-token",  # else it writes the root token to ~/.vault-token
         ]
         if self.tls:
@@ -377,6 +384,27 @@ class OpenBao:
         )
 
     # -- dynamic secrets -----------------------------------------------------------
+
+    def enable_kubernetes(
+        self, reviews: TokenReviews, role: str, namespace: str, policies: Sequence[str]
+    ) -> None:
+        """The kubernetes auth method, asking ``reviews`` (the fake TokenReview API),
+        with ``role`` bound to the service account of the same name in ``namespace``."""
+        for path, config in (
+            ("sys/auth/kubernetes", {"type": "kubernetes"}),
+            ("auth/kubernetes/config", {
+                "kubernetes_host": f"https://127.0.0.1:{reviews.port}",
+                "kubernetes_ca_cert": reviews.cert.read_text(),
+                "token_reviewer_jwt": "reviewer-token",
+            }),
+            (f"auth/kubernetes/role/{role}", {
+                "bound_service_account_names": [role],
+                "bound_service_account_namespaces": [namespace],
+                "token_policies": list(policies), "token_ttl": "1h",
+            }),
+        ):  # fmt: skip
+            status, answer = self.api("POST", path, config)
+            assert status in (200, 204), answer
 
     def enable_pki(self, mount: str = "pki", role: str = "any", max_ttl: str = "5m") -> str:
         """A PKI engine at ``mount`` with a generated root CA (EC P-256) and a
@@ -687,3 +715,69 @@ def _https(
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+class TokenReviews:
+    """The one fake: Kubernetes' TokenReview API (there is no API server here), over
+    HTTPS with a self-signed certificate, answering for one service-account token."""
+
+    def __init__(self, directory: Path, token: str, username: str) -> None:
+        self.cert, self.key = directory / "kube.crt", directory / "kube.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-subj", "/CN=kubernetes", "-addext",
+             "subjectAltName=IP:127.0.0.1", "-keyout", str(self.key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.reviews: list[dict[str, Any]] = []
+        reviews, expected = self.reviews, token
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                review = json.loads(self.rfile.read(length))
+                reviews.append(review)
+                ok = review.get("spec", {}).get("token") == expected
+                status: dict[str, Any] = {
+                    "authenticated": ok,
+                    "audiences": review["spec"].get("audiences", []),
+                }
+                if ok:
+                    status["user"] = {"username": username, "uid": "uid-1",
+                                      "groups": ["system:serviceaccounts"]}  # fmt: skip
+                body = json.dumps({"apiVersion": "authentication.k8s.io/v1",
+                                   "kind": "TokenReview", "status": status}).encode()  # fmt: skip
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def service_account_token(namespace: str, name: str) -> tuple[str, Any]:
+    """A service-account JWT as the kubelet projects it (signed by a key of its own:
+    OpenBao asks the TokenReview API, it does not check the signature), and the key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": "https://kubernetes.default.svc.cluster.local", "aud": ["https://kubernetes"],
+         "sub": f"system:serviceaccount:{namespace}:{name}", "iat": now, "exp": now + 600,
+         "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name,
+                                                                        "uid": "uid-1"}}},
+        key, algorithm="RS256",
+    )  # fmt: skip
+    return token, key

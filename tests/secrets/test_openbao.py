@@ -11,15 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import ssl
 import stat
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
@@ -27,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
-from tests.secrets.servers import OpenBao, Postgres
+from tests.secrets.servers import OpenBao, Postgres, TokenReviews, service_account_token
 
 PASSWORD = "s3cr3t-Pa55word-in-kv"
 
@@ -411,86 +407,14 @@ def test_database_credentials_are_renewed_replaced_at_max_ttl_and_when_revoked(
     assert long["password"] not in process.output()
 
 
-class TokenReviews:
-    """The one fake: Kubernetes' TokenReview API (there is no API server here), over
-    HTTPS with a self-signed certificate, answering for one service-account token."""
-
-    def __init__(self, directory: Path, token: str, username: str) -> None:
-        self.cert, self.key = directory / "kube.crt", directory / "kube.key"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-days", "1", "-subj", "/CN=kubernetes", "-addext",
-             "subjectAltName=IP:127.0.0.1", "-keyout", str(self.key), "-out", str(self.cert)],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        self.reviews: list[dict[str, Any]] = []
-        reviews, expected = self.reviews, token
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                review = json.loads(self.rfile.read(length))
-                reviews.append(review)
-                ok = review.get("spec", {}).get("token") == expected
-                status: dict[str, Any] = {
-                    "authenticated": ok,
-                    "audiences": review["spec"].get("audiences", []),
-                }
-                if ok:
-                    status["user"] = {"username": username, "uid": "uid-1",
-                                      "groups": ["system:serviceaccounts"]}  # fmt: skip
-                body = json.dumps({"apiVersion": "authentication.k8s.io/v1",
-                                   "kind": "TokenReview", "status": status}).encode()  # fmt: skip
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, self.key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_init_with_the_kubernetes_login(openbao: OpenBao, tmp_path: Path, out: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token, key = service_account_token("shop", "web")
     now = int(time.time())
-    token = jwt.encode(
-        {"iss": "https://kubernetes.default.svc.cluster.local", "aud": ["https://kubernetes"],
-         "sub": "system:serviceaccount:shop:web", "iat": now, "exp": now + 600,
-         "kubernetes.io": {"namespace": "shop", "serviceaccount": {"name": "web",
-                                                                    "uid": "uid-1"}}},
-        key, algorithm="RS256",
-    )  # fmt: skip
     (tmp_path / "sa-token").write_text(token)
     reviews = TokenReviews(tmp_path, token, "system:serviceaccount:shop:web")
     try:
         openbao.write_policy("reader", 'path "*" { capabilities = ["read"] }')
-        for path, config in (
-            ("sys/auth/kubernetes", {"type": "kubernetes"}),
-            ("auth/kubernetes/config", {
-                "kubernetes_host": f"https://127.0.0.1:{reviews.port}",
-                "kubernetes_ca_cert": reviews.cert.read_text(),
-                "token_reviewer_jwt": "reviewer-token",
-            }),
-            ("auth/kubernetes/role/web", {
-                "bound_service_account_names": ["web"],
-                "bound_service_account_namespaces": ["shop"],
-                "token_policies": ["reader"], "token_ttl": "1h",
-            }),
-        ):  # fmt: skip
-            status, answer = openbao.api("POST", path, config)
-            assert status in (200, 204), answer
+        openbao.enable_kubernetes(reviews, "web", "shop", ["reader"])
         openbao.put_kv("secret", "app", {"password": PASSWORD})
         body = secrets_config(
             openbao,

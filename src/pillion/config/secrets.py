@@ -13,6 +13,7 @@ from pillion.config.types import Secret
 from pillion.config.units import Duration
 
 __all__ = [
+    "SERVICE_ACCOUNT_TOKEN",
     "ExecConfig",
     "ExecTargetConfig",
     "HttpTargetConfig",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
-_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 
 
 class _Section(BaseModel):
@@ -109,7 +110,7 @@ class VaultAuthConfig(_Section):
     token_file: str | None = Field(
         None,
         description="For `token`: the Vault token; for `jwt`: the JWT; for `kubernetes`: "
-        f"the service-account token (default `{_SERVICE_ACCOUNT_TOKEN}`). Re-read at "
+        f"the service-account token (default `{SERVICE_ACCOUNT_TOKEN}`). Re-read at "
         "each login.",
     )
     role_id_file: str | None = Field(None, description="For `approle`: the role id.")
@@ -131,7 +132,7 @@ class VaultAuthConfig(_Section):
     @property
     def token_path(self) -> str | None:
         if self.method == "kubernetes":
-            return self.token_file or _SERVICE_ACCOUNT_TOKEN
+            return self.token_file or SERVICE_ACCOUNT_TOKEN
         return self.token_file
 
 

@@ -7,8 +7,8 @@ them::
 
     PREROUTING -p tcp -> PILLION_INBOUND: RETURN for excluded ports, else
                          PILLION_IN_REDIRECT: REDIRECT to the inbound listener
-    OUTPUT -p tcp     -> PILLION_OUTPUT: RETURN for Pillion's uid, loopback and
-                         excluded CIDRs, else
+    OUTPUT -p tcp     -> PILLION_OUTPUT: RETURN for Pillion's uid, loopback (and
+                         the pod's own IP, reached over lo) and excluded CIDRs, else
                          PILLION_REDIRECT: REDIRECT to the outbound listener
 
 Outbound capture is only installed in mode ``all``.
@@ -97,6 +97,8 @@ def restore_input(settings: CaptureSettings) -> str:
         lines.append(f"-A {REDIRECT_CHAIN} -p tcp -j REDIRECT --to-ports {settings.outbound_port}")
         lines.append(f"-A {OUTPUT_CHAIN} -m owner --uid-owner {settings.proxy_uid} -j RETURN")
         lines.append(f"-A {OUTPUT_CHAIN} -d {LOOPBACK_CIDR} -j RETURN")
+        # the pod calling its own IP (over lo): straight to the port, as Istio does
+        lines.append(f"-A {OUTPUT_CHAIN} -o lo -j RETURN")
         lines += [
             f"-A {OUTPUT_CHAIN} -d {cidr} -j RETURN" for cidr in settings.outbound_exclusions()
         ]

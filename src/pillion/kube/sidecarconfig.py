@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pillion.config.secrets import SERVICE_ACCOUNT_TOKEN
 from pillion.kube.annotations import PodAnnotations
 
 __all__ = ["AppMetrics", "SecretAccess", "generated_config"]
@@ -65,7 +66,12 @@ def generated_config(
         config["secrets"] = {
             "vault": {
                 "address": vault_address,
-                "auth": {"method": "kubernetes", "role": vault_role},
+                # the token the kubelet mounts into every container, named to be seen
+                "auth": {
+                    "method": "kubernetes",
+                    "role": vault_role,
+                    "token_file": SERVICE_ACCOUNT_TOKEN,
+                },
             },
             "sources": [{"name": s.name, "type": "kv", "path": s.path} for s in wanted.secrets],
             "templates": [

@@ -1,0 +1,102 @@
+"""The app of the test pods: standard library only, run by the system's python3.
+
+serve PORT [--require FILE]...  an HTTP server; exits 3 at start if a required file
+                                is missing or unreadable. Like most apps, it stops at
+                                once on SIGTERM (nothing of its own drains in-flight
+                                requests). Paths: /        a greeting
+                                                   /file?path=P  the content of P
+                                                   /call?url=U   fetches U, says what came
+                                                   /tcp?host=H&port=N  sends a line over
+                                                                 TCP, answers its reply
+                                                   /slow?ms=N    answers after N ms
+job OUT [--require FILE]... [--exit-file F]
+                                copies the required files into OUT and exits 0
+                                (touching F last, the classic-mode Job's signal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _check(required: list[str]) -> dict[str, str]:
+    found = {}
+    for path in required:
+        try:
+            with open(path) as file:
+                found[path] = file.read()
+        except OSError as exc:
+            print(json.dumps({"event": "missing", "path": path, "error": exc.strerror}), flush=True)
+            sys.exit(3)
+    return found
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        if url.path == "/":
+            self._answer(200, b"hello from the app\n")
+        elif url.path == "/file":
+            with open(query["path"], "rb") as file:
+                self._answer(200, file.read())
+        elif url.path == "/call":
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            try:
+                with opener.open(query["url"], timeout=5) as response:
+                    body = response.read()
+                    self._answer(200, f"{response.status} ".encode() + body)
+            except OSError as exc:
+                self._answer(502, f"call failed: {exc}\n".encode())
+        elif url.path == "/tcp":
+            with socket.create_connection((query["host"], int(query["port"])), timeout=5) as sock:
+                sock.sendall(b"ping\n")
+                self._answer(200, sock.recv(1024))
+        elif url.path == "/slow":
+            time.sleep(int(query["ms"]) / 1000)
+            self._answer(200, b"slow\n")
+        else:
+            self._answer(404, b"not found\n")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _options(argv: list[str], name: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
+
+
+def main(argv: list[str]) -> None:
+    command, where, rest = argv[0], argv[1], argv[2:]
+    found = _check(_options(rest, "--require"))
+    if command == "serve":
+        server = ThreadingHTTPServer(("0.0.0.0", int(where)), Handler)
+        print(json.dumps({"event": "started", "uid": os.getuid(), "files": found}), flush=True)
+        server.serve_forever()
+    elif command == "job":
+        with open(where, "w") as out:
+            out.write(json.dumps(found))
+        for path in _options(rest, "--exit-file"):
+            with open(path, "w"):
+                pass
+        print(json.dumps({"event": "done"}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,182 @@
+"""Injected pods run on this machine (``podharness``): the kubelet's order, traffic
+capture both ways, termination under load, and Jobs that complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pillion.kube.inject import InjectSettings, inject_pod
+from tests.helpers import wait_until
+from tests.kube.podharness import PILLION_IMAGE, Network, PodRun, network
+from tests.secrets.servers import OpenBao, TokenReviews, service_account_token
+
+APP = Path(__file__).with_name("podapp.py")
+APP_UID = 1000
+PASSWORD = "s3cr3t-for-the-app"  # noqa: S105 - a test secret
+
+
+@pytest.fixture
+def net() -> Iterator[Network]:
+    with network() as made:
+        yield made
+
+
+@pytest.fixture
+def openbao(net: Network, tmp_path: Path) -> Iterator[OpenBao]:
+    """OpenBao on this machine's end of the link to the pod, with the kubernetes
+    auth method asking a fake TokenReview API for the pod's service account."""
+    with OpenBao(tmp_path / "openbao", host=net.node_ip) as server:
+        yield server
+
+
+def app_container(*args: str) -> dict[str, Any]:
+    return {
+        "name": "app",
+        "image": "python",
+        "command": ["/usr/bin/python3", "-I", "/app/podapp.py", *args],
+        "volumeMounts": [{"name": "app-code", "mountPath": "/app"}],
+        "ports": [{"containerPort": 8080}],
+    }
+
+
+def injected(
+    annotations: dict[str, str], *containers: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                     "annotations": {"pillion.dev/inject": "true", **annotations}},
+        "spec": {
+            "serviceAccountName": "web",
+            "securityContext": {"runAsUser": APP_UID, "runAsGroup": APP_UID},
+            "containers": list(containers),
+            "volumes": [{"name": "app-code", "configMap": {"name": "app-code"}}],
+            **spec,
+        },
+    }  # fmt: skip
+    decision = inject_pod(pod, InjectSettings(image=PILLION_IMAGE), "shop", {})
+    assert decision.injected, decision.reason
+    return decision.pod
+
+
+def run(pod: dict[str, Any], net: Network, token: str = "no-token") -> PodRun:
+    return PodRun(pod, net, config_maps={"app-code": {"podapp.py": APP.read_text()}},
+                  service_account_token=token)  # fmt: skip
+
+
+def metrics(net: Network) -> dict[str, float]:
+    code, body = net.curl(net.pod, f"http://{net.pod_ip}:15020/metrics")
+    assert code == 200, body
+    found = {}
+    for row in body.splitlines():
+        if row and not row.startswith("#"):
+            name, _, value = row.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def total(found: dict[str, float], name: str, **labels: str) -> float:
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return sum(
+        value
+        for key, value in found.items()
+        if key.split("{")[0] == name and all(label in key for label in wanted)
+    )
+
+
+def start_remote_servers(net: Network, tmp_path: Path) -> list[Any]:
+    """An HTTP server and two TCP echo servers (one on Redis' port, opaque by
+    default) in the remote namespace."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hello from the remote service\n")
+    echo = (
+        "import socketserver,sys\n"
+        "class H(socketserver.StreamRequestHandler):\n"
+        "    def handle(self): self.wfile.write(b'echo ' + self.rfile.readline())\n"
+        "socketserver.ThreadingTCPServer.allow_reuse_address = True\n"
+        "socketserver.ThreadingTCPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    return [
+        net.popen(net.remote, sys.executable, "-m", "http.server", "8081", "--bind", "0.0.0.0",
+                  "--directory", str(site), log=tmp_path / "remote-http.log"),
+        net.popen(net.remote, sys.executable, "-c", echo, "7000", log=tmp_path / "echo.log"),
+        net.popen(net.remote, sys.executable, "-c", echo, "6379", log=tmp_path / "redis.log"),
+    ]  # fmt: skip
+
+
+def test_native_pod_order_secrets_and_capture_both_ways(
+    net: Network, openbao: OpenBao, tmp_path: Path
+) -> None:
+    token, _ = service_account_token("shop", "web")
+    reviews = TokenReviews(tmp_path, token, "system:serviceaccount:shop:web")
+    openbao.write_policy("reader", 'path "secret/*" { capabilities = ["read"] }')
+    openbao.enable_kubernetes(reviews, "web", "shop", ["reader"])
+    openbao.put_kv("secret", "db", {"password": PASSWORD})
+    pod = injected(
+        {"pillion.dev/capture": "all", "pillion.dev/secret-db": "secret/db",
+         "pillion.dev/secret-template-db": "{{ secrets.db.password }}",
+         "pillion.dev/vault-address": openbao.address},
+        app_container("serve", "8080", "--require", "/secrets/db"),
+    )  # fmt: skip
+    servers = start_remote_servers(net, tmp_path)
+    started = run(pod, net, token)
+    try:
+        started.start()
+        # The app started after Pillion passed its startup probe, and found its secret.
+        assert started.when("probe passed pillion") < started.when("started app")
+        wait_until(lambda: '"event": "started"' in started.log("app"), timeout=10)
+        first = json.loads(started.log("app").splitlines()[0])
+        assert first["uid"] == APP_UID
+        assert first["files"][str(started.paths["/secrets"] / "db")] == PASSWORD
+        info = os.stat(started.paths["/secrets"] / "db")
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (1337, APP_UID, 0o440)
+
+        # inbound: the client reaches the app on its own port, through Pillion
+        app_url = f"http://{net.pod_ip}:8080/"
+        assert net.curl(net.client, app_url) == (200, "hello from the app\n")
+        assert total(metrics(net), "pillion_requests_total", listener="inbound") == 1
+
+        # outbound HTTP: to where the app sent it, through the outbound listener
+        remote = f"http://{net.remote_ip}:8081/"
+        code, body = net.curl(net.client, f"{app_url}call?url={remote}")
+        assert (code, body) == (200, "200 hello from the remote service\n")
+        # outbound TCP, detected as not HTTP; and on an opaque port, not even waited for
+        assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=7000") == (
+            200, "echo ping\n")  # fmt: skip
+        assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=6379") == (
+            200, "echo ping\n")  # fmt: skip
+        found = metrics(net)
+        captured = "pillion_outbound_captured_connections_total"
+        assert total(found, captured, protocol="http") == 1
+        assert total(found, captured, protocol="tcp") == 1
+        assert total(found, captured, protocol="opaque_port") == 1
+        assert total(found, "pillion_requests_total", listener="outbound",
+                     cluster="original_destination", code="200") == 1  # fmt: skip
+        # Pillion's own calls (OpenBao) were not captured: only the app's three were
+        assert total(found, captured) == 3
+        assert total(found, "pillion_tcp_received_bytes_total", listener="outbound") == 10
+
+        codes = started.stop()
+        # native order: the app first; Pillion once the app had exited; Pillion exits 0
+        assert started.when("exited app -15") < started.when("SIGTERM pillion")
+        assert codes["pillion"] == 0
+    finally:
+        started.close()
+        reviews.close()
+        for server in servers:
+            server.kill()
+            server.wait()
