@@ -43,9 +43,7 @@ def test_anything_else_is_not(data: bytes) -> None:
 
 def test_the_longest_prefix_always_decides() -> None:
     assert sniff(b"OPTIONS "[:LONGEST_PREFIX]) is Sniffed.HTTP
-    assert all(
-        sniff(bytes([b]) * LONGEST_PREFIX) is not Sniffed.UNDECIDED for b in range(256)
-    )
+    assert all(sniff(bytes([b]) * LONGEST_PREFIX) is not Sniffed.UNDECIDED for b in range(256))
 
 
 def test_sockaddr_in_as_getsockopt_returns_it() -> None:

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import stat
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ from tests.secrets.servers import OpenBao, TokenReviews, service_account_token
 
 APP = Path(__file__).with_name("podapp.py")
 APP_UID = 1000
-PASSWORD = "s3cr3t-for-the-app"  # noqa: S105 - a test secret
+PASSWORD = "s3cr3t-for-the-app"
 
 
 @pytest.fixture
@@ -72,7 +68,7 @@ def injected(
     return decision.pod
 
 
-def run(pod: dict[str, Any], net: Network, token: str = "no-token") -> PodRun:
+def run(pod: dict[str, Any], net: Network, token: str) -> PodRun:
     return PodRun(pod, net, config_maps={"app-code": {"podapp.py": APP.read_text()}},
                   service_account_token=token)  # fmt: skip
 
