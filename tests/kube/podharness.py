@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -312,7 +313,7 @@ class PodRun:
                 f"http://{self.net.pod_ip}:{action['port']}{action.get('path', '/')}"]  # fmt: skip
 
     def event(self, what: str) -> None:
-        self.events.append((time.monotonic(), what))
+        self.events.append((time.monotonic(), what))  # list.append: safe from threads
 
     def when(self, what: str) -> float:
         return next(at for at, event in self.events if event == what)
@@ -383,28 +384,33 @@ class PodRun:
         return self.exit_codes()
 
     def _terminate(self, group: list[Running], deadline: float) -> None:
-        hooks = []
-        for running in group:
-            pre_stop = (running.spec.get("lifecycle") or {}).get("preStop") or {}
-            if running.proc.poll() is None and "httpGet" in pre_stop:
-                self.event(f"preStop {running.name}")
-                argv = self._http_get(pre_stop["httpGet"], deadline - time.monotonic())
-                hooks.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL))
-        for hook in hooks:
-            hook.wait(timeout=max(0.1, deadline - time.monotonic()) + 5)
-        for running in group:
-            if running.proc.poll() is None:
-                self.event(f"SIGTERM {running.name}")
-                running.proc.send_signal(signal.SIGTERM)
-        for running in group:
-            try:
-                running.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.event(f"SIGKILL {running.name}")
-                running.proc.kill()
-                running.proc.wait(timeout=10)
-                running.killed = True
-            self.event(f"exited {running.name} {running.proc.returncode}")
+        """Each container of ``group`` at once, as the kubelet does: its ``preStop``
+        hook, then SIGTERM; SIGKILL at ``deadline``."""
+        threads = [threading.Thread(target=self._kill_container, args=(r, deadline))
+                   for r in group]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _kill_container(self, running: Running, deadline: float) -> None:
+        pre_stop = (running.spec.get("lifecycle") or {}).get("preStop") or {}
+        if running.proc.poll() is None and "httpGet" in pre_stop:
+            self.event(f"preStop {running.name}")
+            argv = self._http_get(pre_stop["httpGet"], deadline - time.monotonic())
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            self.event(f"preStop done {running.name} {done.stdout}")
+        if running.proc.poll() is None:
+            self.event(f"SIGTERM {running.name}")
+            running.proc.send_signal(signal.SIGTERM)
+        try:
+            running.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.event(f"SIGKILL {running.name}")
+            running.proc.kill()
+            running.proc.wait(timeout=10)
+            running.killed = True
+        self.event(f"exited {running.name} {running.proc.returncode}")
 
     def wait_completed(self, timeout: float) -> dict[str, int | None]:
         """A Job's pod: waits for every app container to exit; then native sidecars are

@@ -19,6 +19,7 @@ from tests.kube.podharness import PILLION_IMAGE, Network, PodRun, network
 from tests.secrets.servers import OpenBao, TokenReviews, service_account_token
 
 APP = Path(__file__).with_name("podapp.py")
+LOAD = Path(__file__).with_name("podload.py")
 APP_UID = 1000
 PASSWORD = "s3cr3t-for-the-app"
 
@@ -48,7 +49,10 @@ def app_container(*args: str) -> dict[str, Any]:
 
 
 def injected(
-    annotations: dict[str, str], *containers: dict[str, Any], **spec: Any
+    annotations: dict[str, str],
+    *containers: dict[str, Any],
+    prestop_token: str | None = None,
+    **spec: Any,
 ) -> dict[str, Any]:
     pod = {
         "apiVersion": "v1",
@@ -63,7 +67,8 @@ def injected(
             **spec,
         },
     }  # fmt: skip
-    decision = inject_pod(pod, InjectSettings(image=PILLION_IMAGE), "shop", {})
+    settings = InjectSettings(image=PILLION_IMAGE)
+    decision = inject_pod(pod, settings, "shop", {}, prestop_token)
     assert decision.injected, decision.reason
     return decision.pod
 
@@ -176,3 +181,70 @@ def test_native_pod_order_secrets_and_capture_both_ways(
         for server in servers:
             server.kill()
             server.wait()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "classic"])
+def test_termination_under_load_loses_no_accepted_request(
+    net: Network, tmp_path: Path, native: bool
+) -> None:
+    """The app's preStop hook drains Pillion's inbound side before the app is
+    signalled: every request Pillion accepted is answered by the app (which, like
+    most apps, dies at once on SIGTERM); later ones are refused at connect."""
+    annotations = {"pillion.dev/capture": "inbound"}
+    if not native:
+        annotations["pillion.dev/native-sidecar"] = "false"
+    pod = injected(annotations, app_container("serve", "8080"), prestop_token="t0k3n-of-the-pod")
+    started = run(pod, net, "no-token")
+    stop_file = tmp_path / "stop-load"
+    load_log = tmp_path / "load.log"
+    try:
+        started.start()
+        wait_until(lambda: net.curl(net.client, f"http://{net.pod_ip}:8080/")[0] == 200)
+        load = net.popen(net.client, sys.executable, "-I", str(LOAD),
+                         f"http://{net.pod_ip}:8080/slow?ms=50", str(stop_file),
+                         log=load_log)  # fmt: skip
+        # under way: requests are in flight all the time
+        wait_until(lambda: total(metrics(net), "pillion_requests_total", code="200") >= 40)
+        codes = started.stop(grace=30)
+        stop_file.touch()
+        load.wait(timeout=30)
+        outcome = json.loads(load_log.read_text().splitlines()[-1])
+        assert outcome["lost"] == 0, outcome
+        assert outcome["ok"] >= 40
+        # the hook answered once the inbound side was drained, and only then was the
+        # app signalled
+        assert started.when("preStop done app 200") < started.when("SIGTERM app")
+        if native:
+            assert started.when("exited app -15") < started.when("SIGTERM pillion")
+        assert codes["pillion"] == 0
+        assert "draining inbound traffic" in started.log("pillion")
+        assert "t0k3n-of-the-pod" not in started.log("pillion")
+    finally:
+        stop_file.touch()
+        started.close()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "classic"])
+def test_a_job_pod_completes(net: Network, native: bool) -> None:
+    """Native: the app exits, then the kubelet stops Pillion, which exits 0 at once.
+    Classic: nothing stops Pillion; the app's exit file does (``PILLION_EXIT_FILE``)."""
+    annotations = {} if native else {"pillion.dev/native-sidecar": "false"}
+    job = app_container("job", "/work/out.json")
+    if not native:
+        job["command"] += ["--exit-file", "/var/run/pillion/exit"]
+    job["volumeMounts"].append({"name": "work", "mountPath": "/work"})
+    pod = injected(annotations, job, restartPolicy="Never")
+    pod["spec"]["volumes"].append({"name": "work", "emptyDir": {}})
+    started = run(pod, net, "no-token")
+    try:
+        started.start()
+        codes = started.wait_completed(timeout=60)
+        assert codes == {"pillion": 0, "app": 0}, {n: started.log(n) for n in codes}
+        assert json.loads((started.volumes["work"] / "out.json").read_text()) == {}
+        if native:
+            assert started.when("exited app 0") < started.when("SIGTERM pillion")
+        else:
+            assert not [e for _, e in started.events if e.startswith("SIGTERM")]
+            assert "exit file found" in started.log("pillion")
+    finally:
+        started.close()

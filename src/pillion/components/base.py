@@ -54,6 +54,12 @@ class Component(abc.ABC):
     async def drain(self, deadline: float) -> None:
         """Stop taking new work; finish in-flight work by loop time ``deadline``."""
 
+    async def drain_inbound(self, deadline: float) -> None:
+        """Stop taking traffic from outside the pod, keep serving the app's own calls;
+        return once the inbound work in flight is done, by ``deadline``. Default:
+        nothing (a component with no inbound side)."""
+        _ = deadline
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release everything; called once, after ``drain`` or a failed ``start``."""

@@ -7,6 +7,7 @@ Sections for features still to come are typed and empty, and disabled when absen
 
 from __future__ import annotations
 
+import os
 import typing
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -63,6 +65,17 @@ class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _environment(name: str) -> str | None:
+    """A default taken from the environment: the injector passes per-pod values to
+    Pillion this way, whatever the config (generated or a ConfigMap)."""
+    return os.environ.get(name) or None
+
+
+def _secret_environment(name: str) -> SecretStr | None:
+    value = _environment(name)
+    return SecretStr(value) if value is not None else None
 
 
 class AppConfig(Section):
@@ -147,6 +160,14 @@ class StatusConfig(Section):
         description="Largest status request body in bytes; larger ones get 413. "
         "Default 4KiB: probes and scrapes send no body.",
     )
+    prestop_token: Secret | None = Field(
+        default_factory=lambda: _secret_environment("PILLION_PRESTOP_TOKEN"),
+        description="Turns on `GET /prestop`, the app containers' preStop hook: it must "
+        "carry `Authorization: Bearer <token>`; Pillion then stops taking inbound "
+        "traffic, and answers once the requests in flight are done, so the app is "
+        "signalled only after. Default: the `PILLION_PRESTOP_TOKEN` environment "
+        "variable (the injector sets it, and the hook), else off (404).",
+    )
 
 
 class LifecycleConfig(Section):
@@ -157,6 +178,13 @@ class LifecycleConfig(Section):
         description="Longest time to finish in-flight work after SIGTERM, SIGINT or "
         "`POST /quitquitquit` before exiting. Default 20s: below Kubernetes' default "
         "terminationGracePeriodSeconds of 30s, so Pillion exits before the kubelet's SIGKILL.",
+    )
+    exit_file: str | None = Field(
+        default_factory=lambda: _environment("PILLION_EXIT_FILE"),
+        description="A file that, once it exists, means the app has finished: Pillion "
+        "drains and exits 0, so a Job's pod completes in classic mode (where nothing "
+        "stops the sidecar). Checked twice a second. Default: the `PILLION_EXIT_FILE` "
+        "environment variable (the injector sets it in classic mode), else none.",
     )
 
 

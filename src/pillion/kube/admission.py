@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,7 +79,8 @@ def review(
     if not isinstance(pod, dict):
         return refused("no_object", "the request has no pod object", uid)
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace")
-    decision = inject_pod(pod, settings, str(namespace or "default"), ENABLED)
+    token = secrets.token_urlsafe(18)  # per pod: the app's preStop hook drains Pillion
+    decision = inject_pod(pod, settings, str(namespace or "default"), ENABLED, token)
     patch = json_patch(pod, decision.pod)
     reason = decision.reason.split(":", 1)[0][:64]
     return Reviewed(

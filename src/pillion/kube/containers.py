@@ -7,7 +7,7 @@ is detected instead of silently overwritten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -27,8 +27,11 @@ PODINFO_VOLUME = "pillion-podinfo"
 SECRETS_VOLUME = "pillion-secrets"
 LOGS_VOLUME = "pillion-logs"
 DATA_VOLUME = "pillion-data"
+LIFECYCLE_VOLUME = "pillion-lifecycle"
 CONFIG_DIR = "/etc/pillion"
 PODINFO_DIR = "/etc/podinfo"
+LIFECYCLE_DIR = "/var/run/pillion"
+EXIT_FILE = f"{LIFECYCLE_DIR}/exit"  # classic mode: the app creates it when it is done
 PROXY_UID = 1337  # Istio's convention: iptables rules exempt this uid's own traffic
 STATUS_PORT = 15020
 ADMIN_PORT = 15000
@@ -47,6 +50,7 @@ class SidecarSpec:
     mounts: list[dict[str, Any]]
     app_container: str
     group: int = PROXY_UID  # the app's group when the secrets are shared through it
+    env: list[dict[str, Any]] = field(default_factory=list)  # per pod: exit file, token
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
@@ -75,6 +79,7 @@ def sidecar_container(spec: SidecarSpec) -> dict[str, Any]:
             _field_env("NODE_NAME", "spec.nodeName"),
             # The container whose log files Pillion tails (records name it).
             {"name": "CONTAINER_NAME", "value": spec.app_container},
+            *spec.env,
         ],
         "ports": [{"name": "pillion-status", "containerPort": STATUS_PORT, "protocol": "TCP"}],
         # Up to 10 minutes to start: the first secrets render can wait for Vault.
@@ -98,6 +103,18 @@ def sidecar_container(spec: SidecarSpec) -> dict[str, Any]:
     else:
         container["lifecycle"] = {"postStart": {"exec": {"command": ["pillion", "wait-started"]}}}
     return container
+
+
+def prestop_hook(token: str) -> dict[str, Any]:
+    """An app container's preStop: Pillion stops taking inbound traffic and answers
+    once the requests in flight are done; only then is the app signalled."""
+    return {
+        "httpGet": {
+            "path": "/prestop",
+            "port": STATUS_PORT,
+            "httpHeaders": [{"name": "Authorization", "value": f"Bearer {token}"}],
+        }
+    }
 
 
 def init_container(image: str, capture: str) -> dict[str, Any]:

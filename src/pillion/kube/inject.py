@@ -76,8 +76,12 @@ def inject_pod(
     settings: InjectSettings,
     namespace: str,
     namespace_labels: Mapping[str, str] | None = None,
+    prestop_token: str | None = None,
 ) -> Decision:
-    """Inject Pillion into ``pod`` if the policy says so; never mutates ``pod``."""
+    """Inject Pillion into ``pod`` if the policy says so; never mutates ``pod``.
+    With ``prestop_token`` (random, per pod: whoever holds it can drain the pod),
+    the app containers get a preStop hook that drains Pillion's inbound traffic
+    before they are signalled."""
     result: dict[str, Any] = copy.deepcopy(dict(pod))
     annotations: dict[str, str] = dict((result.get("metadata") or {}).get("annotations") or {})
     if _already_injected(annotations.get(STATUS)):
@@ -87,14 +91,14 @@ def inject_pod(
         reason = _skip_reason(result, annotations, settings, namespace, namespace_labels or {})
         if reason is None:
             wanted = parse_annotations(annotations)
-            reason = _clash(result, wanted)
+            reason = _clash(result, wanted, _native(wanted, settings))
     except InvalidAnnotation as exc:
         reason = f"invalid annotation {exc}"
     if reason is not None or wanted is None:
         reason = reason or "not injected"
         _record(result, False, reason)
         return Decision(False, reason, result)
-    _inject(result, annotations, wanted, settings)
+    _inject(result, annotations, wanted, settings, prestop_token)
     _record(result, True, "injected")
     return Decision(True, "injected", result)
 
@@ -130,19 +134,24 @@ def _skip_reason(
     return None
 
 
-def _ours(wanted: PodAnnotations) -> tuple[set[str], set[str]]:
+def _native(wanted: PodAnnotations, settings: InjectSettings) -> bool:
+    return settings.native_sidecar if wanted.native_sidecar is None else wanted.native_sidecar
+
+
+def _ours(wanted: PodAnnotations, native: bool) -> tuple[set[str], set[str]]:
     """The container and volume names this injection adds."""
     names = {c.SIDECAR_NAME} | ({c.INIT_NAME} if wanted.capture != "none" else set())
     volumes = {c.PODINFO_VOLUME}
     volumes |= {c.CONFIG_VOLUME} if wanted.config_map else set()
     volumes |= {c.SECRETS_VOLUME} if wanted.secrets else set()
     volumes |= {c.LOGS_VOLUME, c.DATA_VOLUME} if wanted.logs else set()
+    volumes |= set() if native else {c.LIFECYCLE_VOLUME}
     return names, volumes
 
 
-def _clash(pod: dict[str, Any], wanted: PodAnnotations) -> str | None:
+def _clash(pod: dict[str, Any], wanted: PodAnnotations, native: bool) -> str | None:
     spec = pod.get("spec") or {}
-    names, volumes = _ours(wanted)
+    names, volumes = _ours(wanted, native)
     for key in ("initContainers", "containers"):
         for container in spec.get(key) or []:
             if container.get("name") in names:
@@ -150,8 +159,10 @@ def _clash(pod: dict[str, Any], wanted: PodAnnotations) -> str | None:
     for volume in spec.get("volumes") or []:
         if volume.get("name") in volumes:
             return f"name clash: the pod already has a volume named {volume['name']}"
-    paths = ({SECRETS_DIR} if wanted.secrets else set()) | (
-        {log_directory(wanted.logs)} if wanted.logs else set()
+    paths = (
+        ({SECRETS_DIR} if wanted.secrets else set())
+        | ({log_directory(wanted.logs)} if wanted.logs else set())
+        | (set() if native else {c.LIFECYCLE_DIR})
     )
     for container in spec.get("containers") or []:
         for mount in container.get("volumeMounts") or []:
@@ -207,9 +218,10 @@ def _inject(
     annotations: dict[str, str],
     wanted: PodAnnotations,
     settings: InjectSettings,
+    prestop_token: str | None,
 ) -> None:
     spec = pod.setdefault("spec", {})
-    native = settings.native_sidecar if wanted.native_sidecar is None else wanted.native_sidecar
+    native = _native(wanted, settings)
     app_port = wanted.app_port or settings.app_port
     app_metrics = _app_metrics(annotations, app_port)
     volumes: list[dict[str, Any]] = []
@@ -243,9 +255,25 @@ def _inject(
         mounts.append({"name": c.LOGS_VOLUME, "mountPath": directory, "readOnly": True})
         mounts.append({"name": c.DATA_VOLUME, "mountPath": DATA_DIR})
         app_mounts.append({"name": c.LOGS_VOLUME, "mountPath": directory})
+    env: list[dict[str, Any]] = []
+    app_env: list[dict[str, Any]] = []
+    if not native:  # nothing stops a classic sidecar: the app says it is done with a file
+        exit_file = {"name": "PILLION_EXIT_FILE", "value": c.EXIT_FILE}
+        volumes.append({"name": c.LIFECYCLE_VOLUME, "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": c.LIFECYCLE_VOLUME, "mountPath": c.LIFECYCLE_DIR})
+        app_mounts.append({"name": c.LIFECYCLE_VOLUME, "mountPath": c.LIFECYCLE_DIR})
+        env.append(exit_file)
+        app_env.append(exit_file)
+    if prestop_token is not None:
+        env.append({"name": "PILLION_PRESTOP_TOKEN", "value": prestop_token})
     apps: list[dict[str, Any]] = spec.setdefault("containers", [])
     for container in apps:
         container["volumeMounts"] = [*(container.get("volumeMounts") or []), *app_mounts]
+        if app_env:
+            container["env"] = [*(container.get("env") or []), *app_env]
+        lifecycle = container.get("lifecycle") or {}
+        if prestop_token is not None and "preStop" not in lifecycle:  # theirs is kept
+            container["lifecycle"] = {**lifecycle, "preStop": c.prestop_hook(prestop_token)}
     sidecar = c.sidecar_container(
         c.SidecarSpec(
             image=settings.image,
@@ -255,6 +283,7 @@ def _inject(
             mounts=mounts,
             app_container=str(apps[0].get("name", "app")) if apps else "app",
             group=sidecar_group,
+            env=env,
         )
     )
     init = [c.init_container(settings.image, wanted.capture)] if wanted.capture != "none" else []

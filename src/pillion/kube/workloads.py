@@ -9,6 +9,7 @@ a protected namespace or an invalid annotation leaves it alone.
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +45,13 @@ def inject_manifest(
     document: Mapping[str, Any],
     settings: InjectSettings,
     namespace_labels: Mapping[str, str] | None = OFFLINE_NAMESPACE_LABELS,
+    *,
+    prestop_tokens: bool = True,
 ) -> tuple[dict[str, Any], list[Injected]]:
     """The document with every pod template in it injected (items of a ``List``
-    too), and the decision for each; other kinds come back unchanged."""
+    too), and the decision for each; other kinds come back unchanged. With
+    ``prestop_tokens``, each template gets a random token of its own for the
+    app's preStop hook (see ``inject_pod``)."""
     result: dict[str, Any] = copy.deepcopy(dict(document))
     kind = result.get("kind")
     if isinstance(kind, str) and kind.endswith("List") and isinstance(result.get("items"), list):
@@ -54,7 +59,9 @@ def inject_manifest(
         items = []
         for item in result["items"]:
             if isinstance(item, Mapping):
-                injected, found = inject_manifest(item, settings, namespace_labels)
+                injected, found = inject_manifest(
+                    item, settings, namespace_labels, prestop_tokens=prestop_tokens
+                )
                 items.append(injected)
                 outcomes += found
             else:
@@ -73,7 +80,8 @@ def inject_manifest(
     template = parent.get(path[-1]) if path and isinstance(parent, Mapping) else result
     if not isinstance(template, Mapping):
         return result, []
-    decision = inject_pod(template, settings, namespace, namespace_labels)
+    token = secrets.token_urlsafe(18) if prestop_tokens else None
+    decision = inject_pod(template, settings, namespace, namespace_labels, token)
     if path:
         parent[path[-1]] = decision.pod
         return result, [Injected(where, decision)]
@@ -84,12 +92,16 @@ def inject_documents(
     documents: Iterable[Mapping[str, Any]],
     settings: InjectSettings,
     namespace_labels: Mapping[str, str] | None = OFFLINE_NAMESPACE_LABELS,
+    *,
+    prestop_tokens: bool = True,
 ) -> tuple[list[dict[str, Any]], list[Injected]]:
     """``inject_manifest`` over a multi-document stream, in order."""
     results: list[dict[str, Any]] = []
     outcomes: list[Injected] = []
     for document in documents:
-        injected, found = inject_manifest(document, settings, namespace_labels)
+        injected, found = inject_manifest(
+            document, settings, namespace_labels, prestop_tokens=prestop_tokens
+        )
         results.append(injected)
         outcomes += found
     return results, outcomes

@@ -515,6 +515,12 @@ class ProxyComponent(Component):
             self.listeners.append(listener)
         self._started = True
 
+    async def drain_inbound(self, deadline: float) -> None:
+        inbound = [listener for listener in self.listeners if isinstance(listener, InboundListener)]
+        for listener in inbound:
+            listener.stop_accepting()
+        await asyncio.gather(*(listener.wait_closed(deadline) for listener in inbound))
+
     async def drain(self, deadline: float) -> None:
         for listener in self.listeners:
             listener.stop_accepting()

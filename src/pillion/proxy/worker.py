@@ -3,7 +3,8 @@
 Reads its configuration (the ``app``, ``proxy`` and ``lifecycle`` sections, as
 JSON) on stdin, serves the listeners with ``SO_REUSEPORT`` beside its siblings,
 writes ``ready`` to the inherited file descriptor once listening, drains on
-SIGTERM and exits 0. Its metrics go to ``PROMETHEUS_MULTIPROC_DIR``, which the
+SIGTERM and exits 0; SIGUSR1 drains only its inbound listeners (the app's
+preStop). Its metrics go to ``PROMETHEUS_MULTIPROC_DIR``, which the
 supervising process merges into ``/metrics``.
 """
 
@@ -52,6 +53,14 @@ async def _serve(config: PillionConfig, ready_fd: int) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    inbound: set[asyncio.Task[None]] = set()
+
+    def drain_inbound() -> None:  # SIGUSR1: the app's preStop hook, seen by the parent
+        task = loop.create_task(proxy.drain_inbound(loop.time() + config.lifecycle.drain_timeout))
+        inbound.add(task)
+        task.add_done_callback(inbound.discard)
+
+    loop.add_signal_handler(signal.SIGUSR1, drain_inbound)
     await stop.wait()
     await proxy.drain(loop.time() + config.lifecycle.drain_timeout)
     await proxy.close()

@@ -155,6 +155,14 @@ class ProxyWorkers(Component):
             worker.failures = 0
             log.info("worker restarted", extra={"worker": worker.index, "pids": self.pids})
 
+    async def drain_inbound(self, deadline: float) -> None:
+        """Each worker closes its inbound listeners (SIGUSR1) and finishes their
+        requests by itself: this returns once they are told, not once they are done."""
+        _ = deadline
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+
     async def drain(self, deadline: float) -> None:
         self._stopping = True
         for pid in self.pids:

@@ -57,3 +57,7 @@ class Control(Protocol):
 
     def request_exit(self) -> None:
         """Drain, then exit 0."""
+
+    async def drain_inbound(self) -> None:
+        """Stop taking inbound traffic (readiness fails); return once the inbound
+        requests in flight are done, or at the drain deadline."""

@@ -3,9 +3,13 @@
 ``/healthz/started`` passes once every component has started, ``/healthz/live``
 while none has failed, ``/healthz/ready`` while all are ready and Pillion is not
 draining. A failing probe answers 503 with a JSON body saying which component.
+``/prestop`` (with its token) is the app containers' preStop hook.
 """
 
 from __future__ import annotations
+
+import hmac
+import logging
 
 from aiohttp import web
 
@@ -15,6 +19,8 @@ from pillion.runtime.http_server import HttpServerComponent
 from pillion.telemetry import Metrics
 
 __all__ = ["StatusServer"]
+
+log = logging.getLogger("pillion.status")
 
 
 class StatusServer(HttpServerComponent):
@@ -28,6 +34,7 @@ class StatusServer(HttpServerComponent):
         app.router.add_get("/healthz/live", self._live)
         app.router.add_get("/healthz/ready", self._ready)
         app.router.add_get("/metrics", self._scrape)
+        app.router.add_get("/prestop", self._prestop)
 
     def can_reconfigure(self, config: PillionConfig) -> bool:
         return config.status.listen == self.listen
@@ -46,6 +53,20 @@ class StatusServer(HttpServerComponent):
     async def _ready(self, request: web.Request) -> web.Response:
         health = self._control.health()
         return _probe(health, health.ready, "ready")
+
+    async def _prestop(self, request: web.Request) -> web.Response:
+        """The app containers' preStop hook: inbound traffic stops, and the answer
+        comes once its requests in flight are done; then the kubelet signals the app."""
+        token = self._control.config.status.prestop_token
+        if token is None:
+            raise web.HTTPNotFound(text="/prestop is off: no status.prestop_token\n")
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            log.warning("preStop refused: missing or wrong token", extra={"peer": request.remote})
+            raise web.HTTPUnauthorized(text="/prestop needs Authorization: Bearer <token>\n")
+        log.info("preStop: draining inbound traffic", extra={"peer": request.remote})
+        await self._control.drain_inbound()
+        return web.json_response({"drained": True})
 
     async def _scrape(self, request: web.Request) -> web.Response:
         await self._metrics.before_scrape()

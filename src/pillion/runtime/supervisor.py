@@ -28,6 +28,8 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger("pillion.supervisor")
 
+EXIT_FILE_INTERVAL = 0.5  # seconds between looks for lifecycle.exit_file
+
 
 class Supervisor:
     """Runs one Pillion: ``await Supervisor(config, path).run()`` returns the exit code."""
@@ -83,6 +85,23 @@ class Supervisor:
         log.info("draining: readiness now fails")
         self._traffic_drain = self._spawn(self._drain_traffic(self._deadline()))
 
+    async def drain_inbound(self) -> None:
+        """The app is about to be stopped (its preStop hook): readiness fails, the
+        inbound listeners close, and this returns once their requests in flight are
+        done (or at the deadline). Outbound listeners stay, for the app's last calls,
+        until Pillion itself is stopped."""
+        if not self._draining:
+            self._draining = True
+            log.info("draining inbound traffic before the app stops; readiness now fails")
+        deadline = self._deadline()
+        await asyncio.gather(
+            *(
+                component.drain_inbound(deadline)
+                for component in self.components
+                if component.kind == "traffic" and component in self._states
+            )
+        )
+
     def request_exit(self) -> None:
         if self._exit.is_set():
             self._hurry.set()
@@ -106,6 +125,7 @@ class Supervisor:
                 await self._stop_all(self._deadline())
                 return EXIT_RUNTIME_FAILURE
             log.info("started", extra={"components": [c.name for c in self.components]})
+            self._spawn(self._watch_exit_file())
             await self._exit.wait()
             log.info(
                 "stopping", extra={"drain_timeout_seconds": self._config.lifecycle.drain_timeout}
@@ -278,6 +298,17 @@ class Supervisor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _watch_exit_file(self) -> None:
+        """``lifecycle.exit_file``: once it exists, the app is done; drain and exit."""
+        while not self._exit.is_set():
+            path = self._config.lifecycle.exit_file
+            # a stat on a local volume, twice a second: not worth a thread
+            if path is not None and os.path.exists(path):  # noqa: ASYNC240
+                log.info("exit file found: the app has finished", extra={"path": path})
+                self.request_exit()
+                return
+            await asyncio.sleep(EXIT_FILE_INTERVAL)
 
     def _on_stop_signal(self, signum: int) -> None:
         log.info("signal received", extra={"signal": signal.Signals(signum).name})
