@@ -216,3 +216,71 @@ def test_prometheus_originals_kept_and_merged() -> None:
     assert exporters is not None
     assert exporters.merge_app is not None
     assert exporters.merge_app.url == "http://127.0.0.1:9090/stats"
+
+
+def _pod(*containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p"}, "spec": {"containers": list(containers), **spec}}
+
+
+def test_prestop_hook_with_a_token() -> None:
+    own = {"preStop": {"exec": {"command": ["sleep", "5"]}}}
+    pod = _pod({"name": "app", "image": "a"}, {"name": "worker", "image": "w", "lifecycle": own})
+    decision = inject_pod(pod, InjectSettings(), "shop", ENABLED, "tok")
+    app, worker = decision.pod["spec"]["containers"]
+    assert app["lifecycle"]["preStop"] == {
+        "httpGet": {
+            "path": "/prestop",
+            "port": 15020,
+            "httpHeaders": [{"name": "Authorization", "value": "Bearer tok"}],
+        }
+    }
+    assert worker["lifecycle"] == own  # an app's own hook is kept
+    assert {"name": "PILLION_PRESTOP_TOKEN", "value": "tok"} in sidecar(decision.pod)["env"]
+    without = inject_pod(pod, InjectSettings(), "shop", ENABLED).pod
+    assert "lifecycle" not in without["spec"]["containers"][0]
+    assert not [e for e in sidecar(without)["env"] if e["name"] == "PILLION_PRESTOP_TOKEN"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_exit_file_in_classic_mode(native: bool) -> None:
+    pod = injected({"pillion.dev/native-sidecar": str(native).lower()})
+    exit_file = {"name": "PILLION_EXIT_FILE", "value": "/var/run/pillion/exit"}
+    mount = {"name": "pillion-lifecycle", "mountPath": "/var/run/pillion"}
+    app = pod["spec"]["containers"][-1]
+    volumes = [v["name"] for v in pod["spec"]["volumes"]]
+    if native:
+        assert "pillion-lifecycle" not in volumes
+        assert exit_file not in sidecar(pod)["env"]
+        assert "env" not in app
+    else:
+        assert {"name": "pillion-lifecycle", "emptyDir": {"medium": "Memory"}} in (
+            pod["spec"]["volumes"])  # fmt: skip
+        assert exit_file in sidecar(pod)["env"]
+        assert exit_file in app["env"]
+        assert mount in app["volumeMounts"]
+        assert mount in sidecar(pod)["volumeMounts"]
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (
+            _pod({"name": "app", "image": "a"}, volumes=[{"name": "pillion-lifecycle"}]),
+            "name clash: the pod already has a volume named pillion-lifecycle",
+        ),
+        (
+            _pod(
+                {
+                    "name": "app",
+                    "image": "a",
+                    "volumeMounts": [{"name": "x", "mountPath": "/var/run/pillion"}],
+                }
+            ),
+            "mount clash: container app already mounts /var/run/pillion",
+        ),
+    ],
+)
+def test_classic_mode_clashes(pod: dict[str, Any], reason: str) -> None:
+    decision = inject_pod(pod, InjectSettings(native_sidecar=False), "shop", ENABLED)
+    assert (decision.injected, decision.reason) == (False, reason)
+    assert inject_pod(pod, InjectSettings(), "shop", ENABLED).injected  # native: no clash

@@ -160,6 +160,19 @@ def test_a_pod_is_injected_and_the_patch_applies_and_validates(webhook: Webhook)
     assert status["injected"] is True
     for version in ("1.29.0", "1.37.0"):
         kubernetes_validate.validate(pod, version, strict=True)
+    # each pod gets its own preStop token, in its app containers' hook and in Pillion's env
+    tokens = {
+        c["lifecycle"]["preStop"]["httpGet"]["httpHeaders"][0]["value"]
+        for c in pod["spec"]["containers"]
+        if c["name"] in ("web", "worker")
+    }
+    other = patched(POD, webhook.review(admission(POD, "uid-3")))
+    other_token = other["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]
+    assert len(tokens) == 1
+    assert other_token["httpHeaders"][0]["value"] not in tokens
+    every = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    env = next(c for c in every if c["name"] == "pillion")["env"]
+    assert {"name": "PILLION_PRESTOP_TOKEN", "value": tokens.pop().removeprefix("Bearer ")} in env
     # idempotent: the injected pod, reviewed again, is not injected twice
     again = patched(pod, webhook.review(admission(pod, "uid-2")))
     assert [c["name"] for c in again["spec"]["containers"]] == [
