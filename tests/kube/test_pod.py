@@ -160,15 +160,21 @@ def test_native_pod_order_secrets_and_capture_both_ways(
             200, "echo ping\n")  # fmt: skip
         assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=6379") == (
             200, "echo ping\n")  # fmt: skip
+        # a destination where nothing listens: the app gets Pillion's 503, as it would
+        # have got a refusal
+        code, body = net.curl(net.client, f"{app_url}call?url=http://{net.remote_ip}:9/")
+        assert (code, body) == (502, "call failed: HTTP Error 503: Service Unavailable\n")
         found = metrics(net)
         captured = "pillion_outbound_captured_connections_total"
-        assert total(found, captured, protocol="http") == 1
+        assert total(found, captured, protocol="http") == 2
         assert total(found, captured, protocol="tcp") == 1
         assert total(found, captured, protocol="opaque_port") == 1
         assert total(found, "pillion_requests_total", listener="outbound",
                      cluster="original_destination", code="200") == 1  # fmt: skip
-        # Pillion's own calls (OpenBao) were not captured: only the app's three were
-        assert total(found, captured) == 3
+        assert total(found, "pillion_requests_total", listener="outbound",
+                     cluster="original_destination", code="503", flags="UF") == 1  # fmt: skip
+        # Pillion's own calls (OpenBao) were not captured: only the app's four were
+        assert total(found, captured) == 4
         assert total(found, "pillion_tcp_received_bytes_total", listener="outbound") == 10
 
         codes = started.stop()
