@@ -65,6 +65,15 @@ class TcpFamilies:
             registry=registry,
         )
 
+    def counters(self, listener: str) -> tuple[Counter, Counter, Counter, Counter]:
+        """A listener's accepted, received, sent and connect_errors counters."""
+        return (
+            self.connections.labels(listener),
+            self.received.labels(listener),
+            self.sent.labels(listener),
+            self.connect_errors.labels(listener),
+        )
+
 
 class TcpRelay(typing.Protocol):
     """What a passthrough connection needs from whoever accepted it: its timeouts,
@@ -99,10 +108,7 @@ class TcpListener(Listening):
         self.config = config
         self.connect_timeout = config.connect_timeout
         self.idle_timeout = config.idle_timeout
-        self.accepted = families.connections.labels(name)
-        self.received = families.received.labels(name)
-        self.sent = families.sent.labels(name)
-        self.connect_errors = families.connect_errors.labels(name)
+        self.accepted, self.received, self.sent, self.connect_errors = families.counters(name)
 
     async def start(self) -> None:
         await self.listen(lambda: TcpClient(self, self.config.upstream))

@@ -117,10 +117,7 @@ class OriginalDestinations:
         self.loop = listener.loop
         self.connect_timeout = config.connect_timeout
         self.idle_timeout = config.idle_timeout
-        self.accepted = tcp.connections.labels(name)
-        self.received = tcp.received.labels(name)
-        self.sent = tcp.sent.labels(name)
-        self.connect_errors = tcp.connect_errors.labels(name)
+        self.accepted, self.received, self.sent, self.connect_errors = tcp.counters(name)
 
     def connection_opened(self, connection: TcpClient) -> bool:
         return self.listener.connection_opened(connection)
