@@ -48,6 +48,13 @@ def config(pod: dict[str, Any]) -> PillionConfig:
         ({"pillion.dev/config": "Not_A_Name"}, "pillion.dev/config"),
         ({"pillion.dev/secret-Bad": "secret/x"}, "pillion.dev/secret-Bad"),
         ({"pillion.dev/secret-template-db": "x"}, "pillion.dev/secret-template-db"),
+        ({"pillion.dev/exclude-inbound-ports": "80,abc"}, "pillion.dev/exclude-inbound-ports"),
+        ({"pillion.dev/exclude-outbound-ports": "0"}, "pillion.dev/exclude-outbound-ports"),
+        (
+            {"pillion.dev/exclude-outbound-cidrs": "10.0.0.0/33"},
+            "pillion.dev/exclude-outbound-cidrs",
+        ),
+        ({"pillion.dev/exclude-outbound-cidrs": "fd00::/8"}, "pillion.dev/exclude-outbound-cidrs"),
     ],
 )
 def test_malformed(annotations: dict[str, str], key: str) -> None:
@@ -108,6 +115,18 @@ def test_capture(capture: str) -> None:
     assert init["securityContext"]["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"],
                                                        "drop": ["ALL"]}  # fmt: skip
     assert init["securityContext"]["runAsUser"] == 0
+    assert init["args"][-2:] == ["--exclude-inbound-ports", "15020,15000"]
+    excluded = injected({
+        "pillion.dev/capture": capture,
+        "pillion.dev/exclude-inbound-ports": "9090, 9091",
+        "pillion.dev/exclude-outbound-ports": "5432",
+        "pillion.dev/exclude-outbound-cidrs": "10.96.0.1/12,169.254.169.254",
+    })["spec"]["initContainers"][0]["args"]  # fmt: skip
+    assert excluded[-6:] == [
+        "--exclude-inbound-ports", "15020,15000,9090,9091",
+        "--exclude-outbound-ports", "5432",
+        "--exclude-outbound-cidrs", "10.96.0.0/12,169.254.169.254/32",
+    ]  # fmt: skip
     proxy = config(injected({"pillion.dev/capture": capture})).proxy
     assert proxy is not None
     assert [(listener.name, str(listener.listen)) for listener in proxy.inbound] == [

@@ -61,6 +61,7 @@ def test_all_mode_rules() -> None:
         proxy_uid=4242,
         exclude_inbound_ports=(22, 15020),
         exclude_outbound_cidrs=("10.1.2.3/8", "192.168.0.0/16"),
+        exclude_outbound_ports=(5432, 3306, 5432),
     )
     assert _rules(restore_input(settings)) == [
         "*nat",
@@ -80,6 +81,8 @@ def test_all_mode_rules() -> None:
         "-A PILLION_OUTPUT -o lo -j RETURN",
         "-A PILLION_OUTPUT -d 10.0.0.0/8 -j RETURN",
         "-A PILLION_OUTPUT -d 192.168.0.0/16 -j RETURN",
+        "-A PILLION_OUTPUT -p tcp -m tcp --dport 5432 -j RETURN",
+        "-A PILLION_OUTPUT -p tcp -m tcp --dport 3306 -j RETURN",
         "-A PILLION_OUTPUT -j PILLION_REDIRECT",
         "-A OUTPUT -p tcp -j PILLION_OUTPUT",
         "COMMIT",
@@ -122,6 +125,7 @@ def test_only_pillion_chains_and_jumps_are_written() -> None:
         ({"proxy_uid": -1}, "proxy uid"),
         ({"exclude_outbound_cidrs": ("not-a-cidr",)}, "not a CIDR"),
         ({"exclude_outbound_cidrs": ("fd00::/8",)}, "only IPv4"),
+        ({"exclude_outbound_ports": (65536,)}, "excluded outbound port"),
     ],
 )
 def test_bad_settings(kwargs: dict[str, object], message: str) -> None:
@@ -212,6 +216,7 @@ def test_cli_dry_run_cleanup() -> None:
         ["--inbound-port", "0"],
         ["--exclude-inbound-ports", "80,http"],
         ["--exclude-outbound-cidrs", "nowhere"],
+        ["--exclude-outbound-ports", "5432,-1"],
     ],
 )
 def test_cli_bad_options_exit_2(args: list[str]) -> None:

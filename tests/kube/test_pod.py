@@ -99,8 +99,8 @@ def total(found: dict[str, float], name: str, **labels: str) -> float:
 
 
 def start_remote_servers(net: Network, tmp_path: Path) -> list[Any]:
-    """An HTTP server and two TCP echo servers (one on Redis' port, opaque by
-    default) in the remote namespace."""
+    """In the remote namespace: an HTTP server, and TCP echo servers on 7000, on
+    Redis' port (opaque by default) and on 7001 (excluded by the test's pod)."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("hello from the remote service\n")
@@ -116,6 +116,7 @@ def start_remote_servers(net: Network, tmp_path: Path) -> list[Any]:
                   "--directory", str(site), log=tmp_path / "remote-http.log"),
         net.popen(net.remote, sys.executable, "-c", echo, "7000", log=tmp_path / "echo.log"),
         net.popen(net.remote, sys.executable, "-c", echo, "6379", log=tmp_path / "redis.log"),
+        net.popen(net.remote, sys.executable, "-c", echo, "7001", log=tmp_path / "direct.log"),
     ]  # fmt: skip
 
 
@@ -130,7 +131,8 @@ def test_native_pod_order_secrets_and_capture_both_ways(
     pod = injected(
         {"pillion.dev/capture": "all", "pillion.dev/secret-db": "secret/db",
          "pillion.dev/secret-template-db": "{{ secrets.db.password }}",
-         "pillion.dev/vault-address": openbao.address},
+         "pillion.dev/vault-address": openbao.address,
+         "pillion.dev/exclude-outbound-ports": "7001"},
         app_container("serve", "8080", "--require", "/secrets/db"),
     )  # fmt: skip
     servers = start_remote_servers(net, tmp_path)
@@ -159,6 +161,9 @@ def test_native_pod_order_secrets_and_capture_both_ways(
         assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=7000") == (
             200, "echo ping\n")  # fmt: skip
         assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=6379") == (
+            200, "echo ping\n")  # fmt: skip
+        # an excluded port: straight there, not captured
+        assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=7001") == (
             200, "echo ping\n")  # fmt: skip
         # a destination where nothing listens: the app gets Pillion's 503, as it would
         # have got a refusal

@@ -45,6 +45,11 @@ EXIT_BAD_OPTIONS = 2
     default="",
     help="Comma-separated IPv4 CIDRs not captured outbound.",
 )
+@click.option(
+    "--exclude-outbound-ports",
+    default="",
+    help="Comma-separated destination ports not captured outbound.",
+)
 @click.option("--cleanup", is_flag=True, help="Remove Pillion's chains and jump rules instead.")
 @click.option("--dry-run", is_flag=True, help="Print what would be applied; change nothing.")
 def iptables(
@@ -54,6 +59,7 @@ def iptables(
     outbound_port: int,
     exclude_inbound_ports: str,
     exclude_outbound_cidrs: str,
+    exclude_outbound_ports: str,
     cleanup: bool,
     dry_run: bool,
 ) -> None:
@@ -67,6 +73,7 @@ def iptables(
             proxy_uid=proxy_uid,
             exclude_inbound_ports=parse_ports(exclude_inbound_ports),
             exclude_outbound_cidrs=parse_cidrs(exclude_outbound_cidrs),
+            exclude_outbound_ports=parse_ports(exclude_outbound_ports),
         )
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)

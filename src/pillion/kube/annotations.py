@@ -10,9 +10,13 @@ annotation wins where both say the same thing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
+
+from pillion.kube.iptables import parse_cidrs, parse_ports
+
+T = TypeVar("T")
 
 __all__ = [
     "PREFIX",
@@ -75,6 +79,9 @@ class PodAnnotations:
     cpu_limit: str | None = None
     memory_limit: str | None = None
     log_level: LogLevel | None = None
+    exclude_inbound_ports: tuple[int, ...] = ()
+    exclude_outbound_ports: tuple[int, ...] = ()
+    exclude_outbound_cidrs: tuple[str, ...] = ()
 
 
 def parse_bool(key: str, value: str) -> bool:
@@ -202,4 +209,21 @@ def parse_annotations(annotations: Mapping[str, str]) -> PodAnnotations:
         cpu_limit=_quantity(annotations, "cpu-limit"),
         memory_limit=_quantity(annotations, "memory-limit"),
         log_level=log_level,  # type: ignore[arg-type]  # checked by _choice
+        exclude_inbound_ports=_list(annotations, "exclude-inbound-ports", parse_ports),
+        exclude_outbound_ports=_list(annotations, "exclude-outbound-ports", parse_ports),
+        exclude_outbound_cidrs=_list(annotations, "exclude-outbound-cidrs", parse_cidrs),
     )
+
+
+def _list(
+    annotations: Mapping[str, str], name: str, parse: Callable[[str], tuple[T, ...]]
+) -> tuple[T, ...]:
+    """A comma-separated capture exclusion, checked as ``pillion iptables`` will."""
+    key = PREFIX + name
+    value = annotations.get(key)
+    if value is None:
+        return ()
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise InvalidAnnotation(key, str(exc)) from None

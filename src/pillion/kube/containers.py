@@ -117,7 +117,13 @@ def prestop_hook(token: str) -> dict[str, Any]:
     }
 
 
-def init_container(image: str, capture: str) -> dict[str, Any]:
+def init_container(
+    image: str,
+    capture: str,
+    exclude_inbound_ports: tuple[int, ...] = (),
+    exclude_outbound_ports: tuple[int, ...] = (),
+    exclude_outbound_cidrs: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """``pillion-init``: redirects the pod's traffic to Pillion with iptables, then exits.
     The only part of Pillion that runs as root, with just the two network capabilities."""
     return {
@@ -134,7 +140,17 @@ def init_container(image: str, capture: str) -> dict[str, Any]:
             "--outbound-port",
             str(OUTBOUND_PORT),
             "--exclude-inbound-ports",
-            f"{STATUS_PORT},{ADMIN_PORT}",
+            ",".join(map(str, (STATUS_PORT, ADMIN_PORT, *exclude_inbound_ports))),
+            *(
+                ["--exclude-outbound-ports", ",".join(map(str, exclude_outbound_ports))]
+                if exclude_outbound_ports
+                else []
+            ),
+            *(
+                ["--exclude-outbound-cidrs", ",".join(exclude_outbound_cidrs)]
+                if exclude_outbound_cidrs
+                else []
+            ),
         ],
         "resources": {
             "requests": {"cpu": "10m", "memory": "16Mi"},

@@ -286,7 +286,19 @@ def _inject(
             env=env,
         )
     )
-    init = [c.init_container(settings.image, wanted.capture)] if wanted.capture != "none" else []
+    init = (
+        [
+            c.init_container(
+                settings.image,
+                wanted.capture,
+                wanted.exclude_inbound_ports,
+                wanted.exclude_outbound_ports,
+                wanted.exclude_outbound_cidrs,
+            )
+        ]
+        if wanted.capture != "none"
+        else []
+    )
     existing_init = list(spec.get("initContainers") or [])
     if native:
         spec["initContainers"] = [*init, sidecar, *existing_init]

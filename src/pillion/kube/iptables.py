@@ -8,7 +8,8 @@ them::
     PREROUTING -p tcp -> PILLION_INBOUND: RETURN for excluded ports, else
                          PILLION_IN_REDIRECT: REDIRECT to the inbound listener
     OUTPUT -p tcp     -> PILLION_OUTPUT: RETURN for Pillion's uid, loopback (and
-                         the pod's own IP, reached over lo) and excluded CIDRs, else
+                         the pod's own IP, reached over lo), excluded CIDRs and
+                         excluded ports, else
                          PILLION_REDIRECT: REDIRECT to the outbound listener
 
 Outbound capture is only installed in mode ``all``.
@@ -55,6 +56,7 @@ class CaptureSettings:
     proxy_uid: int = 1337
     exclude_inbound_ports: tuple[int, ...] = ()
     exclude_outbound_cidrs: tuple[str, ...] = ()
+    exclude_outbound_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in ("inbound", "all"):
@@ -63,6 +65,8 @@ class CaptureSettings:
             _check_port(getattr(self, name), name)
         for port in self.exclude_inbound_ports:
             _check_port(port, "excluded inbound port")
+        for port in self.exclude_outbound_ports:
+            _check_port(port, "excluded outbound port")
         if self.proxy_uid < 0:
             raise ValueError(f"proxy uid must be >= 0, not {self.proxy_uid}")
         for cidr in self.exclude_outbound_cidrs:
@@ -101,6 +105,10 @@ def restore_input(settings: CaptureSettings) -> str:
         lines.append(f"-A {OUTPUT_CHAIN} -o lo -j RETURN")
         lines += [
             f"-A {OUTPUT_CHAIN} -d {cidr} -j RETURN" for cidr in settings.outbound_exclusions()
+        ]
+        lines += [
+            f"-A {OUTPUT_CHAIN} -p tcp -m tcp --dport {port} -j RETURN"
+            for port in dict.fromkeys(settings.exclude_outbound_ports)
         ]
         lines.append(f"-A {OUTPUT_CHAIN} -j {REDIRECT_CHAIN}")
         lines.append(f"-A OUTPUT -p tcp -j {OUTPUT_CHAIN}")
