@@ -42,7 +42,9 @@ def app() -> Iterator[int]:
     server.server_close()
 
 
-def _sidecar(tmp_path: Path, app: int, env: dict[str, str]) -> tuple[PillionProcess, int, int]:
+def _sidecar(
+    tmp_path: Path, app: int, env: dict[str, str], workers: int = 1
+) -> tuple[PillionProcess, int, int]:
     admin, status, inbound, outbound = free_port(), free_port(), free_port(), free_port()
     config = write_config(
         tmp_path,
@@ -50,6 +52,7 @@ def _sidecar(tmp_path: Path, app: int, env: dict[str, str]) -> tuple[PillionProc
 admin: {{listen: 127.0.0.1:{admin}}}
 status: {{listen: 127.0.0.1:{status}}}
 proxy:
+  workers: {workers}
   access_log: null
   inbound: [{{listen: 127.0.0.1:{inbound}}}]
   outbound: [{{listen: 127.0.0.1:{outbound}, cluster: app}}]
@@ -83,10 +86,12 @@ def test_off_without_a_token(tmp_path: Path, app: int) -> None:
         process.stop()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_the_hook_drains_inbound_only_and_answers_when_requests_are_done(
-    tmp_path: Path, app: int
+    tmp_path: Path, app: int, workers: int
 ) -> None:
-    process, inbound, outbound = _sidecar(tmp_path, app, {"PILLION_PRESTOP_TOKEN": TOKEN})
+    env = {"PILLION_PRESTOP_TOKEN": TOKEN}
+    process, inbound, outbound = _sidecar(tmp_path, app, env, workers)
     try:
         # a wrong or missing token changes nothing
         assert _prestop(process, None) == 401

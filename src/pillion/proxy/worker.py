@@ -4,8 +4,9 @@ Reads its configuration (the ``app``, ``proxy`` and ``lifecycle`` sections, as
 JSON) on stdin, serves the listeners with ``SO_REUSEPORT`` beside its siblings,
 writes ``ready`` to the inherited file descriptor once listening, drains on
 SIGTERM and exits 0; SIGUSR1 drains only its inbound listeners (the app's
-preStop). Its metrics go to ``PROMETHEUS_MULTIPROC_DIR``, which the
-supervising process merges into ``/metrics``.
+preStop), then writes ``drained`` to the same descriptor. Its metrics go to
+``PROMETHEUS_MULTIPROC_DIR``, which the supervising process merges into
+``/metrics``.
 """
 
 from __future__ import annotations
@@ -47,23 +48,27 @@ async def _serve(config: PillionConfig, ready_fd: int) -> int:
     except ComponentStartError as exc:
         log.error("cannot start", extra={"error": exc.reason})
         return EXIT_RUNTIME_FAILURE
-    os.write(ready_fd, b"ready\n")
-    os.close(ready_fd)
+    os.write(ready_fd, b"ready\n")  # kept open: "drained" follows a SIGUSR1's drain
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     inbound: set[asyncio.Task[None]] = set()
 
-    def drain_inbound() -> None:  # SIGUSR1: the app's preStop hook, seen by the parent
-        task = loop.create_task(proxy.drain_inbound(loop.time() + config.lifecycle.drain_timeout))
+    async def drain_inbound() -> None:
+        await proxy.drain_inbound(loop.time() + config.lifecycle.drain_timeout)
+        os.write(ready_fd, b"drained\n")
+
+    def on_usr1() -> None:  # the app's preStop hook, passed on by the parent
+        task = loop.create_task(drain_inbound())
         inbound.add(task)
         task.add_done_callback(inbound.discard)
 
-    loop.add_signal_handler(signal.SIGUSR1, drain_inbound)
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     await stop.wait()
     await proxy.drain(loop.time() + config.lifecycle.drain_timeout)
     await proxy.close()
+    os.close(ready_fd)
     return EXIT_OK
 
 

@@ -39,12 +39,42 @@ def _restarts_family(registry: CollectorRegistry) -> Counter:
     )
 
 
+async def _read_line(fd: int, seconds: float) -> bytes:
+    """What a worker writes next on its pipe (``b""``: it closed, or ``seconds`` passed)."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        async with asyncio.timeout(seconds):
+            await readable
+    except TimeoutError:
+        return b""
+    finally:
+        loop.remove_reader(fd)
+    try:
+        return os.read(fd, 64)
+    except BlockingIOError:
+        return b""
+
+
 class _Worker:
     def __init__(self, index: int) -> None:
         self.index = index
         self.process: asyncio.subprocess.Process | None = None
         self.ready = False
         self.failures = 0
+        self.status_fd: int | None = None  # the read end of the worker's ready pipe
+
+    def close_status(self) -> None:
+        if self.status_fd is not None:
+            os.close(self.status_fd)
+            self.status_fd = None
 
 
 class ProxyWorkers(Component):
@@ -106,15 +136,11 @@ class ProxyWorkers(Component):
         assert process.stdin is not None
         process.stdin.write(self._payload)
         process.stdin.close()
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(START_TIMEOUT):
-                line = await loop.run_in_executor(None, os.read, read_fd, 64)
-        except TimeoutError:
-            line = b""
-        finally:
-            os.close(read_fd)
+        worker.close_status()  # a restarted worker's predecessor's
+        worker.status_fd = read_fd
+        line = await _read_line(read_fd, START_TIMEOUT)
         if line != b"ready\n":
+            worker.close_status()
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             code = await process.wait()
@@ -156,12 +182,19 @@ class ProxyWorkers(Component):
             log.info("worker restarted", extra={"worker": worker.index, "pids": self.pids})
 
     async def drain_inbound(self, deadline: float) -> None:
-        """Each worker closes its inbound listeners (SIGUSR1) and finishes their
-        requests by itself: this returns once they are told, not once they are done."""
-        _ = deadline
-        for pid in self.pids:
+        """Each worker closes its inbound listeners (SIGUSR1) and says ``drained`` on
+        its pipe once their requests are done; this returns when all have (a worker
+        that dies meanwhile counts as done), or at ``deadline``."""
+        told = []
+        for worker in self._workers:
+            process = worker.process
+            if process is None or process.returncode is not None or worker.status_fd is None:
+                continue
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGUSR1)
+                os.kill(process.pid, signal.SIGUSR1)
+                told.append(worker.status_fd)
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.gather(*(_read_line(fd, remaining) for fd in told))
 
     async def drain(self, deadline: float) -> None:
         self._stopping = True
@@ -188,6 +221,7 @@ class ProxyWorkers(Component):
                 await process.wait()
             if process is not None:
                 self._metrics.worker_exited(process.pid)
+            worker.close_status()
         self._started = False
 
     def can_reconfigure(self, config: PillionConfig) -> bool:
