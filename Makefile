@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables
 
-.PHONY: demo test check docs system-deps bench-proxy bench-logs bench-webhook bench-exporters clean
+.PHONY: demo test check docs system-deps bench-proxy bench-logs bench-webhook bench-exporters bench-capture clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -50,6 +50,11 @@ bench-webhook: $(VENV)/.installed
 
 # Pillion's StatsD exporter: ingestion at saturation, RSS and /metrics render time with
 # 10k series (see bench/README.md). No peer: Debian 12 has no prometheus-statsd-exporter.
+# Needs root: network namespaces and iptables.
+bench-capture: $(VENV)/.installed
+	@scripts/install-system-packages.sh nginx wrk iptables
+	$(BIN)/python bench/capture_bench.py $(ARGS)
+
 bench-exporters: $(VENV)/.installed
 	$(BIN)/python bench/exporters_bench.py $(ARGS)
 

@@ -56,7 +56,6 @@ SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
 _SOCKADDR_IN = struct.Struct("!2xH4s8x")  # family (host order, skipped), port, address
 _NO_TIMEOUT = 365 * 86400.0  # a request timeout of 0: none, in practice
 _KEEPALIVE_IDLE = 60.0  # seconds a pooled connection to a destination may sit idle
-_KEEPALIVE_MAX = 32  # idle connections kept per destination
 
 
 def parse_sockaddr_in(raw: bytes) -> tuple[str, int]:
@@ -143,7 +142,7 @@ class OriginalDestinations:
             ListenAddress(*destination),
             connect_timeout=self.config.connect_timeout,
             idle_timeout=_KEEPALIVE_IDLE,
-            max_idle=_KEEPALIVE_MAX,
+            max_idle=self.config.max_idle_per_destination,
             connect_errors=self.listener.metrics.upstream_connect_errors,
         )
         host = f"{destination[0]}:{destination[1]}".encode()  # for requests without a Host
