@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from pillion.http.sniff import LONGEST_PREFIX, Sniffed, sniff
-from pillion.proxy.transparent import parse_sockaddr_in
+from pillion.proxy.transparent import parse_sockaddr_in, parse_sockaddr_in6
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,9 @@ def test_sockaddr_in_as_getsockopt_returns_it() -> None:
     raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 8443)
     raw += socket.inet_aton("10.1.2.3") + bytes(8)
     assert parse_sockaddr_in(raw) == ("10.1.2.3", 8443)
+
+
+def test_sockaddr_in6_as_getsockopt_returns_it() -> None:
+    raw = struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", 8443, 0)
+    raw += socket.inet_pton(socket.AF_INET6, "fd00:124::6") + bytes(4)
+    assert parse_sockaddr_in6(raw) == ("fd00:124::6", 8443)

@@ -51,7 +51,7 @@ def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
 
 @dataclass
 class Network:
-    """The pod's namespace and its neighbours, on 10.124.S.0/28."""
+    """The pod's namespace and its neighbours, on 10.124.S.0/28 and fd00:124:S::/48."""
 
     tag: str
     subnet: int
@@ -83,6 +83,21 @@ class Network:
     def remote_ip(self) -> str:
         return self.ip(6)
 
+    def ip6(self, link: int, last: int) -> str:
+        return f"fd00:124:{self.subnet:x}:{link}::{last}"
+
+    @property
+    def pod_ip6(self) -> str:
+        return self.ip6(1, 2)
+
+    @property
+    def client_ip6(self) -> str:
+        return self.ip6(1, 1)
+
+    @property
+    def remote_ip6(self) -> str:
+        return self.ip6(2, 2)
+
     @property
     def node_ip(self) -> str:
         """This machine's own namespace, as the pod reaches it."""
@@ -92,12 +107,13 @@ class Network:
         for name in (self.pod, self.client, self.remote):
             sh("ip", "netns", "add", name)
             sh("ip", "-n", name, "link", "set", "lo", "up")
-        # (namespace, address) at each end of a /30
+        # (namespace, address) at each end of a /30, and of a /64 for the first two
         links = [
             ((self.client, self.client_ip), (self.pod, self.pod_ip)),
             ((self.pod, self.ip(5)), (self.remote, self.remote_ip)),
             ((self.pod, self.ip(9)), (None, self.node_ip)),
         ]
+        links6 = [(self.client_ip6, self.pod_ip6), (self.ip6(2, 1), self.remote_ip6)]
         for index, ((left, left_ip), (right, right_ip)) in enumerate(links):
             a, b = f"v{self.tag}{index}a", f"v{self.tag}{index}b"
             where_b = ["netns", right] if right is not None else []
@@ -108,6 +124,10 @@ class Network:
             on_b = ["-n", right] if right is not None else []
             sh("ip", *on_b, "addr", "add", f"{right_ip}/30", "dev", b)
             sh("ip", *on_b, "link", "set", b, "up")
+            if index < len(links6):  # no duplicate address detection: usable at once
+                left6, right6 = links6[index]
+                sh("ip", "-n", str(left), "addr", "add", f"{left6}/64", "dev", a, "nodad")
+                sh("ip", *on_b, "addr", "add", f"{right6}/64", "dev", b, "nodad")
 
     def delete(self) -> None:
         for name in (self.pod, self.client, self.remote):  # their veth pairs go with them

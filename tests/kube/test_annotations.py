@@ -54,7 +54,6 @@ def config(pod: dict[str, Any]) -> PillionConfig:
             {"pillion.dev/exclude-outbound-cidrs": "10.0.0.0/33"},
             "pillion.dev/exclude-outbound-cidrs",
         ),
-        ({"pillion.dev/exclude-outbound-cidrs": "fd00::/8"}, "pillion.dev/exclude-outbound-cidrs"),
     ],
 )
 def test_malformed(annotations: dict[str, str], key: str) -> None:
@@ -120,22 +119,23 @@ def test_capture(capture: str) -> None:
         "pillion.dev/capture": capture,
         "pillion.dev/exclude-inbound-ports": "9090, 9091",
         "pillion.dev/exclude-outbound-ports": "5432",
-        "pillion.dev/exclude-outbound-cidrs": "10.96.0.1/12,169.254.169.254",
+        "pillion.dev/exclude-outbound-cidrs": "10.96.0.1/12,169.254.169.254,fd00::1/8",
     })["spec"]["initContainers"][0]["args"]  # fmt: skip
     assert excluded[-6:] == [
         "--exclude-inbound-ports", "15020,15000,9090,9091",
         "--exclude-outbound-ports", "5432",
-        "--exclude-outbound-cidrs", "10.96.0.0/12,169.254.169.254/32",
+        "--exclude-outbound-cidrs", "10.96.0.0/12,169.254.169.254/32,fd00::/8",
     ]  # fmt: skip
     proxy = config(injected({"pillion.dev/capture": capture})).proxy
     assert proxy is not None
     assert [(listener.name, str(listener.listen)) for listener in proxy.inbound] == [
-        ("inbound", "0.0.0.0:15006")
+        ("inbound", "0.0.0.0:15006"),
+        ("inbound-ipv6", "[::]:15006"),
     ]
     outbound = [(listener.name, str(listener.listen)) for listener in proxy.outbound]
-    assert outbound == ([("outbound", "127.0.0.1:15001")] if capture == "all" else [])
-    if capture == "all":
-        assert proxy.outbound[0].original_destination is not None
+    both = [("outbound", "127.0.0.1:15001"), ("outbound-ipv6", "[::1]:15001")]
+    assert outbound == (both if capture == "all" else [])
+    assert all(listener.original_destination is not None for listener in proxy.outbound)
 
 
 def test_no_capture_no_proxy() -> None:

@@ -124,7 +124,6 @@ def test_only_pillion_chains_and_jumps_are_written() -> None:
         ({"exclude_inbound_ports": (0,)}, "excluded inbound port"),
         ({"proxy_uid": -1}, "proxy uid"),
         ({"exclude_outbound_cidrs": ("not-a-cidr",)}, "not a CIDR"),
-        ({"exclude_outbound_cidrs": ("fd00::/8",)}, "only IPv4"),
         ({"exclude_outbound_ports": (65536,)}, "excluded outbound port"),
     ],
 )
@@ -198,15 +197,42 @@ def test_cli_dry_run_prints_the_rules_of_the_injected_args() -> None:
     args = init_container("image", "all")["args"]
     result = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output == restore_input(CaptureSettings(mode="all"))
+    settings = CaptureSettings(mode="all")
+    assert result.output == (
+        "# iptables-restore --noflush\n" + restore_input(settings)
+        + "# ip6tables-restore --noflush\n" + restore_input(settings, "ipv6")
+    )  # fmt: skip
+    only_v4 = CliRunner().invoke(cli, [*args, "--dry-run", "--no-ipv6"])
+    assert only_v4.output == "# iptables-restore --noflush\n" + restore_input(settings)
+
+
+def test_ipv6_rules_have_their_own_loopback_and_exclusions() -> None:
+    settings = CaptureSettings(
+        mode="all", exclude_outbound_cidrs=("10.0.0.0/8", "fd00::1/8", "2001:db8::/32")
+    )
+    v4, v6 = _rules(restore_input(settings)), _rules(restore_input(settings, "ipv6"))
+    assert "-A PILLION_OUTPUT -d 127.0.0.0/8 -j RETURN" in v4
+    assert "-A PILLION_OUTPUT -d ::1/128 -j RETURN" in v6
+    assert [r for r in v4 if r.startswith("-A PILLION_OUTPUT -d ")] == [
+        "-A PILLION_OUTPUT -d 127.0.0.0/8 -j RETURN",
+        "-A PILLION_OUTPUT -d 10.0.0.0/8 -j RETURN",
+    ]
+    assert [r for r in v6 if r.startswith("-A PILLION_OUTPUT -d ")] == [
+        "-A PILLION_OUTPUT -d ::1/128 -j RETURN",
+        "-A PILLION_OUTPUT -d fd00::/8 -j RETURN",
+        "-A PILLION_OUTPUT -d 2001:db8::/32 -j RETURN",
+    ]
+    # everything else is the same
+    rest = [r for r in v4 if not r.startswith("-A PILLION_OUTPUT -d ")]
+    assert rest == [r for r in v6 if not r.startswith("-A PILLION_OUTPUT -d ")]
 
 
 def test_cli_dry_run_cleanup() -> None:
     result = CliRunner().invoke(cli, ["iptables", "--cleanup", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == (
-        "iptables -t nat -D PREROUTING -p tcp -j PILLION_INBOUND"
-    )
+    lines = result.output.splitlines()
+    assert lines[0] == "iptables -t nat -D PREROUTING -p tcp -j PILLION_INBOUND"
+    assert "ip6tables -t nat -D PREROUTING -p tcp -j PILLION_INBOUND" in lines
 
 
 @pytest.mark.parametrize(
@@ -361,3 +387,47 @@ def _is_up(pod: Pod, status_port: int, pillion: PillionProcess) -> bool:
         f"http://127.0.0.1:{status_port}/healthz/ready", check=False,
     )  # fmt: skip
     return done.stdout == "200"
+
+
+def test_ipv6_listeners_are_skipped_where_the_pod_has_no_ipv6(tmp_path: Path) -> None:
+    """The generated config listens on both families; in a namespace with IPv6 turned
+    off, the IPv6 listeners are skipped with a warning and Pillion serves IPv4."""
+    if os.geteuid() != 0:
+        pytest.fail("network namespaces need root (CI runs as root)")
+    name = f"nov6-{random.randrange(16**6):06x}"
+    _sh("ip", "netns", "add", name)
+    try:
+        _sh("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        _sh("ip", "-n", name, "link", "set", "lo", "up")
+        config = write_config(
+            tmp_path,
+            "admin: {listen: 127.0.0.1:15000}\nstatus: {listen: 127.0.0.1:15020}\n"
+            "proxy:\n  inbound: [{name: inbound}, {name: inbound-ipv6, listen: '[::]:15006'}]\n"
+            "  outbound:\n    - {name: outbound, original_destination: {}}\n"
+            "    - {name: outbound-ipv6, listen: '[::1]:15001', original_destination: {}}\n",
+        )
+        pillion = PillionProcess(config, 15000, 15020, wrapper=["ip", "netns", "exec", name])
+        try:
+            pillion.start()
+            skipped = pillion.wait_for_log("no IPv6 here: listener not started")
+            assert skipped["listener"] == "outbound-ipv6"
+            status = _sh(
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://127.0.0.1:15020/healthz/ready",
+                check=False,
+            )
+            assert status.stdout == "200"
+        finally:
+            pillion.stop()
+        assert pillion.proc.returncode == 0
+    finally:
+        _sh("ip", "netns", "del", name, check=False)

@@ -112,7 +112,7 @@ def start_remote_servers(net: Network, tmp_path: Path) -> list[Any]:
         "socketserver.ThreadingTCPServer(('0.0.0.0', int(sys.argv[1])), H).serve_forever()\n"
     )
     return [
-        net.popen(net.remote, sys.executable, "-m", "http.server", "8081", "--bind", "0.0.0.0",
+        net.popen(net.remote, sys.executable, "-m", "http.server", "8081", "--bind", "::",
                   "--directory", str(site), log=tmp_path / "remote-http.log"),
         net.popen(net.remote, sys.executable, "-c", echo, "7000", log=tmp_path / "echo.log"),
         net.popen(net.remote, sys.executable, "-c", echo, "6379", log=tmp_path / "redis.log"),
@@ -165,21 +165,31 @@ def test_native_pod_order_secrets_and_capture_both_ways(
         # an excluded port: straight there, not captured
         assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=7001") == (
             200, "echo ping\n")  # fmt: skip
+        # IPv6 both ways: its own listeners (inbound-ipv6, outbound-ipv6), same rules
+        assert net.curl(net.client, f"http://[{net.pod_ip6}]:8080/", "-g") == (
+            200, "hello from the app\n")  # fmt: skip
+        remote6 = f"http://[{net.remote_ip6}]:8081/"
+        assert net.curl(net.client, f"{app_url}call?url={remote6}", "-g") == (
+            200, "200 hello from the remote service\n")  # fmt: skip
         # a destination where nothing listens: the app gets Pillion's 503, as it would
         # have got a refusal
         code, body = net.curl(net.client, f"{app_url}call?url=http://{net.remote_ip}:9/")
         assert (code, body) == (502, "call failed: HTTP Error 503: Service Unavailable\n")
         found = metrics(net)
         captured = "pillion_outbound_captured_connections_total"
-        assert total(found, captured, protocol="http") == 2
+        assert total(found, captured, protocol="http", listener="outbound") == 2
+        assert total(found, captured, protocol="http", listener="outbound-ipv6") == 1
+        assert total(found, "pillion_requests_total", listener="inbound-ipv6") == 1
+        assert total(found, "pillion_requests_total", listener="outbound-ipv6",
+                     cluster="original_destination", code="200") == 1  # fmt: skip
         assert total(found, captured, protocol="tcp") == 1
         assert total(found, captured, protocol="opaque_port") == 1
         assert total(found, "pillion_requests_total", listener="outbound",
                      cluster="original_destination", code="200") == 1  # fmt: skip
         assert total(found, "pillion_requests_total", listener="outbound",
                      cluster="original_destination", code="503", flags="UF") == 1  # fmt: skip
-        # Pillion's own calls (OpenBao) were not captured: only the app's four were
-        assert total(found, captured) == 4
+        # Pillion's own calls (OpenBao) were not captured: only the app's five were
+        assert total(found, captured) == 5
         assert total(found, "pillion_tcp_received_bytes_total", listener="outbound") == 10
 
         codes = started.stop()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import click
 
 from pillion.kube.iptables import (
+    FAMILIES,
     CaptureSettings,
     cleanup_commands,
     parse_cidrs,
@@ -43,12 +44,18 @@ EXIT_BAD_OPTIONS = 2
 @click.option(
     "--exclude-outbound-cidrs",
     default="",
-    help="Comma-separated IPv4 CIDRs not captured outbound.",
+    help="Comma-separated CIDRs (IPv4 or IPv6) not captured outbound.",
 )
 @click.option(
     "--exclude-outbound-ports",
     default="",
     help="Comma-separated destination ports not captured outbound.",
+)
+@click.option(
+    "--ipv6/--no-ipv6",
+    default=True,
+    show_default=True,
+    help="Capture IPv6 too (ip6tables), where the pod has IPv6.",
 )
 @click.option("--cleanup", is_flag=True, help="Remove Pillion's chains and jump rules instead.")
 @click.option("--dry-run", is_flag=True, help="Print what would be applied; change nothing.")
@@ -60,6 +67,7 @@ def iptables(
     exclude_inbound_ports: str,
     exclude_outbound_cidrs: str,
     exclude_outbound_ports: str,
+    ipv6: bool,
     cleanup: bool,
     dry_run: bool,
 ) -> None:
@@ -78,31 +86,50 @@ def iptables(
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_OPTIONS)
+    families = FAMILIES if ipv6 else FAMILIES[:1]
     if dry_run:
-        if cleanup:
-            click.echo("\n".join(" ".join(["iptables", *c]) for c in cleanup_commands()))
-        else:
-            click.echo(restore_input(settings), nl=False)
+        for family in families:
+            tool = _TOOLS[family]
+            if cleanup:
+                click.echo("\n".join(" ".join([tool, *c]) for c in cleanup_commands()))
+            else:
+                click.echo(f"# {tool}-restore --noflush")
+                click.echo(restore_input(settings, family), nl=False)
         return
-    try:
-        _clean()
-        if not cleanup:
-            _run(["iptables-restore", "--noflush"], restore_input(settings))
-    except _Failed as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    click.echo("capture removed" if cleanup else f"capture installed ({settings.mode})")
+    done = []
+    for family in families:
+        tool = _TOOLS[family]
+        try:
+            listing = _run([tool, "-t", "nat", "-S"])
+        except _Failed as exc:
+            if family == "ipv6":  # no IPv6 in this pod (or kernel): nothing to capture
+                click.echo(f"warning: IPv6 not captured: {exc}", err=True)
+                continue
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        try:
+            _clean(tool, listing)
+            if not cleanup:
+                _run([f"{tool}-restore", "--noflush"], restore_input(settings, family))
+        except _Failed as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        done.append(family)
+    what = "capture removed" if cleanup else f"capture installed ({settings.mode})"
+    click.echo(f"{what}: {', '.join(done)}")
 
 
 class _Failed(Exception):
     pass
 
 
-def _clean() -> None:
-    """Remove what is there of an earlier capture (nothing, if there is none)."""
-    listing = _run(["iptables", "-t", "nat", "-S"])
+_TOOLS = {"ipv4": "iptables", "ipv6": "ip6tables"}
+
+
+def _clean(tool: str, listing: str) -> None:
+    """Remove what ``listing`` shows of an earlier capture (nothing, if there is none)."""
     for command in cleanup_commands(listing):
-        _run(["iptables", *command])
+        _run([tool, *command])
 
 
 def _run(argv: Sequence[str], stdin: str | None = None) -> str:

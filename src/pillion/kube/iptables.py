@@ -12,7 +12,8 @@ them::
                          excluded ports, else
                          PILLION_REDIRECT: REDIRECT to the outbound listener
 
-Outbound capture is only installed in mode ``all``.
+Outbound capture is only installed in mode ``all``. IPv6 gets the same rules from
+``ip6tables-restore`` (its loopback ``::1``, its excluded CIDRs).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from typing import Literal
 __all__ = [
     "ALWAYS_EXCLUDED_INBOUND_PORTS",
     "CHAINS",
+    "FAMILIES",
     "CaptureMode",
     "CaptureSettings",
+    "Family",
     "cleanup_commands",
     "parse_cidrs",
     "parse_ports",
@@ -45,7 +48,9 @@ CHAINS = (INBOUND_CHAIN, IN_REDIRECT_CHAIN, OUTPUT_CHAIN, REDIRECT_CHAIN)
 _JUMPS = (("PREROUTING", INBOUND_CHAIN), ("OUTPUT", OUTPUT_CHAIN))
 
 ALWAYS_EXCLUDED_INBOUND_PORTS = (15000, 15020)  # Pillion's admin and status ports
-LOOPBACK_CIDR = "127.0.0.0/8"
+LOOPBACK = {"ipv4": "127.0.0.0/8", "ipv6": "::1/128"}
+Family = Literal["ipv4", "ipv6"]
+FAMILIES: tuple[Family, ...] = ("ipv4", "ipv6")
 
 
 @dataclass(frozen=True)
@@ -70,20 +75,25 @@ class CaptureSettings:
         if self.proxy_uid < 0:
             raise ValueError(f"proxy uid must be >= 0, not {self.proxy_uid}")
         for cidr in self.exclude_outbound_cidrs:
-            _ipv4_network(cidr)
+            _network(cidr)
 
     def inbound_exclusions(self) -> tuple[int, ...]:
         """The ports never captured inbound: the admin and status ports, then the
         ones asked for, each once, in order."""
         return tuple(dict.fromkeys((*ALWAYS_EXCLUDED_INBOUND_PORTS, *self.exclude_inbound_ports)))
 
-    def outbound_exclusions(self) -> tuple[str, ...]:
-        """The excluded destinations, normalised (``10.1.2.3/8`` is ``10.0.0.0/8``)."""
-        return tuple(dict.fromkeys(str(_ipv4_network(c)) for c in self.exclude_outbound_cidrs))
+    def outbound_exclusions(self, family: Family = "ipv4") -> tuple[str, ...]:
+        """The excluded destinations of one family, normalised (``10.1.2.3/8`` is
+        ``10.0.0.0/8``)."""
+        version = 4 if family == "ipv4" else 6
+        networks = (_network(c) for c in self.exclude_outbound_cidrs)
+        return tuple(dict.fromkeys(str(n) for n in networks if n.version == version))
 
 
-def restore_input(settings: CaptureSettings) -> str:
-    """The ``iptables-restore --noflush`` input installing the capture.
+def restore_input(settings: CaptureSettings, family: Family = "ipv4") -> str:
+    """The ``iptables-restore --noflush`` input installing the capture (for
+    ``ip6tables-restore`` with ``family="ipv6"``: the same rules, its loopback and
+    its excluded CIDRs).
 
     Declaring a chain (``:NAME - [0:0]``) empties it if it exists; the jump rules
     are appended, so remove an earlier capture first (:func:`cleanup_commands`)."""
@@ -100,11 +110,12 @@ def restore_input(settings: CaptureSettings) -> str:
     if settings.mode == "all":
         lines.append(f"-A {REDIRECT_CHAIN} -p tcp -j REDIRECT --to-ports {settings.outbound_port}")
         lines.append(f"-A {OUTPUT_CHAIN} -m owner --uid-owner {settings.proxy_uid} -j RETURN")
-        lines.append(f"-A {OUTPUT_CHAIN} -d {LOOPBACK_CIDR} -j RETURN")
+        lines.append(f"-A {OUTPUT_CHAIN} -d {LOOPBACK[family]} -j RETURN")
         # the pod calling its own IP (over lo): straight to the port, as Istio does
         lines.append(f"-A {OUTPUT_CHAIN} -o lo -j RETURN")
         lines += [
-            f"-A {OUTPUT_CHAIN} -d {cidr} -j RETURN" for cidr in settings.outbound_exclusions()
+            f"-A {OUTPUT_CHAIN} -d {cidr} -j RETURN"
+            for cidr in settings.outbound_exclusions(family)
         ]
         lines += [
             f"-A {OUTPUT_CHAIN} -p tcp -m tcp --dport {port} -j RETURN"
@@ -159,8 +170,8 @@ def parse_ports(text: str) -> tuple[int, ...]:
 
 
 def parse_cidrs(text: str) -> tuple[str, ...]:
-    """``"10.0.0.0/8,192.168.1.1"`` as normalised IPv4 CIDRs; ValueError if not."""
-    return tuple(str(_ipv4_network(item)) for item in _items(text))
+    """``"10.0.0.0/8,192.168.1.1,fd00::/8"`` as normalised CIDRs; ValueError if not."""
+    return tuple(str(_network(item)) for item in _items(text))
 
 
 def _items(text: str) -> Iterable[str]:
@@ -179,11 +190,8 @@ def _check_port(port: int, what: str) -> None:
         raise ValueError(f"{what} must be 1-65535, not {port}")
 
 
-def _ipv4_network(cidr: str) -> ipaddress.IPv4Network:
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        network = ipaddress.ip_network(cidr.strip(), strict=False)
+        return ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError:
         raise ValueError(f"not a CIDR: {cidr!r}") from None
-    if not isinstance(network, ipaddress.IPv4Network):
-        raise ValueError(f"only IPv4 CIDRs are captured, not {cidr!r}")
-    return network

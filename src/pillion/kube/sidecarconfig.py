@@ -55,10 +55,19 @@ def generated_config(
     """The YAML text of ``pillion.yaml`` for these annotations."""
     config: dict[str, Any] = {"app": {"port": app_port}}
     if wanted.capture != "none":
-        # inbound on 0.0.0.0:15006, where pillion-init redirects the pod's inbound TCP
-        proxy: dict[str, Any] = {"inbound": [{"name": "inbound"}]}
+        # where pillion-init redirects the pod's TCP, for both families (an IPv6
+        # listener is skipped where the pod has no IPv6)
+        proxy: dict[str, Any] = {
+            "inbound": [
+                {"name": "inbound"},  # 0.0.0.0:15006
+                {"name": "inbound-ipv6", "listen": "[::]:15006"},
+            ]
+        }
         if wanted.capture == "all":
-            proxy["outbound"] = [{"name": "outbound", "original_destination": {}}]
+            proxy["outbound"] = [
+                {"name": "outbound", "original_destination": {}},  # 127.0.0.1:15001
+                {"name": "outbound-ipv6", "listen": "[::1]:15001", "original_destination": {}},
+            ]
         config["proxy"] = proxy
     if wanted.log_level is not None:
         config["telemetry"] = {"log_level": wanted.log_level}

@@ -154,6 +154,8 @@ class HttpListener(Listening):
             self._watcher = self.loop.create_task(watch_certificates(self, self._tls_reload))
         else:
             await self.listen(self.new_connection)
+        if self.bound is None:
+            return  # skipped: an IPv6 address without IPv6
         log.info(
             "listening",
             extra={"listener": self.name, "address": str(self.bound), "tls": tls is not None},

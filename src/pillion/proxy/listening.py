@@ -53,7 +53,10 @@ class Listening:
         self._empty.set()
 
     async def listen(self, protocol: Callable[[], asyncio.Protocol]) -> None:
-        """Bind (or take over ``inherited``); ``ComponentStartError`` if it cannot."""
+        """Bind (or take over ``inherited``); ``ComponentStartError`` if it cannot.
+        An IPv6 address on a host without IPv6 is skipped with a warning (``bound``
+        stays ``None``): the generated config of an injected pod listens on both
+        families, and a pod without IPv6 has no IPv6 traffic to take."""
         host, port = self.address
         try:
             if self.inherited is not None:
@@ -67,6 +70,12 @@ class Listening:
                     protocol, host, port, reuse_address=True, reuse_port=True, backlog=4096
                 )
         except OSError as exc:
+            if ":" in host and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                log.warning(
+                    "no IPv6 here: listener not started",
+                    extra={"listener": self.name, "address": str(self.address)},
+                )
+                return
             reason = (
                 "address already in use"
                 if exc.errno == errno.EADDRINUSE

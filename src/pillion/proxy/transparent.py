@@ -47,13 +47,15 @@ __all__ = [
     "OriginalDestinations",
     "original_destination",
     "parse_sockaddr_in",
+    "parse_sockaddr_in6",
 ]
 
 log = logging.getLogger("pillion.proxy")
 
 ORIGINAL_DESTINATION = "original_destination"  # the cluster label of its requests
-SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same number
 _SOCKADDR_IN = struct.Struct("!2xH4s8x")  # family (host order, skipped), port, address
+_SOCKADDR_IN6 = struct.Struct("!2xH4x16s4x")  # family, port, flow info, address, scope
 _NO_TIMEOUT = 365 * 86400.0  # a request timeout of 0: none, in practice
 _KEEPALIVE_IDLE = 60.0  # seconds a pooled connection to a destination may sit idle
 
@@ -64,17 +66,27 @@ def parse_sockaddr_in(raw: bytes) -> tuple[str, int]:
     return socket.inet_ntoa(packed), port
 
 
+def parse_sockaddr_in6(raw: bytes) -> tuple[str, int]:
+    """The address and port of a ``struct sockaddr_in6``."""
+    port, packed = _SOCKADDR_IN6.unpack(raw[: _SOCKADDR_IN6.size])
+    return socket.inet_ntop(socket.AF_INET6, packed), port
+
+
 def original_destination(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
     """Where the app sent this connection before it was redirected; ``None`` when it
     was not redirected (no NAT record, or the destination is this socket itself)."""
     sock = transport.get_extra_info("socket")
-    if sock is None or sock.family != socket.AF_INET:
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return None
+    v6 = sock.family == socket.AF_INET6
     try:
-        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, _SOCKADDR_IN.size)
+        if v6:
+            raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, _SOCKADDR_IN6.size)
+        else:
+            raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, _SOCKADDR_IN.size)
     except OSError:  # ENOENT: conntrack has no record of it
         return None
-    destination = parse_sockaddr_in(raw)
+    destination = parse_sockaddr_in6(raw) if v6 else parse_sockaddr_in(raw)
     local = sock.getsockname()
     if destination == (local[0], local[1]):
         return None
@@ -138,14 +150,15 @@ class OriginalDestinations:
             pool = targets.pop(oldest).pool
             if pool is not None:
                 pool.retire()
+        address = ListenAddress(*destination)
         pool = UpstreamPool(
-            ListenAddress(*destination),
+            address,
             connect_timeout=self.config.connect_timeout,
             idle_timeout=_KEEPALIVE_IDLE,
             max_idle=self.config.max_idle_per_destination,
             connect_errors=self.listener.metrics.upstream_connect_errors,
         )
-        host = f"{destination[0]}:{destination[1]}".encode()  # for requests without a Host
+        host = str(address).encode()  # for requests without a Host ("[v6]:port")
         target = Target(pool, self.request_timeout, host)
         target.labels = ("", ORIGINAL_DESTINATION)
         targets[destination] = target
