@@ -341,9 +341,6 @@ class PodRun:
     def log(self, name: str) -> str:
         return (self.base / "logs" / f"{name}.log").read_text(errors="replace")
 
-    def process(self, name: str) -> subprocess.Popen[bytes]:
-        return next(r.proc for r in self.running if r.name == name)
-
     # -- the kubelet's order --
 
     def start(self, timeout: float = 60) -> None:
