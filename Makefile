@@ -28,6 +28,7 @@ check: $(VENV)/.installed-dev
 # Regenerate the reference docs from the config models (a test checks they match).
 docs: $(VENV)/.installed
 	$(BIN)/pillion schema --format markdown > docs/configuration.md
+	$(BIN)/python -c "from pillion.kube.annotations import markdown_reference as m; print(m(), end='')" > docs/annotations.md
 
 system-deps:
 	@scripts/install-system-packages.sh $(SYSTEM_PACKAGES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -303,3 +304,21 @@ def test_classic_mode_clashes(pod: dict[str, Any], reason: str) -> None:
     decision = inject_pod(pod, InjectSettings(native_sidecar=False), "shop", ENABLED)
     assert (decision.injected, decision.reason) == (False, reason)
     assert inject_pod(pod, InjectSettings(), "shop", ENABLED).injected  # native: no clash
+
+
+def test_the_annotations_reference_is_current_and_complete() -> None:
+    from pathlib import Path
+
+    from pillion.kube import annotations as module
+    from pillion.kube.annotations import ANNOTATIONS, markdown_reference
+
+    committed = Path(__file__).parents[2] / "docs" / "annotations.md"
+    assert committed.read_text() == markdown_reference(), "run make docs"
+    # every pillion.dev/ key the parser reads is documented (<name> for the secret pairs)
+    source = Path(module.__file__).read_text().split("class AnnotationDoc")[0]
+    read = set(re.findall(r'(?<!VAULT_)PREFIX \+ "([a-z-]+)"', source))
+    read |= set(re.findall(r'\(annotations, "([a-z-]+)"', source))
+    vault = set(re.findall(r'VAULT_PREFIX \+ "([a-z-]+)"', source))
+    assert read == {doc.name.replace("<name>", "") for doc in ANNOTATIONS}
+    assert vault == {doc.vault.replace("<name>", "") for doc in ANNOTATIONS if doc.vault}
+    assert len(read) >= 15  # the scan found the parser's keys

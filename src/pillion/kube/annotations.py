@@ -19,11 +19,14 @@ from pillion.kube.iptables import parse_cidrs, parse_ports
 T = TypeVar("T")
 
 __all__ = [
+    "ANNOTATIONS",
     "PREFIX",
     "VAULT_PREFIX",
+    "AnnotationDoc",
     "InvalidAnnotation",
     "PodAnnotations",
     "SecretAnnotation",
+    "markdown_reference",
     "parse_annotations",
     "parse_bool",
     "parse_inject",
@@ -227,3 +230,92 @@ def _list(
         return parse(value)
     except ValueError as exc:
         raise InvalidAnnotation(key, str(exc)) from None
+
+
+@dataclass(frozen=True)
+class AnnotationDoc:
+    """One row of the annotations reference (``docs/annotations.md``)."""
+
+    name: str  # after ``pillion.dev/``
+    values: str
+    default: str
+    description: str
+    vault: str = ""  # the vault-k8s annotation read in its place, if any
+
+
+ANNOTATIONS: tuple[AnnotationDoc, ...] = (
+    AnnotationDoc("inject", '`"true"`, `"false"`', "the namespace label, else off",
+                  "Inject this pod or not; the pod wins over the namespace label "
+                  "`pillion.dev/inject` (`enabled` or `disabled`).", "agent-inject"),
+    AnnotationDoc("config", "a ConfigMap name", "none: a config generated from these "
+                  "annotations", "The ConfigMap whose `pillion.yaml` Pillion runs with "
+                  "(mounted at `/etc/pillion`)."),
+    AnnotationDoc("app-port", "1-65535", "the injector's (8080)",
+                  "The port the app listens on: where inbound traffic goes."),
+    AnnotationDoc("secret-<name>", "a KV path, e.g. `secret/db`", "none",
+                  "Render this secret into `/secrets/<name>` (an in-memory volume the app "
+                  "containers mount read-only) before the app starts; JSON of its keys "
+                  "unless a template is given.", "agent-inject-secret-<name>"),
+    AnnotationDoc("secret-template-<name>", "a template", "none",
+                  "The file's text, e.g. `{{ secrets.db.password }}`.",
+                  "agent-inject-template-<name>"),
+    AnnotationDoc("vault-address", "an `http(s)://` URL", "the injector's",
+                  "The Vault / OpenBao server.", "service"),
+    AnnotationDoc("vault-role", "a role name", "the pod's service account",
+                  "The kubernetes auth role to log in with.", "role"),
+    AnnotationDoc("logs", "an absolute glob, e.g. `/var/log/app/*.log`", "none",
+                  "Ship the files the app writes there: the directory becomes a volume "
+                  "shared with Pillion."),
+    AnnotationDoc("capture", "`none`, `inbound`, `all`", "`none`",
+                  "Redirect the pod's inbound TCP (and with `all` its outbound TCP too) "
+                  "to Pillion with iptables, IPv4 and IPv6, from a `pillion-init` container."),
+    AnnotationDoc("exclude-inbound-ports", "ports, comma-separated", "none (15000 and "
+                  "15020 never are captured)", "Inbound ports left alone by capture."),
+    AnnotationDoc("exclude-outbound-ports", "ports, comma-separated", "none",
+                  "Destination ports left alone by capture."),
+    AnnotationDoc("exclude-outbound-cidrs", "IPv4 or IPv6 CIDRs, comma-separated", "none",
+                  "Destinations left alone by capture."),
+    AnnotationDoc("native-sidecar", '`"true"`, `"false"`', "the injector's (true)",
+                  "A native sidecar (an init container with `restartPolicy: Always`, "
+                  "Kubernetes 1.29+), or classic mode: the first app container, holding "
+                  "the app's start with a `postStart` hook; a Job's app then creates "
+                  "`$PILLION_EXIT_FILE` when it is done."),
+    AnnotationDoc("cpu-request", "a quantity", "`10m`", "Pillion's CPU request."),
+    AnnotationDoc("memory-request", "a quantity", "`64Mi`", "Pillion's memory request."),
+    AnnotationDoc("cpu-limit", "a quantity", "none (throttling a proxy adds latency)",
+                  "Pillion's CPU limit."),
+    AnnotationDoc("memory-limit", "a quantity", "`256Mi`", "Pillion's memory limit."),
+    AnnotationDoc("log-level", "`debug`, `info`, `warning`, `error`", "`info`",
+                  "Pillion's own log level."),
+)  # fmt: skip
+
+
+def markdown_reference() -> str:
+    """``docs/annotations.md``: every annotation Pillion reads, and what it writes."""
+    lines = [
+        "# Pod annotations",
+        "",
+        "Generated from `pillion/kube/annotations.py` (`make docs`): what the injector",
+        "(`pillion webhook`, `pillion inject`) reads from a pod. A malformed value skips",
+        "the pod, with the reason in its `pillion.dev/status` annotation and in",
+        "`pillion_injections_total{result,reason}`. Where a vault-k8s",
+        "(`vault.hashicorp.com/...`) annotation is named, it is read too; the",
+        "`pillion.dev/` one wins.",
+        "",
+        "| annotation | values | default | what | vault-k8s |",
+        "|---|---|---|---|---|",
+    ]
+    for doc in ANNOTATIONS:
+        vault = f"`{VAULT_PREFIX}{doc.vault}`" if doc.vault else ""
+        lines.append(
+            f"| `{PREFIX}{doc.name}` | {doc.values} | {doc.default} | {doc.description} | {vault} |"
+        )
+    lines += [
+        "",
+        "Written by the injector: `pillion.dev/status` (the decision and its reason, as",
+        "JSON), `pillion.dev/generated-config` (the generated `pillion.yaml`, without a",
+        "ConfigMap), `pillion.dev/original-prometheus-*` (the pod's own Prometheus",
+        "annotations, which now point at Pillion's merged `/metrics`).",
+        "",
+    ]
+    return "\n".join(lines)
