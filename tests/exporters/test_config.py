@@ -23,7 +23,7 @@ LOGS = """logs:
         ("exporters:\n  statsd:\n    mappings: [{match: 'a(', match_type: regex, name: x}]\n",
          "exporters.statsd.mappings[0]", "invalid regex"),
         (LOGS + "exporters:\n  from_logs: [{input: web, metrics: [{name: m, regex: 'x(',"
-         " labels: []}]}]\n", "exporters.from_logs[0].metrics[0]", "invalid regex"),
+         " labels: []}]}]\n", "exporters.from_logs[0].metrics[0].regex", "invalid regex"),
         (LOGS + "exporters:\n  from_logs: [{input: web, metrics: [{name: m, regex: 'x',"
          " labels: [code]}]}]\n", "exporters.from_logs[0].metrics[0]", "no named group 'code'"),
         (LOGS + "exporters:\n  from_logs: [{input: api, metrics: [{name: m, regex: x}]}]\n",

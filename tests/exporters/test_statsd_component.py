@@ -21,6 +21,14 @@ def config(**statsd: Any) -> PillionConfig:
     return PillionConfig.model_validate({"exporters": {"statsd": settings}})
 
 
+def statsd(metrics: Metrics, **settings: Any) -> StatsdComponent:
+    """The component as the builders make it: from its section of ``config(**settings)``."""
+    exporters = config(**settings).exporters
+    assert exporters is not None
+    assert exporters.statsd is not None
+    return StatsdComponent(exporters.statsd, metrics, reserved=exporters.declared_metric_names())
+
+
 async def send_udp(component: StatsdComponent, data: bytes) -> None:
     assert component.udp_address is not None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -37,7 +45,7 @@ async def eventually(metrics: Metrics, series: str, value: float) -> None:
 
 async def test_start_serve_and_close() -> None:
     metrics = Metrics(process=False)
-    component = StatsdComponent(config(), metrics)
+    component = statsd(metrics)
     await component.start()
     try:
         assert component.started
@@ -63,7 +71,7 @@ async def test_start_serve_and_close() -> None:
 
 async def test_reload_in_place_keeps_or_clears_series() -> None:
     metrics = Metrics(process=False)
-    component = StatsdComponent(config(), metrics)
+    component = statsd(metrics)
     await component.start()
     try:
         await send_udp(component, b"a.b:1|c")
@@ -86,9 +94,9 @@ async def test_reload_in_place_keeps_or_clears_series() -> None:
 
 async def test_a_replacement_takes_the_series_over() -> None:
     metrics = Metrics(process=False)
-    old = StatsdComponent(config(), metrics)
+    old = statsd(metrics)
     await old.start()
-    new = StatsdComponent(config(), metrics)  # port 0: other ports
+    new = statsd(metrics)  # port 0: other ports
     try:
         await send_udp(old, b"a:1|c")
         await eventually(metrics, "a_total", 1.0)
@@ -113,7 +121,7 @@ async def test_a_port_in_use_is_a_start_error(transport: str) -> None:
         if transport == "tcp":
             taken.listen()
         port = taken.getsockname()[1]
-        component = StatsdComponent(config(**{transport: f"127.0.0.1:{port}"}), Metrics())
+        component = statsd(Metrics(), **{transport: f"127.0.0.1:{port}"})
         with pytest.raises(ComponentStartError, match=f"{transport.upper()} 127.0.0.1:{port}"):
             await component.start()
         await component.close()

@@ -75,6 +75,7 @@ class ScriptedUpstream:
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     port: int = 0
+    tunnelled: bytearray = field(default_factory=bytearray)  # bytes read after its 101s
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> ScriptedUpstream:
         self._sock = socket.socket()
@@ -119,9 +120,14 @@ class ScriptedUpstream:
                     leftover = data[upgrade.args[0] :]
                 except httptools.HttpParserError:
                     return
-                if leftover is not None and self.behaviour.startswith("websocket"):
+                if leftover is not None and self.behaviour.startswith(("websocket", "upgrade-")):
                     self.requests.extend(reader.done)
                     self._tunnel(conn, leftover)
+                    return
+                if self.behaviour == "101-always" and reader.done:
+                    # a careless app: it switches protocols for any request at all
+                    self.requests.extend(reader.done)
+                    self._tunnel(conn, b"")
                     return
                 while reader.done:
                     request = reader.done.pop(0)
@@ -136,25 +142,32 @@ class ScriptedUpstream:
                         return  # the proxy went away mid-answer
 
     def _tunnel(self, conn: socket.socket, early: bytes) -> None:
-        """Answer 101, then echo raw bytes (or reset, for ``websocket-abrupt``)."""
+        """Answer 101, then echo raw bytes (or reset, for ``websocket-abrupt``).
+        ``upgrade-any`` and ``101-always`` switch to whatever the request asked
+        for (``foo`` when it asked for nothing) and record what they read."""
+        protocol = b"websocket"
+        if not self.behaviour.startswith("websocket"):
+            protocol = self.requests[-1].header(b"upgrade") or b"foo"
         conn.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n" % protocol
         )
         if self.behaviour == "websocket-abrupt":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
         try:
             if early:
+                self.tunnelled += early
                 conn.sendall(early)
             while data := conn.recv(65536):
+                self.tunnelled += data
                 conn.sendall(data)
         except OSError:
             return
 
     def _answer(self, conn: socket.socket, request: Recorded) -> bool:
         behaviour = self.behaviour
-        if behaviour in ("echo", "slow-reader", "one-per-connection"):
+        if behaviour in ("echo", "slow-reader", "one-per-connection", "upgrade-any"):
             body = json.dumps(
                 {
                     "method": request.method.decode(),

@@ -30,14 +30,38 @@ def forwarded(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
 def test_hop_by_hop_fields_are_removed_with_those_named_in_connection() -> None:
     lines, _, _ = forwarded(
         b"GET /p HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, X-Secret-Hop\r\n"
-        b"Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Secret-Hop: 1\r\nUpgrade: h2c\r\n"
+        b"Keep-Alive: timeout=5\r\nTE: gzip\r\nX-Secret-Hop: 1\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
         b"Proxy-Authorization: Basic eA==\r\nX-Kept: yes\r\n\r\n"
     )
     names = {line.split(b":")[0].lower() for line in lines[1:]}
     assert lines[0] == b"GET /p HTTP/1.1"
     assert b"x-kept" in names
-    assert not names & {b"connection", b"keep-alive", b"te", b"x-secret-hop", b"upgrade",
-                        b"proxy-authorization"}  # fmt: skip
+    dropped = {b"connection", b"keep-alive", b"te", b"x-secret-hop", b"upgrade", b"http2-settings"}
+    assert not names & (dropped | {b"proxy-authorization"})
+
+
+def test_te_trailers_is_kept_and_any_other_te_dropped() -> None:
+    lines, _, _ = forwarded(
+        b"POST /svc.Greeter/Hello HTTP/1.1\r\nHost: app\r\nConnection: TE\r\n"
+        b"TE: gzip, trailers\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert [line for line in lines if line.lower().startswith(b"te:")] == [b"te: trailers"]
+    lines, _, _ = forwarded(b"GET / HTTP/1.1\r\nHost: app\r\nTE: deflate;q=0.5\r\n\r\n")
+    assert not [line for line in lines if line.lower().startswith(b"te:")]
+
+
+def test_an_upgrade_travels_only_as_admitted() -> None:
+    one = One()
+    raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    RequestParser(one, ParserLimits()).feed(raw)
+    assert one.head.upgrade
+    plain, _ = request_head_for_upstream(one.head, b"10.0.0.1", b"http", b"a")
+    assert b"upgrade" not in plain.lower()  # not admitted: served as plain HTTP
+    admitted, _ = request_head_for_upstream(
+        one.head, b"10.0.0.1", b"http", b"a", upgrade=b"websocket"
+    )
+    assert b"\r\nconnection: upgrade\r\nupgrade: websocket\r\n" in admitted
 
 
 def test_forwarded_for_proto_host_request_id_traceparent() -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import warnings
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pillion.config.secrets import SecretSourceConfig, TemplateConfig, check_templates
+from pillion.config.types import Section
 from pillion.config.units import Duration
 
 __all__ = ["ConfigWatchConfig", "WaitConfig", "WatchConfig"]
@@ -18,11 +19,7 @@ _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 _LOCAL_SOURCES = ("file", "env", "directory")  # no Vault: that is the secrets section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WaitConfig(_Section):
+class WaitConfig(Section):
     """How long changes settle before anyone is told: `min` after the last change,
     but never more than `max` after the first of a stream of changes."""
 
@@ -49,7 +46,7 @@ class WaitConfig(_Section):
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
 
-    class WatchConfig(_Section):
+    class WatchConfig(Section):
         """Files and directories whose content is watched: when it changes (and settles,
         and passes `validate`), the `notify` targets are told."""
 
@@ -91,7 +88,7 @@ with warnings.catch_warnings():
             return self
 
 
-class ConfigWatchConfig(_Section):
+class ConfigWatchConfig(Section):
     """Config files the app reads: watched (notify the app when their content really
     changes, not on a touch) and rendered from local sources. Templates render
     before the app starts: `/healthz/started` passes once each has rendered."""

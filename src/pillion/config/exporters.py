@@ -10,9 +10,9 @@ import re
 import warnings
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pillion.config.types import Listen, ListenAddress
+from pillion.config.types import Listen, ListenAddress, Regex, Section, compile_regex
 from pillion.config.units import Duration
 
 __all__ = [
@@ -33,10 +33,6 @@ _CAPTURE = re.compile(r"\$(?:\{(\d+)\}|(\d+)|\{([a-zA-Z_][a-zA-Z0-9_]*)\})")
 _METRIC_TEMPLATE = re.compile(r"^[a-zA-Z0-9_:.-]+$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _label_names(labels: dict[str, str]) -> dict[str, str]:
     for name in labels:
         if not _LABEL_NAME.match(name) or name.startswith("__"):
@@ -54,15 +50,7 @@ def _bucket_bounds(bounds: list[float]) -> list[float]:
     return bounds
 
 
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex: {exc}") from None
-    return value
-
-
-class JsonMetricConfig(_Section):
+class JsonMetricConfig(Section):
     """One metric (or one per element, in object mode) from the JSON document."""
 
     name: str = Field(pattern=_METRIC_NAME, description="The metric's name.")
@@ -106,7 +94,7 @@ class JsonMetricConfig(_Section):
         return value
 
 
-class JsonExporterConfig(_Section):
+class JsonExporterConfig(Section):
     """An app's JSON endpoint, turned into metrics."""
 
     name: str = Field(pattern=_NAME, description="The target's name (label `target`).")
@@ -122,7 +110,7 @@ class JsonExporterConfig(_Section):
     metrics: list[JsonMetricConfig] = Field(min_length=1, description="The metrics.")
 
 
-class StatsdMappingConfig(_Section):
+class StatsdMappingConfig(Section):
     """A mapping rule for StatsD names. Glob rules are tried first, in order, then
     regex rules, in order; the first that matches applies."""
 
@@ -185,7 +173,7 @@ class StatsdMappingConfig(_Section):
     @model_validator(mode="after")
     def _rule(self) -> StatsdMappingConfig:
         if self.match_type == "regex":
-            compiled = re.compile(_regex(self.match))
+            compiled = compile_regex(self.match)  # not typed `Regex`: a glob otherwise
             groups, names = compiled.groups, set(compiled.groupindex)
         else:
             if any(c.isspace() for c in self.match):
@@ -205,7 +193,7 @@ class StatsdMappingConfig(_Section):
         return self
 
 
-class StatsdConfig(_Section):
+class StatsdConfig(Section):
     """A StatsD server (UDP and TCP) whose samples become Prometheus metrics, served on
     the status port's `/metrics` (counters with `_total`, timers in seconds)."""
 
@@ -268,7 +256,7 @@ class StatsdConfig(_Section):
         return _bucket_bounds(value)
 
 
-class FromLogsMetricConfig(_Section):
+class FromLogsMetricConfig(Section):
     """A metric from the records of a log input that match `regex`."""
 
     name: str = Field(pattern=_METRIC_NAME, description="The metric's name.")
@@ -278,7 +266,7 @@ class FromLogsMetricConfig(_Section):
         description="`counter`: +1 per matching record (or + `value`); `gauge`: set to "
         "`value`; `histogram`: observe `value`.",
     )
-    regex: str = Field(description="Searched in the message; named groups are usable below.")
+    regex: Regex = Field(description="Searched in the message; named groups are usable below.")
     value: str | None = Field(
         None, description="The named group holding the number (gauge, histogram; counter: +n)."
     )
@@ -287,7 +275,7 @@ class FromLogsMetricConfig(_Section):
 
     @model_validator(mode="after")
     def _groups(self) -> FromLogsMetricConfig:
-        compiled = re.compile(_regex(self.regex))
+        compiled = re.compile(self.regex)
         for group in [*self.labels, *([self.value] if self.value else [])]:
             if group not in compiled.groupindex:
                 raise ValueError(f"the regex has no named group {group!r}")
@@ -298,7 +286,7 @@ class FromLogsMetricConfig(_Section):
         return self
 
 
-class FromLogsConfig(_Section):
+class FromLogsConfig(Section):
     """Metrics from one log input's records (after its parser and filters)."""
 
     input: str = Field(description="The `logs.inputs[]` name.")
@@ -308,7 +296,7 @@ class FromLogsConfig(_Section):
     metrics: list[FromLogsMetricConfig] = Field(min_length=1, description="The metrics.")
 
 
-class MergeAppConfig(_Section):
+class MergeAppConfig(Section):
     """The app's own Prometheus endpoint, fetched on each scrape and merged into
     Pillion's `/metrics`."""
 
@@ -338,7 +326,7 @@ class MergeAppConfig(_Section):
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
 
-    class ExportersConfig(_Section):
+    class ExportersConfig(Section):
         """Prometheus metrics for apps that have none, served on the status port's
         `/metrics` next to Pillion's own."""
 
@@ -359,3 +347,10 @@ with warnings.catch_warnings():
             if len(set(names)) != len(names):
                 raise ValueError("json target names must be distinct")
             return self
+
+        def declared_metric_names(self) -> frozenset[str]:
+            """The names of the `json` and `from_logs` metrics: neither StatsD nor the
+            merged app metrics may take them."""
+            names = {metric.name for target in self.json for metric in target.metrics}
+            names |= {metric.name for source in self.from_logs for metric in source.metrics}
+            return frozenset(names)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pillion.config.proxy import UpstreamTlsConfig
-from pillion.config.types import Listen, Secret
+from pillion.config.types import Listen, Regex, Secret, Section
 from pillion.config.units import Duration, Size
 
 __all__ = [
@@ -26,15 +26,11 @@ __all__ = [
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MultilineConfig(_Section):
+class MultilineConfig(Section):
     """Joining lines into one record (stack traces): a record starts at a line matching
     `start` (or a preset's pattern); the lines that do not are appended to it."""
 
-    start: str | None = Field(None, description="Regex of a record's first line.")
+    start: Regex | None = Field(None, description="Regex of a record's first line.")
     preset: Literal["java", "python", "go"] | None = Field(
         None,
         description="Built-in start pattern for Java stack traces, Python tracebacks or Go panics.",
@@ -47,20 +43,15 @@ class MultilineConfig(_Section):
     def _one_pattern(self) -> MultilineConfig:
         if (self.start is None) == (self.preset is None):
             raise ValueError("set one of start and preset")
-        if self.start is not None:
-            try:
-                re.compile(self.start)
-            except re.error as exc:
-                raise ValueError(f"invalid regex: {exc}") from None
         return self
 
 
-class ParserConfig(_Section):
+class ParserConfig(Section):
     """Fields from each record's message; a message that does not parse is kept
     without them (and counted)."""
 
     type: Literal["json", "logfmt", "regex"] = Field(description="The message's format.")
-    pattern: str | None = Field(
+    pattern: Regex | None = Field(
         None, description="For `regex`: a pattern whose named groups become fields."
     )
     time_field: str | None = Field(
@@ -76,42 +67,27 @@ class ParserConfig(_Section):
     def _pattern_for_regex(self) -> ParserConfig:
         if (self.type == "regex") != (self.pattern is not None):
             raise ValueError("set `pattern` exactly when `type` is `regex`")
-        if self.pattern is not None:
-            try:
-                compiled = re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex: {exc}") from None
-            if not compiled.groupindex:
-                raise ValueError("the pattern has no named group (?P<name>...)")
+        if self.pattern is not None and not re.compile(self.pattern).groupindex:
+            raise ValueError("the pattern has no named group (?P<name>...)")
         return self
 
 
-class FieldMatchConfig(_Section):
+class FieldMatchConfig(Section):
     """A condition: the field (`message`, or a parsed or added field) matches `regex`."""
 
     field: str = Field("message", description="The field. Default: the message.")
-    regex: str = Field(description="A regex searched in the field's value.")
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        return _compiles(value)
+    regex: Regex = Field(description="A regex searched in the field's value.")
 
 
-class RedactConfig(_Section):
+class RedactConfig(Section):
     """Replace what `regex` matches in the message and every string field, before the
     record leaves the pod (card numbers, tokens, passwords)."""
 
-    regex: str = Field(description="What to hide.")
+    regex: Regex = Field(description="What to hide.")
     replacement: str = Field("[REDACTED]", description="What it becomes.")
 
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        return _compiles(value)
 
-
-class ThrottleConfig(_Section):
+class ThrottleConfig(Section):
     """At most `threshold` records per `window` for each value of `key` (a token bucket
     per key, refilled evenly): a noisy caller or a log loop cannot flood the outputs."""
 
@@ -124,7 +100,7 @@ class ThrottleConfig(_Section):
     )
 
 
-class FilterConfig(_Section):
+class FilterConfig(Section):
     """One step of an input's filters, in order; set exactly one key."""
 
     include: FieldMatchConfig | None = Field(
@@ -152,15 +128,7 @@ class FilterConfig(_Section):
         return self
 
 
-def _compiles(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex: {exc}") from None
-    return value
-
-
-class LogInputConfig(_Section):
+class LogInputConfig(Section):
     """Files the app writes, tailed line by line."""
 
     name: str = Field(pattern=_NAME, description="Name of the input in records and metrics.")
@@ -223,7 +191,7 @@ class LogInputConfig(_Section):
 _HTTP_OUTPUTS = ("http", "loki", "otlp", "elasticsearch")
 
 
-class LogOutputConfig(_Section):
+class LogOutputConfig(Section):
     """Where records go; each output has its own cursor, retries and batches."""
 
     name: str = Field(pattern=_NAME, description="Name of the output in metrics.")
@@ -307,7 +275,7 @@ class LogOutputConfig(_Section):
         return self
 
 
-class KubernetesMetadataConfig(_Section):
+class KubernetesMetadataConfig(Section):
     """Pod metadata in every record's `kubernetes` field: namespace, pod, container and
     node from `POD_NAMESPACE`, `POD_NAME`, `CONTAINER_NAME`, `NODE_NAME` (Downward API
     env vars), labels and annotations from Downward API files."""
@@ -320,7 +288,7 @@ class KubernetesMetadataConfig(_Section):
     )
 
 
-class DiskBufferConfig(_Section):
+class DiskBufferConfig(Section):
     """Records that do not fit in `memory_buffer` go to a SQLite database on disk, so
     the inputs keep reading (and rotated files are released) while an output is slow
     or down. Its content is not needed after a restart: the checkpoints only advance
@@ -336,7 +304,7 @@ class DiskBufferConfig(_Section):
     )
 
 
-class LogsConfig(_Section):
+class LogsConfig(Section):
     """Log shipping: every line of the inputs reaches every output at least once."""
 
     inputs: list[LogInputConfig] = Field(min_length=1, description="Files to tail.")

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -28,7 +27,7 @@ from pillion.config.exporters import ExportersConfig
 from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
 from pillion.config.secrets import NotifyTargetConfig, SecretsConfig
-from pillion.config.types import Listen, ListenAddress, Port, Secret, is_loopback
+from pillion.config.types import Listen, ListenAddress, Port, Secret, Section, is_loopback
 from pillion.config.units import Duration, Size
 
 __all__ = [
@@ -59,12 +58,6 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
-
-
-class Section(BaseModel):
-    """Base of every section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _environment(name: str) -> str | None:

@@ -7,9 +7,9 @@ import re
 import signal as signals
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pillion.config.types import Secret
+from pillion.config.types import Secret, Section
 from pillion.config.units import Duration
 
 __all__ = [
@@ -31,11 +31,7 @@ _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SignalTargetConfig(_Section):
+class SignalTargetConfig(Section):
     """Send a signal to the app's process (the pod needs `shareProcessNamespace: true`
     unless the app is Pillion's child, see `pillion exec`)."""
 
@@ -55,7 +51,7 @@ class SignalTargetConfig(_Section):
         return self
 
 
-class HttpTargetConfig(_Section):
+class HttpTargetConfig(Section):
     """Call the app over HTTP (e.g. a reload endpoint); 2xx is success, anything
     else is retried with backoff."""
 
@@ -68,14 +64,14 @@ class HttpTargetConfig(_Section):
     attempts: int = Field(5, ge=1, description="Tries before giving up (counted as failed).")
 
 
-class ExecTargetConfig(_Section):
+class ExecTargetConfig(Section):
     """Run a command (e.g. `nginx -s reload`); exit 0 is success."""
 
     command: list[str] = Field(min_length=1, description="The command and its arguments.")
     timeout: Duration = Field(30.0, description="Killed after this long. Default 30s.")
 
 
-class NotifyTargetConfig(_Section):
+class NotifyTargetConfig(Section):
     """One way to tell the app that its files changed; set exactly one of `signal`,
     `http`, `exec`."""
 
@@ -96,7 +92,7 @@ class NotifyTargetConfig(_Section):
         return self
 
 
-class VaultAuthConfig(_Section):
+class VaultAuthConfig(Section):
     """How Pillion logs in to Vault / OpenBao."""
 
     method: Literal["kubernetes", "jwt", "approle", "token"] = Field(
@@ -136,7 +132,7 @@ class VaultAuthConfig(_Section):
         return self.token_file
 
 
-class VaultConfig(_Section):
+class VaultConfig(Section):
     """The Vault or OpenBao server."""
 
     address: str = Field(
@@ -152,7 +148,7 @@ class VaultConfig(_Section):
     timeout: Duration = Field(10.0, description="Longest wait for one request. Default 10s.")
 
 
-class SecretSourceConfig(_Section):
+class SecretSourceConfig(Section):
     """Where a secret's values come from; templates see them as
     `secrets.<name>.<key>`."""
 
@@ -209,7 +205,7 @@ class SecretSourceConfig(_Section):
         return self
 
 
-class TemplateConfig(_Section):
+class TemplateConfig(Section):
     """A file rendered from sources: by a Jinja2 template (`template` or
     `template_file`, sandboxed, undefined names are errors) or, without one, by a
     built-in `format` of one source's keys."""
@@ -283,7 +279,7 @@ def check_templates(
         raise ValueError("two templates write the same destination")
 
 
-class ExecConfig(_Section):
+class ExecConfig(Section):
     """`pillion exec -- CMD`: the app runs as Pillion's child, with secrets in its
     environment."""
 
@@ -310,7 +306,7 @@ class ExecConfig(_Section):
         return value
 
 
-class SecretsConfig(_Section):
+class SecretsConfig(Section):
     """Secrets rendered into files before the app starts, and kept fresh: the
     status server's `/healthz/started` passes once every template has rendered."""
 

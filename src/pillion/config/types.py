@@ -1,4 +1,5 @@
-"""Value types shared by the config sections: listen addresses, ports, secrets.
+"""What the config sections share: the ``Section`` base of every model, and value
+types (listen addresses, ports, regexes, secrets).
 
 ``Secret`` is the rule that secrets never leak: it wraps the value so that
 ``repr``, ``str``, ``model_dump`` and JSON all show ``***``; only code that uses
@@ -8,13 +9,41 @@ the secret calls ``get_secret_value()``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BeforeValidator, Field, PlainSerializer, SecretStr, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    WithJsonSchema,
+)
 
-__all__ = ["REDACTED", "Listen", "ListenAddress", "Port", "Secret", "is_loopback"]
+__all__ = [
+    "REDACTED",
+    "Listen",
+    "ListenAddress",
+    "Port",
+    "Regex",
+    "Secret",
+    "Section",
+    "compile_regex",
+    "is_loopback",
+]
 
 REDACTED = "***"
+
+
+class Section(BaseModel):
+    """Base of every section and sub-section: unknown keys are errors (a typo is
+    refused, never silently ignored), values are immutable (a loaded config is
+    shared by the components and compared on reload)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ListenAddress(NamedTuple):
@@ -77,6 +106,25 @@ Listen = Annotated[
     ),
 ]
 """A listen address: ``host:port`` in YAML, a ``ListenAddress`` in code."""
+
+
+def compile_regex(value: str) -> re.Pattern[str]:
+    """``value`` compiled, or a ``ValueError`` saying that it is an invalid regex and why."""
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex: {exc}") from None
+
+
+def _compiles(value: str) -> str:
+    compile_regex(value)
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
+"""A regular expression in Python's ``re`` syntax, compiled when the config loads: a
+bad one is refused as ``invalid regex`` at its own field's path. In code it stays the
+text; whoever uses it compiles it."""
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 """A TCP port an existing server listens on (1-65535)."""

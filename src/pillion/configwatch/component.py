@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from pillion.components import Component, ComponentStartError, cancel_and_wait
-from pillion.config import PillionConfig
 from pillion.config.configwatch import ConfigWatchConfig
+from pillion.config.secrets import NotifyTargetConfig
 from pillion.configwatch.metrics import ConfigFamilies
 from pillion.configwatch.rendering import TemplateRendering
 from pillion.configwatch.watcher import Watcher
@@ -39,18 +39,24 @@ class ConfigWatchComponent(Component):
 
     def __init__(
         self,
-        config: PillionConfig,
+        config: ConfigWatchConfig,
         metrics: Metrics,
+        *,
+        notify: Sequence[NotifyTargetConfig],
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        assert config.config is not None
+        """``notify``: the ``app.notify`` targets the watches and templates name."""
         self.name = "config"
-        self.config: ConfigWatchConfig = config.config
-        self.notifier = Notifier(list(config.app.notify), metrics)
+        self.config = config
+        self.notifier = Notifier(list(notify), metrics)
         self.families = metrics.family("config", ConfigFamilies)
-        environ = dict(os.environ if environ is None else environ)
-        self.rendering = TemplateRendering(self.config, self.notifier, self.families,
-                                           environ, self._rewatch)  # fmt: skip
+        self.rendering = TemplateRendering(
+            self.config,
+            notifier=self.notifier,
+            families=self.families,
+            environ=dict(os.environ if environ is None else environ),
+            rewatch=self._rewatch,
+        )
         interval = self.config.scan_interval
         self.watchers = [
             Watcher(watch, interval, self.notifier, self.families, self._rewatch)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Set
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -21,7 +21,6 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from pillion.config import PillionConfig
 from pillion.config.exporters import MergeAppConfig
 from pillion.exporters.scraping import ScrapingComponent
 from pillion.telemetry import Metrics
@@ -56,7 +55,7 @@ class AppMetricsFamilies:
 
 
 def merged_families(
-    text: str, prefix: str, labels: dict[str, str], reserved: set[str]
+    text: str, prefix: str, labels: dict[str, str], reserved: Set[str]
 ) -> list[Metric]:
     """The app's families, renamed and labelled (``ValueError`` when it does not
     parse). No I/O."""
@@ -96,18 +95,16 @@ class _Collector:
 
 
 class AppMetricsComponent(ScrapingComponent):
-    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
-        assert config.exporters is not None
-        assert config.exporters.merge_app is not None
+    def __init__(
+        self, config: MergeAppConfig, metrics: Metrics, *, reserved: Iterable[str]
+    ) -> None:
+        """``reserved``: the metric names the other exporters define, which an app
+        metric never takes (``ExportersConfig.declared_metric_names()``)."""
         self.app_collector = _Collector()
         super().__init__("app-metrics", metrics, self.app_collector)
-        self.config: MergeAppConfig = config.exporters.merge_app
+        self.config = config
         self.families = metrics.family("app-metrics", AppMetricsFamilies)
-        self.reserved: set[str] = set()  # names an exporter defines
-        for target in config.exporters.json:
-            self.reserved |= {m.name for m in target.metrics}
-        for source in config.exporters.from_logs:
-            self.reserved |= {m.name for m in source.metrics}
+        self.reserved = frozenset(reserved)
         self._problem = ""
 
     async def before_scrape(self) -> None:

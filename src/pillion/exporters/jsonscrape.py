@@ -14,14 +14,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from pillion.config import PillionConfig
 from pillion.config.exporters import JsonExporterConfig
 from pillion.exporters.jsonvalues import extract
 from pillion.exporters.scraping import ScrapingComponent
@@ -131,10 +130,10 @@ class _Collector:
 
 
 class JsonExporterComponent(ScrapingComponent):
-    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
-        assert config.exporters is not None
+    def __init__(self, config: Sequence[JsonExporterConfig], metrics: Metrics) -> None:
+        """``config``: the ``exporters.json`` targets."""
         families = metrics.family("json-exporter", JsonFamilies)
-        self.targets = [_Target(target, families) for target in config.exporters.json]
+        self.targets = [_Target(target, families) for target in config]
         super().__init__("json-exporter", metrics, _Collector(self.targets))
 
     def start_tasks(self) -> None:

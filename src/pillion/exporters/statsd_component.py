@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+from collections.abc import Iterable
 
 from pillion.components import Component, ComponentStartError, cancel_and_wait
 from pillion.config import PillionConfig
-from pillion.config.exporters import ExportersConfig, StatsdConfig
+from pillion.config.exporters import StatsdConfig
 from pillion.config.types import ListenAddress
 from pillion.exporters.statsd_ingest import StatsdIngest
 from pillion.exporters.statsd_metrics import StatsdFamilies
@@ -37,14 +38,14 @@ log = logging.getLogger("pillion.exporters")
 class StatsdComponent(Component):
     kind = "traffic"
 
-    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
-        assert config.exporters is not None
-        assert config.exporters.statsd is not None
+    def __init__(self, config: StatsdConfig, metrics: Metrics, *, reserved: Iterable[str]) -> None:
+        """``reserved``: the metric names the other exporters serve, which a StatsD
+        metric never takes (``ExportersConfig.declared_metric_names()``)."""
         self.name = "statsd"
-        self.config: StatsdConfig = config.exporters.statsd
+        self.config = config
         self.metrics = metrics
         self.families = metrics.family("statsd", StatsdFamilies)
-        self.reserved = _reserved(config.exporters)
+        self.reserved = frozenset(reserved)
         self.store = self._new_store()
         self.ingest = StatsdIngest(self.config, self.store, self.families)
         self.collector = StoreCollector(self.store, self.families.is_exposed)
@@ -114,7 +115,7 @@ class StatsdComponent(Component):
         assert config.exporters.statsd is not None
         previous_config, previous_reserved = self.config, self.reserved
         self.config = config.exporters.statsd
-        self.reserved = _reserved(config.exporters)
+        self.reserved = config.exporters.declared_metric_names()
         if not _same_rules(previous_config, self.config) or previous_reserved != self.reserved:
             # series mapped by the old rules would clash with the new ones
             self.store.clear()
@@ -160,13 +161,6 @@ class StatsdComponent(Component):
 
 def _same_rules(a: StatsdConfig, b: StatsdConfig) -> bool:
     return (a.mappings, a.observer_type, a.buckets) == (b.mappings, b.observer_type, b.buckets)
-
-
-def _reserved(exporters: ExportersConfig) -> frozenset[str]:
-    """Names the other exporters serve: a StatsD metric never takes them."""
-    names = {metric.name for target in exporters.json for metric in target.metrics}
-    names |= {metric.name for source in exporters.from_logs for metric in source.metrics}
-    return frozenset(names)
 
 
 def _text(address: ListenAddress | None) -> str | None:

@@ -9,6 +9,16 @@ what llhttp leaves to the server: exactly one ``Host`` in HTTP/1.1, versions
 size limits (431, 414, 413), and absolute-form targets rewritten to origin-form.
 Every rejection is a ``RequestError`` carrying its status; the connection must
 then be answered and closed, and nothing of the request forwarded.
+
+Upgrades (RFC 9110 §7.8): a request with ``Connection: upgrade`` and ``Upgrade``
+but no body ends the parse (``upgraded``): what follows may be another
+protocol, and the caller holds it (``take_held``) until it knows whether the
+switch happened; if not, ``resume_after_upgrade`` and feed it again. A request
+with an upgrade *and* a body is served as plain HTTP/1.1 (its ``upgrade`` is
+False, so its upgrade is not offered to the app): its body is read with
+HTTP/1.1 framing like any other and parsing goes on after it. llhttp would
+skip such a body; the parser is put back in step with a framing-only head that
+reaches no handler.
 """
 
 from __future__ import annotations
@@ -92,6 +102,12 @@ class RequestHandler(Protocol):
 
 
 _SUPPORTED_VERSIONS = frozenset({"1.1", "1.0"})
+# Fed to llhttp after an upgrade request with a body, so that it reads the body:
+# framing only, its callbacks reach no handler.
+_FRAMING_ONLY = {
+    "chunked": b"POST / HTTP/1.1\r\nhost: -\r\ntransfer-encoding: chunked\r\n\r\n",
+    "length": b"POST / HTTP/1.1\r\nhost: -\r\ncontent-length: %d\r\n\r\n",
+}
 
 
 class RequestParser:
@@ -104,6 +120,7 @@ class RequestParser:
         "_content_length",
         "_error",
         "_expect",
+        "_framing_only",
         "_handler",
         "_head_bytes",
         "_header_bytes",
@@ -111,9 +128,10 @@ class RequestParser:
         "_hosts",
         "_limits",
         "_parser",
+        "_upgrade_body",
         "_url",
+        "held",
         "partial_head",
-        "tunnel_data",
         "upgraded",
     )
 
@@ -125,7 +143,9 @@ class RequestParser:
         self.partial_head = False  # inside a request's line and headers
         self._head_bytes = 0
         self.upgraded = False
-        self.tunnel_data = b""  # bytes after an Upgrade request's head: not HTTP
+        self.held = b""  # bytes after an upgrade request's head: perhaps not HTTP
+        self._upgrade_body = ""  # the body kind of an upgrade request that has one
+        self._framing_only = False  # llhttp is reading a framing-only head
         self._reset()
 
     def _reset(self) -> None:
@@ -142,13 +162,21 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raise ``RequestError`` at the first violation."""
         if self.upgraded:
-            return  # bytes after an Upgrade request are not HTTP; the connection closes
+            self.held += data  # the caller holds these itself; kept for safety
+            return
         was_partial = self.partial_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self.upgraded = True
-            self.tunnel_data = data[upgrade.args[0] :]
+            rest = data[upgrade.args[0] :]
+            body, self._upgrade_body = self._upgrade_body, ""
+            if not body:
+                self.upgraded = True
+                self.held = rest
+                return
+            self._read_body_after_upgrade(body)
+            self.feed(rest)
+            return
         except httptools.HttpParserCallbackError:
             error, self._error = self._error, None
             if error is None:  # pragma: no cover - our callbacks only raise RequestError
@@ -165,19 +193,45 @@ class RequestParser:
             if self._head_bytes > self._limits.max_header_size:
                 raise RequestError(431, "request header fields too large")
 
+    def take_held(self) -> bytes:
+        """The bytes read after an upgrade request's head (once)."""
+        held, self.held = self.held, b""
+        return held
+
+    def resume_after_upgrade(self) -> None:
+        """The upgrade did not happen: parse what comes next as HTTP/1.1 again."""
+        self.upgraded = False
+
+    def _read_body_after_upgrade(self, body: str) -> None:
+        """llhttp skipped this upgrade request's body: have it read the body."""
+        framing = _FRAMING_ONLY[body]
+        if body == "length":
+            framing = framing % self._content_length
+        self._framing_only = True
+        try:
+            self._parser.feed_data(framing)
+        finally:
+            self._framing_only = False
+
     # -- httptools callbacks --
 
     def on_message_begin(self) -> None:
+        if self._framing_only:
+            return
         self.partial_head = True
         self._head_bytes = 0
         self._reset()
 
     def on_url(self, url: bytes) -> None:
+        if self._framing_only:
+            return
         self._url += url
         if len(self._url) > self._limits.max_uri_size:
             self._fail(414, "URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._framing_only:
+            return
         headers = self._headers
         headers.append((name, value))
         self._header_bytes += len(name) + len(value) + 4
@@ -202,6 +256,8 @@ class RequestParser:
             self._expect = True
 
     def on_headers_complete(self) -> None:
+        if self._framing_only:
+            return
         parser = self._parser
         version = parser.get_http_version()
         if version not in _SUPPORTED_VERSIONS:
@@ -226,6 +282,10 @@ class RequestParser:
             body = "length"
             if limits.max_body_size and self._content_length > limits.max_body_size:
                 self._fail(413, "content too large")
+        upgrade = parser.should_upgrade()
+        if upgrade and body != "none":
+            upgrade = False  # served as plain HTTP/1.1, body and all
+            self._upgrade_body = body
         self.partial_head = False
         self._handler.on_request(
             RequestHead(
@@ -239,7 +299,7 @@ class RequestParser:
                 max(self._content_length, 0),
                 self._connection,
                 self._expect,
-                parser.should_upgrade(),
+                upgrade,
             )
         )
 
@@ -252,6 +312,8 @@ class RequestParser:
         self._handler.on_request_body(data)
 
     def on_message_complete(self) -> None:
+        if self._upgrade_body:
+            return  # llhttp skipped the body: the request ends after the framing-only one
         self._handler.on_request_end()
 
     # -- helpers --

@@ -14,10 +14,11 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from pillion.components import Component, ComponentStartError
-from pillion.config import PillionConfig
+from pillion.config.exporters import FromLogsConfig
 from pillion.config.logs import LogsConfig
 from pillion.logs.buffer import RecordLog
 from pillion.logs.checkpoints import Checkpoints
@@ -39,11 +40,13 @@ _CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoint writes
 class LogsComponent(Component):
     kind = "traffic"
 
-    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
-        assert config.logs is not None
+    def __init__(
+        self, config: LogsConfig, metrics: Metrics, *, from_logs: Sequence[FromLogsConfig]
+    ) -> None:
+        """``from_logs``: the ``exporters.from_logs`` rules, which observe the records."""
         self.name = "logs"
-        self.config: LogsConfig = config.logs
-        self._from_logs = list(config.exporters.from_logs) if config.exporters else []
+        self.config = config
+        self._from_logs = list(from_logs)
         self._metrics = metrics
         disk = self.config.disk_buffer
         self.spill: SqliteSpill | None = None
@@ -51,8 +54,12 @@ class LogsComponent(Component):
             self.spill = SqliteSpill(
                 disk.path or str(Path(self.config.checkpoints).with_name("buffer.db"))
             )
-        self.records = RecordLog([o.name for o in self.config.outputs], self.config.memory_buffer,
-                                 self.spill, disk.max_size if disk else 0)  # fmt: skip
+        self.records = RecordLog(
+            outputs=[o.name for o in self.config.outputs],
+            limit_bytes=self.config.memory_buffer,
+            spill=self.spill,
+            spill_limit_bytes=disk.max_size if disk else 0,
+        )
         self.checkpoints = Checkpoints(self.config.checkpoints)
         self.space = asyncio.Event()
         self.tailers: list[Tailer] = []
@@ -111,13 +118,26 @@ class LogsComponent(Component):
                     f"output {output.name!r}: {exc.strerror or exc}"
                     + (f" ({output.path})" if output.path else ""),
                 ) from exc
-            worker = OutputWorker(output, self.records, sink, OutputMetrics(self._metrics,
-                                  output.name), self._acked)  # fmt: skip
+            worker = OutputWorker(
+                output,
+                records=self.records,
+                sink=sink,
+                metrics=OutputMetrics(self._metrics, output.name),
+                on_ack=self._acked,
+            )
             self.outputs.append(worker)
         for config in self.config.inputs:
-            tap = tap_for(self._from_logs, config.name, self._metrics)
-            tailer = Tailer(config, self.records, saved, InputMetrics(self._metrics, config.name),
-                            self.space, first_start, extra, self._wake_outputs, tap)  # fmt: skip
+            tailer = Tailer(
+                config,
+                records=self.records,
+                checkpoints=saved,
+                metrics=InputMetrics(self._metrics, config.name),
+                space=self.space,
+                first_start=first_start,
+                extra=extra,
+                wake=self._wake_outputs,
+                tap=tap_for(self._from_logs, config.name, self._metrics),
+            )
             self.tailers.append(tailer)
         self._tasks = [asyncio.create_task(worker.run()) for worker in self.outputs]
         self._tasks.append(asyncio.create_task(self._checkpoint_loop()))

@@ -59,6 +59,7 @@ class Tailer:
     def __init__(
         self,
         config: LogInputConfig,
+        *,
         records: RecordLog,
         checkpoints: dict[FileKey, int],
         metrics: InputMetrics,

@@ -25,23 +25,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pillion.config.proxy import ClusterConfig
 from pillion.config.types import ListenAddress
 from pillion.proxy import flags
-from pillion.proxy.authz import Authorization
 from pillion.proxy.balancing import Balancer, Endpoint, OutlierPolicy
-from pillion.proxy.ratelimit import RateLimit
+from pillion.proxy.edits import NO_ROUTE, OVERFLOW_EDITS, Edits, RouteSettings
 from pillion.proxy.retries import RetryBudget, RetryPolicy
 from pillion.proxy.upstream import ConnectionCap, UpstreamPool
 from pillion.telemetry import Metrics
 from pillion.tls import ClientTls, TlsLoadError
 
-__all__ = [
-    "NO_EDITS",
-    "NO_ROUTE",
-    "Cluster",
-    "Edits",
-    "RetryControl",
-    "RouteSettings",
-    "Target",
-]
+__all__ = ["Cluster", "RetryControl", "Target"]
 
 log = logging.getLogger("pillion.proxy")
 
@@ -49,60 +40,6 @@ _GATEWAY_FLAGS = frozenset({flags.UF, flags.UT, flags.UC, flags.UPE})
 # answers that say nothing about the endpoint: Pillion shed or refused the request
 _NOT_THE_ENDPOINT = frozenset({flags.UO, flags.RL, flags.DPE, flags.DC})
 _GAUGE_INTERVAL = 1.0  # seconds between samples of the circuit gauges
-
-
-class Edits:
-    """What a route changes on the way: the path prefix, request and response
-    headers; or a direct answer."""
-
-    __slots__ = (
-        "add_headers",
-        "add_response",
-        "direct",
-        "prefix",
-        "remove",
-        "remove_response",
-        "replacement",
-        "set_headers",
-        "set_response",
-    )
-
-    def __init__(
-        self,
-        *,
-        prefix: bytes | None = None,
-        replacement: bytes | None = None,
-        remove: frozenset[bytes] = frozenset(),
-        set_headers: tuple[tuple[bytes, bytes], ...] = (),
-        add_headers: tuple[tuple[bytes, bytes], ...] = (),
-        remove_response: frozenset[bytes] = frozenset(),
-        set_response: tuple[tuple[bytes, bytes], ...] = (),
-        add_response: tuple[tuple[bytes, bytes], ...] = (),
-        direct: tuple[int, bytes] | None = None,
-    ) -> None:
-        self.prefix = prefix
-        self.replacement = replacement
-        self.remove = remove
-        self.set_headers = set_headers
-        self.add_headers = add_headers
-        self.remove_response = remove_response
-        self.set_response = set_response
-        self.add_response = add_response
-        self.direct = direct
-
-    def path(self, target: bytes) -> bytes | None:
-        """The rewritten request target, or None when the route does not rewrite."""
-        if self.prefix is None or self.replacement is None:
-            return None
-        return self.replacement + target[len(self.prefix) :]
-
-    @property
-    def edits_response(self) -> bool:
-        return bool(self.remove_response or self.set_response or self.add_response)
-
-
-NO_EDITS = Edits()
-OVERFLOW_EDITS = Edits(direct=(503, b"upstream overflow: too many requests in flight\n"))
 
 
 class RetryFamilies:
@@ -143,45 +80,6 @@ class RetryControl:
             return True
         self.overflow.inc()
         return False
-
-
-class RouteSettings:
-    """What a route adds to the requests it sends: edits, a timeout, a retry policy,
-    a rate limit, who may use it, and its name in metrics."""
-
-    __slots__ = (
-        "api_key_required",
-        "authorization",
-        "edits",
-        "jwt_required",
-        "limit",
-        "name",
-        "retry",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        name: str = "",
-        edits: Edits = NO_EDITS,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        limit: RateLimit | None = None,
-        authorization: Authorization | None = None,
-        jwt_required: bool | None = None,
-        api_key_required: bool | None = None,
-    ) -> None:
-        self.name = name
-        self.jwt_required = jwt_required
-        self.api_key_required = api_key_required
-        self.edits = edits
-        self.timeout = timeout
-        self.retry = retry
-        self.limit = limit
-        self.authorization = authorization
-
-
-NO_ROUTE = RouteSettings()
 
 
 class Target:

@@ -1,37 +1,34 @@
 """One request and its response, from the client's head to the app and back.
 
-Driven entirely by callbacks: the downstream connection feeds the request
-(``start``, ``on_body``, ``on_request_complete``), the pool hands over an
-upstream connection (``on_upstream``), and the upstream's response parser feeds
-the response (``on_response``, ``on_response_body``, ``on_response_end``). No
-task per request; one timer (the request timeout).
+Protocol-neutral: the exchange knows its downstream (an HTTP/1.1 connection
+today) only as a ``Downstream``, and where it was accepted only by the
+``ExchangeSettings`` handed in. Driven entirely by callbacks: the downstream
+feeds the request (``start``, ``on_body``, ``on_request_complete``), the pool
+hands over an upstream connection (``on_upstream``), and the upstream's response
+parser feeds the response (``on_response``, ``on_response_body``,
+``on_response_end``). No task per request; one timer (the request timeout).
+
+``start`` asks the listener's ``Gate`` first: a refusal is answered at once and
+nothing is forwarded; a JWT whose keys are being fetched waits for them.
 
 Failures before the response began become Pillion's own short response (503
 ``UF``, 504 ``UT``, 502 ``UC``/``UPE``); after, the client connection is closed
 so the truncation is visible. A request on a reused keep-alive connection that
 the app closed before answering is retried once on a new connection when it had
-no body (the app never saw it).
+no body (the app never saw it). Retries by policy: ``retrying.py``.
 
-With a retry policy (route or cluster), a failed try is sent again, to another
-endpoint when the cluster has one, after a jittered backoff: after a connect
-failure always (nothing was sent); after a reset, a per-try timeout or a listed
-status only when the method allows it and the request was small enough to keep
-(``replay``). A retried status's response is read and dropped, so its connection
-is reused. Each retry needs room in the upstream's retry budget.
-
-An Upgrade request (WebSocket and others) is forwarded with its ``Upgrade``; if
-the app answers 101 the exchange becomes a tunnel: bytes are copied both ways
-until either side closes, then it is counted (code 101, bytes in and out). Bytes
-the client sends before the 101 are held (bounded) and sent on after it.
+An upgrade the gate allowed (WebSocket by default) is forwarded with its
+``Upgrade``; if the app answers 101 naming a protocol that was offered, the
+exchange becomes a tunnel: bytes are copied both ways until either side closes,
+then it is counted (code 101, bytes in and out). A 101 for anything else is a
+bad response (502 ``UPE``): only an admitted upgrade opens a tunnel.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.request import RequestHead
@@ -45,72 +42,104 @@ from pillion.http.serialize import (
     status_line,
 )
 from pillion.proxy import flags
-from pillion.proxy.cluster import NO_EDITS
+from pillion.proxy.edits import NO_EDITS
 from pillion.proxy.forwarding import (
+    IDENTITY_HEADER,
     Forwarded,
     request_head_for_upstream,
     response_headers_for_client,
 )
+from pillion.proxy.gate import Admitted, Gate, Peer, Pending
+from pillion.proxy.retrying import Retries
 
 if TYPE_CHECKING:
     from pillion.proxy.cluster import Target
-    from pillion.proxy.downstream import DownstreamConnection
-    from pillion.proxy.ratelimit import RateLimit
     from pillion.proxy.upstream import UpstreamConnection
 
-__all__ = ["Exchange"]
+__all__ = ["CONTINUE", "Downstream", "Exchange", "ExchangeSettings"]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is made
 
 
-class Exchange:
+class Downstream(Peer, Protocol):
+    """What an exchange needs of the client side it serves (an HTTP/1.1
+    connection, or later an HTTP/2 stream)."""
+
+    @property
+    def draining(self) -> bool:
+        """The listener is draining: the connection ends after this exchange."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def cork(self) -> None:
+        """Collect writes until ``uncork`` (one syscall for a head and its body)."""
+
+    def uncork(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        """The exchange is over (answered, or aborted with ``close_after``)."""
+
+    def tunnel_opened(self, exchange: Exchange) -> None:
+        """The app switched protocols: what the client sends now goes to
+        ``exchange.on_client_bytes``, from the bytes held since the request."""
+
+
+class ExchangeSettings:
+    """What every exchange of a listener shares: handed in, never looked up."""
+
+    __slots__ = ("gate", "identity_header", "loop", "scheme")
+
+    def __init__(
+        self,
+        *,
+        gate: Gate,
+        loop: asyncio.AbstractEventLoop,
+        scheme: bytes = b"http",
+        identity_header: bytes = IDENTITY_HEADER,
+    ) -> None:
+        self.gate = gate
+        self.loop = loop
+        self.scheme = scheme  # for X-Forwarded-Proto
+        self.identity_header = identity_header  # where the client's identity is sent
+
+
+class Exchange(Retries):
     __slots__ = (
-        "attempts",
         "auth_headers",
         "bytes_in",
         "bytes_out",
         "chunked_out",
         "close_after",
         "discarding",
-        "done",
         "down",
-        "flags",
         "forwarded",
-        "head",
-        "jwt_checked",
         "jwt_waited",
-        "key_checked",
-        "key_present",
-        "pending",
-        "pending_size",
-        "replay",
-        "replay_size",
         "request_complete",
-        "resend",
-        "response_started",
         "retried",
-        "retry_timer",
-        "retrying",
+        "settings",
         "started_at",
         "status",
-        "target",
         "timer",
-        "token_present",
-        "try_flag",
-        "try_status",
-        "try_timer",
         "tunnel",
-        "tunnel_early",
         "upstream",
         "upstream_at",
         "upstream_seconds",
     )
 
-    def __init__(self, down: DownstreamConnection, request: RequestHead, now: float) -> None:
+    def __init__(
+        self, down: Downstream, request: RequestHead, now: float, settings: ExchangeSettings
+    ) -> None:
+        super().__init__()
         self.down = down
         self.head = request
         self.started_at = now
+        self.settings = settings
+        self.loop = settings.loop
         self.upstream: UpstreamConnection | None = None
         self.pending: list[bytes] = []
         self.pending_size = 0
@@ -128,179 +157,88 @@ class Exchange:
         self.forwarded: Forwarded | None = None
         self.target: Target | None = None
         self.chunked_out = False
-        self.close_after = not request.keep_alive or request.upgrade
+        self.close_after = not request.keep_alive
+        self.upgrade: bytes | None = None  # the Upgrade forwarded (admitted)
         self.tunnel = False
-        self.tunnel_early: list[bytes] = []
-        self.attempts = 0  # retries made
-        self.replay: list[bytes] | None = None  # what was sent, kept for a retry
-        self.replay_size = 0
         self.discarding = False  # reading a retried response to its end, dropping it
-        self.retrying = False  # counted in the budget's retries in flight
-        self.retry_timer: asyncio.TimerHandle | None = None
-        self.try_timer: asyncio.TimerHandle | None = None
-        self.resend = False  # the next try sends ``replay`` (the last one was sent)
-        self.try_status = 0  # how the last try ended, reported when the next begins
-        self.try_flag = flags.NONE
-        self.jwt_checked = False
         self.jwt_waited = False  # a key fetch for its token's kid was waited for once
-        self.token_present = False
-        self.key_checked = False
-        self.key_present = False
         self.auth_headers: tuple[tuple[bytes, bytes], ...] = ()  # claims for the app
 
-    # -- the request, from the downstream connection --
+    # -- the request, from the downstream --
 
     def start(self) -> None:
-        """Become the active exchange of the connection: get an upstream, send."""
-        down = self.down
-        listener = down.listener
-        jwt = listener.jwt
-        if jwt is not None and not self.jwt_checked:
-            outcome = jwt.check(self.head.headers, time.time(), waited=self.jwt_waited)
-            if outcome.pending is not None:  # its key id is new: wait for the key fetch
+        """Become the active exchange of the connection: admit, get an upstream, send."""
+        decision = self.settings.gate.decide(self.head, self.down, waited=self.jwt_waited)
+        if not isinstance(decision, Admitted):
+            if isinstance(decision, Pending):
                 self.jwt_waited = True
-                outcome.pending.add_done_callback(self._jwks_fetched)
+                decision.future.add_done_callback(self._jwks_fetched)
                 return
-            if outcome.error:
-                self._unauthenticated(outcome.error)
-                return
-            self.jwt_checked = True
-            self.token_present = outcome.present
-            self.auth_headers += outcome.headers
-        api_keys = listener.api_keys
-        if api_keys is not None and not self.key_checked:
-            self.key_checked = True
-            self.key_present, caller = api_keys.check(self.head)
-            if self.key_present and caller is None:
-                api_keys.invalid.inc()
-                self._unauthorized_key()
-                return
-            if caller:
-                self.auth_headers += ((api_keys.name_header, caller.encode()),)
-        if listener.authorization is not None and not listener.authorization.allows(down.identity):
-            self._deny()
+            target = decision.target
+            if target is not None:  # refused on its route: counted as the route's
+                self.target = target
+                if target.tracked:
+                    target.begin()
+            self.flags = decision.flag
+            self._local_reply(decision.status, decision.message, extra=decision.extra)
             return
-        if listener.rate_limit is not None and self._rate_limited(listener.rate_limit):
-            return
-        target = listener.fixed_target or listener.route(self.head, down)
-        if target is None:
-            self.flags = flags.NR
-            self._local_reply(404, "no route for this request")
-            return
+        target = decision.target
         self.target = target
         if target.tracked:
             target.begin()  # counted in flight from here to ``finished``
-        route = target.route
-        if jwt is not None and not self.token_present and jwt.requires(route.jwt_required):
-            self._unauthenticated("")
-            return
-        if (
-            api_keys is not None
-            and not self.key_present
-            and api_keys.requires(route.api_key_required)
-        ):
-            api_keys.missing.inc()
-            self._unauthorized_key()
-            return
-        if route.authorization is not None and not route.authorization.allows(down.identity):
-            self._deny()
-            return
-        if route.limit is not None and self._rate_limited(route.limit):
-            return
+        self.auth_headers = decision.headers
+        if decision.upgrade is not None:
+            self.upgrade = decision.upgrade
+            self.close_after = True  # the connection is the tunnel's, or ends here
         edits = target.edits
-        if edits is NO_EDITS and jwt is None and api_keys is None:
-            request_head, self.forwarded = request_head_for_upstream(
-                self.head,
-                down.client_ip,
-                listener.scheme,
-                target.host,
-                identity=down.identity,
-                identity_header=listener.identity_header,
-            )
-        elif edits.direct is not None:
+        if edits.direct is not None:
             self.flags = target.flag
             self._direct(*edits.direct)
             return
-        else:
-            request_head, self.forwarded = self._edited_head(target)
+        request_head, self.forwarded = self._forward_head(target)
         pool = target.pool
         assert pool is not None
         self.pending.insert(0, request_head)
-        retry = target.retry
-        if retry is not None:
-            head = self.head
-            if retry.replayable(head.method, head.body, head.content_length, head.upgrade):
-                self.replay = list(self.pending)
-                self.replay_size = self.pending_size
-            if retry.per_try_timeout is not None:
-                self.try_timer = listener.loop.call_later(
-                    retry.per_try_timeout, self._on_try_timeout
-                )
-        self.timer = listener.loop.call_later(target.request_timeout, self._on_timeout)
+        self._arm_retries(target)
+        self.timer = self.loop.call_later(target.request_timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
-            down.write(CONTINUE)
+            self.down.write(CONTINUE)
         pool.acquire(self)
-
-    def _rate_limited(self, limit: RateLimit) -> bool:
-        """Take a token; without one, answer 429 (flag RL) and say so."""
-        down = self.down
-        wait = limit.wait(
-            down.client_ip, self.head.headers, down.listener.loop.time(), down.identity
-        )
-        if not wait:
-            return False
-        self.flags = flags.RL
-        self._local_reply(429, "rate limited", extra=b"retry-after: %d\r\n" % math.ceil(wait))
-        return True
 
     def _jwks_fetched(self, _: object) -> None:
         if not self.done:
             self.start()
 
-    def _unauthenticated(self, error: str) -> None:
-        """No token where one is needed (``error`` empty), or a bad one: 401."""
-        jwt = self.down.listener.jwt
-        assert jwt is not None
-        jwt.rejected(error.replace(" ", "_") if error else "missing")
-        self.flags = flags.UAEX
-        if error:
-            challenge = b'www-authenticate: Bearer realm="pillion", error="invalid_token", ' \
-                        b'error_description="%s"\r\n' % error.encode()  # fmt: skip
-        else:
-            challenge = b'www-authenticate: Bearer realm="pillion"\r\n'
-        self._local_reply(401, error or "a bearer token is required", extra=challenge)
-
-    def _unauthorized_key(self) -> None:
-        self.flags = flags.UAEX
-        self._local_reply(401, "a valid API key is required")
-
-    def _deny(self) -> None:
-        """The caller's identity is not allowed here: 403, flag UAEX."""
-        self.flags = flags.UAEX
-        self._local_reply(403, "caller not allowed")
-
-    def _edited_head(self, target: Target) -> tuple[bytes, Forwarded]:
+    def _forward_head(self, target: Target) -> tuple[bytes, Forwarded]:
+        """The head the app receives: the route's edits, the gate's headers."""
         edits = target.edits
+        settings = self.settings
         down = self.down
-        remove, set_headers = edits.remove, edits.set_headers
-        listener = down.listener
-        if listener.jwt is not None:  # claims replace what the client sent in their headers
-            remove = remove | listener.jwt.forwarded_names
-        if listener.api_keys is not None:  # the key itself never travels on
-            remove = remove | {listener.api_keys.header, listener.api_keys.name_header}
-        if self.auth_headers:
-            set_headers = set_headers + self.auth_headers
+        strip = settings.gate.strip
+        if edits is NO_EDITS and not strip and not self.auth_headers:
+            return request_head_for_upstream(
+                self.head,
+                down.client_ip,
+                settings.scheme,
+                target.host,
+                identity=down.identity,
+                identity_header=settings.identity_header,
+                upgrade=self.upgrade,
+            )
         return request_head_for_upstream(
             self.head,
             down.client_ip,
-            down.listener.scheme,
+            settings.scheme,
             target.host,
             path=edits.path(self.head.target),
-            remove=remove,
-            set_headers=set_headers,
+            remove=edits.remove | strip if strip else edits.remove,
+            set_headers=edits.set_headers + self.auth_headers
+            if self.auth_headers
+            else edits.set_headers,
             add_headers=edits.add_headers,
             identity=down.identity,
-            identity_header=down.listener.identity_header,
+            identity_header=settings.identity_header,
+            upgrade=self.upgrade,
         )
 
     def on_body(self, data: bytes) -> None:
@@ -323,15 +261,17 @@ class Exchange:
         else:
             self._local_reply(status, reason)
 
-    def on_downstream_lost(self) -> None:
+    def on_downstream_lost(self) -> bool:
+        """The client is gone: stop. True when the exchange was still going (it
+        is over now, and still to be counted)."""
         if self.done:
-            return
+            return False
         self.done = True
         if self.flags == flags.NONE and not self.tunnel:  # a tunnel ends when a side closes
             self.flags = flags.DC
         self._cancel_timer()
         self._drop_upstream()
-        self.down.listener.observe(self)
+        return True
 
     def _send(self, data: bytes) -> None:
         if self.replay is not None:
@@ -344,16 +284,6 @@ class Exchange:
         self.pending_size += len(data)
         if self.pending_size > _BUFFER_LIMIT:
             self.down.pause_reading()
-
-    def _keep(self, data: bytes) -> None:
-        assert self.replay is not None
-        assert self.target is not None
-        assert self.target.retry is not None
-        self.replay_size += len(data)
-        if self.replay_size > self.target.retry.max_body_size:
-            self.replay = None  # too big to keep: this request is not retried once sent
-        else:
-            self.replay.append(data)
 
     # -- the upstream connection, from the pool --
 
@@ -403,7 +333,7 @@ class Exchange:
             target = self.target
             assert target is not None
             assert target.pool is not None
-            self.pending = [self._edited_head(target)[0]]
+            self.pending = [self._forward_head(target)[0]]
             target.pool.acquire(self, fresh=True)
             return
         flag = flags.UC if incomplete else flags.UPE
@@ -432,8 +362,8 @@ class Exchange:
     def on_response(self, response: ResponseHead) -> None:
         if self.done:
             return
-        if response.status == 101 and self.head.upgrade:
-            self._open_tunnel(response)
+        if response.status == 101:
+            self._switch_protocols(response)
             return
         if response.status < 200:
             return  # interim responses end here: Pillion answered Expect itself
@@ -512,37 +442,40 @@ class Exchange:
 
     # -- tunnels (after a 101) --
 
-    def _open_tunnel(self, response: ResponseHead) -> None:
+    def _switch_protocols(self, response: ResponseHead) -> None:
+        """A 101: a tunnel if it switches to a protocol the gate let through."""
+        upgrade = b""
+        for name, value in response.headers:
+            if name.lower() == b"upgrade":
+                upgrade = value
+        offered = self.upgrade
+        if (
+            offered is None
+            or not upgrade
+            or upgrade.split(b"/", 1)[0].strip().lower()
+            not in {p.split(b"/", 1)[0].strip().lower() for p in offered.split(b",")}
+        ):
+            # never a tunnel the gate did not admit (an app answering 101 to a plain request)
+            self.flags = flags.UPE
+            self._local_reply(502, "upstream switched protocols without an admitted upgrade")
+            return
         self.response_started = True
         self.tunnel = True
         self.close_after = True
         self.status = 101
         self.upstream_seconds = perf_counter() - self.upstream_at
         self._cancel_timer()  # a tunnel lives as long as its peers keep it
-        self._cancel_try_timer()
-        upgrade = b""
-        for name, value in response.headers:
-            if name.lower() == b"upgrade":
-                upgrade = value
-        extra = b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade if upgrade else b""
+        extra = b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade
         self.down.write(head(status_line(101), response_headers_for_client(response), extra))
-        early, self.tunnel_early = self.tunnel_early, []
-        for data in early:
-            self.on_client_bytes(data)
-        self.down.resume_reading()
+        self.down.tunnel_opened(self)
 
     def on_client_bytes(self, data: bytes) -> None:
-        """Bytes after an Upgrade request: held until the 101, then sent on."""
-        if self.done or not data:
-            return
+        """Bytes from the client once the tunnel is open: sent on as they are."""
         upstream = self.upstream
-        if self.tunnel and upstream is not None:
-            self.bytes_in += len(data)
-            upstream.write(data)
+        if self.done or not data or upstream is None:
             return
-        self.tunnel_early.append(data)
-        if sum(map(len, self.tunnel_early)) > _BUFFER_LIMIT:
-            self.down.pause_reading()
+        self.bytes_in += len(data)
+        upstream.write(data)
 
     def on_upstream_bytes(self, data: bytes) -> None:
         if not self.done and data:
@@ -559,93 +492,6 @@ class Exchange:
             connection.user = None
             connection.close()
         self.down.exchange_done(self)
-
-    # -- retries --
-
-    def _may_retry(
-        self, reason: str, status: int, flag: str, *, sent: bool, now: bool = True
-    ) -> bool:
-        """Whether this try's failure is retried: the policy, the tries left, the
-        kept request and the budget allow it. If so the try is over (its endpoint
-        told), and the retry is scheduled (``now``) or left to ``_schedule_retry``."""
-        target = self.target
-        if target is None or self.done:
-            return False
-        policy = target.retry
-        if policy is None or self.attempts >= policy.max_retries:
-            return False
-        if sent and (self.replay is None or self.head.upgrade):
-            return False
-        assert target.retries is not None
-        loop = self.down.listener.loop
-        if not target.retries.allow(loop.time(), reason, already_retrying=self.retrying):
-            return False
-        self.retrying = True
-        self.attempts += 1
-        self._cancel_try_timer()
-        self.resend = sent
-        self.try_status = status
-        self.try_flag = flag
-        if now:
-            self._schedule_retry()
-        return True
-
-    def _schedule_retry(self) -> None:
-        """After the backoff, try again on another endpoint."""
-        target = self.target
-        assert target is not None
-        assert target.retry is not None
-        self._drop_upstream()
-        delay = target.retry.backoff(self.attempts)
-        self.retry_timer = self.down.listener.loop.call_later(delay, self._retry)
-
-    def _retry(self) -> None:
-        self.retry_timer = None
-        if self.done:
-            return
-        previous = self.target
-        assert previous is not None
-        assert previous.retry is not None
-        if self.resend:
-            if self.replay is None:  # the body outgrew what may be kept meanwhile
-                self.flags = self.try_flag
-                self._local_reply(self.try_status, "upstream failed; request too big to retry")
-                return
-            # what was kept, and whatever of the body is still to come after it
-            self.pending = list(self.replay)
-            self.pending_size = self.replay_size
-        previous.finished(self.try_status, self.try_flag)
-        target = previous.again()
-        if target.pool is None:  # the cluster is at a cap, or has no address now
-            assert previous.retries is not None
-            assert target.edits.direct is not None
-            previous.retries.budget.retry_done()
-            self.retrying = False
-            self.target = target
-            self.flags = target.flag
-            self._local_reply(target.edits.direct[0], target.edits.direct[1].decode().strip())
-            return
-        if target is previous:
-            target.begin()
-        self.target = target
-        if previous.retry.per_try_timeout is not None:
-            self.try_timer = self.down.listener.loop.call_later(
-                previous.retry.per_try_timeout, self._on_try_timeout
-            )
-        target.pool.acquire(self)
-
-    def _on_try_timeout(self) -> None:
-        self.try_timer = None
-        if self.done or self.response_started:
-            return
-        if self._may_retry("per_try_timeout", 504, flags.UT, sent=True):
-            return
-        self._on_timeout()
-
-    def _cancel_try_timer(self) -> None:
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
 
     # -- endings --
 
@@ -709,12 +555,12 @@ class Exchange:
         ):
             target.pool.cancel(self)  # it was waiting for a connection: no longer
 
+    def _acquire(self, target: Target) -> None:
+        assert target.pool is not None
+        target.pool.acquire(self)
+
     def _cancel_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.try_timer is not None:
-            self._cancel_try_timer()
-        if self.retry_timer is not None:
-            self.retry_timer.cancel()
-            self.retry_timer = None
+        self._cancel_retry_timers()

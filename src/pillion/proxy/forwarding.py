@@ -5,13 +5,16 @@ To the app: hop-by-hop fields removed (RFC 9110 §7.6.1, with those named in
 ``X-Forwarded-For`` appended, ``X-Forwarded-Proto`` and ``X-Forwarded-Host``
 set, ``x-request-id`` kept when valid or generated, ``traceparent`` kept when
 valid or started, and Pillion's own body framing. ``Expect`` is answered by
-Pillion itself and not forwarded.
+Pillion itself and not forwarded. ``TE: trailers`` is kept (gRPC needs it; RFC
+9110 §10.1.4), any other ``TE`` dropped. ``Upgrade`` travels only as the gate
+admitted it (``upgrade``); ``HTTP2-Settings`` never does (RFC 9113 §3.1 retired
+the h2c upgrade, and it smuggles HTTP/2 past every check).
 To the client: hop-by-hop fields removed and Pillion's own framing.
 """
 
 from __future__ import annotations
 
-from pillion.http.headers import HOP_BY_HOP, Headers
+from pillion.http.headers import HOP_BY_HOP, Headers, connection_tokens
 from pillion.http.request import RequestHead
 from pillion.http.response import ResponseHead
 from pillion.telemetry.tracecontext import (
@@ -42,6 +45,7 @@ _REWRITTEN = HOP_BY_HOP | {
     b"x-request-id",
     b"traceparent",
     IDENTITY_HEADER,
+    b"http2-settings",
 }
 _RESPONSE_REWRITTEN = HOP_BY_HOP | {b"content-length"}
 
@@ -68,13 +72,15 @@ def request_head_for_upstream(
     add_headers: tuple[tuple[bytes, bytes], ...] = (),
     identity: bytes | None = None,
     identity_header: bytes = IDENTITY_HEADER,
+    upgrade: bytes | None = None,
 ) -> tuple[bytes, Forwarded]:
     """The request head to send to the app, and the ids it carries.
 
     A route may rewrite the ``path`` (target) and remove, set or add headers
     (names lower case); Pillion's own forwarding headers are written after them.
     The client's copy of the identity header is always dropped; ``identity`` (from
-    its certificate) is sent in it instead.
+    its certificate) is sent in it instead. ``upgrade`` is the ``Upgrade`` value
+    to send (the protocols the gate allowed), with ``Connection: upgrade``.
     """
     named = head.connection_names
     if remove or set_headers:
@@ -85,12 +91,12 @@ def request_head_for_upstream(
     forwarded_for = b""
     request_id = b""
     traceparent = b""
-    upgrade = b""
+    trailers = False
     for name, value in head.headers:
         lower = name.lower()
         if lower in _REWRITTEN or lower in named:
-            if lower == b"upgrade":
-                upgrade = value
+            if lower == b"te" and lower not in remove:
+                trailers = trailers or b"trailers" in connection_tokens(value)
             elif lower == b"x-forwarded-for":
                 forwarded_for = forwarded_for + b", " + value if forwarded_for else value
             elif lower == b"x-request-id":
@@ -119,7 +125,9 @@ def request_head_for_upstream(
         lines[-3:-3] = [b"%s: %s\r\n" % pair for pair in add_headers]
     if identity is not None:
         lines.append(b"%s: %s\r\n" % (identity_header, identity))
-    if head.upgrade and upgrade:
+    if trailers:
+        lines.append(b"te: trailers\r\n")
+    if upgrade:
         lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
     if head.body == "length":
         lines.append(b"content-length: %d\r\n" % head.content_length)

@@ -1,35 +1,24 @@
-"""The proxy as a component: its inbound listeners, their pools, the access log.
-
-On a reload the new proxy takes a duplicate of each old listening socket whose
-address it keeps (the same accept queue), and starts before the old one drains:
-no connection is refused or reset in between. New addresses bind with
-``SO_REUSEPORT`` (so workers can share them).
-Drain: readiness fails (the supervisor), the listening sockets close, idle
-keep-alive connections close, in-flight requests finish with
-``Connection: close``, and whatever is left at the deadline is closed.
+"""HTTP listeners: the inbound one in front of the app, the outbound one the app
+calls. Each owns its listening socket, its connections' settings, its admission
+``Gate`` (the listener's checks and its ``route``), and counts and logs every
+finished exchange (``observe``). Connections know a listener only as their
+``ConnectionHost``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
-import random
-import socket
 import time
-from itertools import accumulate
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from pillion.components import Component, ComponentStartError
-from pillion.config import PillionConfig
+from pillion.components import ComponentStartError
 from pillion.config.proxy import (
     InboundListenerConfig,
     OutboundListenerConfig,
-    ProxyConfig,
     RateLimitConfig,
-    RouteConfig,
     Timeouts,
     TlsConfig,
 )
@@ -38,16 +27,17 @@ from pillion.http.request import ParserLimits, RequestHead
 from pillion.proxy.accesslog import AccessLog
 from pillion.proxy.apikeys import ApiKeys, ApiKeysError
 from pillion.proxy.authz import Authorization
-from pillion.proxy.cluster import Cluster, Edits, RetryControl, RouteSettings, Target
-from pillion.proxy.downstream import DownstreamConnection
-from pillion.proxy.exchange import Exchange
+from pillion.proxy.cluster import Cluster, RetryControl, Target
+from pillion.proxy.connection import Http1Connection
+from pillion.proxy.edits import upgrades_of
+from pillion.proxy.exchange import Exchange, ExchangeSettings
 from pillion.proxy.forwarding import IDENTITY_HEADER
+from pillion.proxy.gate import Gate, Peer
 from pillion.proxy.listening import Listening
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.ratelimit import RateLimit
-from pillion.proxy.retries import RetryBudget, RetryPolicy
-from pillion.proxy.routing import RouteTable, compile_match
-from pillion.proxy.tcp import TcpListener
+from pillion.proxy.retries import RetryBudget
+from pillion.proxy.routes import route_table
 from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
 from pillion.proxy.transparent import CapturedConnection, OriginalDestinations
 from pillion.proxy.upstream import UpstreamPool
@@ -56,7 +46,7 @@ from pillion.telemetry.tracecontext import trace_id
 from pillion.tls import ServerTls, TlsLoadError
 from pillion.tls.contexts import CertificateFiles
 
-__all__ = ["HttpListener", "InboundListener", "OutboundListener", "ProxyComponent"]
+__all__ = ["HttpListener", "InboundListener", "OutboundListener"]
 
 if TYPE_CHECKING:
     from pillion.proxy.jwtauth import JwtAuthenticator
@@ -112,15 +102,34 @@ class HttpListener(Listening):
         self.handshake_timeout = 10.0
         self._tls_reload = 1.0
         self._watcher: asyncio.Task[None] | None = None
+        self._upgrades = upgrades_of(config.upgrades) or frozenset()
+        self.gate = Gate(self.route)
+        self.exchange_settings = ExchangeSettings(gate=self.gate, loop=self.loop)
 
-    fixed_target: Target | None = None  # every request goes here (no per-request choice)
+    def _admission(self) -> None:
+        """The gate and the exchanges' settings, once the checks are known."""
+        self.gate = Gate(
+            self.route,
+            authorization=self.authorization,
+            jwt=self.jwt,
+            api_keys=self.api_keys,
+            rate_limit=self.rate_limit,
+            upgrades=self._upgrades,
+            monotonic=self.loop.time,
+        )
+        self.exchange_settings = ExchangeSettings(
+            gate=self.gate,
+            loop=self.loop,
+            scheme=self.scheme,
+            identity_header=self.identity_header,
+        )
 
-    def route(self, head: RequestHead, down: DownstreamConnection) -> Target | None:
+    def route(self, head: RequestHead, peer: Peer) -> Target | None:
         raise NotImplementedError
 
     def new_connection(self) -> asyncio.Protocol:
         """The protocol of a connection just accepted (without TLS)."""
-        return DownstreamConnection(self)
+        return Http1Connection(self)
 
     def use_tls(self, config: TlsConfig) -> None:
         """Terminate TLS with these certificates (loaded at ``start``)."""
@@ -151,7 +160,9 @@ class HttpListener(Listening):
                 raise ComponentStartError("proxy", f"listener {self.name!r}: {exc}") from exc
             self.tls_metrics.expiry(tls)
             await self.listen(lambda: TlsHandshake(self))
-            self._watcher = self.loop.create_task(watch_certificates(self, self._tls_reload))
+            self._watcher = self.loop.create_task(
+                watch_certificates(tls, self.tls_metrics, self.name, self._tls_reload)
+            )
         else:
             await self.listen(self.new_connection)
         if self.bound is None:
@@ -225,7 +236,7 @@ class HttpListener(Listening):
                 )
             )
 
-    def observe_rejection(self, connection: DownstreamConnection, status: int, flag: str) -> None:
+    def observe_rejection(self, connection: Http1Connection, status: int, flag: str) -> None:
         """Count and log a request refused before it had a head (400, 408, 431...)."""
         self.metrics.request(b"OTHER", status, flag).inc()
         if self.access_log is not None:
@@ -233,107 +244,6 @@ class HttpListener(Listening):
                 (time.time(), self.name, connection.client_ip, None, status, flag,
                  0, 0, 0.0, -1.0, b"", b"", None, 0, connection.identity)
             )  # fmt: skip
-
-
-def _pairs(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((name.lower().encode(), value.encode()) for name, value in headers.items())
-
-
-def _names(headers: list[str]) -> frozenset[bytes]:
-    return frozenset(name.lower().encode() for name in headers)
-
-
-class CompiledRoute:
-    """A configured route, ready: where its requests go, what changes on the way."""
-
-    __slots__ = ("cluster", "fixed", "settings", "split", "weights")
-
-    def __init__(
-        self,
-        index: int,
-        config: RouteConfig,
-        clusters: dict[str, Cluster],
-        default: Target | None,
-        default_cluster: Cluster | None,
-    ) -> None:
-        direct = config.direct_response
-        rewrite = config.prefix_rewrite is not None and config.match.prefix is not None
-        edits = Edits(
-            prefix=config.match.prefix.encode() if rewrite and config.match.prefix else None,
-            replacement=config.prefix_rewrite.encode()
-            if rewrite and config.prefix_rewrite
-            else None,
-            remove=_names(config.remove_request_headers),
-            set_headers=_pairs(config.set_request_headers),
-            add_headers=_pairs(config.add_request_headers),
-            remove_response=_names(config.remove_response_headers),
-            set_response=_pairs(config.set_response_headers),
-            add_response=_pairs(config.add_response_headers),
-            direct=(direct.status, direct.body.encode()) if direct else None,
-        )
-        self.settings = RouteSettings(
-            config.name or str(index),
-            edits,
-            config.timeout,
-            RetryPolicy(config.retry) if config.retry else None,
-            RateLimit(config.rate_limit) if config.rate_limit else None,
-            Authorization(config.authorization) if config.authorization else None,
-            config.jwt_required,
-            config.api_key_required,
-        )
-        self.cluster: Cluster | None = None
-        self.fixed: Target | None = None
-        self.split: list[Cluster] = []
-        self.weights: list[int] = []
-        if config.weighted_clusters:
-            self.split = [clusters[w.cluster] for w in config.weighted_clusters]
-            self.weights = list(accumulate(w.weight for w in config.weighted_clusters))
-        elif direct is not None:
-            self.fixed = Target(None, 0.0, b"", route=self.settings)
-        elif config.cluster is not None:
-            self.cluster = clusters[config.cluster]
-        elif default_cluster is not None:
-            self.cluster = default_cluster
-        else:
-            assert default is not None  # config validation: outbound routes name a cluster
-            timeout = config.timeout if config.timeout is not None else default.request_timeout
-            self.fixed = Target(
-                default.pool,
-                timeout,
-                default.host,
-                route=self.settings,
-                retries=default.retries,
-            )
-
-    def resolve(self, head: RequestHead) -> Target:
-        if self.fixed is not None:
-            return self.fixed
-        cluster = self.cluster
-        if self.split:
-            # weights are cumulative: the first above a random point in their range
-            point = random.randrange(self.weights[-1])  # noqa: S311 - traffic, not secrets
-            cluster = self.split[bisect.bisect_right(self.weights, point)]
-        assert cluster is not None
-        return cluster.target(head.host, self.settings)
-
-
-def _route_table(
-    routes: list[RouteConfig],
-    clusters: dict[str, Cluster],
-    default: Target | None,
-    default_cluster: Cluster | None,
-) -> RouteTable[CompiledRoute] | None:
-    if not routes:
-        return None
-    return RouteTable(
-        [
-            (
-                compile_match(route.match),
-                CompiledRoute(index, route, clusters, default, default_cluster),
-            )
-            for index, route in enumerate(routes)
-        ]
-    )
 
 
 class InboundListener(HttpListener):
@@ -374,12 +284,13 @@ class InboundListener(HttpListener):
         default = Target(
             self.pool, config.timeouts.request, str(upstream).encode(), retries=retries
         )
-        self._routes = _route_table(config.routes, clusters, default, None)
-        self.fixed_target = None if self._routes else default
+        self._routes = route_table(config.routes, clusters, default, None)
+        self._default = default
+        self._admission()
 
-    def route(self, head: RequestHead, down: DownstreamConnection) -> Target | None:
+    def route(self, head: RequestHead, peer: Peer) -> Target | None:
         if self._routes is None:
-            return self.fixed_target
+            return self._default
         found = self._routes.match(head.method, head.target, head.headers)
         return found.resolve(head) if found is not None else None
 
@@ -402,19 +313,25 @@ class OutboundListener(HttpListener):
         self.config = config
         self._fixed = clusters[config.cluster] if config.cluster else None
         self._by_host = {name.encode(): cluster for name, cluster in clusters.items()}
-        self._routes = _route_table(config.routes, clusters, None, self._fixed)
+        self._routes = route_table(config.routes, clusters, None, self._fixed)
         self.destinations = (
-            OriginalDestinations(self, config.original_destination, metrics)
+            OriginalDestinations(
+                self,
+                config.original_destination,
+                metrics,
+                connect_errors=self.metrics.upstream_connect_errors,
+            )
             if config.original_destination is not None
             else None
         )
+        self._admission()
 
     def new_connection(self) -> asyncio.Protocol:
         if self.destinations is not None:
             return CapturedConnection(self, self.destinations)
-        return DownstreamConnection(self)
+        return Http1Connection(self)
 
-    def route(self, head: RequestHead, down: DownstreamConnection) -> Target | None:
+    def route(self, head: RequestHead, peer: Peer) -> Target | None:
         """A route's target, else the cluster named by the host, else (for a
         captured connection) the destination the app sent it to."""
         if self._routes is not None:
@@ -430,121 +347,11 @@ class OutboundListener(HttpListener):
             cluster = self._by_host.get(host)
             if cluster is not None:
                 return cluster.target(head.host)
-        if down.original is not None and self.destinations is not None:
-            return self.destinations.target(down.original)
+        if peer.original is not None and self.destinations is not None:
+            return self.destinations.target(peer.original)
         return None
 
     async def close(self) -> None:
         await super().close()
         if self.destinations is not None:
             await self.destinations.close()
-
-
-class ProxyComponent(Component):
-    """All listeners of ``proxy`` (HTTP inbound and TCP), and the access log."""
-
-    kind = "traffic"
-
-    def __init__(self, config: PillionConfig, metrics: Metrics) -> None:
-        assert config.proxy is not None
-        self.name = "proxy"
-        self._config: ProxyConfig = config.proxy
-        self._app = (config.app.host, config.app.port)
-        self._metrics = metrics
-        self.listeners: list[Listening] = []
-        self.clusters: dict[str, Cluster] = {}
-        self.access_log: AccessLog | None = None
-        self._inherited: dict[ListenAddress, socket.socket] = {}
-        self._started = False
-
-    @property
-    def started(self) -> bool:
-        return self._started
-
-    @property
-    def ready(self) -> bool:
-        return self._started and not any(listener.draining for listener in self.listeners)
-
-    def take_over(self, previous: Component) -> None:
-        if isinstance(previous, ProxyComponent):
-            self._inherited = {
-                listener.address: sock
-                for listener in previous.listeners
-                if (sock := listener.listening_socket()) is not None
-            }
-
-    async def start(self) -> None:
-        config = self._config
-        if config.access_log is not None:
-            self.access_log = AccessLog(config.access_log, self._metrics)
-            try:
-                self.access_log.open()
-            except OSError as exc:
-                raise ComponentStartError(
-                    "proxy", f"cannot open access log {config.access_log.path}: {exc.strerror}"
-                ) from exc
-        self.clusters = {
-            cluster.name: Cluster(cluster, self._metrics) for cluster in config.clusters
-        }
-        for cluster in self.clusters.values():
-            try:
-                await cluster.start()
-            except TlsLoadError as exc:
-                await self.close()
-                raise ComponentStartError("proxy", f"cluster {cluster.name!r}: {exc}") from exc
-        listeners: list[HttpListener | TcpListener] = [
-            InboundListener(
-                listener_config,
-                listener_config.upstream or ListenAddress(*self._app),
-                self.clusters,
-                self._metrics,
-                self.access_log,
-            )
-            for listener_config in config.inbound
-        ]
-        listeners += [
-            OutboundListener(outbound, self.clusters, self._metrics, self.access_log)
-            for outbound in config.outbound
-        ]
-        listeners += [TcpListener(tcp_config, self._metrics) for tcp_config in config.tcp]
-        for listener in listeners:
-            listener.inherited = self._inherited.pop(listener.address, None)
-            try:
-                await listener.start()
-            except ComponentStartError:
-                await self.close()
-                raise
-            self.listeners.append(listener)
-        self._started = True
-
-    async def drain_inbound(self, deadline: float) -> None:
-        inbound = [listener for listener in self.listeners if isinstance(listener, InboundListener)]
-        for listener in inbound:
-            listener.stop_accepting()
-        await asyncio.gather(*(listener.wait_closed(deadline) for listener in inbound))
-
-    async def drain(self, deadline: float) -> None:
-        for listener in self.listeners:
-            listener.stop_accepting()
-        await asyncio.gather(*(listener.wait_closed(deadline) for listener in self.listeners))
-
-    async def close(self) -> None:
-        for sock in self._inherited.values():  # not taken: its address is gone
-            sock.close()
-        self._inherited = {}
-        for listener in self.listeners:
-            await listener.close()
-        self.listeners = []
-        for cluster in self.clusters.values():
-            await cluster.close()
-        self.clusters = {}
-        if self.access_log is not None:
-            await self.access_log.close()
-            self.access_log = None
-        self._started = False
-
-    def can_reconfigure(self, config: PillionConfig) -> bool:
-        return config.proxy == self._config and (config.app.host, config.app.port) == self._app
-
-    def reconfigure(self, config: PillionConfig) -> None:
-        """Nothing to do: only called when the proxy's settings are unchanged."""

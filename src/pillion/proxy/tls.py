@@ -4,7 +4,7 @@ certificates' reload, and their metrics.
 A TLS listener accepts plain TCP and runs the handshake itself
 (``loop.start_tls``), so that a failed handshake is seen, and counted by reason
 (``pillion_tls_handshake_errors_total``), instead of vanishing inside the
-event loop. Once done, the connection is handed to a ``DownstreamConnection``
+event loop. Once done, the connection is handed to an ``Http1Connection``
 with the identity from the client certificate (parsed once per distinct
 certificate). Each handshake takes ``tls.context`` as it is then, so a reload
 is one assignment: new handshakes get the new certificate, open connections
@@ -18,18 +18,15 @@ import logging
 import re
 import ssl
 import typing
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from pillion.proxy.downstream import DownstreamConnection
+from pillion.proxy.connection import ConnectionHost, Http1Connection
 from pillion.telemetry import Metrics
 from pillion.tls import ServerTls, TlsLoadError, peer_identity
 
-if TYPE_CHECKING:
-    from pillion.proxy.listener import HttpListener
-
-__all__ = ["TlsHandshake", "TlsMetrics", "watch_certificates"]
+__all__ = ["TlsHandshake", "TlsHost", "TlsMetrics", "watch_certificates"]
 
 log = logging.getLogger("pillion.proxy")
 
@@ -139,6 +136,20 @@ class Identities:
         return value
 
 
+class TlsHost(ConnectionHost, Protocol):
+    """What a handshake needs of its listener, beyond what its connection needs."""
+
+    name: str
+    tls: ServerTls | None
+    tls_metrics: TlsMetrics
+    identities: Identities
+    handshake_timeout: float
+
+    def connection_opened(self, connection: TlsHandshake | Http1Connection) -> bool: ...
+
+    def connection_closed(self, connection: TlsHandshake | Http1Connection) -> None: ...
+
+
 class TlsHandshake(asyncio.Protocol):
     """A TLS listener's connection until its handshake is done.
 
@@ -148,7 +159,7 @@ class TlsHandshake(asyncio.Protocol):
     anything read after.
     """
 
-    def __init__(self, listener: HttpListener) -> None:
+    def __init__(self, listener: TlsHost) -> None:
         self.listener = listener
         self.raw: asyncio.Transport | None = None
         self.handshaking = False
@@ -201,7 +212,7 @@ class TlsHandshake(asyncio.Protocol):
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             listener.tls_metrics.completed(sslobj.version() or "unknown")
-        down = DownstreamConnection(listener)
+        down = Http1Connection(listener)
         down.identity = listener.identities.of(
             sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         )
@@ -253,10 +264,10 @@ class TlsHandshake(asyncio.Protocol):
             self.raw.abort()
 
 
-async def watch_certificates(listener: HttpListener, interval: float) -> None:
-    """Reload the listener's certificates whenever their files change."""
-    tls = listener.tls
-    assert tls is not None
+async def watch_certificates(
+    tls: ServerTls, metrics: TlsMetrics, listener: str, interval: float
+) -> None:
+    """Reload a listener's certificates whenever their files change."""
     while True:
         await asyncio.sleep(interval)
         if not tls.changed():
@@ -264,16 +275,16 @@ async def watch_certificates(listener: HttpListener, interval: float) -> None:
         try:
             tls.load()
         except TlsLoadError as exc:
-            listener.tls_metrics.reload_error.inc()
+            metrics.reload_error.inc()
             log.error(
                 "certificate reload failed; the previous certificates keep serving",
-                extra={"listener": listener.name, "error": str(exc)},
+                extra={"listener": listener, "error": str(exc)},
             )
             tls.mark_seen()  # tried again when the files change again
             continue
-        listener.tls_metrics.reload_ok.inc()
-        listener.tls_metrics.expiry(tls)
+        metrics.reload_ok.inc()
+        metrics.expiry(tls)
         log.info(
             "certificates reloaded",
-            extra={"listener": listener.name, "expires": tls.server_expiry.isoformat()},
+            extra={"listener": listener, "expires": tls.server_expiry.isoformat()},
         )

@@ -25,7 +25,7 @@ import logging
 import socket
 import struct
 import typing
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -33,16 +33,14 @@ from pillion.config.proxy import OriginalDestinationConfig
 from pillion.config.types import ListenAddress
 from pillion.http.sniff import LONGEST_PREFIX, Sniffed, sniff
 from pillion.proxy.cluster import Target
-from pillion.proxy.downstream import DownstreamConnection
+from pillion.proxy.connection import ConnectionHost, Http1Connection
 from pillion.proxy.tcp import TcpClient, TcpFamilies
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
 
-if TYPE_CHECKING:
-    from pillion.proxy.listener import OutboundListener
-
 __all__ = [
     "ORIGINAL_DESTINATION",
+    "CaptureHost",
     "CapturedConnection",
     "OriginalDestinations",
     "original_destination",
@@ -93,6 +91,20 @@ def original_destination(transport: asyncio.BaseTransport) -> tuple[str, int] | 
     return destination
 
 
+class CaptureHost(ConnectionHost, Protocol):
+    """What captured connections need of their outbound listener."""
+
+    name: str
+
+    def connection_opened(
+        self, connection: CapturedConnection | TcpClient | Http1Connection
+    ) -> bool: ...
+
+    def connection_closed(
+        self, connection: CapturedConnection | TcpClient | Http1Connection
+    ) -> None: ...
+
+
 class CaptureFamilies:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.connections = Counter(
@@ -110,10 +122,16 @@ class OriginalDestinations:
     listener's captured connections asked for."""
 
     def __init__(
-        self, listener: OutboundListener, config: OriginalDestinationConfig, metrics: Metrics
+        self,
+        listener: CaptureHost,
+        config: OriginalDestinationConfig,
+        metrics: Metrics,
+        *,
+        connect_errors: Counter,
     ) -> None:
         self.config = config
         self.listener = listener
+        self._connect_errors = connect_errors
         self.opaque_ports = frozenset(config.opaque_ports)
         self.request_timeout = config.request_timeout or _NO_TIMEOUT
         self._targets: dict[tuple[str, int], Target] = {}
@@ -156,7 +174,7 @@ class OriginalDestinations:
             connect_timeout=self.config.connect_timeout,
             idle_timeout=_KEEPALIVE_IDLE,
             max_idle=self.config.max_idle_per_destination,
-            connect_errors=self.listener.metrics.upstream_connect_errors,
+            connect_errors=self._connect_errors,
         )
         host = str(address).encode()  # for requests without a Host ("[v6]:port")
         target = Target(pool, self.request_timeout, host)
@@ -173,10 +191,10 @@ class OriginalDestinations:
 
 class CapturedConnection(asyncio.Protocol):
     """A connection accepted by a capturing outbound listener, until it is known
-    what it speaks; then an HTTP ``DownstreamConnection`` or a ``TcpClient`` takes
+    what it speaks; then an HTTP ``Http1Connection`` or a ``TcpClient`` takes
     the transport over."""
 
-    def __init__(self, listener: OutboundListener, destinations: OriginalDestinations) -> None:
+    def __init__(self, listener: CaptureHost, destinations: OriginalDestinations) -> None:
         self.listener = listener
         self.destinations = destinations
         self.transport: asyncio.Transport | None = None
@@ -192,7 +210,7 @@ class CapturedConnection(asyncio.Protocol):
             return
         destination = original_destination(transport)
         if destination is None:  # called directly, not captured
-            self._hand_over(DownstreamConnection(self.listener))
+            self._hand_over(Http1Connection(self.listener))
             return
         self.destination = destination
         if destination[1] in self.destinations.opaque_ports:
@@ -207,7 +225,7 @@ class CapturedConnection(asyncio.Protocol):
         verdict = sniff(self.received[:LONGEST_PREFIX])
         if verdict is Sniffed.HTTP:
             self.destinations.counted["http"].inc()
-            http = DownstreamConnection(self.listener)
+            http = Http1Connection(self.listener)
             http.original = self.destination
             self._hand_over(http)
         elif verdict is Sniffed.OTHER:
@@ -237,7 +255,7 @@ class CapturedConnection(asyncio.Protocol):
         client = TcpClient(self.destinations, self.destination)
         return client if self._hand_over(client) else None
 
-    def _hand_over(self, protocol: DownstreamConnection | TcpClient) -> bool:
+    def _hand_over(self, protocol: Http1Connection | TcpClient) -> bool:
         """Give the transport, and the bytes read so far, to ``protocol``."""
         self._cancel_timer()
         transport = self.transport

@@ -19,8 +19,8 @@ from pillion.exporters.appmetrics import AppMetricsComponent
 from pillion.exporters.jsonscrape import JsonExporterComponent
 from pillion.exporters.statsd_component import StatsdComponent
 from pillion.logs.component import LogsComponent
-from pillion.proxy.listener import ProxyComponent
-from pillion.proxy.workers import ProxyWorkers
+from pillion.proxy.component import ProxyComponent
+from pillion.proxy.multiprocess import ProxyWorkers
 from pillion.runtime.admin import AdminServer
 from pillion.runtime.app_health import AppHealth
 from pillion.runtime.control import Control
@@ -42,20 +42,23 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
     if config.app.health is not None:
         components.append(AppHealth(config))
     if config.secrets is not None:
-        components.append(SecretsComponent(config, metrics))
+        components.append(SecretsComponent(config.secrets, metrics, notify=config.app.notify))
     if config.config is not None:
-        components.append(ConfigWatchComponent(config, metrics))
+        components.append(ConfigWatchComponent(config.config, metrics, notify=config.app.notify))
     if config.proxy is not None and config.proxy.workers > 1:
         components.append(ProxyWorkers(config, metrics))
     elif config.proxy is not None:
-        components.append(ProxyComponent(config, metrics))
-    if config.logs is not None:
-        components.append(LogsComponent(config, metrics))
+        components.append(ProxyComponent(config.proxy, config.app, metrics))
     exporters = config.exporters
-    if exporters is not None and exporters.json:
-        components.append(JsonExporterComponent(config, metrics))
-    if exporters is not None and exporters.merge_app is not None:
-        components.append(AppMetricsComponent(config, metrics))
-    if exporters is not None and exporters.statsd is not None:
-        components.append(StatsdComponent(config, metrics))
+    if config.logs is not None:
+        from_logs = exporters.from_logs if exporters is not None else []
+        components.append(LogsComponent(config.logs, metrics, from_logs=from_logs))
+    if exporters is not None:
+        reserved = exporters.declared_metric_names()  # what StatsD and the app never take
+        if exporters.json:
+            components.append(JsonExporterComponent(exporters.json, metrics))
+        if exporters.merge_app is not None:
+            components.append(AppMetricsComponent(exporters.merge_app, metrics, reserved=reserved))
+        if exporters.statsd is not None:
+            components.append(StatsdComponent(exporters.statsd, metrics, reserved=reserved))
     return components

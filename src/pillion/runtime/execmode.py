@@ -69,7 +69,9 @@ class _Exec:
         if self.config.secrets is None:
             log.error("pillion exec needs a secrets section")
             return 2
-        secrets = SecretsComponent(self.config, Metrics(process=False))
+        secrets = SecretsComponent(
+            self.config.secrets, Metrics(process=False), notify=self.config.app.notify
+        )
         settings = self.config.secrets.exec
         first = asyncio.Event()
         secrets.files.listeners.append(lambda names: self._changed(names, first))

@@ -46,7 +46,7 @@ async def _render(config: PillionConfig) -> list[str] | None:
     metrics = Metrics(process=False)
     planned: list[tuple[RenderedFiles, dict[str, bytes]]] = []
     if config.secrets is not None:
-        secrets = SecretsComponent(config, metrics)
+        secrets = SecretsComponent(config.secrets, metrics, notify=config.app.notify)
         planned.append((secrets.files, await secrets.render_once()))
     if config.config is not None and config.config.templates:
         files = RenderedFiles(list(config.config.templates), "config", lambda _: None,

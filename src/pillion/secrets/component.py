@@ -20,12 +20,11 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pillion.components import Component, ComponentStartError, cancel_and_wait
-from pillion.config import PillionConfig
-from pillion.config.secrets import SecretsConfig, SecretSourceConfig
+from pillion.config.secrets import NotifyTargetConfig, SecretsConfig, SecretSourceConfig
 from pillion.notify import Notifier
 from pillion.render.errors import RenderError
 from pillion.render.fileset import RenderedFiles
@@ -54,22 +53,28 @@ class SecretsComponent(Component):
 
     def __init__(
         self,
-        config: PillionConfig,
+        config: SecretsConfig,
         metrics: Metrics,
+        *,
+        notify: Sequence[NotifyTargetConfig],
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        assert config.secrets is not None
+        """``notify``: the ``app.notify`` targets the templates name."""
         self.name = "secrets"
-        self.config: SecretsConfig = config.secrets
+        self.config = config
         self.environ = dict(os.environ if environ is None else environ)
-        self.notifier = Notifier(list(config.app.notify), metrics)
+        self.notifier = Notifier(list(notify), metrics)
         self.families = metrics.family("secrets", SecretFamilies)
         self.vault = VaultClient(self.config.vault) if self.config.vault is not None else None
         self.values: dict[str, dict[str, Any]] = {}  # by source, the last good values
         self.files = RenderedFiles(
-            list(self.config.templates), "secrets", self.notifier.notify, self.families.renders,
-            log, self.families.last_render,
-        )  # fmt: skip
+            list(self.config.templates),
+            variable="secrets",
+            notify=self.notifier.notify,
+            renders=self.families.renders,
+            log=log,
+            last_render=self.families.last_render,
+        )
         self.expires: dict[str, float] = {}  # by source: when its values stop working
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,10 +1,18 @@
-"""One client connection: parse requests, run their exchanges in order, write back.
+"""One HTTP/1.1 client connection: parse requests, run their exchanges in order,
+write back.
 
 Pipelined requests queue behind the active one (reading pauses while any wait,
 which bounds what is buffered). A malformed or over-limit request is answered
 with its status and the connection closed, after the responses already owed;
 nothing of it reaches the app. Timers: ``idle`` between requests, ``header``
 from a request's first byte to the end of its headers (408).
+
+After a request whose upgrade the parser saw (no body), what the client sends is
+held, not parsed, until its exchange is over: if the app switched protocols the
+held bytes are the tunnel's; otherwise they are parsed as the next request, so
+a request smuggled behind a refused upgrade still meets the gate.
+
+The connection knows its listener only as a ``ConnectionHost``.
 """
 
 from __future__ import annotations
@@ -13,39 +21,63 @@ import asyncio
 import typing
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pillion.http.errors import RequestError
-from pillion.http.request import RequestHead, RequestParser
+from pillion.http.request import ParserLimits, RequestHead, RequestParser
 from pillion.http.serialize import local_response
 from pillion.proxy import flags
-from pillion.proxy.exchange import Exchange
+from pillion.proxy.exchange import Exchange, ExchangeSettings
 
-if TYPE_CHECKING:
-    from pillion.proxy.listener import HttpListener
-
-__all__ = ["DownstreamConnection"]
+__all__ = ["ConnectionHost", "Http1Connection"]
 
 # Reasons to stop reading from the client, as bits: reading resumes when none is left.
 _PAUSE_BUFFER = 1  # the app's side is not ready for more request body
 _PAUSE_PIPELINE = 2  # requests are queued behind the active one
 
+_PAUSE_HELD = 4  # bytes after an upgrade request are held, up to _HELD_LIMIT
+_HELD_LIMIT = 64 * 1024
+
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection lives once draining
 
 
-class DownstreamConnection(asyncio.Protocol):
+class ConnectionHost(Protocol):
+    """What a client connection needs of the listener that accepted it."""
+
+    loop: asyncio.AbstractEventLoop
+    draining: bool
+    parser_limits: ParserLimits
+    header_timeout: float
+    idle_timeout: float
+    exchange_settings: ExchangeSettings
+
+    def connection_opened(self, connection: Http1Connection) -> bool:
+        """Count it in; False when the listener is at ``max_connections``."""
+
+    def connection_closed(self, connection: Http1Connection) -> None: ...
+
+    def observe(self, exchange: Exchange) -> None:
+        """Count and log a finished exchange."""
+
+    def observe_rejection(self, connection: Http1Connection, status: int, flag: str) -> None:
+        """Count and log a request refused before it had a head."""
+
+
+class Http1Connection(asyncio.Protocol):
     __slots__ = (
+        "_held",
         "_out",
         "_paused",
         "_pending_error",
         "_stopped_parsing",
         "_timer",
         "_timer_kind",
+        "_tunnel",
         "client_ip",
         "closed",
         "draining",
+        "host",
         "identity",
-        "listener",
         "original",
         "parser",
         "queue",
@@ -53,17 +85,19 @@ class DownstreamConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, listener: HttpListener) -> None:
-        self.listener = listener
+    def __init__(self, host: ConnectionHost) -> None:
+        self.host = host
         self.transport: asyncio.Transport | None = None
-        self.parser = RequestParser(self, listener.parser_limits)
+        self.parser = RequestParser(self, host.parser_limits)
         self.client_ip = b"unknown"
         self.identity: bytes | None = None  # from the client certificate (TLS listeners)
         self.original: tuple[str, int] | None = None  # where a captured connection was sent
         self.queue: deque[Exchange] = deque()
         self.receiving: Exchange | None = None
         self.closed = False
-        self.draining = listener.draining
+        self.draining = host.draining
+        self._held: list[bytes] = []  # after an upgrade request, until its exchange ends
+        self._tunnel: Exchange | None = None  # the exchange whose 101 made this a tunnel
         self._paused = 0
         self._out: list[bytes] | None = None
         self._pending_error: RequestError | None = None
@@ -75,7 +109,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        if not self.listener.connection_opened(self):
+        if not self.host.connection_opened(self):
             self.closed = True
             self.transport.abort()  # over max_connections
             return
@@ -87,9 +121,11 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.parser.upgraded:
-            if self.queue:  # the Upgrade request's exchange: hold, or tunnel
-                self.queue[-1].on_client_bytes(data)
+        if self._tunnel is not None:
+            self._tunnel.on_client_bytes(data)
+            return
+        if self.parser.upgraded:  # after an upgrade request: held until it is over
+            self._hold(data)
             return
         if self._stopped_parsing:
             return
@@ -101,8 +137,11 @@ class DownstreamConnection(asyncio.Protocol):
         except RequestError as error:
             self._reject(error)
             return
-        if parser.upgraded and self.queue:
-            self.queue[-1].on_client_bytes(parser.tunnel_data)
+        if parser.upgraded:
+            self._hold(parser.take_held())
+            if not self.queue and not self.closed:
+                self._parse_held()  # its exchange ended already (refused): not upgraded
+            return
         if parser.partial_head:
             if self._timer_kind != "header":
                 self._arm("header")
@@ -110,8 +149,8 @@ class DownstreamConnection(asyncio.Protocol):
             self._arm("drain" if self.draining else "idle")
 
     def eof_received(self) -> bool | None:
-        if self.queue and self.queue[0].tunnel:
-            self.queue[0].end_tunnel()
+        if self._tunnel is not None:
+            self._tunnel.end_tunnel()
             return False
         if self.receiving is not None or self.parser.partial_head or not self.queue:
             return False  # gone mid-request, or idle: close (connection_lost follows)
@@ -125,9 +164,11 @@ class DownstreamConnection(asyncio.Protocol):
         self.closed = True
         self._disarm()
         queue, self.queue = self.queue, deque()
+        host = self.host
         for exchange in queue:
-            exchange.on_downstream_lost()
-        self.listener.connection_closed(self)
+            if exchange.on_downstream_lost():
+                host.observe(exchange)
+        host.connection_closed(self)
 
     def pause_writing(self) -> None:
         # The client reads slower than the app writes: stop reading from the app.
@@ -144,7 +185,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def on_request(self, head: RequestHead) -> None:
         self._disarm()
-        exchange = Exchange(self, head, perf_counter())
+        exchange = Exchange(self, head, perf_counter(), self.host.exchange_settings)
         if self.draining:
             exchange.close_after = True
         self.receiving = exchange
@@ -170,7 +211,7 @@ class DownstreamConnection(asyncio.Protocol):
     # -- from the active exchange --
 
     def exchange_done(self, exchange: Exchange) -> None:
-        self.listener.observe(exchange)
+        self.host.observe(exchange)
         queue = self.queue
         if queue and queue[0] is exchange:
             queue.popleft()
@@ -181,6 +222,10 @@ class DownstreamConnection(asyncio.Protocol):
         if exchange.close_after:
             self.close()
             return
+        if self.parser.upgraded and not queue:
+            self._parse_held()  # not upgraded after all: what was held is HTTP
+            if self.closed or self.queue:
+                return
         if queue:
             queue[0].start()
             if len(queue) == 1:
@@ -213,7 +258,31 @@ class DownstreamConnection(asyncio.Protocol):
     def resume_reading(self) -> None:
         self._resume(_PAUSE_BUFFER)
 
-    # -- from the listener --
+    def tunnel_opened(self, exchange: Exchange) -> None:
+        self._tunnel = exchange
+        held, self._held = self._held, []
+        for data in held:
+            exchange.on_client_bytes(data)
+        self._resume(_PAUSE_HELD)
+
+    # -- bytes after an upgrade request --
+
+    def _hold(self, data: bytes) -> None:
+        if not data:
+            return
+        self._held.append(data)
+        if sum(map(len, self._held)) > _HELD_LIMIT:
+            self._pause(_PAUSE_HELD)
+
+    def _parse_held(self) -> None:
+        """The upgrade did not happen: parse the held bytes as HTTP/1.1."""
+        held, self._held = self._held, []
+        self.parser.resume_after_upgrade()
+        self._resume(_PAUSE_HELD)
+        if held:
+            self.data_received(b"".join(held))
+
+    # -- from the listener (``Listening``) --
 
     def begin_drain(self) -> None:
         """Finish what is in flight with ``Connection: close``; close idle ones soon.
@@ -249,7 +318,7 @@ class DownstreamConnection(asyncio.Protocol):
         if exchange is not None and not exchange.done:
             exchange.fail_request(error.status, error.reason)  # its body was bad
             return
-        self.listener.observe_rejection(self, error.status, flags.DPE)
+        self.host.observe_rejection(self, error.status, flags.DPE)
         if self.queue:
             self._pending_error = error  # answered after the responses already owed
         else:
@@ -261,14 +330,14 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _arm(self, kind: str) -> None:
         self._disarm()
-        listener = self.listener
+        host = self.host
         if kind == "header":
-            delay = listener.header_timeout
+            delay = host.header_timeout
         elif kind == "drain":
-            delay = min(DRAIN_IDLE_GRACE, listener.idle_timeout)
+            delay = min(DRAIN_IDLE_GRACE, host.idle_timeout)
         else:
-            delay = listener.idle_timeout
-        self._timer = listener.loop.call_later(delay, self._on_timer)
+            delay = host.idle_timeout
+        self._timer = host.loop.call_later(delay, self._on_timer)
         self._timer_kind = kind
 
     def _disarm(self) -> None:
@@ -285,7 +354,7 @@ class DownstreamConnection(asyncio.Protocol):
             return
         if kind == "header" and self.parser.partial_head:
             self._stopped_parsing = True
-            self.listener.observe_rejection(self, 408, flags.DT)
+            self.host.observe_rejection(self, 408, flags.DT)
             if self.queue:
                 self._pending_error = RequestError(408, "request header timeout")
             else:

@@ -124,7 +124,7 @@ class ProxyWorkers(Component):
         read_fd, write_fd = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pillion.proxy.worker",
+                sys.executable, "-m", "pillion.proxy.worker_main",
                 "--index", str(worker.index), "--ready-fd", str(write_fd),
                 stdin=asyncio.subprocess.PIPE,
                 pass_fds=(write_fd,),

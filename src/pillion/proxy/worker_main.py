@@ -1,4 +1,4 @@
-"""A proxy worker process: ``python -m pillion.proxy.worker --index N --ready-fd FD``.
+"""A proxy worker process: ``python -m pillion.proxy.worker_main --index N --ready-fd FD``.
 
 Reads its configuration (the ``app``, ``proxy`` and ``lifecycle`` sections, as
 JSON) on stdin, serves the listeners with ``SO_REUSEPORT`` beside its siblings,
@@ -23,7 +23,7 @@ import uvloop
 
 from pillion.components import EXIT_OK, EXIT_RUNTIME_FAILURE, ComponentStartError
 from pillion.config import PillionConfig
-from pillion.proxy.listener import ProxyComponent
+from pillion.proxy.component import ProxyComponent
 from pillion.telemetry import Metrics, configure_logging
 
 __all__ = ["main"]
@@ -42,7 +42,8 @@ class _WorkerField(logging.Filter):
 
 
 async def _serve(config: PillionConfig, ready_fd: int) -> int:
-    proxy = ProxyComponent(config, Metrics(process=False))
+    assert config.proxy is not None  # workers run only for a config with a proxy
+    proxy = ProxyComponent(config.proxy, config.app, Metrics(process=False))
     try:
         await proxy.start()
     except ComponentStartError as exc:
