@@ -1,28 +1,13 @@
 from __future__ import annotations
 
-from pillion.http.request import ParserLimits, RequestHead, RequestParser
 from pillion.http.response import ResponseHead
 from pillion.proxy.forwarding import request_head_for_upstream, response_headers_for_client
 from pillion.telemetry.tracecontext import valid_traceparent
-
-
-class One:
-    head: RequestHead
-
-    def on_request(self, head: RequestHead) -> None:
-        self.head = head
-
-    def on_request_body(self, data: bytes) -> None:
-        pass
-
-    def on_request_end(self) -> None:
-        pass
+from tests.proxy.harness import parse_head
 
 
 def forwarded(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
-    one = One()
-    RequestParser(one, ParserLimits()).feed(raw)
-    wire, ids = request_head_for_upstream(one.head, b"10.1.2.3", b"http", b"127.0.0.1:8080")
+    wire, ids = request_head_for_upstream(parse_head(raw), b"10.1.2.3", b"http", b"127.0.0.1:8080")
     assert wire.endswith(b"\r\n\r\n")
     return wire[:-4].split(b"\r\n"), ids.request_id, ids.traceparent
 
@@ -52,15 +37,13 @@ def test_te_trailers_is_kept_and_any_other_te_dropped() -> None:
 
 
 def test_an_upgrade_travels_only_as_admitted() -> None:
-    one = One()
-    raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-    RequestParser(one, ParserLimits()).feed(raw)
-    assert one.head.upgrade
-    plain, _ = request_head_for_upstream(one.head, b"10.0.0.1", b"http", b"a")
-    assert b"upgrade" not in plain.lower()  # not admitted: served as plain HTTP
-    admitted, _ = request_head_for_upstream(
-        one.head, b"10.0.0.1", b"http", b"a", upgrade=b"websocket"
+    head = parse_head(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
     )
+    assert head.upgrade
+    plain, _ = request_head_for_upstream(head, b"10.0.0.1", b"http", b"a")
+    assert b"upgrade" not in plain.lower()  # not admitted: served as plain HTTP
+    admitted, _ = request_head_for_upstream(head, b"10.0.0.1", b"http", b"a", upgrade=b"websocket")
     assert b"\r\nconnection: upgrade\r\nupgrade: websocket\r\n" in admitted
 
 

@@ -18,7 +18,7 @@ from pillion.config.proxy import (
     JwtProviderConfig,
     RateLimitConfig,
 )
-from pillion.http.request import ParserLimits, RequestHead, RequestParser
+from pillion.http.request import RequestHead
 from pillion.proxy import flags
 from pillion.proxy.apikeys import ApiKeys
 from pillion.proxy.authz import Authorization
@@ -28,30 +28,15 @@ from pillion.proxy.gate import Admitted, Gate, Refused
 from pillion.proxy.jwtauth import JwtAuthenticator
 from pillion.proxy.ratelimit import RateLimit
 from pillion.telemetry import Metrics
+from tests.proxy.harness import parse_head
 from tests.proxy.test_jwt import ISSUER, Signer
 
 KEY = "gate-test-key-0123456789"
 ADMIN = "spiffe://cluster.local/ns/ops/sa/admin"
 
 
-class _One:
-    head: RequestHead
-
-    def on_request(self, head: RequestHead) -> None:
-        self.head = head
-
-    def on_request_body(self, data: bytes) -> None:
-        pass
-
-    def on_request_end(self) -> None:
-        pass
-
-
 def request(path: str = "/open", headers: str = "", body: str = "") -> RequestHead:
-    one = _One()
-    raw = f"GET {path} HTTP/1.1\r\nHost: app\r\n{headers}\r\n{body}".encode()
-    RequestParser(one, ParserLimits()).feed(raw)
-    return one.head
+    return parse_head(f"GET {path} HTTP/1.1\r\nHost: app\r\n{headers}\r\n{body}".encode())
 
 
 @dataclass
