@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from pillion.http.request import ParserLimits, RequestHead, RequestParser
+
 
 def find_header(headers: list[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
     for key, value in headers:
@@ -73,6 +75,7 @@ class ScriptedUpstream:
 
     behaviour: str = "echo"
     requests: list[Recorded] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)  # for "held"
     connections: int = 0
     port: int = 0
     tunnelled: bytearray = field(default_factory=bytearray)  # bytes read after its 101s
@@ -211,7 +214,7 @@ class ScriptedUpstream:
             return True
         if behaviour == "reset-mid-response":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b")
-            time.sleep(0.1)
+            time.sleep(0.1)  # the start of the answer goes out before the reset
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
         if behaviour == "reset-before-response":
@@ -224,10 +227,14 @@ class ScriptedUpstream:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA-BYTES")
             return True
         if behaviour == "hang":
-            time.sleep(10)
+            time.sleep(10)  # longer than any upstream timeout the tests set
             return False
+        if behaviour == "held":  # answers once the test sets ``release``
+            self.release.wait(timeout=30)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nheld")
+            return True
         if behaviour == "slow":
-            time.sleep(0.5)
+            time.sleep(0.5)  # an app that takes its time
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
             return True
         raise AssertionError(behaviour)
@@ -319,3 +326,23 @@ class Client:
 
 def get(path: str = "/", extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode()
+
+
+class _OneHead:
+    head: RequestHead
+
+    def on_request(self, head: RequestHead) -> None:
+        self.head = head
+
+    def on_request_body(self, data: bytes) -> None:
+        pass
+
+    def on_request_end(self) -> None:
+        pass
+
+
+def parse_head(raw: bytes) -> RequestHead:
+    """The head of the first request in ``raw``, as Pillion's parser makes it."""
+    one = _OneHead()
+    RequestParser(one, ParserLimits()).feed(raw)
+    return one.head
