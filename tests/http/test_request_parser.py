@@ -282,3 +282,99 @@ def test_parsed_exactly_or_rejected(
         assert (head.method, head.target) == (method, target)
         assert head.headers[1:-1] == headers
         assert b"".join(recorder.bodies()) == body
+
+
+# -- upgrades --
+
+UPGRADE_HEAD = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+NEXT = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def _feed_holding(parser: RequestParser, data: bytes, feed: Callable[..., None]) -> bytes:
+    """Feed as a connection does: once upgraded, hold what follows."""
+    feed(parser, data)
+    return parser.take_held()
+
+
+@pytest.mark.parametrize("feed", FEEDERS, ids=["whole", "bytewise"])
+def test_an_upgrade_without_a_body_stops_the_parse_and_holds_the_rest(
+    feed: Callable[[RequestParser, bytes], None],
+) -> None:
+    recorder = Recorder()
+    parser = RequestParser(recorder, LIMITS)
+    held = _feed_holding(parser, UPGRADE_HEAD + b"\r\n" + b"\x81\x05hello" + NEXT, feed)
+    [head] = recorder.heads()
+    assert head.upgrade
+    assert [e[0] for e in recorder.events] == ["head", "end"]
+    assert parser.upgraded
+    assert held == b"\x81\x05hello" + NEXT  # perhaps another protocol: not parsed
+    assert parser.take_held() == b""
+
+
+@pytest.mark.parametrize("feed", FEEDERS, ids=["whole", "bytewise"])
+def test_after_an_upgrade_that_did_not_happen_parsing_goes_on(
+    feed: Callable[[RequestParser, bytes], None],
+) -> None:
+    recorder = Recorder()
+    parser = RequestParser(recorder, LIMITS)
+    held = _feed_holding(parser, UPGRADE_HEAD + b"\r\n" + NEXT + NEXT[:10], feed)
+    parser.resume_after_upgrade()
+    feed(parser, held)
+    assert [h.target for h in recorder.heads()] == [b"/ws", b"/next"]
+    assert not parser.upgraded
+    assert parser.partial_head  # the trailing partial request waits for more
+
+
+@pytest.mark.parametrize("feed", FEEDERS, ids=["whole", "bytewise"])
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 11\r\n\r\nhello world",
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    ],
+    ids=["length", "chunked"],
+)
+def test_an_upgrade_with_a_body_is_a_plain_request(
+    feed: Callable[[RequestParser, bytes], None], framing: bytes
+) -> None:
+    recorder = parse(UPGRADE_HEAD + framing + NEXT, feed)
+    first, second = recorder.heads()
+    assert not first.upgrade  # not offered: served as plain HTTP/1.1
+    assert first.body in ("length", "chunked")
+    assert recorder.bodies() == [b"hello world"]
+    assert [e[0] for e in recorder.events] == ["head", "body", "end", "head", "end"]
+    assert second.target == b"/next"
+    assert first.headers == parse(UPGRADE_HEAD + framing).heads()[0].headers
+
+
+def test_the_body_limit_holds_for_an_upgrade_request() -> None:
+    body = b"x" * (LIMITS.max_body_size + 1)
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(body), body)
+    assert rejected(UPGRADE_HEAD + chunked) == 413
+    assert rejected(UPGRADE_HEAD + b"Content-Length: %d\r\n\r\n" % len(body)) == 413
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(min_size=1, max_size=40),
+    chunked=st.booleans(),
+    cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=6),
+)
+def test_an_upgrade_request_body_arrives_whole_however_it_is_cut(
+    body: bytes, chunked: bool, cuts: list[int]
+) -> None:
+    framing = (
+        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        if chunked
+        else b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    data = UPGRADE_HEAD + framing + NEXT
+    recorder = Recorder()
+    parser = RequestParser(recorder, LIMITS)
+    position = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        parser.feed(data[position:cut])
+        position = max(position, min(cut, len(data)))
+    assert recorder.bodies() == [body]
+    assert [h.target for h in recorder.heads()] == [b"/ws", b"/next"]
+    assert not parser.upgraded
