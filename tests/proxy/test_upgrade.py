@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import free_port, running_pillion
 from tests.proxy.conftest import ProxyPod
-from tests.proxy.harness import Client, ScriptedUpstream, scripted_upstream
+from tests.proxy.harness import Client, ScriptedUpstream
 from tests.proxy.test_jwt import ISSUER, Signer
 
 UPGRADE = (
@@ -90,6 +90,7 @@ class GuardedPod:
     upstream: ScriptedUpstream
     keyed: int  # listener with API keys: /public and /limited need none, /admin does
     tokened: int  # listener with JWT required everywhere
+    outbound: int  # the app's outbound listener, to a cluster of one (the same app)
     signer: Signer
 
 
@@ -99,9 +100,14 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedPod]:
     (directory / "keys").write_text(f"{API_KEY} tester\n")
     signer = Signer("k1", "ES256")
     (directory / "jwks.json").write_text(json.dumps({"keys": [signer.jwk()]}))
-    keyed, tokened = free_port(), free_port()
+    keyed, tokened, outbound = free_port(), free_port(), free_port()
+    upstream = ScriptedUpstream().start()
     proxy = f"""
 proxy:
+  outbound:
+    - {{name: calls, listen: 127.0.0.1:{outbound}, cluster: peer}}
+  clusters:
+    - {{name: peer, endpoints: [127.0.0.1:{upstream.port}]}}
   inbound:
     - name: keyed
       listen: 127.0.0.1:{keyed}
@@ -121,11 +127,11 @@ proxy:
         providers:
           - {{issuer: "{ISSUER}", audiences: [orders], jwks_file: {directory / "jwks.json"}}}
 """
-    with (
-        scripted_upstream() as upstream,
-        running_pillion(directory, proxy, upstream.port),
-    ):
-        yield GuardedPod(upstream, keyed, tokened, signer)
+    try:
+        with running_pillion(directory, proxy, upstream.port):
+            yield GuardedPod(upstream, keyed, tokened, outbound, signer)
+    finally:
+        upstream.stop()
 
 
 @pytest.fixture
@@ -291,3 +297,37 @@ def test_an_upgrade_request_with_a_body_is_served_as_plain_http(
     assert second.status == 200
     assert second.json()["target"] == "/after"
     assert app.requests[0].header(b"upgrade") is None
+
+
+def test_outbound_calls_upgrade_as_inbound_ones_do(
+    guarded: GuardedPod, careless: ScriptedUpstream
+) -> None:
+    client = Client(guarded.outbound)
+    client.send(_upgrade("/calls", "h2c") + b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+    first, second = client.read(2)
+    assert (first.status, second.status) == (200, 200)  # plain: no h2c, parsed after
+    assert [r.header(b"upgrade") for r in careless.requests] == [None, None]
+    socket = Client(guarded.outbound)
+    socket.send(_upgrade("/feed", "websocket") + b"frame")
+    assert _read_until(socket, b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+    assert careless.requests[-1].header(b"upgrade") == b"websocket"
+    socket.close()
+
+
+def test_a_pipelined_upgrade_waits_its_turn(
+    guarded: GuardedPod, careless: ScriptedUpstream
+) -> None:
+    client = Client(guarded.keyed)
+    client.send(
+        b"GET /public/first HTTP/1.1\r\nHost: t\r\n\r\n" + _upgrade("/public/ws", "websocket")
+    )
+    raw = b""
+    while b"\r\n\r\n" not in raw.partition(b"HTTP/1.1 101 ")[2]:  # the 101's whole head
+        data = client.sock.recv(65536)
+        assert data, raw
+        raw += data
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")  # answered first, then the upgrade
+    client.send(b"echo-me")
+    assert _read_until(client, b"echo-me").endswith(b"echo-me")
+    assert [r.target for r in careless.requests] == [b"/public/first", b"/public/ws"]
+    client.close()
