@@ -6,9 +6,13 @@ with their original case, as llhttp hands them over.
 
 from __future__ import annotations
 
-__all__ = ["HOP_BY_HOP", "Headers", "connection_tokens", "is_hop_by_hop"]
+from collections.abc import Sequence
+
+__all__ = ["HOP_BY_HOP", "HeaderPairs", "Headers", "connection_tokens", "is_hop_by_hop"]
 
 Headers = list[tuple[bytes, bytes]]
+HeaderPairs = Sequence[tuple[bytes, bytes]]
+"""Headers to write (lower-case names): any sequence of pairs, a tuple when constant."""
 
 HOP_BY_HOP = frozenset(
     {

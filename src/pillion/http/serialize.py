@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from pillion.http.headers import Headers
+from pillion.http.headers import HeaderPairs, Headers
 
 __all__ = [
+    "CONTINUE",
     "LAST_CHUNK",
     "chunk",
-    "direct_response",
+    "head",
     "local_response",
     "reason_phrase",
+    "reply",
     "status_line",
 ]
 
 LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _STATUS_LINES: dict[int, bytes] = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
@@ -52,34 +55,21 @@ def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
     return b"".join(parts)
 
 
-def direct_response(status: int, body: bytes, *, close: bool = False) -> bytes:
-    """A configured response (a route's ``direct_response``): exactly ``body``."""
+def reply(status: int, body: bytes, *, close: bool = False, headers: HeaderPairs = ()) -> bytes:
+    """A whole text/plain response: Pillion's own, or a route's configured one."""
     return b"".join(
         (
             status_line(status),
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n" if close else b"",
+            *(b"%s: %s\r\n" % pair for pair in headers),
             b"\r\n",
             body,
         )
     )
 
 
-def local_response(
-    status: int, message: str, *, close: bool = True, extra: bytes = b"", body: bool = True
-) -> bytes:
+def local_response(status: int, message: str, *, close: bool = True) -> bytes:
     """A short plain-text response of Pillion's own (errors, rejections)."""
-    text = f"{message}\n".encode() if body else b""
-    length = len(f"{message}\n".encode())
-    return b"".join(
-        (
-            status_line(status),
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\n" % length,
-            b"connection: close\r\n" if close else b"",
-            extra,
-            b"\r\n",
-            text,
-        )
-    )
+    return reply(status, f"{message}\n".encode(), close=close)

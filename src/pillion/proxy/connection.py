@@ -24,8 +24,17 @@ from time import perf_counter
 from typing import Protocol
 
 from pillion.http.errors import RequestError
+from pillion.http.headers import HeaderPairs, Headers
 from pillion.http.request import ParserLimits, RequestHead, RequestParser
-from pillion.http.serialize import local_response
+from pillion.http.serialize import (
+    CONTINUE,
+    LAST_CHUNK,
+    chunk,
+    head,
+    local_response,
+    reply,
+    status_line,
+)
 from pillion.proxy import flags
 from pillion.proxy.exchange import Exchange, ExchangeSettings
 
@@ -65,6 +74,7 @@ class ConnectionHost(Protocol):
 
 class Http1Connection(asyncio.Protocol):
     __slots__ = (
+        "_chunked",
         "_held",
         "_out",
         "_paused",
@@ -98,6 +108,7 @@ class Http1Connection(asyncio.Protocol):
         self.draining = host.draining
         self._held: list[bytes] = []  # after an upgrade request, until its exchange ends
         self._tunnel: Exchange | None = None  # the exchange whose 101 made this a tunnel
+        self._chunked = False  # the response being written is chunked
         self._paused = 0
         self._out: list[bytes] | None = None
         self._pending_error: RequestError | None = None
@@ -234,6 +245,51 @@ class Http1Connection(asyncio.Protocol):
             self._answer_error(self._pending_error)
         elif not self.parser.partial_head:
             self._arm("drain" if self.draining else "idle")
+
+    # -- the response of the active exchange, framed for HTTP/1.1 --
+
+    def send_continue(self) -> None:
+        self.write(CONTINUE)
+
+    def send_head(
+        self, exchange: Exchange, status: int, headers: Headers, body: str, length: int
+    ) -> None:
+        """Its length when the app gave one; else chunked to an HTTP/1.1 client,
+        and to an HTTP/1.0 one the body ends when the connection closes."""
+        extra = b""
+        self._chunked = False
+        if body == "length":
+            extra = b"content-length: %d\r\n" % length
+        elif body == "none" or exchange.head.method == b"HEAD":
+            pass
+        elif exchange.head.version == b"1.1":
+            self._chunked = True
+            extra = b"transfer-encoding: chunked\r\n"
+        else:
+            exchange.close_after = True
+        if exchange.close_after:
+            extra += b"connection: close\r\n"
+        self.write(head(status_line(status), headers, extra))
+
+    def send_body(self, data: bytes) -> None:
+        self.write(chunk(data) if self._chunked else data)
+
+    def send_end(self) -> None:
+        if self._chunked:
+            self._chunked = False
+            self.write(LAST_CHUNK)
+
+    def send_reply(
+        self, exchange: Exchange, status: int, body: bytes, headers: HeaderPairs = ()
+    ) -> None:
+        self.write(reply(status, body, close=exchange.close_after, headers=headers))
+
+    def send_switch(self, headers: Headers, upgrade: bytes) -> None:
+        extra = b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade
+        self.write(head(status_line(101), headers, extra))
+
+    def send_tunnel(self, data: bytes) -> None:
+        self.write(data)
 
     def write(self, data: bytes) -> None:
         out = self._out

@@ -31,16 +31,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from pillion.http.errors import ResponseError, ResponseIncomplete
+from pillion.http.headers import HeaderPairs, Headers
 from pillion.http.request import RequestHead
 from pillion.http.response import ResponseHead
-from pillion.http.serialize import (
-    LAST_CHUNK,
-    chunk,
-    direct_response,
-    head,
-    local_response,
-    status_line,
-)
+from pillion.http.serialize import LAST_CHUNK, chunk
 from pillion.proxy import flags
 from pillion.proxy.edits import NO_EDITS
 from pillion.proxy.forwarding import (
@@ -56,21 +50,44 @@ if TYPE_CHECKING:
     from pillion.proxy.cluster import Target
     from pillion.proxy.upstream import UpstreamConnection
 
-__all__ = ["CONTINUE", "Downstream", "Exchange", "ExchangeSettings"]
-
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+__all__ = ["Downstream", "Exchange", "ExchangeSettings"]
 _BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is made
 
 
 class Downstream(Peer, Protocol):
     """What an exchange needs of the client side it serves (an HTTP/1.1
-    connection, or later an HTTP/2 stream)."""
+    connection, or an HTTP/2 stream): the response as messages, framed by the
+    downstream for its protocol; flow control; the end."""
 
     @property
     def draining(self) -> bool:
         """The listener is draining: the connection ends after this exchange."""
 
-    def write(self, data: bytes) -> None: ...
+    def send_continue(self) -> None:
+        """An interim 100: the client may send the body it announced."""
+
+    def send_head(
+        self, exchange: Exchange, status: int, headers: Headers, body: str, length: int
+    ) -> None:
+        """The response head; ``body`` is the app's framing (``none``, ``length``
+        with ``length``, or ``chunked``: of unknown length). The downstream may set
+        ``exchange.close_after`` when its protocol can only end the body by closing."""
+
+    def send_body(self, data: bytes) -> None: ...
+
+    def send_end(self) -> None:
+        """The response's body is complete."""
+
+    def send_reply(
+        self, exchange: Exchange, status: int, body: bytes, headers: HeaderPairs = ()
+    ) -> None:
+        """A whole response of Pillion's own (text/plain), or a route's direct one."""
+
+    def send_switch(self, headers: Headers, upgrade: bytes) -> None:
+        """The app switched to ``upgrade``: tell the client; a tunnel follows."""
+
+    def send_tunnel(self, data: bytes) -> None:
+        """Bytes from the app once the tunnel is open, as they are."""
 
     def cork(self) -> None:
         """Collect writes until ``uncork`` (one syscall for a head and its body)."""
@@ -113,7 +130,6 @@ class Exchange(Retries):
         "auth_headers",
         "bytes_in",
         "bytes_out",
-        "chunked_out",
         "close_after",
         "discarding",
         "down",
@@ -156,7 +172,6 @@ class Exchange(Retries):
         self.timer: asyncio.TimerHandle | None = None
         self.forwarded: Forwarded | None = None
         self.target: Target | None = None
-        self.chunked_out = False
         self.close_after = not request.keep_alive
         self.upgrade: bytes | None = None  # the Upgrade forwarded (admitted)
         self.tunnel = False
@@ -180,7 +195,7 @@ class Exchange(Retries):
                 if target.tracked:
                     target.begin()
             self.flags = decision.flag
-            self._local_reply(decision.status, decision.message, extra=decision.extra)
+            self._local_reply(decision.status, decision.message, decision.headers)
             return
         target = decision.target
         self.target = target
@@ -202,7 +217,7 @@ class Exchange(Retries):
         self._arm_retries(target)
         self.timer = self.loop.call_later(target.request_timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
-            self.down.write(CONTINUE)
+            self.down.send_continue()
         pool.acquire(self)
 
     def _jwks_fetched(self, _: object) -> None:
@@ -387,7 +402,6 @@ class Exchange(Retries):
         down = self.down
         if not self.request_complete or down.draining:
             self.close_after = True
-        is_head = self.head.method == b"HEAD"
         edits = target.edits
         if edits.edits_response:
             headers = response_headers_for_client(
@@ -398,20 +412,8 @@ class Exchange(Retries):
             )
         else:
             headers = response_headers_for_client(response)
-        extra = b""
-        if response.body == "length":
-            extra = b"content-length: %d\r\n" % response.content_length
-        elif is_head or response.body == "none":
-            pass
-        elif self.head.version == b"1.1":
-            self.chunked_out = True
-            extra = b"transfer-encoding: chunked\r\n"
-        else:
-            self.close_after = True  # an HTTP/1.0 client: the body ends when we close
-        if self.close_after:
-            extra += b"connection: close\r\n"
-        down.write(head(status_line(response.status), headers, extra))
-        if is_head:
+        down.send_head(self, response.status, headers, response.body, response.content_length)
+        if self.head.method == b"HEAD":
             # llhttp cannot be told a response answers HEAD: it would wait for the
             # announced body, so the connection is not reused.
             self._finish(reuse=False)
@@ -420,7 +422,7 @@ class Exchange(Retries):
         if self.done or self.discarding:
             return
         self.bytes_out += len(data)
-        self.down.write(chunk(data) if self.chunked_out else data)
+        self.down.send_body(data)
 
     def on_response_end(self) -> None:
         if self.done:
@@ -436,8 +438,7 @@ class Exchange(Retries):
                     connection.close()
             self._schedule_retry()
             return
-        if self.chunked_out:
-            self.down.write(LAST_CHUNK)
+        self.down.send_end()
         self._finish(reuse=self.request_complete)
 
     # -- tunnels (after a 101) --
@@ -465,8 +466,7 @@ class Exchange(Retries):
         self.status = 101
         self.upstream_seconds = perf_counter() - self.upstream_at
         self._cancel_timer()  # a tunnel lives as long as its peers keep it
-        extra = b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade
-        self.down.write(head(status_line(101), response_headers_for_client(response), extra))
+        self.down.send_switch(response_headers_for_client(response), upgrade)
         self.down.tunnel_opened(self)
 
     def on_client_bytes(self, data: bytes) -> None:
@@ -480,7 +480,7 @@ class Exchange(Retries):
     def on_upstream_bytes(self, data: bytes) -> None:
         if not self.done and data:
             self.bytes_out += len(data)
-            self.down.write(data)
+            self.down.send_tunnel(data)
 
     def end_tunnel(self) -> None:
         """A side of the tunnel closed: close the other (after what it was sent)."""
@@ -524,17 +524,17 @@ class Exchange(Retries):
         self._cancel_timer()
         if not self.request_complete and self.head.body != "none":
             self.close_after = True  # the rest of the body would be read as a request
-        self.down.write(direct_response(status, body, close=self.close_after))
+        self.down.send_reply(self, status, body)
         self.down.exchange_done(self)
 
-    def _local_reply(self, status: int, message: str, extra: bytes = b"") -> None:
+    def _local_reply(self, status: int, message: str, headers: HeaderPairs = ()) -> None:
         self.done = True
         self.status = status
         self._cancel_timer()
         self._drop_upstream()
         if not self.request_complete and self.head.body != "none":
             self.close_after = True  # the rest of the body would be read as a request
-        self.down.write(local_response(status, message, close=self.close_after, extra=extra))
+        self.down.send_reply(self, status, f"{message}\n".encode(), headers)
         self.down.exchange_done(self)
 
     def _abort(self) -> None:

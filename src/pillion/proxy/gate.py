@@ -85,25 +85,25 @@ class Admitted:
 
 
 class Refused:
-    """Pillion answers itself: ``status`` with ``message`` as the body, ``extra``
-    header lines, and ``flag`` in metrics and the access log. ``target`` is the
+    """Pillion answers itself: ``status`` with ``message`` as the body, with
+    ``headers``, and ``flag`` in metrics and the access log. ``target`` is the
     route's upstream when the refusal came after the route was chosen (its
     counts must be closed like any exchange's), else None."""
 
-    __slots__ = ("extra", "flag", "message", "status", "target")
+    __slots__ = ("flag", "headers", "message", "status", "target")
 
     def __init__(
         self,
         status: int,
         flag: str,
         message: str,
-        extra: bytes = b"",
+        headers: AuthHeaders = (),
         target: Target | None = None,
     ) -> None:
         self.status = status
         self.flag = flag
         self.message = message
-        self.extra = extra
+        self.headers = headers
         self.target = target
 
     def __repr__(self) -> str:
@@ -247,21 +247,22 @@ class Gate:
         wait = limit.wait(peer.client_ip, head.headers, self._monotonic(), peer.identity)
         if not wait:
             return None
-        return Refused(429, flags.RL, "rate limited", b"retry-after: %d\r\n" % math.ceil(wait))
+        return Refused(429, flags.RL, "rate limited", ((b"retry-after", b"%d" % math.ceil(wait)),))
 
     def _unauthenticated(self, error: str) -> Refused:
         """No token where one is needed (``error`` empty), or a bad one: 401."""
         jwt = self.jwt
         assert jwt is not None
         jwt.rejected(error.replace(" ", "_") if error else "missing")
+        challenge = b'Bearer realm="pillion"'
         if error:
-            challenge = (
-                b'www-authenticate: Bearer realm="pillion", error="invalid_token", '
-                b'error_description="%s"\r\n' % error.encode()
-            )
-        else:
-            challenge = b'www-authenticate: Bearer realm="pillion"\r\n'
-        return Refused(401, flags.UAEX, error or "a bearer token is required", challenge)
+            challenge += b', error="invalid_token", error_description="%s"' % error.encode()
+        return Refused(
+            401,
+            flags.UAEX,
+            error or "a bearer token is required",
+            ((b"www-authenticate", challenge),),
+        )
 
     def _upgrade(self, head: RequestHead, route_allows: frozenset[bytes] | None) -> bytes | None:
         """The ``Upgrade`` value to forward: the protocols offered that are allowed

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from pillion.proxy import flags
 
 if TYPE_CHECKING:
+    from pillion.http.headers import HeaderPairs
     from pillion.http.request import RequestHead
     from pillion.proxy.cluster import Target
 
@@ -75,7 +76,7 @@ class Retries:
     def _drop_upstream(self) -> None:
         raise NotImplementedError
 
-    def _local_reply(self, status: int, message: str, extra: bytes = b"") -> None:
+    def _local_reply(self, status: int, message: str, headers: HeaderPairs = ()) -> None:
         raise NotImplementedError
 
     def _on_timeout(self) -> None:
