@@ -9,25 +9,25 @@ used up; it must then poll, say so, and lose nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pillion.watch import directories_of
-from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.helpers import PillionProcess, http, metric_value, running_pillion, wait_until
 
 
-def start(tmp_path: Path, scan_interval: str, wrapper: tuple[str, ...] = ()) -> PillionProcess:
-    admin, status = free_port(), free_port()
+@contextlib.contextmanager
+def shipping(
+    tmp_path: Path, scan_interval: str, wrapper: tuple[str, ...] = ()
+) -> Iterator[PillionProcess]:
     logs = tmp_path / "logs"
     logs.mkdir(exist_ok=True)
-    config = write_config(
-        tmp_path,
-        f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    body = f"""
 logs:
   checkpoints: {tmp_path}/state/logs.db
   inputs:
@@ -37,11 +37,9 @@ logs:
       rotate_wait: 200ms
   outputs:
     - {{name: archive, type: file, path: {tmp_path}/out.jsonl, batch_timeout: 10ms}}
-""",
-    )
-    process = PillionProcess(config, admin, status, wrapper=wrapper).start()
-    process.wait_ready()
-    return process
+"""
+    with running_pillion(tmp_path, body, wrapper=wrapper) as process:
+        yield process
 
 
 def shipped(tmp_path: Path) -> list[str]:
@@ -58,11 +56,8 @@ def polling(process: PillionProcess) -> float | None:
 
 @pytest.fixture
 def hourly(tmp_path: Path) -> Iterator[PillionProcess]:
-    process = start(tmp_path, "1h")
-    try:
+    with shipping(tmp_path, "1h") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_new_files_lines_and_rotations_are_seen_at_once(
@@ -84,6 +79,17 @@ def test_new_files_lines_and_rotations_are_seen_at_once(
     wait_until(lambda: shipped(tmp_path)[3:] == ["four"])
 
 
+def test_a_long_scan_interval_does_not_hold_up_the_stop(
+    tmp_path: Path, hourly: PillionProcess
+) -> None:
+    (tmp_path / "logs" / "app.log").write_text("one\n")
+    wait_until(lambda: shipped(tmp_path) == ["one"])
+    hourly.signal(signal.SIGTERM)
+    assert hourly.wait_exit(timeout=30) == 0
+    assert "drain cut short" not in hourly.output()  # the input stopped when told
+    assert shipped(tmp_path) == ["one"]
+
+
 def in_user_namespace(setting: str) -> tuple[str, ...]:
     """A wrapper running the command as root of a new user namespace in which the
     inotify limit ``setting`` is 0."""
@@ -99,8 +105,7 @@ def in_user_namespace(setting: str) -> tuple[str, ...]:
 def test_without_inotify_the_input_polls_and_loses_nothing(
     tmp_path: Path, setting: str, reason: str
 ) -> None:
-    process = start(tmp_path, "50ms", in_user_namespace(setting))
-    try:
+    with shipping(tmp_path, "50ms", in_user_namespace(setting)) as process:
         warning = process.wait_for_log("inotify unavailable; the input polls every scan_interval")
         assert warning["input"] == "app"
         assert warning["error"].startswith(reason)
@@ -108,8 +113,6 @@ def test_without_inotify_the_input_polls_and_loses_nothing(
         lines = [f"line-{n}" for n in range(2000)]
         (tmp_path / "logs" / "app.log").write_text("".join(f"{x}\n" for x in lines))
         wait_until(lambda: shipped(tmp_path) == lines)
-    finally:
-        process.stop()
 
 
 def test_the_watched_directories(tmp_path: Path) -> None:

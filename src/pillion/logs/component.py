@@ -195,7 +195,7 @@ class LogsComponent(Component):
     async def drain(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         for tailer in self.tailers:
-            tailer.stopping = True
+            tailer.stop()
         for task in self._input_tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -338,6 +338,12 @@ class Tailer:
                 waiting.append(key)
         self.released = waiting
 
+    def stop(self) -> None:
+        """End ``run`` after the pass in progress, without waiting out ``scan_interval``."""
+        self.stopping = True
+        self.changed.set()
+        self.space.set()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._start_watching()
