@@ -1,12 +1,15 @@
-"""Test helpers: free ports, a real ``pillion run`` subprocess, and raw HTTP."""
+"""Test helpers: free ports, a real ``pillion run`` subprocess, fake HTTP servers,
+raw HTTP, and waiting on a condition (never for a fixed time)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,35 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def refused(port: int) -> bool:
+    """Whether a connection to this loopback port is refused (nothing listens)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def read_by_peer(sock: socket.socket) -> bool:
+    """Whether the process at the other end of ``sock``, an IPv4 TCP connection on
+    this machine, has read all that was sent on it: nothing waits in either side's
+    queue (``/proc/net/tcp``), so it was accepted and its bytes taken."""
+    mine, theirs = _proc_net_address(sock.getsockname()), _proc_net_address(sock.getpeername())
+    queues: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, _, sizes = row.split()[1:5]
+        sent, received = sizes.split(":")
+        queues[local, remote] = int(sent, 16), int(received, 16)
+    here, there = queues.get((mine, theirs)), queues.get((theirs, mine))
+    return here is not None and there is not None and here[0] == 0 and there[1] == 0
+
+
+def _proc_net_address(address: tuple[str, int]) -> str:
+    """``host:port`` as ``/proc/net/tcp`` writes it: hex numbers in host byte order."""
+    host = int.from_bytes(socket.inet_aton(address[0]), sys.byteorder)
+    return f"{host:08X}:{address[1]:04X}"
 
 
 def status_line(response: bytes) -> str:
@@ -173,22 +206,93 @@ def wait_until(condition: Callable[[], object], timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+async def async_wait_until(condition: Callable[[], object]) -> None:
+    """``wait_until`` for a test on the event loop: polls without blocking the loop,
+    fails after 15 seconds."""
+    try:
+        async with asyncio.timeout(15):
+            while not condition():  # noqa: ASYNC110 (what a test polls has no event)
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError("condition not met in 15s") from None
+
+
+def pillion_config(
+    admin_port: int,
+    status_port: int,
+    body: str = "",
+    *,
+    app_port: int | None = None,
+    admin: str = "",
+) -> str:
+    """A config for ``pillion run``: the app's port (Pillion's default when None),
+    admin and status on these loopback ports, then the YAML ``body``. ``admin`` is
+    more keys of the admin section, as lines indented by two spaces."""
+    app = f"app: {{port: {app_port}}}\n" if app_port is not None else ""
+    return (
+        f"{app}admin:\n  listen: 127.0.0.1:{admin_port}\n{admin}"
+        f"status:\n  listen: 127.0.0.1:{status_port}\n{body}"
+    )
+
+
+def base_config(admin_port: int, status_port: int, extra: str = "") -> str:
+    """``pillion_config`` with a 10s drain, then ``extra``."""
+    return pillion_config(admin_port, status_port, f"lifecycle:\n  drain_timeout: 10s\n{extra}")
+
+
 @contextlib.contextmanager
-def running_pillion(directory: Path, body: str, app_port: int = 8080) -> Iterator[PillionProcess]:
-    """A ready ``pillion run``: the app on ``app_port``, admin and status on free
-    loopback ports, then the YAML ``body`` (the sections under test)."""
-    admin, status = free_port(), free_port()
+def running_pillion(
+    directory: Path,
+    body: str = "",
+    app_port: int | None = None,
+    *,
+    admin: str = "",
+    env: Mapping[str, str] | None = None,
+    wrapper: Sequence[str] = (),
+    ports: tuple[int, int] | None = None,
+    ready: bool = True,
+) -> Iterator[PillionProcess]:
+    """A ``pillion run`` of ``pillion_config(...)`` written to ``directory``/pillion.yaml,
+    stopped on leaving the block.
+
+    ``ports`` are the admin and status ports (default: free loopback ports); ``env``
+    is added to the environment; ``wrapper`` is a command that runs Pillion (e.g. in
+    a namespace). With ``ready`` the block starts once ``/healthz/ready`` passes;
+    without it, at once (for a test that waits on something else, or on the exit).
+    """
+    admin_port, status_port = ports if ports is not None else (free_port(), free_port())
     config = write_config(
         directory,
-        f"app: {{port: {app_port}}}\nadmin: {{listen: 127.0.0.1:{admin}}}\n"
-        f"status: {{listen: 127.0.0.1:{status}}}\n{body}",
+        pillion_config(admin_port, status_port, body, app_port=app_port, admin=admin),
     )
-    process = PillionProcess(config, admin, status).start()
+    process = PillionProcess(config, admin_port, status_port, env=env, wrapper=wrapper)
     try:
-        process.wait_ready()
+        process.start()
+        if ready:
+            process.wait_ready()
         yield process
     finally:
         process.stop()
+
+
+@contextlib.contextmanager
+def serve_http(
+    handler: type[BaseHTTPRequestHandler], *, port: int = 0, tls: ssl.SSLContext | None = None
+) -> Iterator[int]:
+    """A fake HTTP server on 127.0.0.1 (``port``, or a free one) answering with
+    ``handler`` in threads; yields its port, shuts it down and closes it on exit.
+    With ``tls`` it speaks HTTPS."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(timeout=5)
 
 
 @contextlib.contextmanager
@@ -216,11 +320,3 @@ def metric_value(exposition: bytes, series: str) -> float | None:
         if name == series:
             return float(value)
     return None
-
-
-def base_config(admin_port: int, status_port: int, extra: str = "") -> str:
-    return (
-        f"admin:\n  listen: 127.0.0.1:{admin_port}\n"
-        f"status:\n  listen: 127.0.0.1:{status_port}\n"
-        f"lifecycle:\n  drain_timeout: 10s\n{extra}"
-    )

@@ -3,33 +3,28 @@ appends a line to ``notified`` for every notification."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.helpers import PillionProcess, free_port, http, metric_value, write_config
+from tests.helpers import PillionProcess, http, metric_value, running_pillion
 
 
-def start(
+@contextlib.contextmanager
+def running(
     tmp_path: Path,
     section: str,
     wrapper: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
-) -> PillionProcess:
-    admin, status = free_port(), free_port()
-    config = write_config(
-        tmp_path,
-        f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+) -> Iterator[PillionProcess]:
+    body = f"""
 app:
   notify:
     - {{name: app, exec: {{command: [sh, -c, "echo x >> {tmp_path}/notified"]}}}}
-{section}""",
-    )
-    process = PillionProcess(config, admin, status, env=env, wrapper=wrapper).start()
-    process.wait_ready()
-    return process
+{section}"""
+    with running_pillion(tmp_path, body, env=env, wrapper=wrapper) as process:
+        yield process
 
 
 def notified(tmp_path: Path) -> int:
@@ -42,5 +37,6 @@ def metric(process: PillionProcess, series: str) -> float | None:
 
 
 def settle(seconds: float = 1.0) -> None:
-    """Give a notification that should not come the time to come anyway."""
+    """Give a notification that should not come the time to come anyway (there is
+    no event to wait for when something must not happen)."""
     time.sleep(seconds)

@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from tests.configwatch.running import metric, notified, settle, start
+from tests.configwatch.running import metric, notified, running, settle
 from tests.configwatch.volumes import ConfigMapVolume
 from tests.helpers import PillionProcess, wait_until
 
@@ -26,7 +26,7 @@ def test_a_configmap_rendered_to_json_and_again_when_it_changes(tmp_path: Path) 
     out = tmp_path / "out"
     out.mkdir()
     (tmp_path / "extra.yaml").write_text("region: eu\n")
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 1h
   wait: {{min: 100ms, max: 1s}}
@@ -41,8 +41,7 @@ config:
       destination: {out}/summary.txt
       mode: "0440"
       template: "{SUMMARY}"
-""", env={"CW_TEST_MODE": "prod"})  # fmt: skip
-    try:
+""", env={"CW_TEST_MODE": "prod"}) as process:  # fmt: skip
         # rendered before the app may start: ready means every template is written
         assert json.loads((out / "app.json").read_text()) == {"color": "blue", "size": "10"}
         assert stat.S_IMODE(os.stat(out / "app.json").st_mode) == 0o444
@@ -60,14 +59,12 @@ config:
         wait_until(lambda: renders(process, "app-conf", "unchanged") == 1.0)
         settle()
         assert notified(tmp_path) == 1  # summary notifies no one
-    finally:
-        process.stop()
 
 
 def test_a_failing_render_keeps_the_previous_file(tmp_path: Path) -> None:
     volume = ConfigMapVolume(tmp_path / "settings", {"greeting": "hello\n"})
     out = tmp_path / "greeting.txt"
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   wait: {{min: 100ms, max: 1s}}
@@ -76,8 +73,7 @@ config:
   templates:
     - {{name: greeting, destination: {out}, format: raw, source: settings, key: greeting,
        notify: [app]}}
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         assert out.read_text() == "hello\n"
         volume.update({"other": "x"})  # the key is gone
         wait_until(lambda: renders(process, "greeting", "error") == 1.0)
@@ -88,13 +84,8 @@ config:
         volume.update({"greeting": "hi\n"})
         wait_until(lambda: out.read_text() == "hi\n")
         wait_until(lambda: notified(tmp_path) == 1)
-    finally:
-        process.stop()
 
 
 def test_without_templates_it_is_started_at_once(tmp_path: Path) -> None:
-    process = start(tmp_path, "config: {}\n")
-    try:
+    with running(tmp_path, "config: {}\n") as process:
         assert metric(process, 'pillion_component_state{component="config",state="running"}')
-    finally:
-        process.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.configwatch.running import metric, notified, settle, start
+from tests.configwatch.running import metric, notified, running, settle
 from tests.configwatch.volumes import ConfigMapVolume
 from tests.helpers import PillionProcess, http, wait_until
 
@@ -30,7 +30,7 @@ def volume(tmp_path: Path) -> ConfigMapVolume:
 @pytest.fixture
 def hourly(tmp_path: Path, volume: ConfigMapVolume) -> Iterator[PillionProcess]:
     """Scanning once an hour: only inotify can explain a notification."""
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 1h
   watch:
@@ -38,11 +38,8 @@ config:
       paths: [{volume.path}, {tmp_path}/later.conf]
       wait: {{min: 200ms, max: 2s}}
       notify: [app]
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         yield process
-    finally:
-        process.stop()
 
 
 def test_a_configmap_update_notifies_once(
@@ -94,13 +91,12 @@ def test_a_missing_path_is_warned_about_once_and_noticed_when_it_appears(
 def test_quick_changes_within_min_notify_once(tmp_path: Path) -> None:
     conf = tmp_path / "conf.d"
     conf.mkdir()
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   watch:
     - {{name: app, paths: [{conf}], wait: {{min: 1s, max: 1m}}, notify: [app]}}
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         for n in range(5):  # each one well within `min` of the one before
             (conf / f"site-{n}.conf").write_text(f"server {n}\n")
             time.sleep(0.05)
@@ -108,30 +104,25 @@ config:
         settle()
         assert notified(tmp_path) == 1
         assert metric(process, 'pillion_config_changes_total{watch="app"}') == 1.0
-    finally:
-        process.stop()
 
 
 def test_max_bounds_a_stream_of_changes(tmp_path: Path) -> None:
     """Changes come far more often than `min`: only `max` can notify while they go on."""
     stream = tmp_path / "stream.conf"
     stream.write_text("0\n")
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   watch:
     - {{name: app, paths: [{stream}], wait: {{min: 1s, max: 2s}}, notify: [app]}}
-""")  # fmt: skip
-    try:
+"""):  # fmt: skip
         deadline = time.monotonic() + 15
         n = 0
         while notified(tmp_path) == 0:
             assert time.monotonic() < deadline, "no notification while the file kept changing"
             n += 1
             stream.write_text(f"{n}\n")
-            time.sleep(0.05)
-    finally:
-        process.stop()
+            time.sleep(0.05)  # a change every 50ms: far more often than `min`
 
 
 CHECK = 'grep -q "^ok" {path} || {{ echo "refusing {path}: $(cat {path})" >&2; exit 1; }}'
@@ -140,7 +131,7 @@ CHECK = 'grep -q "^ok" {path} || {{ echo "refusing {path}: $(cat {path})" >&2; e
 def test_a_failing_validation_notifies_no_one_the_next_good_change_does(tmp_path: Path) -> None:
     conf = tmp_path / "app.conf"
     conf.write_text("ok 1\n")
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   watch:
@@ -149,8 +140,7 @@ config:
       wait: {{min: 200ms, max: 2s}}
       validate: [sh, -c, '{CHECK.format(path=conf)}']
       notify: [app]
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         failures = 'pillion_config_validation_failures_total{watch="app"}'
         assert metric(process, failures) == 0.0
         conf.write_text("broken\n")
@@ -165,12 +155,10 @@ config:
         wait_until(lambda: notified(tmp_path) == 1)
         assert metric(process, failures) == 1.0
         assert metric(process, 'pillion_config_changes_total{watch="app"}') == 2.0
-    finally:
-        process.stop()
 
 
 def test_the_metrics_pass_promtool(tmp_path: Path, volume: ConfigMapVolume) -> None:
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   sources: [{{name: settings, type: directory, path: {volume.path}}}]
@@ -182,13 +170,10 @@ config:
       wait: {{min: 100ms, max: 1s}}
       validate: [sh, -c, "exit 1"]
       notify: [app]
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         volume.update({"app.conf": "a=2\n"})
         wait_until(lambda: metric(process, 'pillion_config_validation_failures_total{watch="app"}'))
         scrape = http("GET", f"{process.status_url}/metrics")[2]
-    finally:
-        process.stop()
     for family in ("changes_total", "validation_failures_total", "renders_total",
                    "last_change_timestamp_seconds"):  # fmt: skip
         assert f"pillion_config_{family}{{".encode() in scrape
@@ -203,7 +188,7 @@ config:
 def test_a_validation_that_hangs_is_killed_and_counted(tmp_path: Path) -> None:
     conf = tmp_path / "app.conf"
     conf.write_text("1\n")
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   watch:
@@ -213,36 +198,30 @@ config:
       validate: [sleep, "30"]
       validate_timeout: 300ms
       notify: [app]
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         conf.write_text("2\n")
         error = process.wait_for_log("config change failed validation; the app is not notified")
         assert error["error"] == "sleep: killed after 0.3s"
         assert metric(process, 'pillion_config_validation_failures_total{watch="app"}') == 1.0
         assert notified(tmp_path) == 0
-    finally:
-        process.stop()
 
 
 def test_a_change_not_yet_notified_at_a_reload_is_notified_after_it(
     tmp_path: Path, volume: ConfigMapVolume
 ) -> None:
     """SIGHUP replaces the component; the change must not become the new baseline."""
-    process = start(tmp_path, f"""
+    with running(tmp_path, f"""
 config:
   scan_interval: 50ms
   watch:
     - {{name: app, paths: [{volume.path}], wait: {{min: 1s, max: 5s}}, notify: [app]}}
-""")  # fmt: skip
-    try:
+""") as process:  # fmt: skip
         volume.update({"app.conf": "a=2\n"})
         process.signal(signal.SIGHUP)
         process.wait_for_log("config reloaded")
         wait_until(lambda: notified(tmp_path) == 1)
         settle()
         assert notified(tmp_path) == 1
-    finally:
-        process.stop()
 
 
 def in_user_namespace(setting: str) -> tuple[str, ...]:
@@ -265,13 +244,10 @@ config:
   watch:
     - {{name: app, paths: [{volume.path}], wait: {{min: 100ms, max: 1s}}, notify: [app]}}
 """
-    process = start(tmp_path, section, in_user_namespace(setting))
-    try:
+    with running(tmp_path, section, in_user_namespace(setting)) as process:
         warning = process.wait_for_log(
             "inotify unavailable; config files are hashed every scan_interval"
         )
         assert warning["error"].startswith(reason)
         volume.update({"app.conf": "a=2\n"})
         wait_until(lambda: notified(tmp_path) == 1)
-    finally:
-        process.stop()

@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import free_port, wait_until
 
 
+@pytest.mark.timeout(120)  # a whole pod: several processes, each started and stopped
 def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_path: Path) -> None:
     ports = {
         "--app-port": free_port(),
@@ -111,10 +114,14 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         )
         assert limited is not None
         assert float(limited.group(1)) >= 1
-        time.sleep(0.3)
-        access = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
-        assert any(r["request_id"] == "demo-1" and r["code"] == 200 for r in access)
-        assert any(r["code"] == 400 and r["flags"] == "DPE" for r in access)
+
+        def access() -> list[dict[str, Any]]:
+            lines = (tmp_path / "access.log").read_text().splitlines()
+            return [json.loads(line) for line in lines]
+
+        # the access log is written in batches
+        wait_until(lambda: any(r["request_id"] == "demo-1" and r["code"] == 200 for r in access()))
+        wait_until(lambda: any(r["code"] == 400 and r["flags"] == "DPE" for r in access()))
         # the app's files were rendered by Pillion; editing the source renders them again,
         # and the app is told (it counts reloads)
         app_url = f"http://127.0.0.1:{ports['--app-port']}/"

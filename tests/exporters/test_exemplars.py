@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import free_port, http, running_pillion
+from tests.helpers import free_port, http, running_pillion, serve_http
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -26,33 +25,27 @@ def test_the_duration_histogram_carries_a_trace_id_exemplar(tmp_path: Path) -> N
         def log_message(self, *_: Any) -> None:
             pass
 
-    app = ThreadingHTTPServer(("127.0.0.1", 0), App)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
     listen = free_port()
     body = f"""proxy:
   inbound:
     - {{name: web, listen: 127.0.0.1:{listen}}}
 """
-    try:
-        with running_pillion(tmp_path, body, app_port=app.server_address[1]) as pillion:
-            traceparent = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
-            status, _, _ = http("GET", f"http://127.0.0.1:{listen}/", headers=traceparent)
-            assert status == 200
-            accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
-            text = http("GET", f"{pillion.status_url}/metrics", headers=accept)[2].decode()
-            exemplars = re.findall(
-                r'^pillion_request_duration_seconds_bucket\{[^}]*listener="web"[^}]*\} \S+ '
-                r'# \{trace_id="([0-9a-f]{32})"\}',
-                text,
-                re.MULTILINE,
-            )
-            assert exemplars == [TRACE]  # on the one bucket the request fell in
-            assert text.endswith("# EOF\n")
-            plain = http("GET", f"{pillion.status_url}/metrics")[2]
-            assert b"trace_id" not in plain  # the text format has no exemplars
-            check = subprocess.run(["promtool", "check", "metrics"], input=plain,
-                                   capture_output=True, timeout=30, check=False)  # fmt: skip
-            assert check.returncode == 0, check.stdout + check.stderr
-    finally:
-        app.shutdown()
-        app.server_close()
+    with serve_http(App) as app_port, running_pillion(tmp_path, body, app_port) as pillion:
+        traceparent = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+        status, _, _ = http("GET", f"http://127.0.0.1:{listen}/", headers=traceparent)
+        assert status == 200
+        accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        text = http("GET", f"{pillion.status_url}/metrics", headers=accept)[2].decode()
+        exemplars = re.findall(
+            r'^pillion_request_duration_seconds_bucket\{[^}]*listener="web"[^}]*\} \S+ '
+            r'# \{trace_id="([0-9a-f]{32})"\}',
+            text,
+            re.MULTILINE,
+        )
+        assert exemplars == [TRACE]  # on the one bucket the request fell in
+        assert text.endswith("# EOF\n")
+        plain = http("GET", f"{pillion.status_url}/metrics")[2]
+        assert b"trace_id" not in plain  # the text format has no exemplars
+        check = subprocess.run(["promtool", "check", "metrics"], input=plain,
+                               capture_output=True, timeout=30, check=False)  # fmt: skip
+        assert check.returncode == 0, check.stdout + check.stderr

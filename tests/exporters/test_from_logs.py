@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 
 LINES = [
     "GET /api status=200 took=0.120 queue=3",
@@ -30,13 +30,8 @@ STATSD_PORT = free_port()
 
 @pytest.fixture
 def pillion(tmp_path: Path) -> Iterator[PillionProcess]:
-    admin, status = free_port(), free_port()
     (tmp_path / "logs").mkdir()
-    config = write_config(
-        tmp_path,
-        f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    body = f"""
 logs:
   checkpoints: {tmp_path}/state/logs.db
   inputs:
@@ -68,14 +63,9 @@ exporters:
           help: Requests by path.
           regex: "^\\\\S+ (?P<path>\\\\S+)"
           labels: [path]
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
-    try:
-        process.wait_ready()
+"""
+    with running_pillion(tmp_path, body) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def scrape(process: PillionProcess) -> bytes:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from prometheus_client.core import Metric
 from pillion.config.exporters import JsonMetricConfig
 from pillion.exporters.appmetrics import merged_families
 from pillion.exporters.jsonvalues import extract, parse_path
-from tests.helpers import PillionProcess, free_port, http, metric_value, write_config
+from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, serve_http
 
 STATS = {
     "status": "degraded",
@@ -101,13 +100,13 @@ class FakeApp:
     mode: str = "ok"  # ok, slow, not_json, status
     port: int = 0
 
-    def serve(self) -> ThreadingHTTPServer:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if fake.mode == "slow":
-                    time.sleep(3)
+                    time.sleep(3)  # an app slower than the scrape's 500ms timeout
                 if fake.mode == "status":
                     body, status = b"oops", 500
                 elif fake.mode == "not_json" and self.path == "/stats":
@@ -127,32 +126,19 @@ class FakeApp:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+        return Handler
 
 
 @pytest.fixture
 def app() -> Iterator[FakeApp]:
     fake = FakeApp()
-    server = fake.serve()
-    try:
+    with serve_http(fake.handler()) as fake.port:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
 def pillion(tmp_path: Path, app: FakeApp) -> Iterator[PillionProcess]:
-    admin, status = free_port(), free_port()
-    config = write_config(
-        tmp_path,
-        f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    exporters = f"""
 exporters:
   json:
     - name: app
@@ -176,14 +162,9 @@ exporters:
     url: http://127.0.0.1:{app.port}/metrics
     timeout: 500ms
     labels: {{origin: app}}
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
-    try:
-        process.wait_ready()
+"""
+    with running_pillion(tmp_path, exporters) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def scrape(process: PillionProcess) -> bytes:

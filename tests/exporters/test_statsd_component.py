@@ -13,7 +13,7 @@ from pillion.components import ComponentStartError
 from pillion.config import PillionConfig
 from pillion.exporters.statsd_component import StatsdComponent
 from pillion.telemetry import Metrics
-from tests.helpers import metric_value
+from tests.helpers import async_wait_until, metric_value
 
 
 def config(**statsd: Any) -> PillionConfig:
@@ -36,11 +36,7 @@ async def send_udp(component: StatsdComponent, data: bytes) -> None:
 
 
 async def eventually(metrics: Metrics, series: str, value: float) -> None:
-    for _ in range(200):
-        if metric_value(metrics.exposition(None)[0], series) == value:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{series} never became {value}")
+    await async_wait_until(lambda: metric_value(metrics.exposition(None)[0], series) == value)
 
 
 async def test_start_serve_and_close() -> None:

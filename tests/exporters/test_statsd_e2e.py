@@ -12,15 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    PillionProcess,
-    free_port,
-    http,
-    metric_value,
-    running_pillion,
-    wait_until,
-    write_config,
-)
+from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 
 MAX_PACKET = 16384
 
@@ -234,17 +226,9 @@ def test_a_port_in_use_fails_the_start(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         udp = taken.getsockname()[1]
-        admin, status = free_port(), free_port()
-        config = write_config(
-            tmp_path,
-            f"admin: {{listen: 127.0.0.1:{admin}}}\nstatus: {{listen: 127.0.0.1:{status}}}\n"
-            + statsd_section(udp, free_port()),
-        )
-        process = PillionProcess(config, admin, status).start()
-        try:
+        section = statsd_section(udp, free_port())
+        with running_pillion(tmp_path, section, ready=False) as process:
             assert process.wait_exit() == 1
-        finally:
-            process.stop()
     assert f"cannot listen on UDP 127.0.0.1:{udp}: address already in use" in process.output()
 
 

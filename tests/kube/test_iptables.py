@@ -22,7 +22,7 @@ from pillion.kube.iptables import (
     parse_ports,
     restore_input,
 )
-from tests.helpers import PillionProcess, wait_until, write_config
+from tests.helpers import PillionProcess, running_pillion, wait_until
 
 # -- the rule builder ---------------------------------------------------------
 
@@ -334,13 +334,9 @@ def _inbound_requests(pod: Pod, status_port: int) -> float:
 
 
 def test_inbound_capture_between_namespaces(pod: Pod, tmp_path: Path) -> None:
-    admin, status = 15000, 15020  # the pod's own loopback: nothing else is there
-    config = write_config(
-        tmp_path,
-        f"app: {{port: 8080}}\nadmin: {{listen: 127.0.0.1:{admin}}}\n"
-        f"status: {{listen: 127.0.0.1:{status}}}\n"
-        "proxy: {inbound: [{name: inbound, listen: 0.0.0.0:15006}]}\n",
-    )
+    status = 15020  # and admin 15000: the pod's own loopback, nothing else is there
+    proxy = "proxy: {inbound: [{name: inbound, listen: 0.0.0.0:15006}]}\n"
+    in_pod = ["ip", "netns", "exec", pod.pod]
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("hello from the app\n")
@@ -349,32 +345,32 @@ def test_inbound_capture_between_namespaces(pod: Pod, tmp_path: Path) -> None:
          "--bind", "0.0.0.0", "--directory", str(site)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    pillion = PillionProcess(config, admin, status, wrapper=["ip", "netns", "exec", pod.pod])
     try:
-        pillion.start()
-        url = f"http://{pod.pod_ip}:8080/"
-        # Before capture: the app answers directly, and Pillion comes up.
-        wait_until(lambda: pod.curl_from_client(url) == "hello from the app\n")
-        wait_until(lambda: _is_up(pod, status, pillion), timeout=20)
-        assert _inbound_requests(pod, status) == 0
+        with running_pillion(
+            tmp_path, proxy, 8080, ports=(15000, status), wrapper=in_pod, ready=False
+        ) as pillion:  # its status port is inside the pod: waited on below
+            url = f"http://{pod.pod_ip}:8080/"
+            # Before capture: the app answers directly, and Pillion comes up.
+            wait_until(lambda: pod.curl_from_client(url) == "hello from the app\n")
+            wait_until(lambda: _is_up(pod, status, pillion), timeout=20)
+            assert _inbound_requests(pod, status) == 0
 
-        pod.pillion_iptables("--mode", "inbound")
-        pod.pillion_iptables("--capture", "inbound")  # again: replaces, not duplicates
-        rules = pod.nat_rules()
-        assert rules.count("-A PREROUTING -p tcp -j PILLION_INBOUND") == 1, rules
-        assert not [r for r in rules if r.startswith("-A OUTPUT")], rules
+            pod.pillion_iptables("--mode", "inbound")
+            pod.pillion_iptables("--capture", "inbound")  # again: replaces, not duplicates
+            rules = pod.nat_rules()
+            assert rules.count("-A PREROUTING -p tcp -j PILLION_INBOUND") == 1, rules
+            assert not [r for r in rules if r.startswith("-A OUTPUT")], rules
 
-        assert pod.curl_from_client(url) == "hello from the app\n"
-        wait_until(lambda: _inbound_requests(pod, status) == 1)
+            assert pod.curl_from_client(url) == "hello from the app\n"
+            wait_until(lambda: _inbound_requests(pod, status) == 1)
 
-        pod.pillion_iptables("--cleanup")
-        pod.pillion_iptables("--cleanup")  # nothing left to remove: still fine
-        assert not [r for r in pod.nat_rules() if "PILLION" in r]
-        assert pod.curl_from_client(url) == "hello from the app\n"
-        assert pod.curl_from_client(url) == "hello from the app\n"
-        assert _inbound_requests(pod, status) == 1
+            pod.pillion_iptables("--cleanup")
+            pod.pillion_iptables("--cleanup")  # nothing left to remove: still fine
+            assert not [r for r in pod.nat_rules() if "PILLION" in r]
+            assert pod.curl_from_client(url) == "hello from the app\n"
+            assert pod.curl_from_client(url) == "hello from the app\n"
+            assert _inbound_requests(pod, status) == 1
     finally:
-        pillion.stop()
         app.terminate()
         app.wait(timeout=10)
 
@@ -399,16 +395,15 @@ def test_ipv6_listeners_are_skipped_where_the_pod_has_no_ipv6(tmp_path: Path) ->
     try:
         _sh("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         _sh("ip", "-n", name, "link", "set", "lo", "up")
-        config = write_config(
-            tmp_path,
-            "admin: {listen: 127.0.0.1:15000}\nstatus: {listen: 127.0.0.1:15020}\n"
+        proxy = (
             "proxy:\n  inbound: [{name: inbound}, {name: inbound-ipv6, listen: '[::]:15006'}]\n"
             "  outbound:\n    - {name: outbound, original_destination: {}}\n"
-            "    - {name: outbound-ipv6, listen: '[::1]:15001', original_destination: {}}\n",
+            "    - {name: outbound-ipv6, listen: '[::1]:15001', original_destination: {}}\n"
         )
-        pillion = PillionProcess(config, 15000, 15020, wrapper=["ip", "netns", "exec", name])
-        try:
-            pillion.start()
+        in_namespace = ["ip", "netns", "exec", name]
+        with running_pillion(
+            tmp_path, proxy, ports=(15000, 15020), wrapper=in_namespace, ready=False
+        ) as pillion:
             skipped = pillion.wait_for_log("no IPv6 here: listener not started")
             assert skipped["listener"] == "outbound-ipv6"
             status = _sh(
@@ -426,8 +421,6 @@ def test_ipv6_listeners_are_skipped_where_the_pod_has_no_ipv6(tmp_path: Path) ->
                 check=False,
             )
             assert status.stdout == "200"
-        finally:
-            pillion.stop()
         assert pillion.proc.returncode == 0
     finally:
         _sh("ip", "netns", "del", name, check=False)

@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,12 +255,18 @@ def served_serial(webhook: Webhook) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
+def reload_errors(webhook: Webhook) -> float:
+    metrics = webhook.call(b"", "/metrics")[1]
+    return metric_value(metrics, 'pillion_webhook_certificate_reloads_total{result="error"}') or 0
+
+
 def test_the_serving_certificate_is_reloaded(webhook: Webhook) -> None:
     before = served_serial(webhook)
     write_pair(webhook.cert.parent, issue(webhook.authority, dns_names=(SERVICE,)))
     wait_until(lambda: served_serial(webhook) != before)
+    failed = reload_errors(webhook)
     (webhook.cert.parent / "tls.crt").write_text("garbage")  # a broken pair: kept serving
-    time.sleep(1.5)
+    wait_until(lambda: reload_errors(webhook) > failed)
     assert served_serial(webhook) not in (before, 0)
     write_pair(webhook.cert.parent, issue(webhook.authority, dns_names=(SERVICE,)))
     status, body = webhook.call(b"", "/metrics")

@@ -3,19 +3,27 @@ format (Loki's push JSON, gzip, headers) and can be told to fail."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.helpers import (
+    PillionProcess,
+    http,
+    metric_value,
+    running_pillion,
+    serve_http,
+    wait_until,
+)
 
 TOKEN = "Bearer s3cr3t-push-token"
 
@@ -34,6 +42,7 @@ class Receiver:
     headers: list[dict[str, str]] = field(default_factory=list)
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    serving: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __enter__(self) -> Receiver:
         outer = self
@@ -70,14 +79,11 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.port = self.serving.enter_context(serve_http(Handler))
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.serving.close()
 
     def bulk(self, data: bytes) -> dict[str, Any]:
         """Elasticsearch's _bulk: action and document lines in pairs; per item, a
@@ -158,13 +164,8 @@ def pushing(tmp_path: Path) -> Iterator[Pushing]:
     logs = tmp_path / "logs"
     logs.mkdir()
     dead_letter = tmp_path / "refused.jsonl"
-    admin, status = free_port(), free_port()
     with Receiver() as receiver:
-        config = write_config(
-            tmp_path,
-            f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+        body = f"""
 logs:
   checkpoints: {tmp_path}/logs.db
   inputs:
@@ -195,14 +196,9 @@ logs:
       index: logs-test
       dead_letter: {tmp_path}/es-refused.jsonl
       batch_timeout: 100ms
-""",
-        )
-        process = PillionProcess(config, admin, status).start()
-        try:
-            process.wait_ready()
+"""
+        with running_pillion(tmp_path, body) as process:
             yield Pushing(process, receiver, logs, dead_letter)
-        finally:
-            process.stop()
 
 
 def write(path: Path, records: list[dict[str, Any]]) -> None:

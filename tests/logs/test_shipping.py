@@ -3,6 +3,7 @@ rotates and truncates, and every line is counted by its id in the output."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,13 +11,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.helpers import PillionProcess, http, metric_value, running_pillion, wait_until
+
+POD = {"POD_NAMESPACE": "shop", "POD_NAME": "web-7", "CONTAINER_NAME": "app", "NODE_NAME": "node-1"}
 
 
 @dataclass
@@ -24,17 +27,15 @@ class Shipper:
     directory: Path
     logs: Path  # the app's log directory
     out: Path  # the file output
-    config: Path
-    process: PillionProcess | None = None
+    body: str  # the config, after admin and status
+    process: PillionProcess | None = None  # the last one started
+    started: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def start(self) -> PillionProcess:
-        admin, status = free_port(), free_port()
-        text = self.config.read_text().replace("ADMIN", str(admin)).replace("STATUS", str(status))
-        config = write_config(self.directory, text, "pillion-run.yaml")
-        pod = {"POD_NAMESPACE": "shop", "POD_NAME": "web-7", "CONTAINER_NAME": "app",
-               "NODE_NAME": "node-1"}  # fmt: skip
-        self.process = PillionProcess(config, admin, status, env=pod).start()
-        self.process.wait_ready()
+        """A new ``pillion run`` on new ports (the ones before have been stopped)."""
+        self.process = self.started.enter_context(
+            running_pillion(self.directory, self.body, env=POD)
+        )
         return self.process
 
     def ids(self) -> Counter[str]:
@@ -62,10 +63,7 @@ def shipper(tmp_path: Path) -> Iterator[Shipper]:
     (tmp_path / "podinfo").mkdir()
     (tmp_path / "podinfo" / "labels").write_text('app="shop"\nversion="v2"\n')
     out = tmp_path / "shipped.jsonl"
-    config = tmp_path / "template.yaml"
-    config.write_text(f"""
-admin: {{listen: 127.0.0.1:ADMIN}}
-status: {{listen: 127.0.0.1:STATUS}}
+    body = f"""
 logs:
   checkpoints: {tmp_path}/state/logs.db
   kubernetes: {{labels_file: {tmp_path}/podinfo/labels}}
@@ -95,13 +93,10 @@ logs:
       scan_interval: 50ms
   outputs:
     - {{name: archive, type: file, path: {out}, batch_timeout: 20ms}}
-""")
-    shipper = Shipper(tmp_path, logs, out, config)
-    try:
+"""
+    shipper = Shipper(tmp_path, logs, out, body)
+    with shipper.started:  # stops every Pillion started
         yield shipper
-    finally:
-        if shipper.process is not None:
-            shipper.process.stop()
 
 
 def write(path: Path, ids: list[str]) -> None:
@@ -179,7 +174,7 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_are_bounded(shipper: Sh
     process = shipper.start()
     for round_ in range(10):
         write(app, batch(f"r{round_}", 2000))
-        time.sleep(0.01)
+        time.sleep(0.01)  # spread out: the kill comes while lines are being shipped
     os.kill(process.proc.pid, signal.SIGKILL)
     process.proc.wait()
     write(app, batch("afterwards", 500))
@@ -231,17 +226,17 @@ def test_sighup_to_a_new_destination_loses_nothing(shipper: Shipper) -> None:
             write(app, ids)
             written.extend(ids)
             n += 50
-            time.sleep(0.005)
+            time.sleep(0.005)  # an app logging steadily
 
     writer = threading.Thread(target=keep_writing)
     writer.start()
+    moved = shipper.directory / "moved.jsonl"
     try:
-        time.sleep(0.5)
-        moved = shipper.directory / "moved.jsonl"
+        wait_until(lambda: shipper.ids())  # lines shipped before the reload
         process.config.write_text(process.config.read_text().replace(str(shipper.out), str(moved)))
         process.signal(signal.SIGHUP)
         process.wait_for_log("config reloaded")
-        time.sleep(0.5)
+        wait_until(lambda: moved.exists() and moved.stat().st_size > 0)  # and after it
     finally:
         stop.set()
         writer.join()

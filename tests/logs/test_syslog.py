@@ -4,6 +4,7 @@ and everything arrives once rsyslog is back."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pillion.tls.devca import issue, new_ca
-from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 
 
 @dataclass
@@ -95,21 +96,14 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
 
 @pytest.fixture
 def pillion(tmp_path: Path, rsyslog: Rsyslog) -> Iterator[PillionProcess]:
-    process = start_pillion(tmp_path, rsyslog, disk_buffer="512KiB")
-    try:
+    with shipping_to(tmp_path, rsyslog, disk_buffer="512KiB") as process:
         yield process
-    finally:
-        process.stop()
 
 
-def start_pillion(tmp_path: Path, rsyslog: Rsyslog, disk_buffer: str) -> PillionProcess:
-    admin, status = free_port(), free_port()
+@contextlib.contextmanager
+def shipping_to(tmp_path: Path, rsyslog: Rsyslog, disk_buffer: str) -> Iterator[PillionProcess]:
     (tmp_path / "logs").mkdir()
-    config = write_config(
-        tmp_path,
-        f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    body = f"""
 logs:
   checkpoints: {tmp_path}/logs.db
   memory_buffer: 64KiB
@@ -123,15 +117,9 @@ logs:
       hostname: pod-7
       timeout: 1s
       batch_timeout: 20ms
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
-    try:
-        process.wait_ready()
-    except BaseException:
-        process.stop()
-        raise
-    return process
+"""
+    with running_pillion(tmp_path, body) as process:
+        yield process
 
 
 def lines(prefix: str, count: int) -> list[str]:
@@ -172,7 +160,7 @@ def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
     assert 400 * 1024 < on_disk <= 512 * 1024 + 1024  # filled to its limit, not past it
     errors = 'pillion_logs_output_errors_total{output="central"}'
     wait_until(lambda: (metric_value(metrics(), errors) or 0) >= 2)  # retried, not dropped
-    time.sleep(1)  # down a while
+    time.sleep(1)  # the output stays down a while longer: it keeps retrying, drops nothing
     rsyslog.start()
     wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
     assert metric_value(metrics(), 'pillion_logs_input_paused{input="web"}') == 0.0
@@ -182,8 +170,7 @@ def test_rsyslog_down_pauses_the_input_and_everything_arrives_later(
 def test_the_disk_buffer_keeps_the_input_reading_while_rsyslog_is_down(
     tmp_path: Path, rsyslog: Rsyslog
 ) -> None:
-    pillion = start_pillion(tmp_path, rsyslog, disk_buffer="64MiB")
-    try:
+    with shipping_to(tmp_path, rsyslog, disk_buffer="64MiB") as pillion:
         log = tmp_path / "logs" / "web.log"
         log.write_text("first\n")
         wait_until(lambda: "first" in rsyslog.messages())
@@ -212,8 +199,6 @@ def test_the_disk_buffer_keeps_the_input_reading_while_rsyslog_is_down(
         wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
         wait_until(lambda: metric('pillion_logs_buffer_bytes{tier="disk"}') == 0.0)
         assert metric('pillion_logs_output_records_total{output="central"}') == 20_001
-    finally:
-        pillion.stop()
 
 
 def open_files_under(pid: int, directory: Path) -> list[str]:
@@ -243,9 +228,10 @@ def test_rotation_twice_while_the_output_is_down_loses_nothing(
         with log.open("a") as file:
             file.write("".join(f"{m}\n" for m in batch))
         if generation < 2:  # rename rotation, twice, while nothing can be delivered
-            time.sleep(0.5)  # the file lives a while under its name (scans: every 50ms)
+            # once Pillion has the file open under its name (it scans every 50ms)
+            wait_until(lambda: str(log) in open_files_under(pillion.proc.pid, logs))
             os.rename(log, logs / f"web.log.{generation + 1}.old")
-    time.sleep(1.5)  # well past rotate_wait (5s default is longer; files still unread)
+    pillion.wait_for_log("log file rotated", count=2)  # both seen, the files still unread
     rsyslog.start()
     wait_until(lambda: set(expected) <= set(rsyslog.messages()), timeout=60)
 
@@ -263,12 +249,7 @@ def test_syslog_over_tls_to_rsyslog(tmp_path: Path) -> None:
     receiver = Rsyslog(directory, free_port(), directory / "received.log", tls=files)
     receiver.start()
     (tmp_path / "logs").mkdir()
-    admin, status = free_port(), free_port()
-    config = write_config(
-        tmp_path,
-        f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+    body = f"""
 lifecycle: {{drain_timeout: 1s}}  # the distrustful output never catches up
 logs:
   checkpoints: {tmp_path}/logs.db
@@ -286,18 +267,15 @@ logs:
       address: 127.0.0.1:{receiver.port}
       tls: {{ca: {tmp_path}/other-ca.crt, server_name: localhost}}
       timeout: 1s
-""",
-    )
-    process = PillionProcess(config, admin, status).start()
+"""
     try:
-        process.wait_ready()
-        expected = lines("t", 2000)
-        (tmp_path / "logs" / "web.log").write_text("".join(f"{m}\n" for m in expected))
-        wait_until(lambda: set(expected) <= set(receiver.messages()), timeout=30)
-        assert set(receiver.messages().values()) == {1}
-        failed = process.wait_for_log("log output failed; retrying")
-        assert failed["output"] == "distrustful"
-        assert "CERTIFICATE_VERIFY_FAILED" in failed["error"]
+        with running_pillion(tmp_path, body) as process:
+            expected = lines("t", 2000)
+            (tmp_path / "logs" / "web.log").write_text("".join(f"{m}\n" for m in expected))
+            wait_until(lambda: set(expected) <= set(receiver.messages()), timeout=30)
+            assert set(receiver.messages().values()) == {1}
+            failed = process.wait_for_log("log output failed; retrying")
+            assert failed["output"] == "distrustful"
+            assert "CERTIFICATE_VERIFY_FAILED" in failed["error"]
     finally:
-        process.stop()
         receiver.stop()

@@ -15,14 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    PillionProcess,
-    free_port,
-    http,
-    metric_value,
-    wait_until,
-    write_config,
-)
+from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 from tests.proxy.harness import Client, ScriptedUpstream, get
 
 _NAME = "backend.pillion.test"
@@ -64,12 +57,8 @@ def resolving(tmp_path: Path) -> Iterator[Resolving]:
         stack.callback(first.stop)
         second = ScriptedUpstream().start("127.0.0.2", first.port)
         stack.callback(second.stop)
-        port, admin, status = free_port(), free_port(), free_port()
-        config = write_config(
-            tmp_path,
-            f"""
-admin: {{listen: 127.0.0.1:{admin}}}
-status: {{listen: 127.0.0.1:{status}}}
+        port = free_port()
+        proxy = f"""
 proxy:
   inbound: []
   access_log: null
@@ -78,12 +67,10 @@ proxy:
   clusters:
     - {{name: named, endpoints: ["{_NAME}:{first.port}"], dns_refresh: 200ms}}
     - {{name: ghost, endpoints: ["nowhere.pillion.test:{first.port}"], dns_refresh: 200ms}}
-""",
+"""
+        pillion = stack.enter_context(
+            running_pillion(tmp_path, proxy, wrapper=_in_own_mounts(hosts, nsswitch))
         )
-        pillion = PillionProcess(config, admin, status, wrapper=_in_own_mounts(hosts, nsswitch))
-        pillion.start()
-        stack.callback(pillion.stop)
-        pillion.wait_ready()
         yield Resolving(pillion, port, hosts, first, second)
 
 

@@ -7,14 +7,21 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, running_pillion
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    metric_value,
+    refused,
+    running_pillion,
+    wait_until,
+)
 from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
@@ -86,7 +93,7 @@ def test_load_through_sigterm_loses_no_accepted_request(
     workers = [threading.Thread(target=_load, args=(port, stop, result, lock)) for _ in range(8)]
     for worker in workers:
         worker.start()
-    time.sleep(1.0)
+    wait_until(lambda: result.ok > 50)  # under load
     before = result.ok
     process.signal(signal.SIGTERM)
     status, _, _ = http("GET", f"{process.status_url}/healthz/ready")
@@ -104,13 +111,15 @@ def test_draining_keep_alive_responses_say_connection_close(
     pod: tuple[PillionProcess, int, ScriptedUpstream],
 ) -> None:
     process, port, upstream = pod
-    upstream.behaviour = "slow"
+    upstream.behaviour = "held"
     client = Client(port)
     client.send(get("/in-flight"))
-    time.sleep(0.1)
+    wait_until(lambda: upstream.requests)  # in flight: at the app
     process.signal(signal.SIGTERM)
+    wait_until(lambda: refused(port))  # draining
+    upstream.release.set()  # only now does the app answer
     [response] = client.read(1)
-    assert (response.status, response.body) == (200, b"slow")
+    assert (response.status, response.body) == (200, b"held")
     assert response.header(b"connection") == b"close"
     assert client.is_closed_by_peer()
     assert process.wait_exit() == 0
@@ -127,6 +136,12 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def _active(process: PillionProcess) -> float | None:
+    """Pillion's count of open connections on the listener "main"."""
+    metrics = http("GET", f"{process.status_url}/metrics")[2]
+    return metric_value(metrics, 'pillion_connections_active{listener="main"}')
+
+
 def test_5000_idle_keep_alive_connections_bounded_memory_no_fd_leak(
     pod: tuple[PillionProcess, int, ScriptedUpstream],
 ) -> None:
@@ -134,8 +149,9 @@ def test_5000_idle_keep_alive_connections_bounded_memory_no_fd_leak(
     pid = process.proc.pid
     warm = Client(port)
     assert warm.request(get()).status == 200
+    warm.sock.shutdown(socket.SHUT_WR)
+    assert warm.is_closed_by_peer()  # Pillion has let the warm-up connection go
     warm.close()
-    time.sleep(0.2)
     fds_before, rss_before = _fds(pid), _rss_kib(pid)
     sockets = []
     try:
@@ -145,19 +161,15 @@ def test_5000_idle_keep_alive_connections_bounded_memory_no_fd_leak(
         for sock in sockets[::500]:  # they are all served, not just accepted
             sock.sendall(get())
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
-        time.sleep(0.5)
+        wait_until(lambda: _active(process) == 5000)  # every one accepted
         assert _fds(pid) >= fds_before + 5000
         grown_mib = (_rss_kib(pid) - rss_before) / 1024
         assert grown_mib < 64, f"{grown_mib:.1f} MiB for 5000 idle connections"
     finally:
         for sock in sockets:
             sock.close()
-    deadline = time.monotonic() + 10
-    while _fds(pid) > fds_before + 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _fds(pid) <= fds_before + 2  # every socket released
-    _, _, metrics = http("GET", f"{process.status_url}/metrics")
-    assert b'pillion_connections_active{listener="main"} 0.0' in metrics
+    wait_until(lambda: _active(process) == 0)  # every connection closed
+    wait_until(lambda: _fds(pid) <= fds_before + 2)  # and its socket released
 
 
 def test_max_connections_closes_the_excess(
@@ -202,14 +214,15 @@ def test_reloading_the_proxy_under_load_refuses_and_resets_nothing(
     workers = [threading.Thread(target=_churn, args=(port, stop, result, lock)) for _ in range(8)]
     for worker in workers:
         worker.start()
-    time.sleep(0.5)
+    wait_until(lambda: result.ok > 0)  # the load is on
     text = process.config.read_text()
     for version in range(5):  # each reload replaces the proxy: a new listener takes over
         changed = text.replace("max_connections: 3", f"max_connections: {4 + version}")
         process.config.write_text(changed)
         process.signal(signal.SIGHUP)
         process.wait_for_log("config reloaded", count=version + 1)
-        time.sleep(0.3)
+        served = result.ok
+        wait_until(lambda: result.ok > served + 10)  # noqa: B023 (the new listener serves)
     stop.set()
     for worker in workers:
         worker.join(timeout=30)

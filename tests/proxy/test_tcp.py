@@ -18,6 +18,7 @@ from tests.helpers import (
     free_port,
     http,
     metric_value,
+    refused,
     running_pillion,
     wait_until,
 )
@@ -143,9 +144,8 @@ def test_refused_upstream_closes_the_client(pod: TcpPod) -> None:
 def test_an_upstream_that_never_answers_is_closed_when_idle(pod: TcpPod) -> None:
     with socket.create_connection(("127.0.0.1", pod.silent), timeout=10) as client:
         client.sendall(b"hello?")
-        began = time.monotonic()
         assert _read_all(client) == b""
-        assert 0.3 < time.monotonic() - began < 5
+    assert pod.pillion.wait_for_log("idle timeout")["listener"] == "silent"
 
 
 def test_a_client_that_stops_reading_holds_back_the_upstream(pod: TcpPod) -> None:
@@ -161,7 +161,7 @@ def test_a_client_that_stops_reading_holds_back_the_upstream(pod: TcpPod) -> Non
     with socket.create_connection(("127.0.0.1", pod.flood), timeout=30) as client:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         client.recv(65536)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the client stalls a while: the flood meets a full window
         grown = rss_mib() - before
         total = 65536 - 0
         while data := client.recv(1 << 20):
@@ -185,7 +185,7 @@ def test_drain_waits_for_open_connections(pod: TcpPod) -> None:
         assert client.recv(1) == b"a"
         pod.pillion.signal(signal.SIGTERM)
         pod.pillion.wait_for_log("stopping")
-        time.sleep(0.3)
+        wait_until(lambda: refused(pod.echo))  # draining: no new connection
         client.sendall(b"b")  # still served while draining
         assert client.recv(1) == b"b"
         assert pod.pillion.proc.poll() is None
@@ -202,8 +202,6 @@ def test_tcp_upstream_connect_timeout(tmp_path: Path) -> None:
         )
         with running_pillion(tmp_path, proxy) as pillion:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-                began = time.monotonic()
                 assert _read_all(client) == b""
-                assert time.monotonic() - began < 5
             _, _, metrics = http("GET", f"{pillion.status_url}/metrics")
             assert b'pillion_tcp_connect_errors_total{listener="t"} 1.0' in metrics

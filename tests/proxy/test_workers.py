@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, http, running_pillion, wait_until, write_config
+from tests.helpers import PillionProcess, free_port, http, running_pillion, wait_until
 from tests.proxy.harness import Client, get, scripted_upstream
 
 
@@ -110,17 +110,14 @@ def test_sigterm_drains_every_worker_and_leaves_none(
 
 
 def test_a_worker_that_cannot_listen_fails_the_start(tmp_path: Path) -> None:
-    admin, status = free_port(), free_port()
     with socket.socket() as taken:  # bound without SO_REUSEPORT: workers cannot share it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        config = write_config(
-            tmp_path,
-            f"admin: {{listen: 127.0.0.1:{admin}}}\nstatus: {{listen: 127.0.0.1:{status}}}\n"
-            f"proxy:\n  workers: 2\n  inbound:\n    - listen: 127.0.0.1:{taken.getsockname()[1]}\n",
+        proxy = (
+            f"proxy:\n  workers: 2\n  inbound:\n    - listen: 127.0.0.1:{taken.getsockname()[1]}\n"
         )
-        process = PillionProcess(config, admin, status).start()
-        assert process.wait_exit() == 1
+        with running_pillion(tmp_path, proxy, ready=False) as process:
+            assert process.wait_exit() == 1
     failure = [r for r in process.records() if r["message"] == "cannot start"]
     assert any("address already in use" in str(r.get("error")) for r in failure)
     assert any("did not start" in str(r.get("error")) for r in failure)

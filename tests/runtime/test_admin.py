@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    PillionProcess,
-    base_config,
-    free_port,
-    http,
-    raw_request,
-    status_line,
-    write_config,
-)
+from tests.helpers import PillionProcess, http, raw_request, running_pillion, status_line
 
 TOKEN = "adm1n-t0ken-never-logged"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -25,16 +17,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PillionProcess]:
-    admin_port, status_port = free_port(), free_port()
-    extra = "  auth_token: ${ADMIN_TOKEN}\n"
-    text = base_config(admin_port, status_port).replace(
-        f"listen: 127.0.0.1:{admin_port}\n", f"listen: 127.0.0.1:{admin_port}\n{extra}"
-    )
-    config = write_config(tmp_path_factory.mktemp("admin"), text)
-    process = PillionProcess(config, admin_port, status_port, env={"ADMIN_TOKEN": TOKEN}).start()
-    process.wait_ready()
-    yield process
-    process.stop()
+    with running_pillion(
+        tmp_path_factory.mktemp("admin"),
+        "lifecycle:\n  drain_timeout: 10s\n",
+        admin="  auth_token: ${ADMIN_TOKEN}\n",
+        env={"ADMIN_TOKEN": TOKEN},
+    ) as process:
+        yield process
 
 
 def test_index_lists_the_endpoints(admin: PillionProcess) -> None:
@@ -166,11 +155,5 @@ def test_the_token_never_reaches_the_logs(admin: PillionProcess) -> None:
 
 
 def test_admin_without_token_on_loopback_needs_no_auth(tmp_path: Path) -> None:
-    admin_port, status_port = free_port(), free_port()
-    config = write_config(tmp_path, base_config(admin_port, status_port))
-    process = PillionProcess(config, admin_port, status_port).start()
-    try:
-        process.wait_ready()
+    with running_pillion(tmp_path, "lifecycle:\n  drain_timeout: 10s\n") as process:
         assert http("GET", f"{process.admin_url}/config")[0] == 200
-    finally:
-        process.stop()

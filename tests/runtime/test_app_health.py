@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from tests.helpers import PillionProcess, base_config, free_port, http, write_config
+from tests.helpers import free_port, http, running_pillion, serve_http
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -38,30 +37,20 @@ def _wait_status(url: str, expected: int, timeout: float = 10.0) -> dict[str, ob
 
 
 def test_readiness_follows_the_app(tmp_path: Path) -> None:
-    app_port, admin, status = free_port(), free_port(), free_port()
-    config = write_config(
-        tmp_path, base_config(admin, status, f"app:\n  port: {app_port}\n  health: /ready\n")
-    )
-    process = PillionProcess(config, admin, status).start()
-    server: ThreadingHTTPServer | None = None
-    try:
+    app_port = free_port()
+    body = f"lifecycle:\n  drain_timeout: 10s\napp:\n  port: {app_port}\n  health: /ready\n"
+    with running_pillion(tmp_path, body, ready=False) as process:
         ready_url = f"{process.status_url}/healthz/ready"
-        body = _wait_status(ready_url, 503)  # no app yet: started, live, not ready
-        assert body["failing"] == ["app"]
+        health = _wait_status(ready_url, 503)  # no app yet: started, live, not ready
+        assert health["failing"] == ["app"]
         assert http("GET", f"{process.status_url}/healthz/started")[0] == 200
         assert http("GET", f"{process.status_url}/healthz/live")[0] == 200
 
-        server = ThreadingHTTPServer(("127.0.0.1", app_port), _Health)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        _wait_status(ready_url, 200)
+        with serve_http(_Health, port=app_port):
+            _wait_status(ready_url, 200)
 
-        _Health.status = 503  # the app reports itself unhealthy
-        assert _wait_status(ready_url, 503)["failing"] == ["app"]
-        messages = [r["message"] for r in process.records()]
-        assert "app is healthy" in messages
-        assert "app is not healthy" in messages
-    finally:
-        process.stop()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+            _Health.status = 503  # the app reports itself unhealthy
+            assert _wait_status(ready_url, 503)["failing"] == ["app"]
+            messages = [r["message"] for r in process.records()]
+            assert "app is healthy" in messages
+            assert "app is not healthy" in messages

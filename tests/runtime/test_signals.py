@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, base_config, free_port, http, wait_until, write_config
-
-
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+from tests.helpers import (
+    PillionProcess,
+    base_config,
+    free_port,
+    http,
+    read_by_peer,
+    refused,
+    running_pillion,
+    wait_until,
+)
 
 
 def test_sigterm_finishes_in_flight_work_refuses_new_work_and_exits_0(
@@ -31,12 +31,12 @@ def test_sigterm_finishes_in_flight_work_refuses_new_work_and_exits_0(
     )
     with socket.create_connection(("127.0.0.1", pillion.admin_port), timeout=10) as in_flight:
         in_flight.sendall(head + body[:5])  # the request is in flight: half its body sent
-        time.sleep(0.2)
+        wait_until(lambda: read_by_peer(in_flight))  # and Pillion has read that half
         pillion.signal(signal.SIGTERM)
         pillion.wait_for_log("stopping")
 
         # New work is refused: the admin port no longer accepts connections...
-        wait_until(lambda: _refused(pillion.admin_port))
+        wait_until(lambda: refused(pillion.admin_port))
         # ...and readiness fails while the drain waits for the request in flight.
         status, _, payload = http("GET", f"{pillion.status_url}/healthz/ready")
         assert status == 503
@@ -57,7 +57,7 @@ def test_sigterm_finishes_in_flight_work_refuses_new_work_and_exits_0(
 def test_stop_signals_exit_0(pillion: PillionProcess, signum: signal.Signals) -> None:
     pillion.signal(signum)
     assert pillion.wait_exit() == 0
-    assert _refused(pillion.status_port)
+    assert refused(pillion.status_port)
 
 
 def test_sighup_applies_a_new_config(pillion: PillionProcess) -> None:
@@ -72,7 +72,7 @@ def test_sighup_applies_a_new_config(pillion: PillionProcess) -> None:
     status, _, body = http("GET", f"{pillion.admin_url}/config")
     assert status == 200
     assert json.loads(body)["telemetry"]["log_level"] == "debug"
-    assert _refused(old_admin)
+    assert refused(old_admin)
     status, _, body = http("GET", f"{pillion.admin_url}/logging")
     assert json.loads(body)["level"] == "debug"
     _, _, metrics = http("GET", f"{pillion.status_url}/metrics")
@@ -147,8 +147,8 @@ def test_probes_fail_until_started(tmp_path: Path) -> None:
     with socket.socket() as taken:  # admin cannot start: status must not report started
         taken.bind(("127.0.0.1", admin))
         taken.listen()
-        config = write_config(tmp_path, base_config(admin, status))
-        process = PillionProcess(config, admin, status).start()
-        assert process.wait_exit() == 1
+        body = "lifecycle:\n  drain_timeout: 10s\n"
+        with running_pillion(tmp_path, body, ports=(admin, status), ready=False) as process:
+            assert process.wait_exit() == 1
     names = [(r.get("component"), r["message"]) for r in process.records()]
     assert names.index(("status", "listening")) < names.index(("admin", "cannot start"))

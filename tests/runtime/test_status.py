@@ -9,17 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import PillionProcess, base_config, free_port, http, write_config
+from tests.helpers import PillionProcess, http, running_pillion
 
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PillionProcess]:
-    admin_port, status_port = free_port(), free_port()
-    config = write_config(tmp_path_factory.mktemp("status"), base_config(admin_port, status_port))
-    process = PillionProcess(config, admin_port, status_port).start()
-    process.wait_ready()
-    yield process
-    process.stop()
+    body = "lifecycle:\n  drain_timeout: 10s\n"
+    with running_pillion(tmp_path_factory.mktemp("status"), body) as process:
+        yield process
 
 
 @pytest.mark.parametrize("probe", ["started", "live", "ready"])

