@@ -61,9 +61,10 @@ class HttpListenerBase(Section):
     upgrades: list[UpgradeProtocol] = Field(
         ["websocket"],
         description="The `Upgrade` protocols a request may switch to (RFC 9110 §7.8), "
-        "lower case, e.g. `websocket`. Any other upgrade is removed from the request, "
-        "which is then served as plain HTTP/1.1. `h2c` is never allowed: HTTP/2 comes "
-        "by prior knowledge or ALPN.",
+        "lower case, e.g. `websocket`; forwarded only once the request passed every check "
+        "(identity, JWT, API key, rate limit, route). Any other upgrade is removed from the "
+        "request, which is then served as plain HTTP/1.1, and so is an upgrade request "
+        "with a body. `h2c` is never allowed: HTTP/2 comes by prior knowledge or ALPN.",
     )
 
 
