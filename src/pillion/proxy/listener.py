@@ -29,7 +29,6 @@ from pillion.proxy.apikeys import ApiKeys, ApiKeysError
 from pillion.proxy.authz import Authorization
 from pillion.proxy.cluster import Cluster, RetryControl, Target
 from pillion.proxy.connection import Http1Connection
-from pillion.proxy.edits import upgrades_of
 from pillion.proxy.exchange import Exchange, ExchangeSettings
 from pillion.proxy.forwarding import IDENTITY_HEADER
 from pillion.proxy.gate import Gate, Peer
@@ -102,7 +101,8 @@ class HttpListener(Listening):
         self.handshake_timeout = 10.0
         self._tls_reload = 1.0
         self._watcher: asyncio.Task[None] | None = None
-        self._upgrades = upgrades_of(config.upgrades) or frozenset()
+        self._upgrades = frozenset(protocol.encode() for protocol in config.upgrades)
+        # replaced by ``_admission`` once a subclass has set up its checks
         self.gate = Gate(self.route)
         self.exchange_settings = ExchangeSettings(gate=self.gate, loop=self.loop)
 
