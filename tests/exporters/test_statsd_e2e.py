@@ -174,8 +174,31 @@ def test_garbage_is_counted_and_the_page_stays_valid(pod: Pod) -> None:
     pod.datagram(b"")
     pod.wait_value("ok_total", 1.0)
     assert pod.dropped("sample_rate") == 3.0
-    assert pod.dropped("malformed") == 4.0
+    assert pod.dropped("malformed") == 3.0
+    assert pod.dropped("invalid_utf8") == 1.0  # the first line of the second datagram
     promtool_accepts(pod.page())
+
+
+def test_dogstatsd_clients_lines_as_statsd_exporter_reads_them(pod: Pod) -> None:
+    pod.send(
+        "dd.hits:100|c|#tag1:bar,#tag2:baz",
+        "dd.timing:500:120:3000|ms|@0.5|#env:prod",
+        "dd.hits:1|c|#tag1:bar,tag2:baz|c:3a88c2|T1656581400",
+        "dd.mixed,a=1:1|c|#b:2",
+        "dd.fruit:1:2|c",
+        "[dd.sfx=x,y=z:1|c",
+    )
+    pod.datagram(b"dd.bad\xc3\x28:1|c\ndd.after:1|c")
+    pod.wait_value("dd_after_total", 1.0)
+    page = pod.page()
+    assert metric_value(page, 'dd_hits_total{tag1="bar",tag2="baz"}') == 101.0
+    assert metric_value(page, 'dd_timing_count{env="prod"}') == 6.0  # 3 values, rate 0.5
+    assert metric_value(page, "_dd_sfx_x_y_z_total") == 1.0
+    assert metric_value(page, "pillion_statsd_samples_total") == 8.0
+    assert pod.dropped("mixed_tags") == 1.0
+    assert pod.dropped("malformed") == 1.0  # the counter with several values
+    assert pod.dropped("invalid_utf8") == 1.0
+    promtool_accepts(page)
 
 
 def test_type_conflicts_keep_metrics_valid(pod: Pod) -> None:

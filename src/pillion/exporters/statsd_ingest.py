@@ -20,6 +20,7 @@ from pillion.exporters.statsd_mapping import Mapper
 from pillion.exporters.statsd_metrics import DROP_REASONS, StatsdFamilies
 from pillion.exporters.statsd_parse import (
     RawSample,
+    decode_packet,
     observations,
     parse_name,
     sample_value,
@@ -73,7 +74,11 @@ class StatsdIngest:
         if len(data) > self.max_packet_size:
             self._dropped["too_large"].inc()
             return
-        self._ingest(data.decode("utf-8", "replace"), now)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:  # rare: keep the lines that are UTF-8
+            text = decode_packet(data, self._drops)
+        self._ingest(text, now)
 
     def lines(self, data: bytes, now: float) -> None:
         """Complete TCP lines, ``\\n`` between them (none after the last)."""
@@ -84,7 +89,7 @@ class StatsdIngest:
             if too_large:
                 self._dropped["too_large"].inc(too_large)
             data = b"\n".join(kept)
-        self._ingest(data.decode("utf-8", "replace"), now)
+        self._ingest(decode_packet(data, self._drops), now)
 
     def dropped(self, reason: str, count: int = 1) -> None:
         """A drop the transport saw (a line too long, a line cut short)."""
@@ -142,8 +147,11 @@ class StatsdIngest:
 
     def _resolve(self, key: tuple[str, str, str], now: float) -> Resolved:
         head, kind, tags = key
-        name, labels, left_out = parse_name(head, tags)
-        resolved = self._series(name, kind, labels, left_out, now)
+        name, labels, left_out, problem = parse_name(head, tags)
+        if problem:
+            resolved: Resolved = (problem, 1.0, 0)
+        else:
+            resolved = self._series(name, kind, labels, left_out, now)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
         self._cache[key] = resolved

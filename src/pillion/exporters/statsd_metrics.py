@@ -13,7 +13,9 @@ __all__ = ["DROP_REASONS", "StatsdFamilies"]
 
 DROP_REASONS = (
     "malformed",  # not name:value|type, an unknown type, a value that is not a number
-    "sample_rate",  # a rate outside (0, 1]
+    "sample_rate",  # a rate outside (0, 1], or given twice
+    "invalid_utf8",  # a line that is not UTF-8 (the whole line)
+    "mixed_tags",  # DogStatsD tags and tags in the name on one line
     "too_large",  # a UDP packet or TCP line longer than max_packet_size
     "truncated",  # a TCP connection closed in the middle of a line
     "label",  # a tag left out (no value, or no usable label name); the sample is kept
@@ -58,9 +60,10 @@ class StatsdFamilies:
         )
         self.dropped = Counter(
             "pillion_statsd_dropped",
-            "StatsD samples not recorded, by reason (malformed, sample_rate, too_large, "
-            "truncated, mapping, type_conflict, reserved, cardinality, too_many_series, "
-            "too_many_metrics); reason=label counts tags left out of kept samples.",
+            "StatsD samples not recorded, by reason (malformed, sample_rate, invalid_utf8, "
+            "mixed_tags, too_large, truncated, mapping, type_conflict, reserved, cardinality, "
+            "too_many_series, too_many_metrics); reason=label counts tags left out of kept "
+            "samples. See docs/statsd.md.",
             ["reason"],
             registry=registry,
         )

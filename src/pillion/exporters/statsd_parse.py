@@ -1,24 +1,38 @@
-"""StatsD lines to samples. No I/O.
+"""StatsD lines to samples, read as statsd_exporter reads them. No I/O.
 
-A packet holds lines separated by ``\\n``; a line is ``name:value|type[|@rate][|#tags]``
-and may carry several values, ``name:1|c:2|c`` (statsd_exporter's extension; not
-with DogStatsD tags, whose values may hold ``:``). Types: ``c`` counter, ``g``
-gauge (``+n`` / ``-n`` are deltas), ``ms`` timer, ``h`` / ``d`` histogram, ``s``
-set. Tags come in four dialects, all read:
+A packet holds lines separated by ``\\n``; a line is
+``name:value|type[|@rate][|#tags][|c:container][|T<unix time>]`` (at most six
+``|`` fields, none empty). Types: ``c`` counter, ``g`` gauge (``+n`` / ``-n``
+are deltas), ``ms`` timer, ``h`` / ``d`` histogram, ``s`` set. A line may carry
+several values:
 
-* DogStatsD: ``name:1|c|#k:v,k2:v2``
+* ``name:1|c:2|g`` (statsd_exporter's multi-metric lines), not with DogStatsD
+  tags, whose values may hold ``:``;
+* ``name:0.5:120|ms|#k:v`` (DogStatsD extended aggregation): each value is a
+  sample with the same type, rate and tags; only ``ms``, ``h`` and ``d`` allow
+  it, any other type refuses the line.
+
+Tags come in four dialects, one per line (a line with DogStatsD tags and tags
+in its name is refused, ``mixed_tags``):
+
+* DogStatsD: ``name:1|c|#k:v,#k2:v2`` (a ``#`` in front of a tag is dropped)
 * InfluxDB: ``name,k=v,k2=v2:1|c``
 * Librato: ``name#k=v,k2=v2:1|c``
-* SignalFX: ``name[k=v,k2=v2]:1|c`` (the bracket may sit anywhere in the name)
+* SignalFX: ``name[k=v,k2=v2]:1|c`` (anywhere in the name; with only one of
+  the brackets the name is kept whole, brackets and all)
+
+The container ID (``|c:<id>``) and the DogStatsD 1.3 timestamp (``|T...``) are
+read and ignored. A line that is not UTF-8 is refused (``invalid_utf8``).
 
 Splitting (``split_packet``) leaves the name and its tags as text: the ingest
 caches what they resolve to, so tags are parsed (``parse_name``) once per
 distinct name, not once per sample. A problem drops the sample, never the
 packet, and is tallied by reason in ``drops``.
 
-A sample rate must be in (0, 1]: statsd_exporter reads ``@0`` as 1 and an
-unreadable rate as 1, but a counter scaled by a rate nobody meant is worse than
-a dropped sample, so those are dropped (``sample_rate``).
+A sample rate must be in (0, 1], and given once: statsd_exporter reads ``@0``
+and an unreadable rate as 1, but a counter scaled by a rate nobody meant is
+worse than a dropped sample, so those are dropped (``sample_rate``).
+docs/statsd.md lists every difference from statsd_exporter.
 """
 
 from __future__ import annotations
@@ -26,10 +40,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import NamedTuple
 
 __all__ = [
     "TYPES",
+    "ParsedName",
     "RawSample",
+    "decode_packet",
     "label_name",
     "metric_name",
     "observations",
@@ -40,18 +57,41 @@ __all__ = [
 ]
 
 TYPES = frozenset({"c", "g", "ms", "h", "d", "s"})
+AGGREGATE_TYPES = frozenset({"ms", "h", "d"})
+"""The types a DogStatsD extended aggregation (several values, one type) may have."""
 
 RawSample = tuple[str, str, str, float, str]
 """``(head, value, type, rate, dogstatsd_tags)``: ``head`` is the name with any
-InfluxDB, Librato or SignalFX tags still in it; the value is still text."""
+InfluxDB, Librato or SignalFX tags still in it; the value is still text; the
+DogStatsD tags keep their leading ``#`` (a bare ``#`` is an empty tag section,
+which still makes tags in the name a mix of dialects)."""
 
 _INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 _INVALID_METRIC = re.compile(r"[^a-zA-Z0-9_:]")
+_DASHES = re.compile(r"--+")
 _isfinite = math.isfinite
+
+
+def decode_packet(data: bytes, drops: Counter[str]) -> str:
+    """``data`` as text, without its lines that are not UTF-8 (each counted,
+    ``invalid_utf8``): statsd_exporter refuses those lines whole rather than
+    guess at a name or a tag value."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    kept = []
+    for line in data.split(b"\n"):
+        try:
+            kept.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            drops["invalid_utf8"] += 1
+    return "\n".join(kept)
 
 
 def split_packet(text: str, out: list[RawSample], drops: Counter[str]) -> None:
     """Append the samples of every line of ``text`` to ``out``."""
+    append = out.append
     for line in text.split("\n"):
         line = line.strip()
         if not line:
@@ -62,31 +102,69 @@ def split_packet(text: str, out: list[RawSample], drops: Counter[str]) -> None:
             continue
         head = line[:colon]
         rest = line[colon + 1 :]
-        for piece in (rest,) if "|#" in rest else rest.split(":"):
+        if "|#" in rest:
+            bar = rest.find("|")
+            pieces = [rest] if rest.find(":", 0, bar) == -1 else _aggregated(rest, bar)
+        else:
+            pieces = rest.split(":")
+            if len(pieces) > 1 and "|" not in pieces[0]:
+                pieces = _aggregated(rest, rest.find("|"))
+        if not pieces:
+            drops["malformed"] += 1
+            continue
+        for piece in pieces:
             fields = piece.split("|")
-            if len(fields) < 2 or fields[1] not in TYPES or not fields[0]:
+            count = len(fields)
+            if count == 2:
+                if fields[0] and fields[1] in TYPES:
+                    append((head, fields[0], fields[1], 1.0, ""))
+                else:
+                    drops["malformed"] += 1
+                continue
+            if count == 3 and fields[2][:1] == "#" and fields[0] and fields[1] in TYPES:
+                append((head, fields[0], fields[1], 1.0, fields[2]))  # the usual DogStatsD line
+                continue
+            if count < 2 or count > 6 or fields[1] not in TYPES or not fields[0]:
                 drops["malformed"] += 1
                 continue
-            if len(fields) == 2:
-                out.append((head, fields[0], fields[1], 1.0, ""))
-                continue
-            rate, tags, problem = 1.0, "", ""
+            rate, tags, problem = 0.0, "", ""
             for extra in fields[2:]:
-                if extra[:1] == "@":
+                first = extra[:1]
+                if first == "@":
                     parsed = parse_rate(extra[1:])
-                    if parsed is None:
+                    if parsed is None or rate:
                         problem = "sample_rate"
                         break
                     rate = parsed
-                elif extra[:1] == "#" and not tags:
-                    tags = extra[1:]
-                else:
+                elif first == "#":
+                    if len(tags) <= 1:
+                        tags = extra
+                    elif len(extra) > 1:
+                        tags = tags + "," + extra[1:]
+                elif first == "c":
+                    if extra[1:2] != ":" or len(extra) < 3:  # `c:<id>`: read, ignored
+                        problem = "malformed"
+                        break
+                elif first != "T":  # `T<unix time>`: ignored, as statsd_exporter does
                     problem = "malformed"
                     break
             if problem:
                 drops[problem] += 1
             else:
-                out.append((head, fields[0], fields[1], rate, tags))
+                append((head, fields[0], fields[1], rate or 1.0, tags))
+
+
+def _aggregated(rest: str, bar: int) -> list[str]:
+    """The pieces of a DogStatsD extended aggregation, ``v1:v2|type...``: each
+    value with the line's type, rate and tags; none when the type allows no
+    aggregation (or there is none)."""
+    if bar == -1:
+        return []
+    suffix = rest[bar:]
+    end = suffix.find("|", 1)
+    if (suffix[1:] if end == -1 else suffix[1:end]) not in AGGREGATE_TYPES:
+        return []
+    return [value + suffix for value in rest[:bar].split(":")]
 
 
 def parse_rate(text: str) -> float | None:
@@ -120,28 +198,46 @@ def sample_value(text: str, kind: str, rate: float) -> float | None:
 
 
 def observations(rate: float) -> int:
-    """How many observations a timer or histogram sample stands for (1 / rate)."""
-    return 1 if rate == 1.0 else max(1, round(1.0 / rate))
+    """How many observations a timer or histogram sample stands for: 1 / rate,
+    rounded down as statsd_exporter rounds it (``@0.35`` is 2)."""
+    return 1 if rate == 1.0 else int(1.0 / rate)
 
 
-def parse_name(head: str, dogstatsd: str) -> tuple[str, dict[str, str], int]:
-    """The bare name, its labels from every tag dialect, and how many tags were
-    dropped (no value, or a key that cannot be a label name)."""
+class ParsedName(NamedTuple):
+    """What a name with its tags resolves to."""
+
+    name: str
+    labels: dict[str, str]
+    left_out: int  # tags dropped: empty, no value, or a key that is no label name
+    problem: str = ""  # a drop reason for the whole sample, or ""
+
+
+def parse_name(head: str, dogstatsd: str) -> ParsedName:
+    """The bare name and its labels from the tag dialect the line uses.
+
+    ``dogstatsd`` is the line's DogStatsD tag text, ``#`` first (or ``""``).
+    A SignalFX block is looked for first and, when there is one, the rest of
+    the name is not searched for InfluxDB or Librato tags.
+    """
     labels: dict[str, str] = {}
-    dropped = 0
+    left_out = 0
     start = head.find("[")
-    if start != -1:
-        end = head.find("]", start)
-        if end != -1:
-            dropped += _pairs(head[start + 1 : end], "=", labels)
-            head = head[:start] + head[end + 1 :]
-    cut = _first(head.find("#"), head.find(","))
-    if cut != -1:
-        dropped += _pairs(head[cut + 1 :], "=", labels)
-        head = head[:cut]
+    end = head.find("]", start + 1) if start != -1 else -1
+    if end != -1:
+        left_out = _pairs(head[start + 1 : end], "=", labels)
+        head = head[:start] + head[end + 1 :]
+    elif start != -1 or "]" in head:
+        left_out = 1  # one bracket only: no tags, the name is kept as it is
+    else:
+        cut = _first(head.find("#"), head.find(","))
+        if cut != -1:
+            left_out = _pairs(head[cut + 1 :], "=", labels)
+            head = head[:cut]
     if dogstatsd:
-        dropped += _pairs(dogstatsd, ":", labels)
-    return head, labels, dropped
+        if labels:
+            return ParsedName(head, labels, left_out, "mixed_tags")
+        left_out += _pairs(dogstatsd[1:], ":", labels, dogstatsd=True)
+    return ParsedName(head, labels, left_out)
 
 
 def _first(a: int, b: int) -> int:
@@ -150,13 +246,21 @@ def _first(a: int, b: int) -> int:
     return a if b == -1 else min(a, b)
 
 
-def _pairs(text: str, separator: str, labels: dict[str, str]) -> int:
+def _pairs(text: str, separator: str, labels: dict[str, str], dogstatsd: bool = False) -> int:
+    """Read ``k<separator>v`` items, ``,`` between them, into ``labels``; how
+    many were unusable. An empty item counts, unless it is the last one (a
+    trailing comma), as in statsd_exporter."""
+    if not text:
+        return 0
+    items = text.split(",")
+    if not items[-1]:
+        items.pop()
     dropped = 0
-    for item in text.split(","):
-        if not item:
-            continue
-        key, found, value = item.partition(separator)
-        name = label_name(key.strip()) if found else None
+    for item in items:
+        if dogstatsd and item[:1] == "#":
+            item = item[1:]
+        key, _, value = item.partition(separator)
+        name = label_name(key) if value else None
         if name is None:
             dropped += 1
         else:
@@ -165,8 +269,10 @@ def _pairs(text: str, separator: str, labels: dict[str, str]) -> int:
 
 
 def label_name(key: str) -> str | None:
-    """``key`` as a Prometheus label name (invalid characters become ``_``, a
-    leading digit gets one in front), or None: empty, or reserved (``__``)."""
+    """``key`` as a Prometheus label name, escaped as statsd_exporter escapes
+    names (see ``metric_name``), or None: empty, or reserved (``__``)."""
+    if "--" in key:
+        key = _DASHES.sub("-", key)
     name = _INVALID_LABEL.sub("_", key)
     if name[:1].isdigit():
         name = "_" + name
@@ -176,7 +282,12 @@ def label_name(key: str) -> str | None:
 
 
 def metric_name(name: str) -> str:
-    """``name`` as a Prometheus metric name: dots and other invalid characters
-    become ``_``, a leading digit gets one in front; empty stays empty."""
+    """``name`` as a Prometheus metric name, escaped as statsd_exporter's
+    ``EscapeMetricName`` does: a run of ``-`` becomes one ``_``, every other
+    invalid character (``.`` included, one by one) becomes ``_``, and a leading
+    digit gets one in front; empty stays empty. ``:`` is kept: a name from the
+    wire never holds one, a mapped name may."""
+    if "--" in name:
+        name = _DASHES.sub("-", name)
     escaped = _INVALID_METRIC.sub("_", name)
     return "_" + escaped if escaped[:1].isdigit() else escaped
