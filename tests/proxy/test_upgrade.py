@@ -5,6 +5,7 @@ and other upgrades are removed, and nothing smuggled behind one escapes the gate
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -334,3 +335,29 @@ def test_a_pipelined_upgrade_waits_its_turn(
     assert _read_until(client, b"echo-me").endswith(b"echo-me")
     assert [r.target for r in careless.requests] == [b"/public/first", b"/public/ws"]
     client.close()
+
+
+def test_curl_asking_for_h2c_gets_http_1_1(guarded: GuardedPod, careless: ScriptedUpstream) -> None:
+    """``curl --http2`` on a cleartext URL offers ``Upgrade: h2c`` with
+    ``HTTP2-Settings``, as real clients do: it is answered in HTTP/1.1."""
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            f"http://127.0.0.1:{guarded.keyed}/public/curl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout == "1.1 200"
+    [seen] = careless.requests
+    assert seen.header(b"upgrade") is None
+    assert seen.header(b"http2-settings") is None
+    assert careless.tunnelled == b""
