@@ -4,11 +4,13 @@
 to the client, so never anything secret). ``RequestError`` is a client's bad
 request (4xx, or 501/505 for what is well-formed but not supported);
 ``ResponseError`` is an upstream's bad response (the proxy answers 502).
+``MalformedStream`` is an HTTP/2 request that breaks the protocol's own rules
+(RFC 9113 §8.1.1): its stream is reset with ``PROTOCOL_ERROR``, not answered.
 """
 
 from __future__ import annotations
 
-__all__ = ["HttpError", "RequestError", "ResponseError", "ResponseIncomplete"]
+__all__ = ["HttpError", "MalformedStream", "RequestError", "ResponseError", "ResponseIncomplete"]
 
 
 class HttpError(Exception):
@@ -22,6 +24,13 @@ class HttpError(Exception):
 
 class RequestError(HttpError):
     """The client's request is malformed, too large or unsupported."""
+
+
+class MalformedStream(RequestError):
+    """An HTTP/2 request that is malformed: reset, and counted as a 400."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, reason)
 
 
 class ResponseError(HttpError):

@@ -21,11 +21,10 @@ import asyncio
 import typing
 from collections import deque
 from time import perf_counter
-from typing import Protocol
 
 from pillion.http.errors import RequestError
-from pillion.http.headers import HeaderPairs, Headers
-from pillion.http.request import ParserLimits, RequestHead, RequestParser
+from pillion.http.headers import HeaderPairs, Headers, connection_tokens
+from pillion.http.request import RequestHead, RequestParser
 from pillion.http.serialize import (
     CONTINUE,
     LAST_CHUNK,
@@ -36,7 +35,9 @@ from pillion.http.serialize import (
     status_line,
 )
 from pillion.proxy import flags
-from pillion.proxy.exchange import Exchange, ExchangeSettings
+from pillion.proxy.exchange import ConnectionHost, Exchange
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 
 __all__ = ["ConnectionHost", "Http1Connection"]
 
@@ -50,28 +51,6 @@ _HELD_LIMIT = 64 * 1024
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection lives once draining
 
 
-class ConnectionHost(Protocol):
-    """What a client connection needs of the listener that accepted it."""
-
-    loop: asyncio.AbstractEventLoop
-    draining: bool
-    parser_limits: ParserLimits
-    header_timeout: float
-    idle_timeout: float
-    exchange_settings: ExchangeSettings
-
-    def connection_opened(self, connection: Http1Connection) -> bool:
-        """Count it in; False when the listener is at ``max_connections``."""
-
-    def connection_closed(self, connection: Http1Connection) -> None: ...
-
-    def observe(self, exchange: Exchange) -> None:
-        """Count and log a finished exchange."""
-
-    def observe_rejection(self, connection: Http1Connection, status: int, flag: str) -> None:
-        """Count and log a request refused before it had a head."""
-
-
 class Http1Connection(asyncio.Protocol):
     __slots__ = (
         "_chunked",
@@ -79,6 +58,7 @@ class Http1Connection(asyncio.Protocol):
         "_out",
         "_paused",
         "_pending_error",
+        "_sniffing",
         "_stopped_parsing",
         "_timer",
         "_timer_kind",
@@ -112,6 +92,7 @@ class Http1Connection(asyncio.Protocol):
         self._paused = 0
         self._out: list[bytes] | None = None
         self._pending_error: RequestError | None = None
+        self._sniffing = host.http2 is not None  # the first bytes may be the HTTP/2 preface
         self._stopped_parsing = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = ""
@@ -140,6 +121,11 @@ class Http1Connection(asyncio.Protocol):
             return
         if self._stopped_parsing:
             return
+        if self._sniffing:
+            sniffed = self._http2_preface(data)
+            if sniffed is None:
+                return
+            data = sniffed
         if self._timer_kind in ("idle", "drain"):
             self._disarm()
         parser = self.parser
@@ -184,13 +170,13 @@ class Http1Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client reads slower than the app writes: stop reading from the app.
         upstream = self.queue[0].upstream if self.queue else None
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.pause_reading()
+        if upstream is not None:
+            upstream.pause_reading()
 
     def resume_writing(self) -> None:
         upstream = self.queue[0].upstream if self.queue else None
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.resume_reading()
+        if upstream is not None:
+            upstream.resume_reading()
 
     # -- RequestHandler, from the parser --
 
@@ -274,10 +260,15 @@ class Http1Connection(asyncio.Protocol):
     def send_body(self, data: bytes) -> None:
         self.write(chunk(data) if self._chunked else data)
 
-    def send_end(self) -> None:
+    def send_end(self, trailers: Headers | None) -> None:
+        """The last chunk, with the app's trailers when the client asked for them
+        (``TE: trailers``, as gRPC clients send); otherwise they are dropped."""
         if self._chunked:
             self._chunked = False
-            self.write(LAST_CHUNK)
+            if trailers and self.queue and _wants_trailers(self.queue[0].head):
+                self.write(head(b"0\r\n", trailers))
+            else:
+                self.write(LAST_CHUNK)
 
     def send_reply(
         self, exchange: Exchange, status: int, body: bytes, headers: HeaderPairs = ()
@@ -320,6 +311,25 @@ class Http1Connection(asyncio.Protocol):
         for data in held:
             exchange.on_client_bytes(data)
         self._resume(_PAUSE_HELD)
+
+    def _http2_preface(self, data: bytes) -> bytes | None:
+        """HTTP/2 with prior knowledge? Then the connection is handed over (None);
+        the preface's beginning is kept (None) until it is known; else the bytes to
+        parse as HTTP/1.1 (with any kept)."""
+        if self._held:
+            data = b"".join(self._held) + data
+            self._held = []
+        if len(data) < len(PREFACE) and PREFACE.startswith(data):
+            self._held.append(data)
+            return None
+        self._sniffing = False
+        if not data.startswith(PREFACE):
+            return data
+        self._disarm()
+        self.closed = True  # the HTTP/2 connection takes the transport and the count
+        assert self.transport is not None
+        self.host.take_over_http2(self, self, self.transport, data)
+        return None
 
     # -- bytes after an upgrade request --
 
@@ -428,3 +438,10 @@ class Http1Connection(asyncio.Protocol):
         self._paused &= ~reason
         if was and not self._paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+
+
+def _wants_trailers(request: RequestHead) -> bool:
+    return any(
+        name.lower() == b"te" and b"trailers" in connection_tokens(value)
+        for name, value in request.headers
+    )

@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.headers import HeaderPairs, Headers
-from pillion.http.request import RequestHead
+from pillion.http.request import ParserLimits, RequestHead
 from pillion.http.response import ResponseHead
-from pillion.http.serialize import LAST_CHUNK, chunk
 from pillion.proxy import flags
 from pillion.proxy.edits import NO_EDITS
 from pillion.proxy.forwarding import (
     IDENTITY_HEADER,
     Forwarded,
+    request_fields_for_upstream,
     request_head_for_upstream,
     response_headers_for_client,
 )
@@ -47,10 +47,11 @@ from pillion.proxy.gate import Admitted, Gate, Peer, Pending
 from pillion.proxy.retrying import Retries
 
 if TYPE_CHECKING:
+    from pillion.proxy.channels import UpstreamChannel
     from pillion.proxy.cluster import Target
-    from pillion.proxy.upstream import UpstreamConnection
+    from pillion.proxy.listening import ListeningConnection
 
-__all__ = ["Downstream", "Exchange", "ExchangeSettings"]
+__all__ = ["ConnectionHost", "Downstream", "Exchange", "ExchangeSettings"]
 _BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is made
 
 
@@ -75,8 +76,8 @@ class Downstream(Peer, Protocol):
 
     def send_body(self, data: bytes) -> None: ...
 
-    def send_end(self) -> None:
-        """The response's body is complete."""
+    def send_end(self, trailers: Headers | None) -> None:
+        """The response's body is complete, with the app's trailers if it sent any."""
 
     def send_reply(
         self, exchange: Exchange, status: int, body: bytes, headers: HeaderPairs = ()
@@ -99,11 +100,64 @@ class Downstream(Peer, Protocol):
     def resume_reading(self) -> None: ...
 
     def exchange_done(self, exchange: Exchange) -> None:
-        """The exchange is over (answered, or aborted with ``close_after``)."""
+        """The exchange is over (answered, or aborted: ``aborted``)."""
 
     def tunnel_opened(self, exchange: Exchange) -> None:
         """The app switched protocols: what the client sends now goes to
         ``exchange.on_client_bytes``, from the bytes held since the request."""
+
+
+class ConnectionHost(Protocol):
+    """What a client connection (HTTP/1.1 or HTTP/2) needs of the listener that
+    accepted it."""
+
+    loop: asyncio.AbstractEventLoop
+    draining: bool
+    parser_limits: ParserLimits
+    header_timeout: float
+    idle_timeout: float
+    exchange_settings: ExchangeSettings
+    http2: Http2Settings | None  # None: the listener does not speak HTTP/2
+
+    def connection_opened(self, connection: ListeningConnection) -> bool:
+        """Count it in; False when the listener is at ``max_connections``."""
+
+    def connection_closed(self, connection: ListeningConnection) -> None: ...
+
+    def observe(self, exchange: Exchange) -> None:
+        """Count and log a finished exchange."""
+
+    def observe_rejection(self, peer: Peer, status: int, flag: str) -> None:
+        """Count and log a request refused before it had an exchange."""
+
+    def take_over_http2(
+        self,
+        connection: ListeningConnection,
+        peer: Peer,
+        transport: asyncio.Transport,
+        data: bytes,
+    ) -> None:
+        """A cleartext connection began with the HTTP/2 preface: it is HTTP/2 from
+        here on (``data``: what was read, the preface included)."""
+
+
+class Http2Settings:
+    """A listener's HTTP/2 limits (what it advertises, and what it tolerates)."""
+
+    __slots__ = ("connection_window", "max_concurrent_streams", "only", "stream_window")
+
+    def __init__(
+        self,
+        *,
+        max_concurrent_streams: int = 100,
+        stream_window: int = 1 << 20,
+        connection_window: int = 16 << 20,
+        only: bool = False,
+    ) -> None:
+        self.max_concurrent_streams = max_concurrent_streams
+        self.stream_window = stream_window  # SETTINGS_INITIAL_WINDOW_SIZE
+        self.connection_window = connection_window
+        self.only = only  # HTTP/1.1 is off: every connection is HTTP/2
 
 
 class ExchangeSettings:
@@ -127,6 +181,7 @@ class ExchangeSettings:
 
 class Exchange(Retries):
     __slots__ = (
+        "aborted",
         "auth_headers",
         "bytes_in",
         "bytes_out",
@@ -135,12 +190,14 @@ class Exchange(Retries):
         "down",
         "forwarded",
         "jwt_waited",
+        "out_head",
         "request_complete",
         "retried",
         "settings",
         "started_at",
         "status",
         "timer",
+        "trailers",
         "tunnel",
         "upstream",
         "upstream_at",
@@ -156,8 +213,9 @@ class Exchange(Retries):
         self.started_at = now
         self.settings = settings
         self.loop = settings.loop
-        self.upstream: UpstreamConnection | None = None
-        self.pending: list[bytes] = []
+        self.upstream: UpstreamChannel | None = None
+        self.out_head: bytes | Headers = b""  # the head the app is sent, for its protocol
+        self.pending: list[bytes] = []  # request body read before the upstream was ready
         self.pending_size = 0
         self.request_complete = False
         self.response_started = False
@@ -173,6 +231,8 @@ class Exchange(Retries):
         self.forwarded: Forwarded | None = None
         self.target: Target | None = None
         self.close_after = not request.keep_alive
+        self.aborted = False  # the response broke off: the client must see it incomplete
+        self.trailers: Headers | None = None  # the response's, from the app
         self.upgrade: bytes | None = None  # the Upgrade forwarded (admitted)
         self.tunnel = False
         self.discarding = False  # reading a retried response to its end, dropping it
@@ -210,10 +270,9 @@ class Exchange(Retries):
             self.flags = target.flag
             self._direct(*edits.direct)
             return
-        request_head, self.forwarded = self._forward_head(target)
         pool = target.pool
         assert pool is not None
-        self.pending.insert(0, request_head)
+        self.out_head, self.forwarded = self._forward_head(target, pool.http2)
         self._arm_retries(target)
         self.timer = self.loop.call_later(target.request_timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
@@ -224,12 +283,31 @@ class Exchange(Retries):
         if not self.done:
             self.start()
 
-    def _forward_head(self, target: Target) -> tuple[bytes, Forwarded]:
-        """The head the app receives: the route's edits, the gate's headers."""
+    def _forward_head(self, target: Target, http2: bool) -> tuple[bytes | Headers, Forwarded]:
+        """The head the app receives: the route's edits, the gate's headers; as
+        HTTP/2 fields when the app speaks HTTP/2."""
         edits = target.edits
         settings = self.settings
         down = self.down
         strip = settings.gate.strip
+        if http2:
+            pool = target.pool
+            assert pool is not None
+            return request_fields_for_upstream(
+                self.head,
+                down.client_ip,
+                settings.scheme,
+                target.host,
+                scheme=b"https" if pool.tls is not None else b"http",
+                path=edits.path(self.head.target),
+                remove=edits.remove | strip if strip else edits.remove,
+                set_headers=edits.set_headers + self.auth_headers
+                if self.auth_headers
+                else edits.set_headers,
+                add_headers=edits.add_headers,
+                identity=down.identity,
+                identity_header=settings.identity_header,
+            )
         if edits is NO_EDITS and not strip and not self.auth_headers:
             return request_head_for_upstream(
                 self.head,
@@ -260,12 +338,12 @@ class Exchange(Retries):
         if self.done:
             return  # answered already (e.g. 503); the rest of the body is dropped
         self.bytes_in += len(data)
-        self._send(chunk(data) if self.head.body == "chunked" else data)
+        self._send(data)
 
     def on_request_complete(self) -> None:
         self.request_complete = True
-        if self.head.body == "chunked" and not self.done:
-            self._send(LAST_CHUNK)
+        if not self.done and self.upstream is not None:
+            self.upstream.end_request()
 
     def fail_request(self, status: int, reason: str) -> None:
         """The rest of the request was bad (413, malformed chunk): stop, tell, close."""
@@ -306,11 +384,17 @@ class Exchange(Retries):
     def wants_upstream(self) -> bool:
         return not self.done and self.upstream is None and self.retry_timer is None
 
-    def on_upstream(self, connection: UpstreamConnection) -> None:
-        self.upstream = connection
+    def on_upstream(self, channel: UpstreamChannel) -> None:
+        self.upstream = channel
         self.upstream_at = perf_counter()
-        pending = self.pending
-        connection.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if channel.http2 is isinstance(self.out_head, bytes):
+            # the app's protocol was learnt on connecting (ALPN): the head in it
+            target = self.target
+            assert target is not None
+            self.out_head, self.forwarded = self._forward_head(target, channel.http2)
+        channel.send(
+            self.out_head, self.pending, self.request_complete, self.head.body == "chunked"
+        )
         if self.pending_size > _BUFFER_LIMIT:
             self.down.resume_reading()
         self.pending = []
@@ -348,7 +432,7 @@ class Exchange(Retries):
             target = self.target
             assert target is not None
             assert target.pool is not None
-            self.pending = [self._forward_head(target)[0]]
+            self.pending = []
             target.pool.acquire(self, fresh=True)
             return
         flag = flags.UC if incomplete else flags.UPE
@@ -424,6 +508,10 @@ class Exchange(Retries):
         self.bytes_out += len(data)
         self.down.send_body(data)
 
+    def on_response_trailers(self, trailers: Headers) -> None:
+        if not self.done and not self.discarding:
+            self.trailers = trailers
+
     def on_response_end(self) -> None:
         if self.done:
             return
@@ -432,13 +520,13 @@ class Exchange(Retries):
             connection, self.upstream = self.upstream, None
             if connection is not None:
                 if self.request_complete:
-                    connection.pool.release(connection)
+                    connection.release()
                 else:
                     connection.user = None
                     connection.close()
             self._schedule_retry()
             return
-        self.down.send_end()
+        self.down.send_end(self.trailers)
         self._finish(reuse=self.request_complete)
 
     # -- tunnels (after a 101) --
@@ -511,7 +599,7 @@ class Exchange(Retries):
         connection, self.upstream = self.upstream, None
         if connection is not None:
             if reuse:
-                connection.pool.release(connection)
+                connection.release()
             else:
                 connection.user = None
                 connection.close()
@@ -538,8 +626,10 @@ class Exchange(Retries):
         self.down.exchange_done(self)
 
     def _abort(self) -> None:
-        """The response had begun and cannot be completed: close the client connection."""
+        """The response had begun and cannot be completed: close the client connection
+        (or reset the client's stream)."""
         self.done = True
+        self.aborted = True
         self.close_after = True
         self._cancel_timer()
         self._drop_upstream()

@@ -10,6 +10,8 @@ Pillion itself and not forwarded. ``TE: trailers`` is kept (gRPC needs it; RFC
 admitted it (``upgrade``); ``HTTP2-Settings`` never does (RFC 9113 §3.1 retired
 the h2c upgrade, and it smuggles HTTP/2 past every check).
 To the client: hop-by-hop fields removed and Pillion's own framing.
+The same request goes to an HTTP/2 app as fields (``request_fields_for_upstream``):
+pseudo-headers first, names lower-cased, no ``Host`` (``:authority`` carries it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pillion.telemetry.tracecontext import (
 __all__ = [
     "IDENTITY_HEADER",
     "Forwarded",
+    "request_fields_for_upstream",
     "request_head_for_upstream",
     "response_headers_for_client",
 ]
@@ -74,7 +77,7 @@ def request_head_for_upstream(
     identity_header: bytes = IDENTITY_HEADER,
     upgrade: bytes | None = None,
 ) -> tuple[bytes, Forwarded]:
-    """The request head to send to the app, and the ids it carries.
+    """The HTTP/1.1 request head to send to the app, and the ids it carries.
 
     A route may rewrite the ``path`` (target) and remove, set or add headers
     (names lower case); Pillion's own forwarding headers are written after them.
@@ -82,51 +85,12 @@ def request_head_for_upstream(
     its certificate) is sent in it instead. ``upgrade`` is the ``Upgrade`` value
     to send (the protocols the gate allowed), with ``Connection: upgrade``.
     """
-    named = head.connection_names
-    if remove or set_headers:
-        named = named | remove | {name for name, _ in set_headers}
-    if identity_header != IDENTITY_HEADER:
-        named = named | {identity_header}
-    kept: list[bytes] = []
-    forwarded_for = b""
-    request_id = b""
-    traceparent = b""
-    trailers = False
-    for name, value in head.headers:
-        lower = name.lower()
-        if lower in _REWRITTEN or lower in named:
-            if lower == b"te" and lower not in remove:
-                trailers = trailers or b"trailers" in connection_tokens(value)
-            elif lower == b"x-forwarded-for":
-                forwarded_for = forwarded_for + b", " + value if forwarded_for else value
-            elif lower == b"x-request-id":
-                request_id = value
-            elif lower == b"traceparent":
-                traceparent = value
-            continue
-        kept.append(b"%s: %s\r\n" % (name, value))
-    if not (request_id and valid_request_id(request_id)):
-        request_id = new_request_id()
-    if not (traceparent and valid_traceparent(traceparent)):
-        traceparent = new_traceparent()
-    host = head.host or default_host
-    lines = [
-        b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, path or head.target, host),
-        *kept,
-        b"x-forwarded-for: %s, %s\r\n" % (forwarded_for, client_ip)
-        if forwarded_for
-        else b"x-forwarded-for: %s\r\n" % client_ip,
-        b"x-forwarded-proto: %s\r\nx-forwarded-host: %s\r\n" % (proto, host),
-        b"x-request-id: %s\r\ntraceparent: %s\r\n" % (request_id, traceparent),
-    ]
-    if set_headers:
-        lines[1:1] = [b"%s: %s\r\n" % pair for pair in set_headers]
-    if add_headers:
-        lines[-3:-3] = [b"%s: %s\r\n" % pair for pair in add_headers]
-    if identity is not None:
-        lines.append(b"%s: %s\r\n" % (identity_header, identity))
-    if trailers:
-        lines.append(b"te: trailers\r\n")
+    fields, host, forwarded = _forwarded_fields(
+        head, client_ip, proto, default_host, remove, set_headers, add_headers,
+        identity, identity_header, lower=False,
+    )  # fmt: skip
+    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, path or head.target, host)]
+    lines.extend([b"%s: %s\r\n" % pair for pair in fields])
     if upgrade:
         lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
     if head.body == "length":
@@ -136,7 +100,100 @@ def request_head_for_upstream(
     elif head.method in (b"POST", b"PUT", b"PATCH"):
         lines.append(b"content-length: 0\r\n")
     lines.append(b"\r\n")
-    return b"".join(lines), Forwarded(request_id, traceparent)
+    return b"".join(lines), forwarded
+
+
+def request_fields_for_upstream(
+    head: RequestHead,
+    client_ip: bytes,
+    proto: bytes,
+    default_host: bytes,
+    *,
+    scheme: bytes = b"http",
+    path: bytes | None = None,
+    remove: frozenset[bytes] = frozenset(),
+    set_headers: tuple[tuple[bytes, bytes], ...] = (),
+    add_headers: tuple[tuple[bytes, bytes], ...] = (),
+    identity: bytes | None = None,
+    identity_header: bytes = IDENTITY_HEADER,
+) -> tuple[Headers, Forwarded]:
+    """The same request as HTTP/2 fields (RFC 9113 §8.3.1): the pseudo-headers
+    (``:authority`` from the request's host), then lower-case fields; the
+    ``scheme`` is the upstream connection's. No upgrade travels over HTTP/2."""
+    fields, host, forwarded = _forwarded_fields(
+        head, client_ip, proto, default_host, remove, set_headers, add_headers,
+        identity, identity_header, lower=True,
+    )  # fmt: skip
+    pseudo = [
+        (b":method", head.method),
+        (b":scheme", scheme),
+        (b":authority", host),
+        (b":path", path or head.target),
+    ]
+    pseudo.extend(fields)
+    if head.body == "length":
+        pseudo.append((b"content-length", b"%d" % head.content_length))
+    return pseudo, forwarded
+
+
+def _forwarded_fields(
+    head: RequestHead,
+    client_ip: bytes,
+    proto: bytes,
+    default_host: bytes,
+    remove: frozenset[bytes],
+    set_headers: tuple[tuple[bytes, bytes], ...],
+    add_headers: tuple[tuple[bytes, bytes], ...],
+    identity: bytes | None,
+    identity_header: bytes,
+    *,
+    lower: bool,
+) -> tuple[Headers, bytes, Forwarded]:
+    """The fields every protocol sends the app after its own first line or
+    pseudo-headers (``lower``: names lower-cased, as HTTP/2 requires), the host,
+    and the ids."""
+    named = head.connection_names
+    if remove or set_headers:
+        named = named | remove | {name for name, _ in set_headers}
+    if identity_header != IDENTITY_HEADER:
+        named = named | {identity_header}
+    fields: Headers = list(set_headers) if set_headers else []
+    forwarded_for = b""
+    request_id = b""
+    traceparent = b""
+    trailers = False
+    for name, value in head.headers:
+        low = name.lower()
+        if low in _REWRITTEN or low in named:
+            if low == b"te" and low not in remove:
+                trailers = trailers or b"trailers" in connection_tokens(value)
+            elif low == b"x-forwarded-for":
+                forwarded_for = forwarded_for + b", " + value if forwarded_for else value
+            elif low == b"x-request-id":
+                request_id = value
+            elif low == b"traceparent":
+                traceparent = value
+            continue
+        fields.append((low, value) if lower else (name, value))
+    if not (request_id and valid_request_id(request_id)):
+        request_id = new_request_id()
+    if not (traceparent and valid_traceparent(traceparent)):
+        traceparent = new_traceparent()
+    host = head.host or default_host
+    if add_headers:
+        fields.extend(add_headers)
+    fields.append(
+        (b"x-forwarded-for", b"%s, %s" % (forwarded_for, client_ip) if forwarded_for else client_ip)
+    )
+    fields.append((b"x-forwarded-proto", proto))
+    fields.append((b"x-forwarded-host", host))
+    fields.append((b"x-request-id", request_id))
+    fields.append((b"traceparent", traceparent))
+    if identity is not None:
+        fields.append((identity_header, identity))
+    if trailers:
+        fields.append((b"te", b"trailers"))
+    return fields, host, Forwarded(request_id, traceparent)
 
 
 def response_headers_for_client(

@@ -29,10 +29,11 @@ from pillion.proxy.apikeys import ApiKeys, ApiKeysError
 from pillion.proxy.authz import Authorization
 from pillion.proxy.cluster import Cluster, RetryControl, Target
 from pillion.proxy.connection import Http1Connection
-from pillion.proxy.exchange import Exchange, ExchangeSettings
+from pillion.proxy.exchange import Exchange, ExchangeSettings, Http2Settings
 from pillion.proxy.forwarding import IDENTITY_HEADER
 from pillion.proxy.gate import Gate, Peer
-from pillion.proxy.listening import Listening
+from pillion.proxy.http2 import Http2Connection
+from pillion.proxy.listening import Listening, ListeningConnection
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget
@@ -102,6 +103,17 @@ class HttpListener(Listening):
         self._tls_reload = 1.0
         self._watcher: asyncio.Task[None] | None = None
         self._upgrades = frozenset(protocol.encode() for protocol in config.upgrades)
+        self.http1 = "http1" in config.protocols
+        self.http2: Http2Settings | None = (
+            Http2Settings(
+                max_concurrent_streams=config.http2.max_concurrent_streams,
+                stream_window=config.http2.initial_stream_window,
+                connection_window=config.http2.initial_connection_window,
+                only=not self.http1,
+            )
+            if "http2" in config.protocols
+            else None
+        )
         # replaced by ``_admission`` once a subclass has set up its checks
         self.gate = Gate(self.route)
         self.exchange_settings = ExchangeSettings(gate=self.gate, loop=self.loop)
@@ -129,7 +141,30 @@ class HttpListener(Listening):
 
     def new_connection(self) -> asyncio.Protocol:
         """The protocol of a connection just accepted (without TLS)."""
+        if self.http2 is not None and self.http2.only:
+            return Http2Connection(self, self.http2)
         return Http1Connection(self)
+
+    def take_over_http2(
+        self,
+        connection: ListeningConnection,
+        peer: Peer,
+        transport: asyncio.Transport,
+        data: bytes,
+    ) -> None:
+        """A cleartext connection opened with the HTTP/2 preface: HTTP/2 from here."""
+        assert self.http2 is not None
+        self.connection_closed(connection)
+        down = Http2Connection(
+            self,
+            self.http2,
+            client_ip=peer.client_ip,
+            identity=peer.identity,
+            original=peer.original,
+        )
+        transport.set_protocol(down)
+        down.connection_made(transport)
+        down.data_received(data)
 
     def use_tls(self, config: TlsConfig) -> None:
         """Terminate TLS with these certificates (loaded at ``start``)."""
@@ -138,6 +173,8 @@ class HttpListener(Listening):
             client_ca=config.client_ca,
             client_certificate=config.client_certificate,
             min_version=config.min_version,
+            alpn=(("h2",) if self.http2 is not None else ())
+            + (("http/1.1",) if self.http1 else ()),
         )
         self.scheme = b"https"
         self.handshake_timeout = config.handshake_timeout
@@ -236,13 +273,13 @@ class HttpListener(Listening):
                 )
             )
 
-    def observe_rejection(self, connection: Http1Connection, status: int, flag: str) -> None:
-        """Count and log a request refused before it had a head (400, 408, 431...)."""
+    def observe_rejection(self, peer: Peer, status: int, flag: str) -> None:
+        """Count and log a request refused before it had an exchange (400, 408, 431...)."""
         self.metrics.request(b"OTHER", status, flag).inc()
         if self.access_log is not None:
             self.access_log.record(
-                (time.time(), self.name, connection.client_ip, None, status, flag,
-                 0, 0, 0.0, -1.0, b"", b"", None, 0, connection.identity)
+                (time.time(), self.name, peer.client_ip, None, status, flag,
+                 0, 0, 0.0, -1.0, b"", b"", None, 0, peer.identity)
             )  # fmt: skip
 
 

@@ -4,7 +4,8 @@ certificates' reload, and their metrics.
 A TLS listener accepts plain TCP and runs the handshake itself
 (``loop.start_tls``), so that a failed handshake is seen, and counted by reason
 (``pillion_tls_handshake_errors_total``), instead of vanishing inside the
-event loop. Once done, the connection is handed to an ``Http1Connection``
+event loop. Once done, the connection is handed to an ``Http2Connection`` when
+ALPN chose ``h2``, else to an ``Http1Connection``
 with the identity from the client certificate (parsed once per distinct
 certificate). Each handshake takes ``tls.context`` as it is then, so a reload
 is one assignment: new handshakes get the new certificate, open connections
@@ -22,7 +23,9 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from pillion.proxy.connection import ConnectionHost, Http1Connection
+from pillion.proxy.connection import Http1Connection
+from pillion.proxy.exchange import ConnectionHost
+from pillion.proxy.http2 import Http2Connection
 from pillion.telemetry import Metrics
 from pillion.tls import ServerTls, TlsLoadError, peer_identity
 
@@ -145,10 +148,6 @@ class TlsHost(ConnectionHost, Protocol):
     identities: Identities
     handshake_timeout: float
 
-    def connection_opened(self, connection: TlsHandshake | Http1Connection) -> bool: ...
-
-    def connection_closed(self, connection: TlsHandshake | Http1Connection) -> None: ...
-
 
 class TlsHandshake(asyncio.Protocol):
     """A TLS listener's connection until its handshake is done.
@@ -212,10 +211,18 @@ class TlsHandshake(asyncio.Protocol):
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             listener.tls_metrics.completed(sslobj.version() or "unknown")
-        down = Http1Connection(listener)
-        down.identity = listener.identities.of(
+        identity = listener.identities.of(
             sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         )
+        down: Http1Connection | Http2Connection
+        http2 = listener.http2
+        if http2 is not None and (
+            http2.only or (sslobj is not None and sslobj.selected_alpn_protocol() == "h2")
+        ):
+            down = Http2Connection(listener, http2, identity=identity)
+        else:
+            down = Http1Connection(listener)
+            down.identity = identity
         transport.set_protocol(down)
         down.connection_made(transport)
         for data in self.early:

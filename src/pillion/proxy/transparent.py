@@ -33,7 +33,8 @@ from pillion.config.proxy import OriginalDestinationConfig
 from pillion.config.types import ListenAddress
 from pillion.http.sniff import LONGEST_PREFIX, Sniffed, sniff
 from pillion.proxy.cluster import Target
-from pillion.proxy.connection import ConnectionHost, Http1Connection
+from pillion.proxy.connection import Http1Connection
+from pillion.proxy.exchange import ConnectionHost
 from pillion.proxy.tcp import TcpClient, TcpFamilies
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
@@ -95,14 +96,6 @@ class CaptureHost(ConnectionHost, Protocol):
     """What captured connections need of their outbound listener."""
 
     name: str
-
-    def connection_opened(
-        self, connection: CapturedConnection | TcpClient | Http1Connection
-    ) -> bool: ...
-
-    def connection_closed(
-        self, connection: CapturedConnection | TcpClient | Http1Connection
-    ) -> None: ...
 
 
 class CaptureFamilies:

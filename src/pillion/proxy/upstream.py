@@ -1,6 +1,9 @@
 """Connections to the app: a keep-alive pool and the protocol that reads responses.
 
-One request at a time per connection. A pooled connection idle for longer than
+One request at a time per HTTP/1.1 connection; a pool whose app speaks HTTP/2
+(``protocol: http2``, or ``auto`` and the app chose ``h2`` by ALPN) multiplexes
+its requests as streams over few connections instead (``upstream_http2``).
+A pooled HTTP/1.1 connection idle for longer than
 ``upstream_idle`` is closed rather than reused (the app may be closing it); the
 check is a timestamp on acquire plus one sweep timer per pool, not a timer per
 request. A new connection is the only thing that needs a task.
@@ -13,48 +16,40 @@ import collections
 import contextlib
 import logging
 import typing
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal
 
 from pillion.config.types import ListenAddress
 from pillion.http.errors import ResponseError
-from pillion.http.response import ResponseHandler, ResponseParser
+from pillion.http.headers import Headers
+from pillion.http.response import ResponseParser
+from pillion.http.serialize import LAST_CHUNK, chunk
+from pillion.proxy.channels import UpstreamUser
 from pillion.tls import ClientTls, peer_identity
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
-__all__ = ["UpstreamConnection", "UpstreamPool", "UpstreamUser"]
+__all__ = ["UpstreamConnection", "UpstreamPool"]
 
 log = logging.getLogger("pillion.proxy")
 
-
-class UpstreamUser(ResponseHandler, Protocol):
-    """What an exchange offers the pool and the connection."""
-
-    def on_upstream(self, connection: UpstreamConnection) -> None: ...
-
-    def on_upstream_failure(self, status: int, flag: str, message: str) -> None: ...
-
-    def on_upstream_lost(self, error: ResponseError) -> None: ...
-
-    def pause_downstream(self) -> None: ...
-
-    def cork(self) -> None: ...
-
-    def on_upstream_bytes(self, data: bytes) -> None: ...
-
-    def end_tunnel(self) -> None: ...
-
-    def uncork(self) -> None: ...
-
-    def resume_downstream(self) -> None: ...
-
-    @property
-    def wants_upstream(self) -> bool: ...
+AppProtocol = Literal["http1", "http2", "auto"]
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("closed", "idle_since", "parser", "pool", "requests", "transport", "user")
+    """An HTTP/1.1 connection to the app: the channel of one request at a time."""
+
+    __slots__ = (
+        "_chunked",
+        "closed",
+        "idle_since",
+        "parser",
+        "pool",
+        "requests",
+        "transport",
+        "user",
+    )
+    http2 = False
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -64,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.requests = 0
+        self._chunked = False
 
     def bind(self, user: UpstreamUser) -> None:
         self.user = user
@@ -72,7 +68,40 @@ class UpstreamConnection(asyncio.Protocol):
         parser.handler = user
         parser.expecting = True
 
+    # -- UpstreamChannel --
+
+    def send(self, head: bytes | Headers, body: list[bytes], end: bool, chunked: bool) -> None:
+        assert isinstance(head, bytes)
+        self._chunked = chunked
+        if body or (end and chunked):
+            parts = [head]
+            parts.extend(map(chunk, body) if chunked else body)
+            if end and chunked:
+                self._chunked = False
+                parts.append(LAST_CHUNK)
+            head = b"".join(parts)
+        self._write(head)
+
     def write(self, data: bytes) -> None:
+        self._write(chunk(data) if self._chunked else data)
+
+    def end_request(self) -> None:
+        if self._chunked:
+            self._chunked = False
+            self._write(LAST_CHUNK)
+
+    def release(self) -> None:
+        self.pool.release(self)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
@@ -210,6 +239,7 @@ class UpstreamPool:
         tls: ClientTls | None = None,
     ) -> None:
         self.tls = tls
+        self.http2 = False  # its requests go as streams of HTTP/2 connections
         self.cap = cap
         if cap is not None:
             cap.pools.append(self)

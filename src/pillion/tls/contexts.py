@@ -2,7 +2,8 @@
 files change.
 
 TLS 1.2 and 1.3 only (1.3 only if asked), forward-secret AEAD ciphers for 1.2
-(Mozilla's "intermediate" list), ALPN ``http/1.1``, no compression, no
+(Mozilla's "intermediate" list), ALPN as the listener or cluster speaks
+(``h2`` and ``http/1.1`` by default on a listener), no compression, no
 renegotiation. Several certificates are chosen by SNI (their ``server_names``,
 else the DNS names in the certificate; ``*.example.com`` matches one label),
 the first being the default. With a client CA the peer's certificate is
@@ -92,7 +93,9 @@ def _dns_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(name.lower() for name in san.get_values_for_type(x509.DNSName))
 
 
-def _new_context(protocol: ssl._SSLMethod, min_version: str) -> ssl.SSLContext:
+def _new_context(
+    protocol: ssl._SSLMethod, min_version: str, alpn: Sequence[str] = ("http/1.1",)
+) -> ssl.SSLContext:
     """A context with Pillion's protocol versions, ciphers and ALPN."""
     context = ssl.SSLContext(protocol)
     context.minimum_version = (
@@ -100,7 +103,7 @@ def _new_context(protocol: ssl._SSLMethod, min_version: str) -> ssl.SSLContext:
     )
     context.set_ciphers(_TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(alpn))
     return context
 
 
@@ -148,6 +151,7 @@ class ServerTls:
         client_ca: str | None = None,
         client_certificate: str = "required",
         min_version: str = "1.2",
+        alpn: Sequence[str] = ("h2", "http/1.1"),
     ) -> None:
         if not certificates:
             raise ValueError("a TLS listener needs a certificate")
@@ -155,6 +159,7 @@ class ServerTls:
         self.client_ca = client_ca
         self.client_certificate = client_certificate
         self.min_version = min_version
+        self.alpn = tuple(alpn)
         self._loaded: _Loaded | None = None
         self._stamp: tuple[object, ...] = ()
 
@@ -225,7 +230,7 @@ class ServerTls:
         return loaded
 
     def _context(self, files: CertificateFiles, ca_pem: bytes | None, index: int) -> ssl.SSLContext:
-        context = _new_context(ssl.PROTOCOL_TLS_SERVER, self.min_version)
+        context = _new_context(ssl.PROTOCOL_TLS_SERVER, self.min_version, self.alpn)
         _load_chain(context, files.cert, files.key, f"certificates[{index}]: ")
         if ca_pem is not None:
             try:
@@ -252,8 +257,10 @@ class ClientTls:
         server_name: str | None = None,
         identities: Sequence[str] = (),
         min_version: str = "1.2",
+        alpn: Sequence[str] = ("http/1.1",),
     ) -> None:
         self.ca = ca
+        self.alpn = tuple(alpn)  # what the cluster's ``protocol`` offers
         self.cert = cert
         self.key = key
         self.server_name = server_name
@@ -287,7 +294,7 @@ class ClientTls:
         if self.cert:
             leaf = _certificates(_read(self.cert, "certificate"), self.cert, "certificate")[0]
             cert_expiry = leaf.not_valid_after_utc
-        context = _new_context(ssl.PROTOCOL_TLS_CLIENT, self.min_version)
+        context = _new_context(ssl.PROTOCOL_TLS_CLIENT, self.min_version, self.alpn)
         # with an identity allow-list the peer is checked by identity, after the handshake
         context.check_hostname = not self.identities
         context.verify_mode = ssl.CERT_REQUIRED

@@ -4,7 +4,9 @@ of the HTTP ones."""
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from pillion.config.proxy.auth import ApiKeysConfig, AuthorizationConfig, JwtConfig
 from pillion.config.proxy.clusters import RetryBudgetConfig
@@ -17,6 +19,7 @@ from pillion.config.units import Duration, Size
 
 __all__ = [
     "DEFAULT_OPAQUE_PORTS",
+    "Http2Config",
     "HttpListenerBase",
     "InboundListenerConfig",
     "OriginalDestinationConfig",
@@ -54,10 +57,46 @@ class RequestLimits(Section):
     )
 
 
+class Http2Config(Section):
+    """HTTP/2 on a listener: how many streams a client may have, and how much it may
+    send ahead (flow-control windows)."""
+
+    max_concurrent_streams: int = Field(
+        100,
+        ge=1,
+        le=2**31 - 1,
+        description="Streams a client connection may have open at once "
+        "(SETTINGS_MAX_CONCURRENT_STREAMS). Default 100, the RFC's recommended minimum "
+        "and what grpc-go and nginx (128) advertise.",
+    )
+    initial_stream_window: Size = Field(
+        1024 * 1024,
+        ge=65535,
+        le=2**31 - 1,
+        description="Bytes of request body a stream may send before Pillion passed them "
+        "on (SETTINGS_INITIAL_WINDOW_SIZE). Default 1MiB: uploads at full speed on a "
+        "pod's network, while a stalled app holds at most this per stream.",
+    )
+    initial_connection_window: Size = Field(
+        16 * 1024 * 1024,
+        ge=65535,
+        le=2**31 - 1,
+        description="The same for all streams of a connection together. Default 16MiB.",
+    )
+
+
 class HttpListenerBase(Section):
     """What inbound and outbound listeners share, both serving HTTP."""
 
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
+    protocols: list[Literal["http1", "http2"]] = Field(
+        ["http1", "http2"],
+        description="The HTTP versions clients may speak. With TLS, ALPN offers `h2` "
+        "and `http/1.1` as listed; in cleartext, a connection that opens with the "
+        "HTTP/2 preface is HTTP/2 (prior knowledge), any other is HTTP/1.1, on the same "
+        "port (as Envoy's `codec_type: AUTO`). Default: both.",
+    )
+    http2: Http2Config = Field(default_factory=Http2Config, description="HTTP/2 settings.")
     upgrades: list[UpgradeProtocol] = Field(
         ["websocket"],
         description="The `Upgrade` protocols a request may switch to (RFC 9110 §7.8), "
@@ -66,6 +105,15 @@ class HttpListenerBase(Section):
         "request, which is then served as plain HTTP/1.1, and so is an upgrade request "
         "with a body. `h2c` is never allowed: HTTP/2 comes by prior knowledge or ALPN.",
     )
+
+    @field_validator("protocols")
+    @classmethod
+    def _some_protocol(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one of http1, http2")
+        if len(set(value)) != len(value):
+            raise ValueError("each protocol once")
+        return value
 
 
 class InboundListenerConfig(HttpListenerBase):

@@ -1,0 +1,674 @@
+"""One HTTP/2 client connection: each stream a request, each request an exchange.
+
+The connection comes by ALPN (``h2`` on a TLS listener) or by prior knowledge
+(a cleartext connection that opens with the HTTP/2 preface, on the same port as
+HTTP/1.1). ``h2`` keeps the protocol state; this module moves bytes and maps
+its events onto exchanges: a stream's HEADERS become a ``RequestHead``
+(``h2fields``) and an ``Exchange`` whose downstream is the ``Http2Stream``, so
+the gate, routes, retries, timeouts, the access log and the metrics are the
+ones HTTP/1.1 requests have, per stream.
+
+Flow control follows what was consumed: request body is acknowledged (its
+window reopened) once it went on to the app, and not while the app's side is
+paused; response body is sent as the client's windows allow, the rest waits in
+the stream, and past ``_STREAM_BUFFER`` the app's side is paused. So a slow
+reader holds at most a window and a buffer per stream, whatever the body size.
+
+What a stream does wrong ends that stream: a malformed request is reset with
+``PROTOCOL_ERROR`` (``h2fields``), a body over its ``content-length`` too;
+over-limit requests are answered (431, 414, 413). What threatens the connection
+ends it: ``h2``'s protocol errors, a CONTINUATION flood (``h2`` allows 64
+frames per header block) or an HPACK bomb past twice the header limit, and, with
+``GOAWAY ENHANCE_YOUR_CALM``: rapid resets (CVE-2023-44487: more than
+``_RESET_ALLOWANCE`` streams cancelled by the client before their response,
+and more than half of all its streams), SETTINGS or PING floods, control frames
+piling up unread, and a peer that keeps its windows shut (``idle_timeout``).
+
+Drain: a ``GOAWAY`` naming the last stream taken; those streams finish, new
+ones are refused, and the connection closes when the last one is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import typing
+from collections import deque
+from time import perf_counter
+
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    PingReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    SettingsAcknowledged,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from hyperframe.frame import GoAwayFrame
+
+from pillion.http.errors import MalformedStream, RequestError
+from pillion.http.h2fields import request_head, response_fields, trailer_fields
+from pillion.http.h2state import SettingCodes, Settings, new_connection
+from pillion.http.headers import HeaderPairs, Headers
+from pillion.http.request import RequestHead
+from pillion.proxy import flags
+from pillion.proxy.exchange import ConnectionHost, Exchange, Http2Settings
+
+__all__ = ["Http2Connection", "Http2Stream"]
+
+_STREAM_BUFFER = 256 * 1024  # response bytes a stream holds before the app is paused
+_RESET_ALLOWANCE = 100  # client-cancelled streams tolerated before the ratio applies
+_FLOOD_WINDOW = 10.0  # seconds over which SETTINGS and PING frames are counted
+_MAX_SETTINGS = 100  # SETTINGS frames per window
+_MAX_PINGS = 1000  # PING frames per window
+_MAX_UNREAD = 1 << 20  # bytes written and not taken by the client, beyond its windows
+_HEADER_LIST_SLACK = 2  # an HPACK block decoding to more than this times the limit is a bomb
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+
+class Http2Connection(asyncio.Protocol):
+    """An HTTP/2 connection of a listener (its ``ConnectionHost``)."""
+
+    def __init__(
+        self,
+        host: ConnectionHost,
+        settings: Http2Settings,
+        *,
+        client_ip: bytes = b"unknown",
+        identity: bytes | None = None,
+        original: tuple[str, int] | None = None,
+    ) -> None:
+        self.host = host
+        self.settings = settings
+        self.h2 = new_connection(client_side=False)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, Http2Stream] = {}
+        self.client_ip = client_ip
+        self.identity = identity  # from the client certificate (TLS listeners)
+        self.original = original
+        self.closed = False
+        self.draining = host.draining
+        self.write_paused = False
+        self._corked = 0
+        self._opened = 0  # streams the client opened
+        self._cancelled = 0  # ... and reset before their response was complete
+        self._flood_since = 0.0
+        self._settings_seen = 0
+        self._pings_seen = 0
+        self._blocked: set[Http2Stream] = set()  # waiting for the client's windows
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_kind = ""
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+        if not self.host.connection_opened(self):
+            self.closed = True
+            self.transport.abort()  # over max_connections
+            return
+        if self.client_ip == b"unknown":
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.client_ip = str(peer[0]).encode()
+        h2 = self.h2
+        settings = self.settings
+        h2.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                SettingCodes.INITIAL_WINDOW_SIZE: settings.stream_window,
+                SettingCodes.MAX_HEADER_LIST_SIZE: self.host.parser_limits.max_header_size,
+                SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
+            },
+        )
+        h2.initiate_connection()
+        if settings.connection_window > 65535:
+            h2.increment_flow_control_window(settings.connection_window - 65535)
+        self._header_list_limit()
+        self._flood_since = self.host.loop.time()
+        self.flush()
+        self._arm("idle")
+        if self.draining:
+            self.begin_drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError:
+            self._fail()  # h2 has queued its GOAWAY
+            return
+        self._corked += 1
+        try:
+            for event in events:
+                if self.closed:
+                    break
+                self._dispatch(event)
+        finally:
+            self._corked -= 1
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        return False  # a client that half-closes HTTP/2 is gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._disarm()
+        streams, self.streams = self.streams, {}
+        host = self.host
+        for stream in streams.values():
+            exchange = stream.exchange
+            if exchange is not None and exchange.on_downstream_lost():
+                host.observe(exchange)
+        host.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._arm("stall")
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._timer_kind == "stall":
+            self._disarm()
+        for stream in list(self.streams.values()):
+            if stream.out:
+                stream.pump()
+        self.flush()
+
+    # -- h2's events --
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, DataReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is None:
+                self._ack(event.flow_controlled_length, event.stream_id)
+            else:
+                stream.on_data(event.data, event.flow_controlled_length)
+                if event.stream_ended is not None and stream.exchange is not None:
+                    stream.on_end()
+        elif isinstance(event, RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and not stream.request_ended:
+                stream.on_end()
+        elif isinstance(event, WindowUpdated):
+            self._on_window(event.stream_id)
+        elif isinstance(event, StreamReset):
+            self._on_reset(event.stream_id)
+        elif isinstance(event, RemoteSettingsChanged):
+            self._settings_seen += 1
+            self._check_floods()
+            if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                self._on_window(0)
+        elif isinstance(event, PingReceived):
+            self._pings_seen += 1
+            self._check_floods()
+        elif isinstance(event, SettingsAcknowledged):
+            self._header_list_limit()
+        elif isinstance(event, ConnectionTerminated):
+            self.draining = True  # the client's GOAWAY: no new streams either way
+            if not self.streams:
+                self.close()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        self._opened += 1
+        host = self.host
+        if self.draining:
+            self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        ended = event.stream_ended is not None
+        try:
+            head = request_head(event.headers or (), ended, host.parser_limits)
+        except MalformedStream:
+            self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            host.observe_rejection(self, 400, flags.DPE)
+            return
+        except RequestError as error:
+            host.observe_rejection(self, error.status, flags.DPE)
+            self._refuse(stream_id, error, ended)
+            return
+        if self._timer_kind == "idle":
+            self._disarm()
+        stream = Http2Stream(self, stream_id, head)
+        self.streams[stream_id] = stream
+        exchange = Exchange(stream, head, perf_counter(), host.exchange_settings)
+        stream.exchange = exchange
+        exchange.start()
+        if ended:
+            stream.on_end()
+
+    def _refuse(self, stream_id: int, error: RequestError, ended: bool) -> None:
+        """An over-limit request: answered with its status, the rest of it refused."""
+        body = f"{error.reason}\n".encode()
+        fields = response_fields(error.status, (_TEXT,), len(body))
+        self.h2.send_headers(stream_id, fields)
+        self.h2.send_data(stream_id, body, end_stream=True)
+        if not ended:
+            self._reset(stream_id, ErrorCodes.NO_ERROR)  # stop sending the body
+
+    def _on_window(self, stream_id: int) -> None:
+        if self._timer_kind == "stall":
+            self._disarm()
+        if stream_id == 0:
+            blocked, self._blocked = self._blocked, set()
+            for stream in blocked:
+                stream.pump()
+        else:
+            one = self.streams.get(stream_id)
+            if one is not None and one.out:
+                self._blocked.discard(one)
+                one.pump()
+        if self._blocked and self._timer is None:
+            self._arm("stall")
+
+    def _on_reset(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        stream.reset = stream.sent_end = True
+        self._blocked.discard(stream)
+        exchange = stream.exchange
+        if exchange is not None and exchange.on_downstream_lost():
+            self.host.observe(exchange)
+            self._cancelled += 1
+            if self._cancelled > _RESET_ALLOWANCE and self._cancelled * 2 > self._opened:
+                self._calm()  # rapid reset
+                return
+        self._stream_gone()
+
+    # -- for the streams --
+
+    def cork(self) -> None:
+        self._corked += 1
+
+    def uncork(self) -> None:
+        self._corked -= 1
+        if not self._corked:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._corked or self.transport is None:
+            return
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            self.transport.write(data)
+            if self.transport.get_write_buffer_size() > _MAX_UNREAD + _STREAM_BUFFER:
+                self._calm()  # control frames piling up: the client does not read
+
+    def blocked(self, stream: Http2Stream) -> None:
+        self._blocked.add(stream)
+        if self._timer is None:
+            self._arm("stall")
+
+    def stream_done(self, stream: Http2Stream) -> None:
+        """The stream is over on both sides (sent all, and its exchange ended)."""
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+        self._blocked.discard(stream)
+        self._stream_gone()
+
+    def _stream_gone(self) -> None:
+        if self.streams:
+            return
+        if self.draining:
+            self.close()
+        elif self._timer is None or self._timer_kind == "stall":
+            self._arm("idle")
+
+    def _ack(self, size: int, stream_id: int) -> None:
+        if size:
+            # (a stream closed meanwhile had its share returned with it)
+            with contextlib.suppress(ProtocolError):
+                self.h2.acknowledge_received_data(size, stream_id)
+
+    def _reset(self, stream_id: int, code: ErrorCodes) -> None:
+        with contextlib.suppress(ProtocolError):  # already closed
+            self.h2.reset_stream(stream_id, code)
+
+    # -- from the listener (``Listening``) --
+
+    def begin_drain(self) -> None:
+        """GOAWAY with the last stream taken; close once those are done."""
+        self.draining = True
+        if self.closed or self.transport is None:
+            return
+        self._goaway(ErrorCodes.NO_ERROR)
+        if not self.streams:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            self._disarm()
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- endings --
+
+    def _goaway(self, code: ErrorCodes) -> None:
+        """A GOAWAY written past ``h2`` (which would refuse to send anything more
+        after its own), so the streams it lets finish can still be answered."""
+        self.flush()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.h2.highest_inbound_stream_id
+        frame.error_code = code
+        if self.transport is not None and not self.closed:
+            self.transport.write(frame.serialize())
+
+    def _calm(self) -> None:
+        self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
+        self.host.observe_rejection(self, 429, flags.DPE)
+        self._fail()
+
+    def _fail(self) -> None:
+        """The connection is broken: write what is queued (h2's GOAWAY), close."""
+        if self.transport is not None and not self.closed:
+            data = self.h2.data_to_send()
+            if data:
+                self.transport.write(data)
+        self.closed = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _check_floods(self) -> None:
+        now = self.host.loop.time()
+        if now - self._flood_since > _FLOOD_WINDOW:
+            self._flood_since = now
+            self._settings_seen = self._pings_seen = 0
+        elif self._settings_seen > _MAX_SETTINGS or self._pings_seen > _MAX_PINGS:
+            self._calm()
+
+    def _header_list_limit(self) -> None:
+        # h2 sets its decoder's limit to what was advertised once it is acknowledged;
+        # up to twice that, the request is answered 431 on its stream (``h2fields``),
+        # beyond, the block is a bomb and ends the connection
+        limit = self.host.parser_limits.max_header_size * _HEADER_LIST_SLACK
+        self.h2.decoder.max_header_list_size = max(limit, 65536)
+
+    # -- timers --
+
+    def _arm(self, kind: str) -> None:
+        self._disarm()
+        self._timer = self.host.loop.call_later(self.host.idle_timeout, self._on_timer)
+        self._timer_kind = kind
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_kind = ""
+
+    def _on_timer(self) -> None:
+        kind = self._timer_kind
+        self._timer = None
+        self._timer_kind = ""
+        if self.closed:
+            return
+        if kind == "stall" and (self._blocked or self.write_paused):
+            self._goaway(ErrorCodes.FLOW_CONTROL_ERROR)
+            self.host.observe_rejection(self, 408, flags.DT)
+            self._fail()  # the client keeps its windows shut
+        elif kind == "idle" and not self.streams:
+            self._goaway(ErrorCodes.NO_ERROR)
+            self.close()
+
+
+class Http2Stream:
+    """One stream of an ``Http2Connection``: the ``Downstream`` of its exchange."""
+
+    __slots__ = (
+        "conn",
+        "ending",
+        "exchange",
+        "finished",
+        "head",
+        "out",
+        "out_size",
+        "paused",
+        "received",
+        "request_ended",
+        "reset",
+        "sent_end",
+        "stream_id",
+        "trailers",
+        "unacked",
+        "upstream_paused",
+    )
+
+    def __init__(self, conn: Http2Connection, stream_id: int, head: RequestHead) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.head = head
+        self.exchange: Exchange | None = None
+        self.out: deque[bytes] = deque()  # response body waiting for window
+        self.out_size = 0
+        self.ending = False  # the response's end is queued behind ``out``
+        self.trailers: Headers | None = None
+        self.sent_end = False  # END_STREAM sent (or the stream reset)
+        self.finished = False  # the exchange ended
+        self.request_ended = False
+        self.reset = False
+        self.received = 0  # request body bytes
+        self.paused = False  # the app's side is full: stop reopening the window
+        self.unacked = 0
+        self.upstream_paused = False
+
+    # -- Peer --
+
+    @property
+    def client_ip(self) -> bytes:
+        return self.conn.client_ip
+
+    @property
+    def identity(self) -> bytes | None:
+        return self.conn.identity
+
+    @property
+    def original(self) -> tuple[str, int] | None:
+        return self.conn.original
+
+    @property
+    def draining(self) -> bool:
+        return self.conn.draining
+
+    # -- the request, from the connection --
+
+    def on_data(self, data: bytes, flow_length: int) -> None:
+        exchange = self.exchange
+        conn = self.conn
+        if exchange is None or exchange.done or self.request_ended:
+            conn._ack(flow_length, self.stream_id)
+            return
+        self.received += len(data)
+        head = self.head
+        if head.body == "length" and self.received > head.content_length:
+            self._malformed("body longer than its content-length")
+            return
+        limit = conn.host.parser_limits.max_body_size
+        if limit and self.received > limit:
+            conn._ack(flow_length, self.stream_id)
+            exchange.fail_request(413, "request body too large")
+            return
+        exchange.on_body(data)
+        if self.paused:
+            self.unacked += flow_length
+        else:
+            conn._ack(flow_length, self.stream_id)
+
+    def on_end(self) -> None:
+        self.request_ended = True
+        exchange = self.exchange
+        if exchange is None or exchange.done:
+            return
+        head = self.head
+        if head.body == "length" and self.received != head.content_length:
+            self._malformed("body shorter than its content-length")
+            return
+        exchange.on_request_complete()
+
+    def _malformed(self, reason: str) -> None:
+        """A stream error (RFC 9113 §8.1.1): the app's side is dropped, the stream reset."""
+        exchange = self.exchange
+        self.sent_end = True
+        self.conn._reset(self.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        if exchange is not None and not exchange.done:
+            exchange.fail_request(400, reason)
+
+    # -- Downstream: the response --
+
+    def send_continue(self) -> None:
+        pass  # HTTP/2 requests never wait for a 100 here (``expect_continue`` is off)
+
+    def send_head(
+        self, exchange: Exchange, status: int, headers: Headers, body: str, length: int
+    ) -> None:
+        if self.sent_end:
+            return
+        end = body == "none" or exchange.head.method == b"HEAD"
+        fields = response_fields(status, headers, length if body == "length" else -1)
+        self.conn.h2.send_headers(self.stream_id, fields, end_stream=end)
+        if end:
+            self.sent_end = True
+        self.conn.flush()
+
+    def send_body(self, data: bytes) -> None:
+        if self.sent_end or not data:
+            return
+        self.out.append(data)
+        self.out_size += len(data)
+        self.pump()
+
+    def send_end(self, trailers: Headers | None) -> None:
+        if self.sent_end:
+            return
+        self.ending = True
+        self.trailers = trailer_fields(trailers) if trailers else None
+        self.pump()
+
+    def send_reply(
+        self, exchange: Exchange, status: int, body: bytes, headers: HeaderPairs = ()
+    ) -> None:
+        if self.sent_end:
+            return
+        typed = any(name == b"content-type" for name, _ in headers)
+        fields = response_fields(status, headers if typed else (_TEXT, *headers), len(body))
+        self.conn.h2.send_headers(self.stream_id, fields, end_stream=not body)
+        if body:
+            self.out.append(body)
+            self.out_size += len(body)
+            self.ending = True
+            self.pump()
+        else:
+            self.sent_end = True
+            self.conn.flush()
+
+    def send_switch(self, headers: Headers, upgrade: bytes) -> None:
+        raise AssertionError("no upgrade over HTTP/2: the gate never admits one")
+
+    def send_tunnel(self, data: bytes) -> None:
+        raise AssertionError("no tunnel over HTTP/2")
+
+    def tunnel_opened(self, exchange: Exchange) -> None:
+        raise AssertionError("no tunnel over HTTP/2")
+
+    def cork(self) -> None:
+        self.conn.cork()
+
+    def uncork(self) -> None:
+        self.conn.uncork()
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        if self.unacked:
+            unacked, self.unacked = self.unacked, 0
+            self.conn._ack(unacked, self.stream_id)
+            self.conn.flush()
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        conn = self.conn
+        conn.host.observe(exchange)
+        self.finished = True
+        if not self.sent_end and (exchange.aborted or not (self.ending or self.out)):
+            # broken off (or never answered): the client must not take it as whole
+            self.sent_end = True
+            self.out.clear()
+            conn._reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            conn.flush()
+        if self.sent_end:
+            self._over()
+
+    # -- sending within the client's windows --
+
+    def pump(self) -> None:
+        conn = self.conn
+        if self.sent_end or conn.closed:
+            return
+        h2 = conn.h2
+        out = self.out
+        if out and not conn.write_paused:
+            stream_id = self.stream_id
+            frame = h2.max_outbound_frame_size
+            while out:
+                window = h2.local_flow_control_window(stream_id)
+                if window <= 0:
+                    conn.blocked(self)
+                    break
+                data = out[0]
+                size = min(window, frame)
+                if len(data) <= size:
+                    out.popleft()
+                else:
+                    out[0] = data[size:]
+                    data = data[:size]
+                self.out_size -= len(data)
+                last = not out and self.ending and self.trailers is None
+                h2.send_data(stream_id, data, end_stream=last)
+                if last:
+                    self.sent_end = True
+        if not out and self.ending and not self.sent_end:
+            if self.trailers is not None:
+                h2.send_headers(self.stream_id, self.trailers, end_stream=True)
+            else:
+                h2.send_data(self.stream_id, b"", end_stream=True)
+            self.sent_end = True
+        self._pace_upstream()
+        conn.flush()
+        if self.sent_end:
+            if not self.request_ended:
+                conn._reset(self.stream_id, ErrorCodes.NO_ERROR)  # the rest is not needed
+            if self.finished:
+                self._over()
+
+    def _pace_upstream(self) -> None:
+        exchange = self.exchange
+        upstream = exchange.upstream if exchange is not None else None
+        if upstream is None:
+            return
+        if self.out_size > _STREAM_BUFFER:
+            if not self.upstream_paused:
+                self.upstream_paused = True
+                upstream.pause_reading()
+        elif self.upstream_paused:
+            self.upstream_paused = False
+            upstream.resume_reading()
+
+    def _over(self) -> None:
+        self.conn.stream_done(self)
