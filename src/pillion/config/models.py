@@ -83,6 +83,12 @@ class AppConfig(Section):
         8080,
         description="TCP port the app listens on. Default 8080, the most common app port.",
     )
+    protocol: Literal["http1", "http2", "auto"] = Field(
+        "http1",
+        description="The HTTP version the inbound proxy speaks to the app: `http2` "
+        "(cleartext, prior knowledge: a gRPC server), `http1`, or `auto` (HTTP/1.1, "
+        "since the app is reached in cleartext: ALPN needs TLS). Default http1.",
+    )
     health: str | None = Field(
         None,
         pattern=r"^/",

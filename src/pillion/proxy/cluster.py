@@ -40,6 +40,7 @@ _GATEWAY_FLAGS = frozenset({flags.UF, flags.UT, flags.UC, flags.UPE})
 # answers that say nothing about the endpoint: Pillion shed or refused the request
 _NOT_THE_ENDPOINT = frozenset({flags.UO, flags.RL, flags.DPE, flags.DC})
 _GAUGE_INTERVAL = 1.0  # seconds between samples of the circuit gauges
+_ALPN = {"http1": ("http/1.1",), "http2": ("h2",), "auto": ("h2", "http/1.1")}
 
 
 class RetryFamilies:
@@ -272,6 +273,7 @@ class Cluster:
                 server_name=tls.server_name,
                 identities=tls.identities,
                 min_version=tls.min_version,
+                alpn=_ALPN[config.protocol],
             )
             if tls is not None
             else None
@@ -399,6 +401,7 @@ class Cluster:
                     connect_errors=self._connect_errors,
                     cap=self.cap,
                     tls=self.tls,
+                    protocol=self.config.protocol,
                 )
         self.balancer.endpoints = endpoints
         if current and set(current) != set(wanted):

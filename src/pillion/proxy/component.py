@@ -40,6 +40,7 @@ class ProxyComponent(Component):
         self.name = "proxy"
         self._config = config
         self._app = (app.host, app.port)
+        self._app_protocol = app.protocol
         self._metrics = metrics
         self.listeners: list[Listening] = []
         self.clusters: dict[str, Cluster] = {}
@@ -87,6 +88,7 @@ class ProxyComponent(Component):
                 listener_config,
                 listener_config.upstream or ListenAddress(*self._app),
                 self.clusters,
+                self._app_protocol,
                 self._metrics,
                 self.access_log,
             )
@@ -134,7 +136,11 @@ class ProxyComponent(Component):
         self._started = False
 
     def can_reconfigure(self, config: PillionConfig) -> bool:
-        return config.proxy == self._config and (config.app.host, config.app.port) == self._app
+        return (
+            config.proxy == self._config
+            and (config.app.host, config.app.port) == self._app
+            and config.app.protocol == self._app_protocol
+        )
 
     def reconfigure(self, config: PillionConfig) -> None:
         """Nothing to do: only called when the proxy's settings are unchanged."""

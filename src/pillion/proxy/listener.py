@@ -40,7 +40,7 @@ from pillion.proxy.retries import RetryBudget
 from pillion.proxy.routes import route_table
 from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
 from pillion.proxy.transparent import CapturedConnection, OriginalDestinations
-from pillion.proxy.upstream import UpstreamPool
+from pillion.proxy.upstream import AppProtocol, UpstreamPool
 from pillion.telemetry import Metrics
 from pillion.telemetry.tracecontext import trace_id
 from pillion.tls import ServerTls, TlsLoadError
@@ -291,6 +291,7 @@ class InboundListener(HttpListener):
         config: InboundListenerConfig,
         upstream: ListenAddress,
         clusters: dict[str, Cluster],
+        app_protocol: AppProtocol,
         metrics: Metrics,
         access_log: AccessLog | None,
     ) -> None:
@@ -316,6 +317,7 @@ class InboundListener(HttpListener):
             idle_timeout=config.timeouts.upstream_idle,
             max_idle=config.upstream_max_idle,
             connect_errors=self.metrics.upstream_connect_errors,
+            protocol=app_protocol,
         )
         retries = RetryControl(config.name, RetryBudget.from_config(config.retry_budget), metrics)
         default = Target(

@@ -24,6 +24,7 @@ from pillion.http.headers import Headers
 from pillion.http.response import ResponseParser
 from pillion.http.serialize import LAST_CHUNK, chunk
 from pillion.proxy.channels import UpstreamUser
+from pillion.proxy.upstream_http2 import Http2ClientConnection
 from pillion.tls import ClientTls, peer_identity
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.user.resume_downstream()
 
 
-def _server_identity(connection: UpstreamConnection) -> str | None:
+def _server_identity(connection: UpstreamConnection | Http2ClientConnection) -> str | None:
     transport = connection.transport
     sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
     der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
@@ -224,8 +225,26 @@ class ConnectionCap:
                     return
 
 
+class _Negotiating(asyncio.Protocol):
+    """A TLS connection of a pool whose protocol is ``auto``: once the handshake
+    is done (before any byte is read), ALPN says which protocol takes it."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.chosen: UpstreamConnection | Http2ClientConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sslobj = transport.get_extra_info("ssl_object")
+        http2 = sslobj is not None and sslobj.selected_alpn_protocol() == "h2"
+        chosen = Http2ClientConnection(self.pool) if http2 else UpstreamConnection(self.pool)
+        self.chosen = chosen
+        transport.set_protocol(chosen)
+        chosen.connection_made(transport)
+
+
 class UpstreamPool:
-    """Keep-alive connections to one upstream address."""
+    """Keep-alive connections to one upstream address: HTTP/1.1 connections, one
+    request each at a time, or HTTP/2 connections shared by many streams."""
 
     def __init__(
         self,
@@ -237,9 +256,15 @@ class UpstreamPool:
         connect_errors: Counter,
         cap: ConnectionCap | None = None,
         tls: ClientTls | None = None,
+        protocol: AppProtocol = "http1",
     ) -> None:
         self.tls = tls
-        self.http2 = False  # its requests go as streams of HTTP/2 connections
+        self.protocol = protocol
+        # its requests go as streams of HTTP/2 connections (with ``auto``: once ALPN said so)
+        self.http2 = protocol == "http2"
+        self._h2: list[Http2ClientConnection] = []
+        self._h2_connecting = 0
+        self._streams_waiting: collections.deque[UpstreamUser] = collections.deque()
         self.cap = cap
         if cap is not None:
             cap.pools.append(self)
@@ -249,7 +274,7 @@ class UpstreamPool:
         self.max_idle = max_idle
         self._connect_errors = connect_errors
         self._idle: list[UpstreamConnection] = []
-        self._all: set[UpstreamConnection] = set()
+        self._all: set[UpstreamConnection | Http2ClientConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self.waiting: collections.deque[UpstreamUser] = collections.deque()
         self.retired = False
@@ -258,6 +283,9 @@ class UpstreamPool:
 
     def acquire(self, user: UpstreamUser, *, fresh: bool = False) -> None:
         """Give ``user`` a connection now (pooled) or soon (new): ``on_upstream``."""
+        if self.http2:
+            self._acquire_stream(user, fresh=fresh)
+            return
         idle = self._idle
         if not fresh:
             oldest = self._loop.time() - self.idle_timeout
@@ -281,8 +309,60 @@ class UpstreamPool:
             cap.open += 1  # counted from the attempt on; released in forget()
         self._open(user)
 
+    def _acquire_stream(self, user: UpstreamUser, *, fresh: bool) -> None:
+        """A stream on the first HTTP/2 connection with room; else wait for the one
+        being opened; else open one."""
+        for connection in self._h2:
+            if connection.room and not (fresh and connection.requests):
+                user.on_upstream(connection.open(user))
+                return
+        if self._h2_connecting and not fresh:
+            self._streams_waiting.append(user)
+            return
+        cap = self.cap
+        if cap is not None:
+            if cap.open >= cap.limit:
+                if cap.pending >= cap.max_pending:
+                    user.on_upstream_failure(503, "UO", "upstream connection limit reached")
+                    return
+                cap.pending += 1
+                self.waiting.append(user)
+                return
+            cap.open += 1
+        self._open(user)
+
+    def stream_released(self, connection: Http2ClientConnection) -> None:
+        """A stream of ``connection`` ended: a request waiting may have it."""
+        while connection.room and (self._streams_waiting or self.waiting):
+            if self._streams_waiting:
+                user = self._streams_waiting.popleft()
+                if not user.wants_upstream:
+                    continue
+            else:
+                waiter = self._next_waiter()
+                if waiter is None:
+                    break
+                user = waiter
+            user.on_upstream(connection.open(user))
+        if not connection.streams:
+            connection.idle_since = self._loop.time()
+            if self.retired:
+                connection.close()
+            elif self._sweeper is None:
+                self._sweeper = self._loop.call_later(self.idle_timeout, self._sweep)
+
+    def no_new_streams(self, connection: Http2ClientConnection) -> None:
+        if connection in self._h2:
+            self._h2.remove(connection)
+
     def cancel(self, user: UpstreamUser) -> None:
         """``user`` no longer waits for a connection (it was answered, or left)."""
+        try:
+            self._streams_waiting.remove(user)
+        except ValueError:
+            pass
+        else:
+            return
         try:
             self.waiting.remove(user)
         except ValueError:
@@ -311,50 +391,80 @@ class UpstreamPool:
         return True
 
     def _open(self, user: UpstreamUser) -> None:
+        if self.http2:
+            self._h2_connecting += 1
         task = self._loop.create_task(self._connect(user))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
+    def _protocol(self) -> asyncio.Protocol:
+        if self.http2:
+            return Http2ClientConnection(self)
+        if self.protocol == "auto" and self.tls is not None:
+            return _Negotiating(self)
+        return UpstreamConnection(self)
+
     async def _connect(self, user: UpstreamUser) -> None:
         host, port = self.address
         tls = self.tls
+        opening_streams = self.http2
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if tls is None:
-                    _, connection = await self._loop.create_connection(
-                        lambda: UpstreamConnection(self), host, port
-                    )
+                    _, made = await self._loop.create_connection(self._protocol, host, port)
                 else:
-                    _, connection = await self._loop.create_connection(
-                        lambda: UpstreamConnection(self),
+                    _, made = await self._loop.create_connection(
+                        self._protocol,
                         host,
                         port,
                         ssl=tls.context,
                         server_hostname=tls.server_name or host,
                     )
-        except TimeoutError:
+        except (TimeoutError, OSError) as exc:
             self._uncap()
             self._connect_errors.inc()
-            user.on_upstream_failure(503, "UF", "upstream connect timeout")
+            message = (
+                "upstream connect timeout"
+                if isinstance(exc, TimeoutError)
+                else f"upstream connect error: {exc.strerror or exc}"
+            )
+            self._connect_failed(user, message, opening_streams)
             return
-        except OSError as exc:
-            self._uncap()
-            self._connect_errors.inc()
-            user.on_upstream_failure(503, "UF", f"upstream connect error: {exc.strerror or exc}")
-            return
+        finally:
+            if opening_streams:
+                self._h2_connecting -= 1
+        connection = made.chosen if isinstance(made, _Negotiating) else made
+        assert isinstance(connection, UpstreamConnection | Http2ClientConnection)
         self._all.add(connection)
         if tls is not None and tls.identities:
             identity = _server_identity(connection)
             if not tls.allows(identity):
                 connection.abort()  # forget() releases its place under the cap
                 self._connect_errors.inc()
-                user.on_upstream_failure(503, "UF", f"upstream identity not allowed: {identity}")
+                self._connect_failed(
+                    user, f"upstream identity not allowed: {identity}", opening_streams
+                )
                 return
+        if isinstance(connection, Http2ClientConnection):
+            self.http2 = True  # (``auto``: the app chose h2, so its next requests are streams)
+            self._h2.append(connection)
+            if user.wants_upstream:
+                user.on_upstream(connection.open(user))
+            self.stream_released(connection)  # the requests that waited for it
+            return
         if user.wants_upstream:
             connection.bind(user)
             user.on_upstream(connection)
         else:
             self.release(connection)
+
+    def _connect_failed(self, user: UpstreamUser, message: str, streams: bool) -> None:
+        user.on_upstream_failure(503, "UF", message)
+        if streams and not self._h2_connecting:
+            waiting, self._streams_waiting = self._streams_waiting, collections.deque()
+            for other in waiting:
+                if other.wants_upstream:
+                    other.on_upstream_failure(503, "UF", message)
 
     def release(self, connection: UpstreamConnection) -> None:
         """Take back a connection whose exchange ended cleanly."""
@@ -382,20 +492,24 @@ class UpstreamPool:
         if self.cap is not None:
             self.cap.freed()
 
-    def forget(self, connection: UpstreamConnection) -> None:
+    def forget(self, connection: UpstreamConnection | Http2ClientConnection) -> None:
         if connection in self._all:
             self._uncap()
         self._all.discard(connection)
-        if connection in self._idle:
+        if isinstance(connection, Http2ClientConnection):
+            if connection in self._h2:
+                self._h2.remove(connection)
+        elif connection in self._idle:
             self._idle.remove(connection)
 
     def _sweep(self) -> None:
         oldest = self._loop.time() - self.idle_timeout
         for connection in [c for c in self._idle if c.idle_since < oldest]:
             connection.close()
-        self._sweeper = (
-            self._loop.call_later(self.idle_timeout, self._sweep) if self._idle else None
-        )
+        for shared in [c for c in self._h2 if not c.streams and c.idle_since < oldest]:
+            shared.close()
+        idle = self._idle or any(not c.streams for c in self._h2)
+        self._sweeper = self._loop.call_later(self.idle_timeout, self._sweep) if idle else None
 
     def retire(self) -> None:
         """The address left the cluster: close what is idle, pool nothing more, and
@@ -404,6 +518,13 @@ class UpstreamPool:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
+        for shared in list(self._h2):
+            if not shared.streams:
+                shared.close()  # the others close when their last stream ends
+        waiting, self._streams_waiting = self._streams_waiting, collections.deque()
+        for waiter in waiting:
+            if waiter.wants_upstream:
+                waiter.on_upstream_failure(503, "UF", "upstream endpoint removed")
         while (user := self._next_waiter()) is not None:
             user.on_upstream_failure(503, "UF", "upstream endpoint removed")
         if self.cap is not None and self in self.cap.pools:
@@ -412,6 +533,10 @@ class UpstreamPool:
     async def close(self) -> None:
         while (user := self._next_waiter()) is not None:
             user.on_upstream_failure(503, "UF", "proxy closing")
+        while self._streams_waiting:
+            waiter = self._streams_waiting.popleft()
+            if waiter.wants_upstream:
+                waiter.on_upstream_failure(503, "UF", "proxy closing")
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -138,6 +138,14 @@ class ClusterConfig(Section):
     tls: UpstreamTlsConfig | None = Field(
         None, description="TLS (and mTLS) to the endpoints. Default: plain HTTP."
     )
+    protocol: Literal["http1", "http2", "auto"] = Field(
+        "http1",
+        description="The HTTP version spoken to the endpoints, whatever the client's: "
+        "`http2` (with TLS, by ALPN `h2`; in cleartext, prior knowledge: what gRPC "
+        "servers take), `http1`, or `auto`: ALPN decides on TLS (`h2` preferred), "
+        "HTTP/1.1 in cleartext. HTTP/2 connections carry many requests at once, up to "
+        "the endpoint's SETTINGS_MAX_CONCURRENT_STREAMS each. Default http1.",
+    )
     dns_refresh: Duration = Field(
         5.0,
         description="How often endpoint host names are resolved again; every address "
