@@ -137,7 +137,7 @@ def test_a_name_that_never_resolved_answers_503(resolving: Resolving) -> None:
     assert (response.status, response.body) == (503, b"no endpoint address yet\n")
     metrics = http("GET", f"{resolving.pillion.status_url}/metrics")[2]
     series = (
-        'pillion_requests_total{cluster="ghost",code="503",flags="UF",listener="out",'
+        'pillion_requests_total{cluster="ghost",code="503",flags="UF",grpc_status="",listener="out",'
         'method="GET",route=""}'
     )
     assert metric_value(metrics, series) == 1.0

@@ -148,6 +148,6 @@ def test_rate_limit_answers_exactly_the_burst_then_429(pod: Pod, app: ScriptedUp
     client.close()
     _, _, metrics = http("GET", f"{pod.pillion.status_url}/metrics")
     assert (
-        b'pillion_requests_total{cluster="",code="429",flags="RL",'
+        b'pillion_requests_total{cluster="",code="429",flags="RL",grpc_status="",'
         b'listener="limited",method="GET",route=""} 8.0' in metrics
     )

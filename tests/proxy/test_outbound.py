@@ -90,7 +90,7 @@ def test_the_host_names_the_cluster(mesh: Mesh) -> None:
     client.close()
     _, _, metrics = http("GET", f"{mesh.pillion.status_url}/metrics")
     assert (
-        b'pillion_requests_total{cluster="",code="404",flags="NR",'
+        b'pillion_requests_total{cluster="",code="404",flags="NR",grpc_status="",'
         b'listener="out",method="GET",route=""} 1.0' in (metrics)
     )
 
@@ -176,7 +176,7 @@ def test_max_active_requests_sheds_the_excess_at_once(mesh: Mesh) -> None:
         client.close()
     _, _, metrics = http("GET", f"{mesh.pillion.status_url}/metrics")
     assert (
-        b'pillion_requests_total{cluster="tiny",code="503",flags="UO",'
+        b'pillion_requests_total{cluster="tiny",code="503",flags="UO",grpc_status="",'
         b'listener="out",method="GET",route=""} 1.0' in (metrics)
     )
     # shedding load is not the endpoint failing: nothing was ejected

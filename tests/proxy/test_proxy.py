@@ -340,7 +340,7 @@ def test_access_log_fields_and_metrics(pod: ProxyPod, app: ScriptedUpstream) -> 
     _, _, metrics = http("GET", f"{pod.pillion.status_url}/metrics")
     text = metrics.decode()
     assert (
-        'pillion_requests_total{cluster="",code="200",flags="-",listener="main",method="GET",route=""}'
+        'pillion_requests_total{cluster="",code="200",flags="-",grpc_status="",listener="main",method="GET",route=""}'
         in text
     )
     assert 'pillion_request_duration_seconds_bucket{le="0.00025",listener="main"}' in text

@@ -267,7 +267,7 @@ def test_requests_wait_for_a_connection_up_to_max_pending(retrying: Retrying) ->
     assert [r.target for r in slow.requests] == [b"/queue/1", b"/queue/2", b"/queue/3"]
     metrics = retrying.metrics()
     series = (
-        'pillion_requests_total{cluster="queue",code="503",flags="UO",listener="out",'
+        'pillion_requests_total{cluster="queue",code="503",flags="UO",grpc_status="",listener="out",'
         'method="GET",route="queue"}'
     )
     assert metric_value(metrics, series) == 1.0
@@ -287,7 +287,7 @@ def test_a_route_rate_limit_counts_by_route(retrying: Retrying) -> None:
         b"/limited/2",
     ]
     series = (
-        'pillion_requests_total{{cluster="plain",code="{}",flags="{}",listener="out",'
+        'pillion_requests_total{{cluster="plain",code="{}",flags="{}",grpc_status="",listener="out",'
         'method="GET",route="limited"}}'
     )
     metrics = retrying.metrics()

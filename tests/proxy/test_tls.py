@@ -218,7 +218,7 @@ def test_an_identity_outside_the_allow_list_gets_403(secured: Secured) -> None:
     assert answered(curl(secured.mtls, "/admin/users", cert=admin, pki=secured.pki))[0] == 200
     assert len(secured.app.requests) == before + 1  # the denied ones never reached the app
     series = (
-        'pillion_requests_total{cluster="",code="403",flags="UAEX",listener="mtls",'
+        'pillion_requests_total{cluster="",code="403",flags="UAEX",grpc_status="",listener="mtls",'
         'method="GET",route="0"}'
     )
     assert metric_value(secured.metrics(), series) == 1.0

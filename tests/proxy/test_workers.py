@@ -61,7 +61,7 @@ def test_workers_share_the_port_and_their_metrics_add_up(
         assert Client(port).request(get(f"/w{i}")).status == 200
     _, _, metrics = http("GET", f"{process.status_url}/metrics")
     assert (
-        b'pillion_requests_total{cluster="",code="200",flags="-",'
+        b'pillion_requests_total{cluster="",code="200",flags="-",grpc_status="",'
         b'listener="inbound",method="GET",route=""} 40.0' in (metrics)
     )
     promtool = shutil.which("promtool")

@@ -56,11 +56,13 @@ def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
 
 
 def reply(status: int, body: bytes, *, close: bool = False, headers: HeaderPairs = ()) -> bytes:
-    """A whole text/plain response: Pillion's own, or a route's configured one."""
+    """A whole response of Pillion's own, or a route's configured one: text/plain
+    unless ``headers`` say otherwise (a gRPC error)."""
+    typed = headers and any(name == b"content-type" for name, _ in headers)
     return b"".join(
         (
             status_line(status),
-            b"content-type: text/plain; charset=utf-8\r\n",
+            b"" if typed else b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n" if close else b"",
             *(b"%s: %s\r\n" % pair for pair in headers),

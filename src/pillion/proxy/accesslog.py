@@ -15,6 +15,7 @@ import concurrent.futures
 import os
 import random
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ _SLICE = 32  # lines rendered per loop turn: about 100 µs
 #  duration s, upstream s, request id, traceparent, target or None, retries, identity)
 Entry = tuple[
     float, str, bytes, RequestHead | None, int, str, int, int, float, float, bytes, bytes,
-    "Target | None", int, bytes | None,
+    "Target | None", int, bytes | None, bytes | None, bytes | None,
 ]  # fmt: skip
 
 
@@ -197,12 +198,23 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
             "upstream": str(pool.address) if pool is not None else None,
             "retries": entry[13],
             "identity": entry[14].decode("utf-8", "replace") if entry[14] else None,
+            "grpc_status": _grpc_status(entry[15]),
+            "grpc_message": _grpc_message(entry[16]),
         }
         if subset is not None:
             line = {name: line[name] for name in subset}
         return dumps(line, option=newline)
 
     return render
+
+
+def _grpc_status(raw: bytes | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) < 4 else None
+
+
+def _grpc_message(raw: bytes | None) -> str | None:
+    """grpc-message is percent-encoded UTF-8 on the wire: logged decoded."""
+    return urllib.parse.unquote(raw.decode("latin-1")) if raw else None
 
 
 def _header(head: RequestHead | None, lower: bytes) -> bytes:

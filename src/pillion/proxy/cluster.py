@@ -48,7 +48,7 @@ class RetryFamilies:
         self.retries = Counter(
             "pillion_upstream_retries",
             "Requests sent again, by upstream cluster and what failed "
-            "(connect_failure, reset, status, per_try_timeout).",
+            "(connect_failure, reset, status, per_try_timeout, grpc: a listed gRPC status).",
             ["cluster", "reason"],
             registry=registry,
         )
@@ -72,7 +72,7 @@ class RetryControl:
         self.overflow = families.overflow.labels(name)
         self._by_reason = {
             reason: families.retries.labels(name, reason)
-            for reason in ("connect_failure", "reset", "status", "per_try_timeout")
+            for reason in ("connect_failure", "reset", "status", "per_try_timeout", "grpc")
         }
 
     def allow(self, now: float, reason: str, *, already_retrying: bool) -> bool:

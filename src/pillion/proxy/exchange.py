@@ -31,10 +31,19 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from pillion.http.errors import ResponseError, ResponseIncomplete
+from pillion.http.grpc import (
+    code_for_status,
+    format_timeout,
+    is_grpc,
+    parse_timeout,
+    reply_headers,
+    status_in,
+)
 from pillion.http.headers import HeaderPairs, Headers
 from pillion.http.request import ParserLimits, RequestHead
 from pillion.http.response import ResponseHead
 from pillion.proxy import flags
+from pillion.proxy.channels import UpstreamRefused
 from pillion.proxy.edits import NO_EDITS
 from pillion.proxy.forwarding import (
     IDENTITY_HEADER,
@@ -189,6 +198,9 @@ class Exchange(Retries):
         "discarding",
         "down",
         "forwarded",
+        "grpc",
+        "grpc_message",
+        "grpc_status",
         "jwt_waited",
         "out_head",
         "request_complete",
@@ -233,6 +245,9 @@ class Exchange(Retries):
         self.close_after = not request.keep_alive
         self.aborted = False  # the response broke off: the client must see it incomplete
         self.trailers: Headers | None = None  # the response's, from the app
+        self.grpc = False  # a gRPC call: answered the gRPC way, its status counted
+        self.grpc_status: bytes | None = None  # from the trailers or a trailers-only head
+        self.grpc_message: bytes | None = None
         self.upgrade: bytes | None = None  # the Upgrade forwarded (admitted)
         self.tunnel = False
         self.discarding = False  # reading a retried response to its end, dropping it
@@ -243,7 +258,10 @@ class Exchange(Retries):
 
     def start(self) -> None:
         """Become the active exchange of the connection: admit, get an upstream, send."""
-        decision = self.settings.gate.decide(self.head, self.down, waited=self.jwt_waited)
+        head = self.head
+        if head.method == b"POST" and not self.jwt_waited:
+            self.grpc = is_grpc(_field(head, b"content-type"))
+        decision = self.settings.gate.decide(head, self.down, waited=self.jwt_waited)
         if not isinstance(decision, Admitted):
             if isinstance(decision, Pending):
                 self.jwt_waited = True
@@ -272,9 +290,15 @@ class Exchange(Retries):
             return
         pool = target.pool
         assert pool is not None
+        timeout = target.request_timeout
+        if self.grpc:
+            deadline = parse_timeout(_field(head, b"grpc-timeout"))
+            if deadline is not None:  # the client's deadline, capped by the route's
+                timeout = min(timeout, deadline)
+                self.auth_headers += ((b"grpc-timeout", format_timeout(timeout)),)
         self.out_head, self.forwarded = self._forward_head(target, pool.http2)
-        self._arm_retries(target)
-        self.timer = self.loop.call_later(target.request_timeout, self._on_timeout)
+        self._arm_retries(target, grpc=self.grpc, refusable=pool.protocol != "http1")
+        self.timer = self.loop.call_later(timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
             self.down.send_continue()
         pool.acquire(self)
@@ -418,21 +442,26 @@ class Exchange(Retries):
             self._schedule_retry()
             return
         incomplete = isinstance(error, ResponseIncomplete)
+        refused = isinstance(error, UpstreamRefused)
         if (
             not self.response_started
             and incomplete
             and connection is not None
-            and connection.requests > 1
-            and self.head.body == "none"
-            and self.request_complete
+            and (connection.requests > 1 or refused)
+            and (
+                (self.head.body == "none" and self.request_complete)
+                or (refused and self.replay is not None)
+            )
             and not self.retried
         ):
-            # A pooled connection the app closed as we sent: it never saw the request.
+            # A pooled connection the app closed as we sent, or a stream it refused
+            # (HTTP/2 GOAWAY or REFUSED_STREAM): it never processed the request.
             self.retried = True
             target = self.target
             assert target is not None
             assert target.pool is not None
-            self.pending = []
+            self.pending = list(self.replay) if self.replay is not None else []
+            self.pending_size = self.replay_size if self.replay is not None else 0
             target.pool.acquire(self, fresh=True)
             return
         flag = flags.UC if incomplete else flags.UPE
@@ -468,10 +497,21 @@ class Exchange(Retries):
             return  # interim responses end here: Pillion answered Expect itself
         target = self.target
         assert target is not None
-        if (
-            target.retry is not None
-            and response.status in target.retry.statuses
-            and self._may_retry("status", response.status, flags.NONE, sent=True, now=False)
+        grpc_status = status_in(response.headers) if self.grpc else None
+        if grpc_status is not None:  # a trailers-only response: its status is here
+            self.grpc_status = grpc_status
+            self.grpc_message = _field(response.headers, b"grpc-message") or None
+        retry = target.retry
+        if retry is not None and (
+            (
+                response.status in retry.statuses
+                and self._may_retry("status", response.status, flags.NONE, sent=True, now=False)
+            )
+            or (
+                grpc_status in retry.grpc_codes
+                and response.body == "none"
+                and self._may_retry("grpc", response.status, flags.NONE, sent=True, now=False)
+            )
         ):
             self.discarding = True
             if self.head.method == b"HEAD":  # llhttp would wait for the announced body
@@ -511,6 +551,9 @@ class Exchange(Retries):
     def on_response_trailers(self, trailers: Headers) -> None:
         if not self.done and not self.discarding:
             self.trailers = trailers
+            if self.grpc:
+                self.grpc_status = status_in(trailers)
+                self.grpc_message = _field(trailers, b"grpc-message") or None
 
     def on_response_end(self) -> None:
         if self.done:
@@ -617,12 +660,20 @@ class Exchange(Retries):
 
     def _local_reply(self, status: int, message: str, headers: HeaderPairs = ()) -> None:
         self.done = True
-        self.status = status
         self._cancel_timer()
         self._drop_upstream()
         if not self.request_complete and self.head.body != "none":
             self.close_after = True  # the rest of the body would be read as a request
-        self.down.send_reply(self, status, f"{message}\n".encode(), headers)
+        if self.grpc:
+            # a gRPC client reads only gRPC statuses: a trailers-only error
+            code = code_for_status(status)
+            self.status = 200
+            self.grpc_status = b"%d" % code
+            self.grpc_message = message.encode()
+            self.down.send_reply(self, 200, b"", (*reply_headers(code, message), *headers))
+        else:
+            self.status = status
+            self.down.send_reply(self, status, f"{message}\n".encode(), headers)
         self.down.exchange_done(self)
 
     def _abort(self) -> None:
@@ -654,3 +705,12 @@ class Exchange(Retries):
             self.timer.cancel()
             self.timer = None
         self._cancel_retry_timers()
+
+
+def _field(fields: HeaderPairs | RequestHead, lower: bytes) -> bytes:
+    """The first value of a field (``lower``: its lower-case name), else empty."""
+    pairs = fields.headers if isinstance(fields, RequestHead) else fields
+    for name, value in pairs:
+        if name == lower or (len(name) == len(lower) and name.lower() == lower):
+            return value
+    return b""

@@ -235,10 +235,11 @@ class HttpListener(Listening):
         head = exchange.head
         metrics = self.metrics
         target = exchange.target
+        grpc = exchange.grpc_status
         if target is None:
-            metrics.request(head.method, exchange.status, exchange.flags).inc()
+            metrics.request(head.method, exchange.status, exchange.flags, grpc=grpc).inc()
         else:
-            metrics.request(head.method, exchange.status, exchange.flags, target.labels).inc()
+            metrics.request(head.method, exchange.status, exchange.flags, target.labels, grpc).inc()
             if target.tracked:
                 target.finished(exchange.status, exchange.flags, retrying=exchange.retrying)
         forwarded = exchange.forwarded
@@ -270,6 +271,8 @@ class HttpListener(Listening):
                     target,
                     exchange.attempts,
                     exchange.down.identity,
+                    grpc,
+                    exchange.grpc_message,
                 )
             )
 
@@ -279,7 +282,7 @@ class HttpListener(Listening):
         if self.access_log is not None:
             self.access_log.record(
                 (time.time(), self.name, peer.client_ip, None, status, flag,
-                 0, 0, 0.0, -1.0, b"", b"", None, 0, peer.identity)
+                 0, 0, 0.0, -1.0, b"", b"", None, 0, peer.identity, None, None)
             )  # fmt: skip
 
 

@@ -25,8 +25,9 @@ class ProxyFamilies:
         self.requests = Counter(
             "pillion_requests",
             "Requests answered by the proxy, by listener, route, cluster, method, status "
-            "code and response flags.",
-            ["listener", "route", "cluster", "method", "code", "flags"],
+            "code, response flags and, for gRPC calls, gRPC status (from the trailers or a "
+            "trailers-only response; empty for other requests).",
+            ["listener", "route", "cluster", "method", "code", "flags", "grpc_status"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -90,7 +91,7 @@ class ListenerMetrics:
         families = metrics.family("proxy", ProxyFamilies)
         self._families = families
         self._listener = listener
-        self._requests: dict[tuple[bytes, int, str, tuple[str, str]], Counter] = {}
+        self._requests: dict[tuple[bytes, int, str, tuple[str, str], bytes | None], Counter] = {}
         self.duration = families.duration.labels(listener)
         self.request_bytes = families.request_bytes.labels(listener)
         self.response_bytes = families.response_bytes.labels(listener)
@@ -99,15 +100,24 @@ class ListenerMetrics:
         self.upstream_connect_errors = families.upstream_connect_errors.labels(listener)
 
     def request(
-        self, method: bytes, code: int, flags: str, labels: tuple[str, str] = ("", "")
+        self,
+        method: bytes,
+        code: int,
+        flags: str,
+        labels: tuple[str, str] = ("", ""),
+        grpc: bytes | None = None,
     ) -> Counter:
-        """The counter of requests with these labels; ``labels`` are (route, cluster)."""
-        key = (method, code, flags, labels)
+        """The counter of requests with these labels; ``labels`` are (route, cluster),
+        ``grpc`` the gRPC status of a gRPC call."""
+        if grpc is not None and not (grpc.isdigit() and len(grpc) < 3):
+            grpc = None  # not a gRPC status: never a label value of the app's choosing
+        key = (method, code, flags, labels, grpc)
         child = self._requests.get(key)
         if child is None:
             name = method.decode() if method in _METHODS else "OTHER"
+            status = grpc.decode() if grpc is not None else ""
             child = self._families.requests.labels(
-                self._listener, labels[0], labels[1], name, str(code), flags
+                self._listener, labels[0], labels[1], name, str(code), flags, status
             )
             self._requests[key] = child
         return child

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 from pillion.config.proxy import RetryBudgetConfig, RetryPolicyConfig
+from pillion.http.grpc import CODE_NAMES
 
 __all__ = ["IDEMPOTENT", "RetryBudget", "RetryPolicy", "backoff"]
 
@@ -24,6 +25,7 @@ class RetryPolicy:
     __slots__ = (
         "backoff_base",
         "backoff_max",
+        "grpc_codes",
         "max_body_size",
         "max_retries",
         "non_idempotent",
@@ -34,6 +36,8 @@ class RetryPolicy:
     def __init__(self, config: RetryPolicyConfig) -> None:
         self.max_retries = config.max_retries
         self.statuses = frozenset(config.statuses)
+        # the grpc-status values retried, as they come on the wire
+        self.grpc_codes = frozenset(b"%d" % CODE_NAMES[name] for name in config.grpc_codes)
         self.per_try_timeout = config.per_try_timeout
         self.non_idempotent = config.non_idempotent
         self.max_body_size = config.max_body_size

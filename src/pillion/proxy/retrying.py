@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Retries"]
 
+_KEPT_FOR_REFUSAL = 64 * 1024  # body kept to send again a request the app refused (HTTP/2)
+
 
 class Retries:
     __slots__ = (
@@ -37,6 +39,8 @@ class Retries:
         "pending",
         "pending_size",
         "replay",
+        "replay_for",
+        "replay_limit",
         "replay_size",
         "resend",
         "response_started",
@@ -64,6 +68,10 @@ class Retries:
         self.attempts = 0  # retries made
         self.replay: list[bytes] | None = None  # what was sent, kept for a retry
         self.replay_size = 0
+        self.replay_limit = 0  # the most that is kept
+        # "any": kept for every retry; "grpc": only for a listed gRPC status (or a
+        # stream the app refused), as the method alone would not allow it
+        self.replay_for = "any"
         self.retrying = False  # counted in the budget's retries in flight
         self.retry_timer: asyncio.TimerHandle | None = None
         self.try_timer: asyncio.TimerHandle | None = None
@@ -88,25 +96,35 @@ class Retries:
 
     # -- the first try --
 
-    def _arm_retries(self, target: Target) -> None:
+    def _arm_retries(self, target: Target, *, grpc: bool, refusable: bool) -> None:
         """Before the first try: keep what is sent if it may be sent again, and
-        start the per-try timer."""
+        start the per-try timer. ``grpc``: a gRPC call; ``refusable``: the app may
+        refuse the request unprocessed (HTTP/2), and then it goes again."""
         retry = target.retry
-        if retry is None:
-            return
         head = self.head
-        if retry.replayable(head.method, head.body, head.content_length, self.upgrade is not None):
+        if retry is not None and retry.replayable(
+            head.method, head.body, head.content_length, self.upgrade is not None
+        ):
+            self.replay_for = "any"
+        elif (refusable or (grpc and retry is not None and retry.grpc_codes)) and (
+            head.body != "length" or head.content_length <= _KEPT_FOR_REFUSAL
+        ):
+            self.replay_for = "grpc"
+        else:
+            self.replay_for = ""
+        if self.replay_for:
             self.replay = list(self.pending)
             self.replay_size = self.pending_size
+            self.replay_limit = retry.max_body_size if retry is not None else _KEPT_FOR_REFUSAL
+        if retry is None:
+            return
         if retry.per_try_timeout is not None:
             self.try_timer = self.loop.call_later(retry.per_try_timeout, self._on_try_timeout)
 
     def _keep(self, data: bytes) -> None:
         assert self.replay is not None
-        assert self.target is not None
-        assert self.target.retry is not None
         self.replay_size += len(data)
-        if self.replay_size > self.target.retry.max_body_size:
+        if self.replay_size > self.replay_limit:
             self.replay = None  # too big to keep: this request is not retried once sent
         else:
             self.replay.append(data)
@@ -125,7 +143,11 @@ class Retries:
         policy = target.retry
         if policy is None or self.attempts >= policy.max_retries:
             return False
-        if sent and (self.replay is None or self.upgrade is not None):
+        if sent and (
+            self.replay is None
+            or self.upgrade is not None
+            or (self.replay_for != "any" and reason != "grpc")
+        ):
             return False
         assert target.retries is not None
         if not target.retries.allow(self.loop.time(), reason, already_retrying=self.retrying):

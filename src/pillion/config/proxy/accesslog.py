@@ -34,6 +34,8 @@ AccessLogField = Literal[
     "upstream",
     "retries",
     "identity",
+    "grpc_status",
+    "grpc_message",
 ]
 ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = typing.get_args(AccessLogField)
 

@@ -8,7 +8,12 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pillion.config.proxy.auth import AuthorizationConfig
-from pillion.config.proxy.tokens import HEADER_NAME, UpgradeProtocol, check_header_name
+from pillion.config.proxy.tokens import (
+    HEADER_NAME,
+    GrpcCode,
+    UpgradeProtocol,
+    check_header_name,
+)
 from pillion.config.types import Regex, Section
 from pillion.config.units import Duration, Size
 
@@ -145,6 +150,15 @@ class RetryPolicyConfig(Section):
         "capped at `backoff_max`. Default 25ms.",
     )
     backoff_max: Duration = Field(0.25, description="Longest backoff. Default 250ms.")
+    grpc_codes: list[GrpcCode] = Field(
+        [],
+        description="gRPC statuses that are retried when the app answers a gRPC call "
+        "with one of them and nothing else (a trailers-only response, as gRPC servers "
+        "send errors), e.g. `unavailable`, `resource-exhausted` (names as Envoy's "
+        "`retry_on`). A gRPC call is kept for this (up to `max_body_size`) whatever its "
+        "method; resets and timeouts still retry it only with `non_idempotent`. "
+        "Default: none.",
+    )
 
     @field_validator("statuses")
     @classmethod

@@ -6,11 +6,11 @@ Rules over strings only, each written once here (RFC 9110 §5.6.2 tokens).
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator
 
-__all__ = ["HEADER_NAME", "UpgradeProtocol", "check_header_name"]
+__all__ = ["HEADER_NAME", "GrpcCode", "UpgradeProtocol", "check_header_name"]
 
 _TCHARS = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # one or more tchar: a token (RFC 9110 §5.6.2)
 
@@ -52,3 +52,24 @@ def _upgrade_protocol(value: str) -> str:
 UpgradeProtocol = Annotated[str, AfterValidator(_upgrade_protocol)]
 """A protocol a request may ``Upgrade`` to: ``name`` or ``name/version``, each an
 RFC 9110 token, in lower case (protocol names are case-insensitive); never ``h2c``."""
+
+
+GrpcCode = Literal[
+    "cancelled",
+    "unknown",
+    "invalid-argument",
+    "deadline-exceeded",
+    "not-found",
+    "already-exists",
+    "permission-denied",
+    "resource-exhausted",
+    "failed-precondition",
+    "aborted",
+    "out-of-range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data-loss",
+    "unauthenticated",
+]
+"""A gRPC status by name, as a retry policy lists it (Envoy's spelling)."""
