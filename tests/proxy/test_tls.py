@@ -182,6 +182,34 @@ def test_the_callers_identity_reaches_the_app(secured: Secured) -> None:
     assert headers["x-forwarded-proto"] == "https"
 
 
+def test_http2_by_alpn_carries_the_callers_identity(secured: Secured) -> None:
+    cert = secured.pki.client("shop-h2", spiffe_id=SHOP)
+    spoof = (
+        "--http2",
+        "-H",
+        f"x-pillion-peer-identity: {ADMIN}",
+        "-w",
+        "\\n%{http_code} %{http_version}",
+    )
+    result = curl(secured.mtls, "/h2", cert=cert, pki=secured.pki, extra=spoof)
+    body, _, tail = result.stdout.rpartition("\n")
+    assert tail == "200 2", result.stdout  # HTTP/2, by ALPN
+    values = [v for k, v in json.loads(body)["headers"] if k.lower() == "x-pillion-peer-identity"]
+    assert values == [SHOP]
+    offered = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{secured.optional}", "-alpn",
+         "h2,http/1.1", "-CAfile", str(secured.pki.ca_file)],
+        input="", capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert "ALPN protocol: h2" in offered.stdout
+
+
+def test_an_http2_caller_outside_the_allow_list_gets_403(secured: Secured) -> None:
+    outsider = secured.pki.client("outsider-h2", spiffe_id=OUTSIDER)
+    result = curl(secured.mtls, "/h2", cert=outsider, pki=secured.pki, extra=("--http2",))
+    assert answered(result)[0] == 403
+
+
 def test_a_spoofed_identity_header_is_stripped(secured: Secured) -> None:
     cert = secured.pki.client("shop2", spiffe_id=SHOP)
     spoof = ("-H", f"x-pillion-peer-identity: {ADMIN}")
