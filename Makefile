@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables
 
-.PHONY: demo test check docs system-deps bench-proxy bench-logs bench-webhook bench-exporters bench-capture clean
+.PHONY: demo test check docs system-deps bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -39,6 +39,13 @@ BENCH_PACKAGES := nginx haproxy wrk hey
 bench-proxy: $(VENV)/.installed
 	@scripts/install-system-packages.sh $(BENCH_PACKAGES)
 	$(BIN)/python bench/proxy_bench.py $(ARGS)
+
+# HTTP/2 and gRPC through Pillion, against nginx, on 127.0.0.1 (see bench/README.md).
+# h2load and nghttp come from nghttp2-client; wrk loads the HTTP/1.1-to-HTTP/2 subject;
+# grpcio (a dev extra) runs the gRPC server and client.
+bench-h2: $(VENV)/.installed-dev
+	@scripts/install-system-packages.sh nginx nghttp2-client wrk
+	$(BIN)/python bench/h2_bench.py $(ARGS)
 
 # Compare Pillion's log shipping with rsyslog, file -> TCP syslog (see bench/README.md).
 bench-logs: $(VENV)/.installed

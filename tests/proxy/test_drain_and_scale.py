@@ -22,6 +22,7 @@ from tests.helpers import (
     running_pillion,
     wait_until,
 )
+from tests.proxy.h2raw import RawH2
 from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 
@@ -122,6 +123,30 @@ def test_draining_keep_alive_responses_say_connection_close(
     assert (response.status, response.body) == (200, b"held")
     assert response.header(b"connection") == b"close"
     assert client.is_closed_by_peer()
+    assert process.wait_exit() == 0
+
+
+def test_draining_http2_goes_away_and_finishes_the_streams_in_flight(
+    pod: tuple[PillionProcess, int, ScriptedUpstream],
+) -> None:
+    process, port, upstream = pod
+    upstream.behaviour = "held"
+    client = RawH2(port)
+    client.request(1, "/in-flight")
+    wait_until(lambda: upstream.requests)  # at the app
+    process.signal(signal.SIGTERM)
+    client.read_until(lambda: client.goaway is not None)
+    assert client.goaway is not None
+    assert (client.goaway.last_stream_id, client.goaway.error_code) == (1, 0)
+    client.request(3, "/too-late")  # after the GOAWAY: not taken
+    client.read_until(lambda: client.stream(3).over)
+    upstream.release.set()
+    client.read_until(lambda: client.stream(1).over)
+    stream = client.stream(1)
+    assert (stream.status, bytes(stream.body)) == (200, b"held")
+    assert client.stream(3).reset == 0x7  # REFUSED_STREAM: safe to send elsewhere
+    assert [r.target for r in upstream.requests] == [b"/in-flight"]
+    client.wait_closed()
     assert process.wait_exit() == 0
 
 

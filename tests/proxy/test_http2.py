@@ -8,17 +8,20 @@ should not send."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hyperframe.frame import SettingsFrame
 
-from tests.helpers import free_port, running_pillion
+from tests.helpers import free_port, running_pillion, wait_until
 from tests.proxy.conftest import ProxyPod
 from tests.proxy.h2raw import RawH2
+from tests.proxy.h2upstream import H2App, h2_app
 from tests.proxy.harness import ScriptedUpstream, scripted_upstream
 
 PROTOCOL_ERROR = 0x1
@@ -280,3 +283,43 @@ def test_protocols_turn_either_version_off(quick: Quick) -> None:
     assert _curl("--http2-prior-knowledge", f"http://127.0.0.1:{quick.h1only}/").returncode != 0
     h1 = _curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{quick.h1only}/")
     assert h1.stdout == "200"
+
+
+@contextlib.contextmanager
+def _in_front_of(app: H2App, directory: Path) -> Iterator[int]:
+    port = free_port()
+    body = f"""
+app: {{port: {app.port}, protocol: http2}}
+proxy:
+  inbound: [{{name: main, listen: "127.0.0.1:{port}"}}]
+"""
+    with running_pillion(directory, body):
+        yield port
+
+
+def test_streams_to_an_http2_app_respect_its_concurrency_limit(tmp_path: Path) -> None:
+    with h2_app(behaviour="hold", max_streams=2) as app, _in_front_of(app, tmp_path) as port:
+        client = RawH2(port)
+        ids = list(range(1, 13, 2))
+        for stream_id in ids:
+            client.request(stream_id, f"/held/{stream_id}")
+        wait_until(lambda: len(app.paths) == len(ids))  # all six at the app at once
+        assert app.most_open <= 2  # never more than it allows on one connection
+        assert app.connections >= 3  # another connection when one was full
+        app.release.set()
+        client.read_until(lambda: all(client.stream(i).over for i in ids))
+        assert [client.stream(i).status for i in ids] == [200] * len(ids)
+
+
+def test_a_goaway_from_the_app_sends_the_unprocessed_streams_again(tmp_path: Path) -> None:
+    with (
+        h2_app(behaviour="goaway-after-two") as app,
+        _in_front_of(app, tmp_path) as port,
+    ):
+        client = RawH2(port)
+        client.request(1, "/first")
+        client.request(3, "/second", method="POST", body=b"kept to be sent again")
+        client.read_until(lambda: client.stream(1).over and client.stream(3).over)
+        assert bytes(client.stream(1).body) == b"connection 1 /first"
+        assert bytes(client.stream(3).body) == b"connection 2 /second"  # a new connection
+        assert app.paths == ["/first", "/second", "/second"]

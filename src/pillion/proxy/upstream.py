@@ -317,7 +317,7 @@ class UpstreamPool:
                 user.on_upstream(connection.open(user))
                 return
         if self._h2_connecting and not fresh:
-            self._streams_waiting.append(user)
+            self._streams_waiting.append(user)  # the connection on its way takes it
             return
         cap = self.cap
         if cap is not None:
@@ -331,8 +331,13 @@ class UpstreamPool:
             cap.open += 1
         self._open(user)
 
+    def connection_ready(self, connection: Http2ClientConnection) -> None:
+        self._h2_connecting -= 1
+        self.stream_released(connection)
+
     def stream_released(self, connection: Http2ClientConnection) -> None:
-        """A stream of ``connection`` ended: a request waiting may have it."""
+        """A stream of ``connection`` ended (or the connection is ready): requests
+        waiting may have its room; past it, another connection is opened."""
         while connection.room and (self._streams_waiting or self.waiting):
             if self._streams_waiting:
                 user = self._streams_waiting.popleft()
@@ -344,6 +349,12 @@ class UpstreamPool:
                     break
                 user = waiter
             user.on_upstream(connection.open(user))
+        if (
+            self._streams_waiting
+            and not self._h2_connecting
+            and not any(other.room for other in self._h2)
+        ):
+            self._acquire_stream(self._streams_waiting.popleft(), fresh=False)  # all full
         if not connection.streams:
             connection.idle_since = self._loop.time()
             if self.retired:
@@ -393,6 +404,7 @@ class UpstreamPool:
     def _open(self, user: UpstreamUser) -> None:
         if self.http2:
             self._h2_connecting += 1
+            self._streams_waiting.append(user)  # in turn, once the connection is ready
         task = self._loop.create_task(self._connect(user))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -421,6 +433,8 @@ class UpstreamPool:
                         server_hostname=tls.server_name or host,
                     )
         except (TimeoutError, OSError) as exc:
+            if opening_streams:
+                self._h2_connecting -= 1
             self._uncap()
             self._connect_errors.inc()
             message = (
@@ -430,9 +444,10 @@ class UpstreamPool:
             )
             self._connect_failed(user, message, opening_streams)
             return
-        finally:
+        except BaseException:
             if opening_streams:
                 self._h2_connecting -= 1
+            raise
         connection = made.chosen if isinstance(made, _Negotiating) else made
         assert isinstance(connection, UpstreamConnection | Http2ClientConnection)
         self._all.add(connection)
@@ -446,11 +461,14 @@ class UpstreamPool:
                 )
                 return
         if isinstance(connection, Http2ClientConnection):
-            self.http2 = True  # (``auto``: the app chose h2, so its next requests are streams)
+            if not opening_streams:  # ``auto``: the app chose h2; its requests are streams now
+                self.http2 = True
+                self._h2_connecting += 1
             self._h2.append(connection)
-            if user.wants_upstream:
-                user.on_upstream(connection.open(user))
-            self.stream_released(connection)  # the requests that waited for it
+            if not opening_streams and user.wants_upstream:
+                self._streams_waiting.appendleft(user)  # served once the app's SETTINGS came
+            if connection.ready:  # its SETTINGS came with the handshake (counted then)
+                self.stream_released(connection)
             return
         if user.wants_upstream:
             connection.bind(user)
@@ -458,8 +476,11 @@ class UpstreamPool:
         else:
             self.release(connection)
 
-    def _connect_failed(self, user: UpstreamUser, message: str, streams: bool) -> None:
-        user.on_upstream_failure(503, "UF", message)
+    def _connect_failed(self, user: UpstreamUser | None, message: str, streams: bool) -> None:
+        if user is not None:
+            with contextlib.suppress(ValueError):
+                self._streams_waiting.remove(user)
+            user.on_upstream_failure(503, "UF", message)
         if streams and not self._h2_connecting:
             waiting, self._streams_waiting = self._streams_waiting, collections.deque()
             for other in waiting:
@@ -499,6 +520,11 @@ class UpstreamPool:
         if isinstance(connection, Http2ClientConnection):
             if connection in self._h2:
                 self._h2.remove(connection)
+            if not connection.ready:  # it never got as far as the app's SETTINGS
+                self._h2_connecting -= 1
+                connection.ready = True  # (counted once)
+                if not self._h2_connecting:
+                    self._connect_failed(None, "upstream closed the connection", True)
         elif connection in self._idle:
             self._idle.remove(connection)
 

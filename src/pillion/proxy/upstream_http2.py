@@ -63,6 +63,9 @@ class Http2Owner(Protocol):
     def stream_released(self, connection: Http2ClientConnection) -> None:
         """A stream ended: the connection has room for another."""
 
+    def connection_ready(self, connection: Http2ClientConnection) -> None:
+        """The app's first SETTINGS arrived: its stream limit is known."""
+
     def forget(self, connection: Http2ClientConnection) -> None:
         """The connection closed."""
 
@@ -82,6 +85,7 @@ class Http2ClientConnection(asyncio.Protocol):
         self.streams: dict[int, Http2UpstreamStream] = {}
         self.closed = False
         self.goaway = False  # the app said GOAWAY: no new streams here
+        self.ready = False  # the app's SETTINGS arrived (until then its limit is unknown)
         self.write_paused = False
         self.requests = 0
         self.idle_since = 0.0
@@ -92,7 +96,7 @@ class Http2ClientConnection(asyncio.Protocol):
     def room(self) -> bool:
         """Whether another stream may be opened now."""
         limit = min(self.h2.remote_settings.max_concurrent_streams, _MOST_STREAMS)
-        return not (self.closed or self.goaway) and len(self.streams) < limit
+        return self.ready and not (self.closed or self.goaway) and len(self.streams) < limit
 
     def open(self, user: UpstreamUser) -> Http2UpstreamStream:
         """A new stream for ``user`` (check ``room`` first)."""
@@ -197,7 +201,10 @@ class Http2ClientConnection(asyncio.Protocol):
         elif isinstance(event, RemoteSettingsChanged):
             if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._on_window(0)
-            if SettingCodes.MAX_CONCURRENT_STREAMS in event.changed_settings:
+            if not self.ready:
+                self.ready = True
+                self.owner.connection_ready(self)
+            elif SettingCodes.MAX_CONCURRENT_STREAMS in event.changed_settings:
                 self.owner.stream_released(self)  # there may be room now
         elif isinstance(event, ConnectionTerminated):
             self._on_goaway(event.last_stream_id)
