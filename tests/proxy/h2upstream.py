@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -39,7 +40,7 @@ class _Connection(asyncio.Protocol):
         self.goaway_sent = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = typing.cast(asyncio.Transport, transport)
         self.conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.app.max_streams},
@@ -51,7 +52,7 @@ class _Connection(asyncio.Protocol):
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
-            self.transport.close()  # type: ignore[attr-defined]
+            self.transport.close()
             return
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
@@ -74,8 +75,8 @@ class _Connection(asyncio.Protocol):
             first = min(self.open)
             self._answer(first)
             self.conn.close_connection(last_stream_id=first)
-            self.transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
-            self.transport.close()  # type: ignore[attr-defined]
+            self.transport.write(self.conn.data_to_send())
+            self.transport.close()
             return
         if behaviour == "hold":
             self.loop.run_in_executor(None, self._answer_later, stream_id)
@@ -97,7 +98,7 @@ class _Connection(asyncio.Protocol):
         self._flush()
 
     def _flush(self) -> None:
-        self.transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
+        self.transport.write(self.conn.data_to_send())
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@ tests and ``bench/h2_bench.py`` put behind the proxy. Service ``pillion.demo.Ech
 method of each of gRPC's four call kinds, so every kind of HTTP/2 stream a proxy must carry
 (one message each way, many down, many up, both at once) can be exercised:
 
-* ``Unary``: the request back. ``b"status:N"`` fails the call with gRPC code ``N`` (message
-  ``asked for``, ``x-served-by`` in its trailers-only response), to see errors pass through; metadata ``x-echo-delay: SECONDS`` waits that
+* ``Unary``: the request back. ``b"status:N"`` fails the call with gRPC code ``N``
+  (message ``asked for``, ``x-served-by`` in its trailers-only response), to see errors
+  pass through; metadata ``x-echo-delay: SECONDS`` waits that
   long first, to see deadlines pass through. Its initial metadata carries
   ``x-served-by: NAME`` (which of several servers answered) and its trailers
   ``x-echo-trailer: yes`` (trailers survive the hop).
