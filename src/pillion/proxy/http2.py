@@ -95,6 +95,7 @@ class Http2Connection(asyncio.Protocol):
         self.draining = host.draining
         self.write_paused = False
         self._corked = 0
+        self._flushing = False  # a write is scheduled
         self._opened = 0  # streams the client opened
         self._cancelled = 0  # ... and reset before their response was complete
         self._flood_since = 0.0
@@ -296,10 +297,18 @@ class Http2Connection(asyncio.Protocol):
             self.flush()
 
     def flush(self) -> None:
-        if self._corked or self.transport is None:
+        """Write what ``h2`` queued, once this turn of the event loop is over: the
+        frames of every stream answered meanwhile go out in one write."""
+        if not self._flushing and not self._corked and not self.closed:
+            self._flushing = True
+            self.host.loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        self._flushing = False
+        if self.transport is None or self.closed:
             return
         data = self.h2.data_to_send()
-        if data and not self.closed:
+        if data:
             self.transport.write(data)
             if self.transport.get_write_buffer_size() > _MAX_UNREAD + _STREAM_BUFFER:
                 self._calm()  # control frames piling up: the client does not read
@@ -347,7 +356,7 @@ class Http2Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed:
-            self.flush()
+            self._write()
             self.closed = True
             self._disarm()
             if self.transport is not None:
@@ -362,7 +371,7 @@ class Http2Connection(asyncio.Protocol):
     def _goaway(self, code: ErrorCodes) -> None:
         """A GOAWAY written past ``h2`` (which would refuse to send anything more
         after its own), so the streams it lets finish can still be answered."""
-        self.flush()
+        self._write()
         frame = GoAwayFrame(0)
         frame.last_stream_id = self.h2.highest_inbound_stream_id
         frame.error_code = code

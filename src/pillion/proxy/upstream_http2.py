@@ -82,6 +82,7 @@ class Http2ClientConnection(asyncio.Protocol):
         self.owner = owner
         self.h2 = new_connection(client_side=True)
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
         self.streams: dict[int, Http2UpstreamStream] = {}
         self.closed = False
         self.goaway = False  # the app said GOAWAY: no new streams here
@@ -90,6 +91,7 @@ class Http2ClientConnection(asyncio.Protocol):
         self.requests = 0
         self.idle_since = 0.0
         self._corked: list[UpstreamUser] | None = None
+        self._flushing = False  # a write is scheduled
         self._blocked: set[Http2UpstreamStream] = set()
 
     @property
@@ -240,10 +242,18 @@ class Http2ClientConnection(asyncio.Protocol):
     # -- for the streams --
 
     def flush(self) -> None:
-        if self.transport is None:
+        """Write what ``h2`` queued once this turn of the event loop is over: the
+        requests of many clients go out in one write."""
+        if not self._flushing and not self.closed:
+            self._flushing = True
+            self.loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        self._flushing = False
+        if self.transport is None or self.closed:
             return
         data = self.h2.data_to_send()
-        if data and not self.closed:
+        if data:
             self.transport.write(data)
 
     def ack(self, size: int, stream_id: int) -> None:
