@@ -12,14 +12,19 @@ Two of its defaults do not fit a proxy and are changed here:
   count is left to the caller (``Http2Stream`` and the upstream stream), who
   resets just that stream. Streams are made by ``h2`` itself, so its
   length-tracking hook is replaced on the streams of this connection class only.
+
+And HPACK is encoded without Huffman coding (``_Encoder``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream
+from hpack import Encoder
 
 __all__ = ["SettingCodes", "Settings", "new_connection"]
 
@@ -29,6 +34,25 @@ class _Stream(H2Stream):
 
     def _track_content_length(self, length: int, end_stream: bool) -> None:
         return None
+
+
+_CHANGING = frozenset({b"x-request-id", b"traceparent", b"content-length", b"date"})
+
+
+class _Encoder(Encoder):
+    """HPACK as a proxy should use it: no Huffman coding (it costs more CPU than
+    the bytes it saves on a pod's network; netty turned it off for the same
+    reason), and the fields whose value changes on every message never enter the
+    dynamic table, where they would only evict the ones that repeat."""
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        return super().encode(
+            [
+                (name, value, True) if name in _CHANGING else (name, value)
+                for name, value in headers
+            ],
+            huffman=False,
+        )
 
 
 class _Connection(H2Connection):
@@ -48,4 +72,6 @@ def new_connection(*, client_side: bool) -> H2Connection:
         validate_outbound_headers=False,  # what is sent was built by ``h2fields``
         normalize_outbound_headers=False,
     )
-    return _Connection(config=config)
+    connection = _Connection(config=config)
+    connection.encoder = _Encoder()
+    return connection
