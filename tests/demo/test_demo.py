@@ -30,6 +30,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         "--backend-port": free_port(),
         "--tls-port": free_port(),
         "--statsd-port": free_port(),
+        "--grpc-port": free_port(),
     }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(
@@ -74,6 +75,15 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                 identity = headers["x-pillion-peer-identity"]
                 assert identity == "spiffe://cluster.local/ns/demo/sa/client"
 
+        # the gRPC call the tour prints: HTTP/2 on the proxy's port, to the gRPC service
+        [grpc_line] = [line for line in output if "a gRPC call through Pillion" in line]
+        call = grpc_line.split("Pillion", 1)[1].strip()
+        called = subprocess.run(
+            shlex.split(call), capture_output=True, text=True, timeout=30, check=False
+        )
+        assert called.returncode == 0, called.stdout + called.stderr
+        assert "x-served-by=demo-grpc" in called.stdout
+
         assert (tmp_path / "logs" / "app.log").read_text().count('"msg": "request"') >= 2
         # the app's log file reached the log output, line for line
         app_lines = (tmp_path / "logs" / "app.log").read_text().splitlines()
@@ -107,7 +117,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
                          metrics, re.M)  # fmt: skip
         assert re.search(r'^demo_http_duration_count\{path="/stats"\} [1-9]', metrics, re.M)
         limited = re.search(
-            r'^pillion_requests_total\{cluster="",code="429",flags="RL",listener="inbound",'
+            r'^pillion_requests_total\{cluster="",code="429",flags="RL",grpc_status="",listener="inbound",'
             r'method="GET",route="call"\} (\S+)$',
             metrics,
             re.MULTILINE,
@@ -145,7 +155,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=30)
     assert demo.returncode == 0, rest
-    assert "stopped: demo app exit 0, backend exit 0, pillion exit 0" in rest
+    assert "stopped: demo app exit 0, backend exit 0, grpc service exit 0, pillion exit 0" in rest
     log = [json.loads(line) for line in (tmp_path / "pillion.log").read_text().splitlines()]
     assert log[-1]["message"] == "stopped"
     assert not Path(f"/proc/{pid}").exists()

@@ -141,6 +141,7 @@ def version() -> None:
 )
 @click.option("--tls-port", default=15443, show_default=True, help="Pillion's TLS listener.")
 @click.option("--statsd-port", default=9125, show_default=True, help="Pillion's StatsD (UDP).")
+@click.option("--grpc-port", default=50051, show_default=True, help="A gRPC service, via Pillion.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),
@@ -158,6 +159,7 @@ def demo(
     backend_port: int,
     tls_port: int,
     statsd_port: int,
+    grpc_port: int,
     workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
@@ -172,6 +174,7 @@ def demo(
         backend=backend_port,
         tls=tls_port,
         statsd=statsd_port,
+        grpc=grpc_port,
     )
     sys.exit(run_demo(ports, workdir))
 

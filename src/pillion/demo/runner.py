@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ class DemoPorts:
     backend: int = 8081
     tls: int = 15443
     statsd: int = 9125
+    grpc: int = 50051
 
 
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
@@ -59,6 +61,7 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
             "PILLION_DEMO_BACKEND_PORT": str(ports.backend),
             "PILLION_DEMO_TLS_PORT": str(ports.tls),
             "PILLION_DEMO_STATSD_PORT": str(ports.statsd),
+            "PILLION_DEMO_GRPC_PORT": str(ports.grpc),
             "PILLION_DEMO_WORKDIR": str(root),
         }
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
@@ -75,11 +78,22 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
                  "--workdir", str(root / "backend"), "--name", "backend", "--fail-every", "2"],
                 stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
+            # a gRPC service behind the same inbound port (HTTP/2 told by its preface)
+            grpc_service = subprocess.Popen(
+                [sys.executable, "-m", "pillion.demo.grpc_echo", "serve",
+                 "--port", str(ports.grpc), "--name", "demo-grpc"],
+                stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
             pillion = subprocess.Popen(
                 [sys.executable, "-m", "pillion", "run", "-c", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
-            children = {"demo app": app, "backend": backend, "pillion": pillion}
+            children = {
+                "demo app": app,
+                "backend": backend,
+                "grpc service": grpc_service,
+                "pillion": pillion,
+            }
             try:
                 if not _wait_ready(ports, children, stop):
                     return 1 if not stop.set else 0
@@ -159,12 +173,20 @@ def _wait_ready(
             if child.poll() is not None:
                 print(f"{name} exited with {child.returncode} while starting", file=sys.stderr)
                 return False
-        if all(_answers(url) for url in urls):
+        if all(_answers(url) for url in urls) and _listening(ports.grpc):
             return True
         time.sleep(0.1)
     if not stop.set:
         print(f"the demo pod did not become ready in {_START_TIMEOUT:.0f}s", file=sys.stderr)
     return False
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _answers(url: str) -> bool:
@@ -194,6 +216,7 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         ("mTLS: your identity reaches the app", f"curl -s {tls_client} {secure}/"),
         ("TLS without a client cert: 403", f"curl -s --cacert {tls_dir}/ca.crt {secure}/"),
         ("app -> backend via outbound, retried", f"curl -s {proxy}/call"),
+        ("HTTP/2 on the same port", f"curl -s --http2-prior-knowledge {proxy}/"),
         ("rate-limited route, 4th call: 429", f"curl -s {' '.join([f'{proxy}/call'] * 4)}"),
         ("raw TCP passthrough", f"curl -s http://127.0.0.1:{ports.tcp}/stats"),
         ("outbound, cluster by host", f"curl -s -H 'Host: demo-app' {outbound}/stats"),
@@ -208,10 +231,12 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         ("log level", f"curl -s {auth} {admin}/logging"),
         ("set log level", f"curl -s -X POST {auth} '{admin}/logging?level=debug'"),
     ]
+    grpc_call = f"{sys.executable} -m pillion.demo.grpc_echo call --target 127.0.0.1:{ports.proxy}"
     width = max(len(label) for label, _ in tour)
     print(f"\nPillion demo pod is running (shared files in {root})\n")
     for label, command in tour:
         print(f"  {label:<{width}}  {command}")
+    print(f"  {'a gRPC call through Pillion':<{width}}  {grpc_call}")
     print(
         f"\n  reload the config: kill -HUP {pillion_pid}    Pillion's logs: {root / 'pillion.log'}"
     )
