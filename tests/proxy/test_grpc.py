@@ -17,7 +17,7 @@ import pytest
 
 from pillion.demo import grpc_echo
 from pillion.tls.devca import issue, new_ca
-from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion
+from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 
 SHOP = "spiffe://cluster.local/ns/shop/sa/checkout"
 
@@ -29,6 +29,7 @@ class Mesh:
     limited: int  # the same, with a rate limit of one call
     outbound: int  # clusters: echo (three endpoints), secure (mTLS to ``tls_inbound``)
     tls_inbound: int  # in front of echo-a, mTLS, callers of the shop namespace only
+    long: int  # in front of echo-a, no request timeout (long-lived streams)
     access_log: Path
     servers: list[grpc_echo.EchoServer]
 
@@ -67,6 +68,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     (directory / "ca.crt").write_bytes(ca.cert_pem)
     servers = [grpc_echo.serve(0, name=f"echo-{letter}") for letter in "abc"]
     inbound, limited, outbound, tls_inbound = free_port(), free_port(), free_port(), free_port()
+    long = free_port()
     dead = free_port()
     access_log = directory / "access.log"
     endpoints = ", ".join(f'"{server.target}"' for server in servers)
@@ -83,6 +85,9 @@ proxy:
     - name: limited
       listen: 127.0.0.1:{limited}
       rate_limit: {{rate: 0.01, burst: 1}}
+    - name: long
+      listen: 127.0.0.1:{long}
+      timeouts: {{request: 0}}
     - name: secure
       listen: 127.0.0.1:{tls_inbound}
       tls:
@@ -112,7 +117,7 @@ proxy:
 """
     try:
         with running_pillion(directory, body) as process:
-            yield Mesh(process, inbound, limited, outbound, tls_inbound, access_log, servers)
+            yield Mesh(process, inbound, limited, outbound, tls_inbound, long, access_log, servers)
     finally:
         for server in servers:
             server.stop()
@@ -216,3 +221,39 @@ def test_a_listed_grpc_code_is_retried(mesh: Mesh) -> None:
         code = _code(lambda: grpc_echo.unary(channel, b"status:14"))
     assert code == grpc.StatusCode.UNAVAILABLE  # every endpoint said so, three times
     assert metric_value(mesh.metrics(), series) == before + 2
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_gigabyte_stream_to_a_reader_that_stops_keeps_memory_bounded(mesh: Mesh) -> None:
+    pid = mesh.pillion.proc.pid
+    before = _rss_mib(pid)
+    gigabyte = 16384 * 65536
+    with grpc_echo.channel(f"127.0.0.1:{mesh.long}") as channel:
+        stream = iter(channel.unary_stream(grpc_echo.SERVER_STREAM)(b"16384:65536"))
+        received = len(next(stream))
+        # The reader stops. The server keeps writing until every window between it
+        # and the reader is full; then nothing moves, and Pillion holds what it holds.
+        samples: list[float] = []
+
+        def settled() -> bool:
+            samples.append(_rss_mib(pid))
+            recent = samples[-20:]
+            return len(recent) == 20 and max(recent) - min(recent) < 1
+
+        wait_until(settled)
+        paused = samples[-1]
+        peak = paused
+        for index, message in enumerate(stream):  # the reader goes on, to the end
+            received += len(message)
+            if index % 256 == 0:
+                peak = max(peak, _rss_mib(pid))
+    assert received == gigabyte
+    # a window and a stream buffer on each side, not the body: far below a gigabyte
+    assert paused - before < 48, (before, paused)
+    assert peak - before < 48, (before, peak)

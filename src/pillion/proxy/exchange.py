@@ -290,15 +290,16 @@ class Exchange(Retries):
             return
         pool = target.pool
         assert pool is not None
-        timeout = target.request_timeout
+        timeout = target.request_timeout  # 0: none (long-lived streams)
         if self.grpc:
             deadline = parse_timeout(_field(head, b"grpc-timeout"))
             if deadline is not None:  # the client's deadline, capped by the route's
-                timeout = min(timeout, deadline)
+                timeout = min(timeout, deadline) if timeout else deadline
                 self.auth_headers += ((b"grpc-timeout", format_timeout(timeout)),)
         self.out_head, self.forwarded = self._forward_head(target, pool.http2)
         self._arm_retries(target, grpc=self.grpc, refusable=pool.protocol != "http1")
-        self.timer = self.loop.call_later(timeout, self._on_timeout)
+        if timeout:
+            self.timer = self.loop.call_later(timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
             self.down.send_continue()
         pool.acquire(self)

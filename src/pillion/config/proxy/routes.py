@@ -201,7 +201,9 @@ class RouteConfig(Section):
         None, description="Answer directly instead of forwarding."
     )
     timeout: Duration | None = Field(
-        None, description="Request timeout for this route. Default: the listener's or cluster's."
+        None,
+        description="Request timeout for this route (0: none, for long-lived streams). "
+        "Default: the listener's or cluster's.",
     )
     upgrades: list[UpgradeProtocol] | None = Field(
         None, description="The upgrades this route allows; default: the listener's `upgrades`."

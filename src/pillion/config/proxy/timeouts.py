@@ -26,7 +26,9 @@ class Timeouts(Section):
     request: Duration = Field(
         60.0,
         description="Longest time from a request's headers to the end of the response; "
-        "then 504 with flag UT (or a reset if the response had begun). Default 60s.",
+        "then 504 with flag UT (or a reset if the response had begun; a gRPC call gets "
+        "DEADLINE_EXCEEDED). 0: none, for streams meant to live long (gRPC streaming, "
+        "server-sent events); a gRPC call's own `grpc-timeout` still applies. Default 60s.",
     )
     idle: Duration = Field(
         60.0,
