@@ -19,7 +19,13 @@ def test_request_lines_are_http(data: bytes) -> None:
     assert sniff(data) is Sniffed.HTTP
 
 
-@pytest.mark.parametrize("data", [b"", b"G", b"GE", b"GET", b"OPTIO", b"DELETE"])
+def test_the_http2_preface_is_http2() -> None:
+    assert sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04") is Sniffed.HTTP2
+    assert sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") is Sniffed.HTTP2
+    assert sniff(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n") is Sniffed.OTHER
+
+
+@pytest.mark.parametrize("data", [b"", b"G", b"GE", b"GET", b"OPTIO", b"DELETE", b"PRI * HT"])
 def test_prefixes_of_a_method_wait_for_more(data: bytes) -> None:
     assert sniff(data) is Sniffed.UNDECIDED
 
@@ -29,7 +35,6 @@ def test_prefixes_of_a_method_wait_for_more(data: bytes) -> None:
     [
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
         b"\x00\x00\x00\x08\x04\xd2\x16\x2f",  # PostgreSQL's SSLRequest
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2's preface: not served as HTTP/1
         b"*1\r\n$4\r\nPING\r\n",  # Redis
         b"CONNECT example:443 HTTP/1.1",  # refused by the HTTP parser: passed through
         b"get / HTTP/1.1",  # methods are case-sensitive

@@ -6,6 +6,8 @@ serve PORT [--require FILE]...  an HTTP server; exits 3 at start if a required f
                                 requests). Paths: /        a greeting
                                                    /file?path=P  the content of P
                                                    /call?url=U   fetches U, says what came
+                                                   /h2call?url=U  the same over HTTP/2
+                                                                 (curl, prior knowledge)
                                                    /tcp?host=H&port=N  sends a line over
                                                                  TCP, answers its reply
                                                    /slow?ms=N    answers after N ms
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -57,6 +60,13 @@ class Handler(BaseHTTPRequestHandler):
                     self._answer(200, f"{response.status} ".encode() + body)
             except OSError as exc:
                 self._answer(502, f"call failed: {exc}\n".encode())
+        elif url.path == "/h2call":  # HTTP/2 with prior knowledge, as a gRPC client calls
+            done = subprocess.run(
+                ["curl", "-s", "-m", "5", "--http2-prior-knowledge", "-w", " %{http_version}",
+                 query["url"]],
+                capture_output=True, check=False,
+            )  # fmt: skip
+            self._answer(200 if done.returncode == 0 else 502, done.stdout)
         elif url.path == "/tcp":
             with socket.create_connection((query["host"], int(query["port"])), timeout=5) as sock:
                 sock.sendall(b"ping\n")

@@ -117,6 +117,8 @@ def start_remote_servers(net: Network, tmp_path: Path) -> list[Any]:
         net.popen(net.remote, sys.executable, "-c", echo, "7000", log=tmp_path / "echo.log"),
         net.popen(net.remote, sys.executable, "-c", echo, "6379", log=tmp_path / "redis.log"),
         net.popen(net.remote, sys.executable, "-c", echo, "7001", log=tmp_path / "direct.log"),
+        net.popen(net.remote, sys.executable, "-m", "tests.proxy.h2upstream", "8082",
+                  log=tmp_path / "remote-h2.log"),
     ]  # fmt: skip
 
 
@@ -157,6 +159,11 @@ def test_native_pod_order_secrets_and_capture_both_ways(
         remote = f"http://{net.remote_ip}:8081/"
         code, body = net.curl(net.client, f"{app_url}call?url={remote}")
         assert (code, body) == (200, "200 hello from the remote service\n")
+        # outbound HTTP/2 with prior knowledge (as gRPC clients call): detected by its
+        # preface, to where the app sent it, over HTTP/2 again
+        h2remote = f"http://{net.remote_ip}:8082/h2"
+        assert net.curl(net.client, f"{app_url}h2call?url={h2remote}") == (
+            200, "connection 1 /h2 2")  # fmt: skip
         # outbound TCP, detected as not HTTP; and on an opaque port, not even waited for
         assert net.curl(net.client, f"{app_url}tcp?host={net.remote_ip}&port=7000") == (
             200, "echo ping\n")  # fmt: skip
@@ -178,6 +185,7 @@ def test_native_pod_order_secrets_and_capture_both_ways(
         found = metrics(net)
         captured = "pillion_outbound_captured_connections_total"
         assert total(found, captured, protocol="http", listener="outbound") == 2
+        assert total(found, captured, protocol="http2", listener="outbound") == 1
         assert total(found, captured, protocol="http", listener="outbound-ipv6") == 1
         assert total(found, "pillion_requests_total", listener="inbound-ipv6") == 1
         assert total(found, "pillion_requests_total", listener="outbound-ipv6",
@@ -185,11 +193,11 @@ def test_native_pod_order_secrets_and_capture_both_ways(
         assert total(found, captured, protocol="tcp") == 1
         assert total(found, captured, protocol="opaque_port") == 1
         assert total(found, "pillion_requests_total", listener="outbound",
-                     cluster="original_destination", code="200") == 1  # fmt: skip
+                     cluster="original_destination", code="200") == 2  # fmt: skip
         assert total(found, "pillion_requests_total", listener="outbound",
                      cluster="original_destination", code="503", flags="UF") == 1  # fmt: skip
-        # Pillion's own calls (OpenBao) were not captured: only the app's five were
-        assert total(found, captured) == 5
+        # Pillion's own calls (OpenBao) were not captured: only the app's six were
+        assert total(found, captured) == 6
         assert total(found, "pillion_tcp_received_bytes_total", listener="outbound") == 10
 
         codes = started.stop()

@@ -126,3 +126,22 @@ def h2_app(**settings: object) -> Iterator[H2App]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def main(argv: list[str]) -> None:
+    """``python -m tests.proxy.h2upstream PORT``: the ``ok`` app on 0.0.0.0, forever
+    (a remote HTTP/2 service for the pod tests)."""
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        app = H2App()
+        server = await loop.create_server(lambda: _Connection(app, loop), "0.0.0.0", int(argv[0]))
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

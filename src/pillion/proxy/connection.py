@@ -25,6 +25,7 @@ from time import perf_counter
 from pillion.http.errors import RequestError
 from pillion.http.headers import HeaderPairs, Headers, connection_tokens
 from pillion.http.request import RequestHead, RequestParser
+from pillion.http.sniff import HTTP2_PREFACE as PREFACE
 from pillion.http.serialize import (
     CONTINUE,
     LAST_CHUNK,
@@ -36,8 +37,6 @@ from pillion.http.serialize import (
 )
 from pillion.proxy import flags
 from pillion.proxy.exchange import ConnectionHost, Exchange
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 
 __all__ = ["ConnectionHost", "Http1Connection"]
 

@@ -390,7 +390,7 @@ class OutboundListener(HttpListener):
             if cluster is not None:
                 return cluster.target(head.host)
         if peer.original is not None and self.destinations is not None:
-            return self.destinations.target(peer.original)
+            return self.destinations.target(peer.original, http2=head.version == b"2")
         return None
 
     async def close(self) -> None:

@@ -9,7 +9,9 @@ Then the connection's protocol is found: a destination port listed in
 ``opaque_ports`` is passed through as bytes at once; otherwise the first bytes
 decide (``http.sniff``): an HTTP/1 request line makes it an HTTP connection of
 the listener (routes, clusters named by its host, then the original
-destination, with metrics and the access log), anything else is passed
+destination, with metrics and the access log), and so does the HTTP/2 preface
+(prior knowledge: the destination is then called over HTTP/2 too, from its own
+pool), anything else is passed
 through as bytes, and so is a connection still silent after
 ``detect_timeout`` (the server speaks first). Nothing sent is lost on the way:
 the bytes read while deciding are replayed to whichever side takes over.
@@ -34,6 +36,7 @@ from pillion.config.types import ListenAddress
 from pillion.http.sniff import LONGEST_PREFIX, Sniffed, sniff
 from pillion.proxy.cluster import Target
 from pillion.proxy.connection import Http1Connection
+from pillion.proxy.http2 import Http2Connection
 from pillion.proxy.exchange import ConnectionHost
 from pillion.proxy.tcp import TcpClient, TcpFamilies
 from pillion.proxy.upstream import UpstreamPool
@@ -103,7 +106,8 @@ class CaptureFamilies:
         self.connections = Counter(
             "pillion_outbound_captured_connections",
             "Connections redirected to an outbound listener by traffic capture, by how "
-            "they were served: http (detected), tcp (detected as not HTTP), opaque_port "
+            "they were served: http (detected), http2 (the HTTP/2 preface: prior knowledge), "
+            "tcp (detected as not HTTP), opaque_port "
             "(passed through by port), silent (nothing sent before detect_timeout).",
             ["listener", "protocol"],
             registry=registry,
@@ -127,11 +131,12 @@ class OriginalDestinations:
         self._connect_errors = connect_errors
         self.opaque_ports = frozenset(config.opaque_ports)
         self.request_timeout = config.request_timeout or _NO_TIMEOUT
-        self._targets: dict[tuple[str, int], Target] = {}
+        self._targets: dict[tuple[tuple[str, int], bool], Target] = {}
         name = listener.name
         captured = metrics.family("capture", CaptureFamilies).connections
         self.counted = {
-            kind: captured.labels(name, kind) for kind in ("http", "tcp", "opaque_port", "silent")
+            kind: captured.labels(name, kind)
+            for kind in ("http", "http2", "tcp", "opaque_port", "silent")
         }
         tcp = metrics.family("tcp", TcpFamilies)
         # what TcpClient needs (``TcpRelay``), for the connections passed through
@@ -147,14 +152,18 @@ class OriginalDestinations:
     def connection_closed(self, connection: TcpClient) -> None:
         self.listener.connection_closed(connection)
 
-    def target(self, destination: tuple[str, int]) -> Target:
-        """Where an HTTP request to ``destination`` goes: its pool, kept for the next."""
-        target = self._targets.get(destination)
+    def target(self, destination: tuple[str, int], *, http2: bool = False) -> Target:
+        """Where an HTTP request to ``destination`` goes: its pool, kept for the next.
+        ``http2``: the app spoke HTTP/2 with prior knowledge, so the destination
+        does too (and gets its own pool of HTTP/2 connections)."""
+        key = (destination, http2)
+        target = self._targets.get(key)
         if target is None:
-            target = self._add(destination)
+            target = self._add(key)
         return target
 
-    def _add(self, destination: tuple[str, int]) -> Target:
+    def _add(self, key: tuple[tuple[str, int], bool]) -> Target:
+        destination, http2 = key
         targets = self._targets
         if len(targets) >= self.config.max_destinations:
             oldest = next(iter(targets))
@@ -168,11 +177,12 @@ class OriginalDestinations:
             idle_timeout=_KEEPALIVE_IDLE,
             max_idle=self.config.max_idle_per_destination,
             connect_errors=self._connect_errors,
+            protocol="http2" if http2 else "http1",
         )
         host = str(address).encode()  # for requests without a Host ("[v6]:port")
         target = Target(pool, self.request_timeout, host)
         target.labels = ("", ORIGINAL_DESTINATION)
-        targets[destination] = target
+        targets[key] = target
         return target
 
     async def close(self) -> None:
@@ -221,8 +231,13 @@ class CapturedConnection(asyncio.Protocol):
             http = Http1Connection(self.listener)
             http.original = self.destination
             self._hand_over(http)
-        elif verdict is Sniffed.OTHER:
-            self._pass_through("tcp")
+        elif verdict is Sniffed.HTTP2 and self.listener.http2 is not None:
+            self.destinations.counted["http2"].inc()
+            self._hand_over(
+                Http2Connection(self.listener, self.listener.http2, original=self.destination)
+            )
+        elif verdict is not Sniffed.UNDECIDED:
+            self._pass_through("tcp")  # (HTTP/2 too, when the listener does not speak it)
 
     def eof_received(self) -> bool | None:
         if not self.received:
@@ -248,7 +263,7 @@ class CapturedConnection(asyncio.Protocol):
         client = TcpClient(self.destinations, self.destination)
         return client if self._hand_over(client) else None
 
-    def _hand_over(self, protocol: Http1Connection | TcpClient) -> bool:
+    def _hand_over(self, protocol: Http1Connection | Http2Connection | TcpClient) -> bool:
         """Give the transport, and the bytes read so far, to ``protocol``."""
         self._cancel_timer()
         transport = self.transport
