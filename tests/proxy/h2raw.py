@@ -77,6 +77,7 @@ class RawH2:
         self.frames: list[Frame] = []
         self.server_settings: dict[int, int] = {}
         self._buffer = b""
+        self.window = window
         first = SettingsFrame(0)
         first.settings = settings if settings is not None else {0x4: 1 << 30}
         self.sock.sendall(PREFACE + first.serialize())
@@ -88,10 +89,10 @@ class RawH2:
     def send(self, *frames: Frame) -> None:
         self.sock.sendall(b"".join(frame.serialize() for frame in frames))
 
-    def _answer(self, frame: Frame) -> None:
-        """An ACK or a WINDOW_UPDATE: not sent once the server is gone."""
+    def _answer(self, *frames: Frame) -> None:
+        """ACKs and WINDOW_UPDATEs: not sent once the server is gone."""
         with contextlib.suppress(OSError):
-            self.send(frame)
+            self.send(*frames)
 
     def headers(
         self,

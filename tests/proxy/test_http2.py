@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hyperframe.frame import SettingsFrame
+from hyperframe.frame import SettingsFrame, WindowUpdateFrame
 
 from tests.helpers import free_port, running_pillion, wait_until
 from tests.proxy.conftest import ProxyPod
@@ -323,3 +323,25 @@ def test_a_goaway_from_the_app_sends_the_unprocessed_streams_again(tmp_path: Pat
         assert bytes(client.stream(1).body) == b"connection 1 /first"
         assert bytes(client.stream(3).body) == b"connection 2 /second"  # a new connection
         assert app.paths == ["/first", "/second", "/second"]
+
+
+def test_streams_share_the_connection_window_fairly(quick: Quick) -> None:
+    quick.app.behaviour = "big"  # 8 MiB each
+    # stream windows wide open, the connection's left at its initial 64 KiB: it is
+    # what the streams share, and this client reopens it a little at a time
+    client = RawH2(quick.port, settings={0x4: 1 << 30}, window=False)
+    client.request(1, "/one")
+    client.request(3, "/two")
+    client.read_until(lambda: client.stream(1).status == 200 and client.stream(3).status == 200)
+    for _ in range(64):
+        got = len(client.stream(1).body) + len(client.stream(3).body)
+        client.send(WindowUpdateFrame(0, window_increment=65536))
+        client.read_until(
+            lambda got=got: len(client.stream(1).body) + len(client.stream(3).body) > got
+        )
+    granted = 65535 + 64 * 65536  # the initial window and every update: all sent in the end
+    client.read_until(lambda: len(client.stream(1).body) + len(client.stream(3).body) >= granted)
+    one, two = len(client.stream(1).body), len(client.stream(3).body)
+    assert one + two == granted
+    assert min(one, two) > (one + two) / 3, (one, two)  # neither starved
+    client.close()

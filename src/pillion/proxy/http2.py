@@ -257,17 +257,21 @@ class Http2Connection(asyncio.Protocol):
             self._reset(stream_id, ErrorCodes.NO_ERROR)  # stop sending the body
 
     def _on_window(self, stream_id: int) -> None:
+        """A window reopened (the connection's, or a stream's): the streams waiting
+        for a window take turns, a frame each, so that one large response cannot
+        take all of the connection's window from the others."""
         if self._timer_kind == "stall":
             self._disarm()
-        if stream_id == 0:
-            blocked, self._blocked = self._blocked, set()
-            for stream in blocked:
-                stream.pump()
-        else:
+        if stream_id:
             one = self.streams.get(stream_id)
             if one is not None and one.out:
-                self._blocked.discard(one)
-                one.pump()
+                self._blocked.add(one)
+        waiting = list(self._blocked)
+        self._blocked = set()
+        while waiting and self.h2.outbound_flow_control_window > 0:
+            waiting = [stream for stream in waiting if stream.pump(frames=1)]
+        for stream in waiting:
+            stream.pump()  # (the window is spent: each marks itself blocked)
         if self._blocked and self._timer is None:
             self._arm("stall")
 
@@ -626,16 +630,24 @@ class Http2Stream:
 
     # -- sending within the client's windows --
 
-    def pump(self) -> None:
+    def pump(self, frames: int = 0) -> bool:
+        """Send what the windows allow (at most ``frames`` DATA frames, 0: no
+        limit); True when it stopped at that limit with more to send."""
         conn = self.conn
         if self.sent_end or conn.closed:
-            return
+            return False
         h2 = conn.h2
         out = self.out
+        limited = False
         if out and not conn.write_paused:
             stream_id = self.stream_id
             frame = h2.max_outbound_frame_size
+            sent = 0
             while out:
+                if frames and sent == frames:
+                    limited = True
+                    break
+                sent += 1
                 window = h2.local_flow_control_window(stream_id)
                 if window <= 0:
                     conn.blocked(self)
@@ -665,6 +677,7 @@ class Http2Stream:
                 conn._reset(self.stream_id, ErrorCodes.NO_ERROR)  # the rest is not needed
             if self.finished:
                 self._over()
+        return limited
 
     def _pace_upstream(self) -> None:
         exchange = self.exchange
