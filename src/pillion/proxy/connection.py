@@ -25,7 +25,6 @@ from time import perf_counter
 from pillion.http.errors import RequestError
 from pillion.http.headers import HeaderPairs, Headers, connection_tokens
 from pillion.http.request import RequestHead, RequestParser
-from pillion.http.sniff import HTTP2_PREFACE as PREFACE
 from pillion.http.serialize import (
     CONTINUE,
     LAST_CHUNK,
@@ -35,6 +34,7 @@ from pillion.http.serialize import (
     reply,
     status_line,
 )
+from pillion.http.sniff import HTTP2_PREFACE as PREFACE
 from pillion.proxy import flags
 from pillion.proxy.exchange import ConnectionHost, Exchange
 

@@ -36,8 +36,8 @@ from pillion.config.types import ListenAddress
 from pillion.http.sniff import LONGEST_PREFIX, Sniffed, sniff
 from pillion.proxy.cluster import Target
 from pillion.proxy.connection import Http1Connection
-from pillion.proxy.http2 import Http2Connection
 from pillion.proxy.exchange import ConnectionHost
+from pillion.proxy.http2 import Http2Connection
 from pillion.proxy.tcp import TcpClient, TcpFamilies
 from pillion.proxy.upstream import UpstreamPool
 from pillion.telemetry import Metrics
