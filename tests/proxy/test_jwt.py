@@ -276,3 +276,30 @@ def test_a_jwks_file_is_reloaded_when_replaced(guarded: Guarded) -> None:
     # RS256 is not in this provider's algorithms
     rsa_key = Signer("f2", "RS256")
     assert guarded.call(token=rsa_key.token(issuer=FILE_ISSUER)).status == 401
+
+
+def test_each_http2_stream_is_checked_on_its_own(guarded: Guarded) -> None:
+    """One HTTP/2 connection, three streams: a valid token, none, a forged one."""
+    from tests.proxy.h2raw import RawH2
+
+    before = len(guarded.app.requests)
+    client = RawH2(guarded.port)
+    token = guarded.ec.token()
+    client.request(1, "/orders", extra=[(b"authorization", f"Bearer {token}".encode()),
+                                        (b"x-user", b"mallory")])  # fmt: skip
+    client.request(3, "/orders")
+    client.request(5, "/orders", extra=[(b"authorization", b"Bearer " +
+                                         _forged_with_none(guarded.ec).encode())])  # fmt: skip
+    client.read_until(lambda: all(client.stream(i).over for i in (1, 3, 5)))
+    assert [client.stream(i).status for i in (1, 3, 5)] == [200, 401, 401]
+    assert client.stream(3).header(b"www-authenticate") == b'Bearer realm="pillion"'
+    assert len(guarded.app.requests) == before + 1
+    assert _seen_headers(guarded)["x-user"] == ["alice"]
+    # a gRPC call without a token is answered the gRPC way
+    client.request(7, "/pkg.Service/Call", method="POST", body=b"\x00\x00\x00\x00\x00",
+                   extra=[(b"content-type", b"application/grpc"), (b"te", b"trailers")])  # fmt: skip
+    grpc = client.response(7)
+    assert grpc.status == 200
+    assert grpc.header(b"grpc-status") == b"16"  # UNAUTHENTICATED
+    assert grpc.header(b"content-type") == b"application/grpc"
+    client.close()
