@@ -257,3 +257,29 @@ def test_a_gigabyte_stream_to_a_reader_that_stops_keeps_memory_bounded(mesh: Mes
     # a window and a stream buffer on each side, not the body: far below a gigabyte
     assert paused - before < 48, (before, paused)
     assert peak - before < 48, (before, peak)
+
+
+def test_an_http1_client_that_asks_for_trailers_gets_them_chunked(mesh: Mesh) -> None:
+    from tests.proxy.harness import Client
+
+    message = b"\x00\x00\x00\x00\x05hello"  # one gRPC message: not compressed, 5 bytes
+    for te, trailers in ((b"te: trailers\r\n", True), (b"", False)):
+        client = Client(mesh.inbound)
+        client.send(
+            b"POST /pillion.demo.Echo/Unary HTTP/1.1\r\nhost: t\r\n"
+            b"content-type: application/grpc\r\n%scontent-length: %d\r\n\r\n%s"
+            % (te, len(message), message)
+        )
+        raw = b""
+        while not (raw.endswith(b"\r\n\r\n") and b"\r\n0\r\n" in raw):
+            chunk = client.sock.recv(65536)
+            assert chunk, raw
+            raw += chunk
+        client.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert message in body
+        last = body[body.index(b"\r\n0\r\n") + 2 :]
+        assert (b"grpc-status: 0\r\n" in last) is trailers, last
+        assert (b"x-echo-trailer: yes\r\n" in last) is trailers

@@ -332,6 +332,7 @@ class Exchange(Retries):
                 add_headers=edits.add_headers,
                 identity=down.identity,
                 identity_header=settings.identity_header,
+                grpc=self.grpc,
             )
         if edits is NO_EDITS and not strip and not self.auth_headers:
             return request_head_for_upstream(

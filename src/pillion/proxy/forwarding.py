@@ -116,13 +116,16 @@ def request_fields_for_upstream(
     add_headers: tuple[tuple[bytes, bytes], ...] = (),
     identity: bytes | None = None,
     identity_header: bytes = IDENTITY_HEADER,
+    grpc: bool = False,
 ) -> tuple[Headers, Forwarded]:
     """The same request as HTTP/2 fields (RFC 9113 §8.3.1): the pseudo-headers
     (``:authority`` from the request's host), then lower-case fields; the
-    ``scheme`` is the upstream connection's. No upgrade travels over HTTP/2."""
+    ``scheme`` is the upstream connection's. No upgrade travels over HTTP/2.
+    A gRPC call always carries ``te: trailers`` (gRPC servers refuse it without,
+    and an HTTP/1.1 client may not have sent it: its trailers are then dropped)."""
     fields, host, forwarded = _forwarded_fields(
         head, client_ip, proto, default_host, remove, set_headers, add_headers,
-        identity, identity_header, lower=True,
+        identity, identity_header, lower=True, trailers=grpc,
     )  # fmt: skip
     pseudo = [
         (b":method", head.method),
@@ -148,6 +151,7 @@ def _forwarded_fields(
     identity_header: bytes,
     *,
     lower: bool,
+    trailers: bool = False,
 ) -> tuple[Headers, bytes, Forwarded]:
     """The fields every protocol sends the app after its own first line or
     pseudo-headers (``lower``: names lower-cased, as HTTP/2 requires), the host,
@@ -161,7 +165,6 @@ def _forwarded_fields(
     forwarded_for = b""
     request_id = b""
     traceparent = b""
-    trailers = False
     for name, value in head.headers:
         low = name.lower()
         if low in _REWRITTEN or low in named:
