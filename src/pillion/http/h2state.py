@@ -18,6 +18,7 @@ And HPACK is encoded without Huffman coding (``_Encoder``).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from h2.config import H2Configuration
@@ -26,7 +27,7 @@ from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream
 from hpack import Encoder
 
-__all__ = ["SettingCodes", "Settings", "new_connection"]
+__all__ = ["SettingCodes", "Settings", "new_connection", "take"]
 
 
 class _Stream(H2Stream):
@@ -75,3 +76,14 @@ def new_connection(*, client_side: bool) -> H2Connection:
     connection = _Connection(config=config)
     connection.encoder = _Encoder()
     return connection
+
+
+def take(out: deque[bytes], size: int) -> bytes:
+    """At most ``size`` bytes from the front of ``out`` (a body waiting for a
+    window), taken off it: the next DATA frame's payload."""
+    data = out[0]
+    if len(data) <= size:
+        out.popleft()
+        return data
+    out[0] = data[size:]
+    return data[:size]

@@ -18,6 +18,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 
 from pillion.http.h2fields import response_fields, trailer_fields
+from pillion.http.h2state import take
 from pillion.http.headers import HeaderPairs, Headers
 from pillion.http.request import RequestHead
 from pillion.proxy.exchange import ConnectionHost, Exchange
@@ -269,13 +270,7 @@ class Http2Stream:
                 if window <= 0:
                     conn.blocked(self)
                     break
-                data = out[0]
-                size = min(window, frame)
-                if len(data) <= size:
-                    out.popleft()
-                else:
-                    out[0] = data[size:]
-                    data = data[:size]
+                data = take(out, min(window, frame))
                 self.out_size -= len(data)
                 last = not out and self.ending and self.trailers is None
                 h2.send_data(stream_id, data, end_stream=last)

@@ -43,7 +43,7 @@ from h2.exceptions import ProtocolError
 
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.h2fields import response_head
-from pillion.http.h2state import SettingCodes, Settings, new_connection
+from pillion.http.h2state import SettingCodes, Settings, new_connection, take
 from pillion.proxy.channels import UpstreamRefused, UpstreamUser
 
 if TYPE_CHECKING:
@@ -418,13 +418,7 @@ class Http2UpstreamStream:
                 if window <= 0:
                     conn.blocked(self)
                     break
-                data = out[0]
-                size = min(window, frame)
-                if len(data) <= size:
-                    out.popleft()
-                else:
-                    out[0] = data[size:]
-                    data = data[:size]
+                data = take(out, min(window, frame))
                 self.out_size -= len(data)
                 last = not out and self.ending
                 h2.send_data(stream_id, data, end_stream=last)
