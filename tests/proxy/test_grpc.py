@@ -283,3 +283,14 @@ def test_an_http1_client_that_asks_for_trailers_gets_them_chunked(mesh: Mesh) ->
         last = body[body.index(b"\r\n0\r\n") + 2 :]
         assert (b"grpc-status: 0\r\n" in last) is trailers, last
         assert (b"x-echo-trailer: yes\r\n" in last) is trailers
+
+
+def test_the_deadline_reaches_the_app_capped_by_the_route(mesh: Mesh) -> None:
+    with grpc_echo.channel(f"127.0.0.1:{mesh.inbound}") as channel:  # route timeout 1s
+        _, _, capped = grpc_echo.unary(channel, b"d", timeout=30)
+        _, _, none = grpc_echo.unary(channel, b"d")
+    with grpc_echo.channel(f"127.0.0.1:{mesh.long}") as channel:  # no route timeout
+        _, _, passed = grpc_echo.unary(channel, b"d", timeout=30)
+    assert 0 < float(str(capped["x-echo-deadline"])) <= 1.0  # 30s asked, the route's 1s sent
+    assert 1.0 < float(str(passed["x-echo-deadline"])) <= 30.0  # the client's, as it was
+    assert "x-echo-deadline" not in none  # no deadline asked: none made up

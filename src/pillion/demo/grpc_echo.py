@@ -10,7 +10,8 @@ method of each of gRPC's four call kinds, so every kind of HTTP/2 stream a proxy
   pass through; metadata ``x-echo-delay: SECONDS`` waits that
   long first, to see deadlines pass through. Its initial metadata carries
   ``x-served-by: NAME`` (which of several servers answered) and its trailers
-  ``x-echo-trailer: yes`` (trailers survive the hop).
+  ``x-echo-trailer: yes`` (trailers survive the hop) and, when the call has a
+  deadline, ``x-echo-deadline: SECONDS`` left (deadlines survive the hop).
 * ``ServerStream``: ``b"N:SIZE"`` gives N messages of SIZE bytes.
 * ``ClientStream``: the total length of the messages received, in ASCII decimal.
 * ``BidiStream``: each message back as soon as it arrives.
@@ -61,6 +62,7 @@ BIDI_STREAM = f"/{SERVICE}/BidiStream"
 DELAY_KEY = "x-echo-delay"
 SERVED_BY_KEY = "x-served-by"
 TRAILER = ("x-echo-trailer", "yes")
+DEADLINE_KEY = "x-echo-deadline"  # trailer: seconds the call had left (when it had a deadline)
 STATUS_PREFIX = b"status:"
 ABORT_MESSAGE = "asked for"
 
@@ -91,7 +93,10 @@ class _Echo:
             context.set_trailing_metadata(((SERVED_BY_KEY, self.name),))
             _abort_as_asked(request[len(STATUS_PREFIX) :], context)
         context.send_initial_metadata(((SERVED_BY_KEY, self.name),))
-        context.set_trailing_metadata((TRAILER,))
+        remaining = context.time_remaining()  # None, or about 2**63, without a deadline
+        has_deadline = remaining is not None and remaining < 10**9
+        deadline = ((DEADLINE_KEY, f"{remaining:.3f}"),) if has_deadline else ()
+        context.set_trailing_metadata((TRAILER, *deadline))
         return request
 
     def server_stream(self, request: bytes, context: Any) -> Iterator[bytes]:
