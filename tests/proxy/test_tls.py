@@ -79,6 +79,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     stranger_ca = directory / "stranger-ca.crt"
     stranger_ca.write_bytes(new_ca("Someone else's CA").cert_pem)
     mtls, optional, sni, out = free_port(), free_port(), free_port(), free_port()
+    h1tls = free_port()
     access_log = directory / "access.log"
     with scripted_upstream() as app:
         proxy = f"""
@@ -104,6 +105,11 @@ proxy:
         - match: {{prefix: /limited/}}
           rate_limit: {{rate: 0.01, burst: 2, key: identity}}
         - match: {{prefix: /}}
+    - name: h1tls
+      listen: 127.0.0.1:{h1tls}
+      protocols: [http1]
+      tls:
+        certificates: [{{cert: {server_cert}, key: {server_key}}}]
     - name: sni
       listen: 127.0.0.1:{sni}
       tls:
@@ -121,6 +127,8 @@ proxy:
         - {{match: {{prefix: /wrongid/}}, cluster: wrongid}}
         - {{match: {{prefix: /anon/}}, cluster: anon}}
         - {{match: {{prefix: /stranger/}}, cluster: stranger}}
+        - {{match: {{prefix: /auto-h2/}}, cluster: auto-h2}}
+        - {{match: {{prefix: /auto-h1/}}, cluster: auto-h1}}
   clusters:
     - name: good
       endpoints: ["127.0.0.1:{mtls}"]
@@ -137,6 +145,14 @@ proxy:
         identities: ["spiffe://cluster.local/ns/pay/sa/api"]
     - name: anon
       endpoints: ["127.0.0.1:{mtls}"]
+      tls: {{ca: {pki.ca_file}, server_name: localhost}}
+    - name: auto-h2
+      endpoints: ["127.0.0.1:{mtls}"]
+      protocol: auto
+      tls: {{ca: {pki.ca_file}, cert: {caller_cert}, key: {caller_key}, server_name: localhost}}
+    - name: auto-h1
+      endpoints: ["127.0.0.1:{h1tls}"]
+      protocol: auto
       tls: {{ca: {pki.ca_file}, server_name: localhost}}
     - name: stranger
       endpoints: ["127.0.0.1:{mtls}"]
@@ -496,3 +512,25 @@ def test_plain_http_to_a_tls_port_is_refused_and_counted(secured: Secured) -> No
             pass
     assert b"HTTP/1.1 200" not in data
     wait_until(lambda: handshake_errors(secured, "sni", "http_request") == before + 1)
+
+
+def test_a_cluster_on_auto_speaks_what_alpn_chose(secured: Secured) -> None:
+    for path, listener, protocol in (
+        ("/auto-h2/x", "mtls", "HTTP/2"),  # the listener offers h2: chosen
+        ("/auto-h1/x", "h1tls", "HTTP/1.1"),  # only http/1.1 offered: HTTP/1.1 then
+    ):
+        client = Client(secured.out)
+        for _ in range(2):  # the second on the pooled connection
+            response = client.request(get(path))
+            assert response.status == 200, response.body
+        client.close()
+
+        def logged(path: str = path, listener: str = listener) -> list[dict[str, object]]:
+            return [
+                r
+                for r in secured.access_records()
+                if r["path"] == path and r["listener"] == listener
+            ]
+
+        wait_until(lambda logged=logged: len(logged()) == 2)  # type: ignore[misc]
+        assert {r["protocol"] for r in logged()} == {protocol}
