@@ -129,6 +129,23 @@ def test_a_missing_or_unknown_key_is_401(keyed: Keyed) -> None:
     assert reasons == {"missing": 1.0, "invalid": 2.0}
 
 
+def test_keys_are_checked_per_http2_stream(keyed: Keyed) -> None:
+    from tests.proxy.h2raw import RawH2
+
+    before = len(keyed.app.requests)
+    client = RawH2(keyed.port)
+    client.request(1, "/orders", extra=[(b"x-api-key", BILLING_KEY.encode())])
+    client.request(3, "/orders")
+    client.request(5, f"/q?api_key={BATCH_KEY}&x=1")
+    client.read_until(lambda: all(client.stream(i).over for i in (1, 3, 5)))
+    assert [client.stream(i).status for i in (1, 3, 5)] == [200, 401, 200]
+    seen = keyed.app.requests[before:]
+    assert [r.header(b"x-pillion-api-key-name") for r in seen] == [b"billing", b"batch"]
+    assert seen[1].target == b"/q?x=1"  # the key taken out of the query
+    assert all(r.header(b"x-api-key") is None for r in seen)
+    client.close()
+
+
 def test_the_key_file_is_reloaded_and_a_broken_one_keeps_the_keys(keyed: Keyed) -> None:
     rotated = "rotated-key-00000000000000"
     temp = keyed.key_file.with_suffix(".new")

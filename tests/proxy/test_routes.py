@@ -134,3 +134,24 @@ def test_weighted_split(routed: Routed) -> None:
         assert client.request(get(f"/dark/{i}")).status == 200
     assert len(routed.canary.requests) == canary  # weight 0: never chosen
     client.close()
+
+
+def test_routes_apply_to_each_http2_stream(routed: Routed) -> None:
+    """Streams of one HTTP/2 connection: rewrite and header edits, a header match to
+    another cluster, a direct response, a method mismatch, each on its own."""
+    from tests.proxy.h2raw import RawH2
+
+    client = RawH2(routed.inbound)
+    client.request(1, "/api/v1?x=1", extra=[(b"x-secret", b"hunter2"), (b"x-route", b"forged")])
+    client.request(3, "/api/y", extra=[(b"x-canary", b"1")])
+    client.request(5, "/health")
+    client.request(7, "/write", method="GET")
+    client.read_until(lambda: all(client.stream(i).over for i in (1, 3, 5, 7)))
+    assert [client.stream(i).status for i in (1, 3, 5, 7)] == [200, 200, 200, 404]
+    assert bytes(client.stream(5).body) == b"ok"
+    [seen] = routed.app.requests
+    assert seen.target == b"/v1?x=1"
+    assert seen.header(b"x-secret") is None
+    assert [v for k, v in seen.headers if k.lower() == b"x-route"] == [b"api"]
+    assert [r.target for r in routed.canary.requests] == [b"/api/y"]
+    client.close()
