@@ -418,9 +418,11 @@ class Exchange(Retries):
             target = self.target
             assert target is not None
             self.out_head, self.forwarded = self._forward_head(target, channel.http2)
-        channel.send(
-            self.out_head, self.pending, self.request_complete, self.head.body == "chunked"
-        )
+        head = self.head
+        # a request without a body is complete with its head, even if its end is
+        # still to be read (HTTP/2: END_STREAM on the HEADERS, not an empty DATA)
+        complete = self.request_complete or head.body == "none"
+        channel.send(self.out_head, self.pending, complete, head.body == "chunked")
         if self.pending_size > _BUFFER_LIMIT:
             self.down.resume_reading()
         self.pending = []
