@@ -315,6 +315,21 @@ class Exchange(Retries):
         settings = self.settings
         down = self.down
         strip = settings.gate.strip
+        if edits is NO_EDITS and not strip and not self.auth_headers and not http2:
+            return request_head_for_upstream(  # the common case: nothing to edit
+                self.head,
+                down.client_ip,
+                settings.scheme,
+                target.host,
+                identity=down.identity,
+                identity_header=settings.identity_header,
+                upgrade=self.upgrade,
+            )
+        path = edits.path(self.head.target)
+        remove = edits.remove | strip if strip else edits.remove
+        set_headers = (
+            edits.set_headers + self.auth_headers if self.auth_headers else edits.set_headers
+        )
         if http2:
             pool = target.pool
             assert pool is not None
@@ -324,36 +339,22 @@ class Exchange(Retries):
                 settings.scheme,
                 target.host,
                 scheme=b"https" if pool.tls is not None else b"http",
-                path=edits.path(self.head.target),
-                remove=edits.remove | strip if strip else edits.remove,
-                set_headers=edits.set_headers + self.auth_headers
-                if self.auth_headers
-                else edits.set_headers,
+                path=path,
+                remove=remove,
+                set_headers=set_headers,
                 add_headers=edits.add_headers,
                 identity=down.identity,
                 identity_header=settings.identity_header,
                 grpc=self.grpc,
-            )
-        if edits is NO_EDITS and not strip and not self.auth_headers:
-            return request_head_for_upstream(
-                self.head,
-                down.client_ip,
-                settings.scheme,
-                target.host,
-                identity=down.identity,
-                identity_header=settings.identity_header,
-                upgrade=self.upgrade,
             )
         return request_head_for_upstream(
             self.head,
             down.client_ip,
             settings.scheme,
             target.host,
-            path=edits.path(self.head.target),
-            remove=edits.remove | strip if strip else edits.remove,
-            set_headers=edits.set_headers + self.auth_headers
-            if self.auth_headers
-            else edits.set_headers,
+            path=path,
+            remove=remove,
+            set_headers=set_headers,
             add_headers=edits.add_headers,
             identity=down.identity,
             identity_header=settings.identity_header,

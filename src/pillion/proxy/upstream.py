@@ -297,6 +297,11 @@ class UpstreamPool:
                 connection.bind(user)
                 user.on_upstream(connection)
                 return
+        self._open_within_cap(user)
+
+    def _open_within_cap(self, user: UpstreamUser) -> None:
+        """A new connection for ``user``, unless the cap is reached: then it waits
+        for one (or is refused, when too many wait already)."""
         cap = self.cap
         if cap is not None:
             if cap.open >= cap.limit:
@@ -319,17 +324,7 @@ class UpstreamPool:
         if self._h2_connecting and not fresh:
             self._streams_waiting.append(user)  # the connection on its way takes it
             return
-        cap = self.cap
-        if cap is not None:
-            if cap.open >= cap.limit:
-                if cap.pending >= cap.max_pending:
-                    user.on_upstream_failure(503, "UO", "upstream connection limit reached")
-                    return
-                cap.pending += 1
-                self.waiting.append(user)
-                return
-            cap.open += 1
-        self._open(user)
+        self._open_within_cap(user)
 
     def connection_ready(self, connection: Http2ClientConnection) -> None:
         self._h2_connecting -= 1
