@@ -291,6 +291,7 @@ def test_the_deadline_reaches_the_app_capped_by_the_route(mesh: Mesh) -> None:
         _, _, none = grpc_echo.unary(channel, b"d")
     with grpc_echo.channel(f"127.0.0.1:{mesh.long}") as channel:  # no route timeout
         _, _, passed = grpc_echo.unary(channel, b"d", timeout=30)
-    assert 0 < float(str(capped["x-echo-deadline"])) <= 1.0  # 30s asked, the route's 1s sent
-    assert 1.0 < float(str(passed["x-echo-deadline"])) <= 30.0  # the client's, as it was
+    # (gRPC rounds deadlines on its side by up to about 0.1s: the bounds allow for it)
+    assert 0 < float(str(capped["x-echo-deadline"])) <= 1.2  # 30s asked, the route's 1s sent
+    assert 25.0 < float(str(passed["x-echo-deadline"])) <= 30.2  # the client's, as it was
     assert "x-echo-deadline" not in none  # no deadline asked: none made up
