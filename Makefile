@@ -7,17 +7,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: promtool (from prometheus) checks /metrics,
 # curl is the client the demo tour prints, postgresql is the database OpenBao
-# issues credentials for in the secrets tests (OpenBao itself comes from PyPI).
-SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables
+# issues credentials for in the secrets tests (OpenBao itself comes from PyPI),
+# nghttp2-client has h2load, the HTTP/2 client of the proxy tests.
+SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client
 
-.PHONY: demo test check docs system-deps bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
+.PHONY: demo test check docs extensions system-deps bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
 
-test: $(VENV)/.installed-dev system-deps
+# The whole suite on the compiled hot path, then the proxy and HTTP tests again on its
+# pure-Python source (PILLION_NO_EXTENSIONS=1): both implementations ship.
+test: $(VENV)/.installed-dev $(VENV)/.extensions system-deps
 	$(MAKE) check
-	$(BIN)/pytest
+	PILLION_EXPECT_COMPILED=1 $(BIN)/pytest
+	PILLION_NO_EXTENSIONS=1 $(BIN)/pytest -q tests/proxy tests/http
 
 check: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests
@@ -71,11 +75,22 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[demo]'
-	@touch $@
+	@touch $@ $(VENV)/.extensions
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@touch $@ $(VENV)/.installed
+	@touch $@ $(VENV)/.installed $(VENV)/.extensions
+
+# The compiled hot path (setup.py's COMPILED, through mypyc), rebuilt in place when a
+# source changed; until then a changed module runs from source (src/pillion/extensions.py).
+HOT_SOURCES := $(wildcard src/pillion/http/*.py src/pillion/proxy/*.py) src/pillion/telemetry/tracecontext.py
+extensions: $(VENV)/.extensions
+$(VENV)/.extensions: setup.py $(HOT_SOURCES) | $(VENV)/.installed-dev
+	@$(BIN)/python -c "from pillion import extensions as e; raise SystemExit(not e.compiled())" \
+		|| $(BIN)/python setup.py --quiet build_ext --inplace
+	@$(BIN)/python -c "from pillion import extensions as e; print('hot path:', e.describe())"
+	@touch $@
 
 clean:
+	rm -rf build src/pillion/_compiled.json src/*.so $$(find src -name '*.so')
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

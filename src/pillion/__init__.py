@@ -5,3 +5,7 @@ The package is layered (checked by import-linter, see ``pyproject.toml``):
 """
 
 __version__ = "0.1.0"
+
+from pillion import extensions as _extensions
+
+_extensions.install()  # compiled hot path, or its source (PILLION_NO_EXTENSIONS=1)

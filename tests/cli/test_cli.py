@@ -117,7 +117,14 @@ def test_schema_is_json() -> None:
 
 
 def test_version() -> None:
-    assert pillion("version").stdout.strip() == __version__
+    first, hot_path = pillion("version").stdout.splitlines()
+    assert first == __version__
+    assert hot_path.startswith(("hot path: compiled (mypyc, ", "hot path: pure Python ("))
+    pure = pillion("version", env={"PILLION_NO_EXTENSIONS": "1"}).stdout.splitlines()[1]
+    assert pure in (
+        "hot path: pure Python (PILLION_NO_EXTENSIONS is set)",
+        "hot path: pure Python (not compiled)",
+    )
     assert __version__ in pillion("--version").stdout
 
 
@@ -126,7 +133,7 @@ def test_console_script_and_module_agree() -> None:
     result = subprocess.run(
         [str(script), "version"], capture_output=True, text=True, check=False, timeout=60
     )
-    assert result.stdout.strip() == __version__
+    assert result.stdout.splitlines()[0] == __version__
 
 
 def test_the_cli_does_not_load_cryptography_until_tls_or_jwt_is_used() -> None:

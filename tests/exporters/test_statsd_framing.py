@@ -24,7 +24,7 @@ class FakeTransport(asyncio.Transport):
 
 def connect(pod: Harness) -> tuple[StatsdTcpProtocol, set[StatsdTcpProtocol]]:
     connections: set[StatsdTcpProtocol] = set()
-    protocol = StatsdTcpProtocol(pod.ingest, connections)
+    protocol = StatsdTcpProtocol(pod.ingest, connections, clock=pod.clock)
     protocol.connection_made(FakeTransport())
     return protocol, connections
 
@@ -99,7 +99,7 @@ def test_abort_closes_the_transport() -> None:
 
 def test_udp_datagrams_are_packets() -> None:
     pod = Harness()
-    protocol = StatsdUdpProtocol(pod.ingest)
+    protocol = StatsdUdpProtocol(pod.ingest, clock=pod.clock)
     protocol.datagram_received(LINES, ("127.0.0.1", 5000))
     protocol.datagram_received(b"a:1|c", ("127.0.0.1", 5000))
     protocol.error_received(ConnectionRefusedError())

@@ -15,9 +15,6 @@ from pillion.cli.kube import inject
 from pillion.cli.kubeserve import install, wait_started, webhook
 from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
 from pillion.config.reference import json_schema, markdown_reference
-from pillion.demo.runner import DemoPorts, run_demo
-from pillion.runtime import run_sidecar
-from pillion.runtime.once import render_once
 from pillion.telemetry import configure_logging
 
 __all__ = ["main"]
@@ -58,7 +55,14 @@ cli.add_command(iptables)
 def run(config_path: str, once: bool) -> None:
     """Run the sidecar until SIGTERM (drain, then exit 0)."""
     config = _load_or_log(config_path)
-    sys.exit(render_once(config) if once else run_sidecar(config, config_path))
+    # imported here: `pillion validate` and `version` need none of the runtime
+    if once:
+        from pillion.runtime.once import render_once
+
+        sys.exit(render_once(config))
+    from pillion.runtime import run_sidecar
+
+    sys.exit(run_sidecar(config, config_path))
 
 
 @cli.command()
@@ -66,6 +70,8 @@ def run(config_path: str, once: bool) -> None:
 def init(config_path: str) -> None:
     """Render the secrets once and exit: 0, or 1 naming the template or source
     that failed (nothing is written then)."""
+    from pillion.runtime.once import render_once
+
     sys.exit(render_once(_load_or_log(config_path)))
 
 
@@ -124,8 +130,11 @@ def schema(output_format: str) -> None:
 
 @cli.command()
 def version() -> None:
-    """Print Pillion's version."""
+    """Print Pillion's version, then whether its hot path runs compiled."""
+    from pillion import extensions
+
     click.echo(__version__)
+    click.echo(f"hot path: {extensions.describe()}")
 
 
 @cli.command()
@@ -163,6 +172,8 @@ def demo(
     workdir: str | None,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
+    from pillion.demo.runner import DemoPorts, run_demo
+
     ports = DemoPorts(
         app=app_port,
         admin=admin_port,

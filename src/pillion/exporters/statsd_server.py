@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 import typing
+from collections.abc import Callable
 
 from pillion.config.types import ListenAddress
 from pillion.exporters.statsd_ingest import StatsdIngest
@@ -25,24 +26,33 @@ __all__ = ["StatsdTcpProtocol", "StatsdUdpProtocol", "listen_tcp", "listen_udp"]
 log = logging.getLogger("pillion.exporters")
 
 _RECEIVE_BUFFER = 4 * 1024 * 1024  # bursts wait in the kernel rather than being dropped
-_monotonic = time.monotonic
 
 
 class StatsdUdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, ingest: StatsdIngest) -> None:
+    def __init__(
+        self, ingest: StatsdIngest, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ingest = ingest
+        self._clock = clock  # the store's clock: series age by it
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        self.ingest.packet(data, _monotonic())
+        self.ingest.packet(data, self._clock())
 
     def error_received(self, exc: Exception) -> None:
         log.debug("statsd UDP error", extra={"error": str(exc)})
 
 
 class StatsdTcpProtocol(asyncio.Protocol):
-    def __init__(self, ingest: StatsdIngest, connections: set[StatsdTcpProtocol]) -> None:
+    def __init__(
+        self,
+        ingest: StatsdIngest,
+        connections: set[StatsdTcpProtocol],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ingest = ingest
         self.connections = connections
+        self._clock = clock  # the store's clock: series age by it
         self.transport: asyncio.Transport | None = None
         self._pending = b""  # the start of a line, without its newline yet
         self._skipping = False  # inside a line already counted as too large
@@ -65,7 +75,7 @@ class StatsdTcpProtocol(asyncio.Protocol):
         last = data.rfind(b"\n")
         if last != -1:
             if last > 0:
-                self.ingest.lines(data[:last], _monotonic())
+                self.ingest.lines(data[:last], self._clock())
             data = data[last + 1 :]
         if len(data) > self.ingest.max_packet_size:
             self.ingest.dropped("too_large")

@@ -122,7 +122,10 @@ class AccessLog:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view) :]
+                # Not ``view[os.write(...):]``: mypyc evaluates a call in a slice
+                # bound twice (seen in mypy 2.4's output): two writes of each batch.
+                written = os.write(self._fd, view)
+                view = view[written:]
         except OSError:
             self._dropped.inc(count)
         finally:
