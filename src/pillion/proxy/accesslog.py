@@ -175,6 +175,18 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
     """
     subset = None if tuple(fields) == ACCESS_LOG_FIELDS else tuple(fields)
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    addresses: dict[object, str] = {}  # an endpoint's address as text, formatted once
+
+    def address(pool: Any) -> str | None:
+        if pool is None:
+            return None
+        key = pool.address
+        text = addresses.get(key)
+        if text is None:
+            if len(addresses) > 4096:  # endpoints come and go with DNS: bounded
+                addresses.clear()
+            text = addresses[key] = str(key)
+        return text
 
     def render(entry: Entry, clock: _Clock) -> bytes:
         head = entry[3]
@@ -198,7 +210,7 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
             "user_agent": _text(_header(head, b"user-agent")),
             "route": target.labels[0] or None if target is not None else None,
             "cluster": target.labels[1] or None if target is not None else None,
-            "upstream": str(pool.address) if pool is not None else None,
+            "upstream": address(pool),
             "retries": entry[13],
             "identity": entry[14].decode("utf-8", "replace") if entry[14] else None,
             "grpc_status": _grpc_status(entry[15]),

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from time import perf_counter
 from typing import TYPE_CHECKING
 
 from pillion.components import ComponentStartError
@@ -35,6 +33,7 @@ from pillion.proxy.gate import Gate, Peer
 from pillion.proxy.http2 import Http2Connection
 from pillion.proxy.listening import Listening, ListeningConnection
 from pillion.proxy.metrics import ListenerMetrics
+from pillion.proxy.observe import ExchangeObserver
 from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget
 from pillion.proxy.routes import route_table
@@ -42,7 +41,6 @@ from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certif
 from pillion.proxy.transparent import CapturedConnection, OriginalDestinations
 from pillion.proxy.upstream import AppProtocol, UpstreamPool
 from pillion.telemetry import Metrics
-from pillion.telemetry.tracecontext import trace_id
 from pillion.tls import ServerTls, TlsLoadError
 from pillion.tls.contexts import CertificateFiles
 
@@ -54,9 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pillion.proxy")
 
 _KEY_FILE_CHECK = 1.0  # seconds between checks of an API key file for changes
-
-
-EXEMPLAR_INTERVAL = 1.0  # seconds between trace-id exemplars on the duration histogram
 
 
 class HttpListener(Listening):
@@ -72,7 +67,7 @@ class HttpListener(Listening):
         rate_limit: RateLimitConfig | None = None,
     ) -> None:
         self.metrics = ListenerMetrics(metrics, config.name)
-        self._exemplar_at = -EXEMPLAR_INTERVAL  # when the last exemplar was attached
+        self.observer = ExchangeObserver(config.name, self.metrics, access_log)
         super().__init__(
             config.name,
             config.listen,
@@ -231,59 +226,11 @@ class HttpListener(Listening):
 
     def observe(self, exchange: Exchange) -> None:
         """Count and log one finished exchange."""
-        duration = perf_counter() - exchange.started_at
-        head = exchange.head
-        metrics = self.metrics
-        target = exchange.target
-        grpc = exchange.grpc_status
-        if target is None:
-            metrics.request(head.method, exchange.status, exchange.flags, grpc=grpc).inc()
-        else:
-            metrics.request(head.method, exchange.status, exchange.flags, target.labels, grpc).inc()
-            if target.tracked:
-                target.finished(exchange.status, exchange.flags, retrying=exchange.retrying)
-        forwarded = exchange.forwarded
-        now = exchange.started_at + duration
-        if forwarded is not None and now - self._exemplar_at >= EXEMPLAR_INTERVAL:
-            # at most one a second: the trace id of a request in the bucket, for
-            # OpenMetrics scrapers (exemplars cost too much to attach to every request)
-            self._exemplar_at = now
-            metrics.duration.observe(duration, {"trace_id": trace_id(forwarded.traceparent)})
-        else:
-            metrics.duration.observe(duration)
-        metrics.request_bytes.observe(exchange.bytes_in)
-        metrics.response_bytes.observe(exchange.bytes_out)
-        if self.access_log is not None:
-            self.access_log.record(
-                (
-                    time.time() - duration,
-                    self.name,
-                    exchange.down.client_ip,
-                    head,
-                    exchange.status,
-                    exchange.flags,
-                    exchange.bytes_in,
-                    exchange.bytes_out,
-                    duration,
-                    exchange.upstream_seconds,
-                    forwarded.request_id if forwarded else b"",
-                    forwarded.traceparent if forwarded else b"",
-                    target,
-                    exchange.attempts,
-                    exchange.down.identity,
-                    grpc,
-                    exchange.grpc_message,
-                )
-            )
+        self.observer.finished(exchange)
 
     def observe_rejection(self, peer: Peer, status: int, flag: str) -> None:
         """Count and log a request refused before it had an exchange (400, 408, 431...)."""
-        self.metrics.request(b"OTHER", status, flag).inc()
-        if self.access_log is not None:
-            self.access_log.record(
-                (time.time(), self.name, peer.client_ip, None, status, flag,
-                 0, 0, 0.0, -1.0, b"", b"", None, 0, peer.identity, None, None)
-            )  # fmt: skip
+        self.observer.rejected(peer, status, flag)
 
 
 class InboundListener(HttpListener):

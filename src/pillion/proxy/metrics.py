@@ -1,23 +1,34 @@
 """The proxy's metric families, and children bound once per listener.
 
-``pillion_requests_total`` children are cached per (method, code, flags), so the
-per-request cost is a dict lookup and an increment, never a ``labels()`` call.
+A finished request is tallied, not written to ``prometheus_client`` at once: its
+counter and its three histograms get plain integer additions on the event loop
+(a bucket found by ``bisect``), and once per turn of the loop the tallies are
+added to the ``prometheus_client`` children, one call per child that moved. A
+busy loop finishes many requests per turn, so their locks and bucket searches
+are paid once for all; a scrape is always served on a later turn, after the
+flush, so it never sees the tallies behind (nor does a worker's multiprocess
+file, written by the same flush).
 """
 
 from __future__ import annotations
+
+import asyncio
+from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pillion.telemetry import Metrics
 
-__all__ = ["ListenerMetrics", "ProxyFamilies"]
+__all__ = ["HistogramTally", "ListenerMetrics", "ProxyFamilies"]
 
 DURATION_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 SIZE_BUCKETS = (0, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
-_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE"})
+_METHODS = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"OTHER"}
+)
 
 
 class ProxyFamilies:
@@ -72,18 +83,64 @@ class ProxyFamilies:
         )
 
 
+class HistogramTally:
+    """Observations of one histogram child since the last ``flush``."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum", "moved")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        # the child's upper bounds, +Inf last: a value goes in the first bucket
+        # whose bound is >= the value, as Histogram.observe decides
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self.moved = False
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+        self.moved = True
+
+    def flush(self) -> None:
+        if not self.moved:
+            return
+        self.moved = False
+        child, counts = self._child, self._counts
+        for index in range(len(counts)):
+            count = counts[index]
+            if count:
+                counts[index] = 0
+                child._buckets[index].inc(count)
+        child._sum.inc(self._sum)
+        self._sum = 0.0
+
+
+class _RequestTally:
+    __slots__ = ("child", "count")
+
+    def __init__(self, child: Counter) -> None:
+        self.child = child
+        self.count = 0
+
+
 class ListenerMetrics:
     """The children of one listener."""
 
     __slots__ = (
         "_families",
+        "_flush_scheduled",
         "_listener",
         "_requests",
+        "_tallies",
         "connections_active",
         "connections_rejected",
         "duration",
+        "duration_tally",
         "request_bytes",
+        "request_bytes_tally",
         "response_bytes",
+        "response_bytes_tally",
         "upstream_connect_errors",
     )
 
@@ -92,12 +149,69 @@ class ListenerMetrics:
         self._families = families
         self._listener = listener
         self._requests: dict[tuple[bytes, int, str, tuple[str, str], bytes | None], Counter] = {}
+        self._tallies: dict[
+            tuple[bytes, int, str, tuple[str, str], bytes | None], _RequestTally
+        ] = {}
+        self._flush_scheduled = False
         self.duration = families.duration.labels(listener)
         self.request_bytes = families.request_bytes.labels(listener)
         self.response_bytes = families.response_bytes.labels(listener)
+        self.duration_tally = HistogramTally(self.duration)
+        self.request_bytes_tally = HistogramTally(self.request_bytes)
+        self.response_bytes_tally = HistogramTally(self.response_bytes)
         self.connections_active = families.connections_active.labels(listener)
         self.connections_rejected = families.connections_rejected.labels(listener)
         self.upstream_connect_errors = families.upstream_connect_errors.labels(listener)
+
+    def finished(
+        self,
+        method: bytes,
+        code: int,
+        flags: str,
+        labels: tuple[str, str],
+        grpc: bytes | None,
+        duration: float,
+        bytes_in: int,
+        bytes_out: int,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        """Tally one finished request (its duration in seconds): added to the
+        children at the end of this turn of the loop. An exemplar goes to the
+        duration histogram at once, with its observation."""
+        if method not in _METHODS:
+            method = b"OTHER"  # HTTP/2 takes any token: never a key of the client's choosing
+        if grpc is not None and not (grpc.isdigit() and len(grpc) < 3):
+            grpc = None
+        key = (method, code, flags, labels, grpc)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = _RequestTally(
+                self.request(method, code, flags, labels, grpc)
+            )
+        tally.count += 1
+        if exemplar is None:
+            self.duration_tally.observe(duration)
+        else:
+            self.duration.observe(duration, exemplar)
+        self.request_bytes_tally.observe(bytes_in)
+        self.response_bytes_tally.observe(bytes_out)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop running (a direct call): at once
+                self.flush()
+
+    def flush(self) -> None:
+        """Add the tallies to the ``prometheus_client`` children."""
+        self._flush_scheduled = False
+        for tally in self._tallies.values():
+            if tally.count:
+                tally.child.inc(tally.count)
+                tally.count = 0
+        self.duration_tally.flush()
+        self.request_bytes_tally.flush()
+        self.response_bytes_tally.flush()
 
     def request(
         self,
@@ -109,12 +223,14 @@ class ListenerMetrics:
     ) -> Counter:
         """The counter of requests with these labels; ``labels`` are (route, cluster),
         ``grpc`` the gRPC status of a gRPC call."""
+        if method not in _METHODS:
+            method = b"OTHER"  # HTTP/2 takes any token: never a key of the client's choosing
         if grpc is not None and not (grpc.isdigit() and len(grpc) < 3):
             grpc = None  # not a gRPC status: never a label value of the app's choosing
         key = (method, code, flags, labels, grpc)
         child = self._requests.get(key)
         if child is None:
-            name = method.decode() if method in _METHODS else "OTHER"
+            name = method.decode()
             status = grpc.decode() if grpc is not None else ""
             child = self._families.requests.labels(
                 self._listener, labels[0], labels[1], name, str(code), flags, status
