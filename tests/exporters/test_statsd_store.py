@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pillion.config.exporters import StatsdConfig
+from pillion.exporters.statsd_exposition import StoreCollector
 from pillion.exporters.statsd_ingest import StatsdIngest
 from pillion.exporters.statsd_metrics import StatsdFamilies
-from pillion.exporters.statsd_store import COUNTER, GAUGE, SeriesStore, StoreCollector
+from pillion.exporters.statsd_store import COUNTER, GAUGE, SeriesStore
 from pillion.telemetry import Metrics
 from tests.helpers import metric_value
 
@@ -42,7 +43,7 @@ class Harness:
                                  reserved=reserved)  # fmt: skip
         self.ingest = StatsdIngest(config, self.store, self.families)
         self.collector = StoreCollector(self.store, self.families.is_exposed)
-        self.metrics.add_collector(self.collector)
+        self.metrics.add_section(self.collector)
         self.families.live.append(self.collector)
 
     def send(self, *lines: str) -> None:
@@ -328,11 +329,11 @@ def test_only_the_newest_live_collector_is_served() -> None:
     pod = Harness()
     pod.send("a:1|c")
     second = StoreCollector(pod.store, pod.families.is_exposed)  # a reload's replacement
-    pod.metrics.add_collector(second)
+    pod.metrics.add_section(second)
     pod.families.live.append(second)
     assert pod.page().count(b"# TYPE a_total counter") == 1
     pod.families.live.remove(second)
-    pod.metrics.remove_collector(second)
+    pod.metrics.remove_section(second)
     assert pod.page().count(b"# TYPE a_total counter") == 1
 
 

@@ -24,10 +24,11 @@ from pillion.components import Component, ComponentStartError, cancel_and_wait
 from pillion.config import PillionConfig
 from pillion.config.exporters import StatsdConfig
 from pillion.config.types import ListenAddress
+from pillion.exporters.statsd_exposition import StoreCollector
 from pillion.exporters.statsd_ingest import StatsdIngest
 from pillion.exporters.statsd_metrics import StatsdFamilies
 from pillion.exporters.statsd_server import StatsdTcpProtocol, listen_tcp, listen_udp
-from pillion.exporters.statsd_store import SeriesStore, StoreCollector
+from pillion.exporters.statsd_store import SeriesStore
 from pillion.telemetry import Metrics
 
 __all__ = ["StatsdComponent"]
@@ -90,7 +91,7 @@ class StatsdComponent(Component):
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else (
                 exc.strerror or str(exc))  # fmt: skip
             raise ComponentStartError("statsd", f"cannot listen on {failed}: {reason}") from exc
-        self.metrics.add_collector(self.collector)
+        self.metrics.add_section(self.collector)
         self.families.live.append(self.collector)
         self._tasks.append(asyncio.create_task(self._expire_idle()))
         self._started = True
@@ -142,7 +143,7 @@ class StatsdComponent(Component):
         await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._close_sockets()
-        self.metrics.remove_collector(self.collector)
+        self.metrics.remove_section(self.collector)
         with contextlib.suppress(ValueError):
             self.families.live.remove(self.collector)
         self._started = False

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from pillion.exporters.statsd_store import SeriesStore, StoreCollector
+from pillion.exporters.statsd_exposition import StoreCollector
+from pillion.exporters.statsd_store import SeriesStore
 
 __all__ = ["DROP_REASONS", "StatsdFamilies"]
 

@@ -1,4 +1,4 @@
-"""The series StatsD samples build, and the collector that serves them. No I/O.
+"""The series StatsD samples build. No I/O.
 
 A metric is a name, a type, a set of label names and its series (one per label
 values). The store refuses, and names the reason for, whatever could make the
@@ -12,28 +12,22 @@ exposition wrong or memory unbounded:
   of a set past it); ``too_many_series``: past ``max_series`` in all;
   ``too_many_metrics``: a new name past ``max_metrics``.
 
-So ``collect`` never meets two families of one name nor a sample that does not
-fit its family. A series with no sample for ``ttl`` seconds is removed by
+So the page (``statsd_exposition``) never has two families of one name nor a
+sample that does not fit its family. A series with no sample for ``ttl`` seconds is removed by
 ``expire`` (and so is a metric left without series, which frees its name);
 ``generation`` changes whenever something is removed, so that caches of series
 know to forget them. Times are whatever clock the caller uses (monotonic).
+
+Each series carries its label text as the page writes it, made once when the
+series is created: a scrape writes numbers only.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
+from pillion.exporters.statsd_text import is_plain, label_text
 
 __all__ = [
     "COUNTER",
@@ -46,37 +40,42 @@ __all__ = [
     "HistogramSeries",
     "SeriesStore",
     "SetSeries",
-    "StoreCollector",
+    "StoredMetric",
     "SummarySeries",
 ]
-
-log = logging.getLogger("pillion.exporters")
 
 COUNTER, GAUGE, HISTOGRAM, SUMMARY, SET = "counter", "gauge", "histogram", "summary", "set"
 _RESERVED_PREFIX = "pillion_"
 
 
 class CounterSeries:
-    __slots__ = ("last", "value")
+    __slots__ = ("labels", "last", "value")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, labels: str) -> None:
         self.last = now
+        self.labels = labels  # `{a="x"}` as the page writes it, or ""
         self.value = 0.0
 
 
 class GaugeSeries:
-    __slots__ = ("last", "value")
+    __slots__ = ("labels", "last", "value")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, labels: str) -> None:
         self.last = now
+        self.labels = labels
         self.value = 0.0
 
 
 class HistogramSeries:
-    __slots__ = ("bounds", "count", "counts", "last", "sum")
+    __slots__ = ("bounds", "bucket_close", "bucket_open", "count", "counts", "labels", "last",
+                 "sum")  # fmt: skip
 
-    def __init__(self, now: float, bounds: tuple[float, ...]) -> None:
+    def __init__(self, now: float, labels: str, bounds: tuple[float, ...]) -> None:
         self.last = now
+        self.labels = labels
+        # a bucket's labels are `bucket_open + le="..." + bucket_close`: `le` in name order
+        self.bucket_open = "{"
+        self.bucket_close = "} "
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; last: +Inf
         self.sum = 0.0
@@ -90,10 +89,11 @@ class HistogramSeries:
 
 
 class SummarySeries:
-    __slots__ = ("count", "last", "sum")
+    __slots__ = ("count", "labels", "last", "sum")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, labels: str) -> None:
         self.last = now
+        self.labels = labels
         self.sum = 0.0
         self.count = 0
 
@@ -103,10 +103,11 @@ class SummarySeries:
 
 
 class SetSeries:
-    __slots__ = ("last", "limit", "members")
+    __slots__ = ("labels", "last", "limit", "members")
 
-    def __init__(self, now: float, limit: int) -> None:
+    def __init__(self, now: float, labels: str, limit: int) -> None:
         self.last = now
+        self.labels = labels
         self.limit = limit
         self.members: dict[str, float] = {}  # value -> when last seen
 
@@ -122,8 +123,9 @@ class SetSeries:
 Series = CounterSeries | GaugeSeries | HistogramSeries | SummarySeries | SetSeries
 
 
-class _Metric:
-    __slots__ = ("buckets", "exposed", "help", "kind", "label_names", "name", "series")
+class StoredMetric:
+    __slots__ = ("buckets", "exposed", "help", "kind", "label_names", "le_at", "name", "plain",
+                 "series")  # fmt: skip
 
     def __init__(self, name: str, kind: str, label_names: tuple[str, ...], help: str,
                  buckets: tuple[float, ...], exposed: tuple[str, ...]) -> None:  # fmt: skip
@@ -134,6 +136,9 @@ class _Metric:
         self.buckets = buckets
         self.exposed = exposed
         self.series: dict[tuple[str, ...], Series] = {}
+        # names the page may write as they are (else prometheus_client writes this one)
+        self.plain = all(is_plain(n) for n in (name, *exposed, *label_names))
+        self.le_at = bisect.bisect_left(label_names, "le")  # where a bucket's `le` goes
 
 
 def exposed_names(kind: str, name: str) -> tuple[str, ...]:
@@ -164,7 +169,7 @@ class SeriesStore:
         self.max_series_per_metric = max_series_per_metric
         self.max_series = max_series
         self.max_metrics = max_metrics
-        self.metrics: dict[str, _Metric] = {}
+        self.metrics: dict[str, StoredMetric] = {}
         self.series_count = 0
         self.generation = 0
         self._claimed: dict[str, str] = {}  # exposed name -> metric name
@@ -196,7 +201,7 @@ class SeriesStore:
             if problem:
                 return problem
             exposed = exposed_names(kind, name)
-            metric = _Metric(name, kind, label_names, help or f"StatsD {kind} {name}.",
+            metric = StoredMetric(name, kind, label_names, help or f"StatsD {kind} {name}.",
                              buckets, exposed)  # fmt: skip
             self.metrics[name] = metric
             for claimed in exposed:
@@ -211,7 +216,7 @@ class SeriesStore:
             return "cardinality"
         if self.series_count >= self.max_series:
             return "too_many_series"
-        created = self._new_series(metric, now)
+        created = self._new_series(metric, values, now)
         metric.series[values] = created
         self.series_count += 1
         return created
@@ -230,17 +235,25 @@ class SeriesStore:
             return "too_many_series"
         return ""
 
-    def _new_series(self, metric: _Metric, now: float) -> Series:
-        kind = metric.kind
+    def _new_series(self, metric: StoredMetric, values: tuple[str, ...], now: float) -> Series:
+        kind, names = metric.kind, metric.label_names
+        text = label_text(names, values)
+        labels = "{" + text + "}" if text else ""
         if kind == COUNTER:
-            return CounterSeries(now)
+            return CounterSeries(now, labels)
         if kind == GAUGE:
-            return GaugeSeries(now)
+            return GaugeSeries(now, labels)
         if kind == HISTOGRAM:
-            return HistogramSeries(now, metric.buckets)
+            histogram = HistogramSeries(now, labels, metric.buckets)
+            at = metric.le_at
+            before = label_text(names[:at], values[:at])
+            after = label_text(names[at:], values[at:])
+            histogram.bucket_open = "{" + before + "," if before else "{"
+            histogram.bucket_close = "," + after + "} " if after else "} "
+            return histogram
         if kind == SUMMARY:
-            return SummarySeries(now)
-        return SetSeries(now, self.max_series_per_metric)
+            return SummarySeries(now, labels)
+        return SetSeries(now, labels, self.max_series_per_metric)
 
     def expire(self, now: float) -> int:
         """Remove the series (and set values) not updated for ``ttl``; how many series."""
@@ -265,7 +278,7 @@ class SeriesStore:
             self.generation += 1
         return removed
 
-    def _forget(self, metric: _Metric) -> None:
+    def _forget(self, metric: StoredMetric) -> None:
         del self.metrics[metric.name]
         for claimed in metric.exposed:
             self._claimed.pop(claimed, None)
@@ -275,76 +288,3 @@ class SeriesStore:
         for metric in list(self.metrics.values()):
             self._forget(metric)
         self.series_count = 0
-
-    def families(self) -> Iterator[Metric]:
-        """One prometheus_client family per metric."""
-        for metric in list(self.metrics.values()):
-            try:
-                family = _family(metric)
-            except Exception:  # never let one metric break /metrics
-                log.exception("statsd metric left out of the scrape", extra={"metric": metric.name})
-                continue
-            yield family
-
-
-def _family(metric: _Metric) -> Metric:
-    kind, names, help = metric.kind, metric.label_names, metric.help
-    family: Metric
-    if kind == COUNTER:
-        counter = CounterMetricFamily(metric.exposed[0], help, labels=names)
-        for values, one in metric.series.items():
-            assert isinstance(one, CounterSeries)
-            counter.add_metric(values, one.value)
-        family = counter
-    elif kind in (GAUGE, SET):
-        gauge = GaugeMetricFamily(metric.name, help, labels=names)
-        for values, one in metric.series.items():
-            if isinstance(one, SetSeries):
-                gauge.add_metric(values, len(one.members))
-            else:
-                assert isinstance(one, GaugeSeries)
-                gauge.add_metric(values, one.value)
-        family = gauge
-    elif kind == HISTOGRAM:
-        # Samples made here rather than through add_metric, which builds the label
-        # dict again for every bucket: a histogram is most of a large page's cost.
-        histogram = HistogramMetricFamily(metric.name, help, labels=names)
-        bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
-        bucket, count, total = metric.name + "_bucket", metric.name + "_count", metric.name + "_sum"
-        samples = histogram.samples
-        for values, one in metric.series.items():
-            assert isinstance(one, HistogramSeries)
-            labels = dict(zip(names, values, strict=True))
-            running = 0
-            for bound, observed in zip(bounds, one.counts, strict=True):
-                running += observed
-                samples.append(Sample(bucket, {**labels, "le": bound}, float(running)))
-            samples.append(Sample(count, labels, float(one.count)))
-            samples.append(Sample(total, labels, one.sum))
-        family = histogram
-    else:
-        summary = SummaryMetricFamily(metric.name, help, labels=names)
-        for values, one in metric.series.items():
-            assert isinstance(one, SummarySeries)
-            summary.add_metric(values, one.count, one.sum)
-        family = summary
-    return family
-
-
-class StoreCollector:
-    """Serves a store's families, while ``exposed()`` says so: when a reload
-    starts a replacement, only the newest live store is served, so the page never
-    has a family twice."""
-
-    def __init__(
-        self, store: SeriesStore, exposed: Callable[[StoreCollector], bool] | None = None
-    ) -> None:
-        self.store = store
-        self.exposed = exposed
-
-    def describe(self) -> list[Metric]:
-        return []  # names change with traffic; registering never checks them
-
-    def collect(self) -> Iterator[Metric]:
-        if self.exposed is None or self.exposed(self):
-            yield from self.store.families()

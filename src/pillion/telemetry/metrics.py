@@ -2,7 +2,9 @@
 
 One ``Metrics`` per supervisor (not a global registry), so several can live in
 one test process. Exposition goes through ``prometheus_client``: the text format
-by default, OpenMetrics when the scraper's ``Accept`` header asks for it.
+by default, OpenMetrics when the scraper's ``Accept`` header asks for it; large
+parts of the page (an exporter's series) may write themselves in the format it
+chose (``page.PageSection``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from pillion import __version__
+from pillion.telemetry.page import PageSection, page_format
 
 __all__ = ["COMPONENT_STATES", "Metrics"]
 
@@ -46,6 +49,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._families: dict[str, object] = {}
         self._scrape_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._sections: list[PageSection] = []
         self._multiprocess_dir: str | None = None
         if process:
             self._process_metrics()
@@ -137,6 +141,14 @@ class Metrics:
         with contextlib.suppress(KeyError):  # never added: a start that failed early
             self.registry.unregister(collector)
 
+    def add_section(self, section: PageSection) -> None:
+        """Add what ``section`` writes to every page, after the registry's families."""
+        self._sections.append(section)
+
+    def remove_section(self, section: PageSection) -> None:
+        if section in self._sections:
+            self._sections.remove(section)
+
     def add_scrape_hook(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` before each scrape (an exporter fetching what it exposes)."""
         self._scrape_hooks.append(hook)
@@ -155,4 +167,11 @@ class Metrics:
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The body and content type for a scrape with this ``Accept`` header."""
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        body = encoder(self.registry)
+        if not self._sections:
+            return body, content_type
+        page = page_format(encoder)
+        parts = [section.expose(page) for section in self._sections]
+        if page.openmetrics and body.endswith(b"# EOF\n"):
+            return body[: -len(b"# EOF\n")] + b"".join(parts) + b"# EOF\n", content_type
+        return body + b"".join(parts), content_type
