@@ -53,6 +53,7 @@ DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection lives once drain
 class Http1Connection(asyncio.Protocol):
     __slots__ = (
         "_chunked",
+        "_deadline",
         "_held",
         "_out",
         "_paused",
@@ -94,6 +95,7 @@ class Http1Connection(asyncio.Protocol):
         self._sniffing = host.http2 is not None  # the first bytes may be the HTTP/2 preface
         self._stopped_parsing = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # loop time at which the armed timer is due
         self._timer_kind = ""
 
     # -- asyncio.Protocol --
@@ -158,7 +160,7 @@ class Http1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._disarm()
+        self._cancel_timer()
         queue, self.queue = self.queue, deque()
         host = self.host
         for exchange in queue:
@@ -324,7 +326,7 @@ class Http1Connection(asyncio.Protocol):
         self._sniffing = False
         if not data.startswith(PREFACE):
             return data
-        self._disarm()
+        self._cancel_timer()
         self.closed = True  # the HTTP/2 connection takes the transport and the count
         assert self.transport is not None
         self.host.take_over_http2(self, self, self.transport, data)
@@ -366,7 +368,7 @@ class Http1Connection(asyncio.Protocol):
         if not self.closed:
             self.uncork()
             self.closed = True
-            self._disarm()
+            self._cancel_timer()
             if self.transport is not None:
                 self.transport.close()  # flushes what was written first
 
@@ -394,7 +396,10 @@ class Http1Connection(asyncio.Protocol):
         self.close()
 
     def _arm(self, kind: str) -> None:
-        self._disarm()
+        """Start the ``kind`` timer. The timer handle outlives its arming: a request
+        moves the deadline, and only a deadline earlier than the handle's needs a new
+        one; a handle that fires early re-arms for what is left (no ``call_later``
+        and ``cancel`` per request on a keep-alive connection)."""
         host = self.host
         if kind == "header":
             delay = host.header_timeout
@@ -402,21 +407,29 @@ class Http1Connection(asyncio.Protocol):
             delay = min(DRAIN_IDLE_GRACE, host.idle_timeout)
         else:
             delay = host.idle_timeout
-        self._timer = host.loop.call_later(delay, self._on_timer)
+        loop = host.loop
+        deadline = loop.time() + delay
+        self._deadline = deadline
         self._timer_kind = kind
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._on_timer)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_kind = ""
+        self._timer_kind = ""  # the handle, if any, finds nothing to do when it fires
 
     def _on_timer(self) -> None:
-        kind = self._timer_kind
         self._timer = None
-        self._timer_kind = ""
-        if self.closed:
+        kind = self._timer_kind
+        if kind == "" or self.closed:
             return
+        loop = self.host.loop
+        if loop.time() < self._deadline:  # moved since this handle was made
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        self._timer_kind = ""
         if kind == "header" and self.parser.partial_head:
             self._stopped_parsing = True
             self.host.observe_rejection(self, 408, flags.DT)
@@ -426,6 +439,12 @@ class Http1Connection(asyncio.Protocol):
                 self._answer_error(RequestError(408, "request header timeout"))
         elif not self.queue:
             self.close()  # idle keep-alive connection
+
+    def _cancel_timer(self) -> None:
+        self._timer_kind = ""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _pause(self, reason: int) -> None:
         if not self._paused and self.transport is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -125,6 +126,10 @@ class Supervisor:
                 await self._stop_all(self._deadline())
                 return EXIT_RUNTIME_FAILURE
             log.info("started", extra={"components": [c.name for c in self.components]})
+            # What start-up made (modules, config models, compiled routes) lives as long
+            # as the process: out of the collector's sight, full collections stop
+            # walking it again and again under load.
+            gc.freeze()
             self._spawn(self._watch_exit_file())
             await self._exit.wait()
             log.info(
