@@ -1,19 +1,23 @@
 """StatsD packets into the series store: parse, map, record, count. No I/O.
 
-This is the hot path. Per packet it decodes once, splits every line with str
-methods, and per sample looks up ``(name with tags, type, dogstatsd tags)`` in a
-bounded cache of what it resolved to before: the series to update (or the
-reason it is dropped), the scale, and how many tags were left out. Tags are
-parsed, rules run and label sets sorted only on a miss. The cache is emptied
-when the store removes anything (its ``generation`` moved), when it is full,
-and on a reconfiguration. The counters are bound once and incremented once
-per packet.
+This is the hot path. Per packet it decodes once and splits the lines; a line
+with one value is then a dict lookup: the line without its value (name with
+tags, type, rate, tags) is the key of a bounded cache of routes, each holding
+what that shape resolved to: the type, rate and series to update (or the
+reason it is dropped), the scale, and how many tags were left out. Only the
+value is read per line. A line of another shape (several values, a timestamp,
+which would make every line a new shape) is read whole by ``split_packet``, and
+its samples resolved through a second cache, by ``(name with tags, type,
+dogstatsd tags)``. Tags are parsed, rules run and label sets sorted only on a
+miss of that one. Both caches are emptied when the store removes anything
+(its ``generation`` moved), when full, and on a reconfiguration. The counters
+are bound once and incremented once per packet.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from typing import Any
 
 from pillion.config.exporters import StatsdConfig
 from pillion.exporters.statsd_mapping import Mapper
@@ -23,20 +27,59 @@ from pillion.exporters.statsd_parse import (
     decode_packet,
     observations,
     parse_name,
-    sample_value,
     split_packet,
+    suffix_sample,
 )
-from pillion.exporters.statsd_store import COUNTER, GAUGE, HISTOGRAM, SET, SUMMARY, SeriesStore
+from pillion.exporters.statsd_store import (
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    SET,
+    SUMMARY,
+    CounterSeries,
+    GaugeSeries,
+    Series,
+    SeriesStore,
+    SetSeries,
+)
 
 __all__ = ["StatsdIngest"]
 
 _WORDS = {"c": "counter", "g": "gauge", "s": "set", "ms": "timer", "h": "histogram",
           "d": "distribution"}  # fmt: skip
 
-Resolved = tuple[Any, float, int]
-"""``(series or drop reason, scale, tags left out)``. The series is typed ``Any``:
-the hot loop dispatches on the StatsD type it already has in hand instead of
-checking the series' class again."""
+_isfinite = math.isfinite
+
+
+class Target:
+    """What ``(name with tags, type, dogstatsd tags)`` resolves to: the series to
+    update, or why the sample is dropped (``refused``)."""
+
+    __slots__ = ("left_out", "refused", "scale", "series")
+
+    def __init__(self, series: Series | None, refused: str, scale: float, left_out: int) -> None:
+        self.series = series
+        self.refused = refused
+        self.scale = scale
+        self.left_out = left_out  # tags dropped, counted per sample (reason="label")
+
+
+class Route:
+    """What a line's shape (the line without its value) resolves to: a problem
+    of the line itself (``problem``), or its type, rate and target. The target
+    is looked for once a value was read: a sample with an unreadable value
+    creates no series."""
+
+    __slots__ = ("head", "kind", "problem", "rate", "tags", "target", "weight")
+
+    def __init__(self, problem: str, head: str, kind: str, rate: float, tags: str) -> None:
+        self.problem = problem
+        self.head = head
+        self.kind = kind
+        self.rate = rate
+        self.tags = tags
+        self.weight = observations(rate)
+        self.target: Target | None = None
 
 
 class StatsdIngest:
@@ -55,7 +98,8 @@ class StatsdIngest:
         self._dropped = {reason: families.dropped.labels(reason) for reason in DROP_REASONS}
         self._drops: Counter[str] = Counter()
         self._raw: list[RawSample] = []
-        self._cache: dict[tuple[str, str, str], Resolved] = {}
+        self._routes: dict[str, Route] = {}
+        self._targets: dict[tuple[str, str, str], Target] = {}
         self._generation = store.generation
         self.configure(config)
 
@@ -66,7 +110,8 @@ class StatsdIngest:
         self.max_packet_size = config.max_packet_size
         self._observer = config.observer_type
         self._buckets = tuple(config.buckets)
-        self._cache.clear()
+        self._routes.clear()
+        self._targets.clear()
 
     def packet(self, data: bytes, now: float) -> None:
         """One UDP datagram."""
@@ -96,48 +141,32 @@ class StatsdIngest:
         self._dropped[reason].inc(count)
 
     def _ingest(self, text: str, now: float) -> None:
-        raw, drops = self._raw, self._drops
-        split_packet(text, raw, drops)
         if self.store.generation != self._generation:
-            self._cache.clear()  # series were removed: do not hand them out again
+            # series were removed: do not hand them out again
+            self._routes.clear()
+            self._targets.clear()
             self._generation = self.store.generation
-        cache = self._cache
+        routes, drops = self._routes, self._drops
         parsed = 0
-        for head, value_text, kind, rate, tags in raw:
-            if kind == "s":
-                value = 0.0
-            else:
-                found = sample_value(value_text, kind, rate)
-                if found is None:
-                    drops["malformed"] += 1
+        for line in text.split("\n"):
+            line = line.strip()
+            colon = line.find(":")
+            bar = line.find("|", colon + 1) if colon > 0 else -1
+            # one value, not empty, without `:` (several values, or a set's odd member)
+            if bar > colon + 1 and line.find(":", colon + 1, bar) == -1:
+                key = line[: colon + 1] + line[bar:]  # the line without its value
+                route = routes.get(key)
+                if route is None:
+                    route = self._route(line[:colon], line[bar:], key)
+                if route is not None:
+                    problem = route.problem
+                    if problem:
+                        drops[problem] += 1
+                    elif self._record(route, line[colon + 1 : bar], now):
+                        parsed += 1
                     continue
-                value = found
-            parsed += 1
-            key = (head, kind, tags)
-            hit = cache.get(key)
-            if hit is None:
-                hit = self._resolve(key, now)
-            series, scale, left_out = hit
-            if series.__class__ is str:
-                drops[series] += 1
-                continue
-            if left_out:
-                drops["label"] += left_out
-            if kind == "c":
-                series.value += value * scale
-            elif kind == "g":
-                if value_text[0] in "+-":
-                    series.value += value * scale
-                else:
-                    series.value = value * scale
-            elif kind == "s":
-                if not series.add(value_text, now):
-                    drops["cardinality"] += 1
-                    continue
-            else:
-                series.observe(value * scale, observations(rate))
-            series.last = now
-        raw.clear()
+            if line:
+                parsed += self._slow(line, now)
         if parsed:
             self._samples.inc(parsed)
         if drops:
@@ -145,28 +174,105 @@ class StatsdIngest:
                 self._dropped[reason].inc(count)
             drops.clear()
 
-    def _resolve(self, key: tuple[str, str, str], now: float) -> Resolved:
-        head, kind, tags = key
+    def _record(self, route: Route, text: str, now: float) -> bool:
+        """One sample of ``route`` whose value is ``text``; whether it was parsed
+        (a well-formed sample may still be dropped, and is counted)."""
+        kind = route.kind
+        if kind == "s":
+            value = 0.0
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                self._drops["malformed"] += 1
+                return False
+            if not _isfinite(value):
+                self._drops["malformed"] += 1
+                return False
+            if kind == "c":
+                if value < 0:
+                    self._drops["malformed"] += 1
+                    return False
+                value = value / route.rate
+            elif kind == "ms":
+                value = value / 1000.0
+        target = route.target
+        if target is None:
+            target = route.target = self._target(route.head, kind, route.tags, now)
+        series = target.series
+        if series is None:
+            self._drops[target.refused] += 1
+            return True
+        if target.left_out:
+            self._drops["label"] += target.left_out
+        if isinstance(series, CounterSeries):
+            series.value += value * target.scale
+        elif isinstance(series, GaugeSeries):
+            if text[0] in "+-":
+                series.value += value * target.scale
+            else:
+                series.value = value * target.scale
+        elif isinstance(series, SetSeries):
+            if not series.add(text, now):
+                self._drops["cardinality"] += 1
+                return True
+        else:
+            series.observe(value * target.scale, route.weight)
+        series.last = now
+        return True
+
+    def _route(self, head: str, suffix: str, key: str) -> Route | None:
+        """The route of a line shape not seen yet, cached when it can be: not
+        with a timestamp (a new shape every second) nor with several values."""
+        if "|T" in suffix or (":" in suffix and "|#" not in suffix):
+            return None
+        found = suffix_sample(suffix)
+        if isinstance(found, str):
+            route = Route(found, head, "", 1.0, "")
+        else:
+            kind, rate, tags = found
+            route = Route("", head, kind, rate, tags)
+        if len(self._routes) >= self.cache_size:
+            self._routes.clear()
+        self._routes[key] = route
+        return route
+
+    def _slow(self, line: str, now: float) -> int:
+        """A line the routes do not cover, read whole; how many samples were parsed."""
+        raw = self._raw
+        split_packet(line, raw, self._drops)
+        parsed = 0
+        for head, text, kind, rate, tags in raw:
+            if self._record(Route("", head, kind, rate, tags), text, now):
+                parsed += 1
+        raw.clear()
+        return parsed
+
+    def _target(self, head: str, kind: str, tags: str, now: float) -> Target:
+        key = (head, kind, tags)
+        target = self._targets.get(key)
+        if target is not None:
+            return target
         name, labels, left_out, problem = parse_name(head, tags)
         if problem:
-            resolved: Resolved = (problem, 1.0, 0)
+            target = Target(None, problem, 1.0, 0)
         else:
-            resolved = self._series(name, kind, labels, left_out, now)
-        if len(self._cache) >= self.cache_size:
-            self._cache.clear()
-        self._cache[key] = resolved
-        return resolved
+            target = self._series(name, kind, labels, left_out, now)
+        if len(self._targets) >= self.cache_size:
+            self._targets.clear()
+        self._targets[key] = target
+        return target
 
     def _series(
         self, name: str, kind: str, labels: dict[str, str], left_out: int, now: float
-    ) -> Resolved:
+    ) -> Target:
         if not name:
-            return ("malformed", 1.0, 0)
+            return Target(None, "malformed", 1.0, 0)
         mapped = self.mapper.map(name)
         if mapped is None:
-            return ("mapping", 1.0, 0)
+            return Target(None, "mapping", 1.0, 0)
         if not mapped.name:
-            return ("malformed", 1.0, 0)
+            return Target(None, "malformed", 1.0, 0)
         if mapped.labels:
             labels.update(mapped.labels)
         if kind == "c":
@@ -189,4 +295,6 @@ class StatsdIngest:
             help=mapped.help or f"StatsD {_WORDS[kind]} {name}.",
             buckets=mapped.buckets or self._buckets,
         )
-        return (series, mapped.scale, left_out)
+        if isinstance(series, str):
+            return Target(None, series, 1.0, 0)
+        return Target(series, "", mapped.scale, left_out)

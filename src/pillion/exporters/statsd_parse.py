@@ -54,6 +54,7 @@ __all__ = [
     "parse_rate",
     "sample_value",
     "split_packet",
+    "suffix_sample",
 ]
 
 TYPES = frozenset({"c", "g", "ms", "h", "d", "s"})
@@ -113,45 +114,52 @@ def split_packet(text: str, out: list[RawSample], drops: Counter[str]) -> None:
             drops["malformed"] += 1
             continue
         for piece in pieces:
-            fields = piece.split("|")
-            count = len(fields)
-            if count == 2:
-                if fields[0] and fields[1] in TYPES:
-                    append((head, fields[0], fields[1], 1.0, ""))
-                else:
-                    drops["malformed"] += 1
-                continue
-            if count == 3 and fields[2][:1] == "#" and fields[0] and fields[1] in TYPES:
-                append((head, fields[0], fields[1], 1.0, fields[2]))  # the usual DogStatsD line
-                continue
-            if count < 2 or count > 6 or fields[1] not in TYPES or not fields[0]:
+            bar = piece.find("|")
+            if bar <= 0:  # no type, or no value
                 drops["malformed"] += 1
                 continue
-            rate, tags, problem = 0.0, "", ""
-            for extra in fields[2:]:
-                first = extra[:1]
-                if first == "@":
-                    parsed = parse_rate(extra[1:])
-                    if parsed is None or rate:
-                        problem = "sample_rate"
-                        break
-                    rate = parsed
-                elif first == "#":
-                    if len(tags) <= 1:
-                        tags = extra
-                    elif len(extra) > 1:
-                        tags = tags + "," + extra[1:]
-                elif first == "c":
-                    if extra[1:2] != ":" or len(extra) < 3:  # `c:<id>`: read, ignored
-                        problem = "malformed"
-                        break
-                elif first != "T":  # `T<unix time>`: ignored, as statsd_exporter does
-                    problem = "malformed"
-                    break
-            if problem:
-                drops[problem] += 1
+            found = suffix_sample(piece[bar:])
+            if isinstance(found, str):
+                drops[found] += 1
             else:
-                append((head, fields[0], fields[1], rate or 1.0, tags))
+                kind, rate, tags = found
+                append((head, piece[:bar], kind, rate, tags))
+
+
+def suffix_sample(suffix: str) -> tuple[str, float, str] | str:
+    """``(type, rate, dogstatsd_tags)`` from what follows a (non-empty) value,
+    ``|type[|@rate][|#tags]...``, or the reason the sample is dropped. The same
+    for every value: the ingest reads it once per distinct line shape."""
+    fields = suffix.split("|")  # fields[0] is what was before the first `|`: nothing
+    count = len(fields)
+    kind = fields[1]
+    if kind not in TYPES:
+        return "malformed"
+    if count == 2:
+        return (kind, 1.0, "")
+    if count == 3 and fields[2][:1] == "#":
+        return (kind, 1.0, fields[2])  # the usual DogStatsD line
+    if count > 6:
+        return "malformed"
+    rate, tags = 0.0, ""
+    for extra in fields[2:]:
+        first = extra[:1]
+        if first == "@":
+            parsed = parse_rate(extra[1:])
+            if parsed is None or rate:
+                return "sample_rate"
+            rate = parsed
+        elif first == "#":
+            if len(tags) <= 1:
+                tags = extra
+            elif len(extra) > 1:
+                tags = tags + "," + extra[1:]
+        elif first == "c":
+            if extra[1:2] != ":" or len(extra) < 3:  # `c:<id>`: read, ignored
+                return "malformed"
+        elif first != "T":  # `T<unix time>`: ignored, as statsd_exporter does
+            return "malformed"
+    return (kind, rate or 1.0, tags)
 
 
 def _aggregated(rest: str, bar: int) -> list[str]:

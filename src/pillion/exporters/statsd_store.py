@@ -38,6 +38,7 @@ __all__ = [
     "CounterSeries",
     "GaugeSeries",
     "HistogramSeries",
+    "Series",
     "SeriesStore",
     "SetSeries",
     "StoredMetric",
