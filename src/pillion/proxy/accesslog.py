@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import os
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -146,6 +147,9 @@ class AccessLog:
             self._fd = -1
 
 
+_MILLISECONDS = [f".{n:03d}Z" for n in range(1000)]
+
+
 class _Clock:
     """RFC 3339 timestamps, the part up to the second formatted once per second."""
 
@@ -160,21 +164,69 @@ class _Clock:
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((epoch - second) * 1000):03d}Z"
+        return self._prefix + _MILLISECONDS[min(int((epoch - second) * 1000), 999)]
 
 
-def _text(raw: bytes) -> str | None:
-    return raw.decode("latin-1") if raw else None
+_UNSAFE = re.compile(r'[\x00-\x1f"\\]')  # what a JSON string cannot hold as it is
+
+
+def _string(value: str | None) -> str:
+    """``value`` as JSON: as it is between quotes when nothing in it needs escaping
+    (a log line's values almost never do), else escaped by orjson."""
+    if value is None:
+        return "null"
+    if _UNSAFE.search(value) is None:
+        return f'"{value}"'
+    return orjson.dumps(value).decode()
+
+
+def _text(raw: bytes) -> str:
+    return _string(raw.decode("latin-1")) if raw else "null"
+
+
+def _milliseconds(seconds: float) -> str:
+    return repr(round(seconds * 1000, 3))
+
+
+def _values(entry: Entry, clock: _Clock, address: Callable[[Any], str | None]) -> list[str]:
+    """The JSON text of every field of ``entry``, in ``ACCESS_LOG_FIELDS`` order."""
+    head = entry[3]
+    target = entry[12]
+    grpc_status = _grpc_status(entry[15])
+    return [
+        f'"{clock.stamp(entry[0])}"',
+        _string(entry[1]),
+        _string(entry[2].decode("latin-1")),
+        _string(head.method.decode("latin-1")) if head else "null",
+        _string(head.target.decode("latin-1")) if head else "null",
+        f'"HTTP/{head.version.decode("latin-1")}"' if head else "null",
+        str(entry[4]),
+        _string(entry[5]),
+        str(entry[6]),
+        str(entry[7]),
+        _milliseconds(entry[8]),
+        _milliseconds(entry[9]) if entry[9] >= 0 else "null",
+        _text(entry[10]),
+        _text(entry[11]),
+        _text(_header(head, b"user-agent")),
+        _string(target.labels[0] or None) if target is not None else "null",
+        _string(target.labels[1] or None) if target is not None else "null",
+        _string(address(target.pool)) if target is not None else "null",
+        str(entry[13]),
+        _string(entry[14].decode("utf-8", "replace")) if entry[14] else "null",
+        str(grpc_status) if grpc_status is not None else "null",
+        _string(_grpc_message(entry[16])),
+    ]
 
 
 def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
     """A function rendering an entry as one JSON line with ``fields``, in that order.
 
-    One dict literal and orjson: about 2 µs a line (field-by-field rendering in
-    Python measured 3.5 µs).
+    Each value is rendered as JSON text and the line joined once: no dict and no
+    serializer per line (orjson only for the rare string that needs escaping).
     """
-    subset = None if tuple(fields) == ACCESS_LOG_FIELDS else tuple(fields)
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    order = [ACCESS_LOG_FIELDS.index(name) for name in fields]
+    keys = [("{" if i == 0 else ",") + f'"{name}":' for i, name in enumerate(fields)]
     addresses: dict[object, str] = {}  # an endpoint's address as text, formatted once
 
     def address(pool: Any) -> str | None:
@@ -189,36 +241,15 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
         return text
 
     def render(entry: Entry, clock: _Clock) -> bytes:
-        head = entry[3]
-        target = entry[12]
-        pool = target.pool if target is not None else None
-        line: dict[str, Any] = {
-            "time": clock.stamp(entry[0]),
-            "listener": entry[1],
-            "client": entry[2].decode(),
-            "method": head.method.decode() if head else None,
-            "path": head.target.decode("latin-1") if head else None,
-            "protocol": f"HTTP/{head.version.decode()}" if head else None,
-            "code": entry[4],
-            "flags": entry[5],
-            "bytes_in": entry[6],
-            "bytes_out": entry[7],
-            "duration_ms": round(entry[8] * 1000, 3),
-            "upstream_ms": round(entry[9] * 1000, 3) if entry[9] >= 0 else None,
-            "request_id": _text(entry[10]),
-            "traceparent": _text(entry[11]),
-            "user_agent": _text(_header(head, b"user-agent")),
-            "route": target.labels[0] or None if target is not None else None,
-            "cluster": target.labels[1] or None if target is not None else None,
-            "upstream": address(pool),
-            "retries": entry[13],
-            "identity": entry[14].decode("utf-8", "replace") if entry[14] else None,
-            "grpc_status": _grpc_status(entry[15]),
-            "grpc_message": _grpc_message(entry[16]),
-        }
-        if subset is not None:
-            line = {name: line[name] for name in subset}
-        return dumps(line, option=newline)
+        values = _values(entry, clock, address)
+        parts: list[str] = []
+        for key, index in zip(keys, order, strict=True):
+            parts.append(key)
+            parts.append(values[index])
+        parts.append("}\n" if parts else "{}\n")
+        return "".join(parts).encode(
+            "utf-8", "replace"
+        )  # a config name could hold a lone surrogate
 
     return render
 

@@ -246,7 +246,7 @@ class Http1Connection(asyncio.Protocol):
         extra = b""
         self._chunked = False
         if body == "length":
-            extra = b"content-length: %d\r\n" % length
+            extra = b"".join([b"content-length: ", str(length).encode(), b"\r\n"])
         elif body == "none" or exchange.head.method == b"HEAD":
             pass
         elif exchange.head.version == b"1.1":

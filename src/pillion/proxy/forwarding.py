@@ -89,18 +89,20 @@ def request_head_for_upstream(
         head, client_ip, proto, default_host, remove, set_headers, add_headers,
         identity, identity_header, lower=False,
     )  # fmt: skip
-    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, path or head.target, host)]
-    lines.extend([b"%s: %s\r\n" % pair for pair in fields])
+    # pieces joined once: cheaper than a bytes formatting per line
+    parts = [head.method, b" ", path or head.target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    for name, value in fields:
+        parts += (name, b": ", value, b"\r\n")
     if upgrade:
-        lines.append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
+        parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     if head.body == "length":
-        lines.append(b"content-length: %d\r\n" % head.content_length)
+        parts += (b"content-length: ", str(head.content_length).encode(), b"\r\n")
     elif head.body == "chunked":
-        lines.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n")
     elif head.method in (b"POST", b"PUT", b"PATCH"):
-        lines.append(b"content-length: 0\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines), forwarded
+        parts.append(b"content-length: 0\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), forwarded
 
 
 def request_fields_for_upstream(
@@ -186,7 +188,10 @@ def _forwarded_fields(
     if add_headers:
         fields.extend(add_headers)
     fields.append(
-        (b"x-forwarded-for", b"%s, %s" % (forwarded_for, client_ip) if forwarded_for else client_ip)
+        (
+            b"x-forwarded-for",
+            b"".join([forwarded_for, b", ", client_ip]) if forwarded_for else client_ip,
+        )
     )
     fields.append((b"x-forwarded-proto", proto))
     fields.append((b"x-forwarded-host", host))

@@ -1,0 +1,71 @@
+"""Access log lines rendered without a dict or a serializer per line read back as
+the values they carry, whatever bytes the client sent."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pillion.config.proxy import ACCESS_LOG_FIELDS
+from pillion.http.request import RequestHead
+from pillion.proxy.accesslog import Entry, _Clock, _compile, _string
+from pillion.proxy.cluster import Target
+
+anything = st.binary(max_size=40)
+
+
+def entry(path: bytes, agent: bytes, request_id: bytes, message: bytes, listener: str) -> Entry:
+    head = RequestHead(
+        b"GET", path, b"1.1", [(b"Host", b"h"), (b"User-Agent", agent)], b"h", True, "none",
+        0, set(), False, False,
+    )  # fmt: skip
+    return (
+        1_700_000_000.25, listener, b"10.0.0.1", head, 503, "UF", 12, 3456, 0.0123456, -1.0,
+        request_id, b"", Target(None, 1.0, b"h"), 2, "sé".encode(), b"14", message,
+    )  # fmt: skip
+
+
+@given(anything, anything, anything, anything, st.text(max_size=20))
+def test_a_line_reads_back_as_its_values(
+    path: bytes, agent: bytes, request_id: bytes, message: bytes, listener: str
+) -> None:
+    line = _compile(list(ACCESS_LOG_FIELDS))(
+        entry(path, agent, request_id, message, listener), _Clock()
+    )
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1  # one line, whatever the client sent
+    fields = json.loads(line)
+    assert list(fields) == list(ACCESS_LOG_FIELDS)
+    assert fields["time"] == "2023-11-14T22:13:20.250Z"
+    assert fields["listener"] == listener
+    assert fields["path"] == path.decode("latin-1")
+    assert fields["user_agent"] == (agent.decode("latin-1") or None)
+    assert fields["request_id"] == (request_id.decode("latin-1") or None)
+    assert fields["grpc_message"] == (
+        urllib.parse.unquote(message.decode("latin-1")) if message else None
+    )
+    assert (fields["code"], fields["flags"], fields["bytes_in"], fields["bytes_out"]) == (
+        503, "UF", 12, 3456,
+    )  # fmt: skip
+    assert (fields["duration_ms"], fields["upstream_ms"], fields["retries"]) == (12.346, None, 2)
+    assert (fields["identity"], fields["grpc_status"], fields["protocol"]) == ("sé", 14, "HTTP/1.1")
+    assert (fields["route"], fields["cluster"], fields["upstream"]) == (None, None, None)
+
+
+def test_a_chosen_subset_in_its_order() -> None:
+    render = _compile(["code", "path", "time"])
+    line = render(entry(b"/a", b"", b"", b"", "in"), _Clock())
+    assert line == b'{"code":503,"path":"/a","time":"2023-11-14T22:13:20.250Z"}\n'
+
+
+@given(st.text())
+def test_strings_are_json_as_orjson_writes_them(text: str) -> None:
+    try:
+        expected = orjson.dumps(text).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate: refused the same way
+        return
+    assert _string(text) == expected
