@@ -52,6 +52,12 @@ COMPILED = [
     "pillion/proxy/upstream.py",
     "pillion/proxy/upstream_http2.py",
     "pillion/telemetry/tracecontext.py",
+    # The StatsD exporter's per-packet and per-scrape path.
+    "pillion/exporters/statsd_parse.py",
+    "pillion/exporters/statsd_text.py",
+    "pillion/exporters/statsd_store.py",
+    "pillion/exporters/statsd_ingest.py",
+    "pillion/exporters/statsd_exposition.py",
 ]
 
 

@@ -4,19 +4,15 @@ line and again (when every shape is cached)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pillion.exporters.statsd_ingest import Route, StatsdIngest
+from pillion import extensions
+from pillion.exporters import statsd_exposition, statsd_ingest
+from pillion.exporters.statsd_ingest import StatsdIngest
 from tests.exporters.test_statsd_store import Harness
-
-
-class Uncached(StatsdIngest):
-    """Every line read whole by ``split_packet``: the reference."""
-
-    def _route(self, head: str, suffix: str, key: str) -> Route | None:
-        return None
-
 
 names = st.sampled_from(
     ["a", "a.b", "b-c", "x,k=v", "x#k=v,j=w", "x[k=v]", "x[k", "le", "", " a", "a|c"]
@@ -35,8 +31,8 @@ packets = st.lists(st.lists(lines, min_size=1, max_size=6), min_size=1, max_size
 def pod(cached: bool) -> Harness:
     harness = Harness(mappings=[{"match": "a.*", "name": "mapped_$1", "scale": 2},
                                 {"match": "b-*", "action": "drop"}])  # fmt: skip
-    if not cached:
-        harness.ingest = Uncached(harness.config, harness.store, harness.families)
+    if not cached:  # every line read whole by `split_packet`: the reference
+        harness.ingest = StatsdIngest(harness.config, harness.store, harness.families, cache_size=0)
     return harness
 
 
@@ -80,3 +76,8 @@ def test_timestamps_are_not_cached_as_shapes() -> None:
     harness.send(*(f"t:1|c|T{second}" for second in range(50)))
     assert harness.value("t_total") == 50.0
     assert len(harness.ingest._routes) == 0
+
+
+def test_the_ingest_runs_compiled_when_the_hot_path_is() -> None:
+    for module in (statsd_ingest, statsd_exposition):
+        assert Path(module.__file__ or "").suffix == (".so" if extensions.compiled() else ".py")

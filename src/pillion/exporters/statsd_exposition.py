@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -49,8 +50,10 @@ __all__ = ["StoreCollector", "families", "render"]
 
 log = logging.getLogger("pillion.exporters")
 
-_TYPES = {COUNTER: "counter", GAUGE: "gauge", SET: "gauge", HISTOGRAM: "histogram"}
-_LOW, _HIGH = float("-inf"), 1e6  # between them, value_text(v) is repr(v)
+_TYPES: Final = {COUNTER: "counter", GAUGE: "gauge", SET: "gauge", HISTOGRAM: "histogram"}
+_LOW: Final = float("-inf")  # between _LOW and _HIGH, value_text(v) is repr(v)
+_HIGH: Final = 1e6
+_COUNTS: Final = tuple(f"{n}.0" for n in range(1000))  # count_text of small counts, made once
 
 
 class StoreCollector:
@@ -109,13 +112,19 @@ def _write(metric: StoredMetric, out: list[str], *, openmetrics: bool) -> None:
     help = help_text(metric.help, openmetrics=openmetrics)
     out.append(f"# HELP {head} {help}\n# TYPE {head} {_TYPES.get(kind, 'summary')}\n")
     append = out.append
-    if kind in (COUNTER, GAUGE):
-        sample = name + "_total" if kind == COUNTER else name
+    if kind == COUNTER:
+        sample = name + "_total"
         for one in metric.series.values():
-            assert isinstance(one, CounterSeries | GaugeSeries)
+            assert isinstance(one, CounterSeries)
             value = one.value
             text = repr(value) if _LOW < value < _HIGH else value_text(value)
             append(f"{sample}{one.labels} {text}\n")
+    elif kind == GAUGE:
+        for gauge in metric.series.values():
+            assert isinstance(gauge, GaugeSeries)
+            value = gauge.value
+            text = repr(value) if _LOW < value < _HIGH else value_text(value)
+            append(f"{name}{gauge.labels} {text}\n")
     elif kind == HISTOGRAM:
         _histogram(metric, out)
     elif kind == SET:
@@ -138,11 +147,12 @@ def _histogram(metric: StoredMetric, out: list[str]) -> None:
     for one in metric.series.values():
         assert isinstance(one, HistogramSeries)
         opening, closing = bucket + one.bucket_open, one.bucket_close
+        counts = one.counts  # as many as bounds: the store made it so
         running = 0
-        for bound, observed in zip(bounds, one.counts, strict=True):
-            running += observed
-            text = f"{running}.0" if running < _HIGH else count_text(running)
-            append(f"{opening}{bound}{closing}{text}\n")
+        for index in range(len(counts)):
+            running += counts[index]
+            text = _COUNTS[running] if running < 1000 else count_text(running)
+            append(f"{opening}{bounds[index]}{closing}{text}\n")
         labels = one.labels
         append(f"{count}{labels} {count_text(one.count)}\n{total}{labels} {value_text(one.sum)}\n")
 

@@ -11,11 +11,13 @@ its samples resolved through a second cache, by ``(name with tags, type,
 dogstatsd tags)``. Tags are parsed, rules run and label sets sorted only on a
 miss of that one. Both caches are emptied when the store removes anything
 (its ``generation`` moved), when full, and on a reconfiguration. The counters
-are bound once and incremented once per packet.
+are bound once; the packets, samples and drops
+are tallied and added to them once per turn of the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 
@@ -47,8 +49,6 @@ __all__ = ["StatsdIngest"]
 
 _WORDS = {"c": "counter", "g": "gauge", "s": "set", "ms": "timer", "h": "histogram",
           "d": "distribution"}  # fmt: skip
-
-_isfinite = math.isfinite
 
 
 class Target:
@@ -90,13 +90,20 @@ class StatsdIngest:
         families: StatsdFamilies,
         cache_size: int = 20_000,
     ) -> None:
+        """``cache_size``: entries of each cache; 0 reads every line whole (slow: the
+        tests' reference)."""
         self.store = store
         self.cache_size = cache_size
         self._udp = families.packets.labels("udp")
         self._tcp = families.packets.labels("tcp")
         self._samples = families.samples
         self._dropped = {reason: families.dropped.labels(reason) for reason in DROP_REASONS}
+        # tallies since the last flush, added to the families once per turn of the loop
         self._drops: Counter[str] = Counter()
+        self._udp_packets = 0
+        self._tcp_lines = 0
+        self._parsed = 0
+        self._flush_scheduled = False
         self._raw: list[RawSample] = []
         self._routes: dict[str, Route] = {}
         self._targets: dict[tuple[str, str, str], Target] = {}
@@ -115,9 +122,10 @@ class StatsdIngest:
 
     def packet(self, data: bytes, now: float) -> None:
         """One UDP datagram."""
-        self._udp.inc()
+        self._udp_packets += 1
         if len(data) > self.max_packet_size:
-            self._dropped["too_large"].inc()
+            self._drops["too_large"] += 1
+            self._schedule_flush()
             return
         try:
             text = data.decode("utf-8")
@@ -127,18 +135,48 @@ class StatsdIngest:
 
     def lines(self, data: bytes, now: float) -> None:
         """Complete TCP lines, ``\\n`` between them (none after the last)."""
-        self._tcp.inc(data.count(b"\n") + 1)
+        self._tcp_lines += data.count(b"\n") + 1
         if len(data) > self.max_packet_size:
             kept = [line for line in data.split(b"\n") if len(line) <= self.max_packet_size]
             too_large = data.count(b"\n") + 1 - len(kept)
             if too_large:
-                self._dropped["too_large"].inc(too_large)
+                self._drops["too_large"] += too_large
             data = b"\n".join(kept)
         self._ingest(decode_packet(data, self._drops), now)
 
     def dropped(self, reason: str, count: int = 1) -> None:
         """A drop the transport saw (a line too long, a line cut short)."""
-        self._dropped[reason].inc(count)
+        self._drops[reason] += count
+        self._schedule_flush()
+
+    def flush(self) -> None:
+        """Add the tallies to the families."""
+        self._flush_scheduled = False
+        if self._udp_packets:
+            self._udp.inc(self._udp_packets)
+            self._udp_packets = 0
+        if self._tcp_lines:
+            self._tcp.inc(self._tcp_lines)
+            self._tcp_lines = 0
+        if self._parsed:
+            self._samples.inc(self._parsed)
+            self._parsed = 0
+        drops = self._drops
+        if drops:
+            for reason, count in drops.items():
+                self._dropped[reason].inc(count)
+            drops.clear()
+
+    def _schedule_flush(self) -> None:
+        # A busy loop reads many packets per turn (libuv reads up to 32 datagrams per
+        # wake-up): the counters' locks are paid once for all of them. A scrape served
+        # in the same turn shows them on the next one.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop running (a direct call): at once
+                self.flush()
 
     def _ingest(self, text: str, now: float) -> None:
         if self.store.generation != self._generation:
@@ -167,12 +205,8 @@ class StatsdIngest:
                     continue
             if line:
                 parsed += self._slow(line, now)
-        if parsed:
-            self._samples.inc(parsed)
-        if drops:
-            for reason, count in drops.items():
-                self._dropped[reason].inc(count)
-            drops.clear()
+        self._parsed += parsed
+        self._schedule_flush()
 
     def _record(self, route: Route, text: str, now: float) -> bool:
         """One sample of ``route`` whose value is ``text``; whether it was parsed
@@ -186,7 +220,7 @@ class StatsdIngest:
             except ValueError:
                 self._drops["malformed"] += 1
                 return False
-            if not _isfinite(value):
+            if math.isinf(value) or math.isnan(value):
                 self._drops["malformed"] += 1
                 return False
             if kind == "c":
@@ -224,7 +258,7 @@ class StatsdIngest:
     def _route(self, head: str, suffix: str, key: str) -> Route | None:
         """The route of a line shape not seen yet, cached when it can be: not
         with a timestamp (a new shape every second) nor with several values."""
-        if "|T" in suffix or (":" in suffix and "|#" not in suffix):
+        if "|T" in suffix or (":" in suffix and "|#" not in suffix) or not self.cache_size:
             return None
         found = suffix_sample(suffix)
         if isinstance(found, str):

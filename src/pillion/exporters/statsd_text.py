@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Final
 
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["count_text", "help_text", "is_plain", "label_text", "value_text"]
 
 _PLAIN_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_BIG = 1e6  # from here on floatToGoString writes an exponent where repr() does not
-_INF = float("inf")
+_BIG: Final = 1e6  # from here on floatToGoString writes an exponent where repr() does not
+_INF: Final = float("inf")
 
 
 def is_plain(name: str) -> bool:

@@ -173,5 +173,5 @@ class Metrics:
         page = page_format(encoder)
         parts = [section.expose(page) for section in self._sections]
         if page.openmetrics and body.endswith(b"# EOF\n"):
-            return body[: -len(b"# EOF\n")] + b"".join(parts) + b"# EOF\n", content_type
-        return body + b"".join(parts), content_type
+            return b"".join([body[: -len(b"# EOF\n")], *parts, b"# EOF\n"]), content_type
+        return b"".join([body, *parts]), content_type
