@@ -50,7 +50,10 @@ def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
     """A message head from its first line, header pairs and pre-built extra lines."""
     parts = [first_line]
     for name, value in headers:  # pieces joined once: cheaper than formatting each line
-        parts += (name, b": ", value, b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     parts.append(extra)
     parts.append(b"\r\n")
     return b"".join(parts)

@@ -14,11 +14,10 @@ import asyncio
 import concurrent.futures
 import os
 import random
-import re
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter
@@ -167,89 +166,141 @@ class _Clock:
         return self._prefix + _MILLISECONDS[min(int((epoch - second) * 1000), 999)]
 
 
-_UNSAFE = re.compile(r'[\x00-\x1f"\\]')  # what a JSON string cannot hold as it is
-
-
 def _string(value: str | None) -> str:
-    """``value`` as JSON: as it is between quotes when nothing in it needs escaping
-    (a log line's values almost never do), else escaped by orjson."""
-    if value is None:
-        return "null"
-    if _UNSAFE.search(value) is None:
-        return f'"{value}"'
-    return orjson.dumps(value).decode()
+    """``value`` as a JSON string (``null`` for None), escaped by orjson."""
+    return "null" if value is None else orjson.dumps(value).decode()
 
 
-def _text(raw: bytes) -> str:
-    return _string(raw.decode("latin-1")) if raw else "null"
+def _plain(text: str) -> bool:
+    """Whether ``text`` is printable ASCII without a quote or a backslash: JSON as it
+    is between quotes (``isascii`` reads a flag; the rest are C loops)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+class _Names:
+    """JSON text of names from the config (listeners, routes, clusters, upstream
+    addresses), escaped once per name, not once per line."""
+
+    __slots__ = ("_addresses", "_texts")
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+        self._addresses: dict[object, str] = {}
+
+    def address(self, address: object) -> str:
+        """An endpoint's address (a ``ListenAddress``), formatted once."""
+        text = self._addresses.get(address)
+        if text is None:
+            if len(self._addresses) > 4096:  # endpoints come and go with DNS: bounded
+                self._addresses.clear()
+            text = self._addresses[address] = _string(str(address))
+        return text
+
+    def text(self, name: str) -> str:
+        text = self._texts.get(name)
+        if text is None:
+            if len(self._texts) > 4096:  # endpoints come and go with DNS: bounded
+                self._texts.clear()
+            text = self._texts[name] = _string(name)
+        return text
+
+
+# ".0", ".001" ... ".999" without trailing zeros: as repr() writes a float's fraction
+_FRACTIONS = [f".{n:03d}".rstrip("0") if n else ".0" for n in range(1000)]
 
 
 def _milliseconds(seconds: float) -> str:
-    return repr(round(seconds * 1000, 3))
+    """Milliseconds to the microsecond, as ``repr(round(ms, 3))`` writes them (the
+    correctly rounded ``round`` costs several times more)."""
+    micros = int(seconds * 1_000_000 + 0.5)
+    return str(micros // 1000) + _FRACTIONS[micros % 1000]
 
 
-def _values(entry: Entry, clock: _Clock, address: Callable[[Any], str | None]) -> list[str]:
-    """The JSON text of every field of ``entry``, in ``ACCESS_LOG_FIELDS`` order."""
+def _values(entry: Entry, clock: _Clock, names: _Names) -> list[str]:
+    """The JSON text of every field of ``entry``, in ``ACCESS_LOG_FIELDS`` order.
+
+    What the client sent (method, path, ids, user agent) and what its certificate
+    or the app said (identity, gRPC message) is checked in one go: quoted as it is
+    when all of it is plain, each value escaped by orjson when any is not.
+    """
     head = entry[3]
     target = entry[12]
     grpc_status = _grpc_status(entry[15])
+    if head is not None:
+        method = head.method.decode("latin-1")
+        path = head.target.decode("latin-1")
+        protocol = f'"HTTP/{head.version.decode("latin-1")}"'
+        agent = _header(head, b"user-agent").decode("latin-1")
+    else:
+        method = path = agent = ""
+        protocol = "null"
+    request_id = entry[10].decode("latin-1")
+    traceparent = entry[11].decode("latin-1")
+    identity = entry[14].decode("utf-8", "replace") if entry[14] else ""
+    message = _grpc_message(entry[16]) or ""
+    if _plain(f"{method}{path}{agent}{request_id}{traceparent}{identity}{message}"):
+        quoted = [f'"{v}"' if v else "null" for v in (method, path, agent, request_id,
+                                                      traceparent, identity, message)]  # fmt: skip
+    else:
+        quoted = [_string(v or None) for v in (method, path, agent, request_id, traceparent,
+                                                identity, message)]  # fmt: skip
+    if head is not None and not path:
+        quoted[1] = '""'  # a request line with an empty target (null: no request line)
+    if target is not None:
+        route, cluster = target.labels
+        route = names.text(route) if route else "null"
+        cluster = names.text(cluster) if cluster else "null"
+        pool = target.pool
+        upstream = names.address(pool.address) if pool is not None else "null"
+    else:
+        route = cluster = upstream = "null"
     return [
         f'"{clock.stamp(entry[0])}"',
-        _string(entry[1]),
-        _string(entry[2].decode("latin-1")),
-        _string(head.method.decode("latin-1")) if head else "null",
-        _string(head.target.decode("latin-1")) if head else "null",
-        f'"HTTP/{head.version.decode("latin-1")}"' if head else "null",
+        names.text(entry[1]),
+        f'"{entry[2].decode("latin-1")}"',  # an IP address, or "unknown"
+        quoted[0],
+        quoted[1],
+        protocol,
         str(entry[4]),
-        _string(entry[5]),
+        names.text(entry[5]),
         str(entry[6]),
         str(entry[7]),
         _milliseconds(entry[8]),
         _milliseconds(entry[9]) if entry[9] >= 0 else "null",
-        _text(entry[10]),
-        _text(entry[11]),
-        _text(_header(head, b"user-agent")),
-        _string(target.labels[0] or None) if target is not None else "null",
-        _string(target.labels[1] or None) if target is not None else "null",
-        _string(address(target.pool)) if target is not None else "null",
+        quoted[3],
+        quoted[4],
+        quoted[2],
+        route,
+        cluster,
+        upstream,
         str(entry[13]),
-        _string(entry[14].decode("utf-8", "replace")) if entry[14] else "null",
+        quoted[5],
         str(grpc_status) if grpc_status is not None else "null",
-        _string(_grpc_message(entry[16])),
+        quoted[6],
     ]
 
 
 def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
     """A function rendering an entry as one JSON line with ``fields``, in that order.
 
-    Each value is rendered as JSON text and the line joined once: no dict and no
-    serializer per line (orjson only for the rare string that needs escaping).
+    Each value is rendered as JSON text, dropped into the odd slots of a copy of
+    the line's pieces (keys in the even ones) and joined once: no dict and no
+    serializer per line.
     """
     order = [ACCESS_LOG_FIELDS.index(name) for name in fields]
-    keys = [("{" if i == 0 else ",") + f'"{name}":' for i, name in enumerate(fields)]
-    addresses: dict[object, str] = {}  # an endpoint's address as text, formatted once
-
-    def address(pool: Any) -> str | None:
-        if pool is None:
-            return None
-        key = pool.address
-        text = addresses.get(key)
-        if text is None:
-            if len(addresses) > 4096:  # endpoints come and go with DNS: bounded
-                addresses.clear()
-            text = addresses[key] = str(key)
-        return text
+    every = order == list(range(len(ACCESS_LOG_FIELDS)))
+    pieces: list[str] = []
+    for i, name in enumerate(fields):
+        pieces += [("{" if i == 0 else ",") + f'"{name}":', ""]
+    pieces.append("}\n" if fields else "{}\n")
+    names = _Names()
 
     def render(entry: Entry, clock: _Clock) -> bytes:
-        values = _values(entry, clock, address)
-        parts: list[str] = []
-        for key, index in zip(keys, order, strict=True):
-            parts.append(key)
-            parts.append(values[index])
-        parts.append("}\n" if parts else "{}\n")
-        return "".join(parts).encode(
-            "utf-8", "replace"
-        )  # a config name could hold a lone surrogate
+        values = _values(entry, clock, names)
+        parts = pieces.copy()
+        parts[1::2] = values if every else [values[i] for i in order]
+        # encoded with "replace": a name in the config could hold a lone surrogate
+        return "".join(parts).encode("utf-8", "replace")
 
     return render
 

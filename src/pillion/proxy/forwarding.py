@@ -92,7 +92,10 @@ def request_head_for_upstream(
     # pieces joined once: cheaper than a bytes formatting per line
     parts = [head.method, b" ", path or head.target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     for name, value in fields:
-        parts += (name, b": ", value, b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     if upgrade:
         parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
     if head.body == "length":
