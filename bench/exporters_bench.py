@@ -63,6 +63,7 @@ class Result:
     samples: float | None = None
     cpu_seconds: float | None = None
     peak_rss_mib: float | None = None
+    hot_path: str = "unknown"
     failure: str | None = None
 
 
@@ -160,8 +161,22 @@ def series_lines() -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
+def hot_path(pillion: Path) -> str:
+    """What ``pillion version`` says of the compiled hot path: a source edited since
+    the last build runs as pure Python, several times slower, without a word."""
+    try:
+        out = subprocess.run([str(pillion), "version"], capture_output=True, text=True,
+                             timeout=60, check=False).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unknown ({error})"
+    for row in out.splitlines():
+        if row.startswith("hot path:"):
+            return row.removeprefix("hot path:").strip()
+    return "unknown"
+
+
 def run(args: argparse.Namespace, work: Path) -> Result:
-    result = Result()
+    result = Result(hot_path=hot_path(args.pillion))
     udp, tcp, admin, status = free_port(), free_port(), free_port(), free_port()
     config = work / "pillion.yaml"
     config.write_text(
@@ -290,6 +305,7 @@ def report(result: Result, args: argparse.Namespace) -> None:
         ("/metrics render, 10k series (median)", show(render, ".1f") + " ms"),
         ("/metrics render min / max", spread),
         ("/metrics page size", show(result.page_kib, ",.0f") + " KiB"),
+        ("hot path", result.hot_path),
     ]
     print(f"{'pillion':<40}value")
     for name, value in rows:

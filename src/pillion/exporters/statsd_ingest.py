@@ -184,29 +184,38 @@ class StatsdIngest:
             self._routes.clear()
             self._targets.clear()
             self._generation = self.store.generation
-        routes, drops = self._routes, self._drops
-        parsed = 0
-        for line in text.split("\n"):
-            line = line.strip()
-            colon = line.find(":")
-            bar = line.find("|", colon + 1) if colon > 0 else -1
-            # one value, not empty, without `:` (several values, or a set's odd member)
-            if bar > colon + 1 and line.find(":", colon + 1, bar) == -1:
-                key = line[: colon + 1] + line[bar:]  # the line without its value
-                route = routes.get(key)
-                if route is None:
-                    route = self._route(line[:colon], line[bar:], key)
-                if route is not None:
-                    problem = route.problem
-                    if problem:
-                        drops[problem] += 1
-                    elif self._record(route, line[colon + 1 : bar], now):
-                        parsed += 1
-                    continue
-            if line:
-                parsed += self._slow(line, now)
+        parsed, start, size = 0, 0, len(text)
+        while start < size:  # line by line, without a string for each line
+            end = text.find("\n", start)
+            if end == -1:
+                end = size
+            # printable ASCII at both ends: nothing to strip
+            if 32 < ord(text[start]) < 127 and 32 < ord(text[end - 1]) < 127:
+                parsed += self._line(text, start, end, now)
+            else:
+                line = text[start:end].strip()
+                if line:
+                    parsed += self._line(line, 0, len(line), now)
+            start = end + 1
         self._parsed += parsed
         self._schedule_flush()
+
+    def _line(self, text: str, start: int, end: int, now: float) -> int:
+        """The line ``text[start:end]``, stripped; how many samples were parsed."""
+        colon = text.find(":", start, end)
+        bar = text.find("|", colon + 1, end) if colon > start else -1
+        # one value, not empty, without `:` (several values, or a set's odd member)
+        if bar > colon + 1 and text.find(":", colon + 1, bar) == -1:
+            key = text[start : colon + 1] + text[bar:end]  # the line without its value
+            route = self._routes.get(key)
+            if route is None:
+                route = self._route(text[start:colon], text[bar:end], key)
+            if route is not None:
+                if route.problem:
+                    self._drops[route.problem] += 1
+                    return 0
+                return 1 if self._record(route, text[colon + 1 : bar], now) else 0
+        return self._slow(text[start:end], now)
 
     def _record(self, route: Route, text: str, now: float) -> bool:
         """One sample of ``route`` whose value is ``text``; whether it was parsed
