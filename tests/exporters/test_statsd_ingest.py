@@ -4,6 +4,7 @@ line and again (when every shape is cached)."""
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from pillion import extensions
 from pillion.exporters import statsd_exposition, statsd_ingest
 from pillion.exporters.statsd_ingest import StatsdIngest
+from pillion.exporters.statsd_store import HistogramSeries
 from tests.exporters.test_statsd_store import Harness
 
 names = st.sampled_from(
@@ -81,3 +83,15 @@ def test_timestamps_are_not_cached_as_shapes() -> None:
 def test_the_ingest_runs_compiled_when_the_hot_path_is() -> None:
     for module in (statsd_ingest, statsd_exposition):
         assert Path(module.__file__ or "").suffix == (".so" if extensions.compiled() else ".py")
+
+
+@given(
+    bounds=st.lists(st.floats(allow_nan=False), max_size=12).map(lambda b: tuple(sorted(b))),
+    value=st.floats(allow_nan=False),
+)
+def test_a_histogram_finds_its_bucket_as_bisect_left_does(
+    bounds: tuple[float, ...], value: float
+) -> None:
+    histogram = HistogramSeries(0.0, "", bounds)
+    histogram.observe(value, 2)
+    assert histogram.counts.index(2) == bisect.bisect_left(bounds, value)
