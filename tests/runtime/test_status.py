@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import PillionProcess, http, running_pillion
+from tests.helpers import PillionProcess, http, raw_request, running_pillion
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +92,30 @@ def test_unknown_path_404_and_wrong_method_405(pod: PillionProcess) -> None:
 def test_oversized_request_is_413(pod: PillionProcess) -> None:
     status, _, _ = http("POST", f"{pod.status_url}/metrics", body=b"x" * 10_000)
     assert status == 413
+
+
+def test_pipelined_requests_are_answered_in_order_then_a_bad_one_closes(
+    pod: PillionProcess,
+) -> None:
+    response = raw_request(
+        pod.status_port,
+        b"GET /healthz/live HTTP/1.1\r\nHost: p\r\n\r\n"
+        b"HEAD /healthz/ready HTTP/1.1\r\nHost: p\r\n\r\n"
+        b"GET /nope HTTP/1.1\r\nHost: p\r\n\r\n"
+        b"GET /healthz/live HTTP/1.1\r\nHost: p\r\nHost: q\r\n\r\n"  # two Hosts: 400
+        b"GET /healthz/live HTTP/1.1\r\nHost: p\r\n\r\n",  # never read
+    )
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", response)
+    assert statuses == [b"200", b"200", b"404", b"400"]
+    assert response.count(b'"live": true') == 1  # the HEAD answer has no body
+    assert response.endswith(b"\n")
+
+
+def test_a_head_without_its_end_is_not_answered_and_does_not_block_others(
+    pod: PillionProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", pod.status_port), timeout=5) as slow:
+        slow.sendall(b"GET /healthz/live HTTP/1.1\r\nHost: p\r\n")  # no blank line yet
+        assert http("GET", f"{pod.status_url}/healthz/live")[0] == 200
+        slow.sendall(b"\r\n")
+        assert slow.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")

@@ -14,13 +14,12 @@ import html
 import logging
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
+import orjson
 
 from pillion.config import PillionConfig
 from pillion.config.types import is_loopback
 from pillion.runtime.control import Control
-from pillion.runtime.http_server import HttpServerComponent
+from pillion.runtime.http_server import HttpError, HttpServerComponent, Request, Response
 from pillion.telemetry import current_level, set_level
 from pillion.telemetry.logs import levels
 
@@ -39,18 +38,17 @@ ENDPOINTS: list[tuple[str, str, str]] = [
 
 class AdminServer(HttpServerComponent):
     def __init__(self, config: PillionConfig, control: Control) -> None:
-        super().__init__("admin", config.admin.listen, config.admin.max_request_size)
         self._control = control
         self._settings = config.admin
+        super().__init__("admin", config.admin.listen, config.admin.max_request_size)
 
-    def add_routes(self, app: web.Application) -> None:
-        app.middlewares.append(self._guard)
-        app.router.add_get("/", self._index)
-        app.router.add_get("/config", self._config)
-        app.router.add_post("/drain", self._drain)
-        app.router.add_post("/quitquitquit", self._quit)
-        app.router.add_get("/logging", self._get_logging)
-        app.router.add_post("/logging", self._set_logging)
+    def add_routes(self) -> None:
+        self.route("GET", "/", self._index)
+        self.route("GET", "/config", self._config)
+        self.route("POST", "/drain", self._drain)
+        self.route("POST", "/quitquitquit", self._quit)
+        self.route("GET", "/logging", self._get_logging)
+        self.route("POST", "/logging", self._set_logging)
 
     def can_reconfigure(self, config: PillionConfig) -> bool:
         return config.admin.listen == self.listen
@@ -59,26 +57,25 @@ class AdminServer(HttpServerComponent):
         self._settings = config.admin
         self.max_request_size = config.admin.max_request_size
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def admit(self, request: Request) -> None:
         settings = self._settings
         if not settings.allow_remote:
             if not is_loopback(_hostname(request.host)):
-                raise web.HTTPForbidden(text="admin answers only to loopback Host names\n")
-            origin = request.headers.get("Origin")
+                raise HttpError(403, "admin answers only to loopback Host names\n")
+            origin = request.headers.get("origin")
             if request.method == "POST" and origin and not is_loopback(_hostname(origin)):
-                raise web.HTTPForbidden(text="cross-origin admin requests are refused\n")
+                raise HttpError(403, "cross-origin admin requests are refused\n")
         if settings.auth_token is not None:
             expected = f"Bearer {settings.auth_token.get_secret_value()}".encode()
-            given = request.headers.get("Authorization", "").encode()
+            given = request.headers.get("authorization", "").encode("latin-1")
             if not hmac.compare_digest(given, expected):
-                raise web.HTTPUnauthorized(
-                    text="admin needs Authorization: Bearer <admin.auth_token>\n",
-                    headers={"WWW-Authenticate": 'Bearer realm="pillion-admin"'},
+                raise HttpError(
+                    401,
+                    "admin needs Authorization: Bearer <admin.auth_token>\n",
+                    (("WWW-Authenticate", 'Bearer realm="pillion-admin"'),),
                 )
-        return await handler(request)
 
-    async def _index(self, request: web.Request) -> web.Response:
+    async def _index(self, request: Request) -> Response:
         rows = "\n".join(
             f'<tr><td>{method}</td><td><a href="{html.escape(path)}">{html.escape(path)}</a>'
             f"</td><td>{html.escape(text)}</td></tr>"
@@ -89,40 +86,40 @@ class AdminServer(HttpServerComponent):
             "</head><body><h1>Pillion admin</h1><table>"
             f"<tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table></body></html>"
         )
-        return web.Response(text=page, content_type="text/html")
+        return Response(page.encode(), content_type="text/html; charset=utf-8")
 
-    async def _config(self, request: web.Request) -> web.Response:
-        return web.json_response(self._control.config.model_dump(mode="json"))
+    async def _config(self, request: Request) -> Response:
+        return Response.json(self._control.config.model_dump(mode="json"))
 
-    async def _drain(self, request: web.Request) -> web.Response:
+    async def _drain(self, request: Request) -> Response:
         log.info("drain requested", extra={"peer": request.remote})
         self._control.begin_drain()
-        return web.json_response({"draining": True})
+        return Response.json({"draining": True})
 
-    async def _quit(self, request: web.Request) -> web.Response:
+    async def _quit(self, request: Request) -> Response:
         log.info("exit requested", extra={"peer": request.remote})
         self._control.request_exit()
-        return web.json_response({"exiting": True})
+        return Response.json({"exiting": True})
 
-    async def _get_logging(self, request: web.Request) -> web.Response:
-        return web.json_response({"level": current_level(), "levels": levels()})
+    async def _get_logging(self, request: Request) -> Response:
+        return Response.json({"level": current_level(), "levels": levels()})
 
-    async def _set_logging(self, request: web.Request) -> web.Response:
-        level = request.query.get("level")
-        if level is None and request.can_read_body:
+    async def _set_logging(self, request: Request) -> Response:
+        level: object = request.query.get("level")
+        if level is None and request.body:
             try:
-                body = await request.json()
-            except ValueError:
-                raise web.HTTPBadRequest(text='body must be JSON: {"level": "debug"}\n') from None
+                body = orjson.loads(request.body)
+            except orjson.JSONDecodeError:
+                raise HttpError(400, 'body must be JSON: {"level": "debug"}\n') from None
             level = body.get("level") if isinstance(body, dict) else None
         if not isinstance(level, str):
-            raise web.HTTPBadRequest(text='give ?level=NAME or {"level": "NAME"}\n')
+            raise HttpError(400, 'give ?level=NAME or {"level": "NAME"}\n')
         try:
             set_level(level)
         except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+            raise HttpError(400, f"{exc}\n") from None
         log.warning("log level changed", extra={"level": level, "peer": request.remote})
-        return web.json_response({"level": current_level()})
+        return Response.json({"level": current_level()})
 
 
 def _hostname(value: str | None) -> str:
