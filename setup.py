@@ -36,6 +36,7 @@ COMPILED = [
     "pillion/proxy/channels.py",
     "pillion/proxy/cluster.py",
     "pillion/proxy/connection.py",
+    "pillion/proxy/deadlines.py",
     "pillion/proxy/edits.py",
     "pillion/proxy/exchange.py",
     "pillion/proxy/flags.py",

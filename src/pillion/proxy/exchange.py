@@ -44,6 +44,7 @@ from pillion.http.request import ParserLimits, RequestHead
 from pillion.http.response import ResponseHead
 from pillion.proxy import flags
 from pillion.proxy.channels import UpstreamRefused
+from pillion.proxy.deadlines import Deadline, Deadlines
 from pillion.proxy.edits import NO_EDITS
 from pillion.proxy.forwarding import (
     IDENTITY_HEADER,
@@ -172,7 +173,7 @@ class Http2Settings:
 class ExchangeSettings:
     """What every exchange of a listener shares: handed in, never looked up."""
 
-    __slots__ = ("gate", "identity_header", "loop", "scheme")
+    __slots__ = ("deadlines", "gate", "identity_header", "loop", "scheme")
 
     def __init__(
         self,
@@ -184,6 +185,7 @@ class ExchangeSettings:
     ) -> None:
         self.gate = gate
         self.loop = loop
+        self.deadlines = Deadlines(loop)  # the request timeouts of the listener's exchanges
         self.scheme = scheme  # for X-Forwarded-Proto
         self.identity_header = identity_header  # where the client's identity is sent
 
@@ -239,7 +241,7 @@ class Exchange(Retries):
         self.bytes_out = 0
         self.upstream_at = 0.0
         self.upstream_seconds = -1.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Deadline | None = None
         self.forwarded: Forwarded | None = None
         self.target: Target | None = None
         self.close_after = not request.keep_alive
@@ -299,7 +301,7 @@ class Exchange(Retries):
         self.out_head, self.forwarded = self._forward_head(target, pool.http2)
         self._arm_retries(target, grpc=self.grpc, refusable=pool.protocol != "http1")
         if timeout:
-            self.timer = self.loop.call_later(timeout, self._on_timeout)
+            self.timer = self.settings.deadlines.add(timeout, self._on_timeout)
         if self.head.expect_continue and not self.request_complete:
             self.down.send_continue()
         pool.acquire(self)
