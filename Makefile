@@ -16,12 +16,13 @@ SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql ip
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
 
-# The whole suite on the compiled hot path, then the proxy and HTTP tests again on its
-# pure-Python source (PILLION_NO_EXTENSIONS=1): both implementations ship.
+# The whole suite on the compiled hot path, then the tests of the compiled parts again
+# on their pure-Python source (PILLION_NO_EXTENSIONS=1): both implementations ship.
+PURE_TESTS := tests/proxy tests/http tests/exporters tests/telemetry
 test: $(VENV)/.installed-dev $(VENV)/.extensions system-deps
 	$(MAKE) check
 	PILLION_EXPECT_COMPILED=1 $(BIN)/pytest
-	PILLION_NO_EXTENSIONS=1 $(BIN)/pytest -q tests/proxy tests/http
+	PILLION_NO_EXTENSIONS=1 $(BIN)/pytest -q $(PURE_TESTS)
 
 check: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests
