@@ -8,7 +8,8 @@ Routes are exact paths; a GET route answers HEAD too; an unknown path is 404, a
 known one with another method 405 (with ``Allow``). A handler raises ``HttpError``
 to refuse. Requests with a body above ``max_request_size`` get 413 before any
 handler runs; a head above 8 KiB gets 431 and a request line above 8 KiB 414.
-Requests on a connection are answered in order, one at a time.
+Requests on a connection are answered in order, one at a time. A connection is
+closed when a request takes more than 30 s to arrive whole, or after 75 s idle.
 
 Draining stops the listener, then waits for the requests in flight to finish
 (answering them with ``Connection: close``) before closing connections, so a body
@@ -37,7 +38,9 @@ from pillion.http.serialize import CONTINUE, local_response, status_line
 __all__ = ["HttpError", "HttpServerComponent", "Request", "Response"]
 
 _MAX_HEAD = 8 * 1024  # nginx's large_client_header_buffers line, for the whole head
-_HEAD_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its head
+# Seconds from a request's first byte to its last: the timer is not moved by the bytes
+# that trickle in (a slow sender cannot hold a connection by sending one at a time).
+_REQUEST_TIMEOUT = 30.0
 _IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection waits for its next request
 
 
@@ -237,18 +240,20 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self.refused: RequestError | None = None  # answered after the responses owed
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_kind = ""  # "request", "idle" or none
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's is alike
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if peer else ""
         self.server.opened(self)
-        self._arm(_IDLE_TIMEOUT)
+        self._arm("idle")
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.refused is not None:
             return
-        self._arm(_HEAD_TIMEOUT)
+        if self.timer_kind != "request":
+            self._arm("request")  # from this request's first byte to its last
         try:
             self.parser.feed(data)
         except RequestError as error:
@@ -290,15 +295,19 @@ class _Connection(asyncio.Protocol):
     # -- answering --
 
     def _next(self) -> None:
-        if self.busy or not self.waiting:
-            if not self.busy and not self.waiting:
-                self._arm(_HEAD_TIMEOUT if self.parser.partial_head else _IDLE_TIMEOUT)
-            return
-        self._disarm()
-        self.busy = True
-        head, body = self.waiting.popleft()
-        task = asyncio.ensure_future(self._answer(head, body))
-        task.add_done_callback(_retrieve)
+        """Answer the next whole request if none is being answered; set the timer."""
+        if not self.busy and self.waiting:
+            self.busy = True
+            head, body = self.waiting.popleft()
+            task = asyncio.ensure_future(self._answer(head, body))
+            task.add_done_callback(_retrieve)
+        if self.head is not None or self.parser.partial_head:  # a request is arriving
+            if self.timer_kind != "request":
+                self._arm("request")
+        elif self.busy:
+            self._disarm()  # a handler may take its time (/prestop waits for a drain)
+        else:
+            self._arm("idle")
 
     async def _answer(self, head: RequestHead, body: bytes) -> None:
         response = await self.server.respond(Request(head, body, self.remote))
@@ -357,11 +366,14 @@ class _Connection(asyncio.Protocol):
 
     # -- timers: a slow head, or an idle keep-alive connection, is closed --
 
-    def _arm(self, delay: float) -> None:
+    def _arm(self, kind: str) -> None:
         self._disarm()
+        delay = _REQUEST_TIMEOUT if kind == "request" else _IDLE_TIMEOUT
         self.timer = asyncio.get_running_loop().call_later(delay, self._close)
+        self.timer_kind = kind
 
     def _disarm(self) -> None:
+        self.timer_kind = ""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
