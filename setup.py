@@ -59,6 +59,12 @@ COMPILED = [
     "pillion/exporters/statsd_store.py",
     "pillion/exporters/statsd_ingest.py",
     "pillion/exporters/statsd_exposition.py",
+    # Log shipping's per-line path: splitting, the record log, its disk tier, rendering.
+    "pillion/logs/lines.py",
+    "pillion/logs/buffer.py",
+    "pillion/logs/spill.py",
+    "pillion/logs/syslog.py",
+    "pillion/logs/jsonlines.py",
 ]
 
 

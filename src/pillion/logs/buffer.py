@@ -160,6 +160,23 @@ class RecordLog:
         self.bytes += record.size
         self.files[record.file].waiting.append((record.seq, record.end))
 
+    def add_lines(
+        self,
+        key: FileKey,
+        lines: list[bytes],
+        ends: list[int],
+        *,
+        at: float,
+        input: str,
+        path: str,
+        fields: dict[str, Any] | None,
+    ) -> None:
+        """``append`` a chunk's lines, each with the offset just after it, as records
+        (the per-line loop here rather than in the tailer: here it runs compiled)."""
+        for index in range(len(lines)):
+            record = Record(lines[index], at, input, path, key, ends[index], None, None, fields)
+            self.append(record)
+
     def _write_pending(self) -> None:
         if self._pending:
             assert self.spill is not None

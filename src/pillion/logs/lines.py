@@ -1,10 +1,14 @@
 """Splitting a byte stream into lines, with a cap on their length. No I/O.
 
-``feed`` returns the complete lines (without their newline, and without a
-trailing CR) and the stream offset just after each one. A line longer than
-``max_size`` is cut there: its first ``max_size`` bytes are a record, the rest
-up to the next newline is dropped and counted, and the file goes on; a long line
-never stalls reading nor holds more than ``max_size`` bytes.
+``split`` returns the complete lines (without their newline, and without a
+trailing CR) and, in a second list, the stream offset just after each one. A line
+longer than ``max_size`` is cut there: its first ``max_size`` bytes are a record,
+the rest up to the next newline is dropped and counted, and the file goes on; a
+long line never stalls reading nor holds more than ``max_size`` bytes.
+
+A chunk is split in one ``bytes.split`` (one C call, not a find and two copies
+per line): the per-line work left is the end offset. CRs and too-long lines are
+looked for once per chunk and handled line by line only when there are some.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ class LineSplitter:
         self.max_size = max_size
         self.offset = offset  # stream position of the end of what was fed
         self.truncated = 0  # lines cut so far
-        self._partial = bytearray()
+        self._partial = b""  # the start of a line not complete yet (at most max_size)
         self._skipping = False  # inside the dropped rest of a too-long line
 
     @property
@@ -29,38 +33,62 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[tuple[bytes, int]]:
         """The lines completed by ``data``, each with the offset just after it."""
-        lines: list[tuple[bytes, int]] = []
-        start = 0
+        lines, ends = self.split(data)
+        return list(zip(lines, ends, strict=True))
+
+    def split(self, data: bytes) -> tuple[list[bytes], list[int]]:
+        """The lines completed by ``data``, and the offset just after each."""
         base = self.offset
-        self.offset += len(data)
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            if self._skipping:
-                self._skipping = False
-            else:
-                self._partial += data[start:end]
-                line = bytes(self._partial[: self.max_size])
-                if len(self._partial) > self.max_size:
-                    self.truncated += 1
-                lines.append((line[:-1] if line.endswith(b"\r") else line, base + end + 1))
-            self._partial.clear()
-            start = end + 1
-        rest = data[start:]
-        if not self._skipping and rest:
-            self._partial += rest
-            if len(self._partial) > self.max_size:
-                # emit the first max_size bytes now; drop the rest of this line
-                line = bytes(self._partial[: self.max_size])
+        self.offset = base + len(data)
+        if self._skipping:  # the rest of a cut line: dropped up to its newline
+            cut = data.find(b"\n")
+            if cut < 0:
+                return [], []
+            self._skipping = False
+            base += cut + 1
+            data = data[cut + 1 :]
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        partial = self._partial
+        position = base - len(partial)  # where the first line starts
+        if lines and partial:
+            lines[0] = partial + lines[0]
+            partial = b""
+        ends: list[int] = []
+        if lines:
+            for line in lines:
+                position += len(line) + 1
+                ends.append(position)
+            if max(map(len, lines)) > self.max_size:
+                lines = self._cut(lines)
+            elif b"\r" in data or self._partial.endswith(b"\r"):
+                lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        max_size = self.max_size
+        if rest:
+            partial += rest
+            if len(partial) > max_size:  # emit its first max_size bytes now; drop the rest
+                lines.append(partial[:max_size])
+                ends.append(base + len(data))
                 self.truncated += 1
                 self._skipping = True
-                self._partial.clear()
-                lines.append((line, base + len(data)))
-        return lines
+                partial = b""
+        self._partial = partial
+        return lines, ends
+
+    def _cut(self, lines: list[bytes]) -> list[bytes]:
+        """The lines over ``max_size`` cut to it and counted, then their CR stripped
+        (a line is cut first, so its CR counts towards ``max_size``)."""
+        max_size = self.max_size
+        out: list[bytes] = []
+        for line in lines:
+            if len(line) > max_size:
+                self.truncated += 1
+                line = line[:max_size]
+            out.append(line[:-1] if line.endswith(b"\r") else line)
+        return out
 
     def reset(self, offset: int) -> None:
         """Start again at ``offset`` (a truncated file), forgetting any partial line."""
         self.offset = offset
-        self._partial.clear()
+        self._partial = b""
         self._skipping = False

@@ -24,7 +24,7 @@ from pillion.logs.http import (
 )
 from pillion.logs.metrics import OutputMetrics
 from pillion.logs.render import Sink, json_lines, write_all
-from pillion.logs.syslog import FACILITIES, frame_with, header, header_field
+from pillion.logs.syslog import FACILITIES, frame_batch, header_field
 from pillion.logs.tlsfiles import client_tls, load_tls
 from pillion.tls import peer_identity
 
@@ -110,8 +110,9 @@ class SyslogSink(Sink):
             load_tls(self.tls)
 
     async def send(self, batch: list[Record]) -> None:
-        data = b"".join(self._frames(batch))
-
+        data = frame_batch(
+            batch, facility=self.facility, hostname=self.hostname, app_name=self.app_name
+        )
         try:
             writer = await self._connected()
             writer.write(data)
@@ -120,19 +121,6 @@ class SyslogSink(Sink):
         except (OSError, TimeoutError) as exc:
             await self.close()
             raise OSError(f"syslog {self.address}: {exc or type(exc).__name__}") from exc
-
-    def _frames(self, batch: list[Record]) -> list[bytes]:
-        """The framed records; the header is built once per (time, input), as the
-        records of one read share their time."""
-        frames, key, head = [], None, b""
-        for record in batch:
-            if (record.time, record.input) != key:
-                key = (record.time, record.input)
-                app_name = self.app_name or header_field(record.input, 48)
-                head = header(record.time, facility=self.facility, hostname=self.hostname,
-                              app_name=app_name)  # fmt: skip
-            frames.append(frame_with(head, record.message))
-        return frames
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None

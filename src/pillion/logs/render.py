@@ -1,13 +1,11 @@
-"""What outputs share: the ``Sink`` interface and JSON-lines rendering."""
+"""What outputs share: the ``Sink`` interface and JSON-lines rendering (``jsonlines``)."""
 
 from __future__ import annotations
 
-import datetime
 import os
 
-import orjson
-
 from pillion.logs.buffer import Record
+from pillion.logs.jsonlines import json_lines
 
 __all__ = ["Sink", "json_lines", "write_all"]
 
@@ -24,32 +22,6 @@ class Sink:
 
     async def close(self) -> None:
         pass
-
-
-def json_lines(batch: list[Record]) -> bytes:
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    lines = []
-    stamp_of, stamp = -1.0, ""  # records read together share their time: format it once
-    for record in batch:
-        if record.time != stamp_of:
-            stamp_of, stamp = record.time, iso(record.time)
-        document: dict[str, object] = {
-            "time": record.source_time or stamp,
-            "input": record.input,
-            "file": record.path,
-            "message": record.message.decode("utf-8", "replace"),
-        }
-        if record.stream is not None:
-            document["stream"] = record.stream
-        if record.fields:
-            document = {**record.fields, **document}  # the record's own keys win
-        lines.append(dumps(document, option=newline))
-    return b"".join(lines)
-
-
-def iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def write_all(fd: int, data: bytes) -> None:

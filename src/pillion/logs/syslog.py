@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 import re
 
-__all__ = ["FACILITIES", "frame", "frame_with", "header", "header_field"]
+from pillion.logs.buffer import Record
+
+__all__ = ["FACILITIES", "frame", "frame_batch", "frame_with", "header", "header_field"]
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -49,3 +51,31 @@ def header(epoch: float, *, facility: int, hostname: bytes, app_name: bytes) -> 
 
 def frame_with(head: bytes, message: bytes) -> bytes:
     return b"%d %s%s" % (len(head) + len(message), head, message)
+
+
+def frame_batch(
+    batch: list[Record], *, facility: int, hostname: bytes, app_name: bytes | None
+) -> bytes:
+    """The batch's records framed, back to back. ``app_name`` None: each record's
+    input's name.
+
+    The header is built once per (time, input), as the records of one read share
+    their time, and ``MSG-LEN SP HEADER`` once per message length under it: per
+    record there is a dict lookup and two list items, no formatting."""
+    pieces: list[bytes] = []
+    prefixes: dict[int, bytes] = {}  # message length -> MSG-LEN SP HEADER
+    at, name, head = 0.0, "", b""
+    for record in batch:
+        if not prefixes or record.time != at or record.input != name:
+            at, name = record.time, record.input
+            app = app_name or header_field(name, 48)
+            head = header(at, facility=facility, hostname=hostname, app_name=app)
+            prefixes = {}
+        message = record.message
+        prefix = prefixes.get(len(message))
+        if prefix is None:
+            prefix = b"%d %s" % (len(head) + len(message), head)
+            prefixes[len(message)] = prefix
+        pieces.append(prefix)
+        pieces.append(message)
+    return b"".join(pieces)

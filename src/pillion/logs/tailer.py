@@ -228,15 +228,16 @@ class Tailer:
             data = os.pread(tracked.fd, CHUNK, splitter.offset)
             if not data:
                 continue
-            lines = splitter.feed(data)
             if tracked.framer is None:
+                lines, ends = splitter.split(data)
                 taken = self._fitting(lines)
                 if taken < len(lines):  # the log is full: the rest is read again later
-                    splitter.reset(lines[taken - 1][1])
-                    lines = lines[:taken]
-                self._emit(tracked, lines)
+                    splitter.reset(ends[taken - 1])
+                    del lines[taken:], ends[taken:]
+                self._emit(tracked, lines, ends)
             else:
-                self._emit_framed(tracked, tracked.framer.feed(lines, time.monotonic()))
+                framed = tracked.framer.feed(splitter.feed(data), time.monotonic())
+                self._emit_framed(tracked, framed)
             if splitter.truncated:
                 self.metrics.truncated.inc(splitter.truncated)
                 splitter.truncated = 0
@@ -244,21 +245,39 @@ class Tailer:
         self.metrics.paused.set(0)
         return more
 
-    def _fitting(self, lines: list[tuple[bytes, int]]) -> int:
+    def _fitting(self, lines: list[bytes]) -> int:
         """How many of ``lines`` fit in the record log (all but what would overflow
         it; at least one, so a file always makes progress)."""
         room = self.records.room
         if room >= CHUNK + len(lines) * RECORD_OVERHEAD:  # the usual case: all fit
             return len(lines)
-        for index, (line, _) in enumerate(lines):
+        for index, line in enumerate(lines):
             room -= len(line) + RECORD_OVERHEAD
             if room < 0:
                 return max(index, 1)
         return len(lines)
 
-    def _emit(self, tracked: _Tracked, lines: list[tuple[bytes, int]]) -> None:
-        if lines:
-            self._emit_framed(tracked, [Framed(line, end) for line, end in lines])
+    def _emit(self, tracked: _Tracked, lines: list[bytes], ends: list[int]) -> None:
+        if not lines:
+            return
+        if self._parse is not None or self._filters is not None or self._tap is not None:
+            framed = [Framed(line, end) for line, end in zip(lines, ends, strict=True)]
+            self._emit_framed(tracked, framed)
+            return
+        # Nothing to do to a line but make it a record (the usual case): no
+        # intermediate object per line, and the loop runs compiled.
+        assert tracked.key is not None
+        self.records.add_lines(
+            tracked.key,
+            lines,
+            ends,
+            at=time.time(),
+            input=self.config.name,
+            path=tracked.path,
+            fields=self.static,
+        )
+        self.metrics.records.inc(len(lines))
+        self.metrics.bytes.inc(sum(map(len, lines)) + len(lines))
 
     def _emit_framed(self, tracked: _Tracked, framed: list[Framed]) -> None:
         if not framed:
