@@ -3,13 +3,16 @@ splitting, syslog framing of a batch, JSON lines without an object per record.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pillion.logs.buffer import Record
+from pillion.logs.buffer import Deleted, Record, summary
 from pillion.logs.jsonlines import iso, json_lines
 from pillion.logs.lines import LineSplitter
+from pillion.logs.spill import SqliteSpill
 from pillion.logs.syslog import frame, header_field
 
 
@@ -109,3 +112,38 @@ def test_json_lines_are_what_orjson_gives_each_object() -> None:
             document = {**r.fields, **document}
         expected.append(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
     assert json_lines(batch) == b"".join(expected)
+
+
+def test_the_disk_tier_gives_back_each_record_as_it_was(tmp_path: Path) -> None:
+    spill = SqliteSpill(str(tmp_path / "buffer.db"))
+    spill.open()
+    shared = {"kubernetes": {"pod": "p"}}
+    records = [
+        _record(b"a", 1.0, fields=shared),
+        _record(b"b", 1.0, fields=shared),
+        _record(b"c", 1.0, fields={"level": "info"}),
+        _record(b"d", 2.0, stream="stdout", source_time="t1"),
+        _record(b"e", 2.0, stream="stdout", source_time="t2"),
+        _record(b"f", 2.0, "other"),
+        Record(b"g", 2.0, "other", "/var/log/y.log", (1, 3, "g"), 99),
+    ]
+    for seq, record in enumerate(records, start=1):
+        record.seq = seq
+    spill.write(records)
+    back = spill.read(0, 100)
+
+    def attributes(r: Record) -> tuple[object, ...]:
+        return (r.message, r.time, r.input, r.path, r.file, r.end, r.stream, r.source_time)
+
+    assert [(attributes(r), r.fields, r.seq) for r in back] == [
+        (attributes(r), r.fields, r.seq) for r in records
+    ]
+    assert (
+        summary(back)
+        == summary(records)
+        == {
+            (1, 2, "f"): Deleted(10, 6, 6),
+            (1, 3, "g"): Deleted(99, 1, 1),
+        }
+    )
+    spill.close()

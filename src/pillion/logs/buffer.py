@@ -24,8 +24,7 @@ from typing import Any, NamedTuple, Protocol
 
 from pillion.logs.identity import FileKey
 
-__all__ = ["RECORD_OVERHEAD", "Deleted", "Record", "RecordLog", "Spill", "merge_deleted",
-           "summary"]  # fmt: skip
+__all__ = ["RECORD_OVERHEAD", "Deleted", "Record", "RecordLog", "Spill", "merge_deleted", "summary"]
 
 
 RECORD_OVERHEAD = 280  # bytes a record costs beyond its message (measured with tracemalloc)
@@ -33,18 +32,52 @@ SPILL_GROUP_RECORDS = 512  # records written to disk together...
 SPILL_GROUP_BYTES = 1024 * 1024  # ...or bytes, whichever comes first
 
 
-@dataclass(slots=True)
 class Record:
-    message: bytes  # the line, without its newline
-    time: float  # when it was read (Unix time)
-    input: str
-    path: str
-    file: FileKey
-    end: int  # offset in its file just after its line
-    stream: str | None = None  # CRI: stdout or stderr
-    source_time: str | None = None  # CRI: the runtime's timestamp of the line
-    fields: dict[str, Any] | None = None  # parsed, static and pod fields
-    seq: int = 0  # numbered by the log
+    """One line (or joined lines) of a file, on its way to the outputs.
+
+    A plain class with slots rather than a dataclass: compiled, a slotted
+    dataclass is rebuilt by ``dataclasses`` as an interpreted class, and a record
+    is made per line."""
+
+    __slots__ = (
+        "end",
+        "fields",
+        "file",
+        "input",
+        "message",
+        "path",
+        "seq",
+        "source_time",
+        "stream",
+        "time",
+    )
+
+    def __init__(
+        self,
+        message: bytes,  # the line, without its newline
+        time: float,  # when it was read (Unix time)
+        input: str,
+        path: str,
+        file: FileKey,
+        end: int,  # offset in its file just after its line
+        stream: str | None = None,  # CRI: stdout or stderr
+        source_time: str | None = None,  # CRI: the runtime's timestamp of the line
+        fields: dict[str, Any] | None = None,  # parsed, static and pod fields
+        seq: int = 0,  # numbered by the log
+    ) -> None:
+        self.message = message
+        self.time = time
+        self.input = input
+        self.path = path
+        self.file = file
+        self.end = end
+        self.stream = stream
+        self.source_time = source_time
+        self.fields = fields
+        self.seq = seq
+
+    def __repr__(self) -> str:
+        return f"Record(seq={self.seq}, end={self.end}, message={self.message!r})"
 
     @property
     def size(self) -> int:
@@ -70,11 +103,23 @@ class Spill(Protocol):
 
 
 def summary(records: Iterable[Record]) -> dict[FileKey, Deleted]:
-    """Per file: the end offset of its last record, how many, their messages' bytes."""
+    """Per file: the end offset of its last record, how many, their messages' bytes.
+
+    Counted a run of one file's records at a time (a file's records come in runs,
+    a chunk each), not with a tuple per record."""
     files: dict[FileKey, Deleted] = {}
+    key: FileKey | None = None
+    end = count = size = 0
     for record in records:
-        _, count, size = files.get(record.file, (0, 0, 0))
-        files[record.file] = Deleted(record.end, count + 1, size + len(record.message))
+        if record.file is not key and record.file != key:
+            if key is not None:
+                merge_deleted(files, {key: Deleted(end, count, size)})
+            key, count, size = record.file, 0, 0
+        end = record.end
+        count += 1
+        size += len(record.message)
+    if key is not None:
+        merge_deleted(files, {key: Deleted(end, count, size)})
     return files
 
 

@@ -1,12 +1,15 @@
 """The disk tier of the record log: records that do not fit in memory, in a
-SQLite database (WAL), bounded in bytes.
+SQLite database, bounded in bytes.
 
 It holds the newest records (the memory tier the oldest), in order of their
 numbers. It is not what makes delivery survive a crash: the checkpoints are,
 and they advance only past delivered records, so whatever was on disk at a
-crash is read again from the files. The database is therefore started empty
-and written without fsync. It is readable by its owner only (mode 0600, and
-SQLite gives its WAL the same), as the records may be sensitive.
+crash is read again from the files. The database is therefore started empty,
+written without fsync and without a journal (a write that fails stops the input
+anyway, and a crash leaves a database the next start deletes): each group is
+written once, not once to a journal and again to the database, which halves
+the cost of a record on disk. It is readable by its owner only (mode 0600), as the records may be
+sensitive.
 """
 
 from __future__ import annotations
@@ -26,29 +29,79 @@ _SCHEMA = """
 CREATE TABLE groups (
     first INTEGER PRIMARY KEY,  -- the number of its first record
     last INTEGER NOT NULL,  -- and of its last
-    records BLOB NOT NULL,  -- marshal: a list of rows, see _row
+    records BLOB NOT NULL,  -- marshal: the group's columns, see _columns
     files BLOB NOT NULL  -- marshal: {file key: (last end offset, records, message bytes)}
 )
 """
 
 _CACHED_GROUPS = 4  # decoded groups kept, for outputs reading the same ones
 
-Row = tuple[int, bytes, float, str, str, FileKey, int, str | None, str | None, Any]
+# What records read together share: (how many in a row, time, input, path, file,
+# stream, source time, fields). Stored once per run, not once per record.
+Run = tuple[int, float, str, str, FileKey, str | None, str | None, Any]
+# A group on disk: its records' numbers, messages and end offsets, and the runs.
+Columns = tuple[list[int], list[bytes], list[int], list[Run]]
 
 
-def _row(record: Record) -> Row:
-    return (record.seq, record.message, record.time, record.input, record.path, record.file,
-            record.end, record.stream, record.source_time, record.fields)  # fmt: skip
+def _columns(records: list[Record]) -> Columns:
+    seqs: list[int] = []
+    messages: list[bytes] = []
+    ends: list[int] = []
+    runs: list[Run] = []
+    first = records[0]
+    at, name, path, file = first.time, first.input, first.path, first.file
+    stream, source_time, fields = first.stream, first.source_time, first.fields
+    count = 0
+    for record in records:
+        if (
+            record.time != at
+            or record.file != file  # (compiled, a tuple field is a new tuple on each read)
+            or record.fields is not fields
+            or record.source_time != source_time
+            or record.stream != stream
+            or record.input != name
+            or record.path != path
+        ):
+            runs.append((count, at, name, path, file, stream, source_time, fields))
+            at, name, path, file = record.time, record.input, record.path, record.file
+            stream, source_time, fields = record.stream, record.source_time, record.fields
+            count = 0
+        count += 1
+        seqs.append(record.seq)
+        messages.append(record.message)
+        ends.append(record.end)
+    runs.append((count, at, name, path, file, stream, source_time, fields))
+    return seqs, messages, ends, runs
 
 
-def _record(row: Row) -> Record:
-    seq, message, at, name, path, file, end, stream, source_time, fields = row
-    return Record(message, at, name, path, file, end, stream, source_time, fields, seq)
+def _records(columns: Columns) -> list[Record]:
+    seqs, messages, ends, runs = columns
+    records: list[Record] = []
+    index = 0
+    for count, at, name, path, file, stream, source_time, fields in runs:
+        for _ in range(count):
+            records.append(
+                Record(
+                    messages[index],
+                    at,
+                    name,
+                    path,
+                    file,
+                    ends[index],
+                    stream,
+                    source_time,
+                    fields,
+                    seqs[index],
+                )
+            )
+            index += 1
+    return records
 
 
 class SqliteSpill:
     """Records in groups (one row per group written), so the per-record cost is
-    a ``marshal`` of a tuple, not an SQL statement. The database is this process's
+    its message, number and end offset in a ``marshal``ed list, not an SQL
+    statement. The database is this process's
     own (made empty at start, in Pillion's state directory), so ``marshal`` reads
     only what it wrote."""
 
@@ -65,7 +118,7 @@ class SqliteSpill:
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         db.execute(_SCHEMA)
         self._db = db
@@ -79,9 +132,13 @@ class SqliteSpill:
         files = {key: tuple(value) for key, value in summary(records).items()}
         self.db.execute(
             "INSERT INTO groups (first, last, records, files) VALUES (?, ?, ?, ?)",
-            (records[0].seq, records[-1].seq, marshal.dumps([_row(r) for r in records]),
-             marshal.dumps(files)),
-        )  # fmt: skip
+            (
+                records[0].seq,
+                records[-1].seq,
+                marshal.dumps(_columns(records)),
+                marshal.dumps(files),
+            ),
+        )
 
     def read(self, after: int, limit: int) -> list[Record]:
         """Up to ``limit`` records numbered above ``after``, in order."""
@@ -100,7 +157,7 @@ class SqliteSpill:
             (blob,) = self.db.execute(
                 "SELECT records FROM groups WHERE first = ?", (first,)
             ).fetchone()
-            group = [_record(row) for row in marshal.loads(blob)]  # noqa: S302 - own file
+            group = _records(marshal.loads(blob))  # noqa: S302 - own file
             if len(self._cache) >= _CACHED_GROUPS:
                 del self._cache[min(self._cache)]
             self._cache[first] = group
