@@ -229,14 +229,18 @@ class RecordLog:
             self._written.append(self._pending[-1].seq)
             self._pending, self._pending_bytes = [], 0
 
-    def batch(self, output: str, max_records: int, max_bytes: int) -> list[Record]:
-        """The next records for ``output`` after what it acknowledged, from memory
-        and then from disk."""
+    def batch(
+        self, output: str, max_records: int, max_bytes: int, after: int | None = None
+    ) -> list[Record]:
+        """The next records for ``output`` after what it acknowledged (or after
+        ``after``: the batch that follows one in flight), from memory and then from
+        disk."""
+        acked = self.acked[output] if after is None else after
         records = self.records
         batch: list[Record] = []
         size = 0
         if records:
-            start = self.acked[output] - records[0].seq + 1
+            start = acked - records[0].seq + 1
             for index in range(max(start, 0), len(records)):
                 record = records[index]
                 if batch and (len(batch) >= max_records or size + record.size > max_bytes):
@@ -246,7 +250,7 @@ class RecordLog:
         if not self.spilled or len(batch) >= max_records:
             return batch
         assert self.spill is not None
-        after = batch[-1].seq if batch else self.acked[output]
+        after = batch[-1].seq if batch else acked
         pending = self._pending
         if not pending or after + 1 < pending[0].seq:  # from the written groups first
             for record in self.spill.read(after, max_records - len(batch)):

@@ -91,6 +91,11 @@ class HttpSink(Sink):
         if config.compression == "gzip":
             self.headers["Content-Encoding"] = "gzip"
         self._session: aiohttp.ClientSession | None = None
+        # Bodies of the next batches, encoded while the one before is sent, by the
+        # first and last numbers of their records.
+        self._ahead: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+
+    encodes_ahead = True
 
     async def open(self) -> None:
         tls = client_tls(self.config)
@@ -110,12 +115,38 @@ class HttpSink(Sink):
     async def send(self, batch: list[Record]) -> None:
         await self.post(batch)
 
-    async def post(self, batch: list[Record]) -> bytes:
-        """POST the batch; the answer's body when 2xx."""
-        assert self._session is not None
+    def prepare(self, batch: list[Record]) -> None:
+        span = (batch[0].seq, batch[-1].seq)
+        if span in self._ahead:
+            return
+        # The body here, gzip in a thread: the body is Python and would hold the GIL
+        # against the event loop; zlib lets it go.
+        data = self.body(batch)
+        encoded: asyncio.Future[bytes]
+        if self.config.compression == "gzip":
+            encoded = asyncio.ensure_future(asyncio.to_thread(gzip.compress, data, 6))
+        else:
+            encoded = asyncio.get_running_loop().create_future()
+            encoded.set_result(data)
+        self._ahead[span] = encoded
+        while len(self._ahead) > 2:  # the one being sent and the next
+            self._ahead.pop(next(iter(self._ahead))).cancel()
+
+    async def _encoded(self, batch: list[Record]) -> bytes:
+        """The batch's body: the one encoded ahead if it is this batch's (record
+        numbers name the same records), else encoded now."""
+        ahead = self._ahead.pop((batch[0].seq, batch[-1].seq), None)
+        if ahead is not None:
+            return await ahead
         data = self.body(batch)
         if self.config.compression == "gzip":
             data = await asyncio.to_thread(gzip.compress, data, 6)
+        return data
+
+    async def post(self, batch: list[Record]) -> bytes:
+        """POST the batch; the answer's body when 2xx."""
+        assert self._session is not None
+        data = await self._encoded(batch)
         try:
             async with self._session.post(self.url, data=data, headers=self.headers) as answer:
                 status = answer.status
@@ -145,6 +176,9 @@ class HttpSink(Sink):
         )  # fmt: skip
 
     async def close(self) -> None:
+        for encoded in self._ahead.values():
+            encoded.cancel()
+        self._ahead.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None

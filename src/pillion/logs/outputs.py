@@ -179,8 +179,9 @@ class OutputWorker:
         config = self.config
         loop = asyncio.get_running_loop()
         while True:
-            batch = self.records.batch(config.name, config.batch_max_records,
-                                       config.batch_max_bytes)  # fmt: skip
+            batch = self.records.batch(
+                config.name, config.batch_max_records, config.batch_max_bytes
+            )
             if not batch:
                 self.wakeup.clear()
                 await self.wakeup.wait()
@@ -199,12 +200,26 @@ class OutputWorker:
                             await self.wakeup.wait()
                     except TimeoutError:
                         break
-                    batch = self.records.batch(config.name, config.batch_max_records,
-                                               config.batch_max_bytes)  # fmt: skip
+                    batch = self.records.batch(
+                        config.name, config.batch_max_records, config.batch_max_bytes
+                    )
+            if self.sink.encodes_ahead:
+                self._prepare_next(batch[-1].seq)
             await self._deliver(batch)
             self.records.ack(config.name, batch[-1].seq)
             self.metrics.records.inc(len(batch))
             self.on_ack()
+
+    def _prepare_next(self, after: int) -> None:
+        """Let the sink encode the next batch while this one is sent, when that batch
+        is already what the next turn will take: full, or the log full (not waiting
+        to fill)."""
+        config = self.config
+        following = self.records.batch(
+            config.name, config.batch_max_records, config.batch_max_bytes, after
+        )
+        if following and (len(following) >= config.batch_max_records or self.records.full):
+            self.sink.prepare(following)
 
     async def _deliver(self, batch: list[Record]) -> None:
         attempt = 0

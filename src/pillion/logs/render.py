@@ -12,7 +12,16 @@ __all__ = ["Sink", "json_lines", "write_all"]
 
 class Sink:
     """Where an output writes; ``send`` returns once the batch is handed over
-    (``OSError``: not, retry it)."""
+    (``OSError``: not, retry it).
+
+    ``prepare``: a hint, the batch likely sent next, given while the one before it
+    is sent; a sink that encodes a batch (HTTP: JSON and gzip) may start on it.
+    ``encodes_ahead`` says whether the sink wants the hint."""
+
+    encodes_ahead = False
+
+    def prepare(self, batch: list[Record]) -> None:
+        pass
 
     async def open(self) -> None:
         """Open what is needed; ``OSError`` stops the start."""
