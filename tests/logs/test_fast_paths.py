@@ -3,17 +3,22 @@ splitting, syslog framing of a batch, JSON lines without an object per record.""
 
 from __future__ import annotations
 
+import gzip
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pillion.config.logs import LogOutputConfig
 from pillion.logs.buffer import Deleted, Record, summary
+from pillion.logs.http import HttpSink
 from pillion.logs.jsonlines import iso, json_lines
 from pillion.logs.lines import LineSplitter
 from pillion.logs.spill import SqliteSpill
 from pillion.logs.syslog import frame, header_field
+from tests.helpers import serve_http
 
 
 def reference_lines(data: bytes, max_size: int) -> list[tuple[bytes, int]]:
@@ -147,3 +152,37 @@ def test_the_disk_tier_gives_back_each_record_as_it_was(tmp_path: Path) -> None:
         }
     )
     spill.close()
+
+
+async def test_a_batch_encoded_ahead_is_the_one_posted_and_a_stale_one_is_not(
+    tmp_path: Path,
+) -> None:
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(gzip.decompress(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    records = [_record(b"line %d" % n, 1.0) for n in range(1, 7)]
+    for seq, record in enumerate(records, start=1):
+        record.seq = seq
+    first, second, third = records[:2], records[2:4], records[4:]
+    with serve_http(Handler) as port:
+        config = LogOutputConfig.model_validate(
+            {"name": "r", "type": "http", "url": f"http://127.0.0.1:{port}/"}
+        )
+        sink = HttpSink(config, str(tmp_path / "dead-letter.jsonl"))
+        await sink.open()
+        sink.prepare(second)
+        await sink.send(first)  # not the one prepared: encoded now
+        sink.prepare(third)
+        await sink.send(second)
+        sink.prepare([*third, *third])  # a batch that is never sent
+        await sink.send(third)
+        await sink.close()
+    assert bodies == [json_lines(first), json_lines(second), json_lines(third)]
