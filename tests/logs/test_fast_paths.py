@@ -186,3 +186,57 @@ async def test_a_batch_encoded_ahead_is_the_one_posted_and_a_stale_one_is_not(
         await sink.send(third)
         await sink.close()
     assert bodies == [json_lines(first), json_lines(second), json_lines(third)]
+
+
+def _reference_json_lines(batch: list[Record]) -> bytes:
+    lines = []
+    for r in batch:
+        document: dict[str, object] = {
+            "time": r.source_time or iso(r.time),
+            "input": r.input,
+            "file": r.path,
+            "message": r.message.decode("utf-8", "replace"),
+        }
+        if r.stream is not None:
+            document["stream"] = r.stream
+        if r.fields:
+            document = {**r.fields, **document}
+        lines.append(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+    return b"".join(lines)
+
+
+_TRICKY = [
+    b"",
+    b",",
+    b'"',
+    b"\\",
+    b"}",
+    b'},{"message":',
+    b'"},{"message":"',
+    b"\xff",
+    b"\n",
+    b"\x00",
+    b"\xe2\x82\xac",
+    b"plain",
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_TRICKY), max_size=4),
+            st.sampled_from([1.0, 2.0]),
+            st.sampled_from([None, "stdout"]),
+            st.sampled_from([None, {"k": '},{"message":'}]),
+        ),
+        max_size=12,
+    )
+)
+def test_json_lines_in_runs_match_one_object_per_record(
+    specs: list[tuple[list[bytes], float, str | None, dict[str, str] | None]],
+) -> None:
+    batch = [
+        Record(b"".join(parts), at, "app", "/x.log", (1, 2, "f"), 1, stream, None, fields)
+        for parts, at, stream, fields in specs
+    ]
+    assert json_lines(batch) == _reference_json_lines(batch)

@@ -129,7 +129,7 @@ class HttpSink(Sink):
             encoded = asyncio.get_running_loop().create_future()
             encoded.set_result(data)
         self._ahead[span] = encoded
-        while len(self._ahead) > 2:  # the one being sent and the next
+        while len(self._ahead) > 3:  # the one being sent and the two after it
             self._ahead.pop(next(iter(self._ahead))).cancel()
 
     async def _encoded(self, batch: list[Record]) -> bytes:

@@ -33,6 +33,7 @@ __all__ = ["OutputWorker", "Sink", "sink_for"]
 log = logging.getLogger("pillion.logs")
 
 _BACKOFF_BASE, _BACKOFF_CAP = 0.1, 5.0  # a sidecar: back within seconds of its receiver
+_ENCODE_AHEAD = 2  # batches a sink may encode ahead of the one it sends
 
 
 class StdoutSink(Sink):
@@ -211,15 +212,21 @@ class OutputWorker:
             self.on_ack()
 
     def _prepare_next(self, after: int) -> None:
-        """Let the sink encode the next batch while this one is sent, when that batch
-        is already what the next turn will take: full, or the log full (not waiting
-        to fill)."""
+        """Let the sink encode the next batches while this one is sent, those that are
+        already what the next turns will take: full, or the log full (not waiting to
+        fill). Two: gzip takes about as long as a send, so one would still be
+        compressing when its turn comes."""
         config = self.config
-        following = self.records.batch(
-            config.name, config.batch_max_records, config.batch_max_bytes, after
-        )
-        if following and (len(following) >= config.batch_max_records or self.records.full):
+        for _ in range(_ENCODE_AHEAD):
+            following = self.records.batch(
+                config.name, config.batch_max_records, config.batch_max_bytes, after
+            )
+            if not following or not (
+                len(following) >= config.batch_max_records or self.records.full
+            ):
+                return
             self.sink.prepare(following)
+            after = following[-1].seq
 
     async def _deliver(self, batch: list[Record]) -> None:
         attempt = 0
