@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 
 # The whole suite on the compiled hot path, then the tests of the compiled parts again
 # on their pure-Python source (PILLION_NO_EXTENSIONS=1): both implementations ship.
-PURE_TESTS := tests/proxy tests/http tests/exporters tests/telemetry
+PURE_TESTS := tests/proxy tests/http tests/exporters tests/logs tests/telemetry
 test: $(VENV)/.installed-dev $(VENV)/.extensions system-deps
 	$(MAKE) check
 	PILLION_EXPECT_COMPILED=1 $(BIN)/pytest
@@ -84,7 +84,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 # The compiled hot path (setup.py's COMPILED, through mypyc), rebuilt in place when a
 # source changed; until then a changed module runs from source (src/pillion/extensions.py).
-HOT_SOURCES := $(wildcard src/pillion/http/*.py src/pillion/proxy/*.py src/pillion/exporters/statsd_*.py) \
+HOT_SOURCES := $(wildcard src/pillion/http/*.py src/pillion/proxy/*.py src/pillion/exporters/statsd_*.py src/pillion/logs/*.py) \
 	src/pillion/telemetry/tracecontext.py
 extensions: $(VENV)/.extensions
 $(VENV)/.extensions: setup.py $(HOT_SOURCES) | $(VENV)/.installed-dev
