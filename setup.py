@@ -52,6 +52,7 @@ COMPILED = [
     "pillion/proxy/routing.py",
     "pillion/proxy/upstream.py",
     "pillion/proxy/upstream_http2.py",
+    "pillion/telemetry/per_turn.py",
     "pillion/telemetry/tracecontext.py",
     # The StatsD exporter's per-packet and per-scrape path.
     "pillion/exporters/statsd_parse.py",

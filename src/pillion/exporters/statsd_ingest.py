@@ -17,7 +17,6 @@ are tallied and added to them once per turn of the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import Counter
 
@@ -44,6 +43,7 @@ from pillion.exporters.statsd_store import (
     SeriesStore,
     SetSeries,
 )
+from pillion.telemetry.per_turn import PerTurn
 
 __all__ = ["StatsdIngest"]
 
@@ -103,7 +103,9 @@ class StatsdIngest:
         self._udp_packets = 0
         self._tcp_lines = 0
         self._parsed = 0
-        self._flush_scheduled = False
+        # a busy loop reads many packets per turn (libuv reads up to 32 datagrams
+        # per wake-up): the counters' locks are paid once for all of them
+        self._flush = PerTurn(self.flush)
         self._raw: list[RawSample] = []
         self._routes: dict[str, Route] = {}
         self._targets: dict[tuple[str, str, str], Target] = {}
@@ -125,7 +127,7 @@ class StatsdIngest:
         self._udp_packets += 1
         if len(data) > self.max_packet_size:
             self._drops["too_large"] += 1
-            self._schedule_flush()
+            self._flush.request()
             return
         try:
             text = data.decode("utf-8")
@@ -147,11 +149,10 @@ class StatsdIngest:
     def dropped(self, reason: str, count: int = 1) -> None:
         """A drop the transport saw (a line too long, a line cut short)."""
         self._drops[reason] += count
-        self._schedule_flush()
+        self._flush.request()
 
     def flush(self) -> None:
         """Add the tallies to the families."""
-        self._flush_scheduled = False
         if self._udp_packets:
             self._udp.inc(self._udp_packets)
             self._udp_packets = 0
@@ -166,17 +167,6 @@ class StatsdIngest:
             for reason, count in drops.items():
                 self._dropped[reason].inc(count)
             drops.clear()
-
-    def _schedule_flush(self) -> None:
-        # A busy loop reads many packets per turn (libuv reads up to 32 datagrams per
-        # wake-up): the counters' locks are paid once for all of them. A scrape served
-        # in the same turn shows them on the next one.
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop running (a direct call): at once
-                self.flush()
 
     def _ingest(self, text: str, now: float) -> None:
         if self.store.generation != self._generation:
@@ -198,7 +188,7 @@ class StatsdIngest:
                     parsed += self._line(line, 0, len(line), now)
             start = end + 1
         self._parsed += parsed
-        self._schedule_flush()
+        self._flush.request()
 
     def _line(self, text: str, start: int, end: int, now: float) -> int:
         """The line ``text[start:end]``, stripped; how many samples were parsed."""

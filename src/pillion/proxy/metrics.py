@@ -12,11 +12,10 @@ file, written by the same flush).
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pillion.telemetry import Metrics
+from pillion.telemetry.per_turn import PerTurn
 
 __all__ = ["HistogramTally", "ListenerMetrics", "ProxyFamilies"]
 
@@ -135,7 +134,7 @@ class ListenerMetrics:
 
     __slots__ = (
         "_families",
-        "_flush_scheduled",
+        "_flush",
         "_listener",
         "_requests",
         "_tallies",
@@ -158,7 +157,7 @@ class ListenerMetrics:
         self._tallies: dict[
             tuple[bytes, int, str, tuple[str, str], bytes | None], _RequestTally
         ] = {}
-        self._flush_scheduled = False
+        self._flush = PerTurn(self.flush)
         self.duration = families.duration.labels(listener)
         self.request_bytes = families.request_bytes.labels(listener)
         self.response_bytes = families.response_bytes.labels(listener)
@@ -201,16 +200,10 @@ class ListenerMetrics:
             self.duration.observe(duration, exemplar)
         self.request_bytes_tally.observe(bytes_in)
         self.response_bytes_tally.observe(bytes_out)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop running (a direct call): at once
-                self.flush()
+        self._flush.request()
 
     def flush(self) -> None:
         """Add the tallies to the ``prometheus_client`` children."""
-        self._flush_scheduled = False
         for tally in self._tallies.values():
             if tally.count:
                 tally.child.inc(tally.count)
