@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 # nghttp2-client has h2load, the HTTP/2 client of the proxy tests.
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client
 
-.PHONY: demo test check docs extensions system-deps bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
+.PHONY: demo test check docs extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -37,6 +37,19 @@ docs: $(VENV)/.installed
 
 system-deps:
 	@scripts/install-system-packages.sh $(SYSTEM_PACKAGES)
+
+# Every parser of untrusted bytes fuzzed for minutes (FUZZ_SECONDS each), growing the
+# corpus under fuzz/corpus/ (see fuzz/README.md). `make test` runs the same targets
+# with a bounded number of examples.
+FUZZ_SECONDS ?= 120
+fuzz: $(VENV)/.installed-dev $(VENV)/.extensions
+	$(BIN)/python -m fuzz --seconds $(FUZZ_SECONDS) $(ARGS)
+
+# A long run of everything at once, on loopback, with faults injected on a schedule;
+# prints a table and a last `soak ...` line (see bench/README.md). SOAK_MINUTES to change.
+SOAK_MINUTES ?= 30
+soak: $(VENV)/.installed-dev $(VENV)/.extensions system-deps
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) $(ARGS)
 
 # Compare Pillion's reverse proxy with nginx and HAProxy on 127.0.0.1 (see bench/README.md).
 # Pass options with ARGS, e.g. `make bench-proxy ARGS=--quick`.
