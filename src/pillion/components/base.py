@@ -50,6 +50,14 @@ class Component(abc.ABC):
         """True while the component can take new work (defaults to ``started``)."""
         return self.started
 
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong now that the component is working around (a full disk, a
+        directory gone read-only), one sentence each, for the probes' JSON body.
+        Reported whether or not the component is ``ready``: a problem of its own
+        files need not take the pod out of its Service. Default: none."""
+        return []
+
     @abc.abstractmethod
     async def drain(self, deadline: float) -> None:
         """Stop taking new work; finish in-flight work by loop time ``deadline``."""

@@ -19,6 +19,7 @@ class ComponentHealth:
     state: str
     started: bool
     ready: bool
+    problems: tuple[str, ...] = ()  # see Component.problems
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,19 @@ class Health:
             "live": self.live,
             "ready": self.ready,
             "draining": self.draining,
-            "components": {
-                name: {"state": c.state, "started": c.started, "ready": c.ready}
-                for name, c in self.components.items()
-            },
+            "components": {name: _component_json(c) for name, c in self.components.items()},
         }
+
+
+def _component_json(component: ComponentHealth) -> dict[str, object]:
+    shown: dict[str, object] = {
+        "state": component.state,
+        "started": component.started,
+        "ready": component.ready,
+    }
+    if component.problems:
+        shown["problems"] = list(component.problems)
+    return shown
 
 
 class Control(Protocol):

@@ -3,6 +3,8 @@
 ``/healthz/started`` passes once every component has started, ``/healthz/live``
 while none has failed, ``/healthz/ready`` while all are ready and Pillion is not
 draining. A failing probe answers 503 with a JSON body saying which component.
+Every body lists, under each component, the ``problems`` it is working around
+(a full disk, say), if any.
 ``/prestop`` (with its token) is the app containers' preStop hook.
 """
 

@@ -67,7 +67,9 @@ class Supervisor:
 
     def health(self) -> Health:
         components = {
-            c.name: ComponentHealth(self._states.get(c, "starting"), c.started, c.ready)
+            c.name: ComponentHealth(
+                self._states.get(c, "starting"), c.started, c.ready, tuple(c.problems)
+            )
             for c in self.components
         }
         started = bool(components) and all(
