@@ -291,8 +291,12 @@ class KubernetesMetadataConfig(Section):
 class DiskBufferConfig(Section):
     """Records that do not fit in `memory_buffer` go to a SQLite database on disk, so
     the inputs keep reading (and rotated files are released) while an output is slow
-    or down. Its content is not needed after a restart: the checkpoints only advance
-    past delivered records, so the files are read again from there."""
+    or down. Its content is not needed after a restart (nor after a power loss): the
+    checkpoints only advance past delivered records, so the files are read again from
+    there; it is started empty and never fsynced. When it cannot be written (its disk
+    full or read-only) the inputs pause, the reason is in `/healthz/ready`'s body and
+    `pillion_logs_buffer_errors_total`, and they resume once a retry (each second)
+    works."""
 
     path: str | None = Field(
         None, description="The database. Default: `buffer.db` next to the checkpoints."
@@ -326,6 +330,24 @@ class LogsConfig(Section):
     disk_buffer: DiskBufferConfig | None = Field(
         default_factory=DiskBufferConfig,
         description="The disk tier of the buffer; `null` for memory only. Default: on, 256MiB.",
+    )
+    fsync: Literal["batch", "interval", "never"] = Field(
+        "batch",
+        description="When what is delivered and checkpointed is forced to disk (it matters "
+        "for a power loss or a kernel crash, not for a crash of Pillion). `batch`: a "
+        "`file` output fsyncs each batch before acknowledging it, and each checkpoint "
+        "save is fsynced before it counts (SQLite `synchronous=FULL`). `interval`: every "
+        "`fsync_interval`, the `file` outputs are fsynced and then the checkpoints saved "
+        "and fsynced, so a checkpoint never outlives the lines it counts. `never`: the "
+        "OS writes when it likes (`synchronous=OFF`); after a power loss lines may be "
+        "lost or the checkpoints torn. Default `batch`: at-least-once across a power "
+        "loss, for about one fsync a second beyond the file outputs'.",
+    )
+    fsync_interval: Duration = Field(
+        1.0,
+        gt=0,
+        description="For `fsync: interval`: how often, which is also how often the "
+        "checkpoints are saved (the other modes save them each second). Default 1s.",
     )
 
     @model_validator(mode="after")

@@ -13,6 +13,12 @@ oldest records, disk the newest, and a batch reads across the two. The disk
 tier is written in groups (``SPILL_GROUP_*``) and its records are deleted once
 every output has them. When both tiers are full, ``full`` is true and the
 inputs pause.
+
+A group the disk tier cannot take (``SpillFailed``: the disk is full or
+read-only) stays in memory, where the outputs read it as before, and ``full``
+is true while it waits: the inputs pause, and the lines wait in their files.
+``retry_spill`` tries it again (so does any write or deletion that works, and
+delivery makes the wait moot: a group every output has is never written).
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ from typing import Any, NamedTuple, Protocol
 
 from pillion.logs.identity import FileKey
 
-__all__ = ["RECORD_OVERHEAD", "Deleted", "Record", "RecordLog", "Spill", "merge_deleted", "summary"]
+__all__ = [
+    "RECORD_OVERHEAD",
+    "Deleted",
+    "Record",
+    "RecordLog",
+    "Spill",
+    "SpillFailed",
+    "merge_deleted",
+    "summary",
+]
 
 
 RECORD_OVERHEAD = 280  # bytes a record costs beyond its message (measured with tracemalloc)
@@ -92,8 +107,19 @@ class Deleted(NamedTuple):
     message_bytes: int
 
 
+class SpillFailed(Exception):
+    """The disk tier could not write a group or delete delivered ones. ``reason`` is
+    ``disk_full``, ``read_only`` or ``io_error``; the message names the file and
+    the cause."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Spill(Protocol):
-    """The disk tier: records in order of their numbers."""
+    """The disk tier: records in order of their numbers. ``write`` and
+    ``delete_through`` raise ``SpillFailed`` and then change nothing."""
 
     def write(self, records: list[Record]) -> None: ...
 
@@ -166,14 +192,20 @@ class RecordLog:
         self._pending: list[Record] = []  # for the disk tier, not written yet
         self._written: deque[int] = deque()  # the last seq of each group on disk
         self._pending_bytes = 0
+        self.spill_failure: str | None = None  # why the disk tier failed, until it works
+        self.spill_errors: dict[str, int] = {}  # failed disk-tier operations, by reason
 
     @property
     def full(self) -> bool:
+        if self.spill_failure is not None and self._pending:
+            return True  # a group waits for a disk that does not take it
         return self.bytes >= self.limit_bytes and self.spill_bytes >= self.spill_limit_bytes
 
     @property
     def room(self) -> int:
         """Bytes of records that still fit, in both tiers."""
+        if self.spill_failure is not None and self._pending:
+            return 0
         return max(0, self.limit_bytes - self.bytes) + max(
             0, self.spill_limit_bytes - self.spill_bytes
         )
@@ -198,7 +230,7 @@ class RecordLog:
             if (
                 len(self._pending) >= SPILL_GROUP_RECORDS
                 or self._pending_bytes >= SPILL_GROUP_BYTES
-            ):
+            ) and self.spill_failure is None:  # failing: retry_spill tries, not each line
                 self._write_pending()
             return
         self.records.append(record)
@@ -225,9 +257,32 @@ class RecordLog:
     def _write_pending(self) -> None:
         if self._pending:
             assert self.spill is not None
-            self.spill.write(self._pending)
+            try:
+                self.spill.write(self._pending)
+            except SpillFailed as failed:
+                self._spill_failed(failed)
+                return
+            self.spill_failure = None
             self._written.append(self._pending[-1].seq)
             self._pending, self._pending_bytes = [], 0
+
+    def _spill_failed(self, failed: SpillFailed) -> None:
+        self.spill_failure = str(failed)
+        self.spill_errors[failed.reason] = self.spill_errors.get(failed.reason, 0) + 1
+
+    def retry_spill(self) -> bool:
+        """Try again what the disk tier failed to do: delete the groups every output
+        has, then write the group that waits. True once nothing is failing."""
+        if self.spill_failure is None:
+            return True
+        everyone = min(self.acked.values())
+        if self._written and everyone >= self._written[0]:
+            self._delete_spilled(everyone)
+        if self._pending:
+            self._write_pending()
+        elif not self.spilled:
+            self.spill_failure = None  # nothing is for the disk: the next group tries
+        return self.spill_failure is None
 
     def batch(
         self, output: str, max_records: int, max_bytes: int, after: int | None = None
@@ -289,10 +344,17 @@ class RecordLog:
     def _delete_spilled(self, everyone: int) -> None:
         """Delete the disk tier's records every output has (in whole groups)."""
         assert self.spill is not None
-        written = self._written
-        while written and written[0] <= everyone:
-            written.popleft()
-        deleted = self.spill.delete_through(everyone)
+        try:
+            deleted = self.spill.delete_through(everyone)
+        except SpillFailed as failed:
+            self._spill_failed(failed)  # on disk until a later acknowledgement or retry
+            deleted = {}
+        else:
+            written = self._written
+            while written and written[0] <= everyone:
+                written.popleft()
+            if not self._pending:
+                self.spill_failure = None
         pending = self._pending
         if pending and everyone >= pending[-1].seq:  # all delivered: never written
             merge_deleted(deleted, summary(pending))

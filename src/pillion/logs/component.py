@@ -5,6 +5,12 @@ Drain: the inputs stop reading, the outputs send what is buffered (without
 waiting for batches to fill) until they have it all or the deadline passes,
 and the checkpoints are saved. Whatever was not delivered is read again at the
 next start: duplicates at worst, never a loss.
+
+Faults of its own files are worked around and shown (``problems``, metrics,
+one log line when they start and one when they end), never fatal: a disk buffer
+that cannot be written pauses the inputs until a retry works (the lines wait in
+their files); checkpoints that cannot be saved are retried at each save, with
+every offset not saved yet kept for it, while delivery goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from pillion.components import Component, ComponentStartError
 from pillion.config.exporters import FromLogsConfig
 from pillion.config.logs import LogsConfig
 from pillion.logs.buffer import RecordLog
-from pillion.logs.checkpoints import Checkpoints
+from pillion.logs.checkpoints import Checkpoints, CheckpointSaveFailed
+from pillion.logs.identity import FileKey
 from pillion.logs.logmetrics import tap_for
 from pillion.logs.metrics import InputMetrics, LogFamilies, OutputMetrics
 from pillion.logs.outputs import OutputWorker, sink_for
@@ -34,7 +41,7 @@ __all__ = ["LogsComponent"]
 
 log = logging.getLogger("pillion.logs")
 
-_CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoint writes
+_CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoint writes (fsync: batch or never)
 
 
 class LogsComponent(Component):
@@ -60,7 +67,15 @@ class LogsComponent(Component):
             spill=self.spill,
             spill_limit_bytes=disk.max_size if disk else 0,
         )
-        self.checkpoints = Checkpoints(self.config.checkpoints)
+        self.checkpoints = Checkpoints(
+            self.config.checkpoints, synchronous="OFF" if config.fsync == "never" else "FULL"
+        )
+        self._unsaved: dict[FileKey, tuple[str, int]] = {}  # offsets not saved yet
+        self._unforgotten: list[FileKey] = []  # released files whose rows are not dropped yet
+        self._saving = asyncio.Lock()
+        self._save_failure: str | None = None  # why the last checkpoint save failed
+        self._spill_failure: str | None = None  # the disk buffer's failure, as last shown
+        self._spill_errors: dict[str, int] = {}  # as last counted
         self.space = asyncio.Event()
         self.tailers: list[Tailer] = []
         self.outputs: list[OutputWorker] = []
@@ -70,12 +85,25 @@ class LogsComponent(Component):
         self._buffer = families.buffer_bytes.labels("memory")
         self._disk = families.buffer_bytes.labels("disk")
         self._lag = families.lag_bytes
+        self._families = families
         self._lagging: set[tuple[str, str]] = set()  # the lag children exported
         self._started = False
 
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if self.records.spill_failure is not None:
+            found.append(f"{self.records.spill_failure}; the inputs pause until it can be written")
+        if self._save_failure is not None:
+            found.append(
+                f"{self._save_failure}; retried at each save, delivery goes on (a restart "
+                "now would send again what was delivered since the last save)"
+            )
+        return found
 
     async def start(self) -> None:
         try:
@@ -109,7 +137,7 @@ class LogsComponent(Component):
             dead_letter = output.dead_letter or str(
                 Path(self.config.checkpoints).parent / f"dead-letter-{output.name}.jsonl"
             )
-            sink = sink_for(output, dead_letter)
+            sink = sink_for(output, dead_letter, fsync_each=self.config.fsync == "batch")
             try:
                 await sink.open()
             except OSError as exc:
@@ -164,13 +192,42 @@ class LogsComponent(Component):
             worker.wakeup.set()
 
     async def _checkpoint_loop(self) -> None:
+        interval = _CHECKPOINT_INTERVAL
+        if self.config.fsync == "interval":
+            interval = self.config.fsync_interval
+        tick = min(interval, _CHECKPOINT_INTERVAL)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
         while True:
-            await asyncio.sleep(_CHECKPOINT_INTERVAL / 4)
+            await asyncio.sleep(tick / 4)
             self._wake_outputs()  # records appended since: batches start filling
+            self._retry_spill()
             self._export_buffer()
             self._export_lag()
-            await self._save()
-            await asyncio.sleep(_CHECKPOINT_INTERVAL * 3 / 4)
+            if loop.time() >= due - tick / 2:
+                due = loop.time() + interval
+                await self._save()
+            await asyncio.sleep(tick * 3 / 4)
+
+    def _retry_spill(self) -> None:
+        """Try the disk buffer again if it failed; count and tell what changed."""
+        records = self.records
+        if records.spill_failure is not None and records.retry_spill():
+            self.space.set()  # the inputs may read again
+        errors = self._families.buffer_errors
+        for reason, count in records.spill_errors.items():
+            seen = self._spill_errors.get(reason, 0)
+            if count > seen:
+                errors.labels(reason).inc(count - seen)
+                self._spill_errors[reason] = count
+        failure = records.spill_failure
+        if failure is not None and self._spill_failure is None:
+            log.error("disk buffer cannot be written; the inputs pause until it can",
+                      extra={"error": failure})  # fmt: skip
+        elif failure is None and self._spill_failure is not None:
+            log.info("disk buffer written again; the inputs resume")
+        self._spill_failure = failure
+        self._families.buffer_full.set(1 if records.full else 0)
 
     def _export_lag(self) -> None:
         current: set[tuple[str, str]] = set()
@@ -184,13 +241,47 @@ class LogsComponent(Component):
         self._lagging = current
 
     async def _save(self) -> None:
-        forgotten: list[tuple[int, int, str]] = []
-        for tailer in self.tailers:
-            forgotten += tailer.forgotten
-            tailer.forgotten = []
-        changes = self.records.delivered_changes()
-        if changes or forgotten:
-            await asyncio.to_thread(self.checkpoints.save, changes, forgotten)
+        """Save the offsets delivered since the last save (and those a failed save
+        left); with ``fsync: interval``, after the file outputs are synced: the
+        offsets are taken first, so the sync covers every line they count."""
+        async with self._saving:
+            for tailer in self.tailers:
+                self._unforgotten += tailer.forgotten
+                tailer.forgotten = []
+            self._unsaved.update(self.records.delivered_changes())
+            if not self._unsaved and not self._unforgotten:
+                return
+            offsets, forget = dict(self._unsaved), list(self._unforgotten)
+            if self.config.fsync == "interval" and not await self._sync_outputs():
+                return
+            try:
+                await asyncio.to_thread(self.checkpoints.save, offsets, forget)
+            except CheckpointSaveFailed as failed:
+                self._families.checkpoint_errors.labels(failed.reason).inc()
+                self._families.checkpoint_failing.set(1)
+                if self._save_failure is None:
+                    log.error("checkpoints cannot be saved; retrying at each save",
+                              extra={"error": str(failed), "reason": failed.reason})  # fmt: skip
+                self._save_failure = str(failed)
+                return
+            for key in offsets:
+                if key in self._unsaved and self._unsaved[key] == offsets[key]:
+                    del self._unsaved[key]  # (one that moved on during the save stays)
+            del self._unforgotten[: len(forget)]
+            if self._save_failure is not None:
+                log.info("checkpoints saved again")
+                self._save_failure = None
+                self._families.checkpoint_failing.set(0)
+
+    async def _sync_outputs(self) -> bool:
+        for worker in self.outputs:
+            try:
+                await worker.sink.sync()
+            except OSError as exc:
+                log.error("log output not synced; the checkpoints wait for it",
+                          extra={"output": worker.config.name, "error": str(exc)})  # fmt: skip
+                return False
+        return True
 
     async def drain(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -93,6 +93,32 @@ class LogFamilies:
             ["tier"],
             registry=registry,
         )
+        self.buffer_full = Gauge(
+            "pillion_logs_buffer_full",
+            "1 while the buffer takes no more records and the inputs pause: both tiers "
+            "full, or the disk tier cannot be written.",
+            registry=registry,
+        )
+        self.buffer_errors = Counter(
+            "pillion_logs_buffer_errors",
+            "Writes (or deletions) the disk buffer failed, by reason (disk_full, "
+            "read_only, io_error); retried each second.",
+            ["reason"],
+            registry=registry,
+        )
+        self.checkpoint_errors = Counter(
+            "pillion_logs_checkpoint_errors",
+            "Checkpoint saves that failed, by reason (disk_full, read_only, io_error); "
+            "retried at the next save.",
+            ["reason"],
+            registry=registry,
+        )
+        self.checkpoint_failing = Gauge(
+            "pillion_logs_checkpoint_failing",
+            "1 while the checkpoints cannot be saved (delivery goes on; a restart would "
+            "send again what was delivered since the last save).",
+            registry=registry,
+        )
 
 
 class InputMetrics:

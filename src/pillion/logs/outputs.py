@@ -42,10 +42,12 @@ class StdoutSink(Sink):
 
 
 class FileSink(Sink):
-    """JSON lines appended to a file, fsynced before the batch is acknowledged."""
+    """JSON lines appended to a file; with ``fsync_each`` (``fsync: batch``) fsynced
+    before the batch is acknowledged, otherwise when ``sync`` is called (or never)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, fsync_each: bool = True) -> None:
         self.path = path
+        self.fsync_each = fsync_each
         self.fd = -1
 
     async def open(self) -> None:
@@ -56,7 +58,12 @@ class FileSink(Sink):
 
     def _write(self, data: bytes) -> None:
         write_all(self.fd, data)
-        os.fsync(self.fd)
+        if self.fsync_each:
+            os.fsync(self.fd)
+
+    async def sync(self) -> None:
+        if self.fd >= 0:
+            await asyncio.to_thread(os.fsync, self.fd)
 
     async def close(self) -> None:
         if self.fd >= 0:
@@ -133,7 +140,8 @@ class SyslogSink(Sink):
                     await writer.wait_closed()
 
 
-def sink_for(config: LogOutputConfig, dead_letter: str) -> Sink:
+def sink_for(config: LogOutputConfig, dead_letter: str, fsync_each: bool = True) -> Sink:
+    """``fsync_each``: a file output fsyncs each batch (``logs.fsync: batch``)."""
     if config.type == "http":
         return HttpSink(config, dead_letter)
     if config.type == "loki":
@@ -144,7 +152,7 @@ def sink_for(config: LogOutputConfig, dead_letter: str) -> Sink:
         return ElasticsearchSink(config, dead_letter)
     if config.type == "file":
         assert config.path is not None
-        return FileSink(config.path)
+        return FileSink(config.path, fsync_each)
     if config.type == "syslog":
         return SyslogSink(config)
     return StdoutSink()

@@ -29,6 +29,9 @@ class Sink:
     async def send(self, batch: list[Record]) -> None:
         raise NotImplementedError
 
+    async def sync(self) -> None:
+        """Force what was sent to disk (``fsync: interval``); ``OSError`` if it failed."""
+
     async def close(self) -> None:
         pass
 

@@ -4,12 +4,18 @@ SQLite database, bounded in bytes.
 It holds the newest records (the memory tier the oldest), in order of their
 numbers. It is not what makes delivery survive a crash: the checkpoints are,
 and they advance only past delivered records, so whatever was on disk at a
-crash is read again from the files. The database is therefore started empty,
-written without fsync and without a journal (a write that fails stops the input
-anyway, and a crash leaves a database the next start deletes): each group is
-written once, not once to a journal and again to the database, which halves
-the cost of a record on disk. It is readable by its owner only (mode 0600), as the records may be
-sensitive.
+crash (or a power loss) is read again from the files. The database is therefore
+started empty and never fsynced, whatever ``logs.fsync`` says: what a crash
+leaves of it, torn or not, the next start deletes.
+
+Its journal is kept in memory (``journal_mode=MEMORY``), not on disk: each group
+is written once, not once to a journal and again to the database, and a write
+that fails half-way (the disk full, the file system read-only) is still rolled
+back, so the database the process goes on with stays whole. Without a journal
+at all (``OFF``) a failed write left a malformed database behind. A failure is
+raised as ``SpillFailed`` (the record log keeps the group in memory and the
+inputs pause until a retry works). The file is readable by its owner only (mode
+0600), as the records may be sensitive.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from pillion.logs.buffer import Deleted, Record, merge_deleted, summary
+from pillion.logs.buffer import Deleted, Record, SpillFailed, merge_deleted, summary
+from pillion.logs.diskfaults import classify
 from pillion.logs.identity import FileKey
 
 __all__ = ["SqliteSpill"]
@@ -118,7 +125,7 @@ class SqliteSpill:
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA journal_mode=MEMORY")
         db.execute("PRAGMA synchronous=OFF")
         db.execute(_SCHEMA)
         self._db = db
@@ -130,15 +137,21 @@ class SqliteSpill:
 
     def write(self, records: list[Record]) -> None:
         files = {key: tuple(value) for key, value in summary(records).items()}
-        self.db.execute(
-            "INSERT INTO groups (first, last, records, files) VALUES (?, ?, ?, ?)",
-            (
-                records[0].seq,
-                records[-1].seq,
-                marshal.dumps(_columns(records)),
-                marshal.dumps(files),
-            ),
-        )
+        try:
+            self.db.execute(
+                "INSERT INTO groups (first, last, records, files) VALUES (?, ?, ?, ?)",
+                (
+                    records[0].seq,
+                    records[-1].seq,
+                    marshal.dumps(_columns(records)),
+                    marshal.dumps(files),
+                ),
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failed("cannot write", exc) from exc
+
+    def _failed(self, doing: str, exc: Exception) -> SpillFailed:
+        return SpillFailed(classify(exc, self.path), f"disk buffer {self.path}: {doing}: {exc}")
 
     def read(self, after: int, limit: int) -> list[Record]:
         """Up to ``limit`` records numbered above ``after``, in order."""
@@ -167,13 +180,16 @@ class SqliteSpill:
         """Delete the groups whose records are all numbered up to ``seq``; per file,
         what was deleted."""
         deleted: dict[FileKey, Deleted] = {}
-        with self.db:
-            rows = self.db.execute(
-                "SELECT first, files FROM groups WHERE first <= ? AND last <= ?", (seq, seq)
-            ).fetchall()
-            if not rows:
-                return deleted
-            self.db.execute("DELETE FROM groups WHERE first <= ? AND last <= ?", (seq, seq))
+        try:
+            with self.db:
+                rows = self.db.execute(
+                    "SELECT first, files FROM groups WHERE first <= ? AND last <= ?", (seq, seq)
+                ).fetchall()
+                if not rows:
+                    return deleted
+                self.db.execute("DELETE FROM groups WHERE first <= ? AND last <= ?", (seq, seq))
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failed("cannot delete delivered records", exc) from exc
         for first, files in rows:  # in order: later groups' ends win
             self._cache.pop(first, None)
             group = {key: Deleted(*value) for key, value in marshal.loads(files).items()}  # noqa: S302
