@@ -25,6 +25,7 @@ BUILD = Path(__file__).parent / "build"
 # The per-request path of both proxies, HTTP/1.1 and HTTP/2.
 COMPILED = [
     "pillion/http/errors.py",
+    "pillion/http/chunked.py",
     "pillion/http/headers.py",
     "pillion/http/request.py",
     "pillion/http/response.py",

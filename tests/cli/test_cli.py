@@ -51,7 +51,7 @@ def test_validate_each_invalid_example_exits_2_naming_field_and_line(path: Path)
 def test_there_is_an_invalid_example_for_each_bad_input() -> None:
     assert {p.stem for p in INVALID} >= {
         "yaml-syntax", "unknown-key", "wrong-type", "bad-duration", "bad-size",
-        "missing-env", "port-out-of-range", "admin-public",
+        "missing-env", "port-out-of-range", "admin-public", "empty", "admin-remote-without-token",
     }  # fmt: skip
 
 

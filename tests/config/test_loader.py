@@ -19,8 +19,17 @@ def errors_of(
     return [(i.path, i.line, i.message) for i in caught.value.issues]
 
 
-def test_empty_file_is_all_defaults() -> None:
-    config = parse_config("", "empty.yaml", {})
+@pytest.mark.parametrize("text", ["", "\n\n", "# all\n  # comments\n", "---\n"])
+def test_an_empty_or_comment_only_file_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "empty.yaml", {})
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("(document)", 1)
+    assert "empty or only comments" in issue.message
+
+
+def test_an_explicit_empty_mapping_is_all_defaults() -> None:
+    config = parse_config("{}\n", "empty.yaml", {})
     assert config.admin.listen == ListenAddress("127.0.0.1", 15000)
     assert config.status.listen == ListenAddress("0.0.0.0", 15020)
     assert config.app.port == 8080

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -193,6 +194,39 @@ def test_malformed_chunk_after_head_stops_the_request(pod: ProxyPod, app: Script
     answer = client.read_raw_until_close()
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert not any(r.body for r in app.requests)  # the app never got a complete request
+
+
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("first_line", "rest", "status"),
+    [
+        (b"1;", b"e" * (4 << 20), 400),  # an extension of 4 MiB
+        (b"", b"0" * (1 << 20) + b"1", 400),  # a size with 1 MiB of leading zeros
+        (b"1;", b"e" * 20_000, 400),  # 20 KiB in the same read as the head
+        (b"1;a=b\r\nx\r\n", b"".join(b"1;%s\r\nx\r\n" % (b"e" * 1000) for _ in range(20)), 413),
+    ],
+    ids=["4 MiB extension", "leading zeros", "one read", "extensions add up"],
+)
+def test_chunk_lines_are_bounded(
+    pod: ProxyPod, app: ScriptedUpstream, first_line: bytes, rest: bytes, status: int
+) -> None:
+    client = Client(pod.port)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered and closed early
+        client.send(CHUNKED_HEAD + first_line + rest + b"\r\nx\r\n0\r\n\r\n")
+    assert client.read_raw_until_close().startswith(b"HTTP/1.1 %d " % status)
+    assert not any(r.body for r in app.requests)  # the app never got a complete request
+
+
+def test_chunk_extensions_within_the_limits_pass(pod: ProxyPod, app: ScriptedUpstream) -> None:
+    client = Client(pod.port)
+    response = client.request(
+        CHUNKED_HEAD + b"3;name=" + b"v" * 1000 + b"\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+    )
+    assert response.status == 200
+    assert response.json()["body_sha256"] == hashlib.sha256(b"abc").hexdigest()
+    client.close()
 
 
 @pytest.mark.parametrize(

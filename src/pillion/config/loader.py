@@ -35,6 +35,11 @@ _T = TypeVar("_T")
 MAX_NODES = 100_000
 """Most values a config may expand to; real ones have hundreds."""
 
+_NULL = "tag:yaml.org,2002:null"
+
+MAX_FILE_SIZE = 4 * 1024 * 1024
+"""Largest config file read, in bytes; real ones are a few KiB (100 routes: ~20 KiB)."""
+
 
 def load_config(
     path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
@@ -42,27 +47,31 @@ def load_config(
     """Load and validate the config file at ``path``."""
     source = os.fspath(path)
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        with Path(source).open("rb") as file:
+            data = file.read(MAX_FILE_SIZE + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(source, [ConfigIssue("(file)", f"cannot read: {reason}")]) from exc
+    if len(data) > MAX_FILE_SIZE:
+        limit = MAX_FILE_SIZE // (1024 * 1024)
+        message = f"larger than {limit} MiB: not read (is it the right file?)"
+        raise ConfigError(source, [ConfigIssue("(file)", message)])
     return parse_config(text, source, os.environ if environ is None else environ)
 
 
 def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionConfig:
     """Validate config ``text``; ``source`` names it in messages."""
     root = _yaml(source, lambda: yaml.compose(text, Loader=_Loader))
-    if root is None:
-        document: object = {}
-        lines: dict[_YamlPath, int] = {}
-        issues: list[ConfigIssue] = []
-    else:
-        try:
-            lines, issues = _index_lines(root)
-        except _TooLarge:
-            message = f"the document expands to more than {MAX_NODES} values (aliases?)"
-            raise ConfigError(source, [ConfigIssue("(document)", message, 1)]) from None
-        document = _yaml(source, lambda: _Loader("").construct_document(root))
+    if root is None or root.tag == _NULL:  # a file being written, a ConfigMap key left blank
+        message = "the file is empty or only comments: a config names at least one section"
+        raise ConfigError(source, [ConfigIssue("(document)", message, 1)])
+    try:
+        lines, issues = _index_lines(root)
+    except _TooLarge:
+        message = f"the document expands to more than {MAX_NODES} values (aliases?)"
+        raise ConfigError(source, [ConfigIssue("(document)", message, 1)]) from None
+    document = _yaml(source, lambda: _Loader("").construct_document(root))
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigIssue("(document)", "the top level must be a mapping", 1)])
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import (
     BaseModel,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -127,13 +129,24 @@ class AdminConfig(Section):
         None,
         description="If set, every admin request must carry `Authorization: Bearer "
         "<token>`. Default: none, as the admin server is loopback only. Set it when "
-        "`allow_remote` is true.",
+        "`allow_remote` is true (required then).",
+        validate_default=True,
     )
     max_request_size: Size = Field(
         64 * 1024,
         description="Largest admin request body in bytes; larger ones get 413. "
         "Default 64KiB: admin requests are tiny JSON documents.",
     )
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_when_remote(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None and info.data.get("allow_remote", False):
+            raise ValueError(
+                "required when admin.allow_remote is true: the admin API can drain and "
+                "stop the pod, so it is never open to the network without a token"
+            )
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -197,8 +210,14 @@ class TelemetryConfig(Section):
     )
 
 
+FEATURES = ("proxy", "logs", "secrets", "config", "exporters")
+"""The sections that turn a feature on by being present."""
+
+
 class PillionConfig(Section):
     """The whole of `pillion.yaml`."""
+
+    _turned_off: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     app: AppConfig = Field(default_factory=AppConfig, description="The application.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin server.")
@@ -218,6 +237,27 @@ class PillionConfig(Section):
     exporters: ExportersConfig | None = Field(
         None, description="Metrics exporters; disabled when absent."
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_turned_off(
+        cls, data: Any, handler: ModelWrapValidatorHandler[PillionConfig]
+    ) -> PillionConfig:
+        config = handler(data)
+        if isinstance(data, dict):
+            config._turned_off = frozenset(
+                name for name in FEATURES if name in data and data[name] is None
+            )
+        return config
+
+    @property
+    def turned_off(self) -> frozenset[str]:
+        """Features the file turns off in so many words (`proxy: null`), not by omission.
+
+        A reload stops a running feature only when it is named here: a file that
+        came up empty or half-written is not a reason to close a listener.
+        """
+        return self._turned_off
 
     @model_validator(mode="after")
     def _log_inputs_exist(self) -> PillionConfig:

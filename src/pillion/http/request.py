@@ -28,6 +28,7 @@ from typing import Literal, NoReturn, Protocol
 
 import httptools
 
+from pillion.http.chunked import MAX_CHUNK_LINE, ChunkedFraming, open_line_length
 from pillion.http.errors import RequestError
 from pillion.http.headers import Headers, connection_tokens
 
@@ -109,24 +110,39 @@ _FRAMING_ONLY = {
     "length": b"POST / HTTP/1.1\r\nhost: -\r\ncontent-length: %d\r\n\r\n",
 }
 
+# How a chunked body's framing is being checked (``chunked.py``).
+_NO_CHUNKS = 0
+_FOLLOWING = 1  # followed from its first byte, each read before llhttp delivers it
+_OPEN_LINE_ONLY = 2  # its start could not be located: the line open at each read's end is
+
 
 class RequestParser:
     """Parses the requests of one client connection (pipelined ones too)."""
 
     __slots__ = (
+        "_begun",
         "_body_bytes",
+        "_boundary",
         "_chunked",
+        "_chunks",
         "_connection",
         "_content_length",
+        "_continued",
+        "_data",
         "_error",
         "_expect",
+        "_framing",
         "_framing_only",
         "_handler",
         "_head_bytes",
+        "_head_tail",
         "_header_bytes",
         "_headers",
         "_hosts",
+        "_in_chunk_line",
+        "_in_message",
         "_limits",
+        "_open_line",
         "_parser",
         "_upgrade_body",
         "_url",
@@ -146,6 +162,17 @@ class RequestParser:
         self.held = b""  # bytes after an upgrade request's head: perhaps not HTTP
         self._upgrade_body = ""  # the body kind of an upgrade request that has one
         self._framing_only = False  # llhttp is reading a framing-only head
+        self._in_message = False  # between a request's first byte and its end
+        # Where the current read's framing is known, to find a chunked body's start:
+        self._data = b""  # the read being parsed
+        self._boundary = -1  # where in it a request's head may start (-1: unknown)
+        self._begun = 0  # requests begun since that point
+        self._continued = False  # the read began inside a head
+        self._head_tail = b""  # the last bytes of a read that ended inside a head
+        self._chunks = _NO_CHUNKS
+        self._framing: ChunkedFraming | None = None
+        self._in_chunk_line = False  # llhttp is between chunks (for _OPEN_LINE_ONLY)
+        self._open_line = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -165,6 +192,13 @@ class RequestParser:
             self.held += data  # the caller holds these itself; kept for safety
             return
         was_partial = self.partial_head
+        if self._chunks == _FOLLOWING:  # checked before llhttp delivers any of it
+            self._boundary = self._follow(data, 0)
+        else:
+            self._boundary = 0 if was_partial or not self._in_message else -1
+        self._data = data
+        self._begun = 0
+        self._continued = was_partial
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -186,12 +220,20 @@ class RequestParser:
             raise RequestError(501, "method not implemented") from None
         except httptools.HttpParserError as exc:
             raise RequestError(400, _reason(exc)) from None
-        if self.partial_head and was_partial:
-            # The head began in an earlier chunk and has not ended: all of ``data`` is
-            # head. (httptools buffers a partial field itself, so this bounds it.)
-            self._head_bytes += len(data)
-            if self._head_bytes > self._limits.max_header_size:
-                raise RequestError(431, "request header fields too large")
+        finally:
+            self._data = b""  # not kept alive with an idle connection
+        if self.partial_head:
+            if was_partial:
+                # The head began in an earlier read and has not ended: all of ``data``
+                # is head. (httptools buffers a partial field itself, so this bounds it.)
+                self._head_bytes += len(data)
+                if self._head_bytes > self._limits.max_header_size:
+                    raise RequestError(431, "request header fields too large")
+            self._head_tail = data[-3:]
+        if self._chunks == _OPEN_LINE_ONLY and self._in_chunk_line:
+            self._open_line = open_line_length(data, self._open_line)
+            if self._open_line > MAX_CHUNK_LINE:
+                raise RequestError(400, "chunk line too long")
 
     def take_held(self) -> bytes:
         """The bytes read after an upgrade request's head (once)."""
@@ -207,17 +249,73 @@ class RequestParser:
         framing = _FRAMING_ONLY[body]
         if body == "length":
             framing = framing % self._content_length
+        else:  # the body starts the rest of this read: follow it from there
+            self._framing = ChunkedFraming()
+            self._chunks = _FOLLOWING
         self._framing_only = True
         try:
             self._parser.feed_data(framing)
         finally:
             self._framing_only = False
 
+    def _follow_new_body(self) -> None:
+        """A chunked body begins in this read: check what of it the read holds, now."""
+        start = self._body_start()
+        if start < 0:  # behind another request of this read: bound the open line only
+            self._chunks = _OPEN_LINE_ONLY
+            self._in_chunk_line = True
+            self._open_line = 0
+            return
+        self._framing = ChunkedFraming()
+        self._chunks = _FOLLOWING
+        try:
+            end = self._follow(self._data, start)
+        except RequestError as error:
+            self._error = error  # raised in an llhttp callback: feed() re-raises it
+            raise
+        if end >= 0:  # the body ends in this read: another request may start there
+            self._boundary = end
+            self._begun = 0
+            self._continued = False
+
+    def _follow(self, data: bytes, start: int) -> int:
+        """Check a followed body's framing in ``data``; return where it ends, or -1."""
+        framing = self._framing
+        assert framing is not None
+        end = framing.scan(data, start)
+        limit = self._limits.max_body_size
+        if limit and framing.wire_bytes > limit:  # the body as sent, framing and all
+            raise RequestError(413, "content too large")
+        if end >= 0:
+            self._framing = None
+            self._chunks = _NO_CHUNKS
+        return end
+
+    def _body_start(self) -> int:
+        """Where in this read the body of the request whose head just ended starts."""
+        data = self._data
+        boundary = self._boundary
+        if self._continued:  # the read began inside a head
+            if self._begun:
+                return -1  # and this is another request, behind that one
+            end = (self._head_tail + data[:3]).find(b"\r\n\r\n")
+            if end >= 0:  # its end straddles the two reads
+                return end + 4 - len(self._head_tail)
+        elif boundary < 0 or self._begun != 1:
+            return -1  # behind another request whose end is not known
+        else:
+            while boundary < len(data) and data[boundary] in b"\r\n":
+                boundary += 1  # empty lines before a request line are ignored
+        end = data.find(b"\r\n\r\n", boundary)
+        return -1 if end < 0 else end + 4
+
     # -- httptools callbacks --
 
     def on_message_begin(self) -> None:
         if self._framing_only:
             return
+        self._in_message = True
+        self._begun += 1
         self.partial_head = True
         self._head_bytes = 0
         self._reset()
@@ -285,7 +383,9 @@ class RequestParser:
         upgrade = parser.should_upgrade()
         if upgrade and body != "none":
             upgrade = False  # served as plain HTTP/1.1, body and all
-            self._upgrade_body = body
+            self._upgrade_body = body  # (and its framing followed from there)
+        elif body == "chunked":
+            self._follow_new_body()
         self.partial_head = False
         self._handler.on_request(
             RequestHead(
@@ -304,6 +404,7 @@ class RequestParser:
         )
 
     def on_body(self, data: bytes) -> None:
+        self._in_chunk_line = False
         limit = self._limits.max_body_size
         if limit:
             self._body_bytes += len(data)
@@ -311,7 +412,12 @@ class RequestParser:
                 self._fail(413, "content too large")
         self._handler.on_request_body(data)
 
+    def on_chunk_complete(self) -> None:
+        self._in_chunk_line = True  # the next chunk's line, or the end of the body
+
     def on_message_complete(self) -> None:
+        self._in_message = False
+        self._in_chunk_line = False
         if self._upgrade_body:
             return  # llhttp skipped the body: the request ends after the framing-only one
         self._handler.on_request_end()

@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 import httptools
 
+from pillion.http.chunked import MAX_CHUNK_LINE, open_line_length
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.headers import Headers, connection_tokens
 
@@ -60,7 +61,10 @@ class ResponseParser:
         "_content_length",
         "_head_bytes",
         "_headers",
+        "_in_chunk_line",
+        "_in_head",
         "_in_message",
+        "_open_line",
         "_parser",
         "_until_close",
         "broken",
@@ -84,6 +88,9 @@ class ResponseParser:
         self._content_length = -1
         self._chunked = False
         self._connection: set[bytes] = set()
+        self._in_head = False
+        self._in_chunk_line = False  # between chunks: reading a chunk or trailer line
+        self._open_line = 0
 
     def feed(self, data: bytes) -> None:
         if self.broken:
@@ -91,6 +98,7 @@ class ResponseParser:
         if not self.expecting and not self._in_message:
             self.broken = True  # bytes nobody asked for
             return
+        was_in_head = self._in_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -105,6 +113,18 @@ class ResponseParser:
             self.broken = True
             if self.expecting or self._in_message:
                 raise ResponseError(f"malformed response: {str(exc)[:80]}") from None
+            return
+        # llhttp sets no bound on a head split over reads nor on a chunk line.
+        if self._in_head and was_in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_RESPONSE_HEADER_SIZE:
+                self.broken = True
+                raise ResponseError("response header too large")
+        elif self._in_chunk_line:
+            self._open_line = open_line_length(data, self._open_line)
+            if self._open_line > MAX_CHUNK_LINE:
+                self.broken = True
+                raise ResponseError("chunk line too long")
 
     def feed_eof(self) -> None:
         """The upstream closed: end a read-until-close body, or fail a partial response."""
@@ -122,6 +142,7 @@ class ResponseParser:
             self.broken = True
             raise ResponseError("response without a request")
         self._in_message = True
+        self._in_head = True
         self._head_bytes = 0
         self._headers = []
         self._content_length = -1
@@ -143,6 +164,7 @@ class ResponseParser:
             self._connection |= connection_tokens(value)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         status: int = parser.get_status_code()
         body: ResponseBody
@@ -150,6 +172,8 @@ class ResponseParser:
             body = "none"
         elif self._chunked:
             body = "chunked"
+            self._in_chunk_line = True
+            self._open_line = 0
         elif self._content_length >= 0:
             body = "length"
         else:
@@ -168,10 +192,15 @@ class ResponseParser:
         )
 
     def on_body(self, data: bytes) -> None:
+        self._in_chunk_line = False
         self.handler.on_response_body(data)
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk_line = True  # the next chunk's line, or the end of the body
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._in_chunk_line = False
         status: int = self._parser.get_status_code()
         if status == 101:
             self.expecting = False  # switched protocols: no more HTTP on this connection

@@ -16,11 +16,13 @@ import gc
 import logging
 import os
 import signal
+import sys
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from pillion.components import EXIT_OK, EXIT_RUNTIME_FAILURE, Component, ComponentStartError
-from pillion.config import ConfigError, PillionConfig, load_config
+from pillion.config import ConfigError, ConfigIssue, PillionConfig, load_config
+from pillion.config.models import FEATURES
 from pillion.runtime.builders import Builder, build_components
 from pillion.runtime.control import ComponentHealth, Health
 from pillion.telemetry import Metrics, set_level
@@ -30,6 +32,7 @@ __all__ = ["Supervisor"]
 log = logging.getLogger("pillion.supervisor")
 
 EXIT_FILE_INTERVAL = 0.5  # seconds between looks for lifecycle.exit_file
+RELOAD_SWITCH_INTERVAL = 0.0005  # seconds: the GIL's hand-over while a reload parses
 
 
 class Supervisor:
@@ -174,10 +177,10 @@ class Supervisor:
                 log.error("reload requested but there is no config file to re-read")
                 self.metrics.record_reload(ok=False)
                 return False
+            log.info("config reload requested", extra={"source": self._config_path})
             try:
-                config = load_config(
-                    self._config_path, os.environ if self._environ is None else self._environ
-                )
+                config = await self._read_config(self._config_path)
+                _refuse_silent_turn_off(self._config, config, self._config_path)
                 await self._apply(config)
             except ConfigError as exc:
                 log.error(
@@ -196,6 +199,26 @@ class Supervisor:
             self.metrics.record_reload(ok=True)
             log.info("config reloaded", extra={"source": self._config_path})
             return True
+
+    async def _read_config(self, path: str) -> PillionConfig:
+        """Read, parse and validate off the event loop: traffic goes on meanwhile.
+
+        The parsing thread shares the GIL with the loop: a short switch interval while
+        it runs hands the GIL back often, and the cyclic collector waits (a collection
+        among the parse's new objects would hold the GIL for milliseconds). The file
+        is capped in size (``MAX_FILE_SIZE``), so this lasts well under a second.
+        """
+        environ = os.environ if self._environ is None else self._environ
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, RELOAD_SWITCH_INTERVAL))
+        collecting = gc.isenabled()
+        gc.disable()  # a full collection amid the parse's new objects holds the GIL long
+        try:
+            return await asyncio.to_thread(load_config, path, environ)
+        finally:
+            sys.setswitchinterval(interval)
+            if collecting:
+                gc.enable()
 
     async def _apply(self, config: PillionConfig) -> None:
         """Move to ``config``: reconfigure in place where possible, else replace.
@@ -324,6 +347,24 @@ class Supervisor:
     def _on_reload_signal(self) -> None:
         log.info("signal received", extra={"signal": "SIGHUP"})
         self._spawn(self.reload())
+
+
+def _refuse_silent_turn_off(old: PillionConfig, new: PillionConfig, source: str) -> None:
+    """A feature that runs is stopped by a reload only if the file says so (``proxy: null``)."""
+    issues = [
+        ConfigIssue(
+            name,
+            f"the running {name} section is absent from the new file; a reload turns a "
+            f"feature off only when the file says so: write `{name}: null` (a file being "
+            "written or cut short must not close what serves traffic)",
+        )
+        for name in FEATURES
+        if getattr(old, name) is not None
+        and getattr(new, name) is None
+        and name not in new.turned_off
+    ]
+    if issues:
+        raise ConfigError(source, issues)
 
 
 def _logger_of(component: str) -> logging.Logger:
