@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pillion.config.types import Secret, Section
+from pillion.config.redaction import credentials_twice
+from pillion.config.types import HttpUrl, Secret, Section
 from pillion.config.units import Duration
 
 __all__ = [
@@ -55,13 +56,20 @@ class HttpTargetConfig(Section):
     """Call the app over HTTP (e.g. a reload endpoint); 2xx is success, anything
     else is retried with backoff."""
 
-    url: str = Field(pattern=r"^https?://", description="The URL.")
+    url: HttpUrl = Field(description="The URL.")
     method: Literal["POST", "PUT", "GET"] = Field("POST", description="The method.")
     headers: dict[str, Secret] = Field(
         default_factory=dict, description="Request headers; shown as *** everywhere."
     )
     timeout: Duration = Field(5.0, description="Longest wait for an answer. Default 5s.")
     attempts: int = Field(5, ge=1, description="Tries before giving up (counted as failed).")
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpTargetConfig:
+        problem = credentials_twice(self.url, self.headers)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class ExecTargetConfig(Section):
@@ -135,9 +143,7 @@ class VaultAuthConfig(Section):
 class VaultConfig(Section):
     """The Vault or OpenBao server."""
 
-    address: str = Field(
-        pattern=r"^https?://", description="Its URL, e.g. `https://vault.vault:8200`."
-    )
+    address: HttpUrl = Field(description="Its URL, e.g. `https://vault.vault:8200`.")
     namespace: str | None = Field(
         None, description="The namespace (`X-Vault-Namespace`). Default: none."
     )
@@ -146,6 +152,13 @@ class VaultConfig(Section):
     )
     auth: VaultAuthConfig = Field(description="How to log in.")
     timeout: Duration = Field(10.0, description="Longest wait for one request. Default 10s.")
+    max_backoff: Duration = Field(
+        300.0,
+        gt=0,
+        description="Longest wait between two tries of a failed login or fetch (from 1s, "
+        "doubling, with jitter): after an outage, Pillion is back within about this "
+        "long. Default 5m, as Vault Agent's auto-auth.",
+    )
 
 
 class SecretSourceConfig(Section):

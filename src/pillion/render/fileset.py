@@ -47,6 +47,8 @@ class RenderedFiles:
         self.renderers: list[Renderer] = []
         self.rendered: set[str] = set()  # templates rendered at least once
         self.contents: dict[str, bytes] = {}  # by template, what was last rendered
+        # by template, why its file could not be written (its previous one is kept)
+        self.unwritten: dict[str, str] = {}
         # told, after a render, the templates rendered for the first time or changed
         self.listeners: list[Callable[[set[str]], None]] = []
         self._started = asyncio.Event()
@@ -99,9 +101,13 @@ class RenderedFiles:
                 changed = self.write(template, content)
             except (RenderError, OSError) as exc:
                 self.count(template.name, "error")
+                if isinstance(exc, OSError):
+                    self.unwritten[template.name] = str(exc)
                 self.log.error("render failed; the previous file is kept",
                                extra={"template": template.name, "error": str(exc)})  # fmt: skip
                 continue
+            if self.unwritten.pop(template.name, None) is not None:
+                self.log.info("written again", extra={"template": template.name})
             self.contents[template.name] = content
             first = template.name not in self.rendered
             self.rendered.add(template.name)

@@ -16,6 +16,7 @@ then written; any failure writes nothing and names the template or source.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -38,13 +39,16 @@ __all__ = ["SecretsComponent", "SecretsError"]
 
 log = logging.getLogger("pillion.secrets")
 
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 300.0  # login and fetch retries: 1s doubling up to 5m
+# login and fetch retries: 1s doubling up to vault.max_backoff (local sources: 5m)
+BACKOFF_FIRST, LOCAL_BACKOFF_MAX = 1.0, 300.0
+RENDER_RETRY_MAX = 30.0  # a file that could not be written: tried again, 1s doubling to 30s
 RENEW_AT = 2 / 3  # of a token's TTL or a lease's duration
 
 
-def _backoff(delay: float) -> tuple[float, float]:
-    """(how long to wait now, the next delay): full jitter above half the delay."""
-    return random.uniform(delay / 2, delay), min(delay * 2, BACKOFF_MAX)  # noqa: S311
+def _backoff(delay: float, most: float) -> tuple[float, float]:
+    """(how long to wait now, the next delay, at most ``most``): full jitter above
+    half the delay."""
+    return random.uniform(delay / 2, delay), min(delay * 2, most)  # noqa: S311
 
 
 class SecretsComponent(Component):
@@ -80,6 +84,8 @@ class SecretsComponent(Component):
         self._tasks: list[asyncio.Task[None]] = []
         self._relogin: asyncio.Task[Login] | None = None
         self._last_problem = ""  # for init mode's message when it gives up
+        vault = self.config.vault
+        self._max_backoff = vault.max_backoff if vault is not None else LOCAL_BACKOFF_MAX
 
     # -- the component --
 
@@ -89,6 +95,14 @@ class SecretsComponent(Component):
 
     async def wait_started(self) -> None:
         await self.files.wait_started()
+
+    @property
+    def problems(self) -> list[str]:
+        """Files that could not be written: the app reads the previous ones."""
+        return [
+            f"template {name}: {error}; the previous file is kept, written again once it can be"
+            for name, error in sorted(self.files.unwritten.items())
+        ]
 
     @property
     def ready(self) -> bool:
@@ -167,7 +181,7 @@ class SecretsComponent(Component):
                     raise SecretsError(f"vault login refused: {exc}") from None
                 if not until_ok:
                     raise
-                wait, delay = _backoff(delay)
+                wait, delay = _backoff(delay, self._max_backoff)
                 await asyncio.sleep(wait)
                 continue
             self.families.auth.labels("ok").inc()
@@ -225,7 +239,7 @@ class SecretsComponent(Component):
                           extra={"source": source.name, "error": str(exc)})  # fmt: skip
                 if init and isinstance(exc, VaultRefused | SourceError):
                     raise SecretsError(f"source {source.name}: {exc}") from None
-                wait, delay = _backoff(delay)
+                wait, delay = _backoff(delay, self._max_backoff)
                 await asyncio.sleep(wait)
                 continue
             self.families.fetches.labels(source.name, "ok").inc()
@@ -280,8 +294,19 @@ class SecretsComponent(Component):
             self._dirty.set()
 
     async def _render_loop(self) -> None:
+        """Render when values change, and again (with backoff) while a file could not
+        be written (its directory read-only or full): no new value may come to
+        trigger it, a renewed lease changes nothing."""
+        delay = BACKOFF_FIRST
         while True:
-            await self._dirty.wait()
+            if self.files.unwritten:
+                wait, delay = _backoff(delay, RENDER_RETRY_MAX)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._dirty.wait()
+            else:
+                delay = BACKOFF_FIRST
+                await self._dirty.wait()
             self._dirty.clear()
             if len(self.values) < len(self.config.sources):
                 continue  # not every source has values yet
