@@ -385,10 +385,16 @@ class OpenBao:
     # -- dynamic secrets -----------------------------------------------------------
 
     def enable_kubernetes(
-        self, reviews: TokenReviews, role: str, namespace: str, policies: Sequence[str]
+        self,
+        reviews: TokenReviews,
+        role: str,
+        namespace: str,
+        policies: Sequence[str],
+        token_ttl: str = "1h",  # noqa: S107 - a duration
     ) -> None:
         """The kubernetes auth method, asking ``reviews`` (the fake TokenReview API),
-        with ``role`` bound to the service account of the same name in ``namespace``."""
+        with ``role`` bound to the service account of the same name in ``namespace``;
+        its tokens live ``token_ttl``."""
         for path, config in (
             ("sys/auth/kubernetes", {"type": "kubernetes"}),
             ("auth/kubernetes/config", {
@@ -399,7 +405,7 @@ class OpenBao:
             (f"auth/kubernetes/role/{role}", {
                 "bound_service_account_names": [role],
                 "bound_service_account_namespaces": [namespace],
-                "token_policies": list(policies), "token_ttl": "1h",
+                "token_policies": list(policies), "token_ttl": token_ttl,
             }),
         ):  # fmt: skip
             status, answer = self.api("POST", path, config)
@@ -718,7 +724,9 @@ def _https(
 
 class TokenReviews:
     """The one fake: Kubernetes' TokenReview API (there is no API server here), over
-    HTTPS with a self-signed certificate, answering for one service-account token."""
+    HTTPS with a self-signed certificate, answering for the service-account tokens
+    in ``accepted`` (the one given, until ``rotate`` replaces it, as the kubelet's
+    rotation of a projected token ends the old one's life)."""
 
     def __init__(self, directory: Path, token: str, username: str) -> None:
         self.cert, self.key = directory / "kube.crt", directory / "kube.key"
@@ -729,14 +737,15 @@ class TokenReviews:
             check=True, capture_output=True,
         )  # fmt: skip
         self.reviews: list[dict[str, Any]] = []
-        reviews, expected = self.reviews, token
+        self.accepted = {token}
+        reviews, accepted = self.reviews, self.accepted
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 review = json.loads(self.rfile.read(length))
                 reviews.append(review)
-                ok = review.get("spec", {}).get("token") == expected
+                ok = review.get("spec", {}).get("token") in accepted
                 status: dict[str, Any] = {
                     "authenticated": ok,
                     "audiences": review["spec"].get("audiences", []),
@@ -759,6 +768,11 @@ class TokenReviews:
         context.load_cert_chain(self.cert, self.key)
         self.serving = contextlib.ExitStack()
         self.port = self.serving.enter_context(serve_http(Handler, tls=context))
+
+    def rotate(self, token: str) -> None:
+        """Accept ``token`` and no longer any other."""
+        self.accepted.add(token)
+        self.accepted.intersection_update({token})
 
     def close(self) -> None:
         self.serving.close()

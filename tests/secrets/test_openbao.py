@@ -544,3 +544,84 @@ config:
     assert result.returncode == 1
     assert errors(result)[-1].startswith("template c line 1: 'dict object' has no attribute")
     assert list(out.iterdir()) == []  # the secrets template was not written either
+
+
+def test_kubernetes_login_outlives_an_outage_a_new_ttl_and_a_rotated_token(
+    openbao: OpenBao, tmp_path: Path, out: Path
+) -> None:
+    """One Pillion throughout, no restart. Its token lives 3s and is renewed every
+    2s; the kubelet rotates the service-account token file (the old token no longer
+    passes review); then OpenBao is down for longer than the Vault token lives and
+    comes back (a dev server, so empty: set up again, with a 6s TTL this time).
+    Pillion logs in with the new service-account token, gets the new TTL, renews on
+    it, and renders the secret as it now is.
+
+    What is real: OpenBao and its kubernetes auth method, which asks a TokenReview
+    API over HTTPS. What is faked: that API (``TokenReviews``), as no Kubernetes API
+    server runs here; it accepts the tokens the test says the kubelet issued."""
+    token_a, _ = service_account_token("shop", "web")
+    token_file = tmp_path / "serviceaccount" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(token_a)
+    reviews = TokenReviews(tmp_path, token_a, "system:serviceaccount:shop:web")
+
+    def set_up(ttl: str, password: str) -> None:
+        openbao.write_policy("reader", 'path "*" { capabilities = ["read"] }')
+        openbao.enable_kubernetes(reviews, "web", "shop", ["reader"], token_ttl=ttl)
+        openbao.put_kv("secret", "app", {"password": password})
+
+    def count(series: str) -> float:
+        return metric_value(metrics(process), series) or 0.0
+
+    def logins() -> list[dict[str, object]]:
+        return [r for r in process.records() if r.get("message") == "logged in to vault"]
+
+    set_up("3s", "before-outage")
+    body = secrets_config(
+        openbao,
+        f"{{method: kubernetes, role: web, token_file: {token_file}}}",
+        "    - {name: app, type: kv, path: secret/app, refresh: 300ms}",
+        f"    - {{name: env, destination: {out}/app.env, format: dotenv, source: app}}",
+    ).replace(f'address: "{openbao.address}"',
+              f'address: "{openbao.address}", max_backoff: 500ms')  # fmt: skip
+    renewed = 'pillion_vault_auth_total{result="renewed"}'
+    failed = 'pillion_vault_auth_total{result="failed"}'
+    try:
+        with running_pillion(tmp_path, body) as process:
+            pid = process.proc.pid
+            assert (out / "app.env").read_text() == 'password="before-outage"\n'
+            wait_until(lambda: count(renewed) >= 1)
+            assert [login["ttl"] for login in logins()] == [3.0]
+            # the kubelet rotates the projected token: a new file, swapped in whole
+            token_b, _ = service_account_token("shop", "web")
+            rotated = token_file.with_name(".token.new")
+            rotated.write_text(token_b)
+            rotated.replace(token_file)
+            reviews.rotate(token_b)
+            openbao.stop()
+            # after the first, each failed login waits at least 0.25s (half of
+            # max_backoff) before the next: 24 of them, and the outage has lasted
+            # about twice the token's life, three renewal intervals
+            wait_until(lambda: count(failed) >= 24, timeout=60)
+            assert count('pillion_vault_auth_total{result="renew_failed"}') >= 1
+            assert count('pillion_secret_stale{source="app"}') == 1
+            assert (out / "app.env").read_text() == 'password="before-outage"\n'
+            openbao.start()
+            set_up("6s", PASSWORD)
+            wait_until(lambda: (out / "app.env").read_text() == f'password="{PASSWORD}"\n',
+                       timeout=30)  # fmt: skip
+            assert logins()[-1]["ttl"] == 6.0  # the new TTL
+            after = count(renewed)
+            wait_until(lambda: count(renewed) >= after + 2, timeout=30)  # renewed on it
+            assert count('pillion_secret_stale{source="app"}') == 0
+            assert process.proc.poll() is None
+            assert process.proc.pid == pid  # the same process throughout
+            reviewed = [review["spec"]["token"] for review in reviews.reviews]
+            assert reviewed[0] == token_a
+            assert reviewed[-1] == token_b  # the login after the outage: the new token
+            assert set(reviewed) == {token_a, token_b}
+    finally:
+        reviews.close()
+    output = process.output()
+    for secret in (PASSWORD, token_a, token_b):
+        assert secret not in output
