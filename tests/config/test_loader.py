@@ -360,3 +360,17 @@ def test_rate_limit_by_header_needs_the_header() -> None:
 def test_bad_routes_are_refused_with_their_path(routes: str, path: str, hint: str) -> None:
     errors = errors_of(f"proxy:\n  inbound:\n    - routes: {routes}\n")
     assert any(p == path and hint in message for p, _, message in errors), errors
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "logs:\n  inputs: [{name: a, paths: [/a.log]}]\n  outputs:\n    - {name: o, type: http, "
+        "url: 'http://u:p@h/x', headers: {Authorization: t}}\n",
+        "app:\n  notify:\n    - name: n\n      http: {url: 'http://tok@h/', "
+        "headers: {authorization: t}}\n",
+    ],
+)
+def test_credentials_in_the_url_and_an_authorization_header_are_refused(text: str) -> None:
+    errors = errors_of(text)
+    assert any("keep one of the two" in message for _, _, message in errors), errors

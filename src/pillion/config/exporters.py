@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pillion.config.types import Listen, ListenAddress, Regex, Section, compile_regex
+from pillion.config.types import HttpUrl, Listen, ListenAddress, Regex, Section, compile_regex
 from pillion.config.units import Duration
 
 __all__ = [
@@ -98,9 +98,7 @@ class JsonExporterConfig(Section):
     """An app's JSON endpoint, turned into metrics."""
 
     name: str = Field(pattern=_NAME, description="The target's name (label `target`).")
-    url: str = Field(
-        pattern=r"^https?://", description="The JSON endpoint, e.g. `http://127.0.0.1:8080/stats`."
-    )
+    url: HttpUrl = Field(description="The JSON endpoint, e.g. `http://127.0.0.1:8080/stats`.")
     timeout: Duration = Field(2.0, description="Longest wait for the endpoint. Default 2s.")
     interval: Duration | None = Field(
         None,
@@ -300,8 +298,7 @@ class MergeAppConfig(Section):
     """The app's own Prometheus endpoint, fetched on each scrape and merged into
     Pillion's `/metrics`."""
 
-    url: str = Field(
-        pattern=r"^https?://",
+    url: HttpUrl = Field(
         description="The app's metrics URL, e.g. `http://127.0.0.1:8080/metrics`.",
     )
     timeout: Duration = Field(2.0, description="Longest wait for it. Default 2s.")

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pillion.config.proxy import UpstreamTlsConfig
-from pillion.config.types import Listen, Regex, Secret, Section
+from pillion.config.redaction import credentials_twice
+from pillion.config.types import HttpUrl, Listen, Regex, Secret, Section
 from pillion.config.units import Duration, Size
 
 __all__ = [
@@ -202,9 +203,8 @@ class LogOutputConfig(Section):
         "logs, JSON, to `url`/v1/logs), or `elasticsearch` (`_bulk` at `url`, per-item "
         "retries)."
     )
-    url: str | None = Field(
+    url: HttpUrl | None = Field(
         None,
-        pattern=r"^https?://",
         description="For HTTP outputs: where to POST (for Loki, its base URL or the "
         "full `/loki/api/v1/push` URL).",
     )
@@ -272,6 +272,9 @@ class LogOutputConfig(Section):
             raise ValueError("set `address` exactly when `type` is `syslog`")
         if (self.type in _HTTP_OUTPUTS) != (self.url is not None):
             raise ValueError("set `url` exactly when `type` is http, loki, otlp or elasticsearch")
+        problem = credentials_twice(self.url, self.headers) if self.url else None
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -20,11 +20,16 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    SerializationInfo,
     WithJsonSchema,
 )
 
+from pillion.config.redaction import REDACTED, redact_headers, redact_url, revealed
+
 __all__ = [
     "REDACTED",
+    "HeaderMap",
+    "HttpUrl",
     "Listen",
     "ListenAddress",
     "Port",
@@ -34,8 +39,6 @@ __all__ = [
     "compile_regex",
     "is_loopback",
 ]
-
-REDACTED = "***"
 
 
 class Section(BaseModel):
@@ -129,9 +132,39 @@ text; whoever uses it compiles it."""
 Port = Annotated[int, Field(ge=1, le=65535)]
 """A TCP port an existing server listens on (1-65535)."""
 
+
+def _show_secret(value: SecretStr, info: SerializationInfo) -> str:
+    return value.get_secret_value() if revealed(info.context) else REDACTED
+
+
+def _show_url(value: str, info: SerializationInfo) -> str:
+    return value if revealed(info.context) else redact_url(value)
+
+
+def _show_headers(value: dict[str, str], info: SerializationInfo) -> dict[str, str]:
+    return value if revealed(info.context) else redact_headers(value)
+
+
 Secret = Annotated[
     SecretStr,
-    PlainSerializer(lambda _: REDACTED, return_type=str, when_used="always"),
+    PlainSerializer(_show_secret, return_type=str, when_used="always"),
     WithJsonSchema({"type": "string", "writeOnly": True}),
 ]
 """A secret string: shown as ``***`` everywhere; ``.get_secret_value()`` to use it."""
+
+
+HttpUrl = Annotated[
+    str,
+    Field(pattern=r"^https?://"),
+    PlainSerializer(_show_url, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://"}),
+]
+"""An ``http://`` or ``https://`` URL; shown with its password and credential-like
+query values as ``***`` (``redact_url``), used whole by the code."""
+
+HeaderMap = Annotated[
+    dict[str, str],
+    PlainSerializer(_show_headers, return_type=dict[str, str], when_used="always"),
+]
+"""Header fields by name; the values of credential-like names (``Authorization``,
+``X-Api-Key``, ...) are shown as ``***``."""

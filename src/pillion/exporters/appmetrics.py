@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from pillion.config.exporters import MergeAppConfig
+from pillion.config.redaction import redact_in
 from pillion.exporters.scraping import ScrapingComponent
 from pillion.telemetry import Metrics
 
@@ -130,7 +131,7 @@ class AppMetricsComponent(ScrapingComponent):
         except TimeoutError:
             reason, problem = "timeout", f"no answer in {config.timeout:g}s"
         except (aiohttp.ClientError, OSError) as exc:
-            reason, problem = "unreachable", f"{type(exc).__name__}: {exc}"
+            reason, problem = "unreachable", redact_in(f"{type(exc).__name__}: {exc}", config.url)
         self.families.duration.set(time.perf_counter() - started)
         self.app_collector.families = families
         self.families.up.set(0 if reason else 1)

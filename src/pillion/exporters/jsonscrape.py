@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pillion.config.exporters import JsonExporterConfig
+from pillion.config.redaction import redact_in, redact_url
 from pillion.exporters.jsonvalues import extract
 from pillion.exporters.scraping import ScrapingComponent
 from pillion.telemetry import Metrics
@@ -84,7 +85,7 @@ class _Target:
         except TimeoutError:
             reason, problem = "timeout", f"no answer in {config.timeout:g}s"
         except (aiohttp.ClientError, OSError) as exc:
-            reason, problem = "unreachable", f"{type(exc).__name__}: {exc}"
+            reason, problem = "unreachable", redact_in(f"{type(exc).__name__}: {exc}", config.url)
         self.counters.duration.labels(config.name).set(time.perf_counter() - started)
         if reason:
             self.families = []
@@ -104,7 +105,7 @@ class _Target:
                 self.counters.errors.labels(self.config.name, reason).inc(count)
             labels = [*rule.labels, "target"]
             family: GaugeMetricFamily | CounterMetricFamily
-            help_text = rule.help or f"{rule.path} of {self.config.url}"
+            help_text = rule.help or f"{rule.path} of {redact_url(self.config.url)}"
             if rule.type == "counter":
                 family = CounterMetricFamily(rule.name, help_text, labels=labels)
             else:

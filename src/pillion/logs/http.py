@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 
 from pillion.config.logs import LogOutputConfig
+from pillion.config.redaction import redact_in, redact_url
 from pillion.logs.buffer import Record
 from pillion.logs.otlp import otlp_body
 from pillion.logs.render import Sink, json_lines
@@ -151,13 +152,13 @@ class HttpSink(Sink):
             async with self._session.post(self.url, data=data, headers=self.headers) as answer:
                 status = answer.status
                 content = await answer.content.read(_MAX_ANSWER)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OSError(f"{self.url}: {exc or type(exc).__name__}") from exc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: bad URL
+            raise OSError(redact_in(f"{self.url}: {exc or type(exc).__name__}", self.url)) from exc
         if 200 <= status < 300:
             return content
         detail = content[:300].decode("utf-8", "replace")
         if status in (408, 429) or status >= 500:
-            raise OSError(f"{self.url}: status {status}: {detail}")
+            raise OSError(f"{redact_url(self.url)}: status {status}: {detail}")
         await asyncio.to_thread(self._dead_letter, batch, status, detail)
         raise Refused(f"status {status}: {detail}")
 
@@ -230,7 +231,9 @@ class ElasticsearchSink(HttpSink):
             return
         items = answer.get("items", [])
         if len(items) != len(batch):
-            raise OSError(f"{self.url}: {len(items)} items answered for {len(batch)} sent")
+            raise OSError(
+                f"{redact_url(self.url)}: {len(items)} items answered for {len(batch)} sent"
+            )
         retry, refused = [], []
         for record, item in zip(batch, items, strict=True):
             result: dict[str, Any] = next(iter(item.values()), {})

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 
+from pillion.config.redaction import redact_in, redact_url
 from pillion.config.secrets import NotifyTargetConfig, SignalTargetConfig
 from pillion.telemetry import Metrics
 
@@ -131,7 +132,10 @@ class Notifier:
                     problem = f"answered {answer.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-        raise RuntimeError(f"{config.method} {config.url}: {problem} ({config.attempts} tries)")
+        problem = redact_in(problem, config.url)
+        raise RuntimeError(
+            f"{config.method} {redact_url(config.url)}: {problem} ({config.attempts} tries)"
+        )
 
     async def _exec(self, target: NotifyTargetConfig) -> None:
         config = target.exec

@@ -28,6 +28,7 @@ import jwt
 from prometheus_client import CollectorRegistry, Counter
 
 from pillion.config.proxy import JwtConfig, JwtProviderConfig
+from pillion.config.redaction import redact_in, redact_url
 from pillion.http.headers import Headers
 from pillion.telemetry import Metrics
 
@@ -170,8 +171,8 @@ class Provider:
                 "JWKS fetch failed; the last keys are kept",
                 extra={
                     "issuer": self.config.issuer,
-                    "url": url,
-                    "error": str(exc) or type(exc).__name__,
+                    "url": redact_url(url),
+                    "error": redact_in(str(exc) or type(exc).__name__, url),
                     "keys": len(self.keys),
                 },
             )

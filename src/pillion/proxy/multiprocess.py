@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
+from pillion.config.redaction import REVEAL
 from pillion.telemetry import Metrics
 
 __all__ = ["ProxyWorkers"]
@@ -85,7 +86,9 @@ class ProxyWorkers(Component):
         self.name = "proxy"
         self._config = config
         self._payload = json.dumps(
-            config.model_dump(mode="json", include={"app", "proxy", "lifecycle", "telemetry"})
+            config.model_dump(
+                mode="json", include={"app", "proxy", "lifecycle", "telemetry"}, context=REVEAL
+            )
         ).encode()
         self._metrics = metrics
         self._directory = metrics.multiprocess_dir()
@@ -226,7 +229,9 @@ class ProxyWorkers(Component):
 
     def can_reconfigure(self, config: PillionConfig) -> bool:
         keys = {"app", "proxy", "lifecycle", "telemetry"}
-        return config.model_dump(include=keys) == self._config.model_dump(include=keys)
+        return config.model_dump(include=keys, context=REVEAL) == self._config.model_dump(
+            include=keys, context=REVEAL
+        )
 
     def reconfigure(self, config: PillionConfig) -> None:
         """Nothing to do: only called when the workers' settings are unchanged."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from pillion.config.redaction import redact_in
 from pillion.config.secrets import VaultConfig
 
 __all__ = ["Login", "VaultClient", "VaultError", "VaultRefused", "VaultUnavailable"]
@@ -87,7 +88,8 @@ class VaultClient:
                 except ValueError:
                     document = None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise VaultUnavailable(f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+            problem = redact_in(f"{what}: {type(exc).__name__}: {exc}", self.address)
+            raise VaultUnavailable(problem.rstrip(": ")) from None
         if 200 <= status < 300:
             return document if isinstance(document, dict) else {}
         errors = document.get("errors") if isinstance(document, dict) else None

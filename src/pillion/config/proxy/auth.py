@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pillion.config.proxy.tokens import HEADER_NAME, check_header_name
-from pillion.config.types import Section
+from pillion.config.types import HttpUrl, Section
 from pillion.config.units import Duration
 
 __all__ = [
@@ -56,9 +56,8 @@ class JwtProviderConfig(Section):
         description="The token's `aud` must name one of these. Default: not checked.",
     )
     jwks_file: str | None = Field(None, description="A JWKS file (reloaded when it changes).")
-    jwks_url: str | None = Field(
+    jwks_url: HttpUrl | None = Field(
         None,
-        pattern=r"^https?://",
         description="A JWKS URL, fetched at start, every `jwks_refresh`, and when a token "
         "names an unknown `kid`; when it is down the last keys are kept.",
     )

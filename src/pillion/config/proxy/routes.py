@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from pillion.config.proxy.auth import AuthorizationConfig
 from pillion.config.proxy.tokens import (
@@ -14,7 +21,8 @@ from pillion.config.proxy.tokens import (
     UpgradeProtocol,
     check_header_name,
 )
-from pillion.config.types import Regex, Section
+from pillion.config.redaction import REDACTED, revealed, sensitive_name
+from pillion.config.types import HeaderMap, Regex, Section
 from pillion.config.units import Duration, Size
 
 __all__ = [
@@ -68,6 +76,13 @@ class HeaderMatchConfig(Section):
     exact: str | None = Field(None, description="The value must be exactly this.")
     regex: Regex | None = Field(None, description="The whole value must match this regex.")
     present: bool = Field(True, description="False: the header must be absent.")
+
+    @field_serializer("exact", "regex")
+    def _hide_credentials(self, value: str | None, info: SerializationInfo) -> str | None:
+        """A condition on `Authorization` or `X-Api-Key` holds a credential: shown as ***."""
+        if value is None or revealed(info.context) or not sensitive_name(self.name):
+            return value
+        return REDACTED
 
 
 class RouteMatchConfig(Section):
@@ -236,20 +251,20 @@ class RouteConfig(Section):
         description="Callers allowed on this route (after the listener's own check); "
         "needs the listener's `tls.client_ca`. Default: whoever the listener lets in.",
     )
-    set_request_headers: dict[str, str] = Field(
+    set_request_headers: HeaderMap = Field(
         default_factory=dict, description="Headers set (replaced) on the way to the upstream."
     )
-    add_request_headers: dict[str, str] = Field(
+    add_request_headers: HeaderMap = Field(
         default_factory=dict,
         description="Headers added on the way to the upstream, after any the request has.",
     )
     remove_request_headers: list[str] = Field(
         default_factory=list, description="Headers removed on the way to the upstream."
     )
-    set_response_headers: dict[str, str] = Field(
+    set_response_headers: HeaderMap = Field(
         default_factory=dict, description="Headers set (replaced) on the way to the client."
     )
-    add_response_headers: dict[str, str] = Field(
+    add_response_headers: HeaderMap = Field(
         default_factory=dict,
         description="Headers added on the way to the client, after any the response has.",
     )
