@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -263,18 +264,50 @@ def test_chunked_body_over_the_limit_is_413(pod: ProxyPod, app: ScriptedUpstream
 
 def test_slow_headers_get_408(pod: ProxyPod, app: ScriptedUpstream) -> None:
     client = Client(pod.port)
-    sent = 0
-    try:
-        for byte in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: loris\r\n\r\n":
-            client.send(bytes([byte]))  # one byte per 100 ms: past the 1 s header timeout
-            sent += 1
-            time.sleep(0.1)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    assert sent < 20  # cut off long before the headers ended
-    answer = client.read_raw_until_close()
-    assert answer.startswith(b"HTTP/1.1 408 ")
+    client.sock.setblocking(False)
+    answer = b""
+    for byte in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: loris\r\n\r\n":
+        client.sock.send(bytes([byte]))  # one byte per 100 ms: past the 1 s header timeout
+        time.sleep(0.1)
+        with contextlib.suppress(BlockingIOError):
+            answer += client.sock.recv(4096)
+        if answer:
+            break
+    assert answer.startswith(b"HTTP/1.1 408 ")  # answered before the head was all sent
+    client.sock.setblocking(True)
+    assert b"request header timeout" in answer + client.read_raw_until_close()  # then EOF
     assert app.requests == []
+
+
+def test_every_slowloris_connection_gets_its_408(pod: ProxyPod, app: ScriptedUpstream) -> None:
+    # Each sends a byte every 100 ms and looks for an answer only after 3 s (the
+    # header timeout is 1 s). Closed at once, its next byte would meet a reset,
+    # and the reset throws the unread 408 away; lingering, the 408 waits for it.
+    clients = [socket.create_connection(("127.0.0.1", pod.port)) for _ in range(150)]
+    try:
+        for sock in clients:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        for _ in range(30):
+            for sock in clients:
+                with contextlib.suppress(OSError):
+                    sock.send(b"X")
+            time.sleep(0.1)
+        answers = [read_until_closed(sock) for sock in clients]
+    finally:
+        for sock in clients:
+            sock.close()
+    missing = sum(not answer.startswith(b"HTTP/1.1 408 ") for answer in answers)
+    assert missing == 0, f"{missing} of {len(clients)} without their 408"
+    assert app.requests == []
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(4096):
+            data += chunk
+    return data
 
 
 def test_upstream_refused_is_503_uf(pod: ProxyPod) -> None:

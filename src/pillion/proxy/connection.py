@@ -48,6 +48,7 @@ _PAUSE_HELD = 4  # bytes after an upgrade request are held, up to _HELD_LIMIT
 _HELD_LIMIT = 64 * 1024
 
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection lives once draining
+LINGER_TIME = 5.0  # seconds an answered connection reads and drops what the client sends
 
 
 class Http1Connection(asyncio.Protocol):
@@ -215,10 +216,14 @@ class Http1Connection(asyncio.Protocol):
             queue.popleft()
         elif exchange in queue:
             queue.remove(exchange)
-        if self.receiving is exchange:
+        cut_short = self.receiving is exchange  # answered before its request was read
+        if cut_short:
             self.receiving = None
         if exchange.close_after:
-            self.close()
+            if cut_short:
+                self._linger()
+            else:
+                self.close()
             return
         if self.parser.upgraded and not queue:
             self._parse_held()  # not upgraded after all: what was held is HTTP
@@ -393,7 +398,26 @@ class Http1Connection(asyncio.Protocol):
 
     def _answer_error(self, error: RequestError) -> None:
         self.write(local_response(error.status, error.reason))
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an answer while the client may still be sending (a slow head,
+        a body not read): closed at once, the client's next bytes would meet a reset,
+        and a reset can discard the answer before the client reads it. So, as nginx's
+        lingering close: the answer is sent with a FIN after it, what still comes is
+        read and dropped, and the connection closes when the client does, or after
+        ``LINGER_TIME``. TLS cannot half-close: it closes at once."""
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        if not transport.can_write_eof():
+            self.close()
+            return
+        self.uncork()
+        self._stopped_parsing = True  # what comes is dropped
+        self._resume(self._paused)
+        transport.write_eof()
+        self._arm("linger")
 
     def _arm(self, kind: str) -> None:
         """Start the ``kind`` timer. The timer handle outlives its arming: a request
@@ -405,6 +429,8 @@ class Http1Connection(asyncio.Protocol):
             delay = host.header_timeout
         elif kind == "drain":
             delay = min(DRAIN_IDLE_GRACE, host.idle_timeout)
+        elif kind == "linger":
+            delay = LINGER_TIME
         else:
             delay = host.idle_timeout
         loop = host.loop
