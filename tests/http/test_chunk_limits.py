@@ -145,11 +145,40 @@ def test_framing_counts_against_the_body_limit(cut: Callable[[bytes], Iterator[b
     assert feed(HEAD + chunked(b"y" * 900), cut, limits).body == b"y" * 900
 
 
-def test_a_pipelined_chunked_request_after_another_is_still_bounded() -> None:
-    # Its start is not located in the read (the open-line fallback): a line that
-    # spans reads is still refused.
-    data = GET + HEAD + b"1;" + b"a" * (64 << 10) + b"\r\nx\r\n0\r\n\r\n"
-    assert status_of(data, pieces_large) == 400
+@st.composite
+def earlier_requests(draw: st.DrawFn) -> bytes:
+    """Requests pipelined before the chunked one: bodies may hold CRLFs of their own."""
+    out = b""
+    for body in draw(st.lists(st.one_of(st.none(), st.binary(max_size=40)), max_size=3)):
+        if body is None:
+            out += GET
+        else:
+            body = body.replace(b"\r", b"\r\n\r\n")
+            out += b"POST /l HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(body),
+                body,
+            )
+        out += draw(st.sampled_from([b"", b"\r\n"]))  # an empty line between is allowed
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=earlier_requests(),
+    line=st.integers(MAX_CHUNK_LINE - 3, MAX_CHUNK_LINE + 3),
+    cut=st.sampled_from([pieces_whole, pieces_random, pieces_large]),
+)
+def test_a_chunked_request_behind_others_in_one_read_is_bounded(
+    before: bytes, line: int, cut: Callable[[bytes], Iterator[bytes]]
+) -> None:
+    size_line = b"1;" + b"e" * (line - 3) + b"\r"  # ``line`` bytes before its LF
+    data = before + HEAD + size_line + b"\nx\r\n0\r\n\r\n" + GET
+    if line > MAX_CHUNK_LINE:
+        assert status_of(data, cut) == 400
+    else:
+        recorder = feed(data, cut)
+        assert recorder.heads[-2:] == [b"/up", b"/next"]
+        assert recorder.body.endswith(b"x")
 
 
 def test_an_upgrade_request_with_a_chunked_body_is_bounded() -> None:

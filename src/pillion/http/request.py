@@ -291,6 +291,17 @@ class RequestParser:
             self._chunks = _NO_CHUNKS
         return end
 
+    def _step_boundary(self) -> None:
+        """A request without chunked framing ended in this read: the next starts after
+        its head and ``Content-Length`` bytes (so a chunked one behind it is located)."""
+        start = self._body_start()
+        if start < 0:
+            self._boundary = -1
+        else:
+            self._boundary = start + max(self._content_length, 0)
+            self._begun = 0
+            self._continued = False
+
     def _body_start(self) -> int:
         """Where in this read the body of the request whose head just ended starts."""
         data = self._data
@@ -420,6 +431,8 @@ class RequestParser:
         self._in_chunk_line = False
         if self._upgrade_body:
             return  # llhttp skipped the body: the request ends after the framing-only one
+        if self._boundary >= 0 and not self._chunked:
+            self._step_boundary()
         self._handler.on_request_end()
 
     # -- helpers --
