@@ -144,6 +144,7 @@ class RequestParser:
         "_limits",
         "_open_line",
         "_parser",
+        "_passed",
         "_upgrade_body",
         "_url",
         "held",
@@ -168,6 +169,7 @@ class RequestParser:
         self._boundary = -1  # where in it a request's head may start (-1: unknown)
         self._begun = 0  # requests begun since that point
         self._continued = False  # the read began inside a head
+        self._passed: list[int] = []  # Content-Lengths of the requests ended since it
         self._head_tail = b""  # the last bytes of a read that ended inside a head
         self._chunks = _NO_CHUNKS
         self._framing: ChunkedFraming | None = None
@@ -199,6 +201,8 @@ class RequestParser:
         self._data = data
         self._begun = 0
         self._continued = was_partial
+        if self._passed:
+            self._passed.clear()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -277,6 +281,7 @@ class RequestParser:
             self._boundary = end
             self._begun = 0
             self._continued = False
+            self._passed.clear()
 
     def _follow(self, data: bytes, start: int) -> int:
         """Check a followed body's framing in ``data``; return where it ends, or -1."""
@@ -291,34 +296,34 @@ class RequestParser:
             self._chunks = _NO_CHUNKS
         return end
 
-    def _step_boundary(self) -> None:
-        """A request without chunked framing ended in this read: the next starts after
-        its head and ``Content-Length`` bytes (so a chunked one behind it is located)."""
-        start = self._body_start()
-        if start < 0:
-            self._boundary = -1
-        else:
-            self._boundary = start + max(self._content_length, 0)
-            self._begun = 0
-            self._continued = False
-
     def _body_start(self) -> int:
-        """Where in this read the body of the request whose head just ended starts."""
+        """Where in this read the body of the request whose head just ended starts.
+
+        From the known boundary, the requests that ended before it in this read are
+        stepped over (each: its head, then its ``Content-Length`` bytes)."""
         data = self._data
-        boundary = self._boundary
-        if self._continued:  # the read began inside a head
-            if self._begun:
-                return -1  # and this is another request, behind that one
-            end = (self._head_tail + data[:3]).find(b"\r\n\r\n")
-            if end >= 0:  # its end straddles the two reads
-                return end + 4 - len(self._head_tail)
-        elif boundary < 0 or self._begun != 1:
-            return -1  # behind another request whose end is not known
-        else:
-            while boundary < len(data) and data[boundary] in b"\r\n":
-                boundary += 1  # empty lines before a request line are ignored
-        end = data.find(b"\r\n\r\n", boundary)
-        return -1 if end < 0 else end + 4
+        pos = self._boundary
+        passed = self._passed
+        if pos < 0 or self._begun != len(passed) + (0 if self._continued else 1):
+            return -1  # behind a request whose end is not known
+        for index in range(len(passed) + 1):
+            if index == 0 and self._continued:  # the read began inside a head
+                tail = self._head_tail
+                end = (tail + data[:3]).find(b"\r\n\r\n")
+                if end >= 0:  # its end straddles the two reads
+                    end -= len(tail)
+                else:
+                    end = data.find(b"\r\n\r\n")
+            else:
+                while pos < len(data) and data[pos] in b"\r\n":
+                    pos += 1  # empty lines before a request line are ignored
+                end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                return -1
+            pos = end + 4
+            if index < len(passed):
+                pos += max(passed[index], 0)
+        return pos
 
     # -- httptools callbacks --
 
@@ -432,7 +437,7 @@ class RequestParser:
         if self._upgrade_body:
             return  # llhttp skipped the body: the request ends after the framing-only one
         if self._boundary >= 0 and not self._chunked:
-            self._step_boundary()
+            self._passed.append(self._content_length)  # see _body_start
         self._handler.on_request_end()
 
     # -- helpers --
