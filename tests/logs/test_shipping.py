@@ -141,6 +141,27 @@ def test_rename_rotation_loses_nothing(shipper: Shipper) -> None:
     assert (metric_value(metrics, 'pillion_logs_files_rotated_total{input="app"}') or 0) >= 1
 
 
+def test_a_reload_that_leaves_logs_alone_neither_loses_nor_resends(shipper: Shipper) -> None:
+    # A reload of another section, just after a rename rotation: the pipeline goes on
+    # as it was, still following the renamed file for its late lines.
+    app = shipper.logs / "app.log"
+    process = shipper.start()
+    write(app, batch("before", 300))
+    shipper.wait_for(set(batch("before", 300)))
+    write(app, batch("unread", 300))
+    os.rename(app, shipper.logs / "app.log.1")
+    process.config.write_text(process.config.read_text() + "telemetry: {log_level: debug}\n")
+    process.signal(signal.SIGHUP)
+    process.wait_for_log("config reloaded")
+    write(shipper.logs / "app.log.1", batch("late", 100))  # the renamed file, after the reload
+    write(app, batch("after", 300))
+    expected = (
+        batch("before", 300) + batch("unread", 300) + batch("late", 100) + batch("after", 300)
+    )
+    found = shipper.wait_for(set(expected))
+    assert set(found.values()) == {1}  # none sent again
+
+
 def test_copytruncate_restarts_the_file_at_zero(shipper: Shipper) -> None:
     app = shipper.logs / "app.log"
     shipper.start()

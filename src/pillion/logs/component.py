@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pillion.components import Component, ComponentStartError
+from pillion.config import PillionConfig
 from pillion.config.exporters import FromLogsConfig
 from pillion.config.logs import LogsConfig
 from pillion.logs.buffer import RecordLog
@@ -104,6 +105,16 @@ class LogsComponent(Component):
                 "now would send again what was delivered since the last save)"
             )
         return found
+
+    def can_reconfigure(self, config: PillionConfig) -> bool:
+        """A reload that leaves the log pipeline as it is leaves it running: replaced,
+        it would send again what was delivered since the last checkpoint save, and
+        stop reading a rotated file it still follows."""
+        from_logs = config.exporters.from_logs if config.exporters is not None else []
+        return config.logs == self.config and list(from_logs) == self._from_logs
+
+    def reconfigure(self, config: PillionConfig) -> None:
+        """Nothing to do: only called when the pipeline's settings are unchanged."""
 
     async def start(self) -> None:
         try:
