@@ -162,6 +162,30 @@ def test_a_reload_that_leaves_logs_alone_neither_loses_nor_resends(shipper: Ship
     assert set(found.values()) == {1}  # none sent again
 
 
+def test_a_reload_of_the_logs_after_a_rename_keeps_reading_the_renamed_file(
+    shipper: Shipper,
+) -> None:
+    # The pipeline is replaced (its settings change) while a renamed file is still
+    # followed for late lines: the new pipeline takes it over. (Lines delivered since
+    # the last checkpoint save may come twice: at least once.)
+    app = shipper.logs / "app.log"
+    process = shipper.start()
+    write(app, batch("before", 300))
+    shipper.wait_for(set(batch("before", 300)))
+    write(app, batch("unread", 300))
+    os.rename(app, shipper.logs / "app.log.1")
+    body = process.config.read_text().replace("batch_timeout: 20ms", "batch_timeout: 30ms")
+    process.config.write_text(body)
+    process.signal(signal.SIGHUP)
+    process.wait_for_log("config reloaded")
+    write(shipper.logs / "app.log.1", batch("late", 100))  # the renamed file, after the reload
+    write(app, batch("after", 300))
+    expected = (
+        batch("before", 300) + batch("unread", 300) + batch("late", 100) + batch("after", 300)
+    )
+    shipper.wait_for(set(expected))
+
+
 def test_copytruncate_restarts_the_file_at_zero(shipper: Shipper) -> None:
     app = shipper.logs / "app.log"
     shipper.start()

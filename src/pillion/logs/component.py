@@ -35,7 +35,7 @@ from pillion.logs.metrics import InputMetrics, LogFamilies, OutputMetrics
 from pillion.logs.outputs import OutputWorker, sink_for
 from pillion.logs.podinfo import pod_fields
 from pillion.logs.spill import SqliteSpill
-from pillion.logs.tailer import Tailer
+from pillion.logs.tailer import RotatedFile, Tailer
 from pillion.telemetry import Metrics
 
 __all__ = ["LogsComponent"]
@@ -89,6 +89,7 @@ class LogsComponent(Component):
         self._families = families
         self._lagging: set[tuple[str, str]] = set()  # the lag children exported
         self._started = False
+        self._adopted: dict[str, list[RotatedFile]] = {}  # see take_over
 
     @property
     def started(self) -> bool:
@@ -115,6 +116,19 @@ class LogsComponent(Component):
 
     def reconfigure(self, config: PillionConfig) -> None:
         """Nothing to do: only called when the pipeline's settings are unchanged."""
+
+    def take_over(self, previous: Component) -> None:
+        """Replacing the pipeline on a reload: its inputs' renamed files, still being
+        read for their late lines, go on being read here (by input name)."""
+        if isinstance(previous, LogsComponent):
+            for tailer in previous.tailers:
+                self._adopted[tailer.config.name] = tailer.hand_over()
+
+    def _close_adopted(self) -> None:
+        for files in self._adopted.values():
+            for rotated in files:
+                os.close(rotated.fd)
+        self._adopted.clear()
 
     async def start(self) -> None:
         try:
@@ -176,8 +190,10 @@ class LogsComponent(Component):
                 extra=extra,
                 wake=self._wake_outputs,
                 tap=tap_for(self._from_logs, config.name, self._metrics),
+                adopted=self._adopted.pop(config.name, ()),
             )
             self.tailers.append(tailer)
+        self._close_adopted()  # of inputs the new config has no more
         self._tasks = [asyncio.create_task(worker.run()) for worker in self.outputs]
         self._tasks.append(asyncio.create_task(self._checkpoint_loop()))
         self._input_tasks = [asyncio.create_task(self._read(t)) for t in self.tailers]
@@ -330,6 +346,7 @@ class LogsComponent(Component):
             await self._save()
         for tailer in self.tailers:
             tailer.close()
+        self._close_adopted()  # if start failed before handing them on
         for worker in self.outputs:
             await worker.sink.close()
         self.checkpoints.close()

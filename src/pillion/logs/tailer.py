@@ -22,7 +22,7 @@ import glob
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from pillion.logs.metrics import InputMetrics
 from pillion.logs.parsers import Parser, make_parser, parse_time
 from pillion.watch import DirectoryWatch, WatchUnavailable, directories_of
 
-__all__ = ["Tailer"]
+__all__ = ["RotatedFile", "Tailer"]
 
 log = logging.getLogger("pillion.logs")
 
@@ -55,6 +55,17 @@ class _Tracked:
     rotated_at: float | None = None  # when its path stopped naming it
 
 
+@dataclass(frozen=True)
+class RotatedFile:
+    """A file renamed away from an input's paths and still followed (``rotate_wait``),
+    handed on a reload to the input's successor, which reads it on from its checkpoint."""
+
+    path: str  # where it was
+    fd: int  # its own descriptor (a duplicate)
+    device: int
+    inode: int
+
+
 class Tailer:
     def __init__(
         self,
@@ -68,6 +79,7 @@ class Tailer:
         extra: dict[str, Any] | None = None,
         wake: Callable[[], None] = lambda: None,
         tap: Callable[[bytes, dict[str, Any] | None], None] | None = None,
+        adopted: Sequence[RotatedFile] = (),
     ) -> None:
         self.config = config
         self.records = records
@@ -87,6 +99,22 @@ class Tailer:
         self._tap = tap  # metrics from the records (exporters.from_logs)
         self.changed = asyncio.Event()  # set by inotify: something moved in a directory
         self._watch: DirectoryWatch | None = None
+        if adopted:  # from the tailer this one replaces: another rotate_wait each
+            now = asyncio.get_running_loop().time()
+            for rotated in adopted:
+                ident = (rotated.device, rotated.inode)
+                self.files[ident] = _Tracked(
+                    rotated.path, rotated.fd, rotated.device, rotated.inode, rotated_at=now
+                )
+
+    def hand_over(self) -> list[RotatedFile]:
+        """The rotated files still followed, each on a duplicate descriptor: for the
+        tailer that replaces this one on a reload (this one closes its own)."""
+        return [
+            RotatedFile(t.path, os.dup(t.fd), t.device, t.inode)
+            for t in self.files.values()
+            if t.rotated_at is not None
+        ]
 
     # -- discovery --
 
