@@ -144,6 +144,8 @@ def _secrets(annotations: Mapping[str, str]) -> tuple[SecretAnnotation, ...]:
                 raise InvalidAnnotation(key, "the secret's name must match [a-z0-9][a-z0-9_-]*")
             if not path.strip():
                 raise InvalidAnnotation(key, "expected a Vault path, found nothing")
+            if "/" not in path.strip().strip("/"):  # as the generated config's kv source needs
+                raise InvalidAnnotation(key, "a Vault KV path is <mount>/<path>, e.g. secret/app")
             template = annotations.get(template_prefix + name)
             found[name] = SecretAnnotation(name, path.strip(), template)
         for key in annotations:

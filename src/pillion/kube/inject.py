@@ -30,6 +30,7 @@ from pillion.kube.annotations import (
     parse_inject,
 )
 from pillion.kube.jsonpatch import json_patch
+from pillion.kube.podshape import shape_problem
 from pillion.kube.sidecarconfig import (
     DATA_DIR,
     SECRETS_DIR,
@@ -83,6 +84,9 @@ def inject_pod(
     the app containers get a preStop hook that drains Pillion's inbound traffic
     before they are signalled."""
     result: dict[str, Any] = copy.deepcopy(dict(pod))
+    problem = shape_problem(result)
+    if problem is not None:  # not a pod Kubernetes would take: left as it is
+        return Decision(False, f"malformed pod: {problem}", result)
     annotations: dict[str, str] = dict((result.get("metadata") or {}).get("annotations") or {})
     if _already_injected(annotations.get(STATUS)):
         return Decision(False, "already injected", result)

@@ -89,14 +89,12 @@ class Framer:
 
     def _cri(self, line: bytes, end: int, now: float) -> Framed | None:
         fields = line.split(b" ", 3)
+        # a runtime writes its time in ASCII (RFC 3339): anything else is not a CRI line
         if (
             len(fields) < 3
             or fields[1] not in (b"stdout", b"stderr")
-            or fields[2]
-            not in (
-                b"P",
-                b"F",
-            )
+            or fields[2] not in (b"P", b"F")
+            or not fields[0].isascii()
         ):
             self.malformed += 1
             return Framed(line, end)

@@ -76,15 +76,18 @@ class LineSplitter:
         return lines, ends
 
     def _cut(self, lines: list[bytes]) -> list[bytes]:
-        """The lines over ``max_size`` cut to it and counted, then their CR stripped
-        (a line is cut first, so its CR counts towards ``max_size``)."""
+        """The lines over ``max_size`` cut to it and counted, the others' CR stripped
+        (a line is cut first, so its CR counts towards ``max_size``). A CR at the end
+        of a cut line is not the line's last byte: it stays, as it does when the
+        line arrives in pieces and is cut before its end was read."""
         max_size = self.max_size
         out: list[bytes] = []
         for line in lines:
             if len(line) > max_size:
                 self.truncated += 1
-                line = line[:max_size]
-            out.append(line[:-1] if line.endswith(b"\r") else line)
+                out.append(line[:max_size])
+            else:
+                out.append(line[:-1] if line.endswith(b"\r") else line)
         return out
 
     def reset(self, offset: int) -> None:
