@@ -1,0 +1,132 @@
+"""HTTP/1.1 request heads (``pillion.http.request``): a stream of requests from a
+client, pipelined or not, with their bodies.
+
+Property: the parser raises nothing but ``RequestError`` (a 4xx or 5xx), and
+what it accepts is exactly what was sent: each head field by field (a valid
+method, target, version and fields, the framing its headers say), round-tripping
+through serialisation, each body exactly its framed bytes, and the next request
+starting where the last one ended. Fed whole, in three pieces and byte by byte
+(the events agree), by the compiled and the source module (they agree exactly),
+and with small limits (413, 414, 431).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from types import ModuleType
+
+import httptools
+
+from fuzz import known
+from fuzz.httpjudge import judge_requests
+from fuzz.httpparse import Outcome, Recorder, consistent, implementations, pieces
+from fuzz.target import Target
+from pillion.http.errors import RequestError
+from pillion.http.request import ParserLimits
+
+__all__ = ["TARGET", "check", "negative_chunk_size", "parse_requests"]
+
+LIMITS = ParserLimits()
+SMALL = ParserLimits(max_header_size=600, max_headers=8, max_uri_size=64, max_body_size=40)
+BYTEWISE_UP_TO = 2048  # longer inputs are fed in pieces only (byte by byte is slow)
+
+
+def parse_requests(
+    module: ModuleType, data: bytes, limits: ParserLimits = LIMITS, cuts: list[int] | None = None
+) -> Outcome:
+    recorder = Recorder()
+    if negative_chunk_size(data):
+        known.tolerate("chunk-size-negative-hang")
+        recorder.outcome.error = RequestError(400, "not fed: the parser would not return")
+        return recorder.outcome
+    parser = module.RequestParser(recorder, limits)
+    try:
+        for piece in pieces(data, cuts or []):
+            parser.feed(piece)
+    except RequestError as exc:
+        recorder.outcome.error = exc
+    except httptools.HttpParserError as exc:
+        if not _upgrade_body_closing(recorder.outcome):
+            raise
+        known.tolerate("request-upgrade-body-escapes")
+        recorder.outcome.error = RequestError(400, f"escaped: {exc}")
+    error = recorder.outcome.error
+    assert error is None or 400 <= error.status <= 599, error
+    return recorder.outcome
+
+
+def negative_chunk_size(data: bytes) -> bool:
+    """A chunked request with a line whose size, read as ``ChunkedFraming`` reads it
+    (``int(text, 16)`` up to a ``;``), is negative: the known hang."""
+    if b"chunked" not in data.lower():
+        return False
+    for line in data.split(b"\n"):
+        text = line.split(b";", 1)[0].rstrip(b"\r \t")
+        if b"-" in text:
+            try:
+                if int(text, 16) < 0:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def _upgrade_body_closing(outcome: Outcome) -> bool:
+    """The last request asked for an upgrade, has a body, and closes the connection."""
+    if not outcome.heads:
+        return False
+    head = outcome.heads[-1]
+    upgrade = any(name.lower() == b"upgrade" for name, _ in head.headers)
+    return upgrade and head.body != "none" and not head.keep_alive
+
+
+def _error(outcome: Outcome) -> tuple[int, str] | None:
+    return None if outcome.error is None else (outcome.error.status, outcome.error.reason)
+
+
+def check(data: bytes) -> None:
+    (installed, _), *others = implementations()
+    whole = parse_requests(installed, data)
+    for source, _ in others:
+        again = parse_requests(source, data)
+        assert (again.events, _error(again)) == (whole.events, _error(whole)), "compiled != source"
+    feedings = [[len(data) // 3, 2 * len(data) // 3]]
+    if len(data) <= BYTEWISE_UP_TO:
+        feedings.append(list(range(len(data))))
+    for cuts in feedings:
+        assert consistent(whole, parse_requests(installed, data, cuts=cuts)), f"cut at {cuts[:3]}"
+    small = parse_requests(installed, data, SMALL)
+    assert consistent(whole, small), "small limits changed what was accepted"
+    for outcome, limits in ((whole, LIMITS), (small, SMALL)):
+        judge_requests(data, outcome, partial(parse_requests, installed, limits=limits))
+
+
+TARGET = Target(
+    name="http-request",
+    summary="HTTP/1.1 request heads and bodies (pillion.http.request)",
+    check=check,
+    tokens=(
+        b"\r\n",
+        b"\r\n\r\n",
+        b"\n",
+        b" ",
+        b"\t",
+        b":",
+        b"\x00",
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+        b"Host: a\r\n",
+        b"Content-Length: 5\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Connection: upgrade\r\nUpgrade: websocket\r\n",
+        b"Expect: 100-continue\r\n",
+        b"0\r\n\r\n",
+        b"http://h:8/",
+        b"GET ",
+        b"CONNECT ",
+        b"%00",
+        b"#",
+        b"?",
+    ),
+    max_len=48 * 1024,
+)
