@@ -15,16 +15,13 @@ from __future__ import annotations
 from functools import partial
 from types import ModuleType
 
-import httptools
-
-from fuzz import known
 from fuzz.httpjudge import judge_requests
 from fuzz.httpparse import Outcome, Recorder, consistent, implementations, pieces
 from fuzz.target import Target
 from pillion.http.errors import RequestError
 from pillion.http.request import ParserLimits
 
-__all__ = ["TARGET", "check", "negative_chunk_size", "parse_requests"]
+__all__ = ["TARGET", "check", "parse_requests"]
 
 LIMITS = ParserLimits()
 SMALL = ParserLimits(max_header_size=600, max_headers=8, max_uri_size=64, max_body_size=40)
@@ -35,49 +32,15 @@ def parse_requests(
     module: ModuleType, data: bytes, limits: ParserLimits = LIMITS, cuts: list[int] | None = None
 ) -> Outcome:
     recorder = Recorder()
-    if negative_chunk_size(data):
-        known.tolerate("chunk-size-negative-hang")
-        recorder.outcome.error = RequestError(400, "not fed: the parser would not return")
-        return recorder.outcome
     parser = module.RequestParser(recorder, limits)
     try:
         for piece in pieces(data, cuts or []):
             parser.feed(piece)
     except RequestError as exc:
         recorder.outcome.error = exc
-    except httptools.HttpParserError as exc:
-        if not _upgrade_body_closing(recorder.outcome):
-            raise
-        known.tolerate("request-upgrade-body-escapes")
-        recorder.outcome.error = RequestError(400, f"escaped: {exc}")
     error = recorder.outcome.error
     assert error is None or 400 <= error.status <= 599, error
     return recorder.outcome
-
-
-def negative_chunk_size(data: bytes) -> bool:
-    """A chunked request with a line whose size, read as ``ChunkedFraming`` reads it
-    (``int(text, 16)`` up to a ``;``), is negative: the known hang."""
-    if b"chunked" not in data.lower():
-        return False
-    for line in data.split(b"\n"):
-        text = line.split(b";", 1)[0].rstrip(b"\r \t")
-        if b"-" in text:
-            try:
-                if int(text, 16) < 0:
-                    return True
-            except ValueError:
-                continue
-    return False
-
-
-def _upgrade_body_closing(outcome: Outcome) -> bool:
-    """The last request asked for an upgrade, has a body, and closes the connection."""
-    if not outcome.heads:
-        return False
-    head = outcome.heads[-1]
-    upgrade = any(name.lower() == b"upgrade" for name, _ in head.headers)
-    return upgrade and head.body != "none" and not head.keep_alive
 
 
 def _error(outcome: Outcome) -> tuple[int, str] | None:

@@ -1,7 +1,8 @@
-"""The defects the fuzz targets tolerate (``fuzz.known``), each pinned by the
-behaviour it should have. They fail today: strictly expected to, so that the day
-one is fixed its test passes, fails the run as an unexpected pass, and its entry
-in ``fuzz.known`` is removed (the targets then stop tolerating it)."""
+"""What fuzzing found, each pinned by the behaviour it should have.
+
+The defects still tolerated (``fuzz.known``) are strictly expected to fail here,
+so that the day one is fixed its test passes, fails the run as an unexpected
+pass, and its entry goes. The others were fixed and stay as regression tests."""
 
 from __future__ import annotations
 
@@ -23,17 +24,7 @@ from pillion.http.errors import RequestError, ResponseError
 from pillion.http.request import ParserLimits, RequestParser
 from pillion.http.response import ResponseParser
 
-PINNED = {
-    "asterisk-target-with-more",
-    "chunk-size-negative-hang",
-    "openmetrics-negative-sum",
-    "request-upgrade-body-escapes",
-    "response-status-framing",
-    "response-te-suffix-chunked",
-    "trailers-merged-into-head",
-    "yaml-constructor-error-escapes",
-    "yaml-recursive-alias",
-}
+PINNED = {"openmetrics-negative-sum"}
 
 
 HANG_AFTER = 5  # seconds: a parser that answers takes milliseconds, a hung one forever
@@ -66,13 +57,11 @@ def test_every_known_defect_is_pinned_here() -> None:
     assert set(known.KNOWN) == PINNED
 
 
-@known_defect("asterisk-target-with-more")
 def test_an_asterisk_target_is_only_an_asterisk() -> None:
     with pytest.raises(RequestError):
         requests(b"OPTIONS *abc HTTP/1.1\r\nHost: a\r\n\r\n")
 
 
-@known_defect("request-upgrade-body-escapes")
 @pytest.mark.parametrize(
     "connection", [b"HTTP/1.0\r\nConnection: upgrade", b"HTTP/1.1\r\nConnection: upgrade, close"]
 )
@@ -87,9 +76,8 @@ def test_an_upgrade_with_a_body_on_a_closing_connection(connection: bytes) -> No
     assert outcome.bodies() == [b"hi"]  # served as plain HTTP/1.1, body and all
 
 
-@known_defect("chunk-size-negative-hang", raises=subprocess.TimeoutExpired)
 def test_a_negative_chunk_size_is_refused() -> None:
-    # in a process of its own: while the defect lasts, feed() never returns
+    # in a process of its own: were it to come back, feed() would never return
     code = (
         "from pillion.http.errors import RequestError\n"
         "from pillion.http.request import ParserLimits, RequestParser\n"
@@ -104,7 +92,6 @@ def test_a_negative_chunk_size_is_refused() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=HANG_AFTER)
 
 
-@known_defect("trailers-merged-into-head")
 def test_trailer_fields_stay_out_of_the_head() -> None:
     outcome = requests(
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
@@ -113,14 +100,12 @@ def test_trailer_fields_stay_out_of_the_head() -> None:
     assert outcome.heads[0].headers == [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")]
 
 
-@known_defect("response-status-framing")
 @pytest.mark.parametrize("status", [b"000", b"099", b"150", b"199"])
 def test_no_body_arrives_after_a_head_that_announced_none(status: bytes) -> None:
     outcome = response(b"HTTP/1.1 %s Odd\r\nContent-Length: 5\r\n\r\nhello" % status)
     assert not (outcome.heads and outcome.heads[0].body == "none" and outcome.bodies())
 
 
-@known_defect("response-te-suffix-chunked")
 @pytest.mark.parametrize("coding", [b"xchunked", b"gzip;chunked", b"gzip\tchunked"])
 def test_only_a_final_chunked_coding_is_chunked(coding: bytes) -> None:
     outcome = response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: %s\r\n\r\n0\r\n\r\n" % coding)
@@ -135,7 +120,6 @@ def test_a_negative_observation_keeps_openmetrics_valid() -> None:
     list(text_string_to_metric_families(pod.page(OPENMETRICS)))  # type: ignore[no-untyped-call]
 
 
-@known_defect("yaml-constructor-error-escapes")
 @pytest.mark.parametrize(
     "text",
     [
@@ -152,7 +136,6 @@ def test_a_malformed_scalar_is_a_config_error(text: str) -> None:
         parse_config(text, "t.yaml", ENVIRON)
 
 
-@known_defect("yaml-recursive-alias")
 def test_a_recursive_alias_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         parse_config("app: &x [*x]\n", "t.yaml", ENVIRON)

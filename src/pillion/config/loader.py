@@ -71,6 +71,9 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionC
     except _TooLarge:
         message = f"the document expands to more than {MAX_NODES} values (aliases?)"
         raise ConfigError(source, [ConfigIssue("(document)", message, 1)]) from None
+    except RecursionError:
+        message = "the document nests too deep (an alias inside itself?)"
+        raise ConfigError(source, [ConfigIssue("(document)", message, 1)]) from None
     document = _yaml(source, lambda: _Loader("").construct_document(root))
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigIssue("(document)", "the top level must be a mapping", 1)])
@@ -109,6 +112,11 @@ def _yaml(source: str, step: Callable[[], _T]) -> _T:
         raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {problem}", line)]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(source, [ConfigIssue("(yaml)", f"YAML error: {exc}")]) from exc
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        # PyYAML's constructors let these out for malformed scalars ('!!int 0x', a
+        # timestamp with month 13, an integer of 5000 digits): a YAML error all the same.
+        problem = f"YAML error: a value cannot be read: {type(exc).__name__}: {exc}"
+        raise ConfigError(source, [ConfigIssue("(yaml)", problem[:300])]) from exc
 
 
 def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:

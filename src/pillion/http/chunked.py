@@ -19,6 +19,7 @@ each read, which is what a line of megabytes needs.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from pillion.http.errors import RequestError
@@ -27,6 +28,8 @@ __all__ = ["MAX_CHUNK_EXTENSIONS", "MAX_CHUNK_LINE", "ChunkedFraming", "open_lin
 
 MAX_CHUNK_LINE: Final = 4096
 MAX_CHUNK_EXTENSIONS: Final = 16 * 1024
+
+_HEX_DIGITS: Final = re.compile(rb"[0-9A-Fa-f]+")
 
 _SIZE_LINE: Final = 0  # in a chunk-size line (size, extensions, CRLF)
 _DATA: Final = 1  # in a chunk's data
@@ -104,10 +107,13 @@ class ChunkedFraming:
             if self._extensions > MAX_CHUNK_EXTENSIONS:
                 raise RequestError(413, "chunk extensions too large")
             text = text[:semicolon]
-        try:
-            size = int(text.rstrip(b"\r \t"), 16)  # llhttp has checked the digits
-        except ValueError:
-            raise RequestError(400, "malformed chunk size") from None
+        elif text.endswith(b"\r"):
+            text = text[:-1]
+        # Read before llhttp has: only what it accepts, hex digits (int() alone would
+        # take "-5", "+5", "0x5", "5_0" or spaces).
+        if _HEX_DIGITS.fullmatch(text) is None:
+            raise RequestError(400, "malformed chunk size")
+        size = int(text, 16)
         if size:
             self._state = _DATA
             self._remaining = size

@@ -196,8 +196,16 @@ class RequestParser:
         was_partial = self.partial_head
         if self._chunks == _FOLLOWING:  # checked before llhttp delivers any of it
             self._boundary = self._follow(data, 0)
+        elif was_partial or not self._in_message:
+            self._boundary = 0
+        elif self._chunks == _OPEN_LINE_ONLY:
+            self._boundary = -1
+            if self._in_chunk_line:
+                self._check_open_line(data)
+        elif not self._chunked:  # inside a Content-Length body: the next starts after it
+            self._boundary = self._content_length - self._body_bytes
         else:
-            self._boundary = 0 if was_partial or not self._in_message else -1
+            self._boundary = -1
         self._data = data
         self._begun = 0
         self._continued = was_partial
@@ -238,6 +246,14 @@ class RequestParser:
             self._open_line = open_line_length(data, self._open_line)
             if self._open_line > MAX_CHUNK_LINE:
                 raise RequestError(400, "chunk line too long")
+
+    def _check_open_line(self, data: bytes) -> None:
+        """Before llhttp reads on: the line open at the end of the last read ends at
+        this read's first LF (a chunk or trailer line holds none)."""
+        newline = data.find(b"\n")
+        length = self._open_line + (len(data) if newline < 0 else newline)
+        if length > MAX_CHUNK_LINE:
+            raise RequestError(400, "chunk line too long")
 
     def take_held(self) -> bytes:
         """The bytes read after an upgrade request's head (once)."""
@@ -346,6 +362,11 @@ class RequestParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._framing_only:
             return
+        if not self.partial_head:  # a trailer field: counted, never merged into the head
+            self._header_bytes += len(name) + len(value) + 4
+            if self._header_bytes + len(self._url) > self._limits.max_header_size:
+                self._fail(431, "request header fields too large")
+            return
         headers = self._headers
         headers.append((name, value))
         self._header_bytes += len(name) + len(value) + 4
@@ -384,6 +405,8 @@ class RequestParser:
             self._fail(400, "more than one Host header")
         target = self._url
         host = hosts[0] if hosts else b""
+        if target[:1] == b"*" and (target != b"*" or method != b"OPTIONS"):
+            self._fail(400, "invalid request target")  # RFC 9112 §3.2.4: OPTIONS * only
         if target[:1] not in (b"/", b"*"):
             target, host = self._origin_form(target)
         elif not hosts and version == "1.1":
@@ -397,7 +420,10 @@ class RequestParser:
             if limits.max_body_size and self._content_length > limits.max_body_size:
                 self._fail(413, "content too large")
         upgrade = parser.should_upgrade()
+        keep_alive = parser.should_keep_alive()
         if upgrade and body != "none":
+            if not keep_alive:  # llhttp reads nothing after it, not even its body
+                self._fail(400, "an upgrade request with a body on a closing connection")
             upgrade = False  # served as plain HTTP/1.1, body and all
             self._upgrade_body = body  # (and its framing followed from there)
         elif body == "chunked":
@@ -410,7 +436,7 @@ class RequestParser:
                 version.encode(),
                 self._headers,
                 host,
-                parser.should_keep_alive(),
+                keep_alive,
                 body,
                 max(self._content_length, 0),
                 self._connection,
@@ -421,11 +447,10 @@ class RequestParser:
 
     def on_body(self, data: bytes) -> None:
         self._in_chunk_line = False
+        self._body_bytes += len(data)
         limit = self._limits.max_body_size
-        if limit:
-            self._body_bytes += len(data)
-            if self._body_bytes > limit:
-                self._fail(413, "content too large")
+        if limit and self._body_bytes > limit:
+            self._fail(413, "content too large")
         self._handler.on_request_body(data)
 
     def on_chunk_complete(self) -> None:
@@ -436,7 +461,7 @@ class RequestParser:
         self._in_chunk_line = False
         if self._upgrade_body:
             return  # llhttp skipped the body: the request ends after the framing-only one
-        if self._boundary >= 0 and not self._chunked:
+        if self._boundary >= 0 and not self._chunked and (self._begun or self._continued):
             self._passed.append(self._content_length)  # see _body_start
         self._handler.on_request_end()
 

@@ -57,6 +57,7 @@ class ResponseParser:
 
     __slots__ = (
         "_chunked",
+        "_coded",
         "_connection",
         "_content_length",
         "_head_bytes",
@@ -87,6 +88,7 @@ class ResponseParser:
         self._headers: Headers = []
         self._content_length = -1
         self._chunked = False
+        self._coded = False
         self._connection: set[bytes] = set()
         self._in_head = False
         self._in_chunk_line = False  # between chunks: reading a chunk or trailer line
@@ -147,19 +149,24 @@ class ResponseParser:
         self._headers = []
         self._content_length = -1
         self._chunked = False
+        self._coded = False  # a Transfer-Encoding was given
         self._connection = set()
         self._until_close = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_RESPONSE_HEADER_SIZE:
             raise ResponseError("response header too large")
+        if not self._in_head:
+            return  # a trailer field: counted, never merged into the head
+        self._headers.append((name, value))
         lower = name.lower()
         if lower == b"content-length":
             self._content_length = int(value)
         elif lower == b"transfer-encoding":
-            self._chunked = value.strip().lower().endswith(b"chunked")
+            # As llhttp: chunked when it is the last coding; else read until close.
+            self._coded = True
+            self._chunked = value.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
         elif lower == b"connection":
             self._connection |= connection_tokens(value)
 
@@ -167,6 +174,9 @@ class ResponseParser:
         self._in_head = False
         parser = self._parser
         status: int = parser.get_status_code()
+        if status < 100 or (status < 200 and status > 103 and self._announces_body()):
+            # llhttp reads a body for these, where none may be (RFC 9110 §15.2)
+            raise ResponseError(f"malformed response: status {status}")
         body: ResponseBody
         if status < 200 or status in (204, 304):
             body = "none"
@@ -174,6 +184,9 @@ class ResponseParser:
             body = "chunked"
             self._in_chunk_line = True
             self._open_line = 0
+        elif self._coded:
+            body = "close"  # a final coding other than chunked: until the upstream closes
+            self._until_close = True
         elif self._content_length >= 0:
             body = "length"
         else:
@@ -190,6 +203,9 @@ class ResponseParser:
                 self._connection,
             )
         )
+
+    def _announces_body(self) -> bool:
+        return self._coded or self._content_length >= 0
 
     def on_body(self, data: bytes) -> None:
         self._in_chunk_line = False
