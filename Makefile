@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 
 # The whole suite on the compiled hot path, then the tests of the compiled parts again
 # on their pure-Python source (PILLION_NO_EXTENSIONS=1): both implementations ship.
-PURE_TESTS := tests/proxy tests/http tests/exporters tests/logs tests/telemetry
+PURE_TESTS := tests/proxy tests/http tests/exporters tests/logs tests/telemetry tests/fuzz
 test: $(VENV)/.installed-dev $(VENV)/.extensions system-deps
 	$(MAKE) check
 	PILLION_EXPECT_COMPILED=1 $(BIN)/pytest
