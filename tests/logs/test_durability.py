@@ -11,6 +11,7 @@ on the disk buffer whose file is then torn.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pillion.config.logs import LogOutputConfig, LogsConfig
+from pillion.logs.buffer import Record
 from pillion.logs.checkpoints import Checkpoints
 from pillion.logs.component import LogsComponent
 from pillion.logs.identity import FINGERPRINT_BYTES, fingerprint
@@ -191,3 +193,19 @@ def test_the_fsync_mode_reaches_sqlite_and_the_file_outputs(
     sink = sink_for(output, "/dead", fsync_each=component.config.fsync == "batch")
     assert isinstance(sink, FileSink)
     assert sink.fsync_each is fsync_each
+
+
+def test_a_file_output_ends_a_line_torn_by_a_kill_before_it_writes(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"message": "whole"}\n{"message": "cut sh')  # a write cut by SIGKILL
+
+    async def reopen_and_send() -> None:
+        sink = FileSink(str(out))
+        await sink.open()
+        await sink.send([Record(b"next", 0.0, "app", "/x.log", (1, 2, "f"), 5)])
+        await sink.close()
+
+    asyncio.run(reopen_and_send())
+    lines = out.read_bytes().splitlines()
+    assert lines[:2] == [b'{"message": "whole"}', b'{"message": "cut sh']
+    assert json.loads(lines[2])["message"] == "next"  # whole, on a line of its own

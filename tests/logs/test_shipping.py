@@ -40,11 +40,27 @@ class Shipper:
 
     def ids(self) -> Counter[str]:
         """How many times each line id arrived."""
-        if not self.out.exists():
-            return Counter()
         found: Counter[str] = Counter()
-        for line in self.out.read_bytes().splitlines():
-            found[json.loads(line)["message"]] += 1
+        for record in self.records():
+            found[record["message"]] += 1
+        return found
+
+    def records(self) -> list[dict[str, Any]]:
+        """The file output's records; a line cut short by a SIGKILL (sent again after
+        the restart) is left out: at most one, followed by a newline of its own."""
+        if not self.out.exists():
+            return []
+        lines = self.out.read_bytes().splitlines()
+        if lines and not lines[-1].endswith(b"}"):
+            lines.pop()  # still being written
+        found = []
+        torn = 0
+        for line in lines:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                torn += 1
+        assert torn <= 1, f"{torn} broken lines in the file output"
         return found
 
     def wait_for(self, expected: set[str], timeout: float = 20) -> Counter[str]:

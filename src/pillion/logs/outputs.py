@@ -52,6 +52,22 @@ class FileSink(Sink):
 
     async def open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        """A process killed inside a write can leave a last line cut short (its
+        records are sent again: they were not acknowledged). End it, so that the
+        next record starts a line of its own instead of completing a broken one."""
+        size = os.fstat(self.fd).st_size
+        if not size:
+            return
+        reader = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            last = os.pread(reader, 1, size - 1)
+        finally:
+            os.close(reader)
+        if last != b"\n":
+            write_all(self.fd, b"\n")
 
     async def send(self, batch: list[Record]) -> None:
         await asyncio.to_thread(self._write, json_lines(batch))
