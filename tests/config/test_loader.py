@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,70 @@ def test_bad_routes_are_refused_with_their_path(routes: str, path: str, hint: st
 def test_credentials_in_the_url_and_an_authorization_header_are_refused(text: str) -> None:
     errors = errors_of(text)
     assert any("keep one of the two" in message for _, _, message in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("sources", "path", "hint"),
+    [
+        ("[{name: a, type: file, path: /a.yaml, common_name: x}]", "secrets.sources[0]",
+         "common_name applies to type pki only, not file"),
+        ("[{name: a, type: env, prefix: A_, path: /a}]", "secrets.sources[0]",
+         "path applies to type kv or dynamic or pki or file or directory only, not env"),
+        ("[{name: a, type: directory, path: /d, kv_version: 1, ttl: 1h}]", "secrets.sources[0]",
+         "kv_version applies to type kv only; ttl applies to type pki only, not directory"),
+        ("[{name: a, type: file, path: /a.yaml, prefix: A_}]", "secrets.sources[0]",
+         "prefix applies to type env only, not file"),
+    ],
+)  # fmt: skip
+def test_a_source_key_another_type_reads_is_refused(sources: str, path: str, hint: str) -> None:
+    templates = "[{name: t, destination: /t, format: json, source: a}]"
+    text = f"secrets:\n  sources: {sources}\n  templates: {templates}\n"
+    errors = errors_of(text)
+    assert any(p == path and hint in message for p, _, message in errors), errors
+
+
+@pytest.mark.parametrize("key", ["jwt_required: true", "api_key_required: false",
+                                 "authorization: {identities: [spiffe://x]}"])  # fmt: skip
+def test_an_outbound_route_refuses_the_checks_of_inbound_routes(key: str) -> None:
+    text = (
+        "proxy:\n  outbound:\n    - routes:\n        - {match: {prefix: /b}, cluster: c}\n"
+        f"        - {{match: {{prefix: /}}, cluster: c, {key}}}\n"
+        "  clusters: [{name: c, endpoints: ['127.0.0.1:1']}]\n"
+    )
+    [(path, line, message)] = errors_of(text)
+    assert (path, line) == ("proxy.outbound[0]", 3)
+    assert f"routes[1].{key.split(':')[0]}: an outbound listener checks no callers" in message
+
+
+@pytest.mark.parametrize(
+    ("template", "hint"),
+    [
+        ("{{ config.app.key }}", "template t: line 1: no source named app (sources: a)"),
+        ("x\n{{ config['b'].key }}", "template t: line 2: no source named b (sources: a)"),
+        ("{{ secrets.a.key }}", "t: secrets is not defined (sources are config.<source>.<key>)"),
+        ("{% if %}", "template t: line 1: Expected an expression"),
+        ("{{ config.a.key | toJSON }}", "template t: line 1: No filter named 'toJSON'"),
+    ],
+)  # fmt: skip
+def test_an_inline_template_is_checked_with_the_config(template: str, hint: str) -> None:
+    text = (
+        "config:\n  sources: [{name: a, type: env, prefix: A_}]\n"
+        f"  templates: [{{name: t, destination: /t, template: {json.dumps(template)}}}]\n"
+    )
+    [(path, _, message)] = errors_of(text)
+    assert path == "config"
+    assert hint in message
+
+
+def test_an_inline_template_may_loop_set_and_filter() -> None:
+    template = (
+        "{% set n = config.a | length %}{% for k, v in config['a'].items() %}"
+        "{{ k }}={{ v | b64encode }} of {{ n }}{% endfor %}{{ config.a | json }}"
+    )
+    text = (
+        "config:\n  sources: [{name: a, type: env, prefix: A_}]\n"
+        f"  templates: [{{name: t, destination: /t, template: {json.dumps(template)}}}]\n"
+    )
+    config = parse_config(text, "test.yaml", {}).config
+    assert config is not None
+    assert config.templates[0].template == template

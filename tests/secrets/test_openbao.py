@@ -70,11 +70,11 @@ def init(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
 
 
 def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
-    found = []
+    found: list[str] = []
     for line in result.stderr.splitlines():
         record = json.loads(line)
         if record.get("level") == "error":
-            found.append(record.get("error", ""))
+            found.extend([record["error"]] if "error" in record else record.get("errors", [""]))
     return found
 
 
@@ -116,14 +116,21 @@ def test_init_renders_kv_v1_and_v2_with_approle(
 
 
 @pytest.mark.parametrize(
-    ("template", "message"),
+    ("template", "code", "message"),
     [
-        ("{{ secrets.app.pasword }}", "template bad line 1: 'dict object' has no attribute"),
-        ("x\n{% for %}", "template bad: syntax error at line 2"),
+        ("{{ secrets.app.pasword }}", 1, "template bad line 1: 'dict object' has no attribute"),
+        # what the config check finds is refused before anything runs
+        ("x\n{% for %}", 2, "secrets (line 2): template bad: line 2: Expected an expression"),
+        (
+            "{{ secrets.ap.password }}",
+            2,
+            "secrets (line 2): template bad: line 1: no source named ap",
+        ),
+        ("{{ app.password }}", 2, "secrets (line 2): template bad: app is not defined"),
     ],
 )
 def test_init_with_a_bad_template_writes_nothing(
-    openbao: OpenBao, tmp_path: Path, out: Path, template: str, message: str
+    openbao: OpenBao, tmp_path: Path, out: Path, template: str, code: int, message: str
 ) -> None:
     openbao.put_kv("secret", "app", {"password": PASSWORD})
     body = secrets_config(
@@ -134,7 +141,7 @@ def test_init_with_a_bad_template_writes_nothing(
     - {{name: bad, destination: {out}/bad.txt, template: {json.dumps(template)}}}""",
     )
     result = init(tmp_path, body)
-    assert result.returncode == 1
+    assert result.returncode == code
     assert any(e.startswith(message) for e in errors(result)), result.stderr
     assert list(out.iterdir()) == []  # not even the good one
     assert PASSWORD not in result.stderr

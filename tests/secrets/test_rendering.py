@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
 from pillion.config import PillionConfig
-from pillion.config.secrets import TemplateConfig
+from pillion.config.secrets import TEMPLATE_FILTERS, TemplateConfig
 from pillion.render.errors import RenderError
 from pillion.render.files import write_atomically
 from pillion.render.sources import parse_dotenv, read_directory, read_file
-from pillion.render.templates import Renderer, dotenv
+from pillion.render.templates import Renderer, _environment, dotenv
 
 SOURCES: dict[str, dict[str, Any]] = {
     "db": {"username": "app", "password": 'p@ss"w$rd`\\\nline2', "port": 5432},
@@ -203,3 +204,8 @@ def test_owner_and_group_are_set(tmp_path: Path) -> None:
     assert not write_atomically(path, b"x", 0o440, owner=1234, group=2345)
     assert write_atomically(path, b"x", 0o440, owner=1234, group=3456)  # a new group rewrites
     assert os.stat(path).st_gid == 3456
+
+
+def test_the_config_check_knows_every_filter_the_renderer_adds() -> None:
+    added = set(_environment().filters) - set(SandboxedEnvironment().filters)
+    assert added == set(TEMPLATE_FILTERS)

@@ -134,7 +134,9 @@ class ConfigWatchConfig(Section):
         ]  # fmt: skip
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
-        check_templates(self.sources, self.templates, ("watch", [w.name for w in self.watch]))
+        check_templates(
+            self.sources, self.templates, ("watch", [w.name for w in self.watch]), variable="config"
+        )
         return self
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from pillion.config.models import PillionConfig, model_in
 
-__all__ = ["json_schema", "markdown_reference"]
+__all__ = ["json_schema", "key_paths", "markdown_reference"]
 
 _INTRO = """\
 # `pillion.yaml` reference
@@ -86,6 +86,26 @@ def _section(lines: list[str], path: str, prop: dict[str, Any], defs: dict[str, 
     lines.append("")
     for key, field in fields.items():
         _section(lines, f"{path}.{key}", field, defs)
+
+
+def key_paths() -> list[str]:
+    """Every key of ``pillion.yaml`` as a dotted path, ``[]`` after a list of
+    sections (``proxy.inbound[].routes[].match.prefix``), in the models' order. Keys
+    of free-form maps (headers, labels) are not paths."""
+    schema = json_schema()
+    paths: list[str] = []
+
+    def walk(model: dict[str, Any], prefix: str) -> None:
+        for key, field in model.get("properties", {}).items():
+            path = f"{prefix}.{key}" if prefix else key
+            paths.append(path)
+            nested = _resolve(field, schema["$defs"])
+            if nested is not None:
+                is_list = "array" in {o.get("type") for o in [field, *field.get("anyOf", [])]}
+                walk(nested, path + "[]" if is_list else path)
+
+    walk(schema, "")
+    return paths
 
 
 def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:

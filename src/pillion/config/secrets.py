@@ -215,7 +215,29 @@ class SecretSourceConfig(Section):
             raise ValueError("a kv path is <mount>/<path>, e.g. secret/app")
         if self.version is not None and not (self.type == "kv" and self.kv_version == 2):
             raise ValueError("version pins a kv v2 secret only")
+        foreign = [
+            key
+            for key in sorted(self.model_fields_set)
+            if self.type not in _TYPES_OF.get(key, {self.type})
+        ]
+        if foreign:
+            raise ValueError(
+                "; ".join(
+                    f"{key} applies to type {' or '.join(_TYPES_OF[key])} only" for key in foreign
+                )
+                + f", not {self.type}"
+            )
         return self
+
+
+# The keys of a source that only some types read; any other key applies to all.
+_TYPES_OF: dict[str, tuple[str, ...]] = {
+    "path": ("kv", "dynamic", "pki", "file", "directory"),
+    "kv_version": ("kv",),
+    "refresh": ("kv", "file", "directory"),
+    "prefix": ("env",),
+    **dict.fromkeys(("common_name", "alt_names", "ip_sans", "ttl", "renew_at"), ("pki",)),
+}
 
 
 class TemplateConfig(Section):
@@ -272,10 +294,14 @@ class TemplateConfig(Section):
 
 
 def check_templates(
-    sources: list[SecretSourceConfig], templates: list[TemplateConfig], *more: tuple[str, list[str]]
+    sources: list[SecretSourceConfig],
+    templates: list[TemplateConfig],
+    *more: tuple[str, list[str]],
+    variable: str = "secrets",
 ) -> None:
     """What a section's sources and templates must agree on: distinct names (also of
-    ``more``: (kind, names) pairs), known sources, distinct destinations."""
+    ``more``: (kind, names) pairs), known sources, distinct destinations, and inline
+    templates that compile and name only known sources (as ``<variable>.<source>``)."""
     for kind, names in (
         ("source", [s.name for s in sources]),
         ("template", [t.name for t in templates]),
@@ -290,6 +316,51 @@ def check_templates(
     destinations = [t.destination for t in templates]
     if len(set(destinations)) != len(destinations):
         raise ValueError("two templates write the same destination")
+    for template in templates:
+        if template.template is not None:
+            _check_inline(template.name, template.template, variable, known)
+
+
+# Filters the renderer adds to Jinja2's own (``pillion.render.templates``).
+TEMPLATE_FILTERS = ("json", "yaml", "dotenv", "b64encode", "b64decode")
+
+
+def _check_inline(name: str, text: str, variable: str, known: set[str]) -> None:
+    """A template file is read when it renders; an inline one is checked here: it
+    compiles, and the sources it names (``<variable>.<source>`` or
+    ``<variable>["<source>"]``) exist."""
+    import jinja2
+    from jinja2 import meta, nodes
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment()
+    env.filters.update(dict.fromkeys(TEMPLATE_FILTERS, str))
+    try:
+        tree = env.parse(text)
+        env.compile(tree)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"template {name}: line {exc.lineno}: {exc.message}") from None
+    unknown = meta.find_undeclared_variables(tree) - {variable}
+    if unknown:
+        raise ValueError(
+            f"template {name}: {', '.join(sorted(unknown))} is not defined "
+            f"(sources are {variable}.<source>.<key>)"
+        )
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        if not (isinstance(node.node, nodes.Name) and node.node.name == variable):
+            continue
+        if isinstance(node, nodes.Getattr):
+            source: object = node.attr
+        elif isinstance(node.arg, nodes.Const):
+            source = node.arg.value
+        else:
+            continue
+        if source not in known:
+            raise ValueError(
+                f"template {name}: line {node.lineno}: no source named {source} "
+                f"(sources: {', '.join(sorted(known)) or 'none'})"
+            )
 
 
 class ExecConfig(Section):

@@ -275,6 +275,17 @@ class OutboundListenerConfig(HttpListenerBase):
         "bytes. Default: off (connections reach this listener only by being called).",
     )
 
+    @model_validator(mode="after")
+    def _no_inbound_checks(self) -> OutboundListenerConfig:
+        for index, route in enumerate(self.routes):
+            for key in ("jwt_required", "api_key_required", "authorization"):
+                if getattr(route, key) is not None:
+                    raise ValueError(
+                        f"routes[{index}].{key}: an outbound listener checks no callers "
+                        "(the app is the only one); it applies to inbound routes"
+                    )
+        return self
+
 
 class TcpListenerConfig(Section):
     """A plain TCP (L4) listener: every byte forwarded both ways, nothing parsed."""
