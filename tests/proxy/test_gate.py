@@ -121,7 +121,10 @@ class Checks:
             api_keys.load()
             arguments["api_keys"] = api_keys
         if "rate_limit" in kinds:
-            arguments["rate_limit"] = RateLimit(RateLimitConfig(rate=1, burst=1, key="client"))
+            limit = kinds["rate_limit"]
+            if not isinstance(limit, RateLimitConfig):
+                limit = RateLimitConfig(rate=1, burst=1, key="client")
+            arguments["rate_limit"] = RateLimit(limit)
         return Gate(route, monotonic=self.clock, **arguments)  # type: ignore[arg-type]
 
 
@@ -313,6 +316,28 @@ def test_a_refused_request_takes_no_rate_limit_token(checks: Checks) -> None:
         assert isinstance(refused, Refused)
         assert refused.status == 401
     assert isinstance(gate.decide(request("/open", _bearer(checks)), Peer()), Admitted)
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "caller"),
+    [("jwt", "x-user", "jwt"), ("api_keys", "x-pillion-api-key-name", "key")],
+)
+def test_a_limit_keyed_by_a_header_the_gate_writes_reads_the_verified_value(
+    checks: Checks, kind: str, header: str, caller: str
+) -> None:
+    limit = RateLimitConfig(rate=1, burst=1, key="header", header=header)
+    gate = checks.gate(**{kind: True}, rate_limit=limit)
+    credentials = {"jwt": _bearer(checks), "key": f"X-Api-Key: {KEY}\r\n"}[caller]
+    admitted = gate.decide(request("/open", credentials + f"{header}: first\r\n"), Peer())
+    assert isinstance(admitted, Admitted)
+    # a client that names itself anew each time still has the one verified name
+    for value in ("second", "third"):
+        refused = gate.decide(request("/open", credentials + f"{header}: {value}\r\n"), Peer())
+        assert isinstance(refused, Refused)
+        assert refused.status == 429
+    if kind == "jwt":  # and another user has a bucket of their own
+        other = _bearer(checks, sub="bob")
+        assert isinstance(gate.decide(request("/open", other), Peer()), Admitted)
 
 
 def test_a_refusal_on_a_route_names_the_route(checks: Checks) -> None:

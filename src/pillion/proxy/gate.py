@@ -201,7 +201,7 @@ class Gate:
                 if caller:
                     headers += ((api_keys.name_header, caller.encode()),)
             if self.rate_limit is not None:
-                refused = self._limited(self.rate_limit, head, peer)
+                refused = self._limited(self.rate_limit, head, peer, headers)
                 if refused is not None:
                     return refused
         target = self.router(head, peer)
@@ -209,7 +209,7 @@ class Gate:
             return Refused(404, flags.NR, "no route for this request")
         route = target.route
         if self._any_check or route.checks:
-            refused = self._route_checks(target, head, peer, token_present, key_present)
+            refused = self._route_checks(target, head, peer, token_present, key_present, headers)
             if refused is not None:
                 return refused
         upgrade = self._upgrade(head, route.upgrades) if head.upgrade else None
@@ -222,6 +222,7 @@ class Gate:
         peer: Peer,
         token_present: bool,
         key_present: bool,
+        added: AuthHeaders,
     ) -> Refused | None:
         route = target.route
         jwt = self.jwt
@@ -236,15 +237,21 @@ class Gate:
         if route.authorization is not None and not route.authorization.allows(peer.identity):
             return Refused(403, flags.UAEX, _FORBIDDEN, target=target)
         if route.limit is not None:
-            limited = self._limited(route.limit, head, peer)
+            limited = self._limited(route.limit, head, peer, added)
             if limited is not None:
                 limited.target = target
                 return limited
         return None
 
-    def _limited(self, limit: RateLimit, head: RequestHead, peer: Peer) -> Refused | None:
-        """Take a token; without one, 429 with the seconds until the next."""
-        wait = limit.wait(peer.client_ip, head.headers, self._monotonic(), peer.identity)
+    def _limited(
+        self, limit: RateLimit, head: RequestHead, peer: Peer, added: AuthHeaders
+    ) -> Refused | None:
+        """Take a token; without one, 429 with the seconds until the next. A limit
+        keyed by a header the gate itself writes (a JWT claim, the API key's name)
+        reads the verified value in ``added``, never the client's copy, so a caller
+        cannot pick a fresh bucket by sending the header."""
+        headers = list(added) if limit.header in self.strip else head.headers
+        wait = limit.wait(peer.client_ip, headers, self._monotonic(), peer.identity)
         if not wait:
             return None
         return Refused(429, flags.RL, "rate limited", ((b"retry-after", b"%d" % math.ceil(wait)),))
