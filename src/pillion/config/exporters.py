@@ -89,9 +89,49 @@ class JsonMetricConfig(Section):
     @field_validator("path", "each")
     @classmethod
     def _jsonpath(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("$"):
-            raise ValueError("a JSONPath starts with $")
+        if value is not None:
+            parse_path(value)
         return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            if text.startswith("$"):
+                parse_path(text)
+        return value
+
+
+_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+
+
+def parse_path(path: str) -> list[str | int]:
+    """``$.a['b.c'][0]`` -> ``["a", "b.c", 0]``: the JSONPath subset the JSON exporter
+    reads (``$``, ``.key``, ``['key']``, ``[index]``, ``.@key``); ``ValueError`` naming
+    what is not in it."""
+    if not path.startswith("$"):
+        raise ValueError(f"{path!r}: a JSONPath starts with $")
+    steps: list[str | int] = []
+    position = 1
+    while position < len(path):
+        match = _STEP.match(path, position)
+        if match is None or match.group(1) == "*":
+            rest = path[position:]
+            hint = ""
+            if rest.startswith(("[*]", ".*", "..", "[?", "[-", "[:")) or ":" in rest.split("]")[0]:
+                hint = (
+                    " (wildcards, recursive descent, filters and slices are not supported: "
+                    "for one series per element, put the list or map in `each` and the "
+                    "path within an element in `path`)"
+                )
+            raise ValueError(f"{path!r}: cannot read {rest!r}{hint}")
+        key, index, quoted, double = match.groups()
+        if index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(key if key is not None else quoted if quoted is not None else double)
+        position = match.end()
+    return steps
 
 
 class JsonExporterConfig(Section):

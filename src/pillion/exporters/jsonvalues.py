@@ -10,37 +10,16 @@ value (``missing``) unless the rule says ``optional``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pillion.config.exporters import JsonMetricConfig
+from pillion.config.exporters import JsonMetricConfig, parse_path
 
 __all__ = ["KEY", "Extracted", "extract", "parse_path", "resolve"]
 
 KEY = "@key"
-_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 _MISSING = object()
-
-
-def parse_path(path: str) -> list[str | int]:
-    """``$.a['b.c'][0]`` -> ``["a", "b.c", 0]``; ``ValueError`` for what is not one."""
-    if not path.startswith("$"):
-        raise ValueError(f"{path!r}: a JSONPath starts with $")
-    steps: list[str | int] = []
-    position = 1
-    while position < len(path):
-        match = _STEP.match(path, position)
-        if match is None:
-            raise ValueError(f"{path!r}: cannot read from position {position}")
-        key, index, quoted, double = match.groups()
-        if index is not None:
-            steps.append(int(index))
-        else:
-            steps.append(key if key is not None else quoted if quoted is not None else double)
-        position = match.end()
-    return steps
 
 
 def resolve(document: Any, steps: list[str | int], key: str | None = None) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import platform
 import shutil
 import tempfile
@@ -33,6 +34,8 @@ from prometheus_client.registry import Collector
 
 from pillion import __version__
 from pillion.telemetry.page import PageSection, page_format
+
+log = logging.getLogger("pillion.metrics")
 
 __all__ = ["COMPONENT_STATES", "Metrics"]
 
@@ -161,8 +164,11 @@ class Metrics:
         """Run the scrape hooks concurrently; each bounds its own time and handles its
         own errors (one failing never stops the scrape)."""
         if self._scrape_hooks:
-            await asyncio.gather(*(hook() for hook in self._scrape_hooks),
-                                 return_exceptions=True)  # fmt: skip
+            outcomes = await asyncio.gather(*(hook() for hook in self._scrape_hooks),
+                                            return_exceptions=True)  # fmt: skip
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):  # a bug: the hooks handle what they expect
+                    log.error("scrape hook failed", exc_info=outcome)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The body and content type for a scrape with this ``Accept`` header."""
