@@ -4,10 +4,12 @@ format (Loki's push JSON, gzip, headers) and can be told to fail."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -290,3 +292,46 @@ def test_elasticsearch_bulk_retries_only_the_failed_items(pushing: Pushing) -> N
     metrics = pushing.metrics()
     assert metric_value(metrics, 'pillion_logs_dead_letter_records_total{output="es"}') == 1.0
     assert metric_value(metrics, 'pillion_logs_output_retries_total{output="es"}') == 1.0
+
+
+def test_a_container_line_carries_the_runtimes_time_and_a_parsed_time_wins(
+    tmp_path: Path,
+) -> None:
+    """A CRI line's timestamp is when the runtime wrote it: Loki's timestamp and
+    OTLP's timeUnixNano say so (observedTimeUnixNano is when Pillion read it); a
+    parser's time_field, the app's own time, wins over it."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with Receiver() as receiver:
+        body = f"""
+logs:
+  checkpoints: {tmp_path}/logs.db
+  inputs:
+    - name: web
+      paths: ["{logs}/*.log"]
+      format: cri
+      parser: {{type: json, time_field: at}}
+      scan_interval: 50ms
+  outputs:
+    - {{name: loki, type: loki, url: "http://127.0.0.1:{receiver.port}", batch_timeout: 20ms}}
+    - {{name: otel, type: otlp, url: "http://127.0.0.1:{receiver.port}", batch_timeout: 20ms}}
+"""
+        with running_pillion(tmp_path, body):
+            started = time.time()
+            (logs / "app.log").write_text(
+                '2024-05-01T12:00:00.250000000Z stdout F {"m": "runtime"}\n'
+                '2024-05-01T12:00:01.000000000+02:00 stderr F {"m": "zone"}\n'
+                '2024-05-01T12:00:02.000000000Z stdout F '
+                '{"m": "app", "at": "2020-01-01T00:00:00Z"}\n'
+            )
+            wait_until(lambda: len(receiver.loki_lines()) == 3 and len(receiver.otlp) == 3)
+    runtime = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
+    zone = datetime.datetime(2024, 5, 1, 10, 0, 1, tzinfo=datetime.UTC)
+    app = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    expected = {m: int(t.timestamp() * 1e9) for m, t in
+                (("runtime", runtime), ("zone", zone), ("app", app))}  # fmt: skip
+    loki = {json.loads(v[1])["m"]: int(v[0]) for s in receiver.loki for v in s["values"]}
+    assert loki == expected
+    otlp = {json.loads(r["body"]["stringValue"])["m"]: r for r in receiver.otlp}
+    assert {m: int(r["timeUnixNano"]) for m, r in otlp.items()} == expected
+    assert all(int(r["observedTimeUnixNano"]) >= started * 1e9 for r in otlp.values())

@@ -9,6 +9,7 @@ the other fields as attributes (nested objects flattened with dots).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -47,7 +48,11 @@ def _attributes(fields: dict[str, Any], prefix: str = "") -> list[dict[str, Any]
     return out
 
 
-def otlp_body(batch: list[Record]) -> bytes:
+def otlp_body(batch: list[Record], now: float | None = None) -> bytes:
+    """OTLP/JSON logs. ``timeUnixNano`` is the record's time (the app's own, the
+    runtime's, else when it was read); ``observedTimeUnixNano`` is ``now``, when
+    the batch leaves (default: the clock)."""
+    observed = str(int((time.time() if now is None else now) * 1e9))
     records = []
     resource: dict[str, Any] = {}
     for record in batch:
@@ -64,7 +69,7 @@ def otlp_body(batch: list[Record]) -> bytes:
             attributes.append({"key": "log.iostream", "value": _value(record.stream)})
         entry: dict[str, Any] = {
             "timeUnixNano": str(int(record.time * 1e9)),
-            "observedTimeUnixNano": str(int(record.time * 1e9)),
+            "observedTimeUnixNano": observed,
             "body": {"stringValue": record.message.decode("utf-8", "replace")},
             "attributes": attributes,
         }

@@ -318,10 +318,13 @@ class Tailer:
         size = 0
         dropped: dict[str, int] | None = None
         for record in framed:
-            message, fields, at = record.message, static, now
+            message, fields = record.message, static
+            # a record's time: the app's own (a parser's time_field), else the
+            # runtime's (a CRI line's timestamp), else when it was read
+            at = now if record.time is None else parse_time(record.time, "rfc3339") or now
             size += len(message) + 1
             if parse is not None:
-                fields, at = self._fields(message, now)
+                fields, at = self._fields(message, at)
             if filters is not None:
                 kept = filters(message, fields)
                 if isinstance(kept, str):  # the reason it is dropped
@@ -339,13 +342,14 @@ class Tailer:
             for reason, count in dropped.items():
                 self.metrics.dropped(reason).inc(count)
 
-    def _fields(self, message: bytes, now: float) -> tuple[dict[str, Any] | None, float]:
+    def _fields(self, message: bytes, at: float) -> tuple[dict[str, Any] | None, float]:
+        """The message's fields, and its time: the parser's ``time_field`` when there
+        is one, else ``at``."""
         assert self._parse is not None
         parsed = self._parse(message)
         if parsed is None:
             self.metrics.parse_errors.inc()
-            return self.static, now
-        at = now
+            return self.static, at
         parser = self.config.parser
         if parser is not None and parser.time_field is not None:
             stamp = parse_time(parsed.get(parser.time_field), parser.time_format)
