@@ -97,7 +97,7 @@ class ConfigWatchConfig(Section):
         default_factory=list,
         description="Where templates' values come from: `file`, `env` or `directory` (a "
         "mounted ConfigMap) only; read again as soon as their content changes "
-        "(`refresh` does not apply). Templates see them as `secrets.<name>.<key>`.",
+        "(`refresh` does not apply). Templates see them as `config.<name>.<key>`.",
     )
     templates: list[TemplateConfig] = Field(
         default_factory=list,

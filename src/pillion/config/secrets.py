@@ -162,8 +162,8 @@ class VaultConfig(Section):
 
 
 class SecretSourceConfig(Section):
-    """Where a secret's values come from; templates see them as
-    `secrets.<name>.<key>`."""
+    """Where a template's values come from; templates see them as
+    `secrets.<name>.<key>` (in `config.templates`: `config.<name>.<key>`)."""
 
     name: str = Field(pattern=_NAME, description="Its name in templates and metrics.")
     type: Literal["kv", "dynamic", "pki", "file", "env", "directory"] = Field(
