@@ -108,6 +108,12 @@ def test_unknown_key_inside_a_section() -> None:
             "logs.inputs[0].read_from",
             "'head' or 'tail'",
         ),
+        (
+            "{inputs: [{name: a, paths: [x]}], outputs: [{name: o, type: loki, "
+            "url: 'http://l:3100', labels: {app: 'kubernetes.labels.\"app.kubernetes.io'}}]}",
+            "logs.outputs[0].labels",
+            "is not a field path",
+        ),
     ],
 )
 def test_bad_logs_sections_are_refused_with_their_path(logs: str, path: str, hint: str) -> None:

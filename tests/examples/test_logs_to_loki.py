@@ -72,7 +72,9 @@ def test_container_logs_reach_loki_joined_redacted_and_labelled(tmp_path: Path) 
     state = tmp_path / "var/lib/pillion"
     for directory in (logs, podinfo, state):
         directory.mkdir(parents=True)
-    (podinfo / "labels").write_text('app="shop"\npod-template-hash="7d9f8c6b5"\n')
+    (podinfo / "labels").write_text(
+        'app.kubernetes.io/name="shop"\npod-template-hash="7d9f8c6b5"\n'
+    )
     started, started_ns = app_time(30)
     failed, failed_ns = app_time(20)
     warned, _ = app_time(10)

@@ -108,3 +108,43 @@ def test_throttle_without_key_and_bounded_keys() -> None:
 def test_bad_throttle_is_refused(throttle: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="throttle"):
         FilterConfig.model_validate({"throttle": throttle})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        'kubernetes.labels."app.kubernetes.io/name"',
+        "kubernetes.labels['app.kubernetes.io/name']",
+        'kubernetes.labels["app.kubernetes.io/name"]',
+    ],
+)
+def test_a_key_with_dots_is_reached_quoted_or_bracketed(path: str) -> None:
+    labels = {"app.kubernetes.io/name": "shop", "app": "other"}
+    fields = {"kubernetes": {"labels": labels}}
+    steps: list[dict[str, Any]] = [{"include": {"field": path, "regex": "^shop$"}}]
+    assert run(steps, b"m", fields) == (b"m", fields)
+    assert run(steps, b"m", {"kubernetes": {"labels": {"app": "shop"}}}) == "filtered"
+    throttle: list[dict[str, Any]] = [{"throttle": {"threshold": 1, "key": path}}]
+    chain = compile_filters([FilterConfig.model_validate(step) for step in throttle])
+    assert chain is not None
+    assert chain(b"1", fields) == (b"1", fields)
+    assert chain(b"2", fields) == "throttled"  # same key
+    other = {"kubernetes": {"labels": {"app.kubernetes.io/name": "cart"}}}
+    assert chain(b"3", other) == (b"3", other)
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ('kubernetes.labels."app', "cannot read"),
+        ("kubernetes.", "ends with a dot"),
+        ("a..b", "cannot read '.b'"),
+        ("a['b'", "cannot read"),
+        ("", "at least one field"),
+    ],
+)
+def test_a_field_path_that_is_not_one_is_refused(path: str, error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        FilterConfig.model_validate({"include": {"field": path, "regex": "x"}})
+    with pytest.raises(ValidationError, match=error):
+        FilterConfig.model_validate({"throttle": {"threshold": 1, "key": path}})

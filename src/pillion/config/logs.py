@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pillion.config.proxy import UpstreamTlsConfig
 from pillion.config.redaction import credentials_twice
@@ -22,9 +22,45 @@ __all__ = [
     "MultilineConfig",
     "ParserConfig",
     "ThrottleConfig",
+    "field_path",
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+# One step of a field path: a plain name up to the next dot or bracket, a quoted
+# name (`"app.kubernetes.io/name"`), or a bracketed one (`['...']`, `["..."]`).
+_PATH_STEP = re.compile(r"""([^."'\[\]]+)|"([^"]*)"|\['([^']*)'\]|\["([^"]*)"\]""")
+
+
+def field_path(name: str) -> tuple[str, ...]:
+    """A record field's path: ``kubernetes.labels.app`` -> ``("kubernetes", "labels",
+    "app")``; a key with dots is quoted or bracketed, as Vector and Fluent Bit write
+    it: ``kubernetes.labels."app.kubernetes.io/name"`` or
+    ``kubernetes.labels['app.kubernetes.io/name']``. ``ValueError`` for what is not
+    a path."""
+    steps: list[str] = []
+    position = 0
+    while position < len(name):
+        match = _PATH_STEP.match(name, position)
+        if match is None:
+            raise ValueError(f"{name!r} is not a field path: cannot read {name[position:]!r}")
+        steps.append(next(group for group in match.groups() if group is not None))
+        position = match.end()
+        if position < len(name) and name[position] == ".":
+            position += 1
+            if position == len(name):
+                raise ValueError(f"{name!r} is not a field path: it ends with a dot")
+        elif position < len(name) and name[position] != "[":
+            raise ValueError(f"{name!r} is not a field path: cannot read {name[position:]!r}")
+    if not steps:
+        raise ValueError("a field path names at least one field")
+    return tuple(steps)
+
+
+def _checked_path(name: str | None) -> str | None:
+    if name is not None:
+        field_path(name)
+    return name
 
 
 class MultilineConfig(Section):
@@ -76,8 +112,14 @@ class ParserConfig(Section):
 class FieldMatchConfig(Section):
     """A condition: the field (`message`, or a parsed or added field) matches `regex`."""
 
-    field: str = Field("message", description="The field. Default: the message.")
+    field: str = Field(
+        "message",
+        description="The field (dotted for nested; a key with dots quoted, e.g. "
+        '`kubernetes.labels."app.kubernetes.io/name"`). Default: the message.',
+    )
     regex: Regex = Field(description="A regex searched in the field's value.")
+
+    _field_path = field_validator("field")(_checked_path)
 
 
 class RedactConfig(Section):
@@ -99,6 +141,8 @@ class ThrottleConfig(Section):
         description="The field whose value is the key (dotted for nested, e.g. "
         "`kubernetes.pod`; `message` for the message). Default: one bucket for the input.",
     )
+
+    _key_path = field_validator("key")(_checked_path)
 
 
 class FilterConfig(Section):
@@ -230,8 +274,17 @@ class LogOutputConfig(Section):
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="For `loki`: stream labels, each from a record field (dotted for "
-        "nested, e.g. `{app: kubernetes.labels.app, level: level}`); `input` is always one.",
+        "nested, e.g. `{app: kubernetes.labels.app, level: level}`; a key with dots "
+        'quoted: `kubernetes.labels."app.kubernetes.io/name"`); `input` is always one.',
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value.values():
+            field_path(path)
+        return value
+
     compression: Literal["none", "gzip"] = Field(
         "gzip",
         description="For HTTP outputs: the request body's encoding.",

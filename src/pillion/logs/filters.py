@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pillion.config.logs import FilterConfig, ThrottleConfig
+from pillion.config.logs import FilterConfig, ThrottleConfig, field_path
 
 __all__ = ["FILTERED", "MAX_THROTTLE_KEYS", "THROTTLED", "Filtered", "compile_filters"]
 
@@ -26,22 +26,26 @@ Filtered = tuple[bytes, dict[str, Any] | None]
 Step = Callable[[bytes, dict[str, Any] | None], Filtered | str]
 
 
-def _value(message: bytes, fields: dict[str, Any] | None, name: str) -> str | None:
-    if name == "message":
+def _value(message: bytes, fields: dict[str, Any] | None, path: tuple[str, ...]) -> str | None:
+    if path == _MESSAGE:
         return message.decode("utf-8", "replace")
     value: Any = fields
-    for part in name.split("."):
+    for part in path:
         if not isinstance(value, dict):
             return None
         value = value.get(part)
     return None if value is None else str(value)
 
 
+_MESSAGE = ("message",)
+
+
 def _matcher(field: str, regex: str, keep_on_match: bool) -> Step:
     pattern = re.compile(regex)
+    path = field_path(field)
 
     def step(message: bytes, fields: dict[str, Any] | None) -> Filtered | str:
-        value = _value(message, fields, field)
+        value = _value(message, fields, path)
         matched = value is not None and pattern.search(value) is not None
         return (message, fields) if matched == keep_on_match else FILTERED
 
@@ -54,9 +58,10 @@ def _throttler(config: ThrottleConfig, clock: Callable[[], float]) -> Step:
     capacity = float(config.threshold)
     rate = capacity / config.window
     buckets: dict[str | None, tuple[float, float]] = {}  # key -> (tokens, at)
+    key_path = None if config.key is None else field_path(config.key)
 
     def step(message: bytes, fields: dict[str, Any] | None) -> Filtered | str:
-        key = None if config.key is None else _value(message, fields, config.key)
+        key = None if key_path is None else _value(message, fields, key_path)
         now = clock()
         tokens, at = buckets.pop(key, (capacity, now))  # re-inserted: most recent last
         tokens = min(capacity, tokens + (now - at) * rate)

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from pillion.config.logs import LogOutputConfig
+from pillion.config.logs import LogOutputConfig, field_path
 from pillion.config.redaction import redact_in, redact_url
 from pillion.logs.buffer import Record
 from pillion.logs.otlp import otlp_body
@@ -53,13 +53,16 @@ class PartlyDelivered(Exception):
         self.refused = refused
 
 
-def _field(record: Record, path: str) -> str | None:
-    if path == "input":
+_INPUT, _STREAM = ("input",), ("stream",)
+
+
+def _field(record: Record, path: tuple[str, ...]) -> str | None:
+    if path == _INPUT:
         return record.input
-    if path == "stream":
+    if path == _STREAM:
         return record.stream
     value: Any = record.fields or {}
-    for part in path.split("."):
+    for part in path:
         if not isinstance(value, dict):
             return None
         value = value.get(part)
@@ -69,9 +72,10 @@ def _field(record: Record, path: str) -> str | None:
 def loki_body(batch: list[Record], labels: dict[str, str]) -> bytes:
     """Loki's push JSON: one stream per distinct label set, values in order."""
     streams: dict[tuple[tuple[str, str], ...], list[list[str]]] = {}
+    paths = [(label, field_path(path)) for label, path in labels.items()]
     for record in batch:
         found = [("input", record.input)]
-        for label, path in labels.items():
+        for label, path in paths:
             value = _field(record, path)
             if value is not None:
                 found.append((label, value))
