@@ -321,7 +321,7 @@ logs:
             (logs / "app.log").write_text(
                 '2024-05-01T12:00:00.250000000Z stdout F {"m": "runtime"}\n'
                 '2024-05-01T12:00:01.000000000+02:00 stderr F {"m": "zone"}\n'
-                '2024-05-01T12:00:02.000000000Z stdout F '
+                "2024-05-01T12:00:02.000000000Z stdout F "
                 '{"m": "app", "at": "2020-01-01T00:00:00Z"}\n'
             )
             wait_until(lambda: len(receiver.loki_lines()) == 3 and len(receiver.otlp) == 3)
