@@ -171,3 +171,45 @@ def test_mount_path_clash() -> None:
 def test_our_names_only_clash_when_used() -> None:
     base = pod(volumes=[{"name": "pillion-secrets", "emptyDir": {}}])
     assert inject_pod(base, SETTINGS, "shop", ENABLED).injected
+
+
+def sidecar(decision: Decision) -> dict[str, Any]:
+    spec = decision.pod["spec"]
+    [found] = [c for c in [*spec.get("initContainers", []), *spec["containers"]]
+               if c["name"] == "pillion"]  # fmt: skip
+    return found
+
+
+def test_the_pods_own_volumes_are_mounted_into_pillion_as_asked() -> None:
+    volumes = [{"name": "tls", "secret": {"secretName": "shop-tls"}},
+               {"name": "shared", "emptyDir": {}}]  # fmt: skip
+    mounts = "tls:/var/run/secrets/pillion/tls:ro, shared:/vault/secrets/"
+    asked = {"pillion.dev/config": "shop-pillion", "pillion.dev/volume-mounts": mounts}
+    decision = inject_pod(pod(asked, volumes=volumes), SETTINGS, "shop", ENABLED)
+    assert decision.injected, decision.reason
+    mounts = sidecar(decision)["volumeMounts"]
+    assert {"name": "tls", "mountPath": "/var/run/secrets/pillion/tls", "readOnly": True} in mounts
+    assert {"name": "shared", "mountPath": "/vault/secrets"} in mounts
+    assert [v["name"] for v in decision.pod["spec"]["volumes"]][:2] == ["tls", "shared"]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("nowhere:/x", "volume-mounts: the pod has no volume named nowhere"),
+        ("tls:/etc/pillion/tls", "volume-mounts: Pillion mounts /etc/pillion itself"),
+        ("tls:/etc/podinfo", "volume-mounts: Pillion mounts /etc/podinfo itself"),
+        ("tls", "invalid annotation pillion.dev/volume-mounts: expected VOLUME:/path"),
+        ("tls:relative/path", "invalid annotation pillion.dev/volume-mounts: expected"),
+        ("tls:/x:rx", "invalid annotation pillion.dev/volume-mounts: expected"),
+        ("tls:/a/../etc", "invalid annotation pillion.dev/volume-mounts: a mount path has no"),
+        ("tls:/a,tls:/a/", "invalid annotation pillion.dev/volume-mounts: two mounts at"),
+    ],
+)
+def test_a_volume_mount_that_cannot_be_done_skips_the_pod(value: str, reason: str) -> None:
+    asked = {"pillion.dev/config": "shop-pillion", "pillion.dev/volume-mounts": value}
+    volumes = [{"name": "tls", "secret": {"secretName": "shop-tls"}}]
+    decision = inject_pod(pod(asked, volumes=volumes), SETTINGS, "shop", ENABLED)
+    assert not decision.injected
+    assert decision.reason.startswith(reason), decision.reason
+    assert status(decision)["reason"] == decision.reason

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidAnnotation",
     "PodAnnotations",
     "SecretAnnotation",
+    "VolumeMount",
     "markdown_reference",
     "parse_annotations",
     "parse_bool",
@@ -42,6 +43,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 _QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
 # A secret's name becomes a file under /secrets and a source name in pillion.yaml.
 _SECRET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# An RFC 1123 label: what a volume's name must be.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # An RFC 1123 subdomain: what a ConfigMap name must be.
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -65,6 +68,15 @@ class SecretAnnotation:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """One of the pod's own volumes, mounted into Pillion's container."""
+
+    volume: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class PodAnnotations:
     """What a pod's annotations ask of Pillion; ``None`` means "not said"."""
 
@@ -85,6 +97,7 @@ class PodAnnotations:
     exclude_inbound_ports: tuple[int, ...] = ()
     exclude_outbound_ports: tuple[int, ...] = ()
     exclude_outbound_cidrs: tuple[str, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
 
 
 def parse_bool(key: str, value: str) -> bool:
@@ -186,6 +199,32 @@ def _config_map(annotations: Mapping[str, str]) -> str | None:
     return value
 
 
+def _volume_mounts(annotations: Mapping[str, str]) -> tuple[VolumeMount, ...]:
+    """``pillion.dev/volume-mounts``: ``VOLUME:PATH[:ro]``, comma-separated. Whether
+    each volume exists, and whether a path is taken, is the injector's to check."""
+    key = PREFIX + "volume-mounts"
+    value = annotations.get(key)
+    if value is None:
+        return ()
+    mounts: list[VolumeMount] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        volume, _, rest = item.partition(":")
+        path, _, mode = rest.partition(":")
+        if not _DNS_LABEL.match(volume) or not path.startswith("/") or mode not in ("", "ro", "rw"):
+            raise InvalidAnnotation(
+                key, f"expected VOLUME:/path or VOLUME:/path:ro, comma-separated, not {item!r}"
+            )
+        if ".." in path.split("/"):
+            raise InvalidAnnotation(key, f"a mount path has no '..': {path!r}")
+        mounts.append(VolumeMount(volume, path.rstrip("/") or "/", mode == "ro"))
+    paths = [m.path for m in mounts]
+    if len(set(paths)) != len(paths):
+        raise InvalidAnnotation(key, "two mounts at the same path")
+    return tuple(mounts)
+
+
 def _first(annotations: Mapping[str, str], *keys: str) -> str | None:
     return next((annotations[key] for key in keys if key in annotations), None)
 
@@ -217,6 +256,7 @@ def parse_annotations(annotations: Mapping[str, str]) -> PodAnnotations:
         exclude_inbound_ports=_list(annotations, "exclude-inbound-ports", parse_ports),
         exclude_outbound_ports=_list(annotations, "exclude-outbound-ports", parse_ports),
         exclude_outbound_cidrs=_list(annotations, "exclude-outbound-cidrs", parse_cidrs),
+        volume_mounts=_volume_mounts(annotations),
     )
 
 
@@ -252,6 +292,11 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
     AnnotationDoc("config", "a ConfigMap name", "none: a config generated from these "
                   "annotations", "The ConfigMap whose `pillion.yaml` Pillion runs with "
                   "(mounted at `/etc/pillion`)."),
+    AnnotationDoc("volume-mounts", "`VOLUME:/path[:ro]`, comma-separated", "none",
+                  "Mount some of the pod's own volumes into Pillion's container too: "
+                  "the certificates, ConfigMaps and shared directories a `pillion.dev/config` "
+                  "file names. Read-write unless `:ro`; an unknown volume, or a path "
+                  "Pillion mounts itself, skips the pod with the reason."),
     AnnotationDoc("app-port", "1-65535", "the injector's (8080)",
                   "The port the app listens on: where inbound traffic goes."),
     AnnotationDoc("secret-<name>", "a KV path, e.g. `secret/db`", "none",

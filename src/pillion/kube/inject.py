@@ -173,6 +173,31 @@ def _clash(pod: dict[str, Any], wanted: PodAnnotations, native: bool) -> str | N
             if mount.get("mountPath", "").rstrip("/") in paths:
                 name, path = container.get("name"), mount["mountPath"]
                 return f"mount clash: container {name} already mounts {path}"
+    return _volume_mount_problem(spec, wanted, paths | _sidecar_paths(wanted, native))
+
+
+def _sidecar_paths(wanted: PodAnnotations, native: bool) -> set[str]:
+    """Where Pillion's container mounts its own volumes."""
+    return (
+        {c.PODINFO_DIR}
+        | ({c.CONFIG_DIR} if wanted.config_map else set())
+        | ({SECRETS_DIR} if wanted.secrets else set())
+        | ({log_directory(wanted.logs), DATA_DIR} if wanted.logs else set())
+        | (set() if native else {c.LIFECYCLE_DIR})
+    )
+
+
+def _volume_mount_problem(
+    spec: dict[str, Any], wanted: PodAnnotations, taken: set[str]
+) -> str | None:
+    """Why ``pillion.dev/volume-mounts`` cannot be done, if it cannot."""
+    names = {volume.get("name") for volume in spec.get("volumes") or []}
+    for mount in wanted.volume_mounts:
+        if mount.volume not in names:
+            return f"volume-mounts: the pod has no volume named {mount.volume}"
+        for path in taken:
+            if mount.path == path or mount.path.startswith(path + "/"):
+                return f"volume-mounts: Pillion mounts {path} itself"
     return None
 
 
@@ -270,6 +295,9 @@ def _inject(
         app_env.append(exit_file)
     if prestop_token is not None:
         env.append({"name": "PILLION_PRESTOP_TOKEN", "value": prestop_token})
+    for extra in wanted.volume_mounts:
+        mount = {"name": extra.volume, "mountPath": extra.path}
+        mounts.append({**mount, "readOnly": True} if extra.read_only else mount)
     apps: list[dict[str, Any]] = spec.setdefault("containers", [])
     for container in apps:
         container["volumeMounts"] = [*(container.get("volumeMounts") or []), *app_mounts]
