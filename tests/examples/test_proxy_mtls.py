@@ -147,7 +147,7 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
             "port: 8080": f"port: {app_port}",
             "0.0.0.0:15006": f"127.0.0.1:{inbound}",
             "127.0.0.1:15001": f"127.0.0.1:{outbound}",
-            "/etc/pillion/tls/": f"{mesh.directory}/",
+            "/var/run/secrets/pillion/tls/": f"{mesh.directory}/",
             "https://login.example.com/.well-known/jwks.json": f"http://127.0.0.1:{jwks.port}/",
             "payments.shop.svc.cluster.local:8443": f"127.0.0.1:{payments_port}",
             # no refill while the test runs, so what the burst leaves is exact

@@ -137,7 +137,7 @@ def test_the_vault_agent_example_renders_renews_and_tells_the_app(
                 tmp_path,
                 moves={
                     "https://vault.vault.svc:8200": vault.address,
-                    "/etc/pillion/vault/ca.crt": str(vault.ca_file),
+                    "/var/run/secrets/pillion/vault/ca.crt": str(vault.ca_file),
                     "/var/run/secrets/kubernetes.io/serviceaccount/token": str(token_file),
                     "/vault/secrets": str(secrets),
                     "127.0.0.1:8080": f"127.0.0.1:{app_port}",
