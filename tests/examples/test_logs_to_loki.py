@@ -16,7 +16,9 @@ from tests.helpers import wait_until
 from tests.logs.test_http_outputs import Receiver
 
 POD = "shop-7d9f8c6b5-x2x9q"
-ENV = {"POD_NAMESPACE": "shop", "POD_NAME": POD, "NODE_NAME": "node-1", "CONTAINER_NAME": "app"}
+UID = "4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+ENV = {"POD_NAMESPACE": "shop", "POD_NAME": POD, "POD_UID": UID, "NODE_NAME": "node-1",
+       "CONTAINER_NAME": "app"}  # fmt: skip
 SECRETS = ("hunter2", "4111", "sk_live_51Hx9", "eyJhbGciOiJIUzI1NiJ9")
 
 
@@ -67,7 +69,7 @@ def the_one(found: list[tuple[dict[str, str], int, str]], start: str) -> Any:
 
 
 def test_container_logs_reach_loki_joined_redacted_and_labelled(tmp_path: Path) -> None:
-    logs = tmp_path / "var/log/pod/app"
+    logs = tmp_path / f"var/log/pods/shop_{POD}_{UID}/app"  # as the kubelet names it
     podinfo = tmp_path / "etc/podinfo"
     state = tmp_path / "var/lib/pillion"
     for directory in (logs, podinfo, state):
@@ -79,6 +81,10 @@ def test_container_logs_reach_loki_joined_redacted_and_labelled(tmp_path: Path) 
     failed, failed_ns = app_time(20)
     warned, _ = app_time(10)
     log = logs / "0.log"
+    # the node's other containers and pods, beside this one's: never read
+    for other in (f"shop_{POD}_{UID}/istio-proxy", f"shop_cart-5c4b_{UID[::-1]}/app"):
+        (tmp_path / "var/log/pods" / other).mkdir(parents=True)
+        append(tmp_path / "var/log/pods" / other / "0.log", cri("stdout", "F", "NOT THIS POD"))
     # Before Pillion starts: a JVM warning on stderr, a start-up line, and the first
     # two parts of a line the runtime split (P), with a password and a card number
     # cut across the parts.
@@ -98,7 +104,7 @@ def test_container_logs_reach_loki_joined_redacted_and_labelled(tmp_path: Path) 
             "logs-to-loki.yaml",
             tmp_path,
             moves={
-                "/var/log/pod/app": str(logs),
+                "/var/log/pods/": f"{tmp_path}/var/log/pods/",
                 "/etc/podinfo": str(podinfo),
                 "/var/lib/pillion": str(state),
                 "http://loki-gateway.monitoring.svc.cluster.local": (
@@ -141,6 +147,7 @@ def test_container_logs_reach_loki_joined_redacted_and_labelled(tmp_path: Path) 
         assert (state / "buffer.db").exists()
 
     assert len(found) == 6, found
+    assert not any("NOT THIS POD" in line for _, _, line in found)
     assert not any("kube-probe" in line for _, _, line in found)
     for secret in SECRETS:
         assert not any(secret in line for _, _, line in found), secret

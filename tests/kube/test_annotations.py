@@ -80,7 +80,7 @@ def test_defaults() -> None:
     assert security["runAsNonRoot"] is True
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert {e["name"] for e in container["env"]} == {
-        "POD_NAME", "POD_NAMESPACE", "NODE_NAME", "CONTAINER_NAME"}  # fmt: skip
+        "POD_NAME", "POD_NAMESPACE", "POD_UID", "NODE_NAME", "CONTAINER_NAME"}  # fmt: skip
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "15020"

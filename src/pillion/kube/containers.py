@@ -76,6 +76,8 @@ def sidecar_container(spec: SidecarSpec) -> dict[str, Any]:
         "env": [
             _field_env("POD_NAME", "metadata.name"),
             _field_env("POD_NAMESPACE", "metadata.namespace"),
+            # with the two above, names the pod's directory under the node's /var/log/pods
+            _field_env("POD_UID", "metadata.uid"),
             _field_env("NODE_NAME", "spec.nodeName"),
             # The container whose log files Pillion tails (records name it).
             {"name": "CONTAINER_NAME", "value": spec.app_container},
