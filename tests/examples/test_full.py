@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,11 @@ def test_a_key_left_out_of_full_yaml_is_refused_where_it_would_go(path: str) -> 
     assert any(key in issue.message or issue.path.endswith(key) for issue in caught.value.issues)
 
 
+# What the injector sets in Pillion's container, which an example may read.
+POD_ENV = {"POD_NAMESPACE": "shop", "POD_NAME": "shop-0", "POD_UID": "0",
+           "NODE_NAME": "node-1", "CONTAINER_NAME": "app"}  # fmt: skip
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_example_validates(path: Path) -> None:
     result = subprocess.run(
@@ -90,6 +96,7 @@ def test_every_example_validates(path: Path) -> None:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **POD_ENV},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{path}: valid")
