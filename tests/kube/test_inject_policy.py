@@ -213,3 +213,15 @@ def test_a_volume_mount_that_cannot_be_done_skips_the_pod(value: str, reason: st
     assert not decision.injected
     assert decision.reason.startswith(reason), decision.reason
     assert status(decision)["reason"] == decision.reason
+
+
+def test_pillion_gets_the_service_account_token_the_api_server_gave_the_app() -> None:
+    token = {"name": "kube-api-access-x7k2p", "readOnly": True,
+             "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}  # fmt: skip
+    base = pod(volumes=[{"name": "kube-api-access-x7k2p", "projected": {"sources": []}}])
+    base["spec"]["containers"][0]["volumeMounts"] = [token]
+    decision = inject_pod(base, SETTINGS, "shop", ENABLED)  # as the webhook sees a pod
+    assert token in sidecar(decision)["volumeMounts"]
+    # a manifest injected before it is created has none yet: the API server adds it
+    bare = inject_pod(pod(), SETTINGS, "shop", ENABLED)
+    assert all("serviceaccount" not in m["mountPath"] for m in sidecar(bare)["volumeMounts"])

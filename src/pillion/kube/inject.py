@@ -295,6 +295,9 @@ def _inject(
         app_env.append(exit_file)
     if prestop_token is not None:
         env.append({"name": "PILLION_PRESTOP_TOKEN", "value": prestop_token})
+    token = _service_account_mount(spec)
+    if token is not None:
+        mounts.append(token)
     for extra in wanted.volume_mounts:
         mount = {"name": extra.volume, "mountPath": extra.path}
         mounts.append({**mount, "readOnly": True} if extra.read_only else mount)
@@ -340,6 +343,22 @@ def _inject(
         spec["containers"] = [sidecar, *apps]
     spec["volumes"] = [*(spec.get("volumes") or []), *volumes]
     pod.setdefault("metadata", {})["annotations"] = annotations
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _service_account_mount(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The app containers' service-account token mount, for Pillion too (its Vault
+    login reads the token). The API server adds it to every container before the
+    webhooks run, so a container a webhook adds has none of its own (vault-k8s
+    copies it the same way); a manifest injected before it is created has none yet,
+    and the API server adds it to Pillion's container as to the others."""
+    for container in spec.get("containers") or []:
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") == SERVICE_ACCOUNT_DIR:
+                return {"name": mount["name"], "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
+    return None
 
 
 def _resources(wanted: PodAnnotations, settings: InjectSettings) -> dict[str, dict[str, str]]:
