@@ -175,9 +175,10 @@ def test_our_names_only_clash_when_used() -> None:
 
 def sidecar(decision: Decision) -> dict[str, Any]:
     spec = decision.pod["spec"]
-    [found] = [c for c in [*spec.get("initContainers", []), *spec["containers"]]
-               if c["name"] == "pillion"]  # fmt: skip
-    return found
+    containers: list[dict[str, Any]] = [*spec.get("initContainers", []), *spec["containers"]]
+    found = [c for c in containers if c["name"] == "pillion"]
+    assert len(found) == 1
+    return found[0]
 
 
 def test_the_pods_own_volumes_are_mounted_into_pillion_as_asked() -> None:
