@@ -161,3 +161,24 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
     assert not Path(f"/proc/{pid}").exists()
     assert "demo-admin-token" not in (tmp_path / "pillion.log").read_text()
     assert api_key.strip() not in (tmp_path / "pillion.log").read_text()
+
+
+def test_print_config_is_the_demos_config_with_its_ports_and_it_validates(tmp_path: Path) -> None:
+    def pillion(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pillion", *args], capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+
+    printed = pillion("demo", "--print-config", "--app-port", "9000", "--tls-port", "9443",
+                      "--workdir", str(tmp_path / "pod"))  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert "${" not in printed.stdout  # nothing left to the environment
+    assert "port: 9000" in printed.stdout
+    assert "listen: 127.0.0.1:9443" in printed.stdout
+    assert f"cert: {tmp_path}/pod/tls/server.crt" in printed.stdout
+    assert "# how the app hears that its files changed" in printed.stdout  # comments kept
+    assert not (tmp_path / "pod").exists()  # printing makes nothing
+    config = tmp_path / "pillion.yaml"
+    config.write_text(printed.stdout)
+    validated = pillion("validate", "-c", str(config))
+    assert validated.returncode == 0, validated.stderr
+    assert "features on: proxy, logs, secrets, config, exporters" in validated.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -157,6 +158,12 @@ def version() -> None:
     default=None,
     help="Where the pod's shared files go (default: a new temporary directory).",
 )
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the demo's pillion.yaml with these ports written in, and exit: a "
+    "config to start from.",
+)
 def demo(
     app_port: int,
     admin_port: int,
@@ -170,9 +177,10 @@ def demo(
     statsd_port: int,
     grpc_port: int,
     workdir: str | None,
+    print_config: bool,
 ) -> None:
     """Run a local pod: a demo app plus Pillion with a built-in config."""
-    from pillion.demo.runner import DemoPorts, run_demo
+    from pillion.demo.runner import DemoPorts, demo_config, run_demo
 
     ports = DemoPorts(
         app=app_port,
@@ -187,6 +195,9 @@ def demo(
         statsd=statsd_port,
         grpc=grpc_port,
     )
+    if print_config:
+        click.echo(demo_config(ports, workdir or str(Path("pillion-demo").resolve())), nl=False)
+        return
     sys.exit(run_demo(ports, workdir))
 
 

@@ -7,6 +7,7 @@ volume is a work directory. Pillion's own logs go to ``pillion.log`` there.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,28 +43,48 @@ class DemoPorts:
     grpc: int = 50051
 
 
+def _demo_environment(ports: DemoPorts, root: Path) -> dict[str, str]:
+    """What the built-in config reads: the ports and the pod's directory."""
+    return {
+        "PILLION_DEMO_APP_PORT": str(ports.app),
+        "PILLION_DEMO_ADMIN_PORT": str(ports.admin),
+        "PILLION_DEMO_STATUS_PORT": str(ports.status),
+        "PILLION_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
+        "PILLION_DEMO_PROXY_PORT": str(ports.proxy),
+        "PILLION_DEMO_LIMITED_PORT": str(ports.limited),
+        "PILLION_DEMO_TCP_PORT": str(ports.tcp),
+        "PILLION_DEMO_OUTBOUND_PORT": str(ports.outbound),
+        "PILLION_DEMO_BACKEND_PORT": str(ports.backend),
+        "PILLION_DEMO_TLS_PORT": str(ports.tls),
+        "PILLION_DEMO_STATSD_PORT": str(ports.statsd),
+        "PILLION_DEMO_GRPC_PORT": str(ports.grpc),
+        "PILLION_DEMO_WORKDIR": str(root),
+    }
+
+
+_DEMO_VARIABLE = re.compile(r"\$\{(PILLION_DEMO_[A-Z_]+)(?::-[^}]*)?\}")
+
+
+def demo_config(ports: DemoPorts, workdir: str) -> str:
+    """The demo's built-in ``pillion.yaml`` with these ports and this directory
+    written in, comments kept: a config to start from (``pillion demo --print-config``)."""
+    text = (resources.files("pillion.demo") / "pillion.yaml").read_text()
+    values = _demo_environment(ports, Path(workdir))
+    header = (
+        "# Printed by `pillion demo --print-config`, with its ports written in. The\n"
+        f"# certificates and files under {workdir} are what `pillion demo --workdir\n"
+        f"# {workdir}` makes; edit the paths to your own to run it elsewhere.\n"
+    )
+    return header + _DEMO_VARIABLE.sub(lambda match: values[match.group(1)], text)
+
+
 def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
     """Run the demo until SIGINT / SIGTERM; 0 after a clean stop, 1 if a part failed."""
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pillion-demo-"))
     _prepare(root)
     stop = _StopFlag()
     with resources.as_file(resources.files("pillion.demo") / "pillion.yaml") as config:
-        env = {
-            **os.environ,
-            "PILLION_DEMO_APP_PORT": str(ports.app),
-            "PILLION_DEMO_ADMIN_PORT": str(ports.admin),
-            "PILLION_DEMO_STATUS_PORT": str(ports.status),
-            "PILLION_DEMO_ADMIN_TOKEN": DEMO_ADMIN_TOKEN,
-            "PILLION_DEMO_PROXY_PORT": str(ports.proxy),
-            "PILLION_DEMO_LIMITED_PORT": str(ports.limited),
-            "PILLION_DEMO_TCP_PORT": str(ports.tcp),
-            "PILLION_DEMO_OUTBOUND_PORT": str(ports.outbound),
-            "PILLION_DEMO_BACKEND_PORT": str(ports.backend),
-            "PILLION_DEMO_TLS_PORT": str(ports.tls),
-            "PILLION_DEMO_STATSD_PORT": str(ports.statsd),
-            "PILLION_DEMO_GRPC_PORT": str(ports.grpc),
-            "PILLION_DEMO_WORKDIR": str(root),
-        }
+        env = {**os.environ, **_demo_environment(ports, root)}
         with (root / "app.out").open("wb") as app_out, (root / "pillion.log").open("wb") as log:
             app = subprocess.Popen(
                 [sys.executable, "-m", "pillion.demo.app", "--port", str(ports.app),
