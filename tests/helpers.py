@@ -266,6 +266,14 @@ def running_pillion(
         pillion_config(admin_port, status_port, body, app_port=app_port, admin=admin),
     )
     process = PillionProcess(config, admin_port, status_port, env=env, wrapper=wrapper)
+    with started(process, ready=ready):
+        yield process
+
+
+@contextlib.contextmanager
+def started(process: PillionProcess, *, ready: bool = True) -> Iterator[PillionProcess]:
+    """``process`` started (and, with ``ready``, past ``/healthz/ready``), stopped on
+    leaving the block."""
     try:
         process.start()
         if ready:

@@ -6,14 +6,17 @@ ports."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from tests.helpers import PillionProcess, free_port
+from tests.helpers import PillionProcess, free_port, started
 
-__all__ = ["EXAMPLES", "example_config", "running_example"]
+__all__ = ["EXAMPLES", "ReloadEndpoint", "example_config", "running_example"]
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -48,11 +51,28 @@ def running_example(
 ) -> Iterator[PillionProcess]:
     """``pillion run`` of ``example_config(...)``, stopped on leaving the block."""
     path, admin_port, status_port = example_config(name, directory, moves)
-    process = PillionProcess(path, admin_port, status_port, env=env)
-    try:
-        process.start()
-        if ready:
-            process.wait_ready()
+    with started(PillionProcess(path, admin_port, status_port, env=env), ready=ready) as process:
         yield process
-    finally:
-        process.stop()
+
+
+class ReloadEndpoint:
+    """The app's reload endpoint: each ``POST`` is recorded, with its path, as
+    ``snapshot()`` finds the app's files when the call comes. Serve ``handler``."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self.calls: list[dict[str, Any]] = []
+        lock, calls = threading.Lock(), self.calls
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                seen = {"path": self.path, **snapshot()}
+                with lock:
+                    calls.append(seen)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.handler = Handler

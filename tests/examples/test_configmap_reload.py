@@ -13,17 +13,14 @@ import secrets
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.configwatch.running import metric
 from tests.configwatch.volumes import ConfigMapVolume
-from tests.examples.running import running_example
+from tests.examples.running import ReloadEndpoint, running_example
 from tests.helpers import serve_http, wait_until
 
 SETTINGS = {"log-level": "info\n", "region": "eu-west-1\n", "features.yaml": "checkout_v2: true\n"}
@@ -44,33 +41,6 @@ log.touch()
 while True:
     signal.pause()
 """
-
-
-class ReloadEndpoint:
-    """The app: ``POST /-/reload`` re-reads its config; each call is recorded with the
-    rendered file and the pricing rules as they were when it came."""
-
-    def __init__(self, rendered: Path, rules: Path) -> None:
-        self.calls: list[dict[str, Any]] = []
-        lock, calls = threading.Lock(), self.calls
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                seen = {
-                    "path": self.path,
-                    "config": json.loads(rendered.read_text()),
-                    "rules": rules.read_text(),
-                }
-                with lock:
-                    calls.append(seen)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.handler = Handler
 
 
 @pytest.fixture
@@ -102,7 +72,11 @@ def test_the_configmap_reload_example_renders_checks_and_notifies(
     run = tmp_path / "run-app"  # the emptyDir
     run.mkdir()
     rendered = run / "config.json"
-    app = ReloadEndpoint(rendered, pricing.path / "rules.json")
+    rules = pricing.path / "rules.json"
+    # the app re-reads its config: each call sees the rendered file and the rules as they are
+    app = ReloadEndpoint(
+        lambda: {"config": json.loads(rendered.read_text()), "rules": rules.read_text()}
+    )
     failures = 'pillion_config_validation_failures_total{watch="pricing"}'
     with (
         serve_http(app.handler) as app_port,

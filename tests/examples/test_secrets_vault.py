@@ -13,18 +13,15 @@ import os
 import re
 import stat
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.examples.running import running_example
+from tests.examples.running import ReloadEndpoint, running_example
 from tests.helpers import serve_http, wait_until
 from tests.secrets.servers import OpenBao, Postgres, TokenReviews, service_account_token
 
@@ -39,33 +36,6 @@ path "pki/issue/shop" { capabilities = ["update"] }
 
 # The pod's fsGroup in the example; a test not run as root can only give its own group.
 GROUP = 1000 if os.geteuid() == 0 else os.getgid()
-
-
-class ReloadEndpoint:
-    """The app: ``POST /-/reload`` re-reads the secret files; each call is recorded
-    with what the files held when it came."""
-
-    def __init__(self, secrets: Path) -> None:
-        self.calls: list[dict[str, Any]] = []
-        lock, calls = threading.Lock(), self.calls
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                seen = {
-                    "path": self.path,
-                    "db": env_file(secrets / "db.env"),
-                    "app": json.loads((secrets / "app.json").read_text()),
-                }
-                with lock:
-                    calls.append(seen)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.handler = Handler
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -122,7 +92,13 @@ def test_the_vault_agent_example_renders_renews_and_tells_the_app(
     secrets.mkdir()
     if postgres.query("SELECT 1 FROM pg_database WHERE datname = 'shop'").strip() != "1":
         postgres.query("CREATE DATABASE shop")
-    app = ReloadEndpoint(secrets)
+    # the app re-reads the secret files: each call sees what they hold
+    app = ReloadEndpoint(
+        lambda: {
+            "db": env_file(secrets / "db.env"),
+            "app": json.loads((secrets / "app.json").read_text()),
+        }
+    )
     try:
         vault.write_policy("shop", POLICY)
         vault.enable_kubernetes(reviews, "shop", "shop", ["shop"])
