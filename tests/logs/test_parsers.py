@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime
 
-from pillion.logs.parsers import make_parser, parse_logfmt, parse_time
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pillion.logs.parsers import make_parser, parse_logfmt, parse_time, runtime_time
 from pillion.logs.podinfo import parse_downward_file, pod_fields
 
 
@@ -58,3 +62,31 @@ def test_downward_api_files_and_env(tmp_path: object) -> None:
         annotations_file=None,
         environ={"POD_NAMESPACE": "shop", "POD_NAME": "web-7", "HOME": "/root"},
     ) == {"namespace": "shop", "pod": "web-7"}
+
+
+@given(
+    st.datetimes(
+        min_value=datetime.datetime(1970, 1, 2), max_value=datetime.datetime(9999, 12, 30)
+    ),
+    st.integers(0, 999_999_999),
+    st.sampled_from(["Z", "+00:00", "+02:00", "-05:30", "z", "", "Q"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_runtime_time_reads_what_parse_time_reads(
+    moment: datetime.datetime, nanoseconds: int, zone: str
+) -> None:
+    text = f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}{zone}"
+    fast, slow = runtime_time(text), parse_time(text, "rfc3339")
+    if slow is None:
+        assert fast is None
+    else:
+        assert fast is not None
+        # parse_time keeps microseconds, runtime_time more (up to a double's precision)
+        assert abs(fast - slow) < 2e-6 + abs(slow) * 2**-50
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-05-01T12:00:00.25000000xZ", "2024-13-01T12:00:00.250000000Z", "", "garbage"]
+)
+def test_runtime_time_of_what_is_not_a_time_is_none(text: str) -> None:
+    assert runtime_time(text) is None

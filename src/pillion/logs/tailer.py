@@ -33,7 +33,7 @@ from pillion.logs.framing import PRESETS, Framed, Framer
 from pillion.logs.identity import FINGERPRINT_BYTES, FileKey, fingerprint
 from pillion.logs.lines import LineSplitter
 from pillion.logs.metrics import InputMetrics
-from pillion.logs.parsers import Parser, make_parser, parse_time
+from pillion.logs.parsers import Parser, make_parser, parse_time, runtime_time
 from pillion.watch import DirectoryWatch, WatchUnavailable, directories_of
 
 __all__ = ["RotatedFile", "Tailer"]
@@ -321,7 +321,7 @@ class Tailer:
             message, fields = record.message, static
             # a record's time: the app's own (a parser's time_field), else the
             # runtime's (a CRI line's timestamp), else when it was read
-            at = now if record.time is None else parse_time(record.time, "rfc3339") or now
+            at = now if record.time is None else runtime_time(record.time) or now
             size += len(message) + 1
             if parse is not None:
                 fields, at = self._fields(message, at)
