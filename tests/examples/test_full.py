@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pillion.config import ConfigError, parse_config
+from pillion.config import ConfigError, PillionConfig, parse_config
+from pillion.config.redaction import REVEAL
 from pillion.config.reference import key_paths
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -100,3 +102,11 @@ def test_every_example_validates(path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{path}: valid")
+
+
+def test_full_yaml_read_back_from_its_dump_is_the_same_config() -> None:
+    """Worker processes get the config as a dump, with every key spelled out: no
+    check may take a key given its default for one the user wrote."""
+    config = parse_config((EXAMPLES / "full.yaml").read_text(), "full.yaml", {})
+    dumped = json.dumps(config.model_dump(mode="json", context=REVEAL))
+    assert PillionConfig.model_validate(json.loads(dumped)) == config

@@ -130,7 +130,7 @@ class ConfigWatchConfig(Section):
             _error(("sources", index, "refresh"), source.refresh,
                    "config sources are read again when they change; refresh does not apply")
             for index, source in enumerate(self.sources)
-            if "refresh" in source.model_fields_set
+            if not source.is_default("refresh")
         ]  # fmt: skip
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)

@@ -215,10 +215,11 @@ class SecretSourceConfig(Section):
             raise ValueError("a kv path is <mount>/<path>, e.g. secret/app")
         if self.version is not None and not (self.type == "kv" and self.kv_version == 2):
             raise ValueError("version pins a kv v2 secret only")
+        # a key given its default says nothing (a dumped config has every key)
         foreign = [
             key
             for key in sorted(self.model_fields_set)
-            if self.type not in _TYPES_OF.get(key, {self.type})
+            if self.type not in _TYPES_OF.get(key, {self.type}) and not self.is_default(key)
         ]
         if foreign:
             raise ValueError(

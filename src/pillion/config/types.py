@@ -48,6 +48,14 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def is_default(self, key: str) -> bool:
+        """Whether ``key`` holds its default (given or not): a config dumped and read
+        again names every key, so "given" alone says nothing about intent."""
+        return bool(
+            getattr(self, key)
+            == type(self).model_fields[key].get_default(call_default_factory=True)
+        )
+
 
 class ListenAddress(NamedTuple):
     """A TCP address to bind: ``host:port``, ``[v6]:port``, or ``:port`` for every interface."""
