@@ -38,7 +38,15 @@ def test_namespace_label_enables() -> None:
     decision = inject_pod(pod(), SETTINGS, "shop", ENABLED)
     assert decision.injected
     assert decision.reason == "injected"
-    assert status(decision) == {"injected": True, "reason": "injected", "version": "0.1.0"}
+    assert status(decision) == {
+        "injected": True,
+        "reason": "injected",
+        "version": "0.1.0",
+        "revision": "default",
+    }
+    # the sidecar is the injector's own version, never :latest
+    assert sidecar(decision)["image"] == "ghcr.io/pillion/pillion:0.1.0"
+    assert decision.pod["metadata"]["annotations"]["pillion.dev/version"] == "0.1.0"
 
 
 def test_namespace_not_enabled() -> None:
@@ -226,3 +234,56 @@ def test_pillion_gets_the_service_account_token_the_api_server_gave_the_app() ->
     # a manifest injected before it is created has none yet: the API server adds it
     bare = inject_pod(pod(), SETTINGS, "shop", ENABLED)
     assert all("serviceaccount" not in m["mountPath"] for m in sidecar(bare)["volumeMounts"])
+
+
+def test_a_pods_image_annotation_picks_its_sidecar() -> None:
+    asked = {"pillion.dev/image": "registry.example/pillion:0.2.0-rc.1"}
+    decision = inject_pod(pod(asked), SETTINGS, "shop", ENABLED)
+    assert sidecar(decision)["image"] == "registry.example/pillion:0.2.0-rc.1"
+    assert decision.pod["metadata"]["annotations"]["pillion.dev/version"] == "0.2.0-rc.1"
+    bad = inject_pod(pod({"pillion.dev/image": "not an image"}), SETTINGS, "shop", ENABLED)
+    assert not bad.injected
+    assert bad.reason.startswith("invalid annotation pillion.dev/image: expected an image")
+
+
+def labelled(rev: str) -> dict[str, Any]:
+    base = pod()
+    base["metadata"]["labels"] = {"app": "web", "pillion.dev/rev": rev}
+    return base
+
+
+def test_each_revision_injects_only_its_own_pods() -> None:
+    canary = InjectSettings(revision="canary")
+    # the default injector leaves a pod that names a revision to that revision
+    decision = inject_pod(labelled("canary"), SETTINGS, "shop", ENABLED)
+    assert not decision.injected
+    assert decision.reason == "pillion.dev/rev=canary: revision canary injects it, not default"
+    # the revision takes it, and says so
+    taken = inject_pod(labelled("canary"), canary, "shop", ENABLED)
+    assert taken.injected
+    assert status(taken)["revision"] == "canary"
+    # a pod labelled for another revision is that one's
+    assert not inject_pod(labelled("stable"), canary, "shop", ENABLED).injected
+    # through a tag: a pod labelled with the tag is the revision's too
+    tagged = inject_pod(labelled("stable"), canary, "shop", ENABLED, tag="stable")
+    assert tagged.injected
+    assert (status(tagged)["revision"], status(tagged)["tag"]) == ("canary", "stable")
+
+
+def test_a_namespace_with_both_labels_is_the_named_revisions() -> None:
+    """A namespace with pillion.dev/inject=enabled and pillion.dev/rev=canary (as
+    ``pillion inject`` sees it; the webhook configurations route it the same way):
+    the explicit revision wins, and only it injects."""
+    both = {"pillion.dev/inject": "enabled", "pillion.dev/rev": "canary"}
+    default = inject_pod(pod(), SETTINGS, "shop", both)
+    assert not default.injected
+    assert default.reason.startswith("pillion.dev/rev=canary: revision canary injects it")
+    canary = inject_pod(pod(), InjectSettings(revision="canary"), "shop", both)
+    assert canary.injected
+    assert status(canary)["revision"] == "canary"
+    # the pod's own label wins over its namespace's
+    stable = InjectSettings(revision="stable")
+    assert inject_pod(labelled("stable"), stable, "shop", both).injected
+    assert not inject_pod(
+        labelled("stable"), InjectSettings(revision="canary"), "shop", both
+    ).injected

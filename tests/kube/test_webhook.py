@@ -273,5 +273,29 @@ def test_the_serving_certificate_is_reloaded(webhook: Webhook) -> None:
     assert status == 200
     assert (metric_value(body, 'pillion_webhook_certificate_reloads_total{result="error"}')
             or 0) >= 1  # fmt: skip
-    injected = metric_value(body, 'pillion_injections_total{reason="injected",result="injected"}')
+    injected = metric_value(
+        body,
+        'pillion_injections_total{reason="injected",result="injected",revision="default",'
+        'version="0.1.0"}',
+    )
     assert injected is not None
+
+
+def test_a_tag_path_takes_the_pods_labelled_with_the_tag(webhook: Webhook) -> None:
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["labels"] = {**pod["metadata"].get("labels", {}), "pillion.dev/rev": "stable"}
+    # on the default path, a pod naming a revision is left to that revision
+    answer = webhook.review(admission(pod))
+    status = json.loads(patched(pod, answer)["metadata"]["annotations"]["pillion.dev/status"])
+    assert (status["injected"], status["revision"]) == (False, "default")
+    assert status["reason"].startswith("pillion.dev/rev=stable: revision stable injects it")
+    # through the tag's path (the tag's webhook configuration sends it there), it is taken
+    document = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": admission(pod, uid="uid-tag")}  # fmt: skip
+    code, body = webhook.call(json.dumps(document).encode(), "/inject/tag/stable")
+    assert code == 200, body
+    result = patched(pod, json.loads(body))
+    status = json.loads(result["metadata"]["annotations"]["pillion.dev/status"])
+    assert (status["injected"], status["revision"], status["tag"]) == (True, "default", "stable")
+    assert result["metadata"]["annotations"]["pillion.dev/version"] == "0.1.0"
+    assert webhook.call(json.dumps(document).encode(), "/inject/tag/Bad_Tag")[0] == 404

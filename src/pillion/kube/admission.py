@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pillion.kube.inject import InjectSettings, inject_pod, json_patch
+from pillion.kube.inject import VERSION, InjectSettings, inject_pod, json_patch
 from pillion.kube.podshape import shape_problem
 
 __all__ = ["MAX_REVIEW_BYTES", "Reviewed", "review"]
@@ -37,6 +37,7 @@ class Reviewed:
     answer: dict[str, Any]  # the AdmissionReview to send back
     result: str  # injected, skipped, refused (a malformed review)
     reason: str  # a short, bounded reason for the metrics label
+    version: str = ""  # the sidecar version injected (its image's tag); "" when none
 
 
 def _answer(uid: str, allowed: bool, message: str = "",
@@ -54,6 +55,7 @@ def review(
     body: bytes,
     settings: InjectSettings,
     policy: Literal["allow", "deny"] = "allow",
+    tag: str | None = None,
 ) -> Reviewed:
     """The answer to one AdmissionReview request body."""
 
@@ -96,13 +98,16 @@ def review(
         return refused("malformed_pod", f"malformed pod: {problem}", uid)
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace")
     token = secrets.token_urlsafe(18)  # per pod: the app's preStop hook drains Pillion
-    decision = inject_pod(pod, settings, str(namespace or "default"), ENABLED, token)
+    decision = inject_pod(pod, settings, str(namespace or "default"), ENABLED, token, tag)
     patch = json_patch(pod, decision.pod)
     reason = decision.reason.split(":", 1)[0][:64]
     return Reviewed(
         _answer(uid, True, "" if decision.injected else f"pillion: {decision.reason}", patch),
         "injected" if decision.injected else "skipped",
         reason,
+        (decision.pod["metadata"].get("annotations") or {}).get(VERSION, "")
+        if decision.injected
+        else "",
     )
 
 

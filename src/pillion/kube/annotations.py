@@ -27,6 +27,7 @@ __all__ = [
     "PodAnnotations",
     "SecretAnnotation",
     "VolumeMount",
+    "image_version",
     "markdown_reference",
     "parse_annotations",
     "parse_bool",
@@ -43,6 +44,11 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 _QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
 # A secret's name becomes a file under /secrets and a source name in pillion.yaml.
 _SECRET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# A container image reference: [registry/]name[:tag][@digest], no spaces.
+_IMAGE = re.compile(
+    r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
 # An RFC 1123 label: what a volume's name must be.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # An RFC 1123 subdomain: what a ConfigMap name must be.
@@ -98,6 +104,15 @@ class PodAnnotations:
     exclude_outbound_ports: tuple[int, ...] = ()
     exclude_outbound_cidrs: tuple[str, ...] = ()
     volume_mounts: tuple[VolumeMount, ...] = ()
+    image: str | None = None
+
+
+def image_version(image: str) -> str:
+    """The version an image reference names: its tag (``…/pillion:0.2.0`` ->
+    ``0.2.0``); ``unknown`` without one or with a digest only."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "unknown"
 
 
 def parse_bool(key: str, value: str) -> bool:
@@ -257,7 +272,18 @@ def parse_annotations(annotations: Mapping[str, str]) -> PodAnnotations:
         exclude_outbound_ports=_list(annotations, "exclude-outbound-ports", parse_ports),
         exclude_outbound_cidrs=_list(annotations, "exclude-outbound-cidrs", parse_cidrs),
         volume_mounts=_volume_mounts(annotations),
+        image=_image(annotations),
     )
+
+
+def _image(annotations: Mapping[str, str]) -> str | None:
+    key = PREFIX + "image"
+    value = annotations.get(key)
+    if value is not None and (len(value) > 512 or not _IMAGE.match(value)):
+        raise InvalidAnnotation(
+            key, f"expected an image reference like ghcr.io/pillion/pillion:0.2.0, not {value!r}"
+        )
+    return value
 
 
 def _list(
@@ -297,6 +323,10 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
                   "the certificates, ConfigMaps and shared directories a `pillion.dev/config` "
                   "file names. Read-write unless `:ro`; an unknown volume, or a path "
                   "Pillion mounts itself, skips the pod with the reason."),
+    AnnotationDoc("image", "an image reference", "the injector's own version "
+                  "(`ghcr.io/pillion/pillion:<version>`)",
+                  "The Pillion image this pod runs, e.g. to try a new version on one "
+                  "workload; the pod's `pillion.dev/version` annotation is its tag."),
     AnnotationDoc("app-port", "1-65535", "the injector's (8080)",
                   "The port the app listens on: where inbound traffic goes."),
     AnnotationDoc("secret-<name>", "a KV path, e.g. `secret/db`", "none",

@@ -25,6 +25,7 @@ from pillion.kube.annotations import (
     PREFIX,
     InvalidAnnotation,
     PodAnnotations,
+    image_version,
     log_directory,
     parse_annotations,
     parse_inject,
@@ -42,6 +43,9 @@ from pillion.kube.sidecarconfig import (
 __all__ = ["Decision", "InjectSettings", "InvalidAnnotation", "inject_pod", "json_patch"]
 
 STATUS = PREFIX + "status"
+VERSION = PREFIX + "version"
+REVISION_LABEL = PREFIX + "rev"
+DEFAULT_REVISION = "default"
 GENERATED_CONFIG = PREFIX + "generated-config"
 PROTECTED_NAMESPACES = frozenset({"kube-system", "kube-public"})
 _PROMETHEUS = ("scrape", "port", "path")
@@ -51,8 +55,12 @@ _PROMETHEUS = ("scrape", "port", "path")
 class InjectSettings:
     """The injector's defaults; pod annotations override the per-pod ones."""
 
-    image: str = "ghcr.io/pillion/pillion:latest"
+    image: str = f"ghcr.io/pillion/pillion:{__version__}"  # pinned: never :latest
     injector_namespace: str = "pillion-system"
+    # Which pods this injector takes: with `default`, those no `pillion.dev/rev` label
+    # names; with a revision, those labelled `pillion.dev/rev=<it>` (a namespace so
+    # labelled is routed here by the webhook configuration's selectors).
+    revision: str = DEFAULT_REVISION
     native_sidecar: bool = True  # `pillion.dev/native-sidecar: "false"` selects classic mode
     default_inject: bool = False  # when neither the namespace label nor the pod says
     force_host_network: bool = False
@@ -78,11 +86,13 @@ def inject_pod(
     namespace: str,
     namespace_labels: Mapping[str, str] | None = None,
     prestop_token: str | None = None,
+    tag: str | None = None,
 ) -> Decision:
     """Inject Pillion into ``pod`` if the policy says so; never mutates ``pod``.
     With ``prestop_token`` (random, per pod: whoever holds it can drain the pod),
     the app containers get a preStop hook that drains Pillion's inbound traffic
-    before they are signalled."""
+    before they are signalled. ``tag`` is the revision tag the request came through
+    (a pod labelled ``pillion.dev/rev=<tag>`` is this injector's too)."""
     result: dict[str, Any] = copy.deepcopy(dict(pod))
     problem = shape_problem(result)
     if problem is not None:  # not a pod Kubernetes would take: left as it is
@@ -98,13 +108,37 @@ def inject_pod(
             reason = _clash(result, wanted, _native(wanted, settings))
     except InvalidAnnotation as exc:
         reason = f"invalid annotation {exc}"
+    if reason is None and wanted is not None:
+        reason = _revision_skip(result, settings, namespace_labels or {}, tag)
     if reason is not None or wanted is None:
         reason = reason or "not injected"
-        _record(result, False, reason)
+        _record(result, False, reason, settings, tag)
         return Decision(False, reason, result)
     _inject(result, annotations, wanted, settings, prestop_token)
-    _record(result, True, "injected")
+    _record(result, True, "injected", settings, tag)
     return Decision(True, "injected", result)
+
+
+def revision_of(pod: Mapping[str, Any], namespace_labels: Mapping[str, str]) -> str | None:
+    """The revision a pod asks for: its ``pillion.dev/rev`` label, else its
+    namespace's (the pod's own wins)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    asked = labels.get(REVISION_LABEL, namespace_labels.get(REVISION_LABEL))
+    return None if asked is None else str(asked)
+
+
+def _revision_skip(
+    pod: dict[str, Any],
+    settings: InjectSettings,
+    namespace_labels: Mapping[str, str],
+    tag: str | None,
+) -> str | None:
+    asked = revision_of(pod, namespace_labels)
+    if asked is None or asked in (settings.revision, tag):
+        # (no label the review shows: the webhook configuration's selectors routed the
+        # pod here by its namespace's label, which an AdmissionReview does not carry)
+        return None
+    return f"{REVISION_LABEL}={asked}: revision {asked} injects it, not {settings.revision}"
 
 
 def _already_injected(status: str | None) -> bool:
@@ -201,11 +235,16 @@ def _volume_mount_problem(
     return None
 
 
-def _record(pod: dict[str, Any], injected: bool, reason: str) -> None:
-    status = json.dumps({"injected": injected, "reason": reason, "version": __version__})
+def _record(
+    pod: dict[str, Any], injected: bool, reason: str, settings: InjectSettings, tag: str | None
+) -> None:
+    decided = {"injected": injected, "reason": reason, "version": __version__,
+               "revision": settings.revision}  # fmt: skip
+    if tag is not None:
+        decided["tag"] = tag
     metadata = pod.setdefault("metadata", {})
     annotations = metadata.get("annotations")
-    metadata["annotations"] = {**(annotations or {}), STATUS: status}
+    metadata["annotations"] = {**(annotations or {}), STATUS: json.dumps(decided)}
 
 
 def _app_metrics(annotations: dict[str, str], app_port: int) -> AppMetrics | None:
@@ -251,6 +290,8 @@ def _inject(
 ) -> None:
     spec = pod.setdefault("spec", {})
     native = _native(wanted, settings)
+    image = wanted.image or settings.image
+    annotations[VERSION] = image_version(image)  # what proxy-status reports
     app_port = wanted.app_port or settings.app_port
     app_metrics = _app_metrics(annotations, app_port)
     volumes: list[dict[str, Any]] = []
@@ -311,7 +352,7 @@ def _inject(
             container["lifecycle"] = {**lifecycle, "preStop": c.prestop_hook(prestop_token)}
     sidecar = c.sidecar_container(
         c.SidecarSpec(
-            image=settings.image,
+            image=image,
             config_path=config_path,
             native=native,
             resources=_resources(wanted, settings),
@@ -324,7 +365,7 @@ def _inject(
     init = (
         [
             c.init_container(
-                settings.image,
+                image,
                 wanted.capture,
                 wanted.exclude_inbound_ports,
                 wanted.exclude_outbound_ports,

@@ -1,9 +1,11 @@
 """``pillion webhook``: the mutating admission webhook, over HTTPS.
 
-``POST /inject`` answers AdmissionReview v1 (see ``admission``); ``GET /healthz``
-answers 200 while serving; ``GET /metrics`` has ``pillion_injections_total
-{result,reason}`` (so "why wasn't my pod injected" has an answer) and the
-review durations. The serving certificate and key are read again when their
+``POST /inject`` answers AdmissionReview v1 (see ``admission``), and ``POST
+/inject/tag/<tag>`` the same for the pods a revision tag sends here; ``GET
+/healthz`` answers 200 while serving; ``GET /metrics`` has
+``pillion_injections_total{result,reason,revision,version}`` (so "why wasn't my
+pod injected", and "who injected which version", have an answer) and the review
+durations. The serving certificate and key are read again when their
 files change (cert-manager or a Secret update), without a restart: new
 handshakes get the new certificate, and a broken pair keeps the old one.
 """
@@ -38,8 +40,9 @@ class WebhookFamilies:
         self.injections = Counter(
             "pillion_injections",
             "Pod admission reviews, by result (injected, skipped, refused: a malformed "
-            "review) and reason.",
-            ["result", "reason"],
+            "review), reason, the injector's revision and the sidecar version injected "
+            "(empty when none was).",
+            ["result", "reason", "revision", "version"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -91,6 +94,7 @@ class WebhookServer:
         self.tls.load()  # TlsLoadError: the caller says why and exits
         app = web.Application(client_max_size=MAX_REVIEW_BYTES + 1)
         app.router.add_post("/inject", self._inject)
+        app.router.add_post("/inject/tag/{tag:[a-z0-9][a-z0-9-]{0,29}}", self._inject)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -107,8 +111,11 @@ class WebhookServer:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             body = b" " * (MAX_REVIEW_BYTES + 1)
-        reviewed = review(body, self.settings, self.policy)
-        self.families.injections.labels(reviewed.result, reviewed.reason).inc()
+        tag = request.match_info.get("tag")
+        reviewed = review(body, self.settings, self.policy, tag)
+        self.families.injections.labels(
+            reviewed.result, reviewed.reason, self.settings.revision, reviewed.version
+        ).inc()
         self.families.duration.observe(time.perf_counter() - started)
         if reviewed.result == "refused":
             log.warning("malformed admission review", extra={"reason": reviewed.reason})
