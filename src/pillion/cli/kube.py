@@ -1,20 +1,24 @@
-"""``pillion inject``: offline sidecar injection into manifests, like ``istioctl kube-inject``."""
+"""``pillion inject``: offline sidecar injection into manifests, like ``istioctl kube-inject``;
+``pillion proxy-status``: which pods run which sidecar, from ``kubectl get pods`` output."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import yaml
 
+from pillion import __version__
+from pillion.kube import proxystatus
 from pillion.kube.inject import InjectSettings
 from pillion.kube.workloads import inject_documents
 
-__all__ = ["inject"]
+__all__ = ["inject", "proxy_status"]
 
+EXIT_OLDER = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -79,3 +83,55 @@ def inject(path: str, diff: bool, native: bool | None, image: str) -> None:
         click.echo("".join(lines), nl=False)
     else:
         click.echo(_dump(injected), nl=False)
+
+
+def _version_option(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if proxystatus.parse_version(value) is None:
+        raise click.BadParameter(f"{value!r} is not a version like 0.2.0")
+    return value.strip()
+
+
+@click.command(name="proxy-status")
+@click.option("-f", "--filename", "path", default="-", show_default=True,
+              help="What `kubectl get pods -A -o json` (or -o yaml) printed: a List of "
+              "Pods, a PodList or a Pod; - reads stdin.")  # fmt: skip
+@click.option("--older-than", default=__version__, show_default=True, callback=_version_option,
+              help="Flag sidecars older than this version (default: this Pillion's).")  # fmt: skip
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="A table per pod and per namespace, or JSON.")  # fmt: skip
+@click.option("--fail-if-older", is_flag=True,
+              help="Exit 1 when a pod's sidecar is older than --older-than (for CI).")  # fmt: skip
+def proxy_status(path: str, older_than: str, output: str, fail_if_older: bool) -> None:
+    """Report which pods run Pillion, at which version and injector revision, as a
+    native or classic sidecar, and why the others were not injected. Reads pods,
+    needs no API access:
+
+    \b
+        kubectl get pods -A -o json | pillion proxy-status
+
+    A version that is not release numbers (latest, a digest) is listed as unknown,
+    never as older.
+
+    Exit status: 0 (also for no pods); 1 with --fail-if-older when a sidecar is
+    older; 2 when the input cannot be read or is not pods (nothing is printed).
+    """
+    source = "stdin" if path == "-" else path
+    try:
+        with click.open_file(path, encoding="utf-8-sig") as stream:
+            text = stream.read()
+        rows = proxystatus.pod_rows(proxystatus.load_pods(text), older_than)
+    except OSError as exc:
+        _bad_input(f"{source}: cannot read: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _bad_input(f"{source}: not UTF-8 text: {exc.reason}")
+    except proxystatus.NotAPodList as exc:
+        _bad_input(f"{source}: {exc}")
+    render = proxystatus.render_json if output == "json" else proxystatus.render_table
+    click.echo(render(rows, older_than), nl=False)
+    if fail_if_older and any(row.version_check == "older" for row in rows):
+        sys.exit(EXIT_OLDER)
+
+
+def _bad_input(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)

@@ -12,7 +12,7 @@ import click
 from pillion import __version__
 from pillion.cli.capture import iptables
 from pillion.cli.certs import certs
-from pillion.cli.kube import inject
+from pillion.cli.kube import inject, proxy_status
 from pillion.cli.kubeserve import install, wait_started, webhook
 from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
 from pillion.config.reference import json_schema, markdown_reference
@@ -39,6 +39,7 @@ def cli() -> None:
 
 cli.add_command(certs)
 cli.add_command(inject)
+cli.add_command(proxy_status)
 cli.add_command(webhook)
 cli.add_command(install)
 cli.add_command(wait_started)
