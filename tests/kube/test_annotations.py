@@ -9,7 +9,12 @@ import pytest
 import yaml
 
 from pillion.config import PillionConfig
-from pillion.kube.annotations import InvalidAnnotation, SecretAnnotation, parse_annotations
+from pillion.kube.annotations import (
+    InvalidAnnotation,
+    SecretAnnotation,
+    image_version,
+    parse_annotations,
+)
 from pillion.kube.inject import InjectSettings, inject_pod
 
 ENABLED = {"pillion.dev/inject": "enabled"}
@@ -322,3 +327,18 @@ def test_the_annotations_reference_is_current_and_complete() -> None:
     assert read == {doc.name.replace("<name>", "") for doc in ANNOTATIONS}
     assert vault == {doc.vault.replace("<name>", "") for doc in ANNOTATIONS if doc.vault}
     assert len(read) >= 15  # the scan found the parser's keys
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("ghcr.io/pillion/pillion:0.2.0", "0.2.0"),
+        ("localhost:5000/pillion:0.3.0-rc.1", "0.3.0-rc.1"),
+        ("localhost:5000/pillion", "unknown"),
+        ("ghcr.io/pillion/pillion:0.2.0@sha256:" + "a" * 64, "0.2.0"),
+        ("ghcr.io/pillion/pillion@sha256:" + "a" * 64, "unknown"),
+        ("pillion:", "unknown"),
+    ],
+)
+def test_the_version_an_image_names_is_its_tag(image: str, version: str) -> None:
+    assert image_version(image) == version

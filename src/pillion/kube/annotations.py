@@ -112,7 +112,8 @@ def image_version(image: str) -> str:
     ``0.2.0``); ``unknown`` without one or with a digest only."""
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "unknown"
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return tag or "unknown"
 
 
 def parse_bool(key: str, value: str) -> bool:
