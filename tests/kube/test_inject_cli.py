@@ -4,6 +4,7 @@ version from 1.29 up (native sidecars need 1.29), and bad input exits 2."""
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,23 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = pillion_inject("-f", str(tmp_path / "absent.yaml"))
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_a_revision_injects_its_pods_and_leaves_the_others(tmp_path: Path) -> None:
+    manifest = tmp_path / "pods.yaml"
+    labelled = (("canary", {"pillion.dev/rev": "canary"}), ("plain", {}))
+    pods = [{"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": name, "namespace": "shop", "labels": labels},
+             "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+            for name, labels in labelled]  # fmt: skip
+    manifest.write_text(yaml.safe_dump_all(pods))
+    default = pillion_inject("-f", str(manifest))
+    assert "Pod shop/canary: not injected: pillion.dev/rev=canary: revision canary" in (
+        default.stderr
+    )
+    canary = pillion_inject("-f", str(manifest), "--revision", "canary")
+    assert canary.returncode == 0, canary.stderr
+    injected = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(canary.stdout)}
+    annotations = injected["canary"]["metadata"]["annotations"]
+    assert json.loads(annotations["pillion.dev/status"])["revision"] == "canary"
+    assert annotations["pillion.dev/version"] == "0.1.0"

@@ -54,8 +54,11 @@ def _read(path: str) -> list[dict[str, Any]]:
               "container held by a postStart hook. A pod's pillion.dev/native-sidecar "
               "annotation wins. Default: native.")  # fmt: skip
 @click.option("--image", default=InjectSettings.image, show_default=True,
-              help="The Pillion image injected.")  # fmt: skip
-def inject(path: str, diff: bool, native: bool | None, image: str) -> None:
+              help="The Pillion image injected (a pod's pillion.dev/image wins).")  # fmt: skip
+@click.option("--revision", default=InjectSettings.revision, show_default=True,
+              help="Inject as this revision: pods labelled pillion.dev/rev for another "
+              "one are left to it.")  # fmt: skip
+def inject(path: str, diff: bool, native: bool | None, image: str, revision: str) -> None:
     """Inject Pillion into the pods of a manifest and print it (to `kubectl apply -f -`).
 
     Every pod template is injected unless it opts out; why one was not is printed
@@ -66,7 +69,7 @@ def inject(path: str, diff: bool, native: bool | None, image: str) -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    settings = InjectSettings(image=image)
+    settings = InjectSettings(image=image, revision=revision)
     if native is not None:
         settings = dataclasses.replace(settings, native_sidecar=native)
     injected, outcomes = inject_documents(documents, settings)
