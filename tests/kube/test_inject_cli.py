@@ -124,7 +124,10 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
 
 def test_a_revision_injects_its_pods_and_leaves_the_others(tmp_path: Path) -> None:
     manifest = tmp_path / "pods.yaml"
-    labelled = (("canary", {"pillion.dev/rev": "canary"}), ("plain", {}))
+    labelled: tuple[tuple[str, dict[str, str]], ...] = (
+        ("canary", {"pillion.dev/rev": "canary"}),
+        ("plain", {}),
+    )
     pods = [{"apiVersion": "v1", "kind": "Pod",
              "metadata": {"name": name, "namespace": "shop", "labels": labels},
              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
