@@ -4,7 +4,7 @@ The bottom layer: imports nothing else of Pillion's.
 """
 
 from pillion.config.errors import EXIT_BAD_CONFIG, ConfigError, ConfigIssue
-from pillion.config.loader import load_config, parse_config
+from pillion.config.loader import load_config, parse_config, parse_config_file, read_config_file
 from pillion.config.models import PillionConfig
 
 __all__ = [
@@ -14,4 +14,6 @@ __all__ = [
     "PillionConfig",
     "load_config",
     "parse_config",
+    "parse_config_file",
+    "read_config_file",
 ]

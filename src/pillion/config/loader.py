@@ -23,7 +23,7 @@ from pillion.config.envexpand import expand_tree
 from pillion.config.errors import ConfigError, ConfigIssue, format_path
 from pillion.config.models import PillionConfig, model_in
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_config", "parse_config", "parse_config_file", "read_config_file"]
 
 # libyaml's loader when PyYAML was built with it; the pure-Python one otherwise.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -46,18 +46,35 @@ def load_config(
 ) -> PillionConfig:
     """Load and validate the config file at ``path``."""
     source = os.fspath(path)
+    return parse_config_file(
+        read_config_file(source), source, os.environ if environ is None else environ
+    )
+
+
+def read_config_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the config file at ``path``, at most ``MAX_FILE_SIZE + 1`` of them
+    (``parse_config_file`` refuses a file that long); a ``ConfigError`` when it cannot
+    be read, caused by the ``OSError``."""
+    source = os.fspath(path)
     try:
         with Path(source).open("rb") as file:
-            data = file.read(MAX_FILE_SIZE + 1)
-        text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return file.read(MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ConfigError(source, [ConfigIssue("(file)", f"cannot read: {reason}")]) from exc
+
+
+def parse_config_file(data: bytes, source: str, environ: Mapping[str, str]) -> PillionConfig:
+    """Validate what ``read_config_file`` read from ``source``."""
     if len(data) > MAX_FILE_SIZE:
         limit = MAX_FILE_SIZE // (1024 * 1024)
         message = f"larger than {limit} MiB: not read (is it the right file?)"
         raise ConfigError(source, [ConfigIssue("(file)", message)])
-    return parse_config(text, source, os.environ if environ is None else environ)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("(file)", f"cannot read: {exc}")]) from exc
+    return parse_config(text, source, environ)
 
 
 def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionConfig:

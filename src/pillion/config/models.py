@@ -198,6 +198,14 @@ class LifecycleConfig(Section):
         "stops the sidecar). Checked twice a second. Default: the `PILLION_EXIT_FILE` "
         "environment variable (the injector sets it in classic mode), else none.",
     )
+    watch_config: bool = Field(
+        True,
+        description="Reload the config file when its content changes, as on SIGHUP: an "
+        "edit, a file renamed over it, a mounted ConfigMap's update. Noticed by inotify "
+        "on its directory and by a look at its content every 2s; a touch or the same "
+        "content again reloads nothing. A bad, empty or missing file is logged and the "
+        "running config stays. Default true; false: only SIGHUP reloads.",
+    )
 
 
 class TelemetryConfig(Section):

@@ -3,8 +3,9 @@
 It starts components in order and stops at the first that fails (exit 1), feeds
 the probes from their states, drains on SIGTERM / SIGINT / ``POST /quitquitquit``
 (traffic components first in reverse start order, then admin, then status, all
-by one deadline: ``lifecycle.drain_timeout``), and reloads on SIGHUP: the new
-file is validated and applied, or the error is logged and the old config keeps
+by one deadline: ``lifecycle.drain_timeout``), and reloads on SIGHUP, or when the
+file's content changes (``lifecycle.watch_config``, ``runtime.configfile``): the
+new file is validated and applied, or the error is logged and the old config keeps
 running. A second SIGTERM / SIGINT cuts the drain short.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 import signal
@@ -21,9 +23,16 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from pillion.components import EXIT_OK, EXIT_RUNTIME_FAILURE, Component, ComponentStartError
-from pillion.config import ConfigError, ConfigIssue, PillionConfig, load_config
+from pillion.config import (
+    ConfigError,
+    ConfigIssue,
+    PillionConfig,
+    parse_config_file,
+    read_config_file,
+)
 from pillion.config.models import FEATURES
 from pillion.runtime.builders import Builder, build_components
+from pillion.runtime.configfile import ConfigFileWatch
 from pillion.runtime.control import ComponentHealth, Health
 from pillion.telemetry import Metrics, set_level
 
@@ -61,6 +70,9 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._drained: set[Component] = set()
         self._traffic_drain: asyncio.Task[None] | None = None
+        self._read_digest: str | None = None  # sha256 of the config file as last read
+        self._config_watch: asyncio.Task[None] | None = None
+        self._serving = False  # run() got past the start: a watch of the file may run
 
     # -- what the admin and status servers see (runtime.control.Control) --
 
@@ -123,6 +135,12 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        if self._config_path is not None:
+            # What the config was loaded from, about: the watch of the file reloads
+            # only a content other than this one.
+            with contextlib.suppress(ConfigError):
+                data = await asyncio.to_thread(read_config_file, self._config_path)
+                self._read_digest = _digest(data)
         try:
             try:
                 await self.start()
@@ -136,6 +154,8 @@ class Supervisor:
             # walking it again and again under load.
             gc.freeze()
             self._spawn(self._watch_exit_file())
+            self._serving = True
+            self._watch_config_file()
             await self._exit.wait()
             log.info(
                 "stopping", extra={"drain_timeout_seconds": self._config.lifecycle.drain_timeout}
@@ -170,25 +190,46 @@ class Supervisor:
                 if self._exit.is_set():
                     return
 
-    async def reload(self) -> bool:
-        """Re-read the config file and apply it; on any error keep the old config."""
+    async def reload(self, *, only_if_changed: bool = False) -> bool:
+        """Re-read the config file and apply it; on any error keep the old config.
+
+        ``only_if_changed`` (the watch of the file): nothing is done, and False is
+        returned, when the content is the one read last (at start, on SIGHUP or at the
+        previous change), or when the file is gone (the watch logs that).
+        """
         async with self._reload_lock:
-            if self._config_path is None:
+            path = self._config_path
+            if path is None:
+                if only_if_changed:
+                    return False
                 log.error("reload requested but there is no config file to re-read")
                 self.metrics.record_reload(ok=False)
                 return False
-            log.info("config reload requested", extra={"source": self._config_path})
+            if not only_if_changed:
+                log.info("config reload requested", extra={"source": path})
             try:
-                config = await self._read_config(self._config_path)
-                _refuse_silent_turn_off(self._config, config, self._config_path)
+                data = await asyncio.to_thread(read_config_file, path)
+            except ConfigError as exc:
+                if only_if_changed and isinstance(exc.__cause__, FileNotFoundError):
+                    return False
+                if only_if_changed:
+                    log.info("config file changed, reloading", extra={"path": path})
+                self._read_digest = None
+                return self._refused(exc)
+            digest = _digest(data)
+            if only_if_changed:
+                if digest == self._read_digest:
+                    log.debug("config file content already read; nothing to reload",
+                              extra={"path": path})  # fmt: skip
+                    return False
+                log.info("config file changed, reloading", extra={"path": path})
+            self._read_digest = digest
+            try:
+                config = await self._parse_config(data, path)
+                _refuse_silent_turn_off(self._config, config, path)
                 await self._apply(config)
             except ConfigError as exc:
-                log.error(
-                    "config reload refused; the previous config keeps running",
-                    extra={"source": exc.source, "errors": [str(i) for i in exc.issues]},
-                )
-                self.metrics.record_reload(ok=False)
-                return False
+                return self._refused(exc)
             except ComponentStartError as exc:
                 _logger_of(exc.component).error(
                     "config reload failed; the previous config keeps running",
@@ -197,11 +238,20 @@ class Supervisor:
                 self.metrics.record_reload(ok=False)
                 return False
             self.metrics.record_reload(ok=True)
-            log.info("config reloaded", extra={"source": self._config_path})
+            log.info("config reloaded", extra={"source": path})
+            self._watch_config_file()
             return True
 
-    async def _read_config(self, path: str) -> PillionConfig:
-        """Read, parse and validate off the event loop: traffic goes on meanwhile.
+    def _refused(self, exc: ConfigError) -> bool:
+        log.error(
+            "config reload refused; the previous config keeps running",
+            extra={"source": exc.source, "errors": [str(i) for i in exc.issues]},
+        )
+        self.metrics.record_reload(ok=False)
+        return False
+
+    async def _parse_config(self, data: bytes, path: str) -> PillionConfig:
+        """Parse and validate off the event loop: traffic goes on meanwhile.
 
         The parsing thread shares the GIL with the loop: a short switch interval while
         it runs hands the GIL back often, and the cyclic collector waits (a collection
@@ -214,11 +264,30 @@ class Supervisor:
         collecting = gc.isenabled()
         gc.disable()  # a full collection amid the parse's new objects holds the GIL long
         try:
-            return await asyncio.to_thread(load_config, path, environ)
+            return await asyncio.to_thread(parse_config_file, data, path, environ)
         finally:
             sys.setswitchinterval(interval)
             if collecting:
                 gc.enable()
+
+    def _watch_config_file(self) -> None:
+        """Start the watch of the config file if the running config wants it and none
+        runs (one turned off by a reload ends by itself: it may be reloading now)."""
+        if self._config_path is None or not self._serving or not self._watching_config_file():
+            return
+        if self._config_watch is None or self._config_watch.done():
+            watch = ConfigFileWatch(
+                self._config_path,
+                reload=lambda: self.reload(only_if_changed=True),
+                enabled=self._watching_config_file,
+                metrics=self.metrics,
+            )
+            self._config_watch = self._spawn(watch.run())
+
+    def _watching_config_file(self) -> bool:
+        return (
+            self._config.lifecycle.watch_config and not self._draining and not self._exit.is_set()
+        )
 
     async def _apply(self, config: PillionConfig) -> None:
         """Move to ``config``: reconfigure in place where possible, else replace.
@@ -365,6 +434,10 @@ def _refuse_silent_turn_off(old: PillionConfig, new: PillionConfig, source: str)
     ]
     if issues:
         raise ConfigError(source, issues)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _logger_of(component: str) -> logging.Logger:

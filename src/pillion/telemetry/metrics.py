@@ -77,7 +77,7 @@ class Metrics:
         )
         self.config_reloads = Counter(
             "pillion_config_reloads",
-            "Configuration reloads (SIGHUP), by result.",
+            "Configuration reloads (SIGHUP, or a change of the file), by result.",
             ["result"],
             registry=self.registry,
         )
