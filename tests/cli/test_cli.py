@@ -147,3 +147,25 @@ def test_the_cli_does_not_load_cryptography_until_tls_or_jwt_is_used() -> None:
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert probe.stdout.strip() == "[]"
+
+
+def test_validate_against_the_running_config_lists_what_would_change(tmp_path: Path) -> None:
+    old = write_config(tmp_path, "app: {port: 8080}\nadmin: {auth_token: old-secret}\n", "old.yaml")
+    new = write_config(
+        tmp_path,
+        "app: {port: 8080}\nadmin: {auth_token: new-secret}\n"
+        "proxy:\n  inbound: [{name: web, listen: '0.0.0.0:15006'}]\n",
+        "new.yaml",
+    )
+    result = pillion("validate", "-c", str(new), "--against", str(old))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{new}: valid (features on: proxy)"
+    assert lines[1] == f"against {old}: {len(lines) - 2} changes"
+    assert "  + listener web on 0.0.0.0:15006" in lines
+    assert "  ~ admin: auth_token changed (value hidden)" in lines
+    assert "secret" not in result.stdout  # neither token shows
+    same = pillion("validate", "-c", str(old), "--against", str(old))
+    assert same.stdout.splitlines()[1] == f"against {old}: no change"
+    bad = write_config(tmp_path, "app: {port: nope}\n", "bad.yaml")
+    assert pillion("validate", "-c", str(new), "--against", str(bad)).returncode == 2

@@ -448,3 +448,13 @@ def test_an_inline_template_may_loop_set_and_filter() -> None:
     config = parse_config(text, "test.yaml", {}).config
     assert config is not None
     assert config.templates[0].template == template
+
+
+def test_a_file_for_a_newer_config_format_is_refused_by_name() -> None:
+    [(path, line, message)] = errors_of("version: 2\napp: {port: 8080}\n")
+    assert (path, line) == ("version", 1)
+    assert message.startswith("the file is written for config format 2, of a newer Pillion")
+    assert "which reads format 1" in message
+    assert parse_config("version: 1\napp: {port: 8080}\n", "v1.yaml", {}).version == 1
+    [(path, _, _)] = errors_of("version: 0\n")
+    assert path == "version"

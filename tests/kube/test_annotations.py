@@ -36,7 +36,9 @@ def sidecar(pod: dict[str, Any]) -> dict[str, Any]:
 
 def config(pod: dict[str, Any]) -> PillionConfig:
     text = pod["metadata"]["annotations"]["pillion.dev/generated-config"]
-    return PillionConfig.model_validate(yaml.safe_load(text))
+    generated = PillionConfig.model_validate(yaml.safe_load(text))
+    assert generated.version == 1  # the format it is written in: an older sidecar says so
+    return generated
 
 
 @pytest.mark.parametrize(

@@ -102,15 +102,35 @@ def _load_or_log(config_path: str) -> PillionConfig:
 
 @cli.command()
 @_config_option
-def validate(config_path: str) -> None:
-    """Check a config file: exit 0 if valid, 2 with every error otherwise."""
+@click.option(
+    "--against",
+    "against",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The config running now: list what the checked file would change (listeners, "
+    "routes, clusters, outputs, sources...) before it is applied. Secrets never show.",
+)
+def validate(config_path: str, against: str | None) -> None:
+    """Check a config file: exit 0 if valid, 2 with every error otherwise.
+
+    Renamed keys still in the file are read under their new names and listed as
+    warnings on stderr (exit 0)."""
     config = _load_or_exit(config_path)
+    for note in config.deprecations:
+        click.echo(f"{config_path}: warning: {note}", err=True)
     enabled = [
         name
         for name in ("proxy", "logs", "secrets", "config", "exporters")
         if getattr(config, name) is not None
     ]
     click.echo(f"{config_path}: valid (features on: {', '.join(enabled) or 'none'})")
+    if against is not None:
+        from pillion.config.diff import describe_changes
+
+        changes = describe_changes(_load_or_exit(against), config)
+        click.echo(f"against {against}: " + (f"{len(changes)} changes" if changes else "no change"))
+        for line in changes:
+            click.echo(f"  {line}")
 
 
 @cli.command()

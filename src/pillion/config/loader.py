@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from pillion.config.deprecations import RENAMED, Renamed, rename_deprecated
 from pillion.config.envexpand import expand_tree
 from pillion.config.errors import ConfigError, ConfigIssue, format_path
 from pillion.config.models import PillionConfig, model_in
@@ -77,8 +78,14 @@ def parse_config_file(data: bytes, source: str, environ: Mapping[str, str]) -> P
     return parse_config(text, source, environ)
 
 
-def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionConfig:
-    """Validate config ``text``; ``source`` names it in messages."""
+def parse_config(
+    text: str,
+    source: str,
+    environ: Mapping[str, str],
+    renamed: tuple[Renamed, ...] | None = None,
+) -> PillionConfig:
+    """Validate config ``text``; ``source`` names it in messages. Keys ``renamed``
+    since are read under their new names and listed in ``config.deprecations``."""
     root = _yaml(source, lambda: yaml.compose(text, Loader=_Loader))
     if root is None or root.tag == _NULL:  # a file being written, a ConfigMap key left blank
         message = "the file is empty or only comments: a config names at least one section"
@@ -95,6 +102,10 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionC
     if not isinstance(document, dict):
         raise ConfigError(source, [ConfigIssue("(document)", "the top level must be a mapping", 1)])
 
+    rename_errors, deprecations = rename_deprecated(
+        document, lines, RENAMED if renamed is None else renamed
+    )
+    issues += rename_errors
     expansion = expand_tree(document, environ)
     issues += [
         ConfigIssue(format_path(err.path), err.message, _line_of(err.path, lines))
@@ -111,6 +122,7 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> PillionC
         raise ConfigError(source, _sorted(issues)) from exc
     if issues:
         raise ConfigError(source, _sorted(issues))
+    config._deprecations = tuple(deprecations)
     return config
 
 

@@ -24,7 +24,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from pillion import __version__
 from pillion.config.configwatch import ConfigWatchConfig
+from pillion.config.errors import ConfigIssue
 from pillion.config.exporters import ExportersConfig
 from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
@@ -222,11 +224,24 @@ FEATURES = ("proxy", "logs", "secrets", "config", "exporters")
 """The sections that turn a feature on by being present."""
 
 
+# The config format this Pillion reads. A file may say which it is written for
+# (`version: 1`); the injector's generated configs always do.
+CONFIG_FORMAT = 1
+
+
 class PillionConfig(Section):
     """The whole of `pillion.yaml`."""
 
     _turned_off: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    _deprecations: tuple[ConfigIssue, ...] = PrivateAttr(default=())
 
+    version: int | None = Field(
+        None,
+        ge=1,
+        description="The config format the file is written for: 1, the only one so far. "
+        "A Pillion that reads an older format refuses a newer one and says so, rather "
+        "than misreading it. Default: this Pillion's format.",
+    )
     app: AppConfig = Field(default_factory=AppConfig, description="The application.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin server.")
     status: StatusConfig = Field(default_factory=StatusConfig, description="Status server.")
@@ -257,6 +272,23 @@ class PillionConfig(Section):
                 name for name in FEATURES if name in data and data[name] is None
             )
         return config
+
+    @field_validator("version")
+    @classmethod
+    def _a_format_this_pillion_reads(cls, value: int | None) -> int | None:
+        if value is not None and value > CONFIG_FORMAT:
+            raise ValueError(
+                f"the file is written for config format {value}, of a newer Pillion; this "
+                f"is Pillion {__version__}, which reads format {CONFIG_FORMAT}: run a newer "
+                "sidecar image, or write the file for this format"
+            )
+        return value
+
+    @property
+    def deprecations(self) -> tuple[ConfigIssue, ...]:
+        """The renamed keys the file still used (``ConfigIssue``s): read under their
+        new names, to be logged and counted."""
+        return self._deprecations
 
     @property
     def turned_off(self) -> frozenset[str]:

@@ -52,6 +52,16 @@ def markdown_reference() -> str:
     """One section per model: key, type, default, description."""
     schema = json_schema()
     lines = [_INTRO]
+    scalars = {
+        k: p for k, p in schema["properties"].items() if _resolve(p, schema["$defs"]) is None
+    }
+    if scalars:
+        lines += ["## Top level", "", "| key | type | default | description |", "|---|---|---|---|"]
+        for key, prop in scalars.items():
+            default = f"`{json.dumps(prop['default'])}`" if "default" in prop else "required"
+            description = prop.get("description", "").replace("|", "\\|")
+            lines.append(f"| `{key}` | {_type_name(prop)} | {default} | {description} |")
+        lines.append("")
     for key, prop in schema["properties"].items():
         _section(lines, key, prop, schema["$defs"])
     return "\n".join(lines).rstrip() + "\n"

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pillion.config.models import CONFIG_FORMAT
 from pillion.config.secrets import SERVICE_ACCOUNT_TOKEN
 from pillion.kube.annotations import PodAnnotations
 
@@ -53,7 +54,8 @@ def generated_config(
     access: SecretAccess = SecretAccess(None),
 ) -> str:
     """The YAML text of ``pillion.yaml`` for these annotations."""
-    config: dict[str, Any] = {"app": {"port": app_port}}
+    # the format it is written in: a sidecar that reads an older one refuses it by name
+    config: dict[str, Any] = {"version": CONFIG_FORMAT, "app": {"port": app_port}}
     if wanted.capture != "none":
         # where pillion-init redirects the pod's TCP, for both families (an IPv6
         # listener is skipped where the pod has no IPv6)

@@ -135,6 +135,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        self._report_deprecations(self._config)
         if self._config_path is not None:
             # What the config was loaded from, about: the watch of the file reloads
             # only a content other than this one.
@@ -239,8 +240,16 @@ class Supervisor:
                 return False
             self.metrics.record_reload(ok=True)
             log.info("config reloaded", extra={"source": path})
+            self._report_deprecations(config)
             self._watch_config_file()
             return True
+
+    def _report_deprecations(self, config: PillionConfig) -> None:
+        """Log and count the renamed keys ``config`` still used."""
+        for note in config.deprecations:
+            log.warning("deprecated config key", extra={"key": note.path, "line": note.line,
+                                                         "detail": note.message})  # fmt: skip
+            self.metrics.config_deprecations.labels(note.path).inc()
 
     def _refused(self, exc: ConfigError) -> bool:
         log.error(

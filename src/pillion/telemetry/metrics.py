@@ -83,6 +83,13 @@ class Metrics:
         )
         for result in RELOAD_RESULTS:
             self.config_reloads.labels(result)
+        self.config_deprecations = Counter(
+            "pillion_config_deprecations",
+            "Renamed keys a loaded config still used (read under their new names), by "
+            "the old key; each load counts its own.",
+            ["key"],
+            registry=self.registry,
+        )
         self.config_last_reload_successful = Gauge(
             "pillion_config_last_reload_successful",
             "1 if the last configuration reload succeeded (or none was tried), else 0.",
