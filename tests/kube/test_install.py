@@ -201,3 +201,16 @@ def test_bad_revisions_and_tags_are_usage_errors(args: tuple[str, ...], message:
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [(), ("--cert-manager",)])
+def test_every_object_of_a_revision_carries_its_label_to_remove_it_by(
+    args: tuple[str, ...],
+) -> None:
+    for revision in ("default", "canary"):
+        documents = install(*args, "--revision", revision)
+        for document in documents:
+            if document["kind"] == "Namespace":  # shared by every revision
+                continue
+            labels = document["metadata"].get("labels", {})
+            assert labels.get("pillion.dev/revision") == revision, document["kind"]

@@ -252,13 +252,17 @@ def manifests(settings: InstallSettings) -> list[dict[str, Any]]:
             {
                 "apiVersion": "cert-manager.io/v1",
                 "kind": "Issuer",
-                "metadata": {"name": f"{s.name}-selfsigned", "namespace": s.namespace},
+                "metadata": {
+                    "name": f"{s.name}-selfsigned",
+                    "namespace": s.namespace,
+                    "labels": s.labels,
+                },
                 "spec": {"selfSigned": {}},
             },
             {
                 "apiVersion": "cert-manager.io/v1",
                 "kind": "Certificate",
-                "metadata": {"name": s.name, "namespace": s.namespace},
+                "metadata": {"name": s.name, "namespace": s.namespace, "labels": s.labels},
                 "spec": {
                     "secretName": f"{s.name}-tls",
                     "dnsNames": [service_dns],
