@@ -236,3 +236,50 @@ async def test_reload_with_invalid_file_keeps_the_old_config(
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
+
+
+class SlowStart(Recorder):
+    """A replacement whose start waits for ``go``: a reload caught mid-way."""
+
+    go = asyncio.Event()
+
+    async def start(self) -> None:
+        self.journal.append(f"starting {self.name}")
+        await self.go.wait()
+        await super().start()
+
+
+async def test_a_stop_during_a_reload_drops_the_reload_and_drains_the_old_components(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    journal: list[str] = []
+    path = tmp_path / "p.yaml"  # type: ignore[operator]
+    path.write_text("lifecycle:\n  drain_timeout: 5s\ntelemetry:\n  log_level: debug\n")
+    first = True
+
+    def build(config: PillionConfig, control: Control, metrics: Metrics) -> list[Component]:
+        nonlocal first
+        made: list[Component] = [Recorder("status", journal, "control")]
+        made.append(Recorder("proxy", journal, in_place=False) if first
+                    else SlowStart("proxy", journal, in_place=False))  # fmt: skip
+        first = False
+        return made
+
+    SlowStart.go = asyncio.Event()
+    supervisor = Supervisor(CONFIG, str(path), build=build)
+    task = await run_until_started(supervisor)
+    old_proxy = next(c for c in supervisor.components if c.name == "proxy")
+    reloading = asyncio.create_task(supervisor.reload())
+    await async_wait_until(lambda: "starting proxy" in journal)
+    supervisor.request_exit()
+    await async_wait_until(lambda: "drain proxy" in journal)  # the old one, still serving
+    SlowStart.go.set()
+    assert await reloading is False  # dropped: nothing new runs while stopping
+    assert await task == 0
+    # the old proxy served until it was drained; the new one was closed as it started
+    assert journal[:2] == ["start status", "start proxy"]
+    assert journal.count("drain proxy") == 1
+    assert journal.index("drain proxy") < journal.index("close proxy")
+    assert journal[-2:] == ["start proxy", "close proxy"]
+    assert supervisor.config is CONFIG  # the reload never took
+    assert supervisor.components[1] is old_proxy

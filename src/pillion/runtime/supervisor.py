@@ -228,7 +228,12 @@ class Supervisor:
             try:
                 config = await self._parse_config(data, path)
                 _refuse_silent_turn_off(self._config, config, path)
+                if self._draining:  # stopping: nothing new starts
+                    raise _Stopping
                 await self._apply(config)
+            except _Stopping:
+                log.info("config reload dropped: stopping", extra={"source": path})
+                return False
             except ConfigError as exc:
                 return self._refused(exc)
             except ComponentStartError as exc:
@@ -324,6 +329,10 @@ class Supervisor:
             for component in reversed(started):
                 await component.close()
             raise
+        if self._draining:  # a stop came while they started: the old ones are drained
+            for component in reversed(started):
+                await component.close()
+            raise _Stopping
         for component in in_place:
             component.reconfigure(config)
         retired = [c for name, c in current.items() if name not in kept]
@@ -351,7 +360,7 @@ class Supervisor:
                 await self._drain_one(component, deadline)
 
     async def _stop_all(self, deadline: float) -> None:
-        self._draining = True
+        self._draining = True  # a reload under way sees it and drops what it started
         if self._traffic_drain is not None:
             await asyncio.wait({self._traffic_drain})
         order = [c for c in reversed(self.components) if c.kind == "traffic"]
@@ -425,6 +434,10 @@ class Supervisor:
     def _on_reload_signal(self) -> None:
         log.info("signal received", extra={"signal": "SIGHUP"})
         self._spawn(self.reload())
+
+
+class _Stopping(Exception):
+    """A reload met a stop: it is dropped, and what it started is closed."""
 
 
 def _refuse_silent_turn_off(old: PillionConfig, new: PillionConfig, source: str) -> None:
