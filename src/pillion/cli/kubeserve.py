@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import click
 import yaml
@@ -13,6 +14,19 @@ from pillion import __version__
 from pillion.config.types import ListenAddress
 
 __all__ = ["install", "wait_started", "webhook"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _revision_option(text: str) -> Callable[[_F], _F]:
+    """``--revision``, checked as a name the manifests can be suffixed with."""
+    return click.option(
+        "--revision",
+        default="default",
+        show_default=True,
+        callback=lambda _c, _p, value: _revision_name(value),
+        help=text,
+    )
 
 
 @click.command()
@@ -25,13 +39,9 @@ __all__ = ["install", "wait_started", "webhook"]
     show_default=True,
     help="The Pillion image injected (a pod's pillion.dev/image wins).",
 )
-@click.option(
-    "--revision",
-    default="default",
-    show_default=True,
-    callback=lambda _c, _p, value: _revision_name(value),
-    help="Which pods this injector takes: `default`, those naming no revision; "
-    "else those labelled (or in a namespace labelled) pillion.dev/rev=REVISION.",
+@_revision_option(
+    "Which pods this injector takes: `default`, those naming no revision; else those "
+    "labelled (or in a namespace labelled) pillion.dev/rev=REVISION."
 )
 @click.option(
     "--injector-namespace",
@@ -87,13 +97,9 @@ def webhook(
     help="Leave the serving certificate to cert-manager (default: made here).",
 )
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(1, 100))
-@click.option(
-    "--revision",
-    default="default",
-    show_default=True,
-    callback=lambda _c, _p, value: _revision_name(value),
-    help="Render an independent injector (names suffixed -REVISION) for the "
-    "namespaces and pods labelled pillion.dev/rev=REVISION: a canary of a new version.",
+@_revision_option(
+    "Render an independent injector (names suffixed -REVISION) for the namespaces and "
+    "pods labelled pillion.dev/rev=REVISION: a canary of a new version."
 )
 @click.option(
     "--tag",
