@@ -193,7 +193,7 @@ def test_secrets_and_vault_k8s_spelling() -> None:
     })  # fmt: skip
     assert parse_annotations(pod["metadata"]["annotations"]).secrets == (
         SecretAnnotation("api", "secret/data/api"),
-        SecretAnnotation("db", "secret/data/db", "{{ secrets.db.password }}"),
+        SecretAnnotation("db", "secret/data/db", "{{ secrets.db.password }}", raw=True),
     )
     secrets = config(pod).secrets
     assert secrets is not None
@@ -203,6 +203,42 @@ def test_secrets_and_vault_k8s_spelling() -> None:
     assert {"name": "pillion-secrets", "emptyDir": {"medium": "Memory"}} in pod["spec"]["volumes"]
     assert {"name": "pillion-secrets", "mountPath": "/secrets", "readOnly": True} in (
         pod["spec"]["containers"][0]["volumeMounts"])  # fmt: skip
+    # an app written for vault-k8s finds its files where vault-k8s puts them
+    assert {"name": "pillion-secrets", "mountPath": "/vault/secrets", "readOnly": True} in (
+        pod["spec"]["containers"][0]["volumeMounts"])  # fmt: skip
+    # a KV v2 API path (vault-k8s writes secret/data/db) is the KV secret secret/db
+    assert [(s.name, s.type, s.path) for s in secrets.sources] == [
+        ("api", "kv", "secret/api"), ("db", "kv", "secret/db")]  # fmt: skip
+
+
+VAULT = "vault.hashicorp.com/agent-inject-secret-"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "source"),
+    [
+        (VAULT + "web", "secret/data/web", ("kv", "secret/web")),
+        (VAULT + "web", "/secret/data/team/web/", ("kv", "secret/team/web")),
+        (VAULT + "db", "database/creds/app", ("dynamic", "database/creds/app")),
+        (VAULT + "old", "kv1/app", ("dynamic", "kv1/app")),
+        ("pillion.dev/secret-web", "secret/web", ("kv", "secret/web")),
+        ("pillion.dev/secret-web", "secret/data/web", ("kv", "secret/web")),
+    ],
+)
+def test_vault_k8s_paths_are_read_as_vault_agent_reads_them(
+    annotation: str, value: str, source: tuple[str, str]
+) -> None:
+    [found] = config(injected({annotation: value})).secrets.sources  # type: ignore[union-attr]
+    assert (found.type, found.path) == source
+
+
+def test_a_vault_k8s_secret_name_may_be_a_file_name_with_dots() -> None:
+    pod = injected(
+        {"vault.hashicorp.com/agent-inject-secret-database-config.txt": "secret/data/db"}
+    )
+    secrets = config(pod).secrets
+    assert secrets is not None
+    assert [t.destination for t in secrets.templates] == ["/secrets/database-config.txt"]
 
 
 def test_vault_role_defaults_to_service_account() -> None:

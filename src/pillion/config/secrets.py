@@ -28,7 +28,7 @@ __all__ = [
     "check_templates",
 ]
 
-_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+_NAME = r"^[a-z0-9][a-z0-9_.-]*$"  # a file name may be one (database-config.txt)
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 
 

@@ -43,7 +43,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 # A Kubernetes resource quantity (apimachinery's resource.Quantity), without a sign.
 _QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
 # A secret's name becomes a file under /secrets and a source name in pillion.yaml.
-_SECRET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_SECRET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # vault-k8s' names are file names
 # A container image reference: [registry/]name[:tag][@digest], no spaces.
 _IMAGE = re.compile(
     r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
@@ -66,11 +66,27 @@ class InvalidAnnotation(ValueError):
 
 @dataclass(frozen=True)
 class SecretAnnotation:
-    """One secret: rendered from ``path`` to ``/secrets/<name>``."""
+    """One secret: rendered from ``path`` to ``/secrets/<name>``. ``raw``: the path
+    is a Vault API path as vault-k8s takes it (``secret/data/web`` for a KV v2
+    secret, ``database/creds/app``), not Pillion's ``<mount>/<path>`` of a KV secret."""
 
     name: str
     path: str
     template: str | None = None
+    raw: bool = False
+
+    def source(self) -> dict[str, str]:
+        """The ``secrets.sources[]`` entry that reads it. A KV v2 API path
+        (``<mount>/data/<path>``) is read as the KV secret ``<mount>/<path>``; any
+        other vault-k8s path is read as it is (a KV v1 secret, database credentials),
+        with its lease renewed when it has one."""
+        mount, _, rest = self.path.strip("/").partition("/")
+        first, _, inner = rest.partition("/")
+        if first == "data" and inner:
+            return {"name": self.name, "type": "kv", "path": f"{mount}/{inner}"}
+        if self.raw:
+            return {"name": self.name, "type": "dynamic", "path": self.path.strip("/")}
+        return {"name": self.name, "type": "kv", "path": self.path}
 
 
 @dataclass(frozen=True)
@@ -170,13 +186,14 @@ def _secrets(annotations: Mapping[str, str]) -> tuple[SecretAnnotation, ...]:
                 continue
             name = key.removeprefix(secret_prefix)
             if not _SECRET_NAME.match(name):
-                raise InvalidAnnotation(key, "the secret's name must match [a-z0-9][a-z0-9_-]*")
+                raise InvalidAnnotation(key, "the secret's name must match [a-z0-9][a-z0-9_.-]*")
             if not path.strip():
                 raise InvalidAnnotation(key, "expected a Vault path, found nothing")
             if "/" not in path.strip().strip("/"):  # as the generated config's kv source needs
                 raise InvalidAnnotation(key, "a Vault KV path is <mount>/<path>, e.g. secret/app")
             template = annotations.get(template_prefix + name)
-            found[name] = SecretAnnotation(name, path.strip(), template)
+            raw = secret_prefix.startswith(VAULT_PREFIX)
+            found[name] = SecretAnnotation(name, path.strip(), template, raw)
         for key in annotations:
             if key.startswith(template_prefix):
                 name = key.removeprefix(template_prefix)
@@ -333,7 +350,12 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
     AnnotationDoc("secret-<name>", "a KV path, e.g. `secret/db`", "none",
                   "Render this secret into `/secrets/<name>` (an in-memory volume the app "
                   "containers mount read-only) before the app starts; JSON of its keys "
-                  "unless a template is given.", "agent-inject-secret-<name>"),
+                  "unless a template is given. `<name>` is a file name (dots allowed). "
+                  "The vault-k8s spelling takes the Vault API path as vault-k8s does "
+                  "(`secret/data/web` is the KV v2 secret `secret/web`; any other path, "
+                  "e.g. `database/creds/app`, is read as it is, its lease renewed), and "
+                  "the files are also at `/vault/secrets/<name>`, where apps written for "
+                  "vault-k8s read them.", "agent-inject-secret-<name>"),
     AnnotationDoc("secret-template-<name>", "a template", "none",
                   "The file's text, e.g. `{{ secrets.db.password }}`.",
                   "agent-inject-template-<name>"),

@@ -199,6 +199,7 @@ def _clash(pod: dict[str, Any], wanted: PodAnnotations, native: bool) -> str | N
             return f"name clash: the pod already has a volume named {volume['name']}"
     paths = (
         ({SECRETS_DIR} if wanted.secrets else set())
+        | ({VAULT_SECRETS_DIR} if any(secret.raw for secret in wanted.secrets) else set())
         | ({log_directory(wanted.logs)} if wanted.logs else set())
         | (set() if native else {c.LIFECYCLE_DIR})
     )
@@ -318,6 +319,10 @@ def _inject(
         volumes.append({"name": c.SECRETS_VOLUME, "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": c.SECRETS_VOLUME, "mountPath": SECRETS_DIR})
         app_mounts.append({"name": c.SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True})
+        if any(secret.raw for secret in wanted.secrets):  # where vault-k8s' apps look
+            app_mounts.append(
+                {"name": c.SECRETS_VOLUME, "mountPath": VAULT_SECRETS_DIR, "readOnly": True}
+            )
     if wanted.logs:
         directory = log_directory(wanted.logs)
         volumes.append({"name": c.LOGS_VOLUME, "emptyDir": {}})
@@ -387,6 +392,7 @@ def _inject(
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+VAULT_SECRETS_DIR = "/vault/secrets"  # vault-k8s' default: apps written for it read there
 
 
 def _service_account_mount(spec: dict[str, Any]) -> dict[str, Any] | None:

@@ -84,7 +84,7 @@ def generated_config(
                     "token_file": SERVICE_ACCOUNT_TOKEN,
                 },
             },
-            "sources": [{"name": s.name, "type": "kv", "path": s.path} for s in wanted.secrets],
+            "sources": [s.source() for s in wanted.secrets],
             "templates": [
                 {
                     "name": s.name,
