@@ -380,3 +380,22 @@ def test_the_annotations_reference_is_current_and_complete() -> None:
 )
 def test_the_version_an_image_names_is_its_tag(image: str, version: str) -> None:
     assert image_version(image) == version
+
+
+@pytest.mark.parametrize(
+    ("ports", "annotations", "expected"),
+    [
+        ([{"containerPort": 9080}], {}, 9080),  # bookinfo's
+        ([{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 8000}], {}, 8000),
+        ([{"containerPort": 9080}], {"pillion.dev/app-port": "9443"}, 9443),  # chosen
+        ([], {}, 8080),  # nothing declared: the injector's default
+    ],
+)
+def test_the_app_port_is_the_one_the_app_container_declares(
+    ports: list[dict[str, Any]], annotations: dict[str, str], expected: int
+) -> None:
+    other = {"name": "other", "image": "b", "ports": [{"containerPort": 7000}]}
+    spec = {"containers": [{"name": "app", "image": "a", "ports": ports}, other]}
+    pod = {"metadata": {"name": "p", "annotations": annotations}, "spec": spec}
+    decision = inject_pod(pod, InjectSettings(), "shop", ENABLED)
+    assert config(decision.pod).app.port == expected

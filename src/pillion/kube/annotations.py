@@ -345,7 +345,8 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
                   "(`ghcr.io/pillion/pillion:<version>`)",
                   "The Pillion image this pod runs, e.g. to try a new version on one "
                   "workload; the pod's `pillion.dev/version` annotation is its tag."),
-    AnnotationDoc("app-port", "1-65535", "the injector's (8080)",
+    AnnotationDoc("app-port", "1-65535", "the first app container's first TCP "
+                  "`containerPort`, else the injector's (8080)",
                   "The port the app listens on: where inbound traffic goes."),
     AnnotationDoc("secret-<name>", "a KV path, e.g. `secret/db`", "none",
                   "Render this secret into `/secrets/<name>` (an in-memory volume the app "

@@ -293,7 +293,7 @@ def _inject(
     native = _native(wanted, settings)
     image = wanted.image or settings.image
     annotations[VERSION] = image_version(image)  # what proxy-status reports
-    app_port = wanted.app_port or settings.app_port
+    app_port = wanted.app_port or _declared_port(spec) or settings.app_port
     app_metrics = _app_metrics(annotations, app_port)
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = [{"name": c.PODINFO_VOLUME, "mountPath": c.PODINFO_DIR}]
@@ -389,6 +389,21 @@ def _inject(
         spec["containers"] = [sidecar, *apps]
     spec["volumes"] = [*(spec.get("volumes") or []), *volumes]
     pod.setdefault("metadata", {})["annotations"] = annotations
+
+
+def _declared_port(spec: dict[str, Any]) -> int | None:
+    """The app's port as the pod declares it: the first container's first TCP
+    ``containerPort`` (``pillion.dev/app-port`` chooses another)."""
+    for container in (spec.get("containers") or [])[:1]:
+        for port in container.get("ports") or []:
+            number = port.get("containerPort")
+            if (
+                port.get("protocol", "TCP") == "TCP"
+                and isinstance(number, int)
+                and 0 < number < 65536
+            ):
+                return number
+    return None
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
