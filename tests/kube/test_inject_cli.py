@@ -143,3 +143,23 @@ def test_a_revision_injects_its_pods_and_leaves_the_others(tmp_path: Path) -> No
     annotations = injected["canary"]["metadata"]["annotations"]
     assert json.loads(annotations["pillion.dev/status"])["revision"] == "canary"
     assert annotations["pillion.dev/version"] == "0.1.0"
+
+
+def test_a_workload_kind_pillion_does_not_know_is_passed_through_and_said_so(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "dc.yaml"
+    template = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "w"}]},
+    }
+    config = {"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
+              "metadata": {"name": "web", "namespace": "shop"},
+              "spec": {"template": template}}  # fmt: skip
+    manifest.write_text(yaml.safe_dump(config))
+    result = pillion_inject("-f", str(manifest))
+    assert result.returncode == 0
+    assert yaml.safe_load(result.stdout) == config  # unchanged
+    assert "DeploymentConfig shop/web: not injected: kind DeploymentConfig is passed" in (
+        result.stderr
+    )

@@ -69,11 +69,20 @@ def inject_manifest(
         result["items"] = items
         return result, outcomes
     path = TEMPLATE_PATHS.get(kind) if isinstance(kind, str) else None
-    if path is None:
-        return result, []
     metadata = result.get("metadata") or {}
     namespace = str(metadata.get("namespace") or "default")
     where = f"{kind} {namespace}/{metadata.get('name', '')}"
+    if path is None:
+        template = (result.get("spec") or {}).get("template") if isinstance(
+            result.get("spec"), Mapping) else None  # fmt: skip
+        if isinstance(template, Mapping) and "containers" in (template.get("spec") or {}):
+            # a workload of a kind this file does not know (OpenShift's DeploymentConfig,
+            # an operator's resource): passed through, and said so
+            kinds = ", ".join(TEMPLATE_PATHS)
+            reason = (f"kind {kind} is passed through unchanged (injected here: {kinds}); "
+                      "the webhook injects the pods it makes")  # fmt: skip
+            return result, [Injected(where, Decision(False, reason, dict(template)))]
+        return result, []
     parent: Any = result
     for key in path[:-1]:
         parent = parent.get(key) if isinstance(parent, Mapping) else None
