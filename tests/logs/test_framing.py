@@ -72,9 +72,33 @@ GO = [
 ]
 
 
+# The last line of a traceback names the exception, whatever its name: a bare
+# Exception, a custom one in a module, StopIteration.
+PYTHON_ENDINGS = [
+    b"2026-11-24 10:00:00,000 ERROR app: one",
+    b"Traceback (most recent call last):",
+    b'  File "/app/main.py", line 3, in <module>',
+    b"Exception: boom",
+    b"2026-11-24 10:00:01,000 ERROR app: two",
+    b"Traceback (most recent call last):",
+    b'  File "/app/main.py", line 4, in <module>',
+    b"shop.errors.PaymentDeclinedError: card refused",
+    b"2026-11-24 10:00:02,000 ERROR app: three",
+    b"Traceback (most recent call last):",
+    b'  File "/app/main.py", line 5, in <module>',
+    b"StopIteration",
+    b"2026-11-24 10:00:03,000 INFO app: next",
+]
+
+
 @pytest.mark.parametrize(
     ("preset", "lines", "records"),
-    [("java", JAVA, [0, 1, 5]), ("python", PYTHON, [0, 8]), ("go", GO, [0, 6])],
+    [
+        ("java", JAVA, [0, 1, 5]),
+        ("python", PYTHON, [0, 8]),
+        ("python", PYTHON_ENDINGS, [0, 4, 8, 12]),
+        ("go", GO, [0, 6]),
+    ],
 )
 def test_presets_keep_a_trace_in_one_record(
     preset: str, lines: list[bytes], records: list[int]

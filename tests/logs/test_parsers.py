@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pillion.config import parse_config
+from pillion.config.types import python_regex
 from pillion.logs.parsers import make_parser, parse_logfmt, parse_time, runtime_time
 from pillion.logs.podinfo import parse_downward_file, pod_fields
 
@@ -90,3 +93,42 @@ def test_runtime_time_reads_what_parse_time_reads(
 )
 def test_runtime_time_of_what_is_not_a_time_is_none(text: str) -> None:
     assert runtime_time(text) is None
+
+
+# Fluent Bit's apache2 parser (parsers.conf), its Onigmo regex as the docs write it.
+APACHE2 = (
+    r'^(?<host>[^ ]*) [^ ]* (?<user>[^ ]*) \[(?<time>[^\]]*)\] "(?<method>\S+)'
+    r'(?: +(?<path>[^ ]*) +\S*)?" (?<code>[^ ]*) (?<size>[^ ]*)'
+    r'(?: "(?<referer>[^\"]*)" "(?<agent>[^\"]*)")?$'
+)
+
+
+def test_a_fluent_bit_parser_regex_works_as_copied() -> None:
+    config = parse_config(
+        "logs:\n  inputs:\n    - name: web\n      paths: [/var/log/apache2/access.log]\n"
+        "      parser:\n        type: regex\n"
+        f"        pattern: {json.dumps(APACHE2)}\n"
+        "        time_field: time\n        time_format: '%d/%b/%Y:%H:%M:%S %z'\n"
+        "  outputs: [{name: out, type: stdout}]\n",
+        "fluent-bit.yaml",
+        {},
+    )
+    assert config.logs is not None
+    parser = config.logs.inputs[0].parser
+    assert parser is not None
+    assert parser.pattern is not None
+    parse = make_parser("regex", parser.pattern)
+    line = (b'192.168.2.20 - - [28/Jul/2006:10:27:10 -0300] "GET /cgi-bin/try/ HTTP/1.0" '
+            b'200 3395 "-" "Mozilla/5.0"')  # fmt: skip
+    fields = parse(line)
+    assert fields is not None
+    assert {k: fields[k] for k in ("host", "method", "path", "code", "size", "agent")} == {
+        "host": "192.168.2.20", "method": "GET", "path": "/cgi-bin/try/", "code": "200",
+        "size": "3395", "agent": "Mozilla/5.0"}  # fmt: skip
+    stamp = parse_time(fields["time"], parser.time_format)
+    assert stamp == datetime.datetime(2006, 7, 28, 13, 27, 10, tzinfo=datetime.UTC).timestamp()
+
+
+def test_onigmo_named_references_and_lookbehinds_read_as_python() -> None:
+    assert python_regex(r"(?<word>\w+) \k<word>") == r"(?P<word>\w+) (?P=word)"
+    assert python_regex(r"(?<=a)b(?<!c)") == r"(?<=a)b(?<!c)"  # lookbehinds untouched

@@ -127,15 +127,31 @@ def compile_regex(value: str) -> re.Pattern[str]:
         raise ValueError(f"invalid regex: {exc}") from None
 
 
+# Onigmo's (Ruby's, Fluent Bit's) and PCRE's spellings of a named group and of a
+# reference to one, which Python writes (?P<name>...) and (?P=name). Neither is valid
+# Python syntax as it is, so reading them the Python way changes no valid regex.
+_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
+_NAMED_REFERENCE = re.compile(r"\\k<([A-Za-z_]\w*)>")
+
+
+def python_regex(value: str) -> str:
+    """``value`` with Onigmo's named groups ``(?<name>...)`` and references
+    ``\\k<name>`` in Python's spelling, so a Fluent Bit parser's regex works as
+    copied."""
+    return _NAMED_REFERENCE.sub(r"(?P=\1)", _NAMED_GROUP.sub("(?P<", value))
+
+
 def _compiles(value: str) -> str:
-    compile_regex(value)
-    return value
+    translated = python_regex(value)
+    compile_regex(translated)
+    return translated
 
 
 Regex = Annotated[str, AfterValidator(_compiles)]
-"""A regular expression in Python's ``re`` syntax, compiled when the config loads: a
-bad one is refused as ``invalid regex`` at its own field's path. In code it stays the
-text; whoever uses it compiles it."""
+"""A regular expression in Python's ``re`` syntax (Onigmo's and PCRE's ``(?<name>...)``
+named groups are read as Python's ``(?P<name>...)``), compiled when the config loads:
+a bad one is refused as ``invalid regex`` at its own field's path. In code it is the
+Python text; whoever uses it compiles it."""
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 """A TCP port an existing server listens on (1-65535)."""

@@ -28,8 +28,8 @@ PRESETS = {
     # a traceback's lines are indented, then ends with the exception line: a record
     # starts at anything that is not indented and not the traceback's own lines
     "python": r"^(?!\s|$|Traceback \(most recent call last\):|During handling of the above"
-    r"|The above exception was the direct cause|\w+(\.\w+)*(Error|Exception|Exit|Interrupt"
-    r"|Warning)\b)",
+    r"|The above exception was the direct cause|(\w+\.)*\w*(Error|Exception|Exit|Interrupt"
+    r"|Warning|Iteration)\b)",
     # goroutine dumps: a panic starts a record; its goroutine blocks and frames follow
     "go": r"^(?!\s|goroutine \d+ \[|created by |\S+\(.*\)$|\S+\.go:\d+|$|\[signal |exit status )",
 }  # fmt: skip
