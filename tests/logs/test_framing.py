@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -123,3 +124,31 @@ def test_a_multiline_record_waits_for_the_next_start_or_the_timeout() -> None:
 def test_presets_compile() -> None:
     for pattern in PRESETS.values():
         re.compile(pattern.encode())
+
+
+def test_docker_json_file_lines_and_their_parts_are_joined_per_stream() -> None:
+    def entry(log: str, stream: str = "stdout", second: int = 0) -> bytes:
+        when = f"2026-12-07T10:00:{second:02d}.123456789Z"
+        return json.dumps({"log": log, "stream": stream, "time": when}).encode()
+
+    framer = Framer(docker=True)
+    lines = offsets([
+        entry("whole line\n"),
+        entry("a long line, ", second=1),  # Docker splits lines over 16 KiB
+        entry("an error\n", stream="stderr", second=2),
+        entry("in three parts, ", second=3),
+        entry("ends here\n", second=4),
+        b"not json at all",
+        entry("ünïcode ✓\n", second=5),
+    ])  # fmt: skip
+    framed = framer.feed(lines, 0.0)
+    assert [(f.message, f.stream, f.time) for f in framed] == [
+        (b"whole line", "stdout", "2026-12-07T10:00:00.123456789Z"),
+        (b"an error", "stderr", "2026-12-07T10:00:02.123456789Z"),
+        (b"a long line, in three parts, ends here", "stdout", "2026-12-07T10:00:01.123456789Z"),
+        (b"not json at all", None, None),  # passed on as it is, and counted
+        ("ünïcode ✓".encode(), "stdout", "2026-12-07T10:00:05.123456789Z"),
+    ]
+    assert framer.malformed == 1
+    # the joined record's checkpoint is past its last part, never past a part held back
+    assert framed[2].end == lines[4][1]

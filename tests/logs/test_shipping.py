@@ -94,6 +94,10 @@ logs:
       paths: ["{logs}/pods/**/*.log"]
       format: cri
       scan_interval: 50ms
+    - name: docker
+      paths: ["{logs}/docker/*-json.log"]
+      format: docker
+      scan_interval: 50ms
     - name: parsed
       paths: ["{logs}/parsed/*.log"]
       parser: {{type: json, time_field: ts, time_format: unix}}
@@ -353,6 +357,26 @@ def test_cri_container_logs_with_partials_over_16_kib(shipper: Shipper) -> None:
     shipper.start()
     wait_until(lambda: len(records_of(shipper, "pods")) == 2)
     first, second = records_of(shipper, "pods")
+    assert (first["message"], first["stream"]) == (big + "!", "stdout")
+    assert first["time"] == "2026-11-24T10:00:00.000000000Z"
+    assert (second["message"], second["stream"]) == ("a warning", "stderr")
+
+
+def test_docker_json_file_logs_with_lines_split_by_docker(shipper: Shipper) -> None:
+    (shipper.logs / "docker").mkdir()
+    big = "d" * 40_000  # Docker writes a line over 16 KiB as parts without newlines
+    parts = [big[i : i + 16384] for i in range(0, len(big), 16384)]
+    entries = [{"log": p, "stream": "stdout", "time": f"2026-11-24T10:00:00.{n:09d}Z"}
+               for n, p in enumerate(parts)]  # fmt: skip
+    entries.append({"log": "!\n", "stream": "stdout", "time": "2026-11-24T10:00:01.000000000Z"})
+    entries.append({"log": "a warning\n", "stream": "stderr",
+                    "time": "2026-11-24T10:00:02.000000000Z"})  # fmt: skip
+    (shipper.logs / "docker" / "abc123-json.log").write_text(
+        "".join(json.dumps(e) + "\n" for e in entries)
+    )
+    shipper.start()
+    wait_until(lambda: len(records_of(shipper, "docker")) == 2)
+    first, second = records_of(shipper, "docker")
     assert (first["message"], first["stream"]) == (big + "!", "stdout")
     assert first["time"] == "2026-11-24T10:00:00.000000000Z"
     assert (second["message"], second["stream"]) == ("a warning", "stderr")

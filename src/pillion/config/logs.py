@@ -185,10 +185,13 @@ class LogInputConfig(Section):
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns of files to leave out (e.g. `*.gz`)."
     )
-    format: Literal["plain", "cri"] = Field(
+    format: Literal["plain", "cri", "docker"] = Field(
         "plain",
-        description="`plain` lines, or the Kubernetes CRI format (`<time> <stream> <P|F> "
-        "<log>`: partial lines joined per stream; time and stream kept).",
+        description="`plain` lines; the Kubernetes CRI format (`<time> <stream> <P|F> "
+        "<log>`: partial lines joined per stream; time and stream kept); or Docker's "
+        'json-file format (`{"log": ..., "stream": ..., "time": ...}` per line: a '
+        "`log` without its newline is a part of a long line, joined with the next parts "
+        "of its stream, as Fluent Bit's `docker` multiline parser does).",
     )
     multiline: MultilineConfig | None = Field(
         None, description="Join continuation lines into one record. Default: none."

@@ -9,6 +9,9 @@ read again after a restart.
   container logs): ``P`` parts are joined with the following parts of the same
   stream until its ``F`` line; the record's message is the joined log, and the
   CRI time and stream are kept.
+* **Docker json-file** (``{"log": "...\\n", "stream": ..., "time": ...}``): a
+  ``log`` without its trailing newline is a part of a long line, joined with the
+  next parts of its stream up to the one that ends it.
 * **Multiline**: a record starts at a line matching ``start``; the lines that
   do not are appended to it (a stack trace). A record is out when the next one
   starts, or after ``flush_timeout`` without a new line. Presets: ``java``,
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+import orjson
 
 __all__ = ["PRESETS", "Framed", "Framer"]
 
@@ -60,11 +65,13 @@ class Framer:
         self,
         *,
         cri: bool = False,
+        docker: bool = False,
         start: str | None = None,
         flush_timeout: float = 1.0,
         max_size: int = 256 * 1024,
     ) -> None:
         self.cri = cri
+        self.docker = docker
         self.start = re.compile(start.encode()) if start else None
         self.flush_timeout = flush_timeout
         self.max_size = max_size
@@ -75,8 +82,8 @@ class Framer:
     def feed(self, lines: list[tuple[bytes, int]], now: float) -> list[Framed]:
         out: list[Framed] = []
         for line, end in lines:
-            if self.cri:
-                framed = self._cri(line, end, now)
+            if self.cri or self.docker:
+                framed = self._cri(line, end, now) if self.cri else self._docker(line, end, now)
                 if framed is None:
                     continue
             else:
@@ -118,6 +125,39 @@ class Framer:
             message = b"".join(pending.parts)[: self.max_size]
             return Framed(message, end, stream, pending.time)
         return Framed(log, end, stream, time)
+
+    def _docker(self, line: bytes, end: int, now: float) -> Framed | None:
+        """A line of Docker's json-file format; a ``log`` without its newline is a part
+        (Docker splits lines longer than 16 KiB), joined with the next parts."""
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            entry = None
+        log = entry.get("log") if isinstance(entry, dict) else None
+        if not isinstance(log, str):
+            self.malformed += 1
+            return Framed(line, end)
+        stream = entry.get("stream") if isinstance(entry.get("stream"), str) else "stdout"
+        time = entry.get("time") if isinstance(entry.get("time"), str) else None
+        whole = log.endswith("\n")
+        part = log[:-1].encode() if whole else log.encode()
+        pending = self._partial.get(stream)
+        if not whole:
+            if pending is None:
+                self._partial[stream] = _Pending([part], end, len(part), now, stream, time)
+            elif pending.size < self.max_size:
+                pending.parts.append(part)
+                pending.size += len(part)
+                pending.end = end
+            else:
+                pending.end = end  # over the cap: the rest of this record is dropped
+            return None
+        if pending is not None:
+            del self._partial[stream]
+            if pending.size < self.max_size:
+                pending.parts.append(part)
+            return Framed(b"".join(pending.parts)[: self.max_size], end, stream, pending.time)
+        return Framed(part, end, stream, time)
 
     def _join(self, framed: Framed, now: float, out: list[Framed]) -> None:
         assert self.start is not None

@@ -216,6 +216,7 @@ class Tailer:
             start = multiline.start or PRESETS[multiline.preset or ""]
         return Framer(
             cri=config.format == "cri",
+            docker=config.format == "docker",
             start=start,
             flush_timeout=multiline.flush_timeout if multiline else 1.0,
             max_size=config.max_line_size,
