@@ -6,7 +6,9 @@ import json
 import re
 
 import pytest
+from pydantic import ValidationError
 
+from pillion.config.logs import MultilineConfig
 from pillion.logs.framing import PRESETS, Framer
 
 
@@ -152,3 +154,48 @@ def test_docker_json_file_lines_and_their_parts_are_joined_per_stream() -> None:
     assert framer.malformed == 1
     # the joined record's checkpoint is past its last part, never past a part held back
     assert framed[2].end == lines[4][1]
+
+
+# Fluent Bit's documented multiline example, its rules as a [MULTILINE_PARSER] has them.
+FLUENT_BIT_RULES = [
+    ("start_state", r"([a-zA-Z]+ \d+ \d+\:\d+\:\d+)(.*)", "cont"),
+    ("cont", r"^\s+at.*", "cont"),
+]
+
+
+def test_fluent_bit_state_rules_join_what_each_state_allows() -> None:
+    lines = [
+        b"single line...",
+        b'Dec 14 06:41:08 Exception in thread "main" java.lang.RuntimeException: wrong',
+        b"    at com.myproject.module.MyProject.badMethod(MyProject.java:22)",
+        b"    at com.myproject.module.MyProject.main(MyProject.java:6)",
+        b"another line...",
+        b"Dec 14 06:41:09 second start",
+        b"Dec 14 06:41:10 third start",  # a start ends the record before it
+        b"    at only.Frame(F.java:1)",
+    ]
+    framer = Framer(rules=FLUENT_BIT_RULES)
+    framed = framer.feed(offsets(lines), 0.0) + framer.flush(0.0, everything=True)
+    assert [f.message for f in framed] == [
+        lines[0],
+        b"\n".join(lines[1:4]),
+        lines[4],
+        lines[5],
+        b"\n".join(lines[6:8]),
+    ]
+    assert [f.end for f in framed] == [offsets(lines)[i][1] for i in (0, 3, 4, 5, 7)]
+
+
+@pytest.mark.parametrize(
+    ("rules", "error"),
+    [
+        ([{"state": "cont", "regex": "x", "next_state": "cont"}], "a rule for start_state"),
+        ([{"state": "start_state", "regex": "x", "next_state": "cont"}], "no rule for state cont"),
+        ([{"state": "start_state", "regex": "(", "next_state": "start_state"}], "invalid regex"),
+    ],
+)
+def test_bad_state_rules_are_refused(rules: list[dict[str, str]], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        MultilineConfig.model_validate({"rules": rules})
+    with pytest.raises(ValidationError, match="set one of start, preset and rules"):
+        MultilineConfig.model_validate({"start": "x", "preset": "java"})

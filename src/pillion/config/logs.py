@@ -20,6 +20,7 @@ __all__ = [
     "LogOutputConfig",
     "LogsConfig",
     "MultilineConfig",
+    "MultilineRuleConfig",
     "ParserConfig",
     "ThrottleConfig",
     "field_path",
@@ -63,14 +64,36 @@ def _checked_path(name: str | None) -> str | None:
     return name
 
 
+class MultilineRuleConfig(Section):
+    """One rule of a multiline state machine, as Fluent Bit's `rule "state" /regex/
+    "next_state"`."""
+
+    state: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The state it applies in; `start_state` is where a record begins.",
+    )
+    regex: Regex = Field(description="Searched in the line (anchor it with `^`).")
+    next_state: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+$", description="The state after a line that matches."
+    )
+
+
 class MultilineConfig(Section):
     """Joining lines into one record (stack traces): a record starts at a line matching
-    `start` (or a preset's pattern); the lines that do not are appended to it."""
+    `start` (or a preset's pattern) and the lines that do not are appended to it; or,
+    with `rules`, Fluent Bit's state machine: a record starts at a line a
+    `start_state` rule matches, goes on while each next line matches a rule of the
+    state the previous one led to, and ends at the first line that matches none."""
 
     start: Regex | None = Field(None, description="Regex of a record's first line.")
     preset: Literal["java", "python", "go"] | None = Field(
         None,
         description="Built-in start pattern for Java stack traces, Python tracebacks or Go panics.",
+    )
+    rules: list[MultilineRuleConfig] = Field(
+        default_factory=list,
+        description="State machine rules, as in a Fluent Bit `[MULTILINE_PARSER]` "
+        '(`rule "start_state" "/^\\d{4}-/" "cont"`, `rule "cont" "/^\\s+at /" "cont"`).',
     )
     flush_timeout: Duration = Field(
         1.0, description="A record with no new line for this long is sent. Default 1s."
@@ -78,8 +101,18 @@ class MultilineConfig(Section):
 
     @model_validator(mode="after")
     def _one_pattern(self) -> MultilineConfig:
-        if (self.start is None) == (self.preset is None):
-            raise ValueError("set one of start and preset")
+        if sum((self.start is not None, self.preset is not None, bool(self.rules))) != 1:
+            raise ValueError("set one of start, preset and rules")
+        if self.rules:
+            states = {rule.state for rule in self.rules}
+            if "start_state" not in states:
+                raise ValueError("rules need a rule for start_state, where a record begins")
+            for rule in self.rules:
+                if rule.next_state not in states:
+                    raise ValueError(
+                        f"rule {rule.state} -> {rule.next_state}: no rule for state "
+                        f"{rule.next_state}"
+                    )
         return self
 
 

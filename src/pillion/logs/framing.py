@@ -67,12 +67,18 @@ class Framer:
         cri: bool = False,
         docker: bool = False,
         start: str | None = None,
+        rules: list[tuple[str, str, str]] | None = None,
         flush_timeout: float = 1.0,
         max_size: int = 256 * 1024,
     ) -> None:
         self.cri = cri
         self.docker = docker
         self.start = re.compile(start.encode()) if start else None
+        # state -> its rules, in order: (regex, next state)
+        self.rules: dict[str, list[tuple[re.Pattern[bytes], str]]] = {}
+        for state, regex, next_state in rules or ():
+            self.rules.setdefault(state, []).append((re.compile(regex.encode()), next_state))
+        self._state = ""  # rules: the state the record being joined is in
         self.flush_timeout = flush_timeout
         self.max_size = max_size
         self.malformed = 0  # CRI lines that were not CRI (passed on as they are)
@@ -88,11 +94,35 @@ class Framer:
                     continue
             else:
                 framed = Framed(line, end)
-            if self.start is None:
+            if self.rules:
+                self._follow(framed, now, out)
+            elif self.start is None:
                 out.append(framed)
             else:
                 self._join(framed, now, out)
         return out
+
+    def _follow(self, framed: Framed, now: float, out: list[Framed]) -> None:
+        """Rules: the line goes on the record when a rule of its state matches; else
+        the record is out, and the line starts one (a ``start_state`` rule matches)
+        or is one of its own."""
+        multi = self._multi
+        if multi is not None:
+            for regex, next_state in self.rules.get(self._state, ()):
+                if regex.search(framed.message):
+                    if multi.size < self.max_size:
+                        multi.parts.append(framed.message)
+                        multi.size += len(framed.message) + 1
+                    multi.end, multi.since, self._state = framed.end, now, next_state
+                    return
+            out.append(self._take())
+        for regex, next_state in self.rules["start_state"]:
+            if regex.search(framed.message):
+                self._multi = _Pending([framed.message], framed.end, len(framed.message), now,
+                                       framed.stream, framed.time)  # fmt: skip
+                self._state = next_state
+                return
+        out.append(framed)
 
     def _cri(self, line: bytes, end: int, now: float) -> Framed | None:
         fields = line.split(b" ", 3)

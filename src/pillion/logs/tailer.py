@@ -212,12 +212,16 @@ class Tailer:
         if config.format == "plain" and multiline is None:
             return None
         start = None
-        if multiline is not None:
+        rules: list[tuple[str, str, str]] = []
+        if multiline is not None and multiline.rules:
+            rules = [(r.state, r.regex, r.next_state) for r in multiline.rules]
+        elif multiline is not None:
             start = multiline.start or PRESETS[multiline.preset or ""]
         return Framer(
             cri=config.format == "cri",
             docker=config.format == "docker",
             start=start,
+            rules=rules,
             flush_timeout=multiline.flush_timeout if multiline else 1.0,
             max_size=config.max_line_size,
         )
