@@ -58,6 +58,7 @@ COMPILED = [
     # The StatsD exporter's per-packet and per-scrape path.
     "pillion/exporters/statsd_parse.py",
     "pillion/exporters/statsd_text.py",
+    "pillion/exporters/statsd_quantiles.py",
     "pillion/exporters/statsd_store.py",
     "pillion/exporters/statsd_ingest.py",
     "pillion/exporters/statsd_exposition.py",

@@ -59,3 +59,11 @@ def test_messages_never_contain_values() -> None:
 def test_substituted_values_are_reported_for_hiding() -> None:
     result = expand_tree({"a": "${HOST}", "b": "${EMPTY}", "c": "${NOPE:-x}"}, ENV)
     assert result.substituted == {"10.0.0.1"}
+
+
+def test_capture_references_are_left_as_they_are() -> None:
+    """``${1}`` is a StatsD mapping's (or a regex replacement's) capture: no variable's
+    name starts with a digit."""
+    result = expand_tree({"name": "${2}_total", "job": "${1}_server ${10} $1", "x": "${HOST}"}, ENV)
+    assert result.errors == []
+    assert result.document == {"name": "${2}_total", "job": "${1}_server ${10} $1", "x": "10.0.0.1"}

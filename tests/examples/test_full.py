@@ -18,6 +18,7 @@ from pillion.config.reference import key_paths
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
+FULL = str(EXAMPLES / "full.yaml")  # its relative paths (a mapping file) are read from there
 
 # Keys the schema has at a place where they are refused: the model is shared with
 # a place where they apply. Each must stay refused here (tested below).
@@ -65,7 +66,7 @@ def test_full_yaml_has_every_key_of_the_schema() -> None:
 
 
 def test_full_yaml_turns_every_section_on() -> None:
-    config = parse_config((EXAMPLES / "full.yaml").read_text(), "full.yaml", {})
+    config = parse_config((EXAMPLES / "full.yaml").read_text(), FULL, {})
     for section in ("proxy", "logs", "secrets", "config", "exporters"):
         assert getattr(config, section) is not None, section
 
@@ -81,7 +82,7 @@ def test_a_key_left_out_of_full_yaml_is_refused_where_it_would_go(path: str) -> 
             place = place[0]
     place[key] = REFUSED_HERE[path]
     with pytest.raises(ConfigError) as caught:
-        parse_config(yaml.safe_dump(document), "full.yaml", {})
+        parse_config(yaml.safe_dump(document), FULL, {})
     assert any(key in issue.message or issue.path.endswith(key) for issue in caught.value.issues)
 
 
@@ -107,6 +108,6 @@ def test_every_example_validates(path: Path) -> None:
 def test_full_yaml_read_back_from_its_dump_is_the_same_config() -> None:
     """Worker processes get the config as a dump, with every key spelled out: no
     check may take a key given its default for one the user wrote."""
-    config = parse_config((EXAMPLES / "full.yaml").read_text(), "full.yaml", {})
+    config = parse_config((EXAMPLES / "full.yaml").read_text(), FULL, {})
     dumped = json.dumps(config.model_dump(mode="json", context=REVEAL))
     assert PillionConfig.model_validate(json.loads(dumped)) == config

@@ -2,7 +2,9 @@
 
 Expansion runs on parsed scalar values, never on the raw text: a variable whose
 value holds ``:`` or ``#`` cannot change the document's structure, and error
-line numbers stay true. ``$${`` is a literal ``${``. Messages name variables,
+line numbers stay true. ``$${`` is a literal ``${``, and so is ``${1}`` (any digits):
+no variable's name starts with a digit, and ``${1}`` is a capture reference in a
+StatsD mapping or a regex replacement, left for them. Messages name variables,
 never their values (they are often secrets); the values that were substituted
 are returned too, so that the loader can hide them in validation messages.
 """
@@ -17,6 +19,7 @@ __all__ = ["Expansion", "ExpansionError", "expand_tree"]
 
 _REFERENCE = re.compile(
     r"\$\$\{"  # escaped: a literal "${"
+    r"|\$\{(?P<capture>\d+)\}"  # a capture reference (${1}): no variable starts with a digit
     r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
     r"|\$\{(?P<bad>[^}]*)\}?"
 )
@@ -45,6 +48,8 @@ class _Expander:
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$${":
                 return "${"
+            if match.group("capture") is not None:
+                return match.group(0)
             name = match.group("name")
             if name is None:
                 bad = match.group("bad")

@@ -4,15 +4,14 @@ none (JSON scraping, StatsD, metrics from log lines) and the app's own
 
 from __future__ import annotations
 
-import itertools
-import math
 import re
 import warnings
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pillion.config.types import HttpUrl, Listen, ListenAddress, Regex, Section, compile_regex
+from pillion.config.statsd import StatsdConfig, StatsdMappingConfig, bucket_bounds, label_names
+from pillion.config.types import HttpUrl, Regex, Section
 from pillion.config.units import Duration
 
 __all__ = [
@@ -29,25 +28,10 @@ __all__ = [
 _METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
-_CAPTURE = re.compile(r"\$(?:\{(\d+)\}|(\d+)|\{([a-zA-Z_][a-zA-Z0-9_]*)\})")
-_METRIC_TEMPLATE = re.compile(r"^[a-zA-Z0-9_:.-]+$")
 
 
-def _label_names(labels: dict[str, str]) -> dict[str, str]:
-    for name in labels:
-        if not _LABEL_NAME.match(name) or name.startswith("__"):
-            raise ValueError(f"invalid label name {name!r}")
-    return labels
-
-
-def _bucket_bounds(bounds: list[float]) -> list[float]:
-    if not bounds:
-        raise ValueError("give at least one bucket")
-    if not all(math.isfinite(b) for b in bounds):
-        raise ValueError("buckets are finite numbers (+Inf is always added)")
-    if any(b >= c for b, c in itertools.pairwise(bounds)):
-        raise ValueError("buckets must increase")
-    return bounds
+_label_names = label_names
+_bucket_bounds = bucket_bounds
 
 
 class JsonMetricConfig(Section):
@@ -148,152 +132,6 @@ class JsonExporterConfig(Section):
     metrics: list[JsonMetricConfig] = Field(min_length=1, description="The metrics.")
 
 
-class StatsdMappingConfig(Section):
-    """A mapping rule for StatsD names. Glob rules are tried first, in order, then
-    regex rules, in order; the first that matches applies."""
-
-    match: str = Field(
-        min_length=1,
-        description="A glob over the dotted name (`*` is one component, captured as $1, "
-        "$2...) or, with `match_type: regex`, a regex searched in the name (groups are "
-        "$1..., named groups `${name}`; anchor it with `^...$` to match the whole name).",
-    )
-    match_type: Literal["glob", "regex"] = Field("glob", description="How `match` reads.")
-    name: str | None = Field(
-        None,
-        description="The metric's name, with $n captures (characters not allowed in a "
-        "metric name become `_`). Required unless dropping.",
-    )
-    labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Labels, with $n captures in the values; they win over the sample's "
-        "own tags of the same name.",
-    )
-    action: Literal["map", "drop"] = Field(
-        "map", description='`drop`: ignore the sample (counted as `reason="mapping"`).'
-    )
-    observer_type: Literal["histogram", "summary"] | None = Field(
-        None,
-        description="For timers and histograms: a histogram (buckets, `_sum`, `_count`) or "
-        "a summary (`_sum` and `_count` only, no quantiles). Default `statsd.observer_type`.",
-    )
-    buckets: list[float] | None = Field(
-        None,
-        description="Histogram buckets (upper bounds, increasing; `+Inf` is implied), in "
-        "the metric's unit (seconds for timers). Default `statsd.buckets`.",
-    )
-    scale: float = Field(
-        1.0,
-        description="Multiply each value by this, after a timer's milliseconds became "
-        "seconds (e.g. 0.001 for a histogram sent in milliseconds). Default 1.",
-    )
-    help: str | None = Field(
-        None, description="The metric's HELP text. Default: the StatsD type and name."
-    )
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return _label_names(value)
-
-    @field_validator("buckets")
-    @classmethod
-    def _buckets(cls, value: list[float] | None) -> list[float] | None:
-        return None if value is None else _bucket_bounds(value)
-
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, value: float) -> float:
-        if not math.isfinite(value) or value == 0:
-            raise ValueError("scale must be a finite number other than 0")
-        return value
-
-    @model_validator(mode="after")
-    def _rule(self) -> StatsdMappingConfig:
-        if self.match_type == "regex":
-            compiled = compile_regex(self.match)  # not typed `Regex`: a glob otherwise
-            groups, names = compiled.groups, set(compiled.groupindex)
-        else:
-            if any(c.isspace() for c in self.match):
-                raise ValueError(f"invalid glob {self.match!r}: StatsD names have no spaces")
-            groups, names = self.match.count("*"), set()
-        if self.action == "map" and self.name is None:
-            raise ValueError("set `name` (or `action: drop`)")
-        for template in [self.name or "", *self.labels.values()]:
-            for braced, bare, named in _CAPTURE.findall(template):
-                number = braced or bare
-                if number and int(number) > groups:
-                    raise ValueError(f"${number} in {template!r}: `match` has {groups} captures")
-                if named and named not in names:
-                    raise ValueError(f"${{{named}}} in {template!r}: no such named group")
-        if self.name is not None and not _METRIC_TEMPLATE.match(_CAPTURE.sub("x", self.name)):
-            raise ValueError(f"invalid metric name {self.name!r}")
-        return self
-
-
-class StatsdConfig(Section):
-    """A StatsD server (UDP and TCP) whose samples become Prometheus metrics, served on
-    the status port's `/metrics` (counters with `_total`, timers in seconds)."""
-
-    udp: Listen | None = Field(
-        ListenAddress("127.0.0.1", 9125),
-        description="UDP address; null for none. Default: loopback, the app's own pod.",
-    )
-    tcp: Listen | None = Field(
-        ListenAddress("127.0.0.1", 9125),
-        description="TCP address (newline-delimited lines); null for none. Default: loopback.",
-    )
-    mappings: list[StatsdMappingConfig] = Field(
-        default_factory=list,
-        description="Rules: the glob rules in order, then the regex rules in order; the "
-        "first match wins. Unmatched names are used as they are (dots and other invalid "
-        "characters become `_`).",
-    )
-    observer_type: Literal["histogram", "summary"] = Field(
-        "histogram", description="Timers and histograms become this by default."
-    )
-    buckets: list[float] = Field(
-        default_factory=lambda: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        description="Default histogram buckets (seconds for timers): Prometheus' defaults, "
-        "made for request durations.",
-    )
-    ttl: Duration = Field(
-        300.0,
-        description="A series with no sample for this long is removed, and a set forgets "
-        "a value not seen for this long. 0: never. Default 5m: a few scrapes after the app "
-        "stops sending it.",
-    )
-    max_series_per_metric: int = Field(
-        10_000,
-        ge=1,
-        description="Series kept per metric (and values per set); samples for new series "
-        'past it are dropped and counted (`pillion_statsd_dropped_total{reason="cardinality"}`).',
-    )
-    max_series: int = Field(
-        100_000,
-        ge=1,
-        description="Series kept in all; samples for new series past it are dropped and "
-        'counted (`reason="too_many_series"`). Default 100000: tens of MiB at most.',
-    )
-    max_metrics: int = Field(
-        10_000,
-        ge=1,
-        description="Metric names kept; samples for new names past it are dropped and "
-        'counted (`reason="too_many_metrics"`).',
-    )
-    max_packet_size: int = Field(
-        65535,
-        ge=512,
-        description="Largest UDP packet or TCP line read, in bytes; longer ones are dropped "
-        'and counted (`reason="too_large"`). Default: the largest UDP datagram.',
-    )
-
-    @field_validator("buckets")
-    @classmethod
-    def _buckets(cls, value: list[float]) -> list[float]:
-        return _bucket_bounds(value)
-
-
 class FromLogsMetricConfig(Section):
     """A metric from the records of a log input that match `regex`."""
 
@@ -384,6 +222,16 @@ with warnings.catch_warnings():
             if len(set(names)) != len(names):
                 raise ValueError("json target names must be distinct")
             return self
+
+        def deprecations(self) -> list[tuple[tuple[str | int, ...], str]]:
+            """(path, message) of the other tools' older spellings the section (or a
+            file it reads) used: read as those tools read them, to be reported."""
+            found: list[tuple[tuple[str | int, ...], str]] = []
+            if self.statsd is not None:
+                found += [
+                    (("exporters", "statsd", *path), m) for path, m in self.statsd.deprecations()
+                ]
+            return found
 
         def declared_metric_names(self) -> frozenset[str]:
             """The names of the `json` and `from_logs` metrics: neither StatsD nor the

@@ -84,8 +84,11 @@ def parse_config(
     environ: Mapping[str, str],
     renamed: tuple[Renamed, ...] | None = None,
 ) -> PillionConfig:
-    """Validate config ``text``; ``source`` names it in messages. Keys ``renamed``
-    since are read under their new names and listed in ``config.deprecations``."""
+    """Validate config ``text``; ``source`` names it in messages, and the files the
+    config points to by a relative path (a StatsD mapping file, a json_exporter
+    config) are read from its directory. Keys ``renamed`` since are read under their
+    new names and listed in ``config.deprecations``, with the older spellings of the
+    other tools' files it reads."""
     root = _yaml(source, lambda: yaml.compose(text, Loader=_Loader))
     if root is None or root.tag == _NULL:  # a file being written, a ConfigMap key left blank
         message = "the file is empty or only comments: a config names at least one section"
@@ -112,7 +115,8 @@ def parse_config(
         for err in expansion.errors
     ]
     try:
-        config = PillionConfig.model_validate(expansion.document)
+        context = {"config_dir": os.path.dirname(os.path.abspath(source))}
+        config = PillionConfig.model_validate(expansion.document, context=context)
     except ValidationError as exc:
         failed = {format_path(err.path) for err in expansion.errors}
         for detail in exc.errors(include_input=False, include_url=False):
@@ -122,6 +126,11 @@ def parse_config(
         raise ConfigError(source, _sorted(issues)) from exc
     if issues:
         raise ConfigError(source, _sorted(issues))
+    if config.exporters is not None:
+        deprecations += [
+            ConfigIssue(format_path(path), message, _line_of(path, lines))
+            for path, message in config.exporters.deprecations()
+        ]
     config._deprecations = tuple(deprecations)
     return config
 

@@ -60,7 +60,8 @@ class StatsdComponent(Component):
 
     def _new_store(self) -> SeriesStore:
         config = self.config
-        return SeriesStore(ttl=config.ttl, max_series_per_metric=config.max_series_per_metric,
+        return SeriesStore(ttl=config.rules().ttl,
+                           max_series_per_metric=config.max_series_per_metric,
                            max_series=config.max_series, max_metrics=config.max_metrics,
                            reserved=self.reserved)  # fmt: skip
 
@@ -102,8 +103,9 @@ class StatsdComponent(Component):
 
     async def _expire_idle(self) -> None:
         while True:
-            ttl = self.store.ttl
-            # a tenth of the ttl: a series outlives it by at most that much between scrapes
+            ttl = self.store.shortest_ttl()
+            # a tenth of the ttl: a series outlives it by at most that much between scrapes;
+            # summaries' quantile windows move at least every 30s without scrapes
             await asyncio.sleep(min(max(ttl / 10, 0.5), 30.0) if ttl > 0 else 30.0)
             self.families.expire(self.store)
 
@@ -129,7 +131,7 @@ class StatsdComponent(Component):
 
     def _apply_limits(self) -> None:
         store, config = self.store, self.config
-        store.ttl = config.ttl
+        store.ttl = config.rules().ttl
         store.max_series_per_metric = config.max_series_per_metric
         store.max_series = config.max_series
         store.max_metrics = config.max_metrics
@@ -161,7 +163,8 @@ class StatsdComponent(Component):
 
 
 def _same_rules(a: StatsdConfig, b: StatsdConfig) -> bool:
-    return (a.mappings, a.observer_type, a.buckets) == (b.mappings, b.observer_type, b.buckets)
+    """Whether the names map to the same metrics (a mapping file's rules included)."""
+    return a.rules().mapping() == b.rules().mapping()
 
 
 def _text(address: ListenAddress | None) -> str | None:

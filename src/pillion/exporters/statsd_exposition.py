@@ -133,10 +133,23 @@ def _write(metric: StoredMetric, out: list[str], *, openmetrics: bool) -> None:
             append(f"{name}{one.labels} {count_text(len(one.members))}\n")
     else:
         count, total = name + "_count", name + "_sum"
+        names = _quantile_names(metric)
         for one in metric.series.values():
             assert isinstance(one, SummarySeries)
+            window = one.window
+            if window is not None:
+                opening, closing = name + one.quantile_open, one.quantile_close
+                for quantile, value in zip(names, window.values(), strict=True):
+                    append(f"{opening}{quantile}{closing}{value_text(value)}\n")
             append(f"{count}{one.labels} {count_text(one.count)}\n")
             append(f"{total}{one.labels} {value_text(one.sum)}\n")
+
+
+def _quantile_names(metric: StoredMetric) -> list[str]:
+    """``quantile="0.99"`` for each quantile the summary reports."""
+    if metric.window is None:
+        return []
+    return [f'quantile="{floatToGoString(q)}"' for q, _ in metric.window[0]]  # type: ignore[no-untyped-call]
 
 
 def _histogram(metric: StoredMetric, out: list[str]) -> None:
@@ -209,8 +222,14 @@ def _family(metric: StoredMetric) -> Metric:
         family = histogram
     else:
         summary = SummaryMetricFamily(metric.name, help, labels=names)
+        quantiles = [str(floatToGoString(q)) for q, _ in metric.window[0]] if metric.window else []  # type: ignore[no-untyped-call]
         for values, one in metric.series.items():
             assert isinstance(one, SummarySeries)
+            if one.window is not None:
+                labels = dict(zip(names, values, strict=True))
+                for quantile, value in zip(quantiles, one.window.values(), strict=True):
+                    summary.samples.append(Sample(metric.name, {**labels, "quantile": quantile},
+                                                  value))  # fmt: skip
             summary.add_metric(values, one.count, one.sum)
         family = summary
     return family

@@ -42,6 +42,7 @@ from pillion.exporters.statsd_store import (
     Series,
     SeriesStore,
     SetSeries,
+    Window,
 )
 from pillion.telemetry.per_turn import PerTurn
 
@@ -115,10 +116,14 @@ class StatsdIngest:
     def configure(self, config: StatsdConfig) -> None:
         """Take new rules and defaults (the store's limits are the caller's)."""
         self.config = config
-        self.mapper = Mapper(config.mappings)
+        rules = config.rules()
+        self.mapper = Mapper(rules)
         self.max_packet_size = config.max_packet_size
-        self._observer = config.observer_type
-        self._buckets = tuple(config.buckets)
+        self._observer = rules.observer
+        self._buckets = rules.buckets
+        summary = rules.summary
+        self._window: Window = (summary.quantiles, summary.max_age, summary.age_buckets,
+                                summary.buf_cap)  # fmt: skip
         self._routes.clear()
         self._targets.clear()
 
@@ -301,13 +306,18 @@ class StatsdIngest:
     ) -> Target:
         if not name:
             return Target(None, "malformed", 1.0, 0)
-        mapped = self.mapper.map(name)
+        mapped = self.mapper.map(name, kind)
         if mapped is None:
             return Target(None, "mapping", 1.0, 0)
         if not mapped.name:
             return Target(None, "malformed", 1.0, 0)
         if mapped.labels:
-            labels.update(mapped.labels)
+            if mapped.honor_labels:  # the sample's own tags win
+                for key, value in mapped.labels.items():
+                    if key not in labels:
+                        labels[key] = value
+            else:
+                labels.update(mapped.labels)
         if kind == "c":
             metric_kind = COUNTER
         elif kind == "g":
@@ -320,6 +330,10 @@ class StatsdIngest:
         reserved_label = {HISTOGRAM: "le", SUMMARY: "quantile"}.get(metric_kind)
         if reserved_label is not None and labels.pop(reserved_label, None) is not None:
             left_out += 1
+        window = self._window
+        if mapped.summary is not None:
+            summary = mapped.summary
+            window = (summary.quantiles, summary.max_age, summary.age_buckets, summary.buf_cap)
         series = self.store.series(
             mapped.name,
             metric_kind,
@@ -327,6 +341,8 @@ class StatsdIngest:
             now,
             help=mapped.help or f"StatsD {_WORDS[kind]} {name}.",
             buckets=mapped.buckets or self._buckets,
+            ttl=mapped.ttl if mapped.ttl is not None else -1.0,
+            window=window,
         )
         if isinstance(series, str):
             return Target(None, series, 1.0, 0)

@@ -13,8 +13,10 @@ exposition wrong or memory unbounded:
   ``too_many_metrics``: a new name past ``max_metrics``.
 
 So the page (``statsd_exposition``) never has two families of one name nor a
-sample that does not fit its family. A series with no sample for ``ttl`` seconds is removed by
-``expire`` (and so is a metric left without series, which frees its name);
+sample that does not fit its family. A series with no sample for ``ttl`` seconds (its
+metric's own, from its mapping rule, or the store's) is removed by ``expire`` (and so
+is a metric left without series, which frees its name); ``expire`` also moves the
+window of the summaries that report quantiles (``statsd_quantiles``);
 ``generation`` changes whenever something is removed, so that caches of series
 know to forget them. Times are whatever clock the caller uses (monotonic).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 
+from pillion.exporters.statsd_quantiles import QuantileWindow
 from pillion.exporters.statsd_text import is_plain, label_text
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "SetSeries",
     "StoredMetric",
     "SummarySeries",
+    "Window",
 ]
 
 COUNTER, GAUGE, HISTOGRAM, SUMMARY, SET = "counter", "gauge", "histogram", "summary", "set"
@@ -98,18 +102,30 @@ class HistogramSeries:
         self.count += weight
 
 
+Window = tuple[tuple[tuple[float, float], ...], float, int, int]
+"""A summary's quantiles ((quantile, error), ascending) and their window: max_age,
+age_buckets, buf_cap."""
+
+
 class SummarySeries:
-    __slots__ = ("count", "labels", "last", "sum")
+    __slots__ = ("count", "labels", "last", "quantile_close", "quantile_open", "sum", "window")
 
     def __init__(self, now: float, labels: str) -> None:
         self.last = now
         self.labels = labels
         self.sum = 0.0
         self.count = 0
+        self.window: QuantileWindow | None = None  # with quantiles to report
+        # a quantile's labels are `quantile_open + quantile="..." + quantile_close`
+        self.quantile_open = "{"
+        self.quantile_close = "} "
 
     def observe(self, value: float, weight: int = 1) -> None:
         self.sum += value * weight
         self.count += weight
+        window = self.window
+        if window is not None:
+            window.add(value, weight, self.last)  # the caller sets `last` after
 
 
 class SetSeries:
@@ -135,20 +151,25 @@ Series = CounterSeries | GaugeSeries | HistogramSeries | SummarySeries | SetSeri
 
 class StoredMetric:
     __slots__ = ("buckets", "exposed", "help", "kind", "label_names", "le_at", "name", "plain",
-                 "series")  # fmt: skip
+                 "quantile_at", "series", "ttl", "window")  # fmt: skip
 
     def __init__(self, name: str, kind: str, label_names: tuple[str, ...], help: str,
-                 buckets: tuple[float, ...], exposed: tuple[str, ...]) -> None:  # fmt: skip
+                 buckets: tuple[float, ...], exposed: tuple[str, ...], ttl: float = -1.0,
+                 window: Window | None = None) -> None:  # fmt: skip
         self.name = name
         self.kind = kind
         self.label_names = label_names
         self.help = help
         self.buckets = buckets
         self.exposed = exposed
+        self.ttl = ttl  # below 0: the store's
+        # a summary's quantiles and their window, when it reports any
+        self.window = window if kind == SUMMARY and window is not None and window[0] else None
         self.series: dict[tuple[str, ...], Series] = {}
         # names the page may write as they are (else prometheus_client writes this one)
         self.plain = all(is_plain(n) for n in (name, *exposed, *label_names))
         self.le_at = bisect.bisect_left(label_names, "le")  # where a bucket's `le` goes
+        self.quantile_at = bisect.bisect_left(label_names, "quantile")
 
 
 def exposed_names(kind: str, name: str) -> tuple[str, ...]:
@@ -202,8 +223,12 @@ class SeriesStore:
         *,
         help: str = "",
         buckets: tuple[float, ...] = (),
+        ttl: float = -1.0,
+        window: Window | None = None,
     ) -> Series | str:
-        """The series of ``name`` with ``labels`` (created if need be), or why not."""
+        """The series of ``name`` with ``labels`` (created if need be), or why not.
+        ``ttl`` (below 0: the store's), ``buckets`` and ``window`` (a summary's
+        quantiles) are the metric's, taken when it is created."""
         metric = self.metrics.get(name)
         label_names = tuple(sorted(labels))
         if metric is None:
@@ -212,7 +237,7 @@ class SeriesStore:
                 return problem
             exposed = exposed_names(kind, name)
             metric = StoredMetric(name, kind, label_names, help or f"StatsD {kind} {name}.",
-                             buckets, exposed)  # fmt: skip
+                                  buckets, exposed, ttl, window)  # fmt: skip
             self.metrics[name] = metric
             for claimed in exposed:
                 self._claimed[claimed] = name
@@ -262,17 +287,34 @@ class SeriesStore:
             histogram.bucket_close = "," + after + "} " if after else "} "
             return histogram
         if kind == SUMMARY:
-            return SummarySeries(now, labels)
+            summary = SummarySeries(now, labels)
+            window = metric.window
+            if window is not None:
+                quantiles, max_age, age_buckets, buf_cap = window
+                summary.window = QuantileWindow(quantiles, max_age, age_buckets, buf_cap, now)
+                at = metric.quantile_at
+                before = label_text(names[:at], values[:at])
+                after = label_text(names[at:], values[at:])
+                summary.quantile_open = "{" + before + "," if before else "{"
+                summary.quantile_close = "," + after + "} " if after else "} "
+            return summary
         return SetSeries(now, labels, self.max_series_per_metric)
 
     def expire(self, now: float) -> int:
-        """Remove the series (and set values) not updated for ``ttl``; how many series."""
-        if self.ttl <= 0:
-            return 0
-        cutoff = now - self.ttl
+        """Remove the series (and set values) not updated for their ttl; how many
+        series. Moves the summaries' quantile windows to ``now``."""
         removed = 0
         for metric in list(self.metrics.values()):
+            ttl = metric.ttl if metric.ttl >= 0 else self.ttl
             series = metric.series
+            if metric.window is not None:
+                for one in series.values():
+                    assert isinstance(one, SummarySeries)
+                    if one.window is not None:
+                        one.window.flush(now)
+            if ttl <= 0:
+                continue
+            cutoff = now - ttl
             stale = [key for key, one in series.items() if one.last < cutoff]
             for key in stale:
                 del series[key]
@@ -287,6 +329,17 @@ class SeriesStore:
             self.series_count -= removed
             self.generation += 1
         return removed
+
+    def shortest_ttl(self) -> float:
+        """The shortest ttl above 0 of the store and its metrics (0: none)."""
+        ttls = [metric.ttl for metric in self.metrics.values() if metric.ttl > 0]
+        if self.ttl > 0:
+            ttls.append(self.ttl)
+        return min(ttls) if ttls else 0.0
+
+    def windows(self) -> bool:
+        """Whether a summary reports quantiles (its window moves with time)."""
+        return any(metric.window is not None for metric in self.metrics.values())
 
     def _forget(self, metric: StoredMetric) -> None:
         del self.metrics[metric.name]
