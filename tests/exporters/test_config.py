@@ -34,16 +34,16 @@ LOGS = """logs:
          " path: $.x}]}]\n", "exporters.json[0].metrics[0].name", "pattern"),
         ("exporters:\n  merge_app: {url: 'http://127.0.0.1:1/metrics', labels: {'__x': y}}\n",
          "exporters.merge_app.labels", "invalid label name"),
-        # json_exporter's wildcards: refused here, not a target gone from /metrics later
+        # what the JSONPath does not read: refused here, not a target gone from /metrics later
         ("exporters:\n  json: [{name: a, url: 'http://127.0.0.1:1/', metrics: [{name: m,"
-         " path: '$.queues[*].depth'}]}]\n", "exporters.json[0].metrics[0].path",
-         "cannot read '[*].depth' (wildcards"),
+         " path: '$.queues[?(@.name =~ \"^a\")].depth'}]}]\n", "exporters.json[0].metrics[0].path",
+         "regex filters =~ are not supported"),
         ("exporters:\n  json: [{name: a, url: 'http://127.0.0.1:1/', metrics: [{name: m,"
-         " path: $.depth, each: '$..queues'}]}]\n", "exporters.json[0].metrics[0].each",
-         "put the list or map in `each`"),
+         " path: $.depth, each: '$..*'}]}]\n", "exporters.json[0].metrics[0].each",
+         "recursive descent reads a key"),
         ("exporters:\n  json: [{name: a, url: 'http://127.0.0.1:1/', metrics: [{name: m,"
-         " path: $.depth, each: $.queues, labels: {q: '$.*'}}]}]\n",
-         "exporters.json[0].metrics[0].labels", "cannot read '.*'"),
+         " path: $.depth, each: $.queues, labels: {q: '{range .items}'}}]}]\n",
+         "exporters.json[0].metrics[0].labels", "{range} and {end} are not supported"),
     ],
 )  # fmt: skip
 def test_bad_exporter_configs_exit_2_naming_the_field(

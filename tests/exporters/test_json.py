@@ -38,7 +38,7 @@ def test_paths() -> None:
     assert parse_path("$") == []
     assert parse_path("$.a.b[2]['c.d']") == ["a", "b", 2, "c.d"]
     with pytest.raises(ValueError, match="cannot read"):
-        parse_path("$.a..b")
+        parse_path("$.a...b")
 
 
 def test_values_value_maps_booleans_and_object_mode() -> None:

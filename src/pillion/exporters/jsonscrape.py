@@ -11,6 +11,7 @@ are still served.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -19,7 +20,12 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
 
 from pillion.config.exporters import JsonExporterConfig
 from pillion.config.redaction import redact_in, redact_url
@@ -68,12 +74,23 @@ class _Target:
         config = self.config
         started = time.perf_counter()
         problem = reason = ""
+        sent = config.request_body()
+        codes = config.status_codes()
         try:
-            async with asyncio.timeout(config.timeout), session.get(config.url) as answer:
+            async with (
+                asyncio.timeout(config.timeout),
+                session.request(
+                    "GET" if sent is None else "POST",
+                    config.url,
+                    headers=config.request_headers(),
+                    data=None if sent is None else sent.encode(),
+                    allow_redirects=config.follow_redirects(),
+                ) as answer,
+            ):
                 body = await answer.content.read(MAX_BODY + 1)
                 if len(body) > MAX_BODY:
                     reason, problem = "too_large", f"the answer is over {MAX_BODY} bytes"
-                elif answer.status != 200:
+                elif not _accepted(answer.status, codes):
                     reason, problem = "status", f"answered {answer.status}"
                 else:
                     try:
@@ -99,20 +116,30 @@ class _Target:
         self.counters.up.labels(config.name).set(0 if reason else 1)
 
     def _families(self, document: Any) -> Iterator[Metric]:
-        for rule in self.config.metrics:
+        for rule in self.config.all_metrics():
             found = extract(document, rule)
             for reason, count in found.problems.items():
                 self.counters.errors.labels(self.config.name, reason).inc(count)
             labels = [*rule.labels, "target"]
-            family: GaugeMetricFamily | CounterMetricFamily
-            help_text = rule.help or f"{rule.path} of {redact_url(self.config.url)}"
+            family: GaugeMetricFamily | CounterMetricFamily | UnknownMetricFamily
+            source = rule.path or "a fixed value"
+            help_text = rule.help or f"{source} of {redact_url(self.config.url)}"
             if rule.type == "counter":
                 family = CounterMetricFamily(rule.name, help_text, labels=labels)
+            elif rule.type == "untyped":
+                family = UnknownMetricFamily(rule.name, help_text, labels=labels)
             else:
                 family = GaugeMetricFamily(rule.name, help_text, labels=labels)
             for values, value in found.samples:
                 family.add_metric([*values, self.config.name], value)
-            yield family
+            if family.samples:  # as json_exporter: no series, no family
+                yield family
+
+
+def _accepted(status: int, codes: tuple[int, ...]) -> bool:
+    """Whether ``status`` is an answer: one of ``codes``, or any 2xx without them (as
+    json_exporter's ``valid_status_codes``)."""
+    return status in codes if codes else 200 <= status < 300
 
 
 class _Collector:
@@ -126,8 +153,19 @@ class _Collector:
         return []
 
     def collect(self) -> Iterator[Metric]:
+        # targets may share a metric (one json_exporter module for several apps): one
+        # family per name, the samples of every target in it (the config checked the
+        # types agree)
+        merged: dict[str, Metric] = {}
         for target in self.targets:
-            yield from target.families
+            for family in target.families:
+                first = merged.get(family.name)
+                if first is None:
+                    merged[family.name] = copy.copy(family)
+                    merged[family.name].samples = list(family.samples)
+                elif first.type == family.type:
+                    first.samples.extend(family.samples)
+        yield from merged.values()
 
 
 class JsonExporterComponent(ScrapingComponent):
