@@ -294,8 +294,16 @@ def extract(document: Any, rule: JsonMetricConfig) -> Extracted:
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """What a value is, not what it holds (a log line never shows a document's text)."""
+    if isinstance(value, str):
+        return f"a text of {len(value)} characters" if value else "an empty text"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
 
 
 def go_text(value: Any, *, go: bool) -> str:
