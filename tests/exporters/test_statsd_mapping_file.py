@@ -18,6 +18,8 @@ from pillion.config import ConfigError, load_config, parse_config
 from pillion.exporters.statsd_mapping import Mapper
 from pillion.exporters.statsd_quantiles import QuantileWindow
 from tests.exporters.test_statsd_e2e import Pod, promtool_accepts, statsd_section
+from tests.exporters.test_statsd_exposition import ACCEPTS, both_pages
+from tests.exporters.test_statsd_store import Harness
 from tests.helpers import free_port, metric_value, running_pillion, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -466,3 +468,18 @@ def test_the_documented_starter_file_is_refused_until_its_native_histograms_go(
     result = validate(config)
     assert result.returncode == 0, result.stderr
     assert os.path.exists(tmp_path / "statsd_mapping.yml")
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_a_summarys_quantiles_are_on_the_page_as_the_encoders_write_them(
+    accept: str | None,
+) -> None:
+    quantiles = [{"quantile": 0.99, "error": 0.001}, {"quantile": 0.5, "error": 0.05}]
+    pod = Harness(mappings=[{"match": "rpc.*", "name": "rpc_seconds", "labels": {"zone": "$1"},
+                             "observer_type": "summary",
+                             "summary_options": {"quantiles": quantiles}}])  # fmt: skip
+    pod.send("rpc.a:100|ms|#method:get", "rpc.a:300|ms|#method:get", "rpc.a:200|ms|#method:get")
+    direct, generic = both_pages(pod, accept)
+    assert direct == generic
+    assert b'quantile="0.5",zone="a"} 0.2\n' in direct  # names escaped as the scrape asks
+    assert b'quantile="0.99",zone="a"} 0.3\n' in direct
