@@ -137,24 +137,7 @@ class Framer:
             return Framed(line, end)
         time, stream, tag = fields[0].decode(), fields[1].decode(), fields[2]
         log = fields[3] if len(fields) == 4 else b""
-        pending = self._partial.get(stream)
-        if tag == b"P":
-            if pending is None:
-                self._partial[stream] = _Pending([log], end, len(log), now, stream, time)
-            elif pending.size < self.max_size:
-                pending.parts.append(log)
-                pending.size += len(log)
-                pending.end = end
-            else:
-                pending.end = end  # over the cap: the rest of this record is dropped
-            return None
-        if pending is not None:
-            del self._partial[stream]
-            if pending.size < self.max_size:
-                pending.parts.append(log)
-            message = b"".join(pending.parts)[: self.max_size]
-            return Framed(message, end, stream, pending.time)
-        return Framed(log, end, stream, time)
+        return self._part(log, tag == b"F", end, now, stream, time)
 
     def _docker(self, line: bytes, end: int, now: float) -> Framed | None:
         """A line of Docker's json-file format; a ``log`` without its newline is a part
@@ -170,9 +153,15 @@ class Framer:
         stream = entry.get("stream") if isinstance(entry.get("stream"), str) else "stdout"
         time = entry.get("time") if isinstance(entry.get("time"), str) else None
         whole = log.endswith("\n")
-        part = log[:-1].encode() if whole else log.encode()
+        return self._part((log[:-1] if whole else log).encode(), whole, end, now, stream, time)
+
+    def _part(
+        self, part: bytes, last: bool, end: int, now: float, stream: str, time: str | None
+    ) -> Framed | None:
+        """A piece of a line its writer split (CRI ``P``, a Docker log without its
+        newline): held until the ``last`` piece of its stream, then the whole line."""
         pending = self._partial.get(stream)
-        if not whole:
+        if not last:
             if pending is None:
                 self._partial[stream] = _Pending([part], end, len(part), now, stream, time)
             elif pending.size < self.max_size:
