@@ -23,6 +23,7 @@ from pillion.config.deprecations import RENAMED, Renamed, rename_deprecated
 from pillion.config.envexpand import expand_tree
 from pillion.config.errors import ConfigError, ConfigIssue, format_path
 from pillion.config.models import PillionConfig, model_in
+from pillion.config.yamlfile import TooLarge, index_lines
 
 __all__ = ["load_config", "parse_config", "parse_config_file", "read_config_file"]
 
@@ -95,7 +96,7 @@ def parse_config(
         raise ConfigError(source, [ConfigIssue("(document)", message, 1)])
     try:
         lines, issues = _index_lines(root)
-    except _TooLarge:
+    except TooLarge:
         message = f"the document expands to more than {MAX_NODES} values (aliases?)"
         raise ConfigError(source, [ConfigIssue("(document)", message, 1)]) from None
     except RecursionError:
@@ -163,39 +164,9 @@ def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 
 def _index_lines(root: yaml.Node) -> tuple[dict[_YamlPath, int], list[ConfigIssue]]:
     """Map each key path to its 1-based line; report duplicate keys."""
-    lines: dict[_YamlPath, int] = {(): root.start_mark.line + 1}
-    issues: list[ConfigIssue] = []
-    budget = [MAX_NODES]
-
-    def walk(node: yaml.Node, path: _YamlPath) -> None:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise _TooLarge
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                child = (*path, key)
-                if key in seen:
-                    issues.append(
-                        ConfigIssue(
-                            format_path(child), "duplicate key", key_node.start_mark.line + 1
-                        )
-                    )
-                seen.add(key)
-                lines[child] = key_node.start_mark.line + 1
-                walk(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                lines[(*path, index)] = item.start_mark.line + 1
-                walk(item, (*path, index))
-
-    walk(root, ())
+    lines, duplicates = index_lines(root, MAX_NODES)
+    issues = [ConfigIssue(format_path(path), "duplicate key", line) for path, line in duplicates]
     return lines, issues
-
-
-class _TooLarge(Exception):
-    """The document expands (through aliases) to more than ``MAX_NODES`` values."""
 
 
 def _line_of(path: _YamlPath, lines: Mapping[_YamlPath, int]) -> int | None:

@@ -20,7 +20,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pillion.config.errors import format_path
 
-__all__ = ["MAX_FILE_SIZE", "FileProblem", "YamlFile", "config_path", "problems_error", "read_yaml"]
+__all__ = [
+    "MAX_FILE_SIZE",
+    "FileProblem",
+    "TooLarge",
+    "YamlFile",
+    "config_path",
+    "index_lines",
+    "problems_error",
+    "read_yaml",
+]
 
 MAX_FILE_SIZE = 1024 * 1024
 """Largest file read, in bytes; a mapping file of a thousand rules is 200 KiB."""
@@ -97,7 +106,8 @@ def read_yaml(path: str) -> tuple[YamlFile | None, list[FileProblem]]:
         lines: dict[Path_, int] = {}
         problems: list[FileProblem] = []
         if root is not None:
-            _index(root, (), lines, problems, [100_000])
+            lines, duplicates = index_lines(root, 100_000)
+            problems = [FileProblem(path, "duplicate key", line) for path, line in duplicates]
         document = None if root is None else _Loader("").construct_document(root)
     except UnicodeDecodeError as exc:
         return None, [FileProblem((), f"not UTF-8: {exc}")]
@@ -105,38 +115,51 @@ def read_yaml(path: str) -> tuple[YamlFile | None, list[FileProblem]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         return None, [FileProblem((), f"YAML error: {exc.problem or exc.context}", line)]
-    except (yaml.YAMLError, ValueError, RecursionError, _TooLarge) as exc:
+    except (yaml.YAMLError, ValueError, RecursionError, TooLarge) as exc:
         return None, [FileProblem((), f"YAML error: {type(exc).__name__}: {exc}"[:300])]
     if problems:
         return None, problems
     return YamlFile(document, lines), []
 
 
-class _TooLarge(Exception):
+class TooLarge(Exception):
+    """A document expands (through aliases) to more values than allowed."""
+
     def __str__(self) -> str:
         return "the document expands to too many values (aliases?)"
 
 
-def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int],
-           problems: list[FileProblem], budget: list[int]) -> None:  # fmt: skip
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _TooLarge
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            child = (*path, key)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(FileProblem(child, "duplicate key", line))
-            seen.add(key)
-            lines[child] = line
-            _index(value_node, child, lines, problems, budget)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _index(item, (*path, index), lines, problems, budget)
+def index_lines(
+    root: yaml.Node, max_nodes: int
+) -> tuple[dict[Path_, int], list[tuple[Path_, int]]]:
+    """Each key path of the document at ``root`` with its 1-based line, and the
+    duplicate keys (path, line); ``TooLarge`` past ``max_nodes`` values (an alias bomb)."""
+    lines: dict[Path_, int] = {(): root.start_mark.line + 1}
+    duplicates: list[tuple[Path_, int]] = []
+    budget = [max_nodes]
+
+    def walk(node: yaml.Node, path: Path_) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise TooLarge
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                child = (*path, key)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    duplicates.append((child, line))
+                seen.add(key)
+                lines[child] = line
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    walk(root, ())
+    return lines, duplicates
 
 
 def problems_error(
