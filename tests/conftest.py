@@ -9,6 +9,8 @@ from pytest_asyncio import is_async_test
 
 from tests.helpers import PillionProcess, running_pillion
 
+pytest_plugins = ["tests.watchdog"]
+
 # How long tasks that are just finishing (a cancellation being delivered, a close
 # completing) get at the end of a test before they count as left behind.
 _FINISHING_GRACE = 1.0

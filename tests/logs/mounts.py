@@ -22,7 +22,7 @@ __all__ = ["fill", "remount", "tmpfs"]
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False, timeout=60)
 
 
 @contextlib.contextmanager
@@ -35,8 +35,11 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
-            subprocess.run(["umount", "-l", str(path)], check=True)
+        unmounted = subprocess.run(
+            ["umount", str(path)], capture_output=True, check=False, timeout=60
+        )
+        if unmounted.returncode:
+            subprocess.run(["umount", "-l", str(path)], check=True, timeout=60)
 
 
 def remount(path: Path, *options: str, timeout: float = 15.0) -> None:
