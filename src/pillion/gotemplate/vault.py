@@ -1,4 +1,4 @@
-"""What ``secret`` and ``pkiCert`` give a ``pillion.render.gotemplate`` template:
+"""What ``secret`` and ``pkiCert`` give a ``pillion.gotemplate`` template:
 consul-template's ``*dependency.Secret`` and ``PemEncoded`` made from Vault's JSON
 response, and how a call's arguments name the request."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pillion.render.gotemplate_values import (
+from pillion.gotemplate.values import (
     FuncError,
     GoNil,
     GoStruct,

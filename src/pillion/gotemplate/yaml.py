@@ -1,4 +1,4 @@
-"""``toYAML`` of ``pillion.render.gotemplate``: what ``gopkg.in/yaml.v2`` (the
+"""``toYAML`` of ``pillion.gotemplate``: what ``gopkg.in/yaml.v2`` (the
 library consul-template uses) writes for the values of ``gotemplate_values``:
 block style, its quoting rules (a string that would read back as another type is
 double-quoted, a multi-line one is a literal block), its 80-column folding and
@@ -11,8 +11,8 @@ import math
 import re
 from typing import Any
 
-from pillion.render.gotemplate_fmt import format_float
-from pillion.render.gotemplate_values import (
+from pillion.gotemplate.fmt import format_float
+from pillion.gotemplate.values import (
     MAX_DATA_DEPTH,
     MISSING,
     GoNil,

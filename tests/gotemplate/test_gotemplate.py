@@ -1,5 +1,5 @@
 """Vault Agent templates (Go text/template, consul-template's dialect), rendered
-by ``pillion.render.gotemplate`` byte for byte as Vault Agent renders them.
+by ``pillion.gotemplate`` byte for byte as Vault Agent renders them.
 
 The templates are written the way HashiCorp's docs and tutorials write them; the
 Vault responses are fixtures in Vault's JSON response shape; each expected output
@@ -19,9 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pillion.render import gotemplate
-from pillion.render.errors import RenderError
-from pillion.render.gotemplate import TemplateExecError, TemplateSyntax, parse
+from pillion import gotemplate
+from pillion.gotemplate import GoTemplateError, TemplateExecError, TemplateSyntax, parse
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUd3d3LmV4YW1wbGUuY29t\n-----END CERTIFICATE-----"  # noqa: E501
 CA = "-----BEGIN CERTIFICATE-----\nMIIBqTCCAU+gAwIBAgIUZXhhbXBsZS5jb20gQ0E=\n-----END CERTIFICATE-----"  # noqa: E501
@@ -691,7 +690,7 @@ def test_render_errors(template: str, message: str) -> None:
     with pytest.raises(TemplateExecError) as error:
         render(template)
     assert str(error.value) == message
-    assert isinstance(error.value, RenderError)
+    assert isinstance(error.value, GoTemplateError)
 
 
 def test_the_steps_are_bounded() -> None:
@@ -863,7 +862,7 @@ def test_refused_when_parsed(template: str, line: int, reason: str, construct: s
     assert error.value.reason.startswith(reason), error.value.reason
     assert str(error.value) == f"line {line}: {error.value.reason}"
     assert error.value.construct == construct
-    assert isinstance(error.value, RenderError)
+    assert isinstance(error.value, GoTemplateError)
 
 
 # ---------------------------------------------------------------- properties
@@ -898,10 +897,10 @@ def test_any_template_parses_and_renders_or_is_refused(text: str) -> None:
         template = parse(text)
     except TemplateSyntax:
         return
-    error: RenderError | None = None
+    error: GoTemplateError | None = None
     try:
         template.render(AnyVault(), {}, max_steps=10_000)
-    except RenderError as exc:
+    except GoTemplateError as exc:
         error = exc
     assert error is None or "internal error" not in str(error)
 

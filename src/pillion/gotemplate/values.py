@@ -1,4 +1,4 @@
-"""Values as a Go template sees them, for ``pillion.render.gotemplate``.
+"""Values as a Go template sees them, for ``pillion.gotemplate``.
 
 The model: ``str`` (Go ``string``), :class:`JsonNumber` (``json.Number``: a number
 in Vault's JSON, kept as its text, as Vault's Go client decodes it), ``int``,

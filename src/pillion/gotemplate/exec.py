@@ -1,4 +1,4 @@
-"""The evaluator of ``pillion.render.gotemplate``: Go's ``text/template/exec.go``
+"""The evaluator of ``pillion.gotemplate``: Go's ``text/template/exec.go``
 over the tree of ``gotemplate_parse`` and the values of ``gotemplate_values``.
 
 Dot and ``$`` start as Go's nil data, as consul-template runs its templates. Map
@@ -13,10 +13,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from pillion.render.errors import RenderError
-from pillion.render.gotemplate_fmt import print_value
-from pillion.render.gotemplate_funcs import ANY, FUNCTIONS, INT, STR, STRS, VALUE, Context
-from pillion.render.gotemplate_parse import (
+from pillion.gotemplate.fmt import print_value
+from pillion.gotemplate.funcs import ANY, FUNCTIONS, INT, STR, STRS, VALUE, Context
+from pillion.gotemplate.lex import GoTemplateError
+from pillion.gotemplate.parse import (
     Action,
     Chain,
     Command,
@@ -32,7 +32,7 @@ from pillion.render.gotemplate_parse import (
     Text,
     Variable,
 )
-from pillion.render.gotemplate_values import (
+from pillion.gotemplate.values import (
     MISSING,
     FetchFailed,
     FuncError,
@@ -47,7 +47,7 @@ from pillion.render.gotemplate_values import (
 __all__ = ["TemplateExecError", "execute"]
 
 
-class TemplateExecError(RenderError):
+class TemplateExecError(GoTemplateError):
     """The template failed while rendering, at ``line``; the message names the
     cause, never a value."""
 

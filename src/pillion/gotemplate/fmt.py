@@ -1,4 +1,4 @@
-"""Go's ``fmt`` for ``pillion.render.gotemplate``: how ``{{ value }}``, ``print``,
+"""Go's ``fmt`` for ``pillion.gotemplate``: how ``{{ value }}``, ``print``,
 ``println`` and ``printf`` write the values of ``gotemplate_values``, Go's verbs,
 flags, widths and precisions, and its in-band errors (``%!d(string=x)``)."""
 
@@ -8,8 +8,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from pillion.render.gotemplate_lex import go_quote, quote_rune
-from pillion.render.gotemplate_values import MISSING, GoNil, GoStruct, go_type, sorted_keys
+from pillion.gotemplate.lex import go_quote, quote_rune
+from pillion.gotemplate.values import MISSING, GoNil, GoStruct, go_type, sorted_keys
 
 __all__ = ["format_float", "go_sprint", "go_sprintf", "go_sprintln", "print_value"]
 

@@ -1,4 +1,4 @@
-"""The lexer of ``pillion.render.gotemplate``: Go's ``text/template/parse`` lexer,
+"""The lexer of ``pillion.gotemplate``: Go's ``text/template/parse`` lexer,
 state for state. Whitespace trimming (``{{-``, ``-}}``), comments, line counting and
 its errors are Go's; a lexical error is the last token, reported when the parser
 reaches it, as Go does.
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from pillion.render.errors import RenderError
-
 __all__ = [
     "KEYWORDS",
+    "GoTemplateError",
     "TemplateSyntax",
     "Token",
     "escape_value",
@@ -27,7 +26,12 @@ __all__ = [
 _SPACE = " \t\r\n"
 
 
-class TemplateSyntax(RenderError):
+class GoTemplateError(Exception):
+    """The one exception tree of this package: the message names the line and the
+    cause, never a value."""
+
+
+class TemplateSyntax(GoTemplateError):
     """A template that does not parse, or uses something outside the supported
     subset; ``line`` is where, ``construct`` (when there is one) names what."""
 

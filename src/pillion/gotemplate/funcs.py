@@ -1,4 +1,4 @@
-"""The functions a ``pillion.render.gotemplate`` template may call: Go's builtins
+"""The functions a ``pillion.gotemplate`` template may call: Go's builtins
 (``text/template``'s ``funcs.go``) and the consul-template ones Vault Agent
 templates use, with consul-template's semantics. Pure: ``secret`` and ``pkiCert``
 ask the caller's fetcher, ``env`` reads the caller's mapping.
@@ -14,9 +14,9 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from pillion.render.gotemplate_fmt import go_sprint, go_sprintf, go_sprintln
-from pillion.render.gotemplate_json import EncodeError, to_json
-from pillion.render.gotemplate_values import (
+from pillion.gotemplate.fmt import go_sprint, go_sprintf, go_sprintln
+from pillion.gotemplate.json import EncodeError, to_json
+from pillion.gotemplate.values import (
     MAX_DATA_DEPTH,
     MISSING,
     FetchFailed,
@@ -27,8 +27,8 @@ from pillion.render.gotemplate_values import (
     go_type,
     is_true,
 )
-from pillion.render.gotemplate_vault import pki_value, secret_request, secret_value
-from pillion.render.gotemplate_yaml import to_yaml
+from pillion.gotemplate.vault import pki_value, secret_request, secret_value
+from pillion.gotemplate.yaml import to_yaml
 
 __all__ = [
     "ANY",

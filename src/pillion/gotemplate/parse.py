@@ -1,4 +1,4 @@
-"""The parser of ``pillion.render.gotemplate``: Go's text/template grammar
+"""The parser of ``pillion.gotemplate``: Go's text/template grammar
 (``text/template/parse``), producing the tree the evaluator walks.
 
 What is outside the supported subset is refused here, when the template is parsed,
@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from pillion.render.gotemplate_lex import (
+from pillion.gotemplate.lex import (
     ASSIGN,
     BOOL,
     CHAR,

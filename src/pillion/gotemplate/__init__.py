@@ -9,7 +9,7 @@ supported, is refused before it runs. ``GoTemplate.secret_paths()`` lists the
 watch them up front. ``GoTemplate.render(fetch, env)`` runs it: ``secret`` and
 ``pkiCert`` call ``fetch(path, params)``, which returns Vault's JSON response;
 ``env`` reads the given mapping only. Errors are :class:`TemplateExecError`
-(a :class:`~pillion.render.errors.RenderError`, naming the line, never a value);
+(both :class:`GoTemplateError`, naming the line, never a value);
 what ``fetch`` raises goes through unchanged.
 
 Supported: text, actions, ``{{-``/``-}}`` trimming, comments; ``if``/``else
@@ -55,8 +55,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pillion.render.gotemplate_exec import TemplateExecError, execute
-from pillion.render.gotemplate_funcs import (
+from pillion.gotemplate.exec import TemplateExecError, execute
+from pillion.gotemplate.funcs import (
     FUNCTIONS,
     INT,
     KNOWN_UNSUPPORTED,
@@ -65,8 +65,8 @@ from pillion.render.gotemplate_funcs import (
     Fetcher,
     go_bytes,
 )
-from pillion.render.gotemplate_lex import TemplateSyntax
-from pillion.render.gotemplate_parse import (
+from pillion.gotemplate.lex import GoTemplateError, TemplateSyntax
+from pillion.gotemplate.parse import (
     Action,
     Chain,
     Command,
@@ -81,8 +81,8 @@ from pillion.render.gotemplate_parse import (
     describe,
     parse_tree,
 )
-from pillion.render.gotemplate_values import FuncError
-from pillion.render.gotemplate_vault import PKI_FIELDS, SECRET_FIELDS, secret_request
+from pillion.gotemplate.values import FuncError
+from pillion.gotemplate.vault import PKI_FIELDS, SECRET_FIELDS, secret_request
 
 __all__ = [
     "MAX_OUTPUT",
@@ -90,6 +90,7 @@ __all__ = [
     "SUPPORTED_FUNCTIONS",
     "Fetcher",
     "GoTemplate",
+    "GoTemplateError",
     "TemplateExecError",
     "TemplateSyntax",
     "parse",

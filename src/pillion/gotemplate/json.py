@@ -1,4 +1,4 @@
-"""``toJSON`` and ``toJSONPretty`` of ``pillion.render.gotemplate``: the bytes Go's
+"""``toJSON`` and ``toJSONPretty`` of ``pillion.gotemplate``: the bytes Go's
 ``encoding/json`` writes for the values of ``gotemplate_values``: map keys sorted,
 ``<``, ``>``, ``&`` escaped (unless unescaped), U+2028 and U+2029 escaped, a
 :class:`JsonNumber` written as it is, ``MarshalIndent``'s two-space layout."""
@@ -9,8 +9,8 @@ import math
 import re
 from typing import Any
 
-from pillion.render.gotemplate_fmt import format_float
-from pillion.render.gotemplate_values import (
+from pillion.gotemplate.fmt import format_float
+from pillion.gotemplate.values import (
     MAX_DATA_DEPTH,
     MISSING,
     GoNil,
