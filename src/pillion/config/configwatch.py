@@ -135,7 +135,10 @@ class ConfigWatchConfig(Section):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         check_templates(
-            self.sources, self.templates, ("watch", [w.name for w in self.watch]), variable="config"
+            self.sources,
+            self.templates,
+            ("watch", [w.name for w in self.watch]),
+            variable="config",
         )
         return self
 

@@ -3,8 +3,11 @@ into files) and of the app's notification targets (``app.notify``)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal as signals
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -20,12 +23,15 @@ __all__ = [
     "HttpTargetConfig",
     "NotifyTargetConfig",
     "SecretSourceConfig",
+    "SecretTemplateConfig",
     "SecretsConfig",
     "SignalTargetConfig",
     "TemplateConfig",
     "VaultAuthConfig",
     "VaultConfig",
+    "VaultRequest",
     "check_templates",
+    "go_template_requests",
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"  # a file name may be one (database-config.txt)
@@ -158,6 +164,13 @@ class VaultConfig(Section):
         description="Longest wait between two tries of a failed login or fetch (from 1s, "
         "doubling, with jitter): after an outage, Pillion is back within about this "
         "long. Default 5m, as Vault Agent's auto-auth.",
+    )
+    static_secret_render_interval: Duration = Field(
+        300.0,
+        gt=0,
+        description="How often the secrets a `syntax: go` template reads that have no lease "
+        "(KV) are read again; leased ones are renewed. Vault Agent's "
+        "`template_config.static_secret_render_interval`. Default 5m.",
     )
 
 
@@ -294,9 +307,44 @@ class TemplateConfig(Section):
         return self
 
 
+class SecretTemplateConfig(TemplateConfig):
+    """A file rendered from sources: by a Jinja2 template (`template` or
+    `template_file`, sandboxed, undefined names are errors) or, without one, by a
+    built-in `format` of one source's keys. With `syntax: go`, the template is a
+    Vault Agent (consul-template) one, as written for Vault Agent: it reads Vault
+    itself (`{{ with secret "secret/data/app" }}{{ .Data.data.password }}{{ end }}`),
+    without a `sources` entry."""
+
+    syntax: Literal["jinja", "go"] = Field(
+        "jinja",
+        description="`jinja` (Pillion's: `{{ secrets.<source>.<key> }}`) or `go`: Vault "
+        "Agent's Go template language as HashiCorp documents it (`secret`, `pkiCert`, "
+        "`.Data.data.<key>`, `range`, `toJSON`, `base64Decode`, ...); what Vault Agent "
+        "allows and Pillion does not support is refused when the config is loaded, "
+        "naming the line and construct. Its secrets' leases are renewed, the others "
+        "read again every `vault.static_secret_render_interval`. Default `jinja`.",
+    )
+    error_on_missing_key: bool = Field(
+        False,
+        description="For `syntax: go`: a key a secret does not have is an error (the "
+        "previous file is kept) instead of printing `<no value>`, as Vault Agent's "
+        "`error_on_missing_key`. Default false.",
+    )
+
+    @model_validator(mode="after")
+    def _go(self) -> SecretTemplateConfig:
+        if self.syntax == "go" and self.format is not None:
+            raise ValueError("syntax go renders a template: set template or template_file")
+        if self.error_on_missing_key and self.syntax != "go":
+            raise ValueError("error_on_missing_key applies to syntax go only")
+        if self.syntax == "go" and self.template is not None:
+            go_template_requests(self.name, self.template)  # refuses what is not supported
+        return self
+
+
 def check_templates(
     sources: list[SecretSourceConfig],
-    templates: list[TemplateConfig],
+    templates: Sequence[TemplateConfig],
     *more: tuple[str, list[str]],
     variable: str = "secrets",
 ) -> None:
@@ -318,8 +366,44 @@ def check_templates(
     if len(set(destinations)) != len(destinations):
         raise ValueError("two templates write the same destination")
     for template in templates:
-        if template.template is not None:
+        if template.template is not None and getattr(template, "syntax", "jinja") == "jinja":
             _check_inline(template.name, template.template, variable, known)
+
+
+@dataclass(frozen=True)
+class VaultRequest:
+    """A ``secret`` or ``pkiCert`` call of a ``syntax: go`` template: Vault's whole
+    answer for ``path``, read (GET), or with ``params`` written (PUT: a PKI issue)."""
+
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Its name in metrics and logs: the path, and for a write a digest of its
+        parameters (they may hold a value)."""
+        if not self.params:
+            return f"vault:{self.path}"
+        return f"vault:{self.path}#{hashlib.sha256(repr(self.params).encode()).hexdigest()[:8]}"
+
+
+def go_template_requests(name: str, text: str) -> list[VaultRequest]:
+    """The Vault requests of a ``syntax: go`` template, in order; ``ValueError``
+    naming the template, line and construct for one that does not parse, uses what
+    is not supported, or builds a secret's path when it runs."""
+    from pillion.gotemplate import TemplateSyntax, parse  # loaded only when used
+
+    try:
+        parsed = parse(text)
+    except TemplateSyntax as exc:
+        raise ValueError(f"template {name}: {exc}") from None
+    if parsed.dynamic_call is not None:
+        line, function = parsed.dynamic_call
+        raise ValueError(
+            f"template {name}: line {line}: {function} with a path or parameter computed "
+            "when the template runs is not supported: write them as quoted strings"
+        )
+    return [VaultRequest(path, tuple(params.items())) for path, params in parsed.secret_paths()]
 
 
 # Filters the renderer adds to Jinja2's own (``pillion.render.templates``).
@@ -396,10 +480,15 @@ class SecretsConfig(Section):
     status server's `/healthz/started` passes once every template has rendered."""
 
     vault: VaultConfig | None = Field(
-        None, description="The Vault / OpenBao server, for `kv`, `dynamic` and `pki` sources."
+        None,
+        description="The Vault / OpenBao server, for `kv`, `dynamic` and `pki` sources and "
+        "`syntax: go` templates.",
     )
-    sources: list[SecretSourceConfig] = Field(min_length=1, description="Where values come from.")
-    templates: list[TemplateConfig] = Field(min_length=1, description="The files written.")
+    sources: list[SecretSourceConfig] = Field(
+        default_factory=list,
+        description="Where values come from (none needed when every template is `syntax: go`).",
+    )
+    templates: list[SecretTemplateConfig] = Field(min_length=1, description="The files written.")
     exec: ExecConfig = Field(
         default_factory=ExecConfig, description="For `pillion exec`: the child's environment."
     )
@@ -416,8 +505,13 @@ class SecretsConfig(Section):
                    if name not in {t.name for t in self.templates}]  # fmt: skip
         if unknown:
             raise ValueError(f"exec.environment: no template named {', '.join(unknown)}")
+        go = [t.name for t in self.templates if t.syntax == "go"]
+        if not self.sources and len(go) < len(self.templates):
+            raise ValueError("sources: at least one is needed (a `syntax: go` template needs none)")
         if self.vault is None:
             remote = [s.name for s in self.sources if s.type in ("kv", "dynamic", "pki")]
             if remote:
                 raise ValueError(f"sources {', '.join(remote)} need `vault`")
+            if go:
+                raise ValueError(f"templates {', '.join(go)} (syntax go) need `vault`")
         return self

@@ -122,9 +122,11 @@ class GoTemplate:
         checker = _Checker()
         checker.nodes(self._nodes, None, {})
         self._paths = checker.paths
-        self.dynamic_paths = checker.dynamic
+        self.dynamic_paths = checker.dynamic is not None
         """Whether some ``secret``/``pkiCert`` call has an argument that is not a
         literal (its path is known only when the template renders)."""
+        self.dynamic_call = checker.dynamic
+        """The first such call, as (line, function name); ``None`` when there is none."""
 
     def secret_paths(self) -> list[tuple[str, dict[str, str]]]:
         """The (path, params) of the ``secret`` and ``pkiCert`` calls with literal
@@ -186,7 +188,7 @@ class _Checker:
 
     def __init__(self) -> None:
         self.paths: list[tuple[str, tuple[tuple[str, str], ...]]] = []
-        self.dynamic = False
+        self.dynamic: tuple[int, str] | None = None  # the first call with a computed path
 
     def nodes(self, nodes: list[Node], dot: str | None, kinds: dict[str, str | None]) -> None:
         for node in nodes:
@@ -308,7 +310,8 @@ class _Checker:
                 ident.line, f'{name} needs a path, e.g. {name} "secret/data/app"', name
             )
         if piped or len(literal) != len(args):
-            self.dynamic = True
+            if self.dynamic is None:
+                self.dynamic = (ident.line, name)
             return
         try:
             path, params = secret_request(literal)

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
-from pillion.config.secrets import TemplateConfig
+from pillion.config.secrets import SecretTemplateConfig, TemplateConfig, VaultRequest
 from pillion.render.errors import RenderError
 from pillion.render.files import write_atomically
 
 if TYPE_CHECKING:
+    from pillion.render.gotemplates import GoRenderer
     from pillion.render.templates import Renderer
 
 __all__ = ["RenderedFiles"]
@@ -34,17 +35,20 @@ class RenderedFiles:
         renders: Counter,
         log: logging.Logger,
         last_render: Gauge | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         """``notify(target)`` tells an ``app.notify`` target; ``renders`` is labelled
         (template, result: changed, unchanged or error); ``last_render`` (template)
-        gets the time of each successful render."""
+        gets the time of each successful render; ``environ`` is what a ``syntax: go``
+        template's ``env`` reads."""
         self.templates = templates
         self.variable = variable
         self.notify = notify
         self.renders = renders
         self.last_render = last_render
         self.log = log
-        self.renderers: list[Renderer] = []
+        self.environ = environ if environ is not None else {}
+        self.renderers: list[Renderer | GoRenderer] = []
         self.rendered: set[str] = set()  # templates rendered at least once
         self.contents: dict[str, bytes] = {}  # by template, what was last rendered
         # by template, why its file could not be written (its previous one is kept)
@@ -63,9 +67,10 @@ class RenderedFiles:
 
     def compile(self) -> None:
         """``RenderError`` for a template that does not compile or cannot be read."""
+        from pillion.render.gotemplates import GoRenderer
         from pillion.render.templates import Renderer  # Jinja2: loaded only when used
 
-        renderers = []
+        renderers: list[Renderer | GoRenderer] = []
         for template in self.templates:
             text = None
             if template.template_file is not None:
@@ -76,8 +81,21 @@ class RenderedFiles:
                         f"template {template.name}: cannot read {template.template_file}: "
                         f"{exc.strerror}"
                     ) from None
-            renderers.append(Renderer(template, text, self.variable))
+            if isinstance(template, SecretTemplateConfig) and template.syntax == "go":
+                renderers.append(GoRenderer(template, text, self.environ))
+            else:
+                renderers.append(Renderer(template, text, self.variable))
         self.renderers = renderers
+
+    def vault_requests(self) -> list[VaultRequest]:
+        """What the compiled ``syntax: go`` templates read from Vault, each once."""
+        from pillion.render.gotemplates import GoRenderer
+
+        found: dict[str, VaultRequest] = {}
+        for renderer in self.renderers:
+            if isinstance(renderer, GoRenderer):
+                found.update((request.name, request) for request in renderer.requests)
+        return list(found.values())
 
     def render_all_or_nothing(self, values: Mapping[str, Mapping[str, Any]]) -> dict[str, bytes]:
         """Every template's content, or ``RenderError`` for the first that fails."""

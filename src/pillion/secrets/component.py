@@ -25,7 +25,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pillion.components import Component, ComponentStartError, cancel_and_wait
-from pillion.config.secrets import NotifyTargetConfig, SecretsConfig, SecretSourceConfig
+from pillion.config.secrets import (
+    NotifyTargetConfig,
+    SecretsConfig,
+    SecretSourceConfig,
+    VaultRequest,
+)
 from pillion.notify import Notifier
 from pillion.render.errors import RenderError
 from pillion.render.fileset import RenderedFiles
@@ -78,7 +83,10 @@ class SecretsComponent(Component):
             renders=self.families.renders,
             log=log,
             last_render=self.families.last_render,
+            environ=self.environ,
         )
+        # the sources, and the Vault requests of `syntax: go` templates (once compiled)
+        self.sources: list[SecretSourceConfig | VaultRequest] = list(self.config.sources)
         self.expires: dict[str, float] = {}  # by source: when its values stop working
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,9 +119,13 @@ class SecretsComponent(Component):
         now = time.time()
         return self.started and all(end > now for end in self.expires.values())
 
+    def _compile(self) -> None:
+        self.files.compile()
+        self.sources = [*self.config.sources, *self.files.vault_requests()]
+
     async def start(self) -> None:
         try:
-            self.files.compile()
+            self._compile()
         except (RenderError, OSError) as exc:
             raise ComponentStartError("secrets", str(exc)) from exc
         if self.vault is not None:
@@ -136,13 +148,13 @@ class SecretsComponent(Component):
     async def render_once(self) -> dict[str, bytes]:
         """Fetch every source and render every template once, within ``init_timeout``;
         each template's content (nothing is written: see ``write_once``)."""
-        self.files.compile()
+        self._compile()
         try:
             async with asyncio.timeout(self.config.init_timeout):
                 if self.vault is not None:
                     await self.vault.open()
                     await self._login(until_ok=True, init=True)
-                for source in self.config.sources:
+                for source in self.sources:
                     fetched = await self._fetch(source, init=True)
                     self.values[source.name] = fetched.values
         except TimeoutError:
@@ -164,7 +176,7 @@ class SecretsComponent(Component):
         if self.vault is not None:
             login = await self._login(until_ok=True)
             self._tasks.append(asyncio.create_task(self._keep_token(login)))
-        for source in self.config.sources:
+        for source in self.sources:
             self._tasks.append(asyncio.create_task(self._keep_source(source)))
 
     async def _login(self, until_ok: bool, init: bool = False) -> Login:
@@ -215,7 +227,9 @@ class SecretsComponent(Component):
             self._relogin = asyncio.create_task(self._login(until_ok=True))
         return await asyncio.shield(self._relogin)
 
-    async def _fetch(self, source: SecretSourceConfig, init: bool = False) -> Fetched:
+    async def _fetch(
+        self, source: SecretSourceConfig | VaultRequest, init: bool = False
+    ) -> Fetched:
         """Fetch until it works (backoff 1s to 5m); in init mode a refusal (403, 404)
         fails at once. A 403 first makes Pillion log in again (a revoked token)."""
         delay = BACKOFF_FIRST
@@ -249,7 +263,7 @@ class SecretsComponent(Component):
                 self.families.lease_expiry.labels(source.name).set(fetched.expires_at)
             return fetched
 
-    async def _keep_source(self, source: SecretSourceConfig) -> None:
+    async def _keep_source(self, source: SecretSourceConfig | VaultRequest) -> None:
         fetched = await self._fetch(source)
         self._set(source.name, fetched.values)
         while True:
@@ -262,7 +276,9 @@ class SecretsComponent(Component):
                 return  # read once (environment variables)
             self._set(source.name, fetched.values)
 
-    async def _keep_lease(self, source: SecretSourceConfig, fetched: Fetched) -> Fetched:
+    async def _keep_lease(
+        self, source: SecretSourceConfig | VaultRequest, fetched: Fetched
+    ) -> Fetched:
         """Renew the lease at 2/3 of its duration while it can be renewed to its full
         duration; then (or when renewal fails: revoked) fetch a new secret."""
         assert self.vault is not None
@@ -308,6 +324,6 @@ class SecretsComponent(Component):
                 delay = BACKOFF_FIRST
                 await self._dirty.wait()
             self._dirty.clear()
-            if len(self.values) < len(self.config.sources):
+            if len(self.values) < len(self.sources):
                 continue  # not every source has values yet
             self.files.render_all(self.values)

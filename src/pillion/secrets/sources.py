@@ -3,7 +3,10 @@
 ``fetch`` returns the values and their timing: a KV secret or a file is read
 again every ``refresh``; a dynamic secret has a lease (renewed by the caller);
 a PKI certificate is issued again at ``renew_at`` of its lifetime; environment
-variables are read once.
+variables are read once. A ``syntax: go`` template's Vault request gives Vault's
+whole answer, as Vault Agent's templates see it: with a lease, renewed by the
+caller; a certificate without one, asked for again at 2/3 of its lifetime; else
+read again every ``static_secret_render_interval``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pillion.config.secrets import SecretSourceConfig
+from pillion.config.secrets import SecretSourceConfig, VaultRequest
 from pillion.render.sources import SourceError, read_source
 from pillion.secrets.vault import VaultClient, VaultRefused
 
-__all__ = ["Fetched", "SourceError", "fetch"]
+__all__ = ["CERTIFICATE_RENEW_AT", "Fetched", "SourceError", "fetch"]
+
+CERTIFICATE_RENEW_AT = 2 / 3  # of a certificate's lifetime, for one a template asked for
 
 
 @dataclass
@@ -31,8 +36,13 @@ class Fetched:
 
 
 async def fetch(
-    source: SecretSourceConfig, vault: VaultClient | None, environ: Mapping[str, str]
+    source: SecretSourceConfig | VaultRequest,
+    vault: VaultClient | None,
+    environ: Mapping[str, str],
 ) -> Fetched:
+    if isinstance(source, VaultRequest):
+        assert vault is not None
+        return await _request(source, vault)
     kind = source.type
     if kind in ("env", "file", "directory"):
         return Fetched(read_source(source, environ), None if kind == "env" else source.refresh)
@@ -69,3 +79,20 @@ async def fetch(
     lifetime = max(0.0, expiration - now)
     return Fetched(data, lifetime * source.renew_at if expiration else source.refresh,
                    expires_at=expiration or None)  # fmt: skip
+
+
+async def _request(request: VaultRequest, vault: VaultClient) -> Fetched:
+    answer = await vault.secret(request.path, dict(request.params))
+    duration = float(answer.get("lease_duration") or 0)
+    now = time.time()
+    if answer.get("lease_id") and duration:
+        renewable = bool(answer.get("renewable"))
+        return Fetched(answer, None, lease_id=answer["lease_id"], lease_duration=duration,
+                       renewable=renewable, expires_at=now + duration)  # fmt: skip
+    data = answer.get("data")
+    expiration = data.get("expiration") if isinstance(data, dict) else None
+    if isinstance(expiration, int | float) and expiration > now:  # a certificate
+        lifetime = expiration - now
+        return Fetched(answer, lifetime * CERTIFICATE_RENEW_AT, expires_at=float(expiration))
+    interval = vault.config.static_secret_render_interval
+    return Fetched(answer, interval, expires_at=now + duration if duration else None)

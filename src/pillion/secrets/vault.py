@@ -51,6 +51,7 @@ class VaultClient:
         self.address = config.address.rstrip("/")
         self.token: str | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._kv2_mounts: dict[str, str | None] = {}  # by path read: its KV v2 mount, if one
 
     async def open(self) -> None:
         context: ssl.SSLContext | bool = True
@@ -150,6 +151,37 @@ class VaultClient:
     async def read(self, path: str) -> dict[str, Any]:
         """A secret with its lease: the whole answer (``data``, ``lease_id``...)."""
         return await self.call("GET", path.strip("/"))
+
+    async def secret(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """What a Vault Agent template's ``secret`` (or ``pkiCert``) call gets: the
+        whole answer for ``path``, read, or with ``params`` written. As Vault Agent
+        does, a KV v2 secret may be named without ``data/`` (``secret/app`` is read
+        as ``secret/data/app``); ``?version=N`` pins a version."""
+        path = path.strip("/")
+        if params:
+            return await self.call("PUT", path, dict(params))
+        bare, mark, query = path.partition("?")
+        mount = await self._kv2_mount(bare)
+        if mount is not None:
+            rest = bare.removeprefix(mount).lstrip("/")
+            if not rest.startswith(("data/", "metadata/")) and rest != "data":
+                bare = f"{mount}/data/{rest}".rstrip("/")
+        return await self.call("GET", bare + mark + query)
+
+    async def _kv2_mount(self, path: str) -> str | None:
+        """The KV v2 mount ``path`` is in (``secret``), or ``None``: another engine,
+        or the server would not say (then the path is read as it is)."""
+        if path not in self._kv2_mounts:
+            try:
+                answer = await self.call("GET", f"sys/internal/ui/mounts/{path}")
+            except VaultRefused:
+                answer = {}
+            data = answer.get("data") or {}
+            options = data.get("options") or {}
+            mount = str(data.get("path") or "").strip("/")
+            kv2 = data.get("type") == "kv" and str(options.get("version")) == "2"
+            self._kv2_mounts[path] = mount if kv2 and mount else None
+        return self._kv2_mounts[path]
 
     async def renew_lease(self, lease_id: str, increment: float) -> tuple[float, bool]:
         answer = await self.call(
