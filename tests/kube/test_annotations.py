@@ -185,51 +185,38 @@ def test_secret_files_readable_by_the_app(
 
 
 def test_secrets_and_vault_k8s_spelling() -> None:
+    template = '{{ with secret "secret/data/db" }}{{ .Data.data.password }}{{ end }}'
     pod = injected({
         "vault.hashicorp.com/agent-inject-secret-db": "secret/data/db",
-        "vault.hashicorp.com/agent-inject-template-db": "{{ secrets.db.password }}",
+        "vault.hashicorp.com/agent-inject-template-db": template,
         "vault.hashicorp.com/role": "billing",
         "pillion.dev/secret-api": "secret/data/api",
     })  # fmt: skip
-    assert parse_annotations(pod["metadata"]["annotations"]).secrets == (
-        SecretAnnotation("api", "secret/data/api"),
-        SecretAnnotation("db", "secret/data/db", "{{ secrets.db.password }}", raw=True),
-    )
+    wanted = parse_annotations(pod["metadata"]["annotations"])
+    assert wanted.secrets == (SecretAnnotation("api", "secret/data/api"),)
+    assert wanted.vault is not None
+    assert [(s.name, s.file, s.template) for s in wanted.vault.secrets] == [("db", "db", template)]
     secrets = config(pod).secrets
     assert secrets is not None
     assert secrets.vault is not None
     assert secrets.vault.auth.role == "billing"
-    assert [t.destination for t in secrets.templates] == ["/secrets/api", "/secrets/db"]
+    assert [(t.destination, t.syntax) for t in secrets.templates] == [
+        ("/secrets/api", "jinja"), ("/secrets/db", "go")]  # fmt: skip
     assert {"name": "pillion-secrets", "emptyDir": {"medium": "Memory"}} in pod["spec"]["volumes"]
     assert {"name": "pillion-secrets", "mountPath": "/secrets", "readOnly": True} in (
         pod["spec"]["containers"][0]["volumeMounts"])  # fmt: skip
     # an app written for vault-k8s finds its files where vault-k8s puts them
     assert {"name": "pillion-secrets", "mountPath": "/vault/secrets", "readOnly": True} in (
         pod["spec"]["containers"][0]["volumeMounts"])  # fmt: skip
-    # a KV v2 API path (vault-k8s writes secret/data/db) is the KV secret secret/db
-    assert [(s.name, s.type, s.path) for s in secrets.sources] == [
-        ("api", "kv", "secret/api"), ("db", "kv", "secret/db")]  # fmt: skip
+    # the pillion.dev spelling's KV v2 API path is the KV secret secret/api; the Go
+    # template reads what it names itself
+    assert [(s.name, s.type, s.path) for s in secrets.sources] == [("api", "kv", "secret/api")]
 
 
-VAULT = "vault.hashicorp.com/agent-inject-secret-"
-
-
-@pytest.mark.parametrize(
-    ("annotation", "value", "source"),
-    [
-        (VAULT + "web", "secret/data/web", ("kv", "secret/web")),
-        (VAULT + "web", "/secret/data/team/web/", ("kv", "secret/team/web")),
-        (VAULT + "db", "database/creds/app", ("dynamic", "database/creds/app")),
-        (VAULT + "old", "kv1/app", ("dynamic", "kv1/app")),
-        ("pillion.dev/secret-web", "secret/web", ("kv", "secret/web")),
-        ("pillion.dev/secret-web", "secret/data/web", ("kv", "secret/web")),
-    ],
-)
-def test_vault_k8s_paths_are_read_as_vault_agent_reads_them(
-    annotation: str, value: str, source: tuple[str, str]
-) -> None:
-    [found] = config(injected({annotation: value})).secrets.sources  # type: ignore[union-attr]
-    assert (found.type, found.path) == source
+def test_pillion_dev_paths_are_kv_secrets() -> None:
+    for value in ("secret/web", "secret/data/web"):
+        [found] = config(injected({"pillion.dev/secret-web": value})).secrets.sources  # type: ignore[union-attr]
+        assert (found.type, found.path) == ("kv", "secret/web")
 
 
 def test_a_vault_k8s_secret_name_may_be_a_file_name_with_dots() -> None:

@@ -44,6 +44,15 @@ from tests.helpers import free_port, http, serve_http, wait_until
 BAO = Path(sysconfig.get_path("scripts")) / "bao"
 
 
+def _thread_state(pid: int, task: str) -> str:
+    """A thread's state letter in ``/proc`` (``T``: stopped); empty once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def _free_port_pair() -> int:
     """A free port P whose neighbour P+1 is free too, and kept from later
     ``free_port()`` calls: a dev server also binds its cluster listener on P+1."""
@@ -190,6 +199,11 @@ class OpenBao:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
         self.paused = True
+        # the signal is delivered asynchronously: wait until every thread is stopped,
+        # or a request sent at once may still be answered
+        pid = self.proc.pid
+        wait_until(lambda: all(_thread_state(pid, task) in ("T", "t", "")
+                               for task in os.listdir(f"/proc/{pid}/task")))  # fmt: skip
 
     def resume(self) -> None:
         """Undo ``pause()`` (SIGCONT)."""

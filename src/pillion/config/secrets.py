@@ -330,6 +330,11 @@ class SecretTemplateConfig(TemplateConfig):
         "previous file is kept) instead of printing `<no value>`, as Vault Agent's "
         "`error_on_missing_key`. Default false.",
     )
+    create_directories: bool = Field(
+        False,
+        description="Make the destination's missing directories (0755), as Vault Agent "
+        "does. Default false: a missing directory is an error.",
+    )
 
     @model_validator(mode="after")
     def _go(self) -> SecretTemplateConfig:

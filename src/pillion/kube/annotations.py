@@ -9,12 +9,19 @@ annotation wins where both say the same thing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from pillion.kube.iptables import parse_cidrs, parse_ports
+from pillion.kube.vaultk8s import (
+    InvalidVaultAnnotation,
+    VaultPod,
+    markdown_table,
+    parse_vault_annotations,
+)
 
 T = TypeVar("T")
 
@@ -66,26 +73,20 @@ class InvalidAnnotation(ValueError):
 
 @dataclass(frozen=True)
 class SecretAnnotation:
-    """One secret: rendered from ``path`` to ``/secrets/<name>``. ``raw``: the path
-    is a Vault API path as vault-k8s takes it (``secret/data/web`` for a KV v2
-    secret, ``database/creds/app``), not Pillion's ``<mount>/<path>`` of a KV secret."""
+    """One ``pillion.dev/secret-<name>``: the KV secret at ``path`` rendered to
+    ``/secrets/<name>``."""
 
     name: str
     path: str
     template: str | None = None
-    raw: bool = False
 
     def source(self) -> dict[str, str]:
         """The ``secrets.sources[]`` entry that reads it. A KV v2 API path
-        (``<mount>/data/<path>``) is read as the KV secret ``<mount>/<path>``; any
-        other vault-k8s path is read as it is (a KV v1 secret, database credentials),
-        with its lease renewed when it has one."""
+        (``<mount>/data/<path>``) is read as the KV secret ``<mount>/<path>``."""
         mount, _, rest = self.path.strip("/").partition("/")
         first, _, inner = rest.partition("/")
         if first == "data" and inner:
             return {"name": self.name, "type": "kv", "path": f"{mount}/{inner}"}
-        if self.raw:
-            return {"name": self.name, "type": "dynamic", "path": self.path.strip("/")}
         return {"name": self.name, "type": "kv", "path": self.path}
 
 
@@ -121,6 +122,15 @@ class PodAnnotations:
     exclude_outbound_cidrs: tuple[str, ...] = ()
     volume_mounts: tuple[VolumeMount, ...] = ()
     image: str | None = None
+    vault: VaultPod | None = None  # the pod's vault-k8s annotations, if any
+
+    @property
+    def vault_secrets(self) -> bool:
+        return self.vault is not None and bool(self.vault.secrets)
+
+    @property
+    def any_secrets(self) -> bool:
+        return bool(self.secrets) or self.vault_secrets
 
 
 def image_version(image: str) -> str:
@@ -173,12 +183,9 @@ def _choice(annotations: Mapping[str, str], name: str, choices: tuple[str, ...])
 
 
 def _secrets(annotations: Mapping[str, str]) -> tuple[SecretAnnotation, ...]:
-    """``pillion.dev/secret-<name>`` and vault-k8s's ``agent-inject-secret-<name>``; each
-    with its optional ``...template-<name>``. The pillion.dev spelling wins."""
-    spellings = (
-        (VAULT_PREFIX + "agent-inject-secret-", VAULT_PREFIX + "agent-inject-template-"),
-        (PREFIX + "secret-", PREFIX + "secret-template-"),
-    )
+    """``pillion.dev/secret-<name>``, each with its optional ``secret-template-<name>``
+    (vault-k8s' ``agent-inject-secret-<name>`` are ``vaultk8s``'s)."""
+    spellings = ((PREFIX + "secret-", PREFIX + "secret-template-"),)
     found: dict[str, SecretAnnotation] = {}
     for secret_prefix, template_prefix in spellings:
         for key, path in annotations.items():
@@ -192,8 +199,7 @@ def _secrets(annotations: Mapping[str, str]) -> tuple[SecretAnnotation, ...]:
             if "/" not in path.strip().strip("/"):  # as the generated config's kv source needs
                 raise InvalidAnnotation(key, "a Vault KV path is <mount>/<path>, e.g. secret/app")
             template = annotations.get(template_prefix + name)
-            raw = secret_prefix.startswith(VAULT_PREFIX)
-            found[name] = SecretAnnotation(name, path.strip(), template, raw)
+            found[name] = SecretAnnotation(name, path.strip(), template)
         for key in annotations:
             if key.startswith(template_prefix):
                 name = key.removeprefix(template_prefix)
@@ -271,11 +277,19 @@ def parse_annotations(annotations: Mapping[str, str]) -> PodAnnotations:
         raise InvalidAnnotation(PREFIX + "vault-address", f"expected a URL, not {vault_address!r}")
     capture = _choice(annotations, "capture", ("none", "inbound", "all")) or "none"
     log_level = _choice(annotations, "log-level", ("debug", "info", "warning", "error"))
+    secrets = _secrets(annotations)
+    try:
+        vault = parse_vault_annotations(annotations)
+    except InvalidVaultAnnotation as exc:
+        raise InvalidAnnotation(exc.key, exc.problem) from None
+    if vault is not None:
+        vault = _without_pillion_names(vault, secrets)
     return PodAnnotations(
         inject=parse_inject(annotations),
         config_map=_config_map(annotations),
         app_port=None if port is None else _port(PREFIX + "app-port", port),
-        secrets=_secrets(annotations),
+        secrets=secrets,
+        vault=vault,
         vault_role=_first(annotations, PREFIX + "vault-role", VAULT_PREFIX + "role"),
         vault_address=vault_address,
         logs=_logs(annotations),
@@ -292,6 +306,20 @@ def parse_annotations(annotations: Mapping[str, str]) -> PodAnnotations:
         volume_mounts=_volume_mounts(annotations),
         image=_image(annotations),
     )
+
+
+def _without_pillion_names(vault: VaultPod, secrets: tuple[SecretAnnotation, ...]) -> VaultPod:
+    """The pillion.dev spelling wins: a vault-k8s secret of the same name is left
+    out; one whose file would be a pillion.dev secret's is refused."""
+    names = {s.name for s in secrets}
+    kept = tuple(s for s in vault.secrets if s.name not in names)
+    for secret in kept:
+        if secret.volume_path == vault.volume_path and secret.file in names:
+            raise InvalidAnnotation(
+                f"{VAULT_PREFIX}agent-inject-file-{secret.name}",
+                f"pillion.dev/secret-{secret.file} writes the same file",
+            )
+    return dataclasses.replace(vault, secrets=kept)
 
 
 def _image(annotations: Mapping[str, str]) -> str | None:
@@ -352,14 +380,10 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
                   "Render this secret into `/secrets/<name>` (an in-memory volume the app "
                   "containers mount read-only) before the app starts; JSON of its keys "
                   "unless a template is given. `<name>` is a file name (dots allowed). "
-                  "The vault-k8s spelling takes the Vault API path as vault-k8s does "
-                  "(`secret/data/web` is the KV v2 secret `secret/web`; any other path, "
-                  "e.g. `database/creds/app`, is read as it is, its lease renewed), and "
-                  "the files are also at `/vault/secrets/<name>`, where apps written for "
-                  "vault-k8s read them.", "agent-inject-secret-<name>"),
+                  "vault-k8s' `agent-inject-secret-<name>` is read as vault-k8s reads it: "
+                  "see the vault-k8s section below."),
     AnnotationDoc("secret-template-<name>", "a template", "none",
-                  "The file's text, e.g. `{{ secrets.db.password }}`.",
-                  "agent-inject-template-<name>"),
+                  "The file's text, e.g. `{{ secrets.db.password }}`."),
     AnnotationDoc("vault-address", "an `http(s)://` URL", "the injector's",
                   "The Vault / OpenBao server.", "service"),
     AnnotationDoc("vault-role", "a role name", "the pod's service account",
@@ -414,9 +438,12 @@ def markdown_reference() -> str:
     lines += [
         "",
         "Written by the injector: `pillion.dev/status` (the decision and its reason, as",
-        "JSON), `pillion.dev/generated-config` (the generated `pillion.yaml`, without a",
+        "JSON; how the pod's vault-k8s annotations were taken, under `vault-k8s`),",
+        "`pillion.dev/generated-config` (the generated `pillion.yaml`, without a",
         "ConfigMap), `pillion.dev/original-prometheus-*` (the pod's own Prometheus",
         "annotations, which now point at Pillion's merged `/metrics`).",
+        "",
+        *markdown_table(),
         "",
     ]
     return "\n".join(lines)

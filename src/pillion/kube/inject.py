@@ -19,7 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from pillion import __version__
+from pillion.config import PillionConfig
+from pillion.config.errors import format_path
 from pillion.kube import containers as c
 from pillion.kube.annotations import (
     PREFIX,
@@ -38,7 +43,9 @@ from pillion.kube.sidecarconfig import (
     AppMetrics,
     SecretAccess,
     generated_config,
+    vault_subdirectory,
 )
+from pillion.kube.vaultk8s import EXTRA_SECRET_DIR, TLS_DIR, VaultPod
 
 __all__ = ["Decision", "InjectSettings", "InvalidAnnotation", "inject_pod", "json_patch"]
 
@@ -114,9 +121,29 @@ def inject_pod(
         reason = reason or "not injected"
         _record(result, False, reason, settings, tag)
         return Decision(False, reason, result)
-    _inject(result, annotations, wanted, settings, prestop_token)
-    _record(result, True, "injected", settings, tag)
-    return Decision(True, "injected", result)
+    done = copy.deepcopy(result)
+    _inject(done, annotations, wanted, settings, prestop_token)
+    problem = _generated_problem(done)
+    if problem is not None:  # what the sidecar would refuse at start: refused now
+        _record(result, False, problem, settings, tag)
+        return Decision(False, problem, result)
+    vault = wanted.vault.report() if wanted.vault is not None else None
+    _record(done, True, "injected", settings, tag, vault)
+    return Decision(True, "injected", done)
+
+
+def _generated_problem(pod: dict[str, Any]) -> str | None:
+    """Why the config generated for ``pod`` would be refused by the sidecar, if it
+    would (a safety net: the annotations were checked one by one)."""
+    text = ((pod.get("metadata") or {}).get("annotations") or {}).get(GENERATED_CONFIG)
+    if text is None:
+        return None
+    try:
+        PillionConfig.model_validate(yaml.safe_load(text))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return f"generated config refused: {format_path(first['loc'])}: {first['msg']}"
+    return None
 
 
 def revision_of(pod: Mapping[str, Any], namespace_labels: Mapping[str, str]) -> str | None:
@@ -181,7 +208,10 @@ def _ours(wanted: PodAnnotations, native: bool) -> tuple[set[str], set[str]]:
     names = {c.SIDECAR_NAME} | ({c.INIT_NAME} if wanted.capture != "none" else set())
     volumes = {c.PODINFO_VOLUME}
     volumes |= {c.CONFIG_VOLUME} if wanted.config_map else set()
-    volumes |= {c.SECRETS_VOLUME} if wanted.secrets else set()
+    volumes |= {c.SECRETS_VOLUME} if wanted.any_secrets else set()
+    if wanted.vault is not None:
+        volumes |= {VAULT_TLS_VOLUME} if wanted.vault.tls_secret else set()
+        volumes |= {VAULT_EXTRA_VOLUME} if wanted.vault.extra_secret else set()
     volumes |= {c.LOGS_VOLUME, c.DATA_VOLUME} if wanted.logs else set()
     volumes |= set() if native else {c.LIFECYCLE_VOLUME}
     return names, volumes
@@ -198,11 +228,17 @@ def _clash(pod: dict[str, Any], wanted: PodAnnotations, native: bool) -> str | N
         if volume.get("name") in volumes:
             return f"name clash: the pod already has a volume named {volume['name']}"
     paths = (
-        ({SECRETS_DIR} if wanted.secrets else set())
-        | ({VAULT_SECRETS_DIR} if any(secret.raw for secret in wanted.secrets) else set())
+        ({SECRETS_DIR} if wanted.any_secrets else set())
+        | (set(wanted.vault.volume_paths()) if wanted.vault_secrets and wanted.vault else set())
         | ({log_directory(wanted.logs)} if wanted.logs else set())
         | (set() if native else {c.LIFECYCLE_DIR})
     )
+    copied = wanted.vault.copy_volume_mounts if wanted.vault is not None else None
+    if copied is not None and _container(spec, copied) is None:
+        return (
+            "invalid annotation vault.hashicorp.com/agent-copy-volume-mounts: "
+            f"the pod has no container named {copied}"
+        )
     for container in spec.get("containers") or []:
         for mount in container.get("volumeMounts") or []:
             if mount.get("mountPath", "").rstrip("/") in paths:
@@ -216,7 +252,9 @@ def _sidecar_paths(wanted: PodAnnotations, native: bool) -> set[str]:
     return (
         {c.PODINFO_DIR}
         | ({c.CONFIG_DIR} if wanted.config_map else set())
-        | ({SECRETS_DIR} if wanted.secrets else set())
+        | ({SECRETS_DIR} if wanted.any_secrets else set())
+        | ({TLS_DIR} if wanted.vault and wanted.vault.tls_secret else set())
+        | ({EXTRA_SECRET_DIR} if wanted.vault and wanted.vault.extra_secret else set())
         | ({log_directory(wanted.logs), DATA_DIR} if wanted.logs else set())
         | (set() if native else {c.LIFECYCLE_DIR})
     )
@@ -237,12 +275,25 @@ def _volume_mount_problem(
 
 
 def _record(
-    pod: dict[str, Any], injected: bool, reason: str, settings: InjectSettings, tag: str | None
+    pod: dict[str, Any],
+    injected: bool,
+    reason: str,
+    settings: InjectSettings,
+    tag: str | None,
+    vault: dict[str, object] | None = None,
 ) -> None:
-    decided = {"injected": injected, "reason": reason, "version": __version__,
-               "revision": settings.revision}  # fmt: skip
+    """The decision, in ``pillion.dev/status``; with ``vault``, how the pod's
+    vault-k8s annotations were taken (honoured, not applicable and why, unknown)."""
+    decided: dict[str, object] = {
+        "injected": injected,
+        "reason": reason,
+        "version": __version__,
+        "revision": settings.revision,
+    }
     if tag is not None:
         decided["tag"] = tag
+    if vault is not None:
+        decided["vault-k8s"] = vault
     metadata = pod.setdefault("metadata", {})
     annotations = metadata.get("annotations")
     metadata["annotations"] = {**(annotations or {}), STATUS: json.dumps(decided)}
@@ -315,14 +366,15 @@ def _inject(
             access,
         )
     volumes.append(c.podinfo_volume(generated=not wanted.config_map))
-    if wanted.secrets:
+    vault_mounts: list[dict[str, Any]] = []  # where apps written for vault-k8s look
+    if wanted.any_secrets:
         volumes.append({"name": c.SECRETS_VOLUME, "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": c.SECRETS_VOLUME, "mountPath": SECRETS_DIR})
         app_mounts.append({"name": c.SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True})
-        if any(secret.raw for secret in wanted.secrets):  # where vault-k8s' apps look
-            app_mounts.append(
-                {"name": c.SECRETS_VOLUME, "mountPath": VAULT_SECRETS_DIR, "readOnly": True}
-            )
+    if wanted.vault is not None:
+        vault_mounts = _vault_mounts(wanted.vault) if wanted.vault_secrets else []
+        volumes += _vault_volumes(wanted.vault)
+        mounts += _vault_sidecar_mounts(wanted.vault, spec)
     if wanted.logs:
         directory = log_directory(wanted.logs)
         volumes.append({"name": c.LOGS_VOLUME, "emptyDir": {}})
@@ -348,8 +400,14 @@ def _inject(
         mount = {"name": extra.volume, "mountPath": extra.path}
         mounts.append({**mount, "readOnly": True} if extra.read_only else mount)
     apps: list[dict[str, Any]] = spec.setdefault("containers", [])
+    chosen = wanted.vault.containers if wanted.vault is not None else None
     for container in apps:
-        container["volumeMounts"] = [*(container.get("volumeMounts") or []), *app_mounts]
+        theirs = vault_mounts if chosen is None or container.get("name") in chosen else []
+        container["volumeMounts"] = [
+            *(container.get("volumeMounts") or []),
+            *app_mounts,
+            *theirs,
+        ]
         if app_env:
             container["env"] = [*(container.get("env") or []), *app_env]
         lifecycle = container.get("lifecycle") or {}
@@ -381,6 +439,11 @@ def _inject(
         else []
     )
     existing_init = list(spec.get("initContainers") or [])
+    if native and vault_mounts:  # as vault-k8s: its init container renders before them
+        for container in existing_init:
+            container["volumeMounts"] = [*(container.get("volumeMounts") or []), *vault_mounts]
+    if wanted.vault is not None and wanted.vault.share_process_namespace is not None:
+        spec["shareProcessNamespace"] = wanted.vault.share_process_namespace
     if native:
         spec["initContainers"] = [*init, sidecar, *existing_init]
     else:
@@ -407,7 +470,53 @@ def _declared_port(spec: dict[str, Any]) -> int | None:
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-VAULT_SECRETS_DIR = "/vault/secrets"  # vault-k8s' default: apps written for it read there
+VAULT_TLS_VOLUME = "pillion-vault-tls"
+VAULT_EXTRA_VOLUME = "pillion-vault-extra"
+
+
+def _container(spec: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for key in ("containers", "initContainers"):
+        for container in spec.get(key) or []:
+            if container.get("name") == name:
+                return dict(container)
+    return None
+
+
+def _vault_mounts(vault: VaultPod) -> list[dict[str, Any]]:
+    """The secrets volume where the app containers see vault-k8s' files: at the
+    pod's ``secret-volume-path``, and each other path a secret names (its own
+    directory of the volume, by ``subPath``)."""
+    found = []
+    for path in vault.volume_paths():
+        mount = {"name": c.SECRETS_VOLUME, "mountPath": path, "readOnly": True}
+        subdirectory = vault_subdirectory(vault, path)
+        found.append({**mount, "subPath": subdirectory} if subdirectory else mount)
+    return found
+
+
+def _vault_volumes(vault: VaultPod) -> list[dict[str, Any]]:
+    volumes = []
+    if vault.tls_secret:
+        volumes.append({"name": VAULT_TLS_VOLUME, "secret": {"secretName": vault.tls_secret}})
+    if vault.extra_secret:
+        volumes.append({"name": VAULT_EXTRA_VOLUME, "secret": {"secretName": vault.extra_secret}})
+    return volumes
+
+
+def _vault_sidecar_mounts(vault: VaultPod, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pillion's own mounts for vault-k8s: ``tls-secret`` and ``agent-extra-secret``
+    where vault-k8s mounts them, and ``agent-copy-volume-mounts``' container's mounts
+    (but its service-account token: Pillion has its own)."""
+    mounts = []
+    if vault.tls_secret:
+        mounts.append({"name": VAULT_TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
+    if vault.extra_secret:
+        mounts.append({"name": VAULT_EXTRA_VOLUME, "mountPath": EXTRA_SECRET_DIR, "readOnly": True})
+    source = _container(spec, vault.copy_volume_mounts) if vault.copy_volume_mounts else None
+    for mount in (source or {}).get("volumeMounts") or []:
+        if "serviceaccount" not in str(mount.get("mountPath", "")).lower():
+            mounts.append(dict(mount))
+    return mounts
 
 
 def _service_account_mount(spec: dict[str, Any]) -> dict[str, Any] | None:

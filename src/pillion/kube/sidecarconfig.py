@@ -16,9 +16,11 @@ import yaml
 
 from pillion.config.models import CONFIG_FORMAT
 from pillion.config.secrets import SERVICE_ACCOUNT_TOKEN
+from pillion.config.units import format_duration
 from pillion.kube.annotations import PodAnnotations
+from pillion.kube.vaultk8s import VaultPod, VaultSecret
 
-__all__ = ["AppMetrics", "SecretAccess", "generated_config"]
+__all__ = ["AppMetrics", "SecretAccess", "generated_config", "vault_subdirectory"]
 
 SECRETS_DIR = "/secrets"
 DATA_DIR = "/var/lib/pillion"
@@ -73,33 +75,13 @@ def generated_config(
         config["proxy"] = proxy
     if wanted.log_level is not None:
         config["telemetry"] = {"log_level": wanted.log_level}
-    if wanted.secrets:
-        config["secrets"] = {
-            "vault": {
-                "address": vault_address,
-                # the token the kubelet mounts into every container, named to be seen
-                "auth": {
-                    "method": "kubernetes",
-                    "role": vault_role,
-                    "token_file": SERVICE_ACCOUNT_TOKEN,
-                },
-            },
-            "sources": [s.source() for s in wanted.secrets],
-            "templates": [
-                {
-                    "name": s.name,
-                    "destination": f"{SECRETS_DIR}/{s.name}",
-                    **(
-                        {"template": s.template}
-                        if s.template is not None
-                        else {"format": "json", "source": s.name}
-                    ),
-                    "mode": access.mode,
-                    **({"group": access.group} if access.group is not None else {}),
-                }
-                for s in wanted.secrets
-            ],
-        }
+    if wanted.any_secrets:
+        config["secrets"] = _secrets(wanted, vault_address, vault_role, access)
+        commands = _commands(wanted.vault)
+        if commands:
+            config["app"]["notify"] = commands
+    if wanted.log_level is None and wanted.vault is not None and wanted.vault.log_level:
+        config["telemetry"] = {"log_level": wanted.vault.log_level}
     if wanted.logs is not None:
         config["logs"] = {
             "inputs": [{"name": "app", "paths": [wanted.logs]}],
@@ -115,3 +97,109 @@ def generated_config(
         url = f"http://127.0.0.1:{app_metrics.port}{app_metrics.path}"
         config["exporters"] = {"merge_app": {"url": url}}
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def vault_subdirectory(vault: VaultPod, volume_path: str) -> str:
+    """Where, in the secrets volume, the files the app sees at ``volume_path`` are:
+    the volume's top for the pod's path (``secret-volume-path``), else a directory
+    the app containers mount by ``subPath``."""
+    paths = vault.volume_paths()
+    return "" if volume_path == paths[0] else f"vault-{paths.index(volume_path)}"
+
+
+def _secrets(
+    wanted: PodAnnotations, vault_address: str, vault_role: str, access: SecretAccess
+) -> dict[str, Any]:
+    vault = wanted.vault
+    auth: dict[str, Any] = {
+        "method": "kubernetes",
+        "role": vault_role,
+        # the token the kubelet mounts into every container, named to be seen
+        "token_file": SERVICE_ACCOUNT_TOKEN,
+    }
+    server: dict[str, Any] = {"address": vault_address, "auth": auth}
+    if vault is not None:
+        login = vault.login
+        if login.method == "approle":
+            auth.clear()
+            auth.update(method="approle", role_id_file=login.role_id_file,
+                        secret_id_file=login.secret_id_file)  # fmt: skip
+        else:
+            auth.update(method=login.method, token_file=login.token_file or SERVICE_ACCOUNT_TOKEN)
+            if login.role is not None:
+                auth["role"] = login.role
+        if login.mount is not None:
+            auth["mount"] = login.mount
+        for key, text in (("namespace", vault.namespace), ("ca", vault.ca_file)):
+            if text is not None:
+                server[key] = text
+        for key, seconds in (
+            ("timeout", vault.timeout),
+            ("max_backoff", vault.max_backoff),
+            ("static_secret_render_interval", vault.static_secret_render_interval),
+        ):
+            if seconds is not None:
+                server[key] = format_duration(seconds)
+    group = {"group": access.group} if access.group is not None else {}
+    templates: list[dict[str, Any]] = [
+        {
+            "name": s.name,
+            "destination": f"{SECRETS_DIR}/{s.name}",
+            **_jinja_text(s.template, s.name),
+            "mode": access.mode,
+            **group,
+        }
+        for s in wanted.secrets
+    ]
+    if vault is not None:
+        templates += [_vault_template(vault, s, access) for s in vault.secrets]
+    return {
+        "vault": server,
+        "sources": [s.source() for s in wanted.secrets],
+        "templates": templates,
+    }
+
+
+def _vault_template(vault: VaultPod, secret: VaultSecret, access: SecretAccess) -> dict[str, Any]:
+    """A vault-k8s secret as Vault Agent renders it: its Go template, its file
+    where the app containers see it under its volume path."""
+    subdirectory = vault_subdirectory(vault, secret.volume_path)
+    directory = "/".join(filter(None, (SECRETS_DIR, subdirectory)))
+    template: dict[str, Any] = {
+        "name": secret.name,
+        "destination": f"{directory}/{secret.file}",
+        "syntax": "go",
+        **_go_text(secret),
+        "mode": f"{secret.mode:04o}" if secret.mode is not None else access.mode,
+    }
+    if access.group is not None:
+        template["group"] = access.group
+    if "/" in secret.file or subdirectory:
+        template["create_directories"] = True  # as Vault Agent makes them
+    if secret.error_on_missing_key:
+        template["error_on_missing_key"] = True
+    if secret.command is not None:
+        template["notify"] = [f"vault-command-{secret.name}"]
+    return template
+
+
+def _commands(vault: VaultPod | None) -> list[dict[str, Any]]:
+    """vault-k8s' ``agent-inject-command-<name>``: run with ``sh -c``, as Vault
+    Agent runs a template's command, when its file changes."""
+    if vault is None:
+        return []
+    return [
+        {"name": f"vault-command-{s.name}", "exec": {"command": ["/bin/sh", "-c", s.command]}}
+        for s in vault.secrets
+        if s.command is not None
+    ]
+
+
+def _jinja_text(template: str | None, source: str) -> dict[str, str]:
+    return {"template": template} if template is not None else {"format": "json", "source": source}
+
+
+def _go_text(secret: VaultSecret) -> dict[str, str | None]:
+    if secret.template is not None:
+        return {"template": secret.template}
+    return {"template_file": secret.template_file}

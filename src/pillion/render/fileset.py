@@ -144,6 +144,8 @@ class RenderedFiles:
     def write(self, template: TemplateConfig, content: bytes) -> bool:
         """Write the file if its content changed; ``OSError`` naming the destination."""
         try:
+            if isinstance(template, SecretTemplateConfig) and template.create_directories:
+                Path(template.destination).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             changed = write_atomically(template.destination, content, template.mode,
                                        template.owner, template.group)  # fmt: skip
         except OSError as exc:
