@@ -1,6 +1,6 @@
 """``python -m pillion``: the same as the ``pillion`` console script."""
 
-from pillion.cli import main
+from pillion._entry import main
 
 if __name__ == "__main__":
     main()
