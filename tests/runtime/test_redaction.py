@@ -84,6 +84,7 @@ def test_every_field_that_may_carry_a_credential_is_redacted() -> None:
         "proxy.outbound.limits.max_headers",
         "proxy.outbound.routes.match.headers",
         "logs.outputs.address",  # syslog's host:port: no credentials possible
+        "secrets.templates.error_on_missing_key",  # a flag
     ]
 
 
