@@ -1,20 +1,57 @@
-# The Pillion image: `docker build -t pillion .`
-# A slim Python base, the wheel built in a first stage, a non-root user, and
-# `pillion` as the entrypoint (the injector adds `run -c ...` or `webhook ...`).
-FROM python:3.11-slim AS build
-# gcc builds the compiled hot path (mypyc, see setup.py); the final image has no compiler.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
+# The Pillion image: `make image` builds it (podman, or docker where there is one).
+#
+# Two stages: the first installs the locked dependencies into a virtualenv and
+# builds Pillion with its compiled hot path (mypyc, with a C compiler); the second
+# takes only that virtualenv, on a base with Python, tini (PID 1: signals, reaping)
+# and the CA certificates. No compiler, wheel or package index is left in a layer.
+#
+# BUILD_BASE and RUN_BASE default to Debian 12's Python 3.11 images; `make image`
+# makes them locally from Debian's packages where no registry is reachable. The two
+# must carry the same Python (the virtualenv and the extensions are built for it).
+ARG BUILD_BASE=docker.io/library/python:3.11-slim-bookworm
+ARG RUN_BASE=docker.io/library/python:3.11-slim-bookworm
+
+FROM ${BUILD_BASE} AS build
+# A CA bundle for pip where the network intercepts TLS (given for this stage only).
+ARG PIP_CERT=
+RUN command -v gcc >/dev/null || (apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev python3-dev \
+    && rm -rf /var/lib/apt/lists/*)
+RUN python3 -m venv /opt/pillion && python3 -m venv /opt/build
 WORKDIR /src
+COPY requirements/ ./requirements/
+RUN /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_CERT:+--cert "$PIP_CERT"} \
+        --require-hashes --only-binary :all: -r requirements/build.lock \
+    && /opt/pillion/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_CERT:+--cert "$PIP_CERT"} \
+        --require-hashes --only-binary :all: -r requirements/image.lock
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# Built with the locked build tools, installed without its dependencies (locked above).
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheel . \
+    && /opt/pillion/bin/pip install --no-cache-dir --no-deps /wheel/*.whl \
+    && /opt/pillion/bin/pip uninstall --yes --quiet pip setuptools \
+    && /opt/pillion/bin/pillion version
 
-FROM python:3.11-slim
-RUN useradd --uid 1337 --no-create-home --shell /usr/sbin/nologin pillion
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+FROM ${RUN_BASE}
+ARG VERSION=unknown
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="pillion" \
+      org.opencontainers.image.description="A Kubernetes sidecar: reverse proxy, log shipper, secret renderer and metrics exporter in one container." \
+      org.opencontainers.image.source="https://github.com/pillion/pillion" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+RUN command -v tini >/dev/null || (apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*)
+RUN echo "pillion:x:1337:1337::/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "pillion:x:1337:" >> /etc/group
+COPY --from=build /opt/pillion /opt/pillion
+ENV PATH=/opt/pillion/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PILLION_IMAGE_REVISION=${REVISION}
 USER 1337:1337
 EXPOSE 15000 15001 15006 15020 8443
-ENTRYPOINT ["pillion"]
+# tini is PID 1: it passes the stop signals on and reaps what the notify commands leave.
+ENTRYPOINT ["/usr/bin/tini", "--", "pillion"]
 CMD ["--help"]

@@ -9,9 +9,11 @@ BIN    := $(VENV)/bin
 # curl is the client the demo tour prints, postgresql is the database OpenBao
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI),
 # nghttp2-client has h2load, the HTTP/2 client of the proxy tests.
-SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client
+# podman, runc and mmdebstrap build and run the image (`make image`, tests/image).
+SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client \
+	podman runc mmdebstrap
 
-.PHONY: demo test check docs extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
+.PHONY: demo test check docs image lock extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -37,6 +39,24 @@ docs: $(VENV)/.installed
 
 system-deps:
 	@scripts/install-system-packages.sh $(SYSTEM_PACKAGES)
+
+# The container image, with podman (or docker where a daemon answers); the last line
+# printed is its reference. IMAGE=<reference> to name it. See scripts/image.sh.
+image:
+	@scripts/install-system-packages.sh podman runc mmdebstrap
+	scripts/image.sh
+
+# Pin the image's dependencies (requirements/image.lock, from pyproject.toml) and its
+# build tools (requirements/build.lock), with hashes: two builds a month apart are the same.
+lock:
+	@test -x .build/lock-venv/bin/pip-compile || { $(PYTHON) -m venv .build/lock-venv \
+		&& .build/lock-venv/bin/pip install --quiet pip-tools; }
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null .build/lock-venv/bin/pip-compile --quiet \
+		--generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--output-file requirements/image.lock pyproject.toml
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null .build/lock-venv/bin/pip-compile --quiet \
+		--generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--output-file requirements/build.lock requirements/build.in
 
 # Every parser of untrusted bytes fuzzed for minutes (FUZZ_SECONDS each), growing the
 # corpus under fuzz/corpus/ (see fuzz/README.md). `make test` runs the same targets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -152,11 +153,15 @@ def schema(output_format: str) -> None:
 
 @cli.command()
 def version() -> None:
-    """Print Pillion's version, then whether its hot path runs compiled."""
+    """Print Pillion's version, then whether its hot path runs compiled (and, in
+    the image, the source revision it was built from)."""
     from pillion import extensions
 
     click.echo(__version__)
     click.echo(f"hot path: {extensions.describe()}")
+    revision = os.environ.get("PILLION_IMAGE_REVISION")
+    if revision:
+        click.echo(f"image built from revision {revision}")
 
 
 @cli.command()

@@ -1,0 +1,129 @@
+"""The image, built by ``make image`` (podman here: ``scripts/image.sh``) and run
+as users run it: non-root, a read-only root filesystem, every capability dropped,
+tini as PID 1. It serves, reports its build, stops with exit 0, and refuses a
+missing or unreadable config with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import base_config, free_port, http, wait_until
+
+ROOT = Path(__file__).parents[2]
+REFERENCE = "localhost/pillion:test"
+CONTAINERS_CONF = str(ROOT / ".build" / "containers.conf")
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    """The image ``make image`` builds (its layers cached between runs)."""
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "image.sh")], capture_output=True, text=True, timeout=1200,
+        check=False, env={**os.environ, "IMAGE": REFERENCE},
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert built.stdout.splitlines()[-1] == REFERENCE  # the last line names what it built
+    return REFERENCE
+
+
+def _run(image: str, *args: str, volumes: tuple[str, ...] = ()) -> str:
+    hardened = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    mounts = [f"--volume={v}" for v in volumes]
+    started = podman("run", "--detach", "--network", "host", *hardened, *mounts, image, *args)
+    assert started.returncode == 0, started.stderr
+    return started.stdout.strip()
+
+
+@pytest.fixture
+def containers() -> Iterator[list[str]]:
+    started: list[str] = []
+    yield started
+    for container in started:
+        podman("rm", "--force", "--time", "0", container)
+
+
+def _state(container: str) -> dict[str, object]:
+    inspected = podman("inspect", container)
+    state: dict[str, object] = json.loads(inspected.stdout)[0]["State"]
+    return state
+
+
+def test_the_image_is_labelled_non_root_and_has_the_compiled_hot_path(image: str) -> None:
+    inspected = json.loads(podman("image", "inspect", image).stdout)[0]
+    labels = inspected["Config"]["Labels"]
+    init = (ROOT / "src" / "pillion" / "__init__.py").read_text()
+    version = re.search(r'^__version__ = "(.+)"$', init, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    assert labels["org.opencontainers.image.version"] == version
+    git = ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]
+    revision = subprocess.run(git, capture_output=True, text=True, check=False).stdout.strip()
+    assert labels["org.opencontainers.image.revision"] == (revision or "unknown")
+    assert inspected["Config"]["User"] == "1337:1337"
+    assert inspected["Config"]["Entrypoint"] == ["/usr/bin/tini", "--", "pillion"]
+    shown = podman("run", "--rm", image, "version")
+    assert shown.returncode == 0, shown.stderr
+    assert "compiled (mypyc" in shown.stdout, shown.stdout
+    # no compiler, no pip, no wheels left in the image
+    look = "command -v gcc pip; ls /wheel /opt/pillion/bin/pip 2>/dev/null; true"
+    found = podman("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", look)
+    assert found.stdout.strip() == ""
+
+
+def test_it_serves_hardened_and_stops_with_exit_0(
+    image: str, tmp_path: Path, containers: list[str]
+) -> None:
+    admin, status = free_port(), free_port()
+    config = tmp_path / "pillion.yaml"
+    config.write_text(base_config(admin, status))
+    config.chmod(0o644)
+    container = _run(image, "run", "-c", "/etc/pillion/pillion.yaml",
+                     volumes=(f"{config}:/etc/pillion/pillion.yaml:ro",))  # fmt: skip
+    containers.append(container)
+    wait_until(lambda: _ready(status), timeout=60)
+    metrics = http("GET", f"http://127.0.0.1:{status}/metrics")[2]
+    checked = subprocess.run(["promtool", "check", "metrics"], input=metrics,
+                             capture_output=True, timeout=30, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    stopped = podman("stop", "--time", "20", container)
+    assert stopped.returncode == 0, stopped.stderr
+    assert _state(container)["ExitCode"] == 0
+    logs = podman("logs", container).stderr
+    assert '"message":"stopped"' in logs, logs
+
+
+def _ready(port: int) -> bool:
+    try:
+        return http("GET", f"http://127.0.0.1:{port}/healthz/ready", timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("problem", ["missing", "unreadable"])
+def test_a_config_it_cannot_read_exits_2_with_a_clear_line(
+    image: str, tmp_path: Path, containers: list[str], problem: str
+) -> None:
+    config = tmp_path / "pillion.yaml"
+    config.write_text("status: {listen: 127.0.0.1:1}\n")
+    config.chmod(0o600)  # root's: uid 1337 cannot read it
+    volumes = (f"{config}:/etc/pillion/pillion.yaml:ro",) if problem == "unreadable" else ()
+    container = _run(image, "run", "-c", "/etc/pillion/pillion.yaml", volumes=volumes)
+    containers.append(container)
+    wait_until(lambda: _state(container)["Status"] == "exited", timeout=60)
+    assert _state(container)["ExitCode"] == 2
+    output = podman("logs", container).stderr
+    assert "/etc/pillion/pillion.yaml" in output
+    assert ("cannot read" if problem == "missing" else "not readable") in output, output
+    assert "Traceback" not in output
