@@ -16,6 +16,9 @@ import pytest
 
 from tests.helpers import base_config, free_port, http, wait_until
 
+# The first test waits for the build: the bases (made once) and two stages.
+pytestmark = pytest.mark.timeout(1200)
+
 ROOT = Path(__file__).parents[2]
 REFERENCE = "localhost/pillion:test"
 CONTAINERS_CONF = str(ROOT / ".build" / "containers.conf")
