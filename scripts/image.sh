@@ -16,8 +16,13 @@ die() { echo "make image: $*" >&2; exit 2; }
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' src/pillion/__init__.py)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 image=${IMAGE:-localhost/pillion:${version}}
-base_build=localhost/pillion-base:build-bookworm
-base_run=localhost/pillion-base:run-bookworm
+run_packages=usr-is-merged,python3,tini,ca-certificates
+# the run base without what only installing needs: Perl (usrmerge's), apt
+run_remove="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36 apt libapt-pkg6.0 debian-archive-keyring gpgv"
+build_packages=python3,python3-venv,python3-dev,gcc,libc6-dev
+digest() { printf '%s' "$*" | sha256sum | cut -c1-12; }  # a base is made again when its recipe changes
+base_build=localhost/pillion-base:build-bookworm-$(digest "$build_packages")
+base_run=localhost/pillion-base:run-bookworm-$(digest "$run_packages" "$run_remove")
 official=docker.io/library/python:3.11-slim-bookworm
 
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
@@ -54,15 +59,19 @@ registry_reachable() {
     curl -sS -o /dev/null -m 10 https://registry-1.docker.io/v2/ 2>/dev/null
 }
 
-make_base() {  # reference, Debian packages
-    local reference=$1 packages=$2 tarball
+make_base() {  # reference, Debian packages[, packages to remove after]
+    local reference=$1 packages=$2 remove=${3:-} tarball hooks=()
     if $engine image exists "$reference" 2>/dev/null; then return 0; fi
     command -v mmdebstrap >/dev/null \
         || die "no registry reachable, and no mmdebstrap to make the base (apt-get install mmdebstrap)"
     [ "$(id -u)" = 0 ] || die "making the base with mmdebstrap needs root"
     tarball=$(mktemp --suffix=.tar)
     echo "making ${reference} from Debian's packages: ${packages}"
-    mmdebstrap --quiet --variant=minbase --include="$packages" \
+    if [ -n "$remove" ]; then
+        hooks=(--customize-hook="chroot \"\$1\" dpkg --purge ${remove}"
+               --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/lib/apt/lists/*')
+    fi
+    mmdebstrap --quiet --variant=minbase --include="$packages" "${hooks[@]}" \
         --aptopt='APT::Install-Recommends "false"' \
         --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*' \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -77,8 +86,8 @@ if registry_reachable; then
     echo "bases: ${official}"
 else
     [ "$engine" = podman ] || die "no registry reachable: make the bases with podman (apt-get install podman mmdebstrap)"
-    make_base "$base_run" python3,tini,ca-certificates
-    make_base "$base_build" python3,python3-venv,python3-dev,gcc,libc6-dev
+    make_base "$base_run" "$run_packages" "$run_remove"
+    make_base "$base_build" "$build_packages"
     build_args+=(--build-arg "BUILD_BASE=${base_build}" --build-arg "RUN_BASE=${base_run}")
     pull=(--pull=never)
     echo "bases: ${base_build}, ${base_run} (made from Debian's packages)"
