@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client \
 	podman runc mmdebstrap
 
-.PHONY: demo test check docs image lock extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
+.PHONY: demo test check docs image lock dist extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -45,6 +45,10 @@ system-deps:
 image:
 	@scripts/install-system-packages.sh podman runc mmdebstrap
 	scripts/image.sh
+
+# The release artefacts: an sdist and a wheel with the compiled hot path, in dist/.
+dist: $(VENV)/.installed-dev
+	$(BIN)/python -m build --outdir dist
 
 # Pin the image's dependencies (requirements/image.lock, from pyproject.toml) and its
 # build tools (requirements/build.lock), with hashes: two builds a month apart are the same.
