@@ -1,9 +1,11 @@
 # The Pillion image: `make image` builds it (podman, or docker where there is one).
 #
-# Two stages: the first installs the locked dependencies into a virtualenv and
-# builds Pillion with its compiled hot path (mypyc, with a C compiler); the second
-# takes only that virtualenv, on a base with Python, tini (PID 1: signals, reaping)
-# and the CA certificates. No compiler, wheel or package index is left in a layer.
+# The first stage installs the locked dependencies into a virtualenv and builds
+# Pillion with its compiled hot path (mypyc, with a C compiler); the image itself
+# is `scratch` with only what runs: that virtualenv, Python, tini (PID 1: signals,
+# reaping), a POSIX sh for notify commands, the CA certificates and the shared
+# libraries they link (scripts/image-rootfs.sh). No compiler, package manager,
+# wheel or package index is left in it.
 #
 # BUILD_BASE and RUN_BASE default to Debian 12's Python 3.11 images; `make image`
 # makes them locally from Debian's packages where no registry is reachable. The two
@@ -32,7 +34,18 @@ RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --whe
     && /opt/pillion/bin/pip uninstall --yes --quiet pip setuptools \
     && /opt/pillion/bin/pillion version
 
-FROM ${RUN_BASE}
+# The run base, then only what Pillion runs with, copied into /rootfs.
+FROM ${RUN_BASE} AS rootfs
+RUN (command -v tini && command -v iptables-restore) >/dev/null || (apt-get update \
+    && apt-get install -y --no-install-recommends tini iptables \
+    && rm -rf /var/lib/apt/lists/*)
+RUN echo "pillion:x:1337:1337::/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "pillion:x:1337:" >> /etc/group
+COPY --from=build /opt/pillion /opt/pillion
+COPY scripts/image-rootfs.sh /usr/local/bin/image-rootfs
+RUN sh /usr/local/bin/image-rootfs /rootfs && /rootfs/opt/pillion/bin/python3 -c "import ssl"
+
+FROM scratch
 ARG VERSION=unknown
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="pillion" \
@@ -41,13 +54,8 @@ LABEL org.opencontainers.image.title="pillion" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
-RUN command -v tini >/dev/null || (apt-get update \
-    && apt-get install -y --no-install-recommends tini \
-    && rm -rf /var/lib/apt/lists/*)
-RUN echo "pillion:x:1337:1337::/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
-    && echo "pillion:x:1337:" >> /etc/group
-COPY --from=build /opt/pillion /opt/pillion
-ENV PATH=/opt/pillion/bin:$PATH \
+COPY --from=rootfs /rootfs /
+ENV PATH=/opt/pillion/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PILLION_IMAGE_REVISION=${REVISION}
 USER 1337:1337

@@ -16,7 +16,7 @@ die() { echo "make image: $*" >&2; exit 2; }
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' src/pillion/__init__.py)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 image=${IMAGE:-localhost/pillion:${version}}
-run_packages=usr-is-merged,python3,tini,ca-certificates
+run_packages=usr-is-merged,python3,tini,iptables,ca-certificates
 # the run base without what only installing needs: Perl (usrmerge's), apt
 run_remove="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36 apt libapt-pkg6.0 debian-archive-keyring gpgv"
 build_packages=python3,python3-venv,python3-dev,gcc,libc6-dev

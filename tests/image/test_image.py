@@ -80,9 +80,24 @@ def test_the_image_is_labelled_non_root_and_has_the_compiled_hot_path(image: str
     assert shown.returncode == 0, shown.stderr
     assert "compiled (mypyc" in shown.stdout, shown.stdout
     # no compiler, no pip, no wheels left in the image
-    look = "command -v gcc pip; ls /wheel /opt/pillion/bin/pip 2>/dev/null; true"
+    look = "command -v gcc pip apt dpkg; for p in /wheel /opt/pillion/bin/pip; do "
+    look += "[ -e $p ] && echo $p; done; true"
     found = podman("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", look)
     assert found.stdout.strip() == ""
+    # what the capture init container runs: `pillion iptables` needs both families' tools
+    for tool in ("iptables-restore", "ip6tables-restore"):
+        ran = podman("run", "--rm", "--entrypoint", tool, image, "--version")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "nf_tables" in ran.stdout or "legacy" in ran.stdout, ran.stdout
+
+
+def test_the_capture_init_container_needs_only_the_two_network_capabilities(image: str) -> None:
+    """``pillion iptables`` as the injector runs it: root, every capability dropped
+    but NET_ADMIN and NET_RAW, in the container's own network namespace."""
+    ran = podman("run", "--rm", "--user", "0", "--read-only", "--cap-drop", "ALL",
+                 "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", image, "iptables")  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "capture installed (inbound): ipv4" in ran.stdout + ran.stderr
 
 
 def test_it_serves_hardened_and_stops_with_exit_0(
