@@ -293,6 +293,11 @@ def serve_http(
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
+    # serve_forever accepts once its selector says a connection waits; a client that
+    # gives up in between (Pillion's output cancelling a send) leaves a blocking
+    # accept waiting for ever, and shutdown() with it. Non-blocking, that accept fails
+    # (an OSError socketserver ignores) and the loop sees the shutdown.
+    server.socket.setblocking(False)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:
