@@ -111,25 +111,8 @@ def _secrets(
     wanted: PodAnnotations, vault_address: str, vault_role: str, access: SecretAccess
 ) -> dict[str, Any]:
     vault = wanted.vault
-    auth: dict[str, Any] = {
-        "method": "kubernetes",
-        "role": vault_role,
-        # the token the kubelet mounts into every container, named to be seen
-        "token_file": SERVICE_ACCOUNT_TOKEN,
-    }
-    server: dict[str, Any] = {"address": vault_address, "auth": auth}
+    server: dict[str, Any] = {"address": vault_address, "auth": _login(vault, vault_role)}
     if vault is not None:
-        login = vault.login
-        if login.method == "approle":
-            auth.clear()
-            auth.update(method="approle", role_id_file=login.role_id_file,
-                        secret_id_file=login.secret_id_file)  # fmt: skip
-        else:
-            auth.update(method=login.method, token_file=login.token_file or SERVICE_ACCOUNT_TOKEN)
-            if login.role is not None:
-                auth["role"] = login.role
-        if login.mount is not None:
-            auth["mount"] = login.mount
         for key, text in (("namespace", vault.namespace), ("ca", vault.ca_file)):
             if text is not None:
                 server[key] = text
@@ -158,6 +141,25 @@ def _secrets(
         "sources": [s.source() for s in wanted.secrets],
         "templates": templates,
     }
+
+
+def _login(vault: VaultPod | None, vault_role: str) -> dict[str, Any]:
+    """``secrets.vault.auth``: kubernetes with the token the kubelet mounts into every
+    container (named to be seen), unless vault-k8s' annotations say otherwise."""
+    login = vault.login if vault is not None else None
+    if login is not None and login.method == "approle":
+        auth: dict[str, Any] = {"method": "approle", "role_id_file": login.role_id_file,
+                                "secret_id_file": login.secret_id_file}  # fmt: skip
+    else:
+        auth = {
+            "method": login.method if login is not None else "kubernetes",
+            "role": login.role if login is not None and login.role is not None else vault_role,
+            "token_file": (login.token_file if login is not None else None)
+            or SERVICE_ACCOUNT_TOKEN,
+        }
+    if login is not None and login.mount is not None:
+        auth["mount"] = login.mount
+    return auth
 
 
 def _vault_template(vault: VaultPod, secret: VaultSecret, access: SecretAccess) -> dict[str, Any]:
