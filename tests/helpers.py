@@ -285,12 +285,16 @@ def started(process: PillionProcess, *, ready: bool = True) -> Iterator[PillionP
 
 @contextlib.contextmanager
 def serve_http(
-    handler: type[BaseHTTPRequestHandler], *, port: int = 0, tls: ssl.SSLContext | None = None
+    handler: type[BaseHTTPRequestHandler],
+    *,
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[int]:
-    """A fake HTTP server on 127.0.0.1 (``port``, or a free one) answering with
+    """A fake HTTP server on ``host`` (``port``, or a free one) answering with
     ``handler`` in threads; yields its port, shuts it down and closes it on exit.
     With ``tls`` it speaks HTTPS."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = ThreadingHTTPServer((host, port), handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     # serve_forever accepts once its selector says a connection waits; a client that

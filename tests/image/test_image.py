@@ -6,7 +6,6 @@ missing or unreadable config with exit 2."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -15,36 +14,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import base_config, free_port, http, wait_until
+from tests.image.podman import ROOT, podman
 
 # The first test waits for the build: the bases (made once) and two stages.
 pytestmark = pytest.mark.timeout(1200)
 
-ROOT = Path(__file__).parents[2]
-REFERENCE = "localhost/pillion:test"
-CONTAINERS_CONF = str(ROOT / ".build" / "containers.conf")
 
-
-def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False,
-        env={**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF},
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    """The image ``make image`` builds (its layers cached between runs)."""
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "image.sh")], capture_output=True, text=True, timeout=1200,
-        check=False, env={**os.environ, "IMAGE": REFERENCE},
-    )  # fmt: skip
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    assert built.stdout.splitlines()[-1] == REFERENCE  # the last line names what it built
-    return REFERENCE
-
-
-def _run(image: str, *args: str, volumes: tuple[str, ...] = ()) -> str:
-    hardened = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+def _run(
+    image: str, *args: str, volumes: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> str:
+    hardened = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                *options]  # fmt: skip
     mounts = [f"--volume={v}" for v in volumes]
     started = podman("run", "--detach", "--network", "host", *hardened, *mounts, image, *args)
     assert started.returncode == 0, started.stderr
@@ -144,4 +124,41 @@ def test_a_config_it_cannot_read_exits_2_with_a_clear_line(
     output = podman("logs", container).stderr
     assert "/etc/pillion/pillion.yaml" in output
     assert ("cannot read" if problem == "missing" else "not readable") in output, output
+    assert "Traceback" not in output
+
+
+def test_with_nothing_writable_it_serves_and_a_component_that_must_write_says_why(
+    image: str, tmp_path: Path, containers: list[str]
+) -> None:
+    """A read-only root and a read-only /tmp: Pillion itself writes nothing there;
+    the log pipeline, whose checkpoints need a volume that was not mounted, stops
+    the start with one clear line and exit 1 (a runtime failure), no traceback."""
+    admin, status = free_port(), free_port()
+    config = tmp_path / "pillion.yaml"
+    config.write_text(base_config(admin, status))
+    config.chmod(0o644)
+    volumes = (f"{config}:/etc/pillion/pillion.yaml:ro",)
+    read_only_tmp = ("--read-only-tmpfs=false",)
+    serving = _run(image, "run", "-c", "/etc/pillion/pillion.yaml", volumes=volumes,
+                   options=read_only_tmp)  # fmt: skip
+    containers.append(serving)
+    wait_until(lambda: _ready(status), timeout=60)
+    assert podman("stop", "--time", "20", serving).returncode == 0
+    assert _state(serving)["ExitCode"] == 0
+
+    logs = tmp_path / "logs.yaml"
+    logs.write_text(
+        base_config(free_port(), free_port())
+        + "logs:\n  inputs: [{name: app, paths: [/var/log/app/*.log]}]\n"
+        + "  outputs: [{name: out, type: stdout}]\n"
+    )
+    logs.chmod(0o644)
+    failing = _run(image, "run", "-c", "/etc/pillion/pillion.yaml", options=read_only_tmp,
+                   volumes=(f"{logs}:/etc/pillion/pillion.yaml:ro",))  # fmt: skip
+    containers.append(failing)
+    wait_until(lambda: _state(failing)["Status"] == "exited", timeout=60)
+    assert _state(failing)["ExitCode"] == 1
+    output = podman("logs", failing).stderr
+    assert "cannot open checkpoints /var/lib/pillion/logs.db" in output, output
+    assert "Read-only file system" in output
     assert "Traceback" not in output

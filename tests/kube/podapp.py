@@ -1,9 +1,12 @@
 """The app of the test pods: standard library only, run by the system's python3.
 
-serve PORT [--require FILE]...  an HTTP server; exits 3 at start if a required file
-                                is missing or unreadable. Like most apps, it stops at
-                                once on SIGTERM (nothing of its own drains in-flight
-                                requests). Paths: /        a greeting
+serve PORT [--require FILE]... [--access-log FILE]
+                                an HTTP server; exits 3 at start if a required file
+                                is missing or unreadable; with --access-log, one
+                                line per request ("GET /path") appended to FILE.
+                                Like most apps, it stops at once on SIGTERM
+                                (nothing of its own drains in-flight requests).
+                                Paths:             /        a greeting
                                                    /file?path=P  the content of P
                                                    /call?url=U   fetches U, says what came
                                                    /h2call?url=U  the same over HTTP/2
@@ -43,8 +46,12 @@ def _check(required: list[str]) -> dict[str, str]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    access_log: str | None = None
 
     def do_GET(self) -> None:
+        if self.access_log is not None:
+            with open(self.access_log, "a") as log:
+                log.write(f"GET {self.path}\n")
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if url.path == "/":
@@ -96,6 +103,8 @@ def main(argv: list[str]) -> None:
     command, where, rest = argv[0], argv[1], argv[2:]
     found = _check(_options(rest, "--require"))
     if command == "serve":
+        for path in _options(rest, "--access-log"):
+            Handler.access_log = path
         server = ThreadingHTTPServer(("0.0.0.0", int(where)), Handler)
         print(json.dumps({"event": "started", "uid": os.getuid(), "files": found}), flush=True)
         server.serve_forever()

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PILLION_IMAGE = "pillion"
 PILLION = str(Path(sys.executable).with_name("pillion"))
@@ -301,15 +301,22 @@ class PodRun:
             command = ["pillion"]  # the image's entrypoint
         return [*command, *(container.get("args") or [])]
 
+    def _launch(self, container: dict[str, Any], out: IO[bytes]) -> subprocess.Popen[bytes]:
+        """The container's process, in the pod's namespace, its output to ``out``."""
+        argv = self._argv(container, self._command(container))
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.net.pod, *argv],
+            stdout=out, stderr=subprocess.STDOUT, env=self._env(container),
+        )  # fmt: skip
+
+    def _signal(self, running: Running, signum: int) -> None:
+        running.proc.send_signal(signum)
+
     def _spawn(self, container: dict[str, Any], *, sidecar: bool) -> Running:
         name = container["name"]
         log = self.base / "logs" / f"{name}.log"
-        argv = self._argv(container, self._command(container))
         with log.open("ab") as out:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.net.pod, *argv],
-                stdout=out, stderr=subprocess.STDOUT, env=self._env(container),
-            )  # fmt: skip
+            proc = self._launch(container, out)
         self.event(f"started {name}")
         running = Running(name, proc, log, sidecar, container)
         self.running.append(running)
@@ -419,12 +426,12 @@ class PodRun:
             self.event(f"preStop done {running.name} {done.stdout}")
         if running.proc.poll() is None:
             self.event(f"SIGTERM {running.name}")
-            running.proc.send_signal(signal.SIGTERM)
+            self._signal(running, signal.SIGTERM)
         try:
             running.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.event(f"SIGKILL {running.name}")
-            running.proc.kill()
+            self._signal(running, signal.SIGKILL)
             running.proc.wait(timeout=10)
             running.killed = True
         self.event(f"exited {running.name} {running.proc.returncode}")
@@ -457,6 +464,6 @@ class PodRun:
         """Kill whatever still runs, and remove the volumes."""
         for running in self.running:
             if running.proc.poll() is None:
-                running.proc.kill()
+                self._signal(running, signal.SIGKILL)
                 running.proc.wait(timeout=10)
         shutil.rmtree(self.base, ignore_errors=True)

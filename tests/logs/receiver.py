@@ -1,9 +1,10 @@
 """A log receiver for the fault tests: the ``http`` output's JSON lines, counted by
-message, on a real loopback socket; it answers 503 (retry) until told to accept."""
+message (gzip or not), on a real socket; it answers 503 (retry) until told to accept."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import threading
 from collections import Counter
@@ -16,8 +17,9 @@ __all__ = ["Receiver"]
 
 
 class Receiver:
-    def __init__(self, *, accepting: bool) -> None:
+    def __init__(self, *, accepting: bool, host: str = "127.0.0.1") -> None:
         self.accepting = accepting
+        self.host = host
         self.refused = 0  # batches answered 503
         self._ids: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -26,7 +28,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/push"
+        return f"http://{self.host}:{self.port}/push"
 
     def ids(self) -> Counter[str]:
         """How many times each message arrived."""
@@ -39,6 +41,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 with outer._lock:
                     if not outer.accepting:
                         outer.refused += 1
@@ -53,7 +57,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = self._serving.enter_context(serve_http(Handler))
+        self.port = self._serving.enter_context(serve_http(Handler, host=self.host))
         return self
 
     def __exit__(
