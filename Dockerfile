@@ -26,7 +26,7 @@ RUN /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_
         --require-hashes --only-binary :all: -r requirements/build.lock \
     && /opt/pillion/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_CERT:+--cert "$PIP_CERT"} \
         --require-hashes --only-binary :all: -r requirements/image.lock
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY src ./src
 # Built with the locked build tools, installed without its dependencies (locked above).
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheel . \
