@@ -81,6 +81,7 @@ def test_every_field_that_may_carry_a_credential_is_redacted() -> None:
     assert [path for path, ok in checked if not ok] == [
         "proxy.inbound.limits.max_headers",  # a count
         "proxy.inbound.routes.match.headers",  # conditions: their own serializer, below
+        "proxy.inbound.oidc.pass_access_token",  # a flag
         "proxy.outbound.limits.max_headers",
         "proxy.outbound.routes.match.headers",
         "logs.outputs.address",  # syslog's host:port: no credentials possible

@@ -114,6 +114,7 @@ class RouteSettings:
         "jwt_required",
         "limit",
         "name",
+        "oidc_required",
         "retry",
         "timeout",
         "upgrades",
@@ -130,10 +131,12 @@ class RouteSettings:
         jwt_required: bool | None = None,
         api_key_required: bool | None = None,
         upgrades: frozenset[bytes] | None = None,
+        oidc_required: bool | None = None,
     ) -> None:
         self.name = name
         self.jwt_required = jwt_required
         self.api_key_required = api_key_required
+        self.oidc_required = oidc_required
         self.edits = edits
         self.timeout = timeout
         self.retry = retry
@@ -152,9 +155,10 @@ class RouteSettings:
             RetryPolicy(config.retry) if config.retry else None,
             RateLimit(config.rate_limit) if config.rate_limit else None,
             Authorization(config.authorization) if config.authorization else None,
-            config.jwt_required,
-            config.api_key_required,
+            config.requires("jwt"),
+            config.requires("api_key"),
             upgrades_of(config.upgrades),
+            config.requires("oidc"),
         )
 
 

@@ -207,6 +207,7 @@ class Exchange(Retries):
         "out_head",
         "request_complete",
         "retried",
+        "set_cookies",
         "settings",
         "started_at",
         "status",
@@ -255,6 +256,7 @@ class Exchange(Retries):
         self.discarding = False  # reading a retried response to its end, dropping it
         self.jwt_waited = False  # a key fetch for its token's kid was waited for once
         self.auth_headers: tuple[tuple[bytes, bytes], ...] = ()  # claims for the app
+        self.set_cookies: tuple[tuple[bytes, bytes], ...] = ()  # a refreshed login session
 
     # -- the request, from the downstream --
 
@@ -282,6 +284,7 @@ class Exchange(Retries):
         if target.tracked:
             target.begin()  # counted in flight from here to ``finished``
         self.auth_headers = decision.headers
+        self.set_cookies = decision.reply_headers
         if decision.upgrade is not None:
             self.upgrade = decision.upgrade
             self.close_after = True  # the connection is the tunnel's, or ends here
@@ -534,12 +537,12 @@ class Exchange(Retries):
         if not self.request_complete or down.draining:
             self.close_after = True
         edits = target.edits
-        if edits.edits_response:
+        if edits.edits_response or self.set_cookies:
             headers = response_headers_for_client(
                 response,
                 remove=edits.remove_response,
                 set_headers=edits.set_response,
-                add_headers=edits.add_response,
+                add_headers=edits.add_response + self.set_cookies,
             )
         else:
             headers = response_headers_for_client(response)

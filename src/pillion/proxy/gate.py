@@ -5,21 +5,27 @@ Every request of every protocol (an HTTP/1.1 request, an HTTP/2 stream) passes
 fixed order, and the first that refuses answers:
 
 1. the listener's identity allow-list (mTLS): 403, flag ``UAEX``;
-2. JWT: a bad token 401 ``UAEX`` with a ``Bearer`` challenge; a token whose key id
+2. the OIDC login (``oidclogin``): its own paths (callback, sign-out, ...) are
+   answered here; the session cookie, if any, is read (a refresh to wait for
+   makes the decision ``Pending``); whether one was needed is decided in step 7;
+3. JWT: a bad token 401 ``UAEX`` with a ``Bearer`` challenge; a token whose key id
    is new makes the decision ``Pending`` on the key fetch (decide again once it is
    done, with ``waited=True``, so a key id is fetched for at most once);
-3. API key: an unknown key 401 ``UAEX`` (the key is taken out of the request);
-4. the listener's rate limit: 429 ``RL`` with ``Retry-After``;
-5. the route: none matches, 404 ``NR``;
-6. the route's own checks: a token required (401), an API key required (401),
+4. API key: an unknown key 401 ``UAEX`` (the key is taken out of the request);
+5. the listener's rate limit: 429 ``RL`` with ``Retry-After``;
+6. the route: none matches, 404 ``NR``;
+7. the route's own checks: a login required (a browser is sent to the provider,
+   anything else gets 401), a token required (401), an API key required (401),
    its identity allow-list (403), its rate limit (429);
-7. the upgrade: an ``Upgrade`` is forwarded only for the protocols the route
+8. the upgrade: an ``Upgrade`` is forwarded only for the protocols the route
    allows (``upgrades``, by default the listener's: ``websocket``); any other
    protocol is dropped from the request, which is then served as plain HTTP.
    ``h2c`` is never allowed: an HTTP/2 request smuggled in an h2c tunnel would
    pass no check (RFC 9113 §3.1 removed the upgrade; Envoy strips it too).
 
-Steps 1 and 2 change nothing, so deciding again after ``Pending`` is safe; the
+Steps 1 to 3 change nothing a second decision would see differently (the login
+finds its own waits again by the request's state or cookie), so deciding again
+after ``Pending`` is safe; the
 rate limits take their token only once the checks before them passed.
 The gate counts what it refuses (JWT and API-key metrics); it never reads or
 writes a socket, and a decision depends only on its inputs, its checks' state
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     from pillion.proxy.authz import Authorization
     from pillion.proxy.cluster import Target
     from pillion.proxy.jwtauth import JwtAuthenticator
+    from pillion.proxy.oidclogin import OidcLogin
     from pillion.proxy.ratelimit import RateLimit
 
 __all__ = ["Admitted", "Decision", "Gate", "Peer", "Pending", "Refused", "Router"]
@@ -70,15 +77,23 @@ Router = Callable[[RequestHead, Peer], "Target | None"]
 
 class Admitted:
     """The request goes on: to ``target``, with ``headers`` added for the app
-    (verified claims, the API key's caller), with ``upgrade`` as its ``Upgrade``
-    value (None: not an upgrade, or not one this route allows)."""
+    (verified claims, the API key's caller, the logged-in user), with ``upgrade`` as
+    its ``Upgrade`` value (None: not an upgrade, or not one this route allows), and
+    ``reply_headers`` added to the response (a refreshed session's cookies)."""
 
-    __slots__ = ("headers", "target", "upgrade")
+    __slots__ = ("headers", "reply_headers", "target", "upgrade")
 
-    def __init__(self, target: Target, headers: AuthHeaders, upgrade: bytes | None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        headers: AuthHeaders,
+        upgrade: bytes | None,
+        reply_headers: AuthHeaders = (),
+    ) -> None:
         self.target = target
         self.headers = headers
         self.upgrade = upgrade
+        self.reply_headers = reply_headers
 
     def __repr__(self) -> str:
         return f"<Admitted {self.target.labels} upgrade={self.upgrade!r}>"
@@ -135,6 +150,7 @@ class Gate:
         "api_keys",
         "authorization",
         "jwt",
+        "oidc",
         "rate_limit",
         "router",
         "strip",
@@ -152,17 +168,25 @@ class Gate:
         upgrades: frozenset[bytes] = frozenset({b"websocket"}),
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        oidc: OidcLogin | None = None,
     ) -> None:
         self.router = router
         self.authorization = authorization
         self.jwt = jwt
         self.api_keys = api_keys
         self.rate_limit = rate_limit
+        self.oidc = oidc
         self.upgrades = upgrades - {b"h2c"}
         self._monotonic = monotonic  # rate limits
         self._wall = wall  # token expiry
-        self._any_check = any(c is not None for c in (authorization, jwt, api_keys, rate_limit))
+        self._any_check = any(
+            c is not None for c in (authorization, jwt, api_keys, rate_limit, oidc)
+        )
         strip: frozenset[bytes] = frozenset()
+        if oidc is not None:  # the user's identity replaces what the client sent
+            from pillion.proxy.oidclogin import FORWARDED
+
+            strip |= FORWARDED
         if jwt is not None:  # claims replace what the client sent in their headers
             strip |= jwt.forwarded_names
         if api_keys is not None:  # the key itself never travels on
@@ -173,16 +197,26 @@ class Gate:
     @property
     def authenticates(self) -> bool:
         """Whether admission can add headers or take some out (JWT, API keys)."""
-        return self.jwt is not None or self.api_keys is not None
+        return self.jwt is not None or self.api_keys is not None or self.oidc is not None
 
     def decide(self, head: RequestHead, peer: Peer, *, waited: bool = False) -> Decision:
         """The decision for this request (see the module docstring for the order)."""
-        headers = _NO_HEADERS
+        headers = reply = _NO_HEADERS
         token_present = key_present = False
+        login = ""  # why there is no usable login session ("": there is one)
         if self._any_check:
             authorization = self.authorization
             if authorization is not None and not authorization.allows(peer.identity):
                 return Refused(403, flags.UAEX, _FORBIDDEN)
+            oidc = self.oidc
+            if oidc is not None:
+                session = oidc.check(head)
+                if session.decision is not None:  # its own paths, or a wait
+                    return session.decision
+                if session.present:
+                    headers, reply = session.headers, session.cookies
+                else:
+                    login = session.reason
             jwt = self.jwt
             if jwt is not None:
                 outcome = jwt.check(head.headers, self._wall(), waited=waited)
@@ -209,11 +243,17 @@ class Gate:
             return Refused(404, flags.NR, "no route for this request")
         route = target.route
         if self._any_check or route.checks:
+            oidc = self.oidc
+            if login and oidc is not None and oidc.requires(route.oidc_required):
+                needed = oidc.refused(head, login)
+                if isinstance(needed, Refused):
+                    needed.target = target
+                return needed
             refused = self._route_checks(target, head, peer, token_present, key_present, headers)
             if refused is not None:
                 return refused
         upgrade = self._upgrade(head, route.upgrades) if head.upgrade else None
-        return Admitted(target, headers, upgrade)
+        return Admitted(target, headers, upgrade, reply)
 
     def _route_checks(
         self,

@@ -48,6 +48,7 @@ __all__ = ["HttpListener", "InboundListener", "OutboundListener"]
 
 if TYPE_CHECKING:
     from pillion.proxy.jwtauth import JwtAuthenticator
+    from pillion.proxy.oidclogin import OidcLogin
 
 log = logging.getLogger("pillion.proxy")
 
@@ -90,6 +91,7 @@ class HttpListener(Listening):
         self.authorization: Authorization | None = None
         self.jwt: JwtAuthenticator | None = None
         self.api_keys: ApiKeys | None = None
+        self.oidc: OidcLogin | None = None
         self._key_watcher: asyncio.Task[None] | None = None
         self.tls: ServerTls | None = None
         self.tls_metrics = TlsMetrics(metrics, config.name)
@@ -123,6 +125,7 @@ class HttpListener(Listening):
             rate_limit=self.rate_limit,
             upgrades=self._upgrades,
             monotonic=self.loop.time,
+            oidc=self.oidc,
         )
         self.exchange_settings = ExchangeSettings(
             gate=self.gate,
@@ -184,6 +187,13 @@ class HttpListener(Listening):
             self._key_watcher = self.loop.create_task(self._watch_api_keys(self.api_keys))
         if self.jwt is not None:
             await self.jwt.start()
+        if self.oidc is not None:
+            from pillion.proxy.oidclogin import OidcSetupError
+
+            try:
+                await self.oidc.start()
+            except OidcSetupError as exc:
+                raise ComponentStartError("proxy", f"listener {self.name!r}: {exc}") from exc
         tls = self.tls
         if tls is not None:
             try:
@@ -217,6 +227,8 @@ class HttpListener(Listening):
             self._key_watcher = None
         if self.jwt is not None:
             await self.jwt.close()
+        if self.oidc is not None:
+            await self.oidc.close()
         await super().close()
 
     async def _watch_api_keys(self, keys: ApiKeys) -> None:
@@ -261,6 +273,10 @@ class InboundListener(HttpListener):
             self.jwt = JwtAuthenticator(config.jwt, config.name, metrics)
         if config.api_keys is not None:
             self.api_keys = ApiKeys(config.api_keys, config.name, metrics)
+        if config.oidc is not None:
+            from pillion.proxy.oidclogin import OidcLogin
+
+            self.oidc = OidcLogin(config.oidc, config.name, metrics, tls=config.tls is not None)
         self.pool = UpstreamPool(
             upstream,
             connect_timeout=config.timeouts.connect,

@@ -4,7 +4,7 @@
 - ``routes``: routes, their matches, direct responses, weighted clusters, retry policies,
   rate limits;
 - ``clusters``: clusters, outlier ejection, circuit breakers, retry budgets, upstream TLS;
-- ``auth``: JWT providers, API keys, authorization by client certificate;
+- ``auth``: JWT providers, API keys, OIDC login, authorization by client certificate;
 - ``tls``: TLS termination and its certificates;
 - ``timeouts``, ``accesslog``; ``tokens``: the HTTP syntax they share.
 
@@ -29,6 +29,8 @@ from pillion.config.proxy.auth import (
     JwtAlgorithm,
     JwtConfig,
     JwtProviderConfig,
+    OidcConfig,
+    OidcCookieConfig,
 )
 from pillion.config.proxy.clusters import (
     CircuitBreakerConfig,
@@ -82,6 +84,8 @@ __all__ = [
     "JwtAlgorithm",
     "JwtConfig",
     "JwtProviderConfig",
+    "OidcConfig",
+    "OidcCookieConfig",
     "OriginalDestinationConfig",
     "OutboundListenerConfig",
     "OutlierConfig",

@@ -8,7 +8,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pillion.config.proxy.auth import ApiKeysConfig, AuthorizationConfig, JwtConfig
+from pillion.config.proxy.auth import (
+    ApiKeysConfig,
+    AuthorizationConfig,
+    JwtConfig,
+    OidcConfig,
+)
 from pillion.config.proxy.clusters import RetryBudgetConfig
 from pillion.config.proxy.routes import RateLimitConfig, Routes
 from pillion.config.proxy.timeouts import Timeouts
@@ -171,6 +176,11 @@ class InboundListenerConfig(HttpListenerBase):
     api_keys: ApiKeysConfig | None = Field(
         None, description="API key authentication of requests. Default: none."
     )
+    oidc: OidcConfig | None = Field(
+        None,
+        description="A login for people (OpenID Connect): browsers without a session "
+        "are sent to the provider. Default: none.",
+    )
     authorization: AuthorizationConfig | None = Field(
         None,
         description="Callers allowed on this listener, by certificate identity; needs "
@@ -182,10 +192,12 @@ class InboundListenerConfig(HttpListenerBase):
         uses = self.authorization is not None or any(r.authorization for r in self.routes)
         if uses and (self.tls is None or self.tls.client_ca is None):
             raise ValueError("authorization needs client certificates: set tls.client_ca")
-        if self.jwt is None and any(r.jwt_required for r in self.routes):
+        if self.jwt is None and any(r.requires("jwt") for r in self.routes):
             raise ValueError("a route requires a JWT but the listener has no `jwt` providers")
-        if self.api_keys is None and any(r.api_key_required for r in self.routes):
+        if self.api_keys is None and any(r.requires("api_key") for r in self.routes):
             raise ValueError("a route requires an API key but the listener has no `api_keys`")
+        if self.oidc is None and any(r.requires("oidc") for r in self.routes):
+            raise ValueError("a route requires a login but the listener has no `oidc`")
         return self
 
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts.")
@@ -278,7 +290,8 @@ class OutboundListenerConfig(HttpListenerBase):
     @model_validator(mode="after")
     def _no_inbound_checks(self) -> OutboundListenerConfig:
         for index, route in enumerate(self.routes):
-            for key in ("jwt_required", "api_key_required", "authorization"):
+            for key in ("jwt_required", "api_key_required", "oidc_required", "auth",
+                        "authorization"):  # fmt: skip
                 if getattr(route, key) is not None:
                     raise ValueError(
                         f"routes[{index}].{key}: an outbound listener checks no callers "

@@ -246,6 +246,17 @@ class RouteConfig(Section):
         description="Whether this route needs an API key (the listener's `api_keys`). "
         "Default: the listener's `api_keys.required`.",
     )
+    oidc_required: bool | None = Field(
+        None,
+        description="Whether this route needs a login (the listener's `oidc`). "
+        "Default: the listener's `oidc.required`.",
+    )
+    auth: Literal["oidc", "jwt", "api_key", "none"] | None = Field(
+        None,
+        description="The one check this route needs, in one word: `oidc` (a login), "
+        "`jwt`, `api_key`, or `none` (public, e.g. a health page); the others are not "
+        "required. Shorthand for the `*_required` fields, which it may not be mixed with.",
+    )
     authorization: AuthorizationConfig | None = Field(
         None,
         description="Callers allowed on this route (after the listener's own check); "
@@ -306,7 +317,22 @@ class RouteConfig(Section):
             raise ValueError("weighted_clusters need a weight above 0")
         if self.prefix_rewrite is not None and self.match.prefix is None:
             raise ValueError("prefix_rewrite needs a prefix match")
+        if self.auth is not None:
+            mixed = [
+                f"{check}_required"
+                for check in ("oidc", "jwt", "api_key")
+                if getattr(self, f"{check}_required") is not None
+            ]
+            if mixed:
+                raise ValueError(f"auth is shorthand for {', '.join(mixed)}: set one or the other")
         return self
+
+    def requires(self, check: Literal["oidc", "jwt", "api_key"]) -> bool | None:
+        """Whether this route needs ``check`` (None: the listener's default)."""
+        if self.auth is not None:
+            return self.auth == check
+        required: bool | None = getattr(self, f"{check}_required")
+        return required
 
 
 def _reachable(routes: list[RouteConfig]) -> list[RouteConfig]:
