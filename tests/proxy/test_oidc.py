@@ -122,6 +122,7 @@ class Site:
     app: ScriptedUpstream
     provider: Provider
     directory: Path
+    eager: str
 
     def seen(self) -> dict[str, str]:
         """The headers the app received with the last request."""
@@ -131,7 +132,7 @@ class Site:
         return metric_value(http("GET", f"{self.pillion.status_url}/metrics")[2], series) or 0.0
 
 
-def _config(port: int, issuer: str, directory: Path) -> str:
+def _config(port: int, issuer: str, directory: Path, eager_port: int | None = None) -> str:
     (directory / "client-secret").write_text(CLIENT_SECRET + "\n")
     (directory / "cookie-new").write_bytes(NEW_KEY)
     (directory / "cookie-old").write_bytes(OLD_KEY)
@@ -151,7 +152,21 @@ proxy:
       routes:
         - {{match: {{prefix: /public/}}, auth: none}}
         - {{match: {{prefix: /}}}}
+""" + (
+        f"""
+    - name: eager  # refreshes at every request: its tokens last 1h, it refreshes 2h before
+      listen: 127.0.0.1:{eager_port}
+      oidc:
+        issuer: {issuer}
+        client_id: shop
+        client_secret_file: {directory / "client-secret"}
+        allowed_email_domains: ["*"]
+        refresh_before: 2h
+        cookie: {{name: eager, secret_files: [{directory / "cookie-new"}]}}
 """
+        if eager_port is not None
+        else ""
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,15 +174,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     directory = tmp_path_factory.mktemp("oidc")
     provider = Provider(free_port(), directory / "provider.log")
     provider.start()
-    port = free_port()
+    port, eager = free_port(), free_port()
+    config = _config(port, provider.issuer, directory, eager)
     try:
-        with (
-            scripted_upstream() as app,
-            running_pillion(
-                directory, _config(port, provider.issuer, directory), app.port
-            ) as pillion,
-        ):
-            yield Site(pillion, f"http://127.0.0.1:{port}", app, provider, directory)
+        with scripted_upstream() as app, running_pillion(directory, config, app.port) as pillion:
+            yield Site(pillion, f"http://127.0.0.1:{port}", app, provider, directory,
+                       f"http://127.0.0.1:{eager}")  # fmt: skip
     finally:
         provider.stop()
 
@@ -375,3 +387,24 @@ def test_a_provider_down_at_start_fails_logins_clearly_until_it_is_back(tmp_path
         finally:
             provider.stop()
         assert CLIENT_SECRET not in pillion.output()
+
+
+def test_a_session_about_to_expire_is_refreshed_and_the_new_cookie_rides_on_the_response(
+    site: Site,
+) -> None:
+    browser = Browser()
+    assert browser.login(f"{site.eager}/").status_code == 302
+    first = browser.cookies["127.0.0.1"]["eager"]
+    response = browser.send("GET", f"{site.eager}/a")
+    assert response.status_code == 200  # the app's answer ...
+    assert site.seen()["x-forwarded-user"] == "alice"
+    renewed = browser.cookies["127.0.0.1"]["eager"]
+    assert renewed != first  # ... with the refreshed session's cookie
+    assert any(line.startswith("eager=") for line in response.headers.get_list("set-cookie"))
+    assert browser.send("GET", f"{site.eager}/b").status_code == 200
+    assert site.metric('pillion_oidc_session_refreshes_total{listener="eager",result="ok"}') >= 2
+    # the provider no longer honours the refresh token: the session ends
+    http("POST", f"{site.provider.issuer}/users/alice/revoke-tokens")
+    assert browser.send("GET", f"{site.eager}/c").status_code == 302
+    refused = 'pillion_oidc_session_refreshes_total{listener="eager",result="token_refused"}'
+    assert site.metric(refused) >= 1

@@ -1,0 +1,153 @@
+"""The ID token checks and the cookie and return-URL rules, without sockets: a
+real provider only ever signs good tokens, so the bad ones are made here with a
+real key (and the forgeries an attacker would try)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pillion.config.proxy import OidcConfig
+from pillion.proxy.oidcprovider import Metadata, OidcProvider, ProviderError
+from pillion.proxy.oidcsession import Sealer, chunk_names, joined, safe_return, split
+
+ISSUER = "https://login.test"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def provider() -> OidcProvider:
+    config = OidcConfig.model_validate(
+        {"issuer": ISSUER, "client_id": "shop", "allowed_email_domains": ["*"],
+         "cookie": {"secret_files": ["/unused"]}}
+    )  # fmt: skip
+    made = OidcProvider(config, None)
+    made.metadata = Metadata(ISSUER, f"{ISSUER}/auth", f"{ISSUER}/token", f"{ISSUER}/jwks",
+                             None, False)  # fmt: skip
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    made.keys = {"k1": (jwt.PyJWK({**public, "kid": "k1", "alg": "RS256"}), "RS256")}
+    return made
+
+
+def token(key: Any = KEY, algorithm: str = "RS256", kid: str = "k1", **claims: Any) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": "shop", "sub": "alice", "iat": now, "exp": now + 300,
+            "nonce": "n0nce", **claims}  # fmt: skip
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, key, algorithm=algorithm, headers={"kid": kid})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(**claims: Any) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": "shop", "sub": "root", "iat": now, "exp": now + 300,
+            "nonce": "n0nce", **claims}  # fmt: skip
+    header = _b64(json.dumps({"alg": "none", "kid": "k1"}).encode())
+    return f"{header}.{_b64(json.dumps(body).encode())}."
+
+
+def hs256_with_the_public_key() -> str:
+    """Algorithm confusion: HMAC keyed with the published public key."""
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": "shop", "sub": "root", "iat": now, "exp": now + 300,
+            "nonce": "n0nce"}  # fmt: skip
+    public = KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode())
+    signing = f"{header}.{_b64(json.dumps(body).encode())}"
+    signature = hmac.new(public, signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{_b64(signature)}"
+
+
+async def test_a_good_id_token_passes() -> None:
+    claims = await provider().verify(token(email="alice@shop.test"), "n0nce")
+    assert claims["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["wrong aud", "wrong iss", "wrong nonce", "no nonce", "expired", "alg none",
+     "hs256 with the public key", "another key", "several aud without azp", "no sub",
+     "malformed"],
+)  # fmt: skip
+async def test_a_bad_id_token_is_refused(bad: str) -> None:
+    past = int(time.time()) - 3600
+    forged = {
+        "wrong aud": lambda: token(aud="other-client"),
+        "wrong iss": lambda: token(iss="https://evil.test"),
+        "wrong nonce": lambda: token(nonce="replayed"),
+        "no nonce": lambda: token(nonce=None),
+        "expired": lambda: token(exp=past, iat=past - 60),
+        "alg none": unsigned,
+        "hs256 with the public key": hs256_with_the_public_key,
+        "another key": lambda: token(key=OTHER),
+        "several aud without azp": lambda: token(aud=["shop", "other"]),
+        "no sub": lambda: token(sub=None),
+        "malformed": lambda: "not.a.token",
+    }[bad]()
+    with pytest.raises(ProviderError) as refused:
+        await provider().verify(forged, "n0nce")
+    assert refused.value.reason == "invalid_id_token"
+
+
+def test_sealed_cookies_open_only_with_a_listed_key_and_their_purpose() -> None:
+    old, new, retired = b"o" * 32, b"n" * 32, b"r" * 32
+    sealed = Sealer([old]).seal("session", {"u": "alice"})
+    rotated = Sealer([new, old])
+    assert rotated.open("session", sealed) == {"u": "alice"}  # sealed before the rotation
+    assert rotated.open("login", sealed) is None  # a session is not a login cookie
+    assert Sealer([new, retired]).open("session", sealed) is None  # its key was dropped
+    assert rotated.open("session", sealed[:-1]) is None
+    assert rotated.open("session", "") is None
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        Sealer([b"short"])
+
+
+def test_a_large_session_is_split_and_joined_and_stale_chunks_are_not_read() -> None:
+    sealed = Sealer([b"k" * 32]).seal("session", {"t": "x" * 9000})
+    pairs = split("s", sealed)
+    assert [name for name, _ in pairs] == ["s", "s_1", "s_2", "s_3"]
+    assert all(len(value) <= 3810 for _, value in pairs)
+    cookies = dict(pairs)
+    assert joined(cookies, "s") == sealed
+    assert joined({**cookies, "s_4": "stale"}, "s") == sealed  # the first says how many
+    assert joined({k: v for k, v in cookies.items() if k != "s_2"}, "s") is None
+    assert chunk_names([*cookies, "s_x", "other", "s_4"], "s") == ["s", "s_1", "s_2", "s_3", "s_4"]
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"),
+    [
+        ("/orders?page=2", True),
+        ("/%2F%2Fevil.test", True),  # a path here: the browser does not decode it
+        ("https://shop.test/x", True),
+        ("https://docs.shop.test/", True),
+        ("//evil.test", False),
+        ("/\\evil.test", False),
+        ("https:evil.test", False),
+        ("https://evil.test/", False),
+        ("https://shop.test@evil.test/", False),
+        ("https://evil.test\\@shop.test/", False),
+        ("HTTPS://evil.test/", False),
+        ("javascript:alert(1)", False),
+        ("evil.test", False),
+        ("/ok\r\nSet-Cookie: x=y", False),
+        ("/ok\t", False),
+        ("", False),
+    ],
+)
+def test_return_urls(target: str, kept: bool) -> None:
+    assert (safe_return(target, "shop.test:8080", ["docs.shop.test"]) == target) is kept
