@@ -25,7 +25,8 @@ JOBS = sorted(p.stem for p in (EXAMPLES / "kube").glob("*.yaml") if (EXAMPLES / 
 # Keys whose values are files or directories Pillion reads or writes.
 PATH_KEYS = {"cert", "key", "client_ca", "ca", "jwks_file", "file", "path", "paths",
              "destination", "template_file", "token_file", "role_id_file", "secret_id_file",
-             "checkpoints", "labels_file", "annotations_file", "pid_file"}  # fmt: skip
+             "checkpoints", "labels_file", "annotations_file", "pid_file",
+             "client_secret_file", "secret_files"}  # fmt: skip
 # What a pod has without asking: the service-account token (the API server mounts
 # it) and the pod's labels and annotations (the injector mounts them).
 GIVEN = ("/var/run/secrets/kubernetes.io/serviceaccount", "/etc/podinfo")
