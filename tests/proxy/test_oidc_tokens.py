@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -85,7 +86,7 @@ async def test_a_good_id_token_passes() -> None:
 )  # fmt: skip
 async def test_a_bad_id_token_is_refused(bad: str) -> None:
     past = int(time.time()) - 3600
-    forged = {
+    forgeries: dict[str, Callable[[], str]] = {
         "wrong aud": lambda: token(aud="other-client"),
         "wrong iss": lambda: token(iss="https://evil.test"),
         "wrong nonce": lambda: token(nonce="replayed"),
@@ -97,7 +98,8 @@ async def test_a_bad_id_token_is_refused(bad: str) -> None:
         "several aud without azp": lambda: token(aud=["shop", "other"]),
         "no sub": lambda: token(sub=None),
         "malformed": lambda: "not.a.token",
-    }[bad]()
+    }
+    forged = forgeries[bad]()
     with pytest.raises(ProviderError) as refused:
         await provider().verify(forged, "n0nce")
     assert refused.value.reason == "invalid_id_token"
