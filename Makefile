@@ -9,9 +9,10 @@ BIN    := $(VENV)/bin
 # curl is the client the demo tour prints, postgresql is the database OpenBao
 # issues credentials for in the secrets tests (OpenBao itself comes from PyPI),
 # nghttp2-client has h2load, the HTTP/2 client of the proxy tests.
-# podman, runc and mmdebstrap build and run the image (`make image`, tests/image).
+# podman, runc and mmdebstrap build and run the image (`make image`, tests/image);
+# chromium and chromium-driver are the real browser of the login test.
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client \
-	podman runc mmdebstrap
+	podman runc mmdebstrap chromium chromium-driver
 
 .PHONY: demo test check docs image lock dist extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
 

@@ -15,13 +15,16 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
 
 from pillion.proxy.oidcsession import Sealer, split
 from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
@@ -408,3 +411,52 @@ def test_a_session_about_to_expire_is_refreshed_and_the_new_cookie_rides_on_the_
     assert browser.send("GET", f"{site.eager}/c").status_code == 302
     refused = 'pillion_oidc_session_refreshes_total{listener="eager",result="token_refused"}'
     assert site.metric(refused) >= 1
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by Selenium through Debian's driver."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--no-first-run"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
+    )
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_real_browser_logs_in_is_seen_by_the_app_and_signs_out(site: Site, chromium: Any) -> None:
+    def at(prefix: str) -> Callable[[], bool]:
+        return lambda: str(chromium.current_url).startswith(prefix)
+
+    chromium.get(f"{site.base}/orders?page=2")
+    wait_until(at(f"{site.provider.issuer}/oauth2/authorize"))  # sent to the provider
+    login = chromium.find_element(By.NAME, "sub")
+    login.send_keys("alice")
+    login.submit()
+    wait_until(at(f"{site.base}/orders?page=2"))  # back where it started, logged in
+    assert site.seen()["x-forwarded-user"] == "alice"
+    assert site.seen()["x-forwarded-email"] == "alice@shop.test"
+    cookie = chromium.get_cookie("_pillion_oidc")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    chromium.get(f"{site.base}/orders?page=3")  # the session carries on
+    assert site.seen()["x-forwarded-user"] == "alice"
+
+    chromium.get(f"{site.base}/oauth2/sign_out?rd=/orders")
+    wait_until(at(f"{site.provider.issuer}/oauth2/end_session"))  # RP-initiated logout
+    assert chromium.get_cookie("_pillion_oidc") is None
+    chromium.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    # back at the app after the provider ended its session: protected again, so on
+    # to the provider's login
+    wait_until(at(f"{site.provider.issuer}/oauth2/authorize"))
+    before = len(site.app.requests)
+    chromium.get(f"{site.base}/orders")
+    wait_until(at(f"{site.provider.issuer}/oauth2/authorize"))
+    assert len(site.app.requests) == before  # the app saw nothing without a login
