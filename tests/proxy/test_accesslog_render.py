@@ -18,23 +18,25 @@ from pillion.proxy.cluster import Target
 anything = st.binary(max_size=40)
 
 
-def entry(path: bytes, agent: bytes, request_id: bytes, message: bytes, listener: str) -> Entry:
+def entry(
+    path: bytes, agent: bytes, request_id: bytes, message: bytes, listener: str, user: bytes = b""
+) -> Entry:
     head = RequestHead(
         b"GET", path, b"1.1", [(b"Host", b"h"), (b"User-Agent", agent)], b"h", True, "none",
         0, set(), False, False,
     )  # fmt: skip
     return (
         1_700_000_000.25, listener, b"10.0.0.1", head, 503, "UF", 12, 3456, 0.0123456, -1.0,
-        request_id, b"", Target(None, 1.0, b"h"), 2, "sé".encode(), b"14", message,
+        request_id, b"", Target(None, 1.0, b"h"), 2, "sé".encode(), b"14", message, user or None,
     )  # fmt: skip
 
 
-@given(anything, anything, anything, anything, st.text(max_size=20))
+@given(anything, anything, anything, anything, st.text(max_size=20), st.text(max_size=20))
 def test_a_line_reads_back_as_its_values(
-    path: bytes, agent: bytes, request_id: bytes, message: bytes, listener: str
+    path: bytes, agent: bytes, request_id: bytes, message: bytes, listener: str, user: str
 ) -> None:
     line = _compile(list(ACCESS_LOG_FIELDS))(
-        entry(path, agent, request_id, message, listener), _Clock()
+        entry(path, agent, request_id, message, listener, user.encode()), _Clock()
     )
     assert line.endswith(b"\n")
     assert line.count(b"\n") == 1  # one line, whatever the client sent
@@ -54,6 +56,7 @@ def test_a_line_reads_back_as_its_values(
     assert (fields["duration_ms"], fields["upstream_ms"], fields["retries"]) == (12.346, None, 2)
     assert (fields["identity"], fields["grpc_status"], fields["protocol"]) == ("sé", 14, "HTTP/1.1")
     assert (fields["route"], fields["cluster"], fields["upstream"]) == (None, None, None)
+    assert fields["user"] == (user or None)  # who logged in (OIDC), whatever their name
 
 
 def test_a_chosen_subset_in_its_order() -> None:

@@ -223,6 +223,14 @@ def test_a_browser_logs_in_and_the_app_gets_the_user(site: Site) -> None:
     assert "x-forwarded-access-token" not in seen
     assert site.metric('pillion_oidc_logins_total{listener="web",result="ok"}') >= 1
 
+    def logged(path: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in site.pillion.output().splitlines()
+                 if line.startswith('{"time"') and '"listener":"web"' in line]  # fmt: skip
+        return [line for line in lines if line.get("path") == path]
+
+    wait_until(lambda: len(logged("/orders?page=2")) >= 2)
+    assert [line["user"] for line in logged("/orders?page=2")] == [None, "alice"]
+
     # nginx auth_request style, and the user as JSON
     auth = browser.send("GET", f"{site.base}/oauth2/auth")
     assert auth.status_code == 202

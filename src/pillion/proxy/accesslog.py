@@ -36,10 +36,11 @@ _BATCH = 256
 _SLICE = 32  # lines rendered per loop turn: about 100 µs
 
 # (start wall time, listener, client ip, head or None, code, flags, bytes in, bytes out,
-#  duration s, upstream s, request id, traceparent, target or None, retries, identity)
+#  duration s, upstream s, request id, traceparent, target or None, retries, identity,
+#  grpc status, grpc message, the logged-in user)
 Entry = tuple[
     float, str, bytes, RequestHead | None, int, str, int, int, float, float, bytes, bytes,
-    "Target | None", int, bytes | None, bytes | None, bytes | None,
+    "Target | None", int, bytes | None, bytes | None, bytes | None, bytes | None,
 ]  # fmt: skip
 
 
@@ -238,12 +239,13 @@ def _values(entry: Entry, clock: _Clock, names: _Names) -> list[str]:
     traceparent = entry[11].decode("latin-1")
     identity = entry[14].decode("utf-8", "replace") if entry[14] else ""
     message = _grpc_message(entry[16]) or ""
-    if _plain(f"{method}{path}{agent}{request_id}{traceparent}{identity}{message}"):
-        quoted = [f'"{v}"' if v else "null" for v in (method, path, agent, request_id,
-                                                      traceparent, identity, message)]  # fmt: skip
+    user = entry[17].decode("utf-8", "replace") if entry[17] else ""
+    if _plain(f"{method}{path}{agent}{request_id}{traceparent}{identity}{message}{user}"):
+        texts = (method, path, agent, request_id, traceparent, identity, message, user)
+        quoted = [f'"{v}"' if v else "null" for v in texts]
     else:
         quoted = [_string(v or None) for v in (method, path, agent, request_id, traceparent,
-                                                identity, message)]  # fmt: skip
+                                                identity, message, user)]  # fmt: skip
     if head is not None and not path:
         quoted[1] = '""'  # a request line with an empty target (null: no request line)
     if target is not None:
@@ -277,6 +279,7 @@ def _values(entry: Entry, clock: _Clock, names: _Names) -> list[str]:
         quoted[5],
         str(grpc_status) if grpc_status is not None else "null",
         quoted[6],
+        quoted[7],
     ]
 
 

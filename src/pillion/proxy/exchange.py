@@ -217,6 +217,7 @@ class Exchange(Retries):
         "upstream",
         "upstream_at",
         "upstream_seconds",
+        "user",
     )
 
     def __init__(
@@ -257,6 +258,7 @@ class Exchange(Retries):
         self.jwt_waited = False  # a key fetch for its token's kid was waited for once
         self.auth_headers: tuple[tuple[bytes, bytes], ...] = ()  # claims for the app
         self.set_cookies: tuple[tuple[bytes, bytes], ...] = ()  # a refreshed login session
+        self.user: bytes | None = None  # the logged-in user (access log)
 
     # -- the request, from the downstream --
 
@@ -285,6 +287,7 @@ class Exchange(Retries):
             target.begin()  # counted in flight from here to ``finished``
         self.auth_headers = decision.headers
         self.set_cookies = decision.reply_headers
+        self.user = decision.user
         if decision.upgrade is not None:
             self.upgrade = decision.upgrade
             self.close_after = True  # the connection is the tunnel's, or ends here

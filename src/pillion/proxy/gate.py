@@ -81,7 +81,7 @@ class Admitted:
     its ``Upgrade`` value (None: not an upgrade, or not one this route allows), and
     ``reply_headers`` added to the response (a refreshed session's cookies)."""
 
-    __slots__ = ("headers", "reply_headers", "target", "upgrade")
+    __slots__ = ("headers", "reply_headers", "target", "upgrade", "user")
 
     def __init__(
         self,
@@ -89,11 +89,13 @@ class Admitted:
         headers: AuthHeaders,
         upgrade: bytes | None,
         reply_headers: AuthHeaders = (),
+        user: bytes | None = None,
     ) -> None:
         self.target = target
         self.headers = headers
         self.upgrade = upgrade
         self.reply_headers = reply_headers
+        self.user = user  # the logged-in user, for the access log
 
     def __repr__(self) -> str:
         return f"<Admitted {self.target.labels} upgrade={self.upgrade!r}>"
@@ -202,6 +204,7 @@ class Gate:
     def decide(self, head: RequestHead, peer: Peer, *, waited: bool = False) -> Decision:
         """The decision for this request (see the module docstring for the order)."""
         headers = reply = _NO_HEADERS
+        user: bytes | None = None
         token_present = key_present = False
         login = ""  # why there is no usable login session ("": there is one)
         if self._any_check:
@@ -214,7 +217,7 @@ class Gate:
                 if session.decision is not None:  # its own paths, or a wait
                     return session.decision
                 if session.present:
-                    headers, reply = session.headers, session.cookies
+                    headers, reply, user = session.headers, session.cookies, session.user
                 else:
                     login = session.reason
             jwt = self.jwt
@@ -253,7 +256,7 @@ class Gate:
             if refused is not None:
                 return refused
         upgrade = self._upgrade(head, route.upgrades) if head.upgrade else None
-        return Admitted(target, headers, upgrade, reply)
+        return Admitted(target, headers, upgrade, reply, user)
 
     def _route_checks(
         self,

@@ -73,6 +73,7 @@ class ExchangeObserver:
                     exchange.down.identity,
                     grpc,
                     exchange.grpc_message,
+                    exchange.user,
                 )
             )
 
@@ -82,5 +83,5 @@ class ExchangeObserver:
         if self.access_log is not None:
             self.access_log.record(
                 (time.time(), self.name, peer.client_ip, None, status, flag,
-                 0, 0, 0.0, -1.0, b"", b"", None, 0, peer.identity, None, None)
+                 0, 0, 0.0, -1.0, b"", b"", None, 0, peer.identity, None, None, None)
             )  # fmt: skip

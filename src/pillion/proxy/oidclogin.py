@@ -114,7 +114,7 @@ class OidcOutcome:
     """A request's session: ``present`` with ``headers`` for the app and ``cookies``
     (``Set-Cookie`` fields) for the response; or ``decision``, the gate's answer."""
 
-    __slots__ = ("cookies", "decision", "headers", "present", "reason")
+    __slots__ = ("cookies", "decision", "headers", "present", "reason", "user")
 
     def __init__(
         self,
@@ -123,7 +123,9 @@ class OidcOutcome:
         cookies: AuthHeaders = (),
         decision: Refused | Pending | None = None,
         reason: str = "no_session",
+        user: bytes | None = None,
     ) -> None:
+        self.user = user
         self.present = present
         self.headers = headers
         self.cookies = cookies
@@ -280,7 +282,8 @@ class OidcLogin:
                 cookies_out = self._session_cookies(session, cookies)
         if not self._allowed(session.get("e"), session.get("g"))[0]:
             return OidcOutcome(reason="not_allowed")
-        return OidcOutcome(present=True, headers=self._forwarded(session), cookies=cookies_out)
+        headers = self._forwarded(session)
+        return OidcOutcome(present=True, headers=headers, cookies=cookies_out, user=headers[0][1])
 
     def refused(self, head: RequestHead, reason: str) -> Refused | Pending:
         """No usable session where a login is needed: the provider for a browser

@@ -36,6 +36,7 @@ AccessLogField = Literal[
     "identity",
     "grpc_status",
     "grpc_message",
+    "user",
 ]
 ACCESS_LOG_FIELDS: tuple[AccessLogField, ...] = typing.get_args(AccessLogField)
 
