@@ -22,7 +22,7 @@ from pillion.kube.inject import InjectSettings, inject_pod
 from tests.helpers import wait_until
 from tests.image.podman import REFERENCE
 from tests.image.podmanpod import ContainerPodRun
-from tests.kube.podharness import Network, network
+from tests.kube.podharness import Network, app_container, network
 from tests.logs.receiver import Receiver
 from tests.secrets.servers import OpenBao, TokenReviews, service_account_token
 
@@ -61,16 +61,6 @@ logs:
 def net() -> Iterator[Network]:
     with network() as made:
         yield made
-
-
-def app_container(*args: str) -> dict[str, Any]:
-    return {
-        "name": "app",
-        "image": "python",
-        "command": ["/usr/bin/python3", "-I", "/app/podapp.py", *args],
-        "volumeMounts": [{"name": "app-code", "mountPath": "/app"}],
-        "ports": [{"containerPort": 8080}],
-    }
 
 
 def injected(

@@ -45,6 +45,18 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def app_container(*args: str) -> dict[str, Any]:
+    """The test app's container (``podapp.py`` from the ``app-code`` ConfigMap, run
+    by the image's python3) with ``args``, listening on 8080."""
+    return {
+        "name": "app",
+        "image": "python",
+        "command": ["/usr/bin/python3", "-I", "/app/podapp.py", *args],
+        "volumeMounts": [{"name": "app-code", "mountPath": "/app"}],
+        "ports": [{"containerPort": 8080}],
+    }
+
+
 def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
 

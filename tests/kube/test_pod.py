@@ -15,7 +15,7 @@ import pytest
 
 from pillion.kube.inject import InjectSettings, inject_pod
 from tests.helpers import wait_until
-from tests.kube.podharness import PILLION_IMAGE, Network, PodRun, network
+from tests.kube.podharness import PILLION_IMAGE, Network, PodRun, app_container, network
 from tests.secrets.servers import OpenBao, TokenReviews, service_account_token
 
 APP = Path(__file__).with_name("podapp.py")
@@ -36,16 +36,6 @@ def openbao(net: Network, tmp_path: Path) -> Iterator[OpenBao]:
     auth method asking a fake TokenReview API for the pod's service account."""
     with OpenBao(tmp_path / "openbao", host=net.node_ip) as server:
         yield server
-
-
-def app_container(*args: str) -> dict[str, Any]:
-    return {
-        "name": "app",
-        "image": "python",
-        "command": ["/usr/bin/python3", "-I", "/app/podapp.py", *args],
-        "volumeMounts": [{"name": "app-code", "mountPath": "/app"}],
-        "ports": [{"containerPort": 8080}],
-    }
 
 
 def injected(

@@ -164,6 +164,7 @@ proxy:
         client_id: shop
         client_secret_file: {directory / "client-secret"}
         allowed_email_domains: ["*"]
+        pass_access_token: true
         refresh_before: 2h
         cookie: {{name: eager, secret_files: [{directory / "cookie-new"}]}}
 """
@@ -230,6 +231,16 @@ def test_a_browser_logs_in_and_the_app_gets_the_user(site: Site) -> None:
 
     wait_until(lambda: len(logged("/orders?page=2")) >= 2)
     assert [line["user"] for line in logged("/orders?page=2")] == [None, "alice"]
+
+    # the same session over HTTP/2 (prior knowledge, as curl sends it)
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies["127.0.0.1"].items())
+    done = subprocess.run(
+        ["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null",
+         "-w", "%{http_code} %{http_version}", "-H", f"cookie: {cookie}", f"{site.base}/over-h2"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.stdout == "200 2"
+    assert site.seen()["x-forwarded-user"] == "alice"
 
     # nginx auth_request style, and the user as JSON
     auth = browser.send("GET", f"{site.base}/oauth2/auth")
@@ -409,6 +420,11 @@ def test_a_session_about_to_expire_is_refreshed_and_the_new_cookie_rides_on_the_
     response = browser.send("GET", f"{site.eager}/a")
     assert response.status_code == 200  # the app's answer ...
     assert site.seen()["x-forwarded-user"] == "alice"
+    token = site.seen()["x-forwarded-access-token"]  # asked for with pass_access_token
+    assert len(token) >= 16
+    # the current one: the provider revokes the old tokens when it refreshes
+    assert http("GET", f"{site.provider.issuer}/userinfo",
+                headers={"authorization": f"Bearer {token}"})[0] == 200  # fmt: skip
     renewed = browser.cookies["127.0.0.1"]["eager"]
     assert renewed != first  # ... with the refreshed session's cookie
     assert any(line.startswith("eager=") for line in response.headers.get_list("set-cookie"))

@@ -437,6 +437,11 @@ class OidcLogin:
         except ProviderError as exc:
             log.warning("login failed", extra={"reason": exc.reason, "error": str(exc)})
             answer = self._login_failed(exc.reason, "The login could not be completed.", (clear,))
+        except (ValueError, TypeError, KeyError) as exc:  # a token response of odd shape
+            log.warning("login failed", extra={"error": type(exc).__name__})
+            answer = self._login_failed(
+                "provider_error", "The login could not be completed.", (clear,)
+            )
         finally:
             self._redeeming.pop(state, None)
         self._keep(self._redeemed, state, answer)
@@ -564,6 +569,8 @@ class OidcLogin:
                 refreshed = {**session, "t": claims["exp"]}
                 if tokens.get("refresh_token"):
                     refreshed["r"] = tokens["refresh_token"]
+                if self.config.pass_access_token:  # the old one may be revoked now
+                    refreshed["a"] = tokens.get("access_token")
             else:
                 if "refresh_token" not in tokens:
                     tokens = {**tokens, "refresh_token": session["r"]}
@@ -572,6 +579,9 @@ class OidcLogin:
         except ProviderError as exc:
             log.info("session refresh failed", extra={"reason": exc.reason, "error": str(exc)})
             self._count_refresh(exc.reason)
+        except (ValueError, TypeError, KeyError) as exc:  # a token response of odd shape
+            log.info("session refresh failed", extra={"error": type(exc).__name__})
+            self._count_refresh("provider_error")
         finally:
             self._refreshing.pop(key, None)
         self._keep(self._refreshed, key, refreshed)
