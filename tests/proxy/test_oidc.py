@@ -12,6 +12,7 @@ checked against ``OidcProvider.verify`` directly, in ``test_oidc_tokens``.
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from pillion.proxy.oidcsession import Sealer, split
+from pillion.tls.devca import issue, new_ca
 from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 from tests.proxy.harness import ScriptedUpstream, scripted_upstream
 
@@ -484,3 +486,82 @@ def test_a_real_browser_logs_in_is_seen_by_the_app_and_signs_out(site: Site, chr
     chromium.get(f"{site.base}/orders")
     wait_until(at(f"{site.provider.issuer}/oauth2/authorize"))
     assert len(site.app.requests) == before  # the app saw nothing without a login
+
+
+@pytest.mark.parametrize(
+    ("secret", "says"),
+    [
+        (None, "cannot read {path}: No such file or directory"),
+        (
+            b"too-short-a-secret",
+            "oidc.cookie.secret_files: a cookie secret needs at least 32 bytes",
+        ),
+    ],
+    ids=["missing", "short"],
+)
+def test_a_cookie_secret_it_cannot_use_stops_the_start_with_one_clear_line(
+    tmp_path: Path, secret: bytes | None, says: str
+) -> None:
+    path = tmp_path / "cookie-secret"
+    if secret is not None:
+        path.write_bytes(secret)
+    config = f"""
+proxy:
+  inbound:
+    - name: web
+      listen: 127.0.0.1:{free_port()}
+      oidc:
+        issuer: http://127.0.0.1:9
+        client_id: shop
+        allowed_email_domains: ["*"]
+        cookie: {{secret_files: [{path}]}}
+"""
+    with running_pillion(tmp_path, config, ready=False) as pillion:
+        assert pillion.wait_exit() == 1  # a runtime failure, not a config error
+        output = pillion.output()
+    assert f"listener 'web': {says.format(path=path)}" in output
+    assert "Traceback" not in output
+    if secret is not None:
+        assert secret.decode() not in output
+
+
+def test_over_tls_the_cookies_are_secure_and_the_callback_is_https(
+    site: Site, tmp_path: Path
+) -> None:
+    ca = new_ca()
+    served = issue(ca, ip_addresses=("127.0.0.1",))
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    (tmp_path / "tls.crt").write_bytes(served.cert_pem)
+    (tmp_path / "tls.key").write_bytes(served.key_pem)
+    (tmp_path / "cookie").write_bytes(NEW_KEY)
+    (tmp_path / "client-secret").write_text(CLIENT_SECRET)
+    port = free_port()
+    config = f"""
+proxy:
+  inbound:
+    - name: secure
+      listen: 127.0.0.1:{port}
+      tls: {{certificates: [{{cert: {tmp_path / "tls.crt"}, key: {tmp_path / "tls.key"}}}]}}
+      oidc:
+        issuer: {site.provider.issuer}
+        client_id: shop
+        client_secret_file: {tmp_path / "client-secret"}
+        allowed_email_domains: [shop.test]
+        cookie: {{secret_files: [{tmp_path / "cookie"}]}}
+"""
+    with scripted_upstream() as app, running_pillion(tmp_path, config, app.port):
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        browser = Browser(client=httpx.Client(timeout=10, verify=trusted))
+        base = f"https://127.0.0.1:{port}"
+        to_provider = browser.send("GET", f"{base}/")
+        assert "; Secure" in to_provider.headers["set-cookie"]
+        query = parse_qs(urlsplit(to_provider.headers["location"]).query)
+        assert query["redirect_uri"] == [f"{base}/oauth2/callback"]
+        back = browser.log_in_at(to_provider.headers["location"], "alice")
+        assert back.status_code == 302
+        session = [c for c in back.headers.get_list("set-cookie") if c.startswith("_pillion_oidc=")]
+        assert len(session) == 1
+        assert "; Secure" in session[0]
+        assert browser.send("GET", f"{base}/page").status_code == 200
+        seen = {n.decode().lower(): v.decode() for n, v in app.requests[-1].headers}
+        assert seen["x-forwarded-user"] == "alice"
