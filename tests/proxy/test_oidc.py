@@ -565,3 +565,4 @@ proxy:
         assert browser.send("GET", f"{base}/page").status_code == 200
         seen = {n.decode().lower(): v.decode() for n, v in app.requests[-1].headers}
         assert seen["x-forwarded-user"] == "alice"
+        browser.client.close()  # no idle connection for the stop to wait out
