@@ -1,16 +1,19 @@
-"""The ID token checks and the cookie and return-URL rules, without sockets: a
-real provider only ever signs good tokens, so the bad ones are made here with a
-real key (and the forgeries an attacker would try)."""
+"""The ID token checks, the cookie and return-URL rules, and the login's decisions,
+without sockets: a real provider only ever signs good tokens, so the bad ones are
+made here with a real key (and the forgeries an attacker would try)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
@@ -18,8 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pillion.config.proxy import OidcConfig
+from pillion.http.request import RequestHead
+from pillion.proxy.gate import Pending, Refused
+from pillion.proxy.oidclogin import OidcLogin
 from pillion.proxy.oidcprovider import Metadata, OidcProvider, ProviderError
 from pillion.proxy.oidcsession import Sealer, chunk_names, joined, safe_return, split
+from pillion.telemetry import Metrics
 
 ISSUER = "https://login.test"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -153,3 +160,63 @@ def test_a_large_session_is_split_and_joined_and_stale_chunks_are_not_read() -> 
 )
 def test_return_urls(target: str, kept: bool) -> None:
     assert (safe_return(target, "shop.test:8080", ["docs.shop.test"]) == target) is kept
+
+
+def head(target: str, cookie: str = "") -> RequestHead:
+    headers = [(b"Host", b"shop.test"), (b"Accept", b"text/html")]
+    if cookie:
+        headers.append((b"Cookie", cookie.encode()))
+    return RequestHead(b"GET", target.encode(), b"1.1", headers, b"shop.test", True, "none",
+                       0, set(), False, False)  # fmt: skip
+
+
+async def test_who_knows_the_state_cannot_collect_a_login_in_flight(tmp_path: Path) -> None:
+    """The callback's state is in URLs (histories, logs, Referer); the session it
+    leads to goes only to the browser holding that login's cookie."""
+    (tmp_path / "cookie").write_bytes(b"k" * 32)
+    config = OidcConfig.model_validate(
+        {"issuer": ISSUER, "client_id": "shop", "allowed_email_domains": ["*"],
+         "cookie": {"secret_files": [str(tmp_path / "cookie")]}}
+    )  # fmt: skip
+    login = OidcLogin(config, "web", Metrics(process=False), tls=False)
+    login.load()
+    made = provider()
+    login.provider = made
+    release = asyncio.Event()
+
+    async def redeem(code: str, verifier: str, redirect_uri: str) -> dict[str, Any]:
+        await release.wait()
+        return {"id_token": "t", "access_token": "a"}
+
+    async def verify(token: str, nonce: str | None) -> dict[str, Any]:
+        return {"sub": "alice", "exp": time.time() + 300}
+
+    made.redeem = redeem  # type: ignore[method-assign]
+    made.verify = verify  # type: ignore[method-assign]
+
+    started = login.check(head("/oauth2/start?rd=/in"))
+    assert isinstance(started.decision, Refused)
+    assert started.decision.status == 302
+    headers = dict(started.decision.headers)
+    state = parse_qs(urlsplit(headers[b"location"].decode()).query)["state"][0]
+    victim = headers[b"set-cookie"].decode().split(";")[0]
+    callback = f"/oauth2/callback?code=c0de&state={state}"
+
+    waiting = login.check(head(callback, victim)).decision
+    assert isinstance(waiting, Pending)
+    for thief in ("", "_pillion_oidc_login_x=y", victim.split("=")[0] + "=v1.forged"):
+        stolen = login.check(head(callback, thief)).decision
+        assert isinstance(stolen, Refused)
+        assert stolen.status == 403  # not the victim's wait, not its result
+    release.set()
+    await waiting.future
+    for thief in ("", victim.split("=")[0] + "=v1.forged"):
+        stolen = login.check(head(callback, thief)).decision
+        assert isinstance(stolen, Refused)
+        assert stolen.status == 403
+    logged_in = login.check(head(callback, victim)).decision
+    assert isinstance(logged_in, Refused)
+    assert logged_in.status == 302
+    assert dict(logged_in.headers)[b"location"] == b"/in"
+    assert any(v.startswith(b"_pillion_oidc=") for n, v in logged_in.headers if n == b"set-cookie")
+    await login.close()

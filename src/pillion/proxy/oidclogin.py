@@ -385,19 +385,23 @@ class OidcLogin:
 
     def _callback(self, head: RequestHead, params: dict[str, str]) -> Refused | Pending:
         state = params.get("state", "")
-        done = self._redeemed.pop(state, None) if state else None
-        if done is not None:
-            return done[1]
-        running = self._redeeming.get(state) if state else None
-        if running is not None:
-            return Pending(running)
         cookies = parse_cookies(head.headers)
         login_cookie = self._login_cookie(state) if state else ""
         sealed = cookies.get(login_cookie) if state else None
-        login = self._sealer.open(_LOGIN, sealed) if sealed else None
+        if not sealed:
+            return self._forged()
+        # The redeem in flight, or its result, is found by the state *and* the login
+        # cookie: one who learnt the state (it is in URLs) cannot collect the session.
+        key = state + ":" + hashlib.sha256(sealed.encode()).hexdigest()
+        done = self._redeemed.pop(key, None)
+        if done is not None:
+            return done[1]
+        running = self._redeeming.get(key)
+        if running is not None:
+            return Pending(running)
+        login = self._sealer.open(_LOGIN, sealed)
         if login is None or not hmac.compare_digest(str(login.get("s", "")), state):
-            return self._login_failed("forged_state", "This login was not started here, or "
-                                      "it was already used. Start again.")  # fmt: skip
+            return self._forged()
         if self._wall() >= float(login.get("x", 0)):
             return self._login_failed("login_expired", "This login took too long. Start again.")
         clear = clear_cookie(login_cookie, secure=self.secure, domain=self.config.cookie.domain)
@@ -408,10 +412,15 @@ class OidcLogin:
         if not code:
             return self._login_failed("forged_state", "The provider sent no code.")
         task = asyncio.get_running_loop().create_task(
-            self._redeem(state, code, login, self._redirect_uri(head), cookies, clear)
+            self._redeem(key, code, login, self._redirect_uri(head), cookies, clear)
         )
-        self._redeeming[state] = task
+        self._redeeming[key] = task
         return Pending(task)
+
+    def _forged(self) -> Refused:
+        return self._login_failed(
+            "forged_state", "This login was not started here, or it was already used. Start again."
+        )
 
     def _login_failed(self, reason: str, text: str, headers: AuthHeaders = ()) -> Refused:
         self._count_login(reason)
@@ -420,7 +429,7 @@ class OidcLogin:
 
     async def _redeem(
         self,
-        state: str,
+        key: str,
         code: str,
         login: dict[str, object],
         redirect_uri: str,
@@ -443,8 +452,8 @@ class OidcLogin:
                 "provider_error", "The login could not be completed.", (clear,)
             )
         finally:
-            self._redeeming.pop(state, None)
-        self._keep(self._redeemed, state, answer)
+            self._redeeming.pop(key, None)
+        self._keep(self._redeemed, key, answer)
 
     def _keep(self, results: dict[str, Any], key: str, value: object) -> None:
         now = time.monotonic()
