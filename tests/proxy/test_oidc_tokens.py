@@ -220,3 +220,66 @@ async def test_who_knows_the_state_cannot_collect_a_login_in_flight(tmp_path: Pa
     assert dict(logged_in.headers)[b"location"] == b"/in"
     assert any(v.startswith(b"_pillion_oidc=") for n, v in logged_in.headers if n == b"set-cookie")
     await login.close()
+
+
+@pytest.mark.parametrize(
+    ("failure", "kept"), [("provider_unavailable", True), ("token_refused", False)]
+)
+async def test_a_refresh_that_fails_ends_the_session_only_if_the_provider_refused_it(
+    tmp_path: Path, failure: str, kept: bool
+) -> None:
+    """A provider that is down leaves the session as it is until its tokens expire;
+    one that refuses the refresh token (revoked, the user disabled) ends it."""
+    (tmp_path / "cookie").write_bytes(b"k" * 32)
+    config = OidcConfig.model_validate(
+        {"issuer": ISSUER, "client_id": "shop", "allowed_email_domains": ["*"],
+         "refresh_before": "10m", "cookie": {"secret_files": [str(tmp_path / "cookie")]}}
+    )  # fmt: skip
+    login = OidcLogin(config, "web", Metrics(process=False), tls=False)
+    login.load()
+
+    async def refresh(refresh_token: str) -> dict[str, Any]:
+        raise ProviderError(failure, "no")
+
+    login.provider.refresh = refresh  # type: ignore[method-assign]
+    now = time.time()
+    session: dict[str, Any] = {"u": "alice", "e": None, "g": [], "n": None, "t": now + 120,
+                               "x": now + 3600, "r": "refresh-me", "i": None}  # fmt: skip
+    (_, value), *_ = split("_pillion_oidc", Sealer([b"k" * 32]).seal("session", session))
+    request = head("/page", f"_pillion_oidc={value}")
+    waiting = login.check(request).decision
+    assert isinstance(waiting, Pending)  # due: its tokens expire within refresh_before
+    await waiting.future
+    outcome = login.check(request)
+    assert outcome.decision is None
+    assert outcome.present is kept
+    assert outcome.cookies == ()
+    if kept:
+        assert dict(outcome.headers)[b"x-forwarded-user"] == b"alice"
+    else:
+        assert outcome.reason == "expired"
+    await login.close()
+
+
+async def test_a_token_without_kid_from_a_rotated_key_reads_the_keys_again() -> None:
+    """The provider's single key changed: the old one fails the signature, the keys
+    are read again once, and the new one verifies it."""
+    made = provider()
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(OTHER.public_key()))
+    reads: list[str] = []
+
+    async def load_keys(url: str) -> None:
+        reads.append(url)
+        made.keys = {"k2": (jwt.PyJWK({**public, "kid": "k2", "alg": "RS256"}), "RS256")}
+
+    made._load_keys = load_keys  # type: ignore[method-assign]
+    rotated = jwt.encode(
+        {"iss": ISSUER, "aud": "shop", "sub": "alice", "iat": int(time.time()),
+         "exp": int(time.time()) + 300, "nonce": "n0nce"},
+        OTHER, algorithm="RS256",
+    )  # fmt: skip
+    assert (await made.verify(rotated, "n0nce"))["sub"] == "alice"
+    assert reads == [f"{ISSUER}/jwks"]
+    with pytest.raises(ProviderError):  # signed by neither: one more read, then refused
+        await made.verify(token(key=rsa.generate_private_key(65537, 2048), kid=""), "n0nce")
+    assert len(reads) == 2

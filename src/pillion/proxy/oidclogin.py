@@ -16,7 +16,9 @@ Any other request brings its session cookie or not. A valid one gives the app
 ``X-Forwarded-User``, ``-Email``, ``-Groups``, ``-Preferred-Username`` (and
 ``-Access-Token`` if asked); one whose tokens are about to expire is refreshed
 first (one refresh per session, shared by its concurrent requests) and the new
-cookie rides on the response. Without one, where a login is required, a browser
+cookie rides on the response. A refresh the provider refuses (a revoked token, a
+disabled user) ends the session; a provider that cannot be reached leaves it as
+it is until its tokens expire. Without one, where a login is required, a browser
 navigation is sent to the provider and anything else (an API call, a fetch, a
 non-GET) gets 401, never a redirect.
 
@@ -184,7 +186,9 @@ class OidcLogin:
         self._redeeming: dict[str, asyncio.Task[None]] = {}
         self._redeemed: dict[str, tuple[float, Refused]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._refreshed: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        # a refreshed session, or why not: "refused" (revoked: the session ends) or
+        # "unavailable" (the provider is down: the session lasts until its tokens expire)
+        self._refreshed: dict[str, tuple[float, dict[str, Any] | str]] = {}
         self._task: asyncio.Task[None] | None = None
 
     # -- lifetime --
@@ -276,10 +280,11 @@ class OidcLogin:
                 refreshed = self._refreshed_session(sealed, session)
                 if isinstance(refreshed, Pending):
                     return OidcOutcome(decision=refreshed)
-                if refreshed is None:
+                if isinstance(refreshed, dict):
+                    session = refreshed
+                    cookies_out = self._session_cookies(session, cookies)
+                elif refreshed == "refused" or now >= float(session.get("t", 0)):
                     return OidcOutcome(reason="expired")
-                session = refreshed
-                cookies_out = self._session_cookies(session, cookies)
         if not self._allowed(session.get("e"), session.get("g"))[0]:
             return OidcOutcome(reason="not_allowed")
         headers = self._forwarded(session)
@@ -553,7 +558,7 @@ class OidcLogin:
 
     def _refreshed_session(
         self, sealed: str, session: dict[str, Any]
-    ) -> dict[str, Any] | Pending | None:
+    ) -> dict[str, Any] | Pending | str:
         key = hashlib.sha256(sealed.encode()).hexdigest()
         done = self._refreshed.get(key)
         if done is not None:
@@ -565,7 +570,7 @@ class OidcLogin:
         return Pending(running)
 
     async def _refresh(self, key: str, session: dict[str, Any]) -> None:
-        refreshed: dict[str, Any] | None = None
+        refreshed: dict[str, Any] | str = "unavailable"
         try:
             tokens = await self.provider.refresh(str(session["r"]))
             claims: dict[str, Any] | None = None
@@ -588,6 +593,8 @@ class OidcLogin:
         except ProviderError as exc:
             log.info("session refresh failed", extra={"reason": exc.reason, "error": str(exc)})
             self._count_refresh(exc.reason)
+            if exc.reason in ("token_refused", "invalid_id_token"):
+                refreshed = "refused"
         except (ValueError, TypeError, KeyError) as exc:  # a token response of odd shape
             log.info("session refresh failed", extra={"error": type(exc).__name__})
             self._count_refresh("provider_error")

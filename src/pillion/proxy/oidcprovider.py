@@ -207,8 +207,9 @@ class OidcProvider:
     # -- the ID token --
 
     async def verify(self, token: str, nonce: str | None) -> dict[str, Any]:
-        """The ID token's claims, once every check passes (a key id not known yet
-        reads the keys again, once)."""
+        """The ID token's claims, once every check passes. The keys are read again,
+        once, for a key id not known yet, or, for a token without one, when the
+        provider's single key does not verify it (the provider rotated its key)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -217,11 +218,28 @@ class OidcProvider:
         if algorithm not in _ASYMMETRIC:
             raise ProviderError("invalid_id_token", f"ID token algorithm {algorithm!r} refused")
         kid = str(header.get("kid") or "")
-        if kid not in self.keys and self.metadata is not None:
+        if kid and kid not in self.keys:
+            await self._reload_keys()
+        try:
+            return self._decode(token, str(algorithm), kid, nonce)
+        except jwt.InvalidSignatureError:
+            if kid:
+                raise ProviderError("invalid_id_token", "ID token: bad signature") from None
+        await self._reload_keys()
+        try:
+            return self._decode(token, str(algorithm), kid, nonce)
+        except jwt.InvalidSignatureError:
+            raise ProviderError("invalid_id_token", "ID token: bad signature") from None
+
+    async def _reload_keys(self) -> None:
+        if self.metadata is not None:
             with contextlib.suppress(
                 aiohttp.ClientError, TimeoutError, OSError, ValueError, ProviderError
             ):
                 await self._load_keys(self.metadata.jwks_uri)
+
+    def _decode(self, token: str, algorithm: str, kid: str, nonce: str | None) -> dict[str, Any]:
+        """The checks with the keys known; a bad signature is raised as PyJWT's."""
         found = self.keys.get(kid)
         if found is None and not kid and len(self.keys) == 1:
             found = next(iter(self.keys.values()))  # no kid: the provider's one key
@@ -242,6 +260,8 @@ class OidcProvider:
                 leeway=self.config.clock_skew,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
+        except jwt.InvalidSignatureError:
+            raise
         except jwt.PyJWTError as exc:
             raise ProviderError("invalid_id_token", f"ID token: {exc}") from None
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
