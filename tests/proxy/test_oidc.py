@@ -551,7 +551,9 @@ proxy:
 """
     with scripted_upstream() as app, running_pillion(tmp_path, config, app.port):
         trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-        browser = Browser(client=httpx.Client(timeout=10, verify=trusted))
+        # over HTTP/2 (ALPN), as browsers speak to a TLS site: the callback waits for
+        # the code's redeem on its stream
+        browser = Browser(client=httpx.Client(timeout=10, verify=trusted, http2=True))
         base = f"https://127.0.0.1:{port}"
         to_provider = browser.send("GET", f"{base}/")
         assert "; Secure" in to_provider.headers["set-cookie"]
@@ -559,6 +561,7 @@ proxy:
         assert query["redirect_uri"] == [f"{base}/oauth2/callback"]
         back = browser.log_in_at(to_provider.headers["location"], "alice")
         assert back.status_code == 302
+        assert (to_provider.http_version, back.http_version) == ("HTTP/2", "HTTP/2")
         session = [c for c in back.headers.get_list("set-cookie") if c.startswith("_pillion_oidc=")]
         assert len(session) == 1
         assert "; Secure" in session[0]
