@@ -34,6 +34,11 @@ else
 fi
 
 build_args=(--build-arg "VERSION=${version}" --build-arg "REVISION=${revision}")
+# Also on the command line: podman 4.3's layer cache ignores a build argument that
+# only LABEL and ENV use, so an image rebuilt from unchanged sources kept the
+# previous revision; these are applied to the final image even on a cache hit.
+build_args+=(--label "org.opencontainers.image.version=${version}"
+             --label "org.opencontainers.image.revision=${revision}")
 
 if [ "$engine" = podman ]; then
     mkdir -p .build
@@ -99,7 +104,8 @@ if [ "$engine" = podman ]; then
     if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
         build_args+=(-v "${PIP_CERT}:/etc/pillion-build/ca.crt:ro" --build-arg PIP_CERT=/etc/pillion-build/ca.crt)
     fi
-    podman build --network host "${pull[@]}" "${build_args[@]}" --tag "$image" . \
+    podman build --network host "${pull[@]}" "${build_args[@]}" \
+        --env "PILLION_IMAGE_REVISION=${revision}" --tag "$image" . \
         || die "the build failed (above): no network to PyPI? see the pip error"
 else
     docker build "${build_args[@]}" --tag "$image" . || die "the build failed (above)"

@@ -279,3 +279,25 @@ def test_a_chunked_response_within_limits_arrives_whole() -> None:
         parser.feed(data[i : i + 1])
     assert recorder.body == b"abcd"
     assert not parser.expecting
+
+
+def test_a_head_whose_end_comes_in_reads_of_one_or_two_bytes_still_finds_its_body() -> None:
+    """The head's CRLF CRLF split over three reads ("\\r", "\\n", "\\r\\n..."): the
+    body starts after it, not at the next blank line (found by Hypothesis: the
+    empty body's "0\\r\\n\\r\\n" was taken for the head's end)."""
+    data = HEAD + chunked(b"abc") + GET
+    end = len(HEAD)
+    cuts = [(i, j) for i in range(end - 8, end + 1) for j in range(i + 1, end + 3)]
+    cuts.append((1, 55))  # the case Hypothesis found
+    for first, second in cuts:
+        recorder = Recorder()
+        parser = RequestParser(recorder, NO_LIMIT)
+        for piece in (data[:first], data[first:second], data[second : second + 1],
+                      data[second + 1 :]):  # fmt: skip
+            parser.feed(piece)
+        assert (recorder.body, recorder.heads) == (b"abc", [b"/up", b"/next"]), (first, second)
+    recorder = Recorder()
+    parser = RequestParser(recorder, NO_LIMIT)
+    for index in range(len(data)):  # one byte at a time
+        parser.feed(data[index : index + 1])
+    assert (recorder.body, recorder.heads) == (b"abc", [b"/up", b"/next"])

@@ -241,7 +241,9 @@ class RequestParser:
                 self._head_bytes += len(data)
                 if self._head_bytes > self._limits.max_header_size:
                     raise RequestError(431, "request header fields too large")
-            self._head_tail = data[-3:]
+            # the head's last bytes, across reads: a read of one or two bytes keeps
+            # those before it (its end may straddle three reads: "\r" "\n" "\r\n")
+            self._head_tail = (self._head_tail + data)[-3:] if was_partial else data[-3:]
         if self._chunks == _OPEN_LINE_ONLY and self._in_chunk_line:
             self._open_line = open_line_length(data, self._open_line)
             if self._open_line > MAX_CHUNK_LINE:
