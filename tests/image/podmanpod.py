@@ -119,5 +119,6 @@ class ContainerPodRun(PodRun):
 
     def close(self) -> None:
         super().close()
-        for running in self.running:
-            podman("rm", "--force", "--time", "0", self.container_name(running.spec))
+        # every container of the pod, also one whose start was never seen through
+        for container in self.init_containers + self.containers:
+            podman("rm", "--force", "--time", "0", self.container_name(container))
