@@ -32,7 +32,7 @@ from pillion.config.redaction import redact_in, redact_url
 from pillion.http.headers import Headers
 from pillion.telemetry import Metrics
 
-__all__ = ["JwtAuthenticator", "JwtOutcome"]
+__all__ = ["JwtAuthenticator", "JwtOutcome", "public_keys"]
 
 log = logging.getLogger("pillion.proxy")
 
@@ -54,6 +54,31 @@ class JwtOutcome:
 
 
 NO_TOKEN = JwtOutcome()
+
+
+def public_keys(data: bytes) -> dict[str, tuple[jwt.PyJWK, str | None]]:
+    """The usable public keys of a JWKS document, by ``kid``, with their ``alg``:
+    symmetric keys and keys this build cannot use are left out. ``ValueError``
+    when it is not a JWKS or holds no usable key."""
+    try:
+        document = json.loads(data)
+        entries = document["keys"]
+        if not isinstance(entries, list):
+            raise TypeError("keys is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a JWKS document: {exc}") from None
+    keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") == "oct":
+            continue  # symmetric keys are never accepted
+        try:
+            key = jwt.PyJWK(entry)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+            continue  # a key of a type or curve this build cannot use
+        keys[str(entry.get("kid") or "")] = (key, entry.get("alg"))
+    if not keys:
+        raise ValueError("the JWKS has no usable public key")
+    return keys
 
 
 class JwtFamilies:
@@ -93,25 +118,7 @@ class Provider:
 
     def _use(self, data: bytes) -> None:
         """Take a JWKS document; ``ValueError`` leaves the keys as they were."""
-        try:
-            document = json.loads(data)
-            entries = document["keys"]
-            if not isinstance(entries, list):
-                raise TypeError("keys is not a list")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"not a JWKS document: {exc}") from None
-        keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
-        for entry in entries:
-            if not isinstance(entry, dict) or entry.get("kty") == "oct":
-                continue  # symmetric keys are never accepted
-            try:
-                key = jwt.PyJWK(entry)
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-                continue  # a key of a type or curve this build cannot use
-            keys[str(entry.get("kid") or "")] = (key, entry.get("alg"))
-        if not keys:
-            raise ValueError("the JWKS has no usable public key")
-        self.keys = keys
+        self.keys = public_keys(data)
 
     async def load(self) -> None:
         """Load the keys once (at start); failures are logged, keys stay empty."""

@@ -26,6 +26,7 @@ import jwt
 
 from pillion.config.proxy import OidcConfig
 from pillion.config.redaction import redact_in
+from pillion.proxy.jwtauth import public_keys
 
 __all__ = ["Metadata", "OidcProvider", "ProviderError"]
 
@@ -74,11 +75,14 @@ class OidcProvider:
             )
         return self._session
 
-    async def _get_json(self, url: str) -> dict[str, Any]:
+    async def _get(self, url: str) -> bytes:
         async with self._client().get(url, headers={"accept": "application/json"}) as response:
             if response.status != 200:
                 raise ProviderError("provider_error", f"{url}: status {response.status}")
-            document = json.loads(await response.content.read(_MAX_DOCUMENT))
+            return await response.content.read(_MAX_DOCUMENT)
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        document = json.loads(await self._get(url))
         if not isinstance(document, dict):
             raise ProviderError("provider_error", f"{url}: not a JSON object")
         return document
@@ -129,21 +133,10 @@ class OidcProvider:
         )
 
     async def _load_keys(self, url: str) -> None:
-        document = await self._get_json(url)
-        entries = document.get("keys")
-        if not isinstance(entries, list):
-            raise ProviderError("provider_error", "the JWKS has no key list")
-        keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
-        for entry in entries:
-            if not isinstance(entry, dict) or entry.get("kty") == "oct":
-                continue
-            try:
-                keys[str(entry.get("kid") or "")] = (jwt.PyJWK(entry), entry.get("alg"))
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-                continue
-        if not keys:
-            raise ProviderError("provider_error", "the JWKS has no usable public key")
-        self.keys = keys
+        try:
+            self.keys = public_keys(await self._get(url))
+        except ValueError as exc:
+            raise ProviderError("provider_error", f"{url}: {exc}") from None
 
     def discover_soon(self) -> asyncio.Task[None] | None:
         """A discovery to wait for (a login found none), unless one was made in the
