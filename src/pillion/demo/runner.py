@@ -247,7 +247,7 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         ("startup probe", f"curl -s {status}/healthz/started"),
         ("readiness probe", f"curl -s {status}/healthz/ready"),
         ("Prometheus metrics", f"curl -s {status}/metrics"),
-        ("admin endpoints", f"curl -s {auth} {admin}/"),
+        ("dashboard data", f"curl -s {auth} {admin}/stats"),
         ("effective config (secrets ***)", f"curl -s {auth} {admin}/config"),
         ("log level", f"curl -s {auth} {admin}/logging"),
         ("set log level", f"curl -s -X POST {auth} '{admin}/logging?level=debug'"),
@@ -255,6 +255,9 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     grpc_call = f"{sys.executable} -m pillion.demo.grpc_echo call --target 127.0.0.1:{ports.proxy}"
     width = max(len(label) for label, _ in tour)
     print(f"\nPillion demo pod is running (shared files in {root})\n")
+    print(f"  the live dashboard: {admin}/  (its data as JSON: curl -s {auth} {admin}/stats)")
+    print("  the demo's admin server wants its token (admin.auth_token), which a browser only")
+    print(f"  sends with a header-setting extension: Authorization: Bearer {DEMO_ADMIN_TOKEN}\n")
     for label, command in tour:
         print(f"  {label:<{width}}  {command}")
     print(f"  {'a gRPC call through Pillion':<{width}}  {grpc_call}")

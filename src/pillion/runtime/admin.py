@@ -1,7 +1,8 @@
 """The admin server (loopback, default 127.0.0.1:15000): look inside and steer.
 
 ``GET /config`` (secrets as ``***``), ``POST /drain``, ``POST /quitquitquit``,
-``GET|POST /logging``, ``GET /``. Because these endpoints can stop the sidecar,
+``GET|POST /logging``, ``GET /`` (the live dashboard) and ``GET /stats`` (its data as
+JSON, from ``dashboard.StatsSampler``). Because these endpoints can stop the sidecar,
 a loopback admin server also refuses requests whose ``Host`` is not a loopback
 name (DNS rebinding) and POSTs from a non-loopback browser ``Origin``; with
 ``admin.auth_token`` set every request needs ``Authorization: Bearer <token>``.
@@ -10,17 +11,20 @@ name (DNS rebinding) and POSTs from a non-loopback browser ``Origin``; with
 from __future__ import annotations
 
 import hmac
-import html
+import json
 import logging
 from urllib.parse import urlsplit
 
 import orjson
 
+from pillion.components import Component
 from pillion.config import PillionConfig
 from pillion.config.types import is_loopback
 from pillion.runtime.control import Control
+from pillion.runtime.dashboard import StatsSampler
+from pillion.runtime.dashboard_page import ASSETS, asset, index_page
 from pillion.runtime.http_server import HttpError, HttpServerComponent, Request, Response
-from pillion.telemetry import current_level, set_level
+from pillion.telemetry import Metrics, current_level, set_level
 from pillion.telemetry.logs import levels
 
 __all__ = ["ENDPOINTS", "AdminServer"]
@@ -28,6 +32,8 @@ __all__ = ["ENDPOINTS", "AdminServer"]
 log = logging.getLogger("pillion.admin")
 
 ENDPOINTS: list[tuple[str, str, str]] = [
+    ("GET", "/", "the live dashboard"),
+    ("GET", "/stats", "the dashboard's data as JSON: traffic history, clusters, logs, errors"),
     ("GET", "/config", "the effective configuration as JSON, secrets shown as ***"),
     ("POST", "/drain", "stop taking new traffic (readiness fails), keep running"),
     ("POST", "/quitquitquit", "drain, then exit 0 (for Jobs)"),
@@ -37,13 +43,17 @@ ENDPOINTS: list[tuple[str, str, str]] = [
 
 
 class AdminServer(HttpServerComponent):
-    def __init__(self, config: PillionConfig, control: Control) -> None:
+    def __init__(self, config: PillionConfig, control: Control, metrics: Metrics) -> None:
         self._control = control
         self._settings = config.admin
+        self.sampler = StatsSampler(metrics)
         super().__init__("admin", config.admin.listen, config.admin.max_request_size)
 
     def add_routes(self) -> None:
         self.route("GET", "/", self._index)
+        self.route("GET", "/stats", self._stats)
+        for path in ASSETS:
+            self.route("GET", path, self._asset)
         self.route("GET", "/config", self._config)
         self.route("POST", "/drain", self._drain)
         self.route("POST", "/quitquitquit", self._quit)
@@ -56,6 +66,18 @@ class AdminServer(HttpServerComponent):
     def reconfigure(self, config: PillionConfig) -> None:
         self._settings = config.admin
         self.max_request_size = config.admin.max_request_size
+
+    def take_over(self, previous: Component) -> None:
+        if isinstance(previous, AdminServer):
+            self.sampler.adopt(previous.sampler)
+
+    async def start(self) -> None:
+        await super().start()
+        self.sampler.start()
+
+    async def close(self) -> None:
+        await self.sampler.stop()
+        await super().close()
 
     async def admit(self, request: Request) -> None:
         settings = self._settings
@@ -76,17 +98,18 @@ class AdminServer(HttpServerComponent):
                 )
 
     async def _index(self, request: Request) -> Response:
-        rows = "\n".join(
-            f'<tr><td>{method}</td><td><a href="{html.escape(path)}">{html.escape(path)}</a>'
-            f"</td><td>{html.escape(text)}</td></tr>"
-            for method, path, text in ENDPOINTS
+        return index_page(ENDPOINTS)
+
+    async def _stats(self, request: Request) -> Response:
+        document = self.sampler.document(self._control)
+        return Response(
+            json.dumps(document).encode(),
+            content_type="application/json",
+            headers=(("Cache-Control", "no-store"),),
         )
-        page = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Pillion admin</title>"
-            "</head><body><h1>Pillion admin</h1><table>"
-            f"<tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table></body></html>"
-        )
-        return Response(page.encode(), content_type="text/html; charset=utf-8")
+
+    async def _asset(self, request: Request) -> Response:
+        return asset(request.path)
 
     async def _config(self, request: Request) -> Response:
         return Response.json(self._control.config.model_dump(mode="json"))

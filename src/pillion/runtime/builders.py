@@ -32,7 +32,7 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
     """The components for ``config``, in the order they start."""
     components: list[Component] = [
         StatusServer(config, control, metrics),
-        AdminServer(config, control),
+        AdminServer(config, control, metrics),
     ]
     if config.app.health is not None:
         from pillion.runtime.app_health import AppHealth
@@ -53,7 +53,9 @@ def build_components(config: PillionConfig, control: Control, metrics: Metrics) 
     elif config.proxy is not None:
         from pillion.proxy.component import ProxyComponent
 
-        components.append(ProxyComponent(config.proxy, config.app, metrics))
+        components.append(
+            ProxyComponent(config.proxy, config.app, metrics, config.telemetry.tracing)
+        )
     exporters = config.exporters
     if config.logs is not None:
         from pillion.logs.component import LogsComponent

@@ -16,7 +16,14 @@ from typing import IO, Any, Final
 
 import orjson
 
-__all__ = ["JsonFormatter", "configure_logging", "current_level", "levels", "set_level"]
+__all__ = [
+    "JsonFormatter",
+    "configure_logging",
+    "current_level",
+    "level_name",
+    "levels",
+    "set_level",
+]
 
 ROOT_LOGGER: Final = "pillion"
 
@@ -45,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
-            "level": _NAMES.get(record.levelno, record.levelname.lower()),
+            "level": level_name(record.levelno, record.levelname),
             "component": component,
             "message": record.getMessage(),
         }
@@ -56,6 +63,11 @@ class JsonFormatter(logging.Formatter):
             line["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
             line["traceback"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=_default).decode()
+
+
+def level_name(number: int, fallback: str) -> str:
+    """The name Pillion's logs give a level (``warning``), or ``fallback`` lower case."""
+    return _NAMES.get(number, fallback.lower())
 
 
 def configure_logging(level: str = "info", stream: IO[str] | None = None) -> None:
