@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 from urllib.parse import urlsplit
 
 import orjson
@@ -21,7 +22,7 @@ from pillion.components import Component
 from pillion.config import PillionConfig
 from pillion.config.types import is_loopback
 from pillion.runtime.control import Control
-from pillion.runtime.dashboard import StatsSampler
+from pillion.runtime.dashboard import StatsSampler, sampling_interval
 from pillion.runtime.dashboard_page import ASSETS, asset, index_page
 from pillion.runtime.http_server import HttpError, HttpServerComponent, Request, Response
 from pillion.telemetry import Metrics, current_level, set_level
@@ -46,7 +47,7 @@ class AdminServer(HttpServerComponent):
     def __init__(self, config: PillionConfig, control: Control, metrics: Metrics) -> None:
         self._control = control
         self._settings = config.admin
-        self.sampler = StatsSampler(metrics)
+        self.sampler = StatsSampler(metrics, interval=sampling_interval(os.environ))
         super().__init__("admin", config.admin.listen, config.admin.max_request_size)
 
     def add_routes(self) -> None:

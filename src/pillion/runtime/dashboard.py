@@ -7,7 +7,8 @@ event loop, as a scrape of ``/metrics`` does (only ``pillion_*`` families are
 kept); its cost is bounded by the number of series Pillion itself has, not by
 what the exporters serve. The memory it keeps is fixed at start: ``POINTS``
 points for at most ``MAX_TARGETS`` targets, and the last ``RECENT_RECORDS``
-warnings and errors.
+warnings and errors. ``PILLION_DASHBOARD_INTERVAL`` (seconds, 0.1 to 60) changes the
+time between points, and so the window the same points cover (for tests).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections.abc import Mapping
 from typing import Final
 
 from pillion import __version__
@@ -28,7 +31,7 @@ from pillion.telemetry.recent import RecentRecords
 from pillion.telemetry.stats import StatsContext, StatsDocument, stats_document
 from pillion.telemetry.traffic import FIELDS, Target, TrafficTally
 
-__all__ = ["INTERVAL", "MAX_TARGETS", "POINTS", "StatsSampler"]
+__all__ = ["INTERVAL", "MAX_TARGETS", "POINTS", "StatsSampler", "sampling_interval"]
 
 log = logging.getLogger("pillion.admin")
 
@@ -36,6 +39,23 @@ INTERVAL: Final = 5.0  # seconds between two points
 POINTS: Final = 180  # 15 minutes at one point every 5 s
 MAX_TARGETS: Final = 64  # listeners, routes, clusters and log inputs/outputs kept
 RECENT_RECORDS: Final = 50
+INTERVAL_VARIABLE: Final = "PILLION_DASHBOARD_INTERVAL"
+
+
+def sampling_interval(environ: Mapping[str, str]) -> float:
+    """``INTERVAL``, or the seconds ``PILLION_DASHBOARD_INTERVAL`` gives (0.1 to 60)."""
+    given = environ.get(INTERVAL_VARIABLE)
+    if not given:
+        return INTERVAL
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not 0.1 <= seconds <= 60:  # NaN too
+        log.warning("ignored: not a number of seconds from 0.1 to 60",
+                    extra={"key": INTERVAL_VARIABLE, "reason": given[:40]})  # fmt: skip
+        return INTERVAL
+    return seconds
 
 
 class StatsSampler:

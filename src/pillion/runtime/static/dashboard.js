@@ -34,6 +34,7 @@
 
   function seconds(value) {
     if (value === null || value === undefined) return "–";
+    if (value === 0) return "0";
     if (value < 0.001) return (value * 1e6).toFixed(0) + " µs";
     if (value < 1) return (value * 1000).toFixed(1) + " ms";
     return value.toFixed(2) + " s";
@@ -68,7 +69,7 @@
   }
 
   function badge(text, ok) {
-    return el("span", { class: ok === true ? "ok" : ok === false ? "bad" : "warn" }, text);
+    return el("span", { class: "badge " + (ok === true ? "ok" : ok === false ? "bad" : "warn") }, text);
   }
 
   // -- header and components --
@@ -111,19 +112,21 @@
     let chart = charts.get(key);
     if (chart) return chart;
     const spec = METRICS[metric];
-    const element = el("div", { class: "chart", "data-chart": key, "data-points": "0" },
-      el("div", { class: "title" }, spec.title));
+    const title = metric === "latency"
+      ? el("div", { class: "title" }, el("span", { class: "p50" }, "p50"), " / ", el("span", { class: "p99" }, "p99"), " latency")
+      : el("div", { class: "title" }, spec.title);
+    const element = el("div", { class: "chart", "data-chart": key, "data-points": "0" }, title);
     container.append(element);
     const series = [{}].concat(spec.series.map(([label, stroke]) => ({
       label, stroke, width: 1.5, spanGaps: false,
       value: (u, v) => spec.value(v),
     })));
     const opts = {
-      width: 340, height: 110, legend: { show: metric === "latency" },
+      width: 340, height: 110, legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{ size: 22, font: "10px system-ui" },
-        { size: 46, font: "10px system-ui", values: metric === "latency"
+        { size: 58, font: "10px system-ui", values: metric === "latency"
           ? (u, ticks) => ticks.map(seconds) : undefined }],
       series,
     };
