@@ -1,7 +1,7 @@
 """Reverse-proxy benchmark: Pillion against nginx and HAProxy, in one run, on 127.0.0.1 only.
 
 One upstream (nginx, 1 worker, a fixed 1 KiB body for every path, keep-alive on, no access
-log) serves eight subjects, each started here on free loopback ports:
+log) serves the subjects, each started here on free loopback ports:
 
 * ``pillion``: ``pillion run -c CONFIG`` with its inbound proxy pointed at the upstream;
 * ``nginx-proxy``: nginx as a reverse proxy (1 worker, upstream keepalive 64);
@@ -22,7 +22,10 @@ log) serves eight subjects, each started here on free loopback ports:
   1.3), proxying like nginx-proxy;
 * ``pillion-tls-handshake`` and ``nginx-tls-handshake``: the same two servers loaded with
   ``Connection: close``, so every request is a new TCP connection and a full TLS
-  handshake (wrk does not resume sessions).
+  handshake (wrk does not resume sessions);
+* ``pillion-traced-1.0`` and ``pillion-traced-0.01``: the plain pillion config plus
+  ``telemetry.tracing``, exporting every request's span / 1 trace in 100, to a collector
+  that takes each export and drops it (a second nginx answering 200 on ``/v1/traces``).
 
 Per subject it measures:
 
@@ -46,14 +49,15 @@ on two here)::
 
     proxy_bench rps_vs_nginx=R1 rps_vs_haproxy=R2 added_p50_ms=A added_p99_ms=B rss_mib=M
         outbound_rps_vs_nginx=R3 routes_rps_vs_nginx=R4 tls_rps_vs_nginx=R5
-        tls_handshakes_vs_nginx=H
+        tls_handshakes_vs_nginx=H traced_rps_vs_untraced=T1 sampled_rps_vs_untraced=T2
 
 R1 is pillion's median requests/s divided by nginx-proxy's, R2 divided by
 haproxy's, A and B pillion's added p50 and p99 latency in ms (2 decimals each), M pillion's
 peak RSS in MiB (1 decimal), R3 pillion-outbound's requests/s divided by nginx-outbound's,
 R4 pillion-routes' divided by nginx-routes', R5 pillion-tls' divided by nginx-tls' (keep-alive
 over TLS), H pillion-tls-handshake's requests/s (= handshakes/s) divided by
-nginx-tls-handshake's. A value is ``nan`` when it could not be
+nginx-tls-handshake's, T1 and T2 pillion-traced-1.0's and pillion-traced-0.01's
+requests/s divided by pillion's (what tracing costs). A value is ``nan`` when it could not be
 measured cleanly: pillion (or the subject it is compared with) failed to start or to proxy,
 or its load runs had errors.
 
@@ -115,6 +119,10 @@ PILLION_OUTBOUND, NGINX_OUTBOUND = "pillion-outbound", "nginx-outbound"
 PILLION_ROUTES, NGINX_ROUTES = "pillion-routes", "nginx-routes"
 PILLION_TLS, NGINX_TLS = "pillion-tls", "nginx-tls"
 PILLION_HANDSHAKE, NGINX_HANDSHAKE = "pillion-tls-handshake", "nginx-tls-handshake"
+# the plain pillion with tracing on, every span exported / 1 trace in 100 (a collector
+# that takes and drops the spans: a second nginx)
+PILLION_TRACED, PILLION_SAMPLED = "pillion-traced-1.0", "pillion-traced-0.01"
+COLLECTOR = "collector"
 REFERENCES = (NGINX, HAPROXY, DIRECT, NGINX_OUTBOUND, NGINX_ROUTES, NGINX_TLS, NGINX_HANDSHAKE)
 
 
@@ -320,6 +328,15 @@ def upstream_http_block(port: int) -> str:
     }}"""
 
 
+def collector_http_block(port: int) -> str:
+    """An OTLP/HTTP receiver that takes every export and keeps nothing."""
+    return f"""    server {{
+        listen {HOST}:{port};
+        client_max_body_size 0;
+        location /v1/traces {{ return 200; }}
+    }}"""
+
+
 def nginx_proxy_http_block(port: int, upstream_port: int, routes: bool = False) -> str:
     """nginx as a reverse proxy; with ``routes``, the 100 locations of the routes pair."""
     # A URI on proxy_pass replaces the matched location prefix: /r98/x goes up as /x.
@@ -386,7 +403,9 @@ backend app
 """
 
 
-def pillion_config(upstream_port: int, admin: int, status: int, proxy: str, log: Path) -> str:
+def pillion_config(
+    upstream_port: int, admin: int, status: int, proxy: str, log: Path, telemetry: str = ""
+) -> str:
     """A pillion config; ``proxy`` is the YAML of its listeners (and clusters)."""
     return f"""app:
   port: {upstream_port}
@@ -394,7 +413,7 @@ admin:
   listen: {HOST}:{admin}
 status:
   listen: {HOST}:{status}
-proxy:
+{telemetry}proxy:
 {textwrap.indent(proxy, "  ")}  access_log:
     path: {log}
 """
@@ -419,6 +438,14 @@ clusters:
 def pillion_tls(inbound: int, cert: Path, key: Path) -> str:
     return f"""{pillion_inbound(inbound)}    tls:
       certificates: [{{cert: {cert}, key: {key}}}]
+"""
+
+
+def pillion_tracing(collector: int, ratio: float) -> str:
+    return f"""telemetry:
+  tracing:
+    otlp: {{endpoint: "http://{HOST}:{collector}"}}
+    sampling: {{ratio: {ratio}}}
 """
 
 
@@ -510,11 +537,16 @@ def start_pillions(
     upstream: int,
     ports: Iterator[int],
     certificate: tuple[Path, Path],
+    collector: int,
 ) -> list[Subject]:
-    """The four pillion processes: plain inbound, outbound to a cluster, 100 routes, TLS."""
+    """The six pillion processes: plain inbound, outbound to a cluster, 100 routes, TLS,
+    and plain inbound with tracing (every request; 1 in 100)."""
     subjects = []
-    for name in (PILLION, PILLION_OUTBOUND, PILLION_ROUTES, PILLION_TLS):
+    for name in (
+        PILLION, PILLION_OUTBOUND, PILLION_ROUTES, PILLION_TLS, PILLION_TRACED, PILLION_SAMPLED
+    ):  # fmt: skip
         admin, status, inbound = next(ports), next(ports), next(ports)
+        telemetry = ""
         if name == PILLION_OUTBOUND:
             outbound = next(ports)
             subject = Subject(name, f"http://{HOST}:{outbound}/", CLUSTER, latency=False)
@@ -525,10 +557,15 @@ def start_pillions(
         elif name == PILLION_TLS:
             subject = Subject(name, f"https://{HOST}:{inbound}/", latency=False)
             proxy = pillion_tls(inbound, *certificate)
+        elif name in (PILLION_TRACED, PILLION_SAMPLED):
+            subject = Subject(name, url=f"http://{HOST}:{inbound}/", latency=False)
+            proxy = pillion_inbound(inbound)
+            telemetry = pillion_tracing(collector, 1.0 if name == PILLION_TRACED else 0.01)
         else:
             subject = Subject(name, url=f"http://{HOST}:{inbound}/")
             proxy = pillion_inbound(inbound)
-        config = pillion_config(upstream, admin, status, proxy, tmp / f"{name}-access.log")
+        log = tmp / f"{name}-access.log"
+        config = pillion_config(upstream, admin, status, proxy, log, telemetry)
         subjects.append(start_pillion(servers, tmp, pillion, subject, config, status))
     return subjects
 
@@ -545,7 +582,7 @@ def start_subjects(servers: Servers, tmp: Path, pillion: Path) -> list[Subject]:
     """Start the upstream and the eight subjects; raise HarnessError if the upstream fails.
 
     Every port is picked in one go, so no two can be the same."""
-    ports = iter(free_ports(19))
+    ports = iter(free_ports(26))
     upstream_port = next(ports)
     upstream = start_nginx(servers, tmp, "upstream", upstream_http_block(upstream_port))
     direct = ready_subject(Subject(DIRECT, url=f"http://{HOST}:{upstream_port}/"), upstream)
@@ -577,22 +614,26 @@ def start_subjects(servers: Servers, tmp: Path, pillion: Path) -> list[Subject]:
     tls_block = nginx_tls_http_block(tls_port, upstream_port, *certificate)
     ready_subject(nginx_tls, start_nginx(servers, tmp, NGINX_TLS, tls_block))
 
-    pillion_plain, pillion_outbound, pillion_routes, pillion_tls_subject = start_pillions(
-        servers, tmp, pillion, upstream_port, ports, certificate
+    collector_port = next(ports)
+    start_nginx(servers, tmp, COLLECTOR, collector_http_block(collector_port))
+    plain, outbound, routes, tls, traced, sampled = start_pillions(
+        servers, tmp, pillion, upstream_port, ports, certificate, collector_port
     )
     return [
-        pillion_plain,
+        plain,
         nginx,
         haproxy,
         direct,
-        pillion_outbound,
+        outbound,
         nginx_outbound,
-        pillion_routes,
+        routes,
         nginx_routes,
-        pillion_tls_subject,
+        tls,
         nginx_tls,
-        handshakes(PILLION_HANDSHAKE, pillion_tls_subject),
+        handshakes(PILLION_HANDSHAKE, tls),
         handshakes(NGINX_HANDSHAKE, nginx_tls),
+        traced,
+        sampled,
     ]
 
 
@@ -982,6 +1023,11 @@ def last_line(subjects: list[Subject]) -> str:
         "routes_rps_vs_nginx": (routes, ".2f"),
         "tls_rps_vs_nginx": (tls, ".2f"),
         "tls_handshakes_vs_nginx": (shakes, ".2f"),
+        "traced_rps_vs_untraced": (ratio(clean_rps(by_name[PILLION_TRACED]), pillion_rps), ".2f"),
+        "sampled_rps_vs_untraced": (
+            ratio(clean_rps(by_name[PILLION_SAMPLED]), pillion_rps),
+            ".2f",
+        ),
     }
     pairs = (
         f"{key}={'nan' if value is None else format(value, spec)}"

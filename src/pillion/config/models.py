@@ -31,6 +31,7 @@ from pillion.config.exporters import ExportersConfig
 from pillion.config.logs import LogsConfig
 from pillion.config.proxy import ProxyConfig
 from pillion.config.secrets import NotifyTargetConfig, SecretsConfig
+from pillion.config.tracing import TracingConfig
 from pillion.config.types import Listen, ListenAddress, Port, Secret, Section, is_loopback
 from pillion.config.units import Duration, Size
 
@@ -47,6 +48,7 @@ __all__ = [
     "SecretsConfig",
     "StatusConfig",
     "TelemetryConfig",
+    "TracingConfig",
     "model_in",
 ]
 
@@ -211,12 +213,16 @@ class LifecycleConfig(Section):
 
 
 class TelemetryConfig(Section):
-    """Pillion's own logs (JSON lines on stderr) and metrics."""
+    """Pillion's own logs (JSON lines on stderr), metrics and traces."""
 
     log_level: LogLevel = Field(
         "info",
         description="Lowest level of Pillion's own log records. Default info; change it "
         "at run time with `POST /logging` on the admin server.",
+    )
+    tracing: TracingConfig | None = Field(
+        None,
+        description="Spans of proxied requests, exported over OTLP/HTTP. Default: off.",
     )
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import TYPE_CHECKING
 
 from pillion.components import Component, ComponentStartError
 from pillion.config import PillionConfig
 from pillion.config.models import AppConfig
 from pillion.config.proxy import ProxyConfig
+from pillion.config.tracing import TracingConfig
 from pillion.config.types import ListenAddress
 from pillion.proxy.accesslog import AccessLog
 from pillion.proxy.cluster import Cluster
@@ -26,6 +28,9 @@ from pillion.proxy.listener import HttpListener, InboundListener, OutboundListen
 from pillion.proxy.listening import Listening
 from pillion.proxy.tcp import TcpListener
 from pillion.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from pillion.proxy.tracing import Tracing
 from pillion.tls import TlsLoadError
 
 __all__ = ["ProxyComponent"]
@@ -36,9 +41,17 @@ class ProxyComponent(Component):
 
     kind = "traffic"
 
-    def __init__(self, config: ProxyConfig, app: AppConfig, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        app: AppConfig,
+        metrics: Metrics,
+        tracing: TracingConfig | None = None,
+    ) -> None:
         self.name = "proxy"
         self._config = config
+        self._tracing_config = tracing
+        self.tracing: Tracing | None = None
         self._app = (app.host, app.port)
         self._app_protocol = app.protocol
         self._metrics = metrics
@@ -74,6 +87,15 @@ class ProxyComponent(Component):
                 raise ComponentStartError(
                     "proxy", f"cannot open access log {config.access_log.path}: {exc.strerror}"
                 ) from exc
+        if self._tracing_config is not None:
+            from pillion.proxy.tracing import Tracing
+
+            self.tracing = Tracing(self._tracing_config, self._metrics)
+            try:
+                self.tracing.start()
+            except TlsLoadError as exc:
+                await self.close()
+                raise ComponentStartError("proxy", f"telemetry.tracing.otlp.tls: {exc}") from exc
         self.clusters = {
             cluster.name: Cluster(cluster, self._metrics) for cluster in config.clusters
         }
@@ -100,6 +122,8 @@ class ProxyComponent(Component):
         ]
         listeners += [TcpListener(tcp_config, self._metrics) for tcp_config in config.tcp]
         for listener in listeners:
+            if self.tracing is not None and isinstance(listener, HttpListener):
+                listener.trace_with(self.tracing)
             listener.inherited = self._inherited.pop(listener.address, None)
             try:
                 await listener.start()
@@ -119,6 +143,8 @@ class ProxyComponent(Component):
         for listener in self.listeners:
             listener.stop_accepting()
         await asyncio.gather(*(listener.wait_closed(deadline) for listener in self.listeners))
+        if self.tracing is not None:  # the spans of the last requests
+            await self.tracing.flush(deadline)
 
     async def close(self) -> None:
         for sock in self._inherited.values():  # not taken: its address is gone
@@ -133,11 +159,15 @@ class ProxyComponent(Component):
         if self.access_log is not None:
             await self.access_log.close()
             self.access_log = None
+        if self.tracing is not None:
+            await self.tracing.close()
+            self.tracing = None
         self._started = False
 
     def can_reconfigure(self, config: PillionConfig) -> bool:
         return (
             config.proxy == self._config
+            and config.telemetry.tracing == self._tracing_config
             and (config.app.host, config.app.port) == self._app
             and config.app.protocol == self._app_protocol
         )

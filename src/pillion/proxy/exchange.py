@@ -55,6 +55,7 @@ from pillion.proxy.forwarding import (
 )
 from pillion.proxy.gate import Admitted, Gate, Peer, Pending
 from pillion.proxy.retrying import Retries
+from pillion.telemetry.tracecontext import Propagation
 
 if TYPE_CHECKING:
     from pillion.proxy.channels import UpstreamChannel
@@ -173,7 +174,7 @@ class Http2Settings:
 class ExchangeSettings:
     """What every exchange of a listener shares: handed in, never looked up."""
 
-    __slots__ = ("deadlines", "gate", "identity_header", "loop", "scheme")
+    __slots__ = ("deadlines", "gate", "identity_header", "loop", "propagation", "scheme")
 
     def __init__(
         self,
@@ -182,12 +183,14 @@ class ExchangeSettings:
         loop: asyncio.AbstractEventLoop,
         scheme: bytes = b"http",
         identity_header: bytes = IDENTITY_HEADER,
+        propagation: Propagation | None = None,
     ) -> None:
         self.gate = gate
         self.loop = loop
         self.deadlines = Deadlines(loop)  # the request timeouts of the listener's exchanges
         self.scheme = scheme  # for X-Forwarded-Proto
         self.identity_header = identity_header  # where the client's identity is sent
+        self.propagation = propagation  # with tracing: how the request's span travels on
 
 
 class Exchange(Retries):
@@ -332,6 +335,7 @@ class Exchange(Retries):
                 identity=down.identity,
                 identity_header=settings.identity_header,
                 upgrade=self.upgrade,
+                propagation=settings.propagation,
             )
         path = edits.path(self.head.target)
         remove = edits.remove | strip if strip else edits.remove
@@ -354,6 +358,7 @@ class Exchange(Retries):
                 identity=down.identity,
                 identity_header=settings.identity_header,
                 grpc=self.grpc,
+                propagation=settings.propagation,
             )
         return request_head_for_upstream(
             self.head,
@@ -367,6 +372,7 @@ class Exchange(Retries):
             identity=down.identity,
             identity_header=settings.identity_header,
             upgrade=self.upgrade,
+            propagation=settings.propagation,
         )
 
     def on_body(self, data: bytes) -> None:

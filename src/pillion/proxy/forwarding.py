@@ -4,7 +4,8 @@ To the app: hop-by-hop fields removed (RFC 9110 §7.6.1, with those named in
 ``Connection``), ``Host`` from the request (or its absolute-form target),
 ``X-Forwarded-For`` appended, ``X-Forwarded-Proto`` and ``X-Forwarded-Host``
 set, ``x-request-id`` kept when valid or generated, ``traceparent`` kept when
-valid or started, and Pillion's own body framing. ``Expect`` is answered by
+valid or started (with tracing: continued from Pillion's own span, and B3 with
+it when asked for), and Pillion's own body framing. ``Expect`` is answered by
 Pillion itself and not forwarded. ``TE: trailers`` is kept (gRPC needs it; RFC
 9110 §10.1.4), any other ``TE`` dropped. ``Upgrade`` travels only as the gate
 admitted it (``upgrade``); ``HTTP2-Settings`` never does (RFC 9113 §3.1 retired
@@ -20,6 +21,8 @@ from pillion.http.headers import HOP_BY_HOP, Headers, connection_tokens
 from pillion.http.request import RequestHead
 from pillion.http.response import ResponseHead
 from pillion.telemetry.tracecontext import (
+    Propagation,
+    SpanContext,
     new_request_id,
     new_traceparent,
     valid_request_id,
@@ -54,13 +57,17 @@ _RESPONSE_REWRITTEN = HOP_BY_HOP | {b"content-length"}
 
 
 class Forwarded:
-    """The ids a request was forwarded with (for the access log)."""
+    """The ids a request was forwarded with (for the access log), and Pillion's
+    span when it traces."""
 
-    __slots__ = ("request_id", "traceparent")
+    __slots__ = ("request_id", "span", "traceparent")
 
-    def __init__(self, request_id: bytes, traceparent: bytes) -> None:
+    def __init__(
+        self, request_id: bytes, traceparent: bytes, span: SpanContext | None = None
+    ) -> None:
         self.request_id = request_id
         self.traceparent = traceparent
+        self.span = span
 
 
 def request_head_for_upstream(
@@ -76,6 +83,7 @@ def request_head_for_upstream(
     identity: bytes | None = None,
     identity_header: bytes = IDENTITY_HEADER,
     upgrade: bytes | None = None,
+    propagation: Propagation | None = None,
 ) -> tuple[bytes, Forwarded]:
     """The HTTP/1.1 request head to send to the app, and the ids it carries.
 
@@ -84,10 +92,11 @@ def request_head_for_upstream(
     The client's copy of the identity header is always dropped; ``identity`` (from
     its certificate) is sent in it instead. ``upgrade`` is the ``Upgrade`` value
     to send (the protocols the gate allowed), with ``Connection: upgrade``.
+    With ``propagation`` (tracing), the app is sent Pillion's span as the parent.
     """
     fields, host, forwarded = _forwarded_fields(
         head, client_ip, proto, default_host, remove, set_headers, add_headers,
-        identity, identity_header, lower=False,
+        identity, identity_header, propagation, lower=False,
     )  # fmt: skip
     # pieces joined once: cheaper than a bytes formatting per line
     parts = [head.method, b" ", path or head.target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
@@ -122,6 +131,7 @@ def request_fields_for_upstream(
     identity: bytes | None = None,
     identity_header: bytes = IDENTITY_HEADER,
     grpc: bool = False,
+    propagation: Propagation | None = None,
 ) -> tuple[Headers, Forwarded]:
     """The same request as HTTP/2 fields (RFC 9113 §8.3.1): the pseudo-headers
     (``:authority`` from the request's host), then lower-case fields; the
@@ -130,7 +140,7 @@ def request_fields_for_upstream(
     and an HTTP/1.1 client may not have sent it: its trailers are then dropped)."""
     fields, host, forwarded = _forwarded_fields(
         head, client_ip, proto, default_host, remove, set_headers, add_headers,
-        identity, identity_header, lower=True, trailers=grpc,
+        identity, identity_header, propagation, lower=True, trailers=grpc,
     )  # fmt: skip
     pseudo = [
         (b":method", head.method),
@@ -154,6 +164,7 @@ def _forwarded_fields(
     add_headers: tuple[tuple[bytes, bytes], ...],
     identity: bytes | None,
     identity_header: bytes,
+    propagation: Propagation | None,
     *,
     lower: bool,
     trailers: bool = False,
@@ -166,6 +177,10 @@ def _forwarded_fields(
         named = named | remove | {name for name, _ in set_headers}
     if identity_header != IDENTITY_HEADER:
         named = named | {identity_header}
+    b3: list[tuple[bytes, bytes]] | None = None
+    if propagation is not None and propagation.names:
+        named = named | propagation.names
+        b3 = []
     fields: Headers = list(set_headers) if set_headers else []
     forwarded_for = b""
     request_id = b""
@@ -181,11 +196,17 @@ def _forwarded_fields(
                 request_id = value
             elif low == b"traceparent":
                 traceparent = value
+            elif b3 is not None and (low == b"b3" or low.startswith(b"x-b3-")):
+                b3.append((low, value))
             continue
         fields.append((low, value) if lower else (name, value))
     if not (request_id and valid_request_id(request_id)):
         request_id = new_request_id()
-    if not (traceparent and valid_traceparent(traceparent)):
+    span: SpanContext | None = None
+    if propagation is not None:
+        span = propagation.start(traceparent, b3)
+        traceparent = span.traceparent()
+    elif not (traceparent and valid_traceparent(traceparent)):
         traceparent = new_traceparent()
     host = head.host or default_host
     if add_headers:
@@ -199,12 +220,16 @@ def _forwarded_fields(
     fields.append((b"x-forwarded-proto", proto))
     fields.append((b"x-forwarded-host", host))
     fields.append((b"x-request-id", request_id))
-    fields.append((b"traceparent", traceparent))
+    if span is None:
+        fields.append((b"traceparent", traceparent))
+    else:
+        assert propagation is not None
+        fields.extend(propagation.headers(span))
     if identity is not None:
         fields.append((identity_header, identity))
     if trailers:
         fields.append((b"te", b"trailers"))
-    return fields, host, Forwarded(request_id, traceparent)
+    return fields, host, Forwarded(request_id, traceparent, span)
 
 
 def response_headers_for_client(

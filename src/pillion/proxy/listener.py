@@ -38,9 +38,11 @@ from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget
 from pillion.proxy.routes import route_table
 from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
+from pillion.proxy.tracing import Tracing
 from pillion.proxy.transparent import CapturedConnection, OriginalDestinations
 from pillion.proxy.upstream import AppProtocol, UpstreamPool
 from pillion.telemetry import Metrics
+from pillion.telemetry.tracecontext import Propagation
 from pillion.tls import ServerTls, TlsLoadError
 from pillion.tls.contexts import CertificateFiles
 
@@ -111,6 +113,7 @@ class HttpListener(Listening):
             if "http2" in config.protocols
             else None
         )
+        self._propagation: Propagation | None = None
         # replaced by ``_admission`` once a subclass has set up its checks
         self.gate = Gate(self.route)
         self.exchange_settings = ExchangeSettings(gate=self.gate, loop=self.loop)
@@ -132,7 +135,20 @@ class HttpListener(Listening):
             loop=self.loop,
             scheme=self.scheme,
             identity_header=self.identity_header,
+            propagation=self._propagation,
         )
+
+    def trace_with(self, tracing: Tracing) -> None:
+        """Make a span of every exchange, and send the app Pillion's span as parent."""
+        tracer = tracing.tracer(self.name, outbound=self.outbound)
+        self.observer.tracer = tracer
+        self._propagation = tracer.propagation
+        self.exchange_settings.propagation = tracer.propagation
+
+    @property
+    def outbound(self) -> bool:
+        """Called by the app (client spans), rather than in front of it."""
+        return False
 
     def route(self, head: RequestHead, peer: Peer) -> Target | None:
         raise NotImplementedError
@@ -330,6 +346,10 @@ class OutboundListener(HttpListener):
             else None
         )
         self._admission()
+
+    @property
+    def outbound(self) -> bool:
+        return True
 
     def new_connection(self) -> asyncio.Protocol:
         if self.destinations is not None:

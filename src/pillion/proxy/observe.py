@@ -2,7 +2,9 @@
 log line. Compiled with the rest of the per-request path (``setup.py``).
 
 Once a second at most, the duration observation carries the request's trace id
-as an exemplar (OpenMetrics); the others are tallied (``ListenerMetrics``).
+as an exemplar (OpenMetrics); the others are tallied (``ListenerMetrics``). With
+tracing, the span is made here (``ExchangeTracer``), and exemplars carry the
+trace and span ids of exported spans only, so each leads to a trace that exists.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pillion.proxy.accesslog import AccessLog
 from pillion.proxy.exchange import Exchange
 from pillion.proxy.gate import Peer
 from pillion.proxy.metrics import ListenerMetrics
+from pillion.proxy.tracing import ExchangeTracer
 from pillion.telemetry.tracecontext import trace_id
 
 __all__ = ["EXEMPLAR_INTERVAL", "ExchangeObserver"]
@@ -24,12 +27,13 @@ EXEMPLAR_INTERVAL = 1.0  # seconds between trace-id exemplars on the duration hi
 class ExchangeObserver:
     """Counts and logs the finished exchanges of one listener."""
 
-    __slots__ = ("_exemplar_at", "access_log", "metrics", "name")
+    __slots__ = ("_exemplar_at", "access_log", "metrics", "name", "tracer")
 
     def __init__(self, name: str, metrics: ListenerMetrics, access_log: AccessLog | None) -> None:
         self.name = name
         self.metrics = metrics
         self.access_log = access_log
+        self.tracer: ExchangeTracer | None = None
         self._exemplar_at = -EXEMPLAR_INTERVAL  # when the last exemplar was attached
 
     def finished(self, exchange: Exchange) -> None:
@@ -43,7 +47,16 @@ class ExchangeObserver:
         forwarded = exchange.forwarded
         now = exchange.started_at + duration
         exemplar: dict[str, str] | None = None
-        if forwarded is not None and now - self._exemplar_at >= EXEMPLAR_INTERVAL:
+        tracer = self.tracer
+        if tracer is not None:
+            span = tracer.finished(exchange, duration, time.time())
+            if span is not None and now - self._exemplar_at >= EXEMPLAR_INTERVAL:
+                self._exemplar_at = now
+                exemplar = {
+                    "trace_id": span.trace_id.decode("ascii"),
+                    "span_id": span.span_id.decode("ascii"),
+                }
+        elif forwarded is not None and now - self._exemplar_at >= EXEMPLAR_INTERVAL:
             # the trace id of a request in the bucket, for OpenMetrics scrapers
             # (exemplars cost too much to attach to every request)
             self._exemplar_at = now

@@ -15,6 +15,7 @@ between tries, and asks the exchange (``_drop_upstream``, ``_local_reply``,
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from pillion.proxy import flags
@@ -44,6 +45,7 @@ class Retries:
         "replay_size",
         "resend",
         "response_started",
+        "retry_log",
         "retry_timer",
         "retrying",
         "target",
@@ -66,6 +68,8 @@ class Retries:
 
     def __init__(self) -> None:
         self.attempts = 0  # retries made
+        # each retry's wall-clock time, reason, and the failed try's status and flag
+        self.retry_log: list[tuple[float, str, int, str]] | None = None
         self.replay: list[bytes] | None = None  # what was sent, kept for a retry
         self.replay_size = 0
         self.replay_limit = 0  # the most that is kept
@@ -154,6 +158,11 @@ class Retries:
             return False
         self.retrying = True
         self.attempts += 1
+        entry = (time.time(), reason, status, flag)
+        if self.retry_log is None:
+            self.retry_log = [entry]
+        else:
+            self.retry_log.append(entry)
         self._cancel_try_timer()
         self.resend = sent
         self.try_status = status

@@ -43,7 +43,9 @@ class _WorkerField(logging.Filter):
 
 async def _serve(config: PillionConfig, ready_fd: int) -> int:
     assert config.proxy is not None  # workers run only for a config with a proxy
-    proxy = ProxyComponent(config.proxy, config.app, Metrics(process=False))
+    proxy = ProxyComponent(
+        config.proxy, config.app, Metrics(process=False), config.telemetry.tracing
+    )
     try:
         await proxy.start()
     except ComponentStartError as exc:

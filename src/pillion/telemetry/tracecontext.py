@@ -1,4 +1,13 @@
-"""W3C Trace Context (``traceparent``) and request ids: validate or start one.
+"""W3C Trace Context (``traceparent``), B3, and request ids: validate or start one.
+
+Without tracing a valid ``traceparent`` travels on as it came (or one is
+started). With tracing (``Propagation``) Pillion's own span sits between the
+caller and the app: the app is sent the same trace with Pillion's span id as
+its parent, so the app's spans nest under Pillion's. Whether the trace is
+sampled is the caller's decision when it made one (parent-based), else a
+ratio of trace ids (the same trace id gets the same answer on every hop).
+B3 (Zipkin's single ``b3`` header and the ``X-B3-*`` ones) is read when a
+request has no valid ``traceparent``, and written beside it when asked for.
 
 Ids are cut from a pool of random hex digits, refilled from ``os.urandom`` 4 KiB at
 a time: one system call and one ``hex`` for about a hundred requests' ids, no
@@ -11,15 +20,23 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
-__all__ = ["new_request_id", "new_traceparent", "trace_id", "valid_request_id",
-           "valid_traceparent"]  # fmt: skip
+__all__ = ["B3_MULTI_NAMES", "Propagation", "SpanContext", "new_request_id", "new_span_id",
+           "new_traceparent", "trace_id", "valid_request_id", "valid_traceparent"]  # fmt: skip
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _POOL_BYTES = 4096
 # The digit that carries the RFC 4122 variant (10xx), by the random digit it replaces.
 _VARIANT = {digit: b"89ab"[i & 3 : (i & 3) + 1] for i, digit in enumerate(b"0123456789abcdef")}
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
+_HEX16 = re.compile(rb"[0-9a-f]{16}")
+_HEX32 = re.compile(rb"[0-9a-f]{32}")
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+B3_MULTI_NAMES = frozenset(
+    {b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"}
+)
 
 
 def valid_traceparent(value: bytes) -> bool:
@@ -85,3 +102,143 @@ def new_request_id() -> bytes:
     return b"".join(
         [h[:8], b"-", h[8:12], b"-4", h[13:16], b"-", _VARIANT[h[16]], h[17:20], b"-", h[20:]]
     )
+
+
+def new_span_id() -> bytes:
+    """16 random hex digits, never all zeros."""
+    span = _pool.take(16)
+    return span if span != _ZERO_SPAN else new_span_id()  # pragma: no branch - 2**-64
+
+
+class SpanContext:
+    """Pillion's span of one request: its trace, its own id, the caller's span
+    (``parent_id``, ``b""`` for a root) and whether the trace is sampled."""
+
+    __slots__ = ("parent_id", "sampled", "span_id", "trace_id")
+
+    def __init__(self, trace_id: bytes, span_id: bytes, parent_id: bytes, sampled: bool) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+
+    def traceparent(self) -> bytes:
+        return b"".join(
+            [b"00-", self.trace_id, b"-", self.span_id, b"-01" if self.sampled else b"-00"]
+        )
+
+
+class Propagation:
+    """How the trace context of a request is read, and written on its way on.
+
+    ``ratio``: the share of new traces (roots) that are sampled. ``b3``:
+    ``"off"``, or the B3 form written (``"single"``: one ``b3`` header;
+    ``"multi"``: ``X-B3-*``); both forms are read either way.
+    """
+
+    __slots__ = ("_bound", "b3", "names")
+
+    def __init__(self, ratio: float, b3: str = "off") -> None:
+        # a root is sampled when the low 64 bits of its trace id are below the bound
+        self._bound = min(max(ratio, 0.0), 1.0) * 2**64
+        self.b3 = b3
+        # the header names it reads and replaces, beside ``traceparent``
+        self.names: frozenset[bytes] = frozenset() if b3 == "off" else B3_MULTI_NAMES | {b"b3"}
+
+    def start(self, traceparent: bytes, b3: list[tuple[bytes, bytes]] | None) -> SpanContext:
+        """Pillion's span for a request that came with this ``traceparent`` (``b""``:
+        none) and these B3 fields (names lower case)."""
+        value = traceparent.strip()
+        if value and valid_traceparent(value):
+            return SpanContext(
+                value[3:35], new_span_id(), value[36:52], int(value[53:55], 16) & 1 == 1
+            )
+        if b3:
+            found = _b3_context(b3)
+            if found is not None:
+                trace, parent, sampled = found
+                if not trace:  # a sampling decision alone (``b3: 0``): a new trace
+                    trace = _pool.take(32)
+                if sampled is None:
+                    sampled = self._root_sampled(trace)
+                return SpanContext(trace, new_span_id(), parent, sampled)
+        ids = _pool.take(32)
+        if ids == _ZERO_TRACE:  # pragma: no cover - 2**-128
+            return self.start(b"", None)
+        return SpanContext(ids, new_span_id(), b"", self._root_sampled(ids))
+
+    def incoming(self, headers: Iterable[tuple[bytes, bytes]]) -> SpanContext:
+        """``start`` for a request's header list as it came."""
+        traceparent = b""
+        b3: list[tuple[bytes, bytes]] = []
+        names = self.names
+        for name, value in headers:
+            low = name.lower()
+            if low == b"traceparent":
+                traceparent = value
+            elif low in names:
+                b3.append((low, value))
+        return self.start(traceparent, b3)
+
+    def headers(self, span: SpanContext) -> list[tuple[bytes, bytes]]:
+        """The fields that carry ``span`` to the app."""
+        fields = [(b"traceparent", span.traceparent())]
+        if self.b3 == "single":
+            fields.append((b"b3", b"-".join([span.trace_id, span.span_id,
+                                             b"1" if span.sampled else b"0"])))  # fmt: skip
+        elif self.b3 == "multi":
+            fields.append((b"x-b3-traceid", span.trace_id))
+            fields.append((b"x-b3-spanid", span.span_id))
+            fields.append((b"x-b3-sampled", b"1" if span.sampled else b"0"))
+        return fields
+
+    def _root_sampled(self, trace: bytes) -> bool:
+        return int(trace[16:], 16) < self._bound
+
+
+def _b3_context(fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bool | None] | None:
+    """Trace id (``b""``: none given), caller's span id and sampling decision
+    (``None``: deferred) of B3 headers: the single ``b3`` header, else the
+    ``X-B3-*`` ones (openzipkin/b3-propagation)."""
+    multi: dict[bytes, bytes] = {}
+    for name, value in fields:
+        if name == b"b3":
+            return _b3_single(value.strip().lower())
+        multi[name] = value.strip().lower()
+    trace = _b3_trace(multi.get(b"x-b3-traceid", b""))
+    span = multi.get(b"x-b3-spanid", b"")
+    if trace is None or _HEX16.fullmatch(span) is None or span == _ZERO_SPAN:
+        return None
+    sampled: bool | None = None
+    if multi.get(b"x-b3-flags") == b"1":
+        sampled = True  # debug
+    elif (state := multi.get(b"x-b3-sampled")) is not None:
+        sampled = state in (b"1", b"true", b"d")
+    return trace, span, sampled
+
+
+def _b3_single(value: bytes) -> tuple[bytes, bytes, bool | None] | None:
+    parts = value.split(b"-")
+    if len(parts) == 1 and value in (b"0", b"1", b"d"):
+        return b"", b"", value != b"0"  # a decision without ids
+    if len(parts) < 2 or len(parts) > 4:
+        return None
+    trace = _b3_trace(parts[0])
+    span = parts[1]
+    if trace is None or _HEX16.fullmatch(span) is None or span == _ZERO_SPAN:
+        return None
+    sampled: bool | None = None
+    if len(parts) > 2:
+        if parts[2] not in (b"0", b"1", b"d"):
+            return None
+        sampled = parts[2] != b"0"
+    return trace, span, sampled
+
+
+def _b3_trace(value: bytes) -> bytes | None:
+    """A B3 trace id as 32 hex digits (a 64-bit one is padded on the left)."""
+    if _HEX16.fullmatch(value) is not None:
+        value = b"0" * 16 + value
+    elif _HEX32.fullmatch(value) is None:
+        return None
+    return None if value == _ZERO_TRACE else value

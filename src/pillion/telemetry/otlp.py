@@ -1,0 +1,274 @@
+"""Send finished spans to an OpenTelemetry collector (OTLP/HTTP, protobuf).
+
+The request path only appends a span to a bounded queue (``add``): never an
+allocation beyond the span, never a wait. One task sends the queue in batches,
+when a batch is full or ``flush_interval`` after its first span. A batch the
+collector could not take (no connection, a timeout, 429, 502, 503, 504) is
+tried again after a growing, jittered pause, or the collector's
+``Retry-After``, until ``max_retry_time``; then it is dropped. Meanwhile the
+queue fills, and once full new spans are dropped: a collector down for minutes
+costs a bounded amount of memory and no request latency. Every span is counted
+as exported or dropped, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter
+
+from pillion.config.redaction import redact_url
+from pillion.telemetry.metrics import Metrics
+from pillion.telemetry.spans import Attributes, Span, encode
+
+__all__ = ["DROP_REASONS", "ExporterSettings", "OtlpExporter"]
+
+log = logging.getLogger("pillion.tracing")
+
+DROP_REASONS = ("queue_full", "rejected", "retries_exhausted", "shutdown")
+_RETRYABLE = frozenset({408, 429, 502, 503, 504})
+_FIRST_PAUSE = 0.5
+_MAX_PAUSE = 30.0
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    url: str  # the full /v1/traces URL
+    headers: dict[str, str] = field(default_factory=dict)
+    gzip: bool = False
+    timeout: float = 10.0
+    queue_size: int = 2048
+    batch_size: int = 512
+    flush_interval: float = 1.0
+    max_retry_time: float = 60.0
+    resource: Attributes = field(default_factory=list)
+
+
+class _Families:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.exported = Counter(
+            "pillion_tracing_spans_exported",
+            "Spans the collector accepted.",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "pillion_tracing_spans_dropped",
+            "Spans not exported, by reason: queue_full (the collector did not keep "
+            "up), rejected (refused by the collector), retries_exhausted, shutdown.",
+            ["reason"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "pillion_tracing_export_requests",
+            "Export requests to the collector, by result: ok, retry (a failure tried "
+            "again), rejected (refused for good), exhausted (retried until "
+            "max_retry_time).",
+            ["result"],
+            registry=registry,
+        )
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        for result in ("ok", "retry", "rejected", "exhausted"):
+            self.requests.labels(result)
+
+
+class OtlpExporter:
+    """The queue of finished spans and the task that sends it."""
+
+    def __init__(self, settings: ExporterSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        families = metrics.family("tracing", _Families)
+        self._exported = families.exported
+        self._dropped = {reason: families.dropped.labels(reason) for reason in DROP_REASONS}
+        self._requests = families.requests
+        self._queue: deque[Span] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing queued and nothing being sent
+        self._idle.set()
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._flushing = False  # a flush asked: send what is queued without waiting
+        self._ssl: ssl.SSLContext | None = None
+        self._failing = False  # the last request failed: logged once until one succeeds
+        self._headers = dict(settings.headers)
+        self._headers["Content-Type"] = "application/x-protobuf"
+        if settings.gzip:
+            self._headers["Content-Encoding"] = "gzip"
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def add(self, span: Span) -> None:
+        """Queue a finished span (from the request path: never waits)."""
+        queue = self._queue
+        if len(queue) >= self.settings.queue_size or self._closing:
+            self._dropped["queue_full" if not self._closing else "shutdown"].inc()
+            return
+        queue.append(span)
+        if len(queue) == 1:
+            self._idle.clear()
+            self._wake.set()
+        elif len(queue) >= self.settings.batch_size:
+            self._wake.set()
+
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Verify an ``https`` collector with ``context`` (before ``start``)."""
+        self._ssl = context
+
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            trust_env=False,
+            connector=aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None,
+        )
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="otlp-exporter")
+
+    async def flush(self, deadline: float) -> None:
+        """Send what is queued, until ``deadline`` (``loop.time()``) at the latest."""
+        self._flushing = True
+        self._wake.set()
+        timeout = deadline - asyncio.get_running_loop().time()
+        if timeout > 0 and self._task is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        """Stop; spans still queued are dropped (counted as ``shutdown``)."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._queue:
+            self._dropped["shutdown"].inc(len(self._queue))
+            self._queue.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _run(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if len(self._queue) < settings.batch_size:
+                # a batch fills, or its first span has waited long enough
+                filled_by = loop.time() + settings.flush_interval
+                while len(self._queue) < settings.batch_size and not self._flushing:
+                    left = filled_by - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(left):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        break
+                    self._wake.clear()
+            while self._queue:
+                batch = [
+                    self._queue.popleft() for _ in range(min(settings.batch_size, len(self._queue)))
+                ]
+                await self._send(batch)
+            self._idle.set()
+
+    async def _send(self, batch: list[Span]) -> None:
+        settings = self.settings
+        body = encode(batch, settings.resource)
+        if settings.gzip:
+            body = await asyncio.to_thread(gzip.compress, body, 6)
+        give_up_at = time.monotonic() + settings.max_retry_time
+        pause = _FIRST_PAUSE
+        while True:
+            status, retry_after, rejected = await self._post(body)
+            if status == 200:
+                self._requests.labels("ok").inc()
+                if rejected:
+                    self._dropped["rejected"].inc(rejected)
+                self._exported.inc(len(batch) - rejected)
+                if self._failing:
+                    self._failing = False
+                    log.info("tracing collector reachable again",
+                             extra={"url": redact_url(settings.url)})  # fmt: skip
+                return
+            if status is not None and status not in _RETRYABLE:
+                self._requests.labels("rejected").inc()
+                self._dropped["rejected"].inc(len(batch))
+                log.warning("tracing collector refused spans",
+                            extra={"url": redact_url(settings.url), "status": status,
+                                   "spans": len(batch)})  # fmt: skip
+                return
+            jittered = pause * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+            wait = retry_after if retry_after is not None else jittered
+            if time.monotonic() + wait > give_up_at:
+                self._requests.labels("exhausted").inc()
+                self._dropped["retries_exhausted"].inc(len(batch))
+                log.warning(
+                    "tracing collector unreachable: spans dropped",
+                    extra={"url": redact_url(settings.url), "spans": len(batch)},
+                )
+                return
+            self._requests.labels("retry").inc()
+            if not self._failing:
+                self._failing = True
+                log.warning("tracing collector failed: retrying",
+                            extra={"url": redact_url(settings.url), "status": status})  # fmt: skip
+            await asyncio.sleep(wait)
+            pause = min(pause * 2, _MAX_PAUSE)
+
+    async def _post(self, body: bytes) -> tuple[int | None, float | None, int]:
+        """The status (``None``: no answer), the ``Retry-After`` in seconds if given,
+        and how many spans a 200's partial success says were rejected."""
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                self.settings.url, data=body, headers=self._headers
+            ) as response:
+                answer = await response.read()
+                return (
+                    response.status,
+                    _retry_after(response.headers.get("Retry-After")),
+                    _rejected(answer) if response.status == 200 else 0,
+                )
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return None, None, 0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` in seconds (an HTTP date is ignored),
+    capped."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), _MAX_PAUSE)
+
+
+def _rejected(answer: bytes) -> int:
+    """``partial_success.rejected_spans`` of an ``ExportTraceServiceResponse``."""
+    if not answer:
+        return 0
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    response = ExportTraceServiceResponse()
+    try:
+        response.ParseFromString(answer)
+    except DecodeError:
+        return 0
+    return int(response.partial_success.rejected_spans)

@@ -1,0 +1,429 @@
+"""Spans of proxied requests, exported to a real OTLP/HTTP receiver (decoded with
+``opentelemetry-proto``): the trace tree client → inbound → app → outbound →
+remote, attributes, sampling, B3, redaction, exemplars, and a collector that is
+down, busy or refusing."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    metric_value,
+    running_pillion,
+    serve_http,
+    wait_until,
+)
+from tests.proxy.otlp_receiver import OtlpReceiver, attributes, otlp_receiver
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+APP_SPAN = "a1a2a3a4a5a6a7a8"
+SERVER, CLIENT = 2, 3
+
+
+@dataclass
+class App:
+    """The app behind the inbound listener: records what it gets; on ``/chain`` it
+    calls the remote through Pillion's outbound listener as an instrumented app
+    would, with its own span (``APP_SPAN``) in the same trace."""
+
+    outbound_port: int = 0
+    port: int = 0
+    seen: list[dict[str, str]] = field(default_factory=list)
+    status: int = 200
+    hold: threading.Event | None = None
+
+
+@contextlib.contextmanager
+def app_server(app: App) -> Iterator[App]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            app.seen.append({"path": self.path, **headers})
+            status = app.status
+            if self.path.startswith("/slow") and app.hold is not None:
+                app.hold.wait(10)
+            if self.path.startswith("/chain"):
+                trace = headers["traceparent"].split("-")[1]
+                conn = HTTPConnection("127.0.0.1", app.outbound_port, timeout=5)
+                conn.request("GET", "/remote", headers={
+                    "Host": "remote", "traceparent": f"00-{trace}-{APP_SPAN}-01"})  # fmt: skip
+                status = conn.getresponse().status
+                conn.close()
+            body = b"ok"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serve_http(Handler) as port:
+        app.port = port
+        yield app
+
+
+@dataclass
+class Pod:
+    pillion: PillionProcess
+    inbound: int
+    outbound: int
+    app: App
+    remote: App
+    receiver: OtlpReceiver
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> int:
+        status, _, _ = http("GET", f"http://127.0.0.1:{self.inbound}{path}", headers=headers)
+        return status
+
+    def by_kind(self, kind: int) -> list[Any]:
+        return [span for span in self.receiver.spans() if span.kind == kind]
+
+    def metrics(self, accept: str | None = None) -> bytes:
+        headers = {"Accept": accept} if accept else None
+        _, _, body = http("GET", f"{self.pillion.status_url}/metrics", headers=headers)
+        return body
+
+
+@contextlib.contextmanager
+def pod(
+    tmp_path: Path,
+    tracing: str,
+    *,
+    receiver_port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Pod]:
+    """Pillion with an inbound listener in front of ``App``, an outbound listener
+    to a remote, and ``telemetry.tracing`` (``tracing``'s lines; ``{otlp}`` is the
+    receiver's URL)."""
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver(receiver_port or 0))
+        remote = stack.enter_context(app_server(App()))
+        app = App()
+        inbound, outbound = free_port(), free_port()
+        app.outbound_port = outbound
+        stack.enter_context(app_server(app))
+        body = f"""
+telemetry:
+  tracing:
+{tracing.format(otlp=receiver.url)}
+proxy:
+  access_log: null
+  inbound:
+    - listen: 127.0.0.1:{inbound}
+      routes:
+        - name: api
+          match: {{prefix: /}}
+  outbound:
+    - {{name: out, listen: 127.0.0.1:{outbound}, cluster: remote}}
+  clusters:
+    - {{name: remote, endpoints: [127.0.0.1:{remote.port}]}}
+"""
+        pillion = stack.enter_context(running_pillion(tmp_path, body, app_port=app.port, env=env))
+        yield Pod(pillion, inbound, outbound, app, remote, receiver)
+
+
+FAST = """    otlp: {{endpoint: "{otlp}", flush_interval: 100ms}}"""
+
+
+def test_the_trace_tree_from_client_to_remote_nests_every_span(tmp_path: Path) -> None:
+    env = {"POD_NAME": "shop-7d9f", "POD_NAMESPACE": "prod", "NODE_NAME": "node-1"}
+    with pod(tmp_path, FAST + "\n    service_name: shop", env=env) as p:
+        status = p.get(
+            "/chain?page=2",
+            {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01", "User-Agent": "curl/8.0",
+             "tracestate": "vendor=1"},
+        )  # fmt: skip
+        assert status == 200
+        wait_until(lambda: p.by_kind(SERVER) and p.by_kind(CLIENT))
+        (server,) = p.by_kind(SERVER)
+        (client,) = p.by_kind(CLIENT)
+        # one trace: the client's
+        assert server.trace_id.hex() == client.trace_id.hex() == CLIENT_TRACE
+        # client → Pillion inbound (server span) → app
+        assert server.parent_span_id.hex() == CLIENT_SPAN
+        to_app = p.app.seen[0]["traceparent"]
+        assert to_app == f"00-{CLIENT_TRACE}-{server.span_id.hex()}-01"
+        # app (its own span) → Pillion outbound (client span) → remote
+        assert client.parent_span_id.hex() == APP_SPAN
+        assert p.remote.seen[0]["traceparent"] == f"00-{CLIENT_TRACE}-{client.span_id.hex()}-01"
+        assert p.app.seen[0]["tracestate"] == "vendor=1"  # travels on as it came
+        assert server.trace_state == "vendor=1"
+
+        inbound = attributes(server.attributes)
+        assert inbound["http.request.method"] == "GET"
+        assert inbound["url.path"] == "/chain"
+        assert inbound["url.query"] == "page=2"
+        assert inbound["http.response.status_code"] == 200
+        assert inbound["server.address"] == "127.0.0.1"
+        assert inbound["server.port"] == p.inbound
+        assert inbound["network.peer.address"] == "127.0.0.1"
+        assert inbound["user_agent.original"] == "curl/8.0"
+        assert inbound["pillion.route"] == "api"
+        assert inbound["pillion.listener"] == "inbound"
+        assert server.name == "GET api"
+        assert server.end_time_unix_nano > server.start_time_unix_nano
+        # the outbound call is inside the inbound one
+        assert server.start_time_unix_nano <= client.start_time_unix_nano
+        assert client.end_time_unix_nano <= server.end_time_unix_nano
+        outbound = attributes(client.attributes)
+        assert outbound["pillion.cluster"] == "remote"
+        assert outbound["server.address"] == "remote"
+        assert outbound["pillion.listener"] == "out"
+
+        (resource,) = {tuple(sorted(r.items())) for r in p.receiver.resources()}
+        assert dict(resource) | {
+            "service.name": "shop",
+            "k8s.pod.name": "shop-7d9f",
+            "k8s.namespace.name": "prod",
+            "k8s.node.name": "node-1",
+        } == dict(resource)
+        export = p.receiver.exports[0]
+        assert export.path == "/v1/traces"
+        assert export.headers["Content-Type"] == "application/x-protobuf"
+
+        metrics = p.metrics()
+        assert metric_value(metrics, "pillion_tracing_spans_exported_total") == 2
+
+
+def test_a_request_without_a_trace_starts_one_and_the_app_continues_it(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST) as p:
+        assert p.get("/plain") == 200
+        wait_until(lambda: p.by_kind(SERVER))
+        (server,) = p.by_kind(SERVER)
+        assert server.parent_span_id == b""
+        assert p.app.seen[0]["traceparent"] == (
+            f"00-{server.trace_id.hex()}-{server.span_id.hex()}-01"
+        )
+
+
+def test_exemplars_are_the_ids_of_exported_spans(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST) as p:
+        assert p.get("/one") == 200
+        wait_until(lambda: p.by_kind(SERVER))
+        (server,) = p.by_kind(SERVER)
+        page = p.metrics("application/openmetrics-text; version=1.0.0").decode()
+        exemplar = f'trace_id="{server.trace_id.hex()}"'
+        lines = [line for line in page.splitlines() if exemplar in line]
+        assert lines, page
+        assert f'span_id="{server.span_id.hex()}"' in lines[0]
+
+
+def test_sampling_follows_the_caller_and_the_ratio_but_keeps_errors_and_slow_ones(
+    tmp_path: Path,
+) -> None:
+    tracing = FAST + "\n    sampling: {{ratio: 0.0, errors: true, slower_than: 300ms}}"
+    with pod(tmp_path, tracing) as p:
+        for _ in range(20):
+            assert p.get("/unsampled") == 200  # roots at ratio 0: not sampled
+        assert all(seen["traceparent"].endswith("-00") for seen in p.app.seen)
+        # a caller that sampled its trace is followed (parent-based)
+        assert p.get("/followed", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}) == 200
+        assert p.app.seen[-1]["traceparent"].endswith("-01")
+        p.app.status = 503
+        assert p.get("/failing") == 503  # an error is exported all the same
+        p.app.status = 200
+        p.app.hold = threading.Event()
+        timer = threading.Timer(0.5, p.app.hold.set)
+        timer.start()
+        assert p.get("/slow") == 200  # so is a slow request
+        timer.join()
+        wait_until(lambda: len(p.by_kind(SERVER)) == 3)
+        paths = sorted(attributes(s.attributes)["url.path"] for s in p.by_kind(SERVER))
+        assert paths == ["/failing", "/followed", "/slow"]
+        (failing,) = [s for s in p.by_kind(SERVER) if s.name and
+                      attributes(s.attributes)["url.path"] == "/failing"]  # fmt: skip
+        assert failing.status.code == 2  # Error
+        assert attributes(failing.attributes)["error.type"] == "503"
+
+
+def test_a_caller_that_did_not_sample_is_followed(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST) as p:  # ratio 1.0
+        assert p.get("/no", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"}) == 200
+        assert p.get("/yes") == 200
+        wait_until(lambda: p.by_kind(SERVER))
+        assert [attributes(s.attributes)["url.path"] for s in p.by_kind(SERVER)] == ["/yes"]
+        assert p.app.seen[0]["traceparent"].startswith(f"00-{CLIENT_TRACE}-")
+        assert p.app.seen[0]["traceparent"].endswith("-00")
+
+
+@pytest.mark.parametrize("form", ["single", "multi"])
+def test_b3_is_read_and_written(tmp_path: Path, form: str) -> None:
+    with pod(tmp_path, FAST + f"\n    b3: {form}") as p:
+        # a Zipkin caller, 64-bit trace id, multi-header form
+        assert p.get("/multi", {"X-B3-TraceId": "a3ce929d0e0e4736", "X-B3-SpanId": CLIENT_SPAN,
+                                "X-B3-Sampled": "1"}) == 200  # fmt: skip
+        # single-header form, 128-bit
+        assert p.get("/single", {"b3": f"{CLIENT_TRACE}-{CLIENT_SPAN}-1"}) == 200
+        # a valid traceparent wins over B3
+        assert p.get("/both", {"traceparent": f"00-{CLIENT_TRACE}-{APP_SPAN}-01",
+                               "b3": f"{'1' * 32}-{CLIENT_SPAN}-1"}) == 200  # fmt: skip
+        # B3 that says "not sampled" is followed
+        assert p.get("/denied", {"b3": "0"}) == 200
+        wait_until(lambda: len(p.by_kind(SERVER)) == 3)
+        spans = {attributes(s.attributes)["url.path"]: s for s in p.by_kind(SERVER)}
+        assert spans["/multi"].trace_id.hex() == "0" * 16 + "a3ce929d0e0e4736"
+        assert spans["/multi"].parent_span_id.hex() == CLIENT_SPAN
+        assert spans["/single"].trace_id.hex() == CLIENT_TRACE
+        assert spans["/both"].parent_span_id.hex() == APP_SPAN
+        assert "/denied" not in spans
+        seen = {s["path"]: s for s in p.app.seen}
+        for path, span in spans.items():
+            trace, me = span.trace_id.hex(), span.span_id.hex()
+            assert seen[path]["traceparent"] == f"00-{trace}-{me}-01"
+            if form == "single":
+                assert seen[path]["b3"] == f"{trace}-{me}-1"
+                assert "x-b3-traceid" not in seen[path]
+            else:
+                assert (seen[path]["x-b3-traceid"], seen[path]["x-b3-spanid"],
+                        seen[path]["x-b3-sampled"]) == (trace, me, "1")  # fmt: skip
+                assert "b3" not in seen[path]
+        assert seen["/denied"].get("x-b3-sampled", "0") == "0"
+
+
+def test_no_secret_reaches_a_span(tmp_path: Path) -> None:
+    tracing = FAST + "\n    redact_query_params: [customer]"
+    secrets = ["SEKRET-Q1", "SEKRET-Q2", "SEKRET-Q3", "SEKRET-H1", "SEKRET-H2", "SEKRET-H3",
+               "SEKRET-Q4"]  # fmt: skip
+    with pod(tmp_path, tracing) as p:
+        target = ("/login?api_key=SEKRET-Q1&access_token=SEKRET-Q2&code=SEKRET-Q3"
+                  "&customer=SEKRET-Q4&page=2")  # fmt: skip
+        headers = {
+            "Authorization": "Bearer SEKRET-H1",
+            "Cookie": "session=SEKRET-H2",
+            "X-Api-Key": "SEKRET-H3",
+        }
+        assert p.get(target, headers) == 200
+        wait_until(lambda: p.by_kind(SERVER))
+        (server,) = p.by_kind(SERVER)
+        assert attributes(server.attributes)["url.query"] == (
+            "api_key=***&access_token=***&code=***&customer=***&page=2"
+        )
+        raw = p.receiver.raw()
+        for secret in secrets:
+            assert secret.encode() not in raw
+
+
+def test_collector_headers_and_gzip_reach_the_collector_but_not_the_config(
+    tmp_path: Path,
+) -> None:
+    tracing = """    otlp:
+      endpoint: "{otlp}/v1/traces"
+      flush_interval: 100ms
+      gzip: true
+      headers: {{Authorization: "Bearer COLLECTOR-TOKEN"}}"""
+    with pod(tmp_path, tracing) as p:
+        assert p.get("/x") == 200
+        wait_until(lambda: p.by_kind(SERVER))
+        export = p.receiver.exports[0]
+        assert export.path == "/v1/traces"  # a full traces URL is used as it is
+        assert export.headers["Content-Encoding"] == "gzip"
+        assert export.headers["Authorization"] == "Bearer COLLECTOR-TOKEN"
+        _, _, config = http("GET", f"{p.pillion.admin_url}/config")
+        assert b"COLLECTOR-TOKEN" not in config
+        assert "COLLECTOR-TOKEN" not in p.pillion.output()
+
+
+def test_a_collector_down_costs_bounded_spans_and_no_requests(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens yet: every export is refused
+    tracing = f"""    otlp: {{{{endpoint: "http://127.0.0.1:{port}", flush_interval: 50ms,
+            queue_size: 40, batch_size: 10, max_retry_time: 1m}}}}"""
+    with contextlib.ExitStack() as stack:
+        p = stack.enter_context(pod(tmp_path, tracing))
+        for _ in range(200):
+            assert p.get("/during-outage") == 200  # requests never wait for spans
+        metrics = p.metrics()
+        dropped = metric_value(metrics, 'pillion_tracing_spans_dropped_total{reason="queue_full"}')
+        assert dropped is not None
+        assert dropped >= 200 - 40 - 10
+        assert metric_value(metrics, "pillion_tracing_spans_exported_total") == 0
+        retries = 'pillion_tracing_export_requests_total{result="retry"}'
+        wait_until(lambda: (metric_value(p.metrics(), retries) or 0) >= 1)
+        assert "tracing collector failed: retrying" in p.pillion.output()
+        # the collector comes back: what was kept is delivered, once
+        late = stack.enter_context(otlp_receiver(port))
+
+        def settled() -> bool:
+            page = p.metrics()
+            exported = metric_value(page, "pillion_tracing_spans_exported_total") or 0
+            lost = metric_value(page, 'pillion_tracing_spans_dropped_total{reason="queue_full"}')
+            return exported + (lost or 0) == 200
+
+        wait_until(settled, timeout=60)
+        spans = late.spans()
+        assert 0 < len(spans) <= 50
+        assert len({span.span_id for span in spans}) == len(spans)
+
+
+def test_a_busy_collector_is_retried_after_its_retry_after(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver())
+        receiver.answers = [(429, {"Retry-After": "1"}), (503, {})]
+        tracing = f"""    otlp: {{{{endpoint: "{receiver.url}", flush_interval: 50ms}}}}"""
+        p = stack.enter_context(pod(tmp_path, tracing))
+        assert p.get("/x") == 200
+        wait_until(lambda: receiver.spans(), timeout=30)
+        assert receiver.attempts == 3
+        assert len(receiver.spans()) == 1
+        page = p.metrics()
+        assert metric_value(page, 'pillion_tracing_export_requests_total{result="retry"}') == 2
+        assert metric_value(page, "pillion_tracing_spans_exported_total") == 1
+
+
+def test_a_refusing_collector_drops_and_counts(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver())
+        receiver.answers = [(400, {})]
+        tracing = f"""    otlp: {{{{endpoint: "{receiver.url}", flush_interval: 50ms}}}}"""
+        p = stack.enter_context(pod(tmp_path, tracing))
+        assert p.get("/refused") == 200
+        rejected = 'pillion_tracing_spans_dropped_total{reason="rejected"}'
+        wait_until(lambda: metric_value(p.metrics(), rejected) == 1)
+        assert p.get("/accepted") == 200
+        wait_until(lambda: receiver.spans())
+        assert "tracing collector refused spans" in p.pillion.output()
+        # a partial success counts the spans it rejected
+        receiver.partial_rejects = 1
+        assert p.get("/partly") == 200
+        wait_until(lambda: metric_value(p.metrics(), rejected) == 2)
+
+
+def test_http2_requests_have_spans_too(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST) as p:
+        done = subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+             f"http://127.0.0.1:{p.inbound}/h2"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        assert done.stdout == "200"
+        wait_until(lambda: p.by_kind(SERVER))
+        (server,) = p.by_kind(SERVER)
+        assert attributes(server.attributes)["network.protocol.version"] == "2"
+        assert p.app.seen[0]["traceparent"].split("-")[2] == server.span_id.hex()
+
+
+def test_spans_of_the_last_requests_are_sent_on_shutdown(tmp_path: Path) -> None:
+    tracing = """    otlp: {{endpoint: "{otlp}", flush_interval: 1h, batch_size: 1000}}"""
+    with pod(tmp_path, tracing) as p:
+        for _ in range(3):
+            assert p.get("/late") == 200
+        assert p.receiver.spans() == []  # waiting for a batch that will not fill
+        p.pillion.stop()
+        assert p.pillion.wait_exit() == 0
+        assert len(p.receiver.spans()) == 3
