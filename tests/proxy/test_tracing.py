@@ -15,8 +15,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from pillion.demo import grpc_echo
 from tests.helpers import (
     PillionProcess,
     free_port,
@@ -44,6 +46,7 @@ class App:
     port: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)
     status: int = 200
+    fail_next: int = 0  # answer this many requests with 503 first
     hold: threading.Event | None = None
 
 
@@ -59,6 +62,9 @@ def app_server(app: App) -> Iterator[App]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             app.seen.append({"path": self.path, **headers})
             status = app.status
+            if app.fail_next:
+                app.fail_next -= 1
+                status = 503
             if self.path.startswith("/slow") and app.hold is not None:
                 app.hold.wait(10)
             if self.path.startswith("/chain"):
@@ -108,6 +114,7 @@ def pod(
     *,
     receiver_port: int | None = None,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Pod]:
     """Pillion with an inbound listener in front of ``App``, an outbound listener
     to a remote, and ``telemetry.tracing`` (``tracing``'s lines; ``{otlp}`` is the
@@ -124,6 +131,7 @@ telemetry:
   tracing:
 {tracing.format(otlp=receiver.url)}
 proxy:
+  workers: {workers}
   access_log: null
   inbound:
     - listen: 127.0.0.1:{inbound}
@@ -133,7 +141,9 @@ proxy:
   outbound:
     - {{name: out, listen: 127.0.0.1:{outbound}, cluster: remote}}
   clusters:
-    - {{name: remote, endpoints: [127.0.0.1:{remote.port}]}}
+    - name: remote
+      endpoints: [127.0.0.1:{remote.port}]
+      retry: {{max_retries: 2, statuses: [503]}}
 """
         pillion = stack.enter_context(running_pillion(tmp_path, body, app_port=app.port, env=env))
         yield Pod(pillion, inbound, outbound, app, remote, receiver)
@@ -188,6 +198,7 @@ def test_the_trace_tree_from_client_to_remote_nests_every_span(tmp_path: Path) -
         assert outbound["pillion.listener"] == "out"
 
         (resource,) = {tuple(sorted(r.items())) for r in p.receiver.resources()}
+        assert isinstance(dict(resource)["process.pid"], int)
         assert dict(resource) | {
             "service.name": "shop",
             "k8s.pod.name": "shop-7d9f",
@@ -427,3 +438,63 @@ def test_spans_of_the_last_requests_are_sent_on_shutdown(tmp_path: Path) -> None
         p.pillion.stop()
         assert p.pillion.wait_exit() == 0
         assert len(p.receiver.spans()) == 3
+
+
+def test_each_proxy_worker_exports_its_spans(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST, workers=2) as p:
+        for _ in range(40):
+            assert p.get("/w") == 200
+        wait_until(lambda: len(p.by_kind(SERVER)) == 40)
+        assert len({span.span_id for span in p.by_kind(SERVER)}) == 40
+        # both processes export (the kernel spreads the connections over them)
+        pids = {resource["process.pid"] for resource in p.receiver.resources()}
+        assert len(pids) == 2
+        exported = "pillion_tracing_spans_exported_total"
+        wait_until(lambda: metric_value(p.metrics(), exported) == 40)
+
+
+def test_grpc_calls_carry_their_status(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver())
+        echo = grpc_echo.serve(0, name="echo")
+        stack.callback(echo.stop)
+        inbound = free_port()
+        body = f"""
+app: {{port: {echo.port}, protocol: http2}}
+telemetry:
+  tracing:
+    otlp: {{endpoint: "{receiver.url}", flush_interval: 100ms}}
+    sampling: {{ratio: 0.0}}
+proxy:
+  access_log: null
+  inbound:
+    - {{name: in, listen: 127.0.0.1:{inbound}}}
+"""
+        stack.enter_context(running_pillion(tmp_path, body))
+        with grpc_echo.channel(f"127.0.0.1:{inbound}") as channel:
+            assert grpc_echo.unary(channel, b"fine")[0] == b"fine"  # OK, not sampled: no span
+            with pytest.raises(grpc.RpcError) as failed:
+                grpc_echo.unary(channel, b"status:14")  # UNAVAILABLE: an error, exported
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        wait_until(lambda: receiver.spans())
+        (span,) = receiver.spans()
+        found = attributes(span.attributes)
+        assert found["rpc.system"] == "grpc"
+        assert found["rpc.grpc.status_code"] == 14
+        assert found["http.response.status_code"] == 200
+        assert found["url.path"] == "/pillion.demo.Echo/Unary"
+        assert span.status.code == 2
+
+
+def test_a_retry_is_an_event_of_the_span(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST) as p:
+        p.remote.fail_next = 1
+        assert p.get("/chain") == 200
+        wait_until(lambda: p.by_kind(CLIENT))
+        (client,) = p.by_kind(CLIENT)
+        assert attributes(client.attributes)["http.request.resend_count"] == 1
+        (event,) = client.events
+        assert event.name == "retry"
+        assert attributes(event.attributes)["http.response.status_code"] == 503
+        assert client.start_time_unix_nano <= event.time_unix_nano <= client.end_time_unix_nano
+        assert len(p.remote.seen) == 2

@@ -257,6 +257,7 @@ def resource_attributes(config: TracingConfig, environ: Mapping[str, str]) -> At
         ("telemetry.sdk.name", "pillion"),
         ("telemetry.sdk.language", "python"),
         ("telemetry.sdk.version", __version__),
+        ("process.pid", os.getpid()),  # a proxy worker's own
     ]
     for variable, key in (("POD_NAME", "k8s.pod.name"), ("POD_NAMESPACE", "k8s.namespace.name"),
                           ("NODE_NAME", "k8s.node.name")):  # fmt: skip
