@@ -24,11 +24,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from pillion.proxy.oidcsession import Sealer, split
 from pillion.tls.devca import issue, new_ca
+from tests import browser
 from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
 from tests.proxy.harness import ScriptedUpstream, scripted_upstream
 
@@ -442,19 +442,8 @@ def test_a_session_about_to_expire_is_refreshed_and_the_new_cookie_rides_on_the_
 @pytest.fixture
 def chromium() -> Iterator[Any]:
     """Headless Chromium (Debian's), driven by Selenium through Debian's driver."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--no-first-run"):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(
-        options=options, service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
-    )
-    driver.set_page_load_timeout(30)
-    try:
+    with browser.chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_a_real_browser_logs_in_is_seen_by_the_app_and_signs_out(site: Site, chromium: Any) -> None:

@@ -30,8 +30,30 @@ def test_index_lists_the_endpoints(admin: PillionProcess) -> None:
     status, headers, body = http("GET", f"{admin.admin_url}/", headers=AUTH)
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
-    for path in ("/config", "/drain", "/quitquitquit", "/logging"):
+    for path in ("/config", "/drain", "/quitquitquit", "/logging", "/stats"):
         assert f'href="{path}' in body.decode()
+
+
+@pytest.mark.parametrize("path", ["/", "/stats", "/static/dashboard.js", "/static/uPlot.min.css"])
+def test_the_dashboard_needs_the_token_too(admin: PillionProcess, path: str) -> None:
+    status, headers, _ = http("GET", f"{admin.admin_url}{path}")
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert http("GET", f"{admin.admin_url}{path}", headers=AUTH)[0] == 200
+
+
+def test_stats_keeps_to_loopback_host_names(admin: PillionProcess) -> None:
+    headers = {**AUTH, "Host": "evil.example"}
+    assert http("GET", f"{admin.admin_url}/stats", headers=headers)[0] == 403
+    assert http("GET", f"{admin.admin_url}/", headers=headers)[0] == 403
+
+
+def test_stats_never_shows_the_token(admin: PillionProcess) -> None:
+    status, _, body = http("GET", f"{admin.admin_url}/stats", headers=AUTH)
+    assert status == 200
+    stats = json.loads(body)
+    assert stats["health"]["components"]["admin"]["state"] == "running"
+    assert TOKEN.encode() not in body
 
 
 def test_config_is_the_effective_config_with_secrets_redacted(admin: PillionProcess) -> None:

@@ -154,7 +154,8 @@ secrets:
 
 
 def run_and_collect(tmp_path: Path, body: str, failures: list[str], started: str) -> str:
-    """Everything a Pillion running ``body`` said once each failure was logged."""
+    """Everything a Pillion running ``body`` said once each failure was logged: its
+    logs, its probes, ``/metrics``, ``/config``, and the dashboard with its data."""
     with running_pillion(tmp_path, body, ready=False) as process:
         process.wait_for_log(started)
         with (tmp_path / "app.log").open("a") as app_log:
@@ -166,9 +167,14 @@ def run_and_collect(tmp_path: Path, body: str, failures: list[str], started: str
         _, _, ready = http("GET", f"{process.status_url}/healthz/ready")
         _, _, starting = http("GET", f"{process.status_url}/healthz/started")
         _, _, metrics = http("GET", f"{process.status_url}/metrics")
+        _, _, stats = http("GET", f"{process.admin_url}/stats")
+        recent = {r["message"] for r in json.loads(stats)["recent_errors"]}
+        assert set(failures) <= recent  # the dashboard shows the failures logged above
+        _, _, page = http("GET", f"{process.admin_url}/")
         return "\n".join(
-            [process.output(), shown.decode(), ready.decode(), starting.decode(), metrics.decode()]
-        )
+            [process.output(), shown.decode(), ready.decode(), starting.decode(), metrics.decode(),
+             stats.decode(), page.decode()]
+        )  # fmt: skip
 
 
 def test_a_running_pillion_never_shows_the_marker(tmp_path: Path) -> None:

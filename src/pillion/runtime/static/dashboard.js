@@ -36,7 +36,8 @@
     if (value === null || value === undefined) return "–";
     if (value === 0) return "0";
     if (value < 0.001) return (value * 1e6).toFixed(0) + " µs";
-    if (value < 1) return (value * 1000).toFixed(1) + " ms";
+    if (value < 0.01) return (value * 1000).toFixed(1) + " ms";
+    if (value < 1) return (value * 1000).toFixed(0) + " ms";
     return value.toFixed(2) + " s";
   }
 
@@ -102,19 +103,19 @@
   // -- traffic charts --
 
   const METRICS = {
-    rate: { title: "requests/s", series: [["rate", "#2b6cb0"]], value: (v) => number(v, 1) },
+    rate: { title: "per second", series: [["rate", "#2b6cb0"]], value: (v) => number(v, 1) },
     errors: { title: "5xx share %", series: [["errors", "#c53030"]], scale: 100, value: (v) => number(v, 1) },
     latency: { title: "p50 / p99", series: [["p50", "#2f855a"], ["p99", "#b7791f"]], value: seconds },
   };
   const KIND_LABEL = { listener: "listener", route: "route", cluster: "cluster", log_input: "log input", log_output: "log output" };
 
-  function chartFor(key, metric, container) {
+  function chartFor(key, metric, container, unit) {
     let chart = charts.get(key);
     if (chart) return chart;
     const spec = METRICS[metric];
     const title = metric === "latency"
       ? el("div", { class: "title" }, el("span", { class: "p50" }, "p50"), " / ", el("span", { class: "p99" }, "p99"), " latency")
-      : el("div", { class: "title" }, spec.title);
+      : el("div", { class: "title" }, metric === "rate" ? unit : spec.title);
     const element = el("div", { class: "chart", "data-chart": key, "data-points": "0" }, title);
     container.append(element);
     const series = [{}].concat(spec.series.map(([label, stroke]) => ({
@@ -168,7 +169,8 @@
       for (const metric of wanted) {
         const key = id + "/" + metric;
         seen.add(key);
-        const chart = chartFor(key, metric, box.querySelector(".charts"));
+        const unit = series.kind.startsWith("log_") ? "lines/s" : "requests/s";
+        const chart = chartFor(key, metric, box.querySelector(".charts"), unit);
         const spec = METRICS[metric];
         const columns = spec.series.map(([field]) => (series[field] || times.map(() => null))
           .map((v) => (v === null ? null : spec.scale ? v * spec.scale : v)));
