@@ -31,6 +31,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         "--tls-port": free_port(),
         "--statsd-port": free_port(),
         "--grpc-port": free_port(),
+        "--collector-port": free_port(),
     }
     args = [arg for option, port in ports.items() for arg in (option, str(port))]
     demo = subprocess.Popen(
@@ -68,8 +69,10 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
             assert body.strip(), command
             if command.endswith("/config"):
                 assert json.loads(body)["admin"]["auth_token"] == "***"
-            if "/stats" in command:
+            if "/stats" in command and "Authorization" not in command:  # the app's stats
                 assert json.loads(body)["status"] == "up"
+            if "/stats" in command and "Authorization" in command:  # the dashboard's data
+                assert json.loads(body)["schema"] == 1
             if "--cert " in command:  # the client certificate's SPIFFE ID reached the app
                 headers = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
                 identity = headers["x-pillion-peer-identity"]
@@ -150,12 +153,47 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
         assert app_state()["config"] == {"greeting": "bonjour"}
         api_key = (tmp_path / "sources" / "secret" / "api-key").read_text()
         assert (tmp_path / "secrets" / "api-key").read_text() == api_key
+
+        # each request's span reached the collector: /call's trace is Pillion's inbound
+        # span, and under it the outbound span of the app's call, retried once
+        def spans() -> list[dict[str, Any]]:
+            path = tmp_path / "traces.jsonl"
+            return (
+                [json.loads(line) for line in path.read_text().splitlines()]
+                if path.exists()
+                else []
+            )
+
+        def call_trace() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            for server in spans():
+                if (
+                    server["kind"] == "server"
+                    and server["attributes"].get("pillion.route") == "call"
+                ):
+                    children = [s for s in spans() if s["parent_span_id"] == server["span_id"]]
+                    if children:
+                        return server, children[0]
+            return None
+
+        wait_until(lambda: call_trace() is not None)
+        server, client = call_trace()  # type: ignore[misc]
+        assert client["kind"] == "client"
+        assert client["trace_id"] == server["trace_id"]
+        assert client["attributes"]["pillion.cluster"] == "backend"
+        traces = subprocess.run(
+            ["curl", "-s", f"http://127.0.0.1:{ports['--collector-port']}/traces"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"trace {server['trace_id']}" in traces
         pid = int(re.search(r"kill -HUP (\d+)", "".join(output)).group(1))  # type: ignore[union-attr]
     finally:
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=30)
     assert demo.returncode == 0, rest
-    assert "stopped: demo app exit 0, backend exit 0, grpc service exit 0, pillion exit 0" in rest
+    assert (
+        "stopped: demo app exit 0, backend exit 0, grpc service exit 0, trace collector exit 0, "
+        "pillion exit 0"
+    ) in rest
     log = [json.loads(line) for line in (tmp_path / "pillion.log").read_text().splitlines()]
     assert log[-1]["message"] == "stopped"
     assert not Path(f"/proc/{pid}").exists()

@@ -122,3 +122,70 @@ def otlp_receiver(port: int = 0) -> Iterator[OtlpReceiver]:
     with serve_http(Handler, port=port) as bound:
         receiver.port = bound
         yield receiver
+
+
+@dataclass
+class GrpcReceiver:
+    """A real grpcio server of OTLP's ``TraceService``; ``codes`` scripts the
+    status of the next calls (then OK)."""
+
+    port: int = 0
+    requests: list[ExportTraceServiceRequest] = field(default_factory=list)
+    metadata: list[dict[str, str]] = field(default_factory=list)
+    codes: list[Any] = field(default_factory=list)
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spans(self) -> list[Span]:
+        with self.lock:
+            return [
+                span
+                for request in self.requests
+                for resource in request.resource_spans
+                for scope in resource.scope_spans
+                for span in scope.spans
+            ]
+
+
+@contextlib.contextmanager
+def grpc_receiver(
+    tls: tuple[bytes, bytes] | None = None, compression: bool = False
+) -> Iterator[GrpcReceiver]:
+    """``tls``: the server's certificate chain and key (PEM)."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    receiver = GrpcReceiver()
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(
+            self, request: ExportTraceServiceRequest, context: Any
+        ) -> ExportTraceServiceResponse:
+            with receiver.lock:
+                receiver.attempts += 1
+                code = receiver.codes.pop(0) if receiver.codes else None
+                if code is None:
+                    receiver.requests.append(request)
+                    receiver.metadata.append(dict(context.invocation_metadata()))
+            if code is not None:
+                context.abort(code, "scripted")
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
+    if tls is not None:
+        credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        receiver.port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        receiver.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield receiver
+    finally:
+        server.stop(grace=None)

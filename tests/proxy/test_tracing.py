@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from pillion.demo import grpc_echo
+from pillion.tls.devca import issue, new_ca
 from tests.helpers import (
     PillionProcess,
     free_port,
@@ -28,7 +29,7 @@ from tests.helpers import (
     serve_http,
     wait_until,
 )
-from tests.proxy.otlp_receiver import OtlpReceiver, attributes, otlp_receiver
+from tests.proxy.otlp_receiver import OtlpReceiver, attributes, grpc_receiver, otlp_receiver
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -136,6 +137,9 @@ proxy:
   inbound:
     - listen: 127.0.0.1:{inbound}
       routes:
+        - name: health
+          match: {{exact: /healthz}}
+          direct_response: {{status: 200, body: "ok"}}
         - name: api
           match: {{prefix: /}}
   outbound:
@@ -498,3 +502,62 @@ def test_a_retry_is_an_event_of_the_span(tmp_path: Path) -> None:
         assert attributes(event.attributes)["http.response.status_code"] == 503
         assert client.start_time_unix_nano <= event.time_unix_nano <= client.end_time_unix_nano
         assert len(p.remote.seen) == 2
+
+
+def test_an_answer_of_pillions_own_has_a_span_in_the_callers_trace(tmp_path: Path) -> None:
+    with pod(tmp_path, FAST) as p:
+        assert p.get("/healthz", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}) == 200
+        wait_until(lambda: p.by_kind(SERVER))
+        (server,) = p.by_kind(SERVER)
+        assert (server.trace_id.hex(), server.parent_span_id.hex()) == (CLIENT_TRACE, CLIENT_SPAN)
+        assert attributes(server.attributes)["pillion.route"] == "health"
+        assert p.app.seen == []
+
+
+def test_otlp_grpc_to_a_real_grpc_collector(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(grpc_receiver())
+        receiver.codes = [grpc.StatusCode.UNAVAILABLE]  # retried
+        tracing = f"""    otlp:
+      endpoint: "{receiver.url}"
+      protocol: grpc
+      flush_interval: 50ms
+      headers: {{{{x-scope: "SEKRET-G"}}}}"""
+        p = stack.enter_context(pod(tmp_path, tracing))
+        assert (
+            p.get("/grpc-exported", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}) == 200
+        )
+        wait_until(lambda: receiver.spans(), timeout=30)
+        (span,) = receiver.spans()
+        assert span.trace_id.hex() == CLIENT_TRACE
+        assert attributes(span.attributes)["url.path"] == "/grpc-exported"
+        assert receiver.metadata[0]["x-scope"] == "SEKRET-G"
+        assert receiver.attempts == 2
+        # an invalid argument is not retried: dropped and counted
+        receiver.codes = [grpc.StatusCode.INVALID_ARGUMENT]
+        assert p.get("/refused") == 200
+        rejected = 'pillion_tracing_spans_dropped_total{reason="rejected"}'
+        wait_until(lambda: metric_value(p.metrics(), rejected) == 1)
+        # the connection is kept and used again
+        assert p.get("/again") == 200
+        wait_until(lambda: len(receiver.spans()) == 2)
+        assert "SEKRET-G" not in p.pillion.output()
+
+
+def test_otlp_grpc_over_tls_with_gzip(tmp_path: Path) -> None:
+    ca = new_ca()
+    server = issue(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(grpc_receiver(tls=(server.cert_pem, server.key_pem)))
+        tracing = f"""    otlp:
+      endpoint: "https://localhost:{receiver.port}"
+      protocol: grpc
+      gzip: true
+      flush_interval: 50ms
+      tls: {{{{ca: {tmp_path / "ca.crt"}}}}}"""
+        p = stack.enter_context(pod(tmp_path, tracing))
+        assert p.get("/over-tls") == 200
+        # grpcio read the compressed message: it takes gzip only as grpc-encoding says
+        wait_until(lambda: receiver.spans(), timeout=30)
+        assert attributes(receiver.spans()[0].attributes)["url.path"] == "/over-tls"

@@ -179,6 +179,9 @@ def version() -> None:
 @click.option("--statsd-port", default=9125, show_default=True, help="Pillion's StatsD (UDP).")
 @click.option("--grpc-port", default=50051, show_default=True, help="A gRPC service, via Pillion.")
 @click.option(
+    "--collector-port", default=4318, show_default=True, help="An OTLP/HTTP trace collector."
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False),
     default=None,
@@ -202,6 +205,7 @@ def demo(
     tls_port: int,
     statsd_port: int,
     grpc_port: int,
+    collector_port: int,
     workdir: str | None,
     print_config: bool,
 ) -> None:
@@ -220,6 +224,7 @@ def demo(
         tls=tls_port,
         statsd=statsd_port,
         grpc=grpc_port,
+        collector=collector_port,
     )
     if print_config:
         click.echo(demo_config(ports, workdir or str(Path("pillion-demo").resolve())), nl=False)

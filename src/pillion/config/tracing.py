@@ -1,10 +1,11 @@
-"""``telemetry.tracing``: a span per proxied request, exported over OTLP/HTTP."""
+"""``telemetry.tracing``: a span per proxied request, exported over OTLP (HTTP or gRPC)."""
 
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pillion.config.proxy import UpstreamTlsConfig
 from pillion.config.types import HttpUrl, Secret, Section
@@ -19,9 +20,16 @@ class OtlpConfig(Section):
     """Where spans go: an OpenTelemetry collector's OTLP/HTTP receiver (protobuf)."""
 
     endpoint: HttpUrl = Field(
-        description="The collector's base URL, e.g. `http://otel-collector:4318`; spans "
-        "are POSTed to `<endpoint>/v1/traces` (a URL that already ends in `/v1/traces` "
-        "is used as it is)."
+        description="The collector's base URL. OTLP/HTTP: e.g. "
+        "`http://otel-collector:4318`; spans are POSTed to `<endpoint>/v1/traces` (a URL "
+        "that already ends in `/v1/traces` is used as it is). gRPC: e.g. "
+        "`http://otel-collector:4317` (cleartext HTTP/2) or `https://...` (TLS), no path."
+    )
+    protocol: Literal["http/protobuf", "grpc"] = Field(
+        "http/protobuf",
+        description="`http/protobuf` (OTLP/HTTP, the collector's port 4318) or `grpc` "
+        "(OTLP/gRPC, port 4317), as OpenTelemetry's `OTEL_EXPORTER_OTLP_PROTOCOL`. "
+        "Default http/protobuf.",
     )
     headers: dict[str, Secret] = Field(
         default_factory=dict,
@@ -66,8 +74,20 @@ class OtlpConfig(Section):
             raise ValueError("give the collector's base URL, without a query or fragment")
         return value
 
+    @model_validator(mode="after")
+    def _grpc_has_no_path(self) -> OtlpConfig:
+        if self.protocol == "grpc" and urlsplit(self.endpoint).path not in ("", "/"):
+            raise ValueError(
+                "a gRPC endpoint is the collector's address (http://host:4317), without "
+                "a path: gRPC names the method itself"
+            )
+        return self
+
     def traces_url(self) -> str:
+        """Where spans go: the OTLP/HTTP URL, or the gRPC collector's address."""
         base = self.endpoint.rstrip("/")
+        if self.protocol == "grpc":
+            return base
         return base if base.endswith(_TRACES_PATH) else base + _TRACES_PATH
 
 
@@ -85,8 +105,10 @@ class SamplingConfig(Section):
     )
     errors: bool = Field(
         True,
-        description="Also export the span of every request that failed (a 5xx, or a "
-        "gRPC status other than OK on an error code), sampled or not. Default true.",
+        description="Also export the span of every request that failed, sampled or "
+        "not: a 5xx, no response, a gRPC server error (UNKNOWN, DEADLINE_EXCEEDED, "
+        "UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), and on outbound listeners a "
+        "4xx. Default true.",
     )
     slower_than: Duration | None = Field(
         None,

@@ -123,12 +123,17 @@ class DemoApp:
         return web.json_response({"worked": True, "by": self.name, "call": self.work_done})
 
     async def call(self, request: web.Request) -> web.Response:
-        """Call the backend through Pillion's outbound listener (Host names the cluster)."""
+        """Call the backend through Pillion's outbound listener (Host names the cluster),
+        in the same trace."""
         if not self.outbound:
             return web.json_response({"error": "no --outbound given"}, status=500)
+        headers = {"Host": "backend"}
+        # the trace goes on (an app with its own spans would send its span's id here)
+        if "traceparent" in request.headers:
+            headers["traceparent"] = request.headers["traceparent"]
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"{self.outbound}/work", headers={"Host": "backend"}) as answer,
+            session.get(f"{self.outbound}/work", headers=headers) as answer,
         ):
             return web.json_response(
                 {"backend_status": answer.status, "backend": await answer.json()},

@@ -41,6 +41,7 @@ class DemoPorts:
     tls: int = 15443
     statsd: int = 9125
     grpc: int = 50051
+    collector: int = 4318
 
 
 def _demo_environment(ports: DemoPorts, root: Path) -> dict[str, str]:
@@ -58,6 +59,7 @@ def _demo_environment(ports: DemoPorts, root: Path) -> dict[str, str]:
         "PILLION_DEMO_TLS_PORT": str(ports.tls),
         "PILLION_DEMO_STATSD_PORT": str(ports.statsd),
         "PILLION_DEMO_GRPC_PORT": str(ports.grpc),
+        "PILLION_DEMO_COLLECTOR_PORT": str(ports.collector),
         "PILLION_DEMO_WORKDIR": str(root),
     }
 
@@ -105,6 +107,12 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
                  "--port", str(ports.grpc), "--name", "demo-grpc"],
                 stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
+            # where Pillion sends its spans, as an OpenTelemetry Collector would take them
+            collector = subprocess.Popen(
+                [sys.executable, "-m", "pillion.demo.collector", "--port", str(ports.collector),
+                 "--workdir", str(root)],
+                stdout=app_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
             pillion = subprocess.Popen(
                 [sys.executable, "-m", "pillion", "run", "-c", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -113,6 +121,7 @@ def run_demo(ports: DemoPorts, workdir: str | None = None) -> int:
                 "demo app": app,
                 "backend": backend,
                 "grpc service": grpc_service,
+                "trace collector": collector,
                 "pillion": pillion,
             }
             try:
@@ -187,6 +196,7 @@ def _wait_ready(
         f"http://127.0.0.1:{ports.backend}/healthz",
         f"http://127.0.0.1:{ports.status}/healthz/ready",
         f"http://127.0.0.1:{ports.proxy}/healthz",
+        f"http://127.0.0.1:{ports.collector}/traces",
     ]
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline and not stop.set:
@@ -237,6 +247,10 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
         ("mTLS: your identity reaches the app", f"curl -s {tls_client} {secure}/"),
         ("TLS without a client cert: 403", f"curl -s --cacert {tls_dir}/ca.crt {secure}/"),
         ("app -> backend via outbound, retried", f"curl -s {proxy}/call"),
+        (
+            "that call's trace, at the collector",
+            f"curl -s http://127.0.0.1:{ports.collector}/traces",
+        ),
         ("HTTP/2 on the same port", f"curl -s --http2-prior-knowledge {proxy}/"),
         ("rate-limited route, 4th call: 429", f"curl -s {' '.join([f'{proxy}/call'] * 4)}"),
         ("raw TCP passthrough", f"curl -s http://127.0.0.1:{ports.tcp}/stats"),
@@ -267,6 +281,7 @@ def _print_tour(ports: DemoPorts, root: Path, pillion_pid: int) -> None:
     print(f"  the app's log file: {root / 'logs' / 'app.log'}")
     print(f"  the proxy's access log: {root / 'access.log'}")
     print(f"  the app's log lines, shipped by Pillion: tail -f {root / 'shipped.jsonl'}")
+    print(f"  every request's span, as the collector got it: tail -f {root / 'traces.jsonl'}")
     print(f"  the app's JSON stats and StatsD, as Prometheus metrics: {status}/metrics "
           "(demo_app_*, demo_http_*)")  # fmt: skip
     print(

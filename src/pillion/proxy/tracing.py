@@ -204,6 +204,7 @@ class Tracing:
         self.exporter = OtlpExporter(
             ExporterSettings(
                 url=otlp.traces_url(),
+                grpc=otlp.protocol == "grpc",
                 headers={name: value.get_secret_value() for name, value in otlp.headers.items()},
                 gzip=otlp.gzip,
                 timeout=otlp.timeout,

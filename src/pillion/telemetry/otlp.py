@@ -1,9 +1,11 @@
-"""Send finished spans to an OpenTelemetry collector (OTLP/HTTP, protobuf).
+"""Send finished spans to an OpenTelemetry collector (OTLP/HTTP with protobuf
+bodies, or OTLP/gRPC).
 
 The request path only appends a span to a bounded queue (``add``): never an
 allocation beyond the span, never a wait. One task sends the queue in batches,
 when a batch is full or ``flush_interval`` after its first span. A batch the
-collector could not take (no connection, a timeout, 429, 502, 503, 504) is
+collector could not take (no connection, a timeout, 429, 502, 503, 504; over
+gRPC the codes OTLP calls retryable) is
 tried again after a growing, jittered pause, or the collector's
 ``Retry-After``, until ``max_retry_time``; then it is dropped. Meanwhile the
 queue fills, and once full new spans are dropped: a collector down for minutes
@@ -22,11 +24,13 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 
 from pillion.config.redaction import redact_url
+from pillion.telemetry.grpcunary import GrpcUnaryClient, frame
 from pillion.telemetry.metrics import Metrics
 from pillion.telemetry.spans import Attributes, Span, encode
 
@@ -40,9 +44,27 @@ _FIRST_PAUSE = 0.5
 _MAX_PAUSE = 30.0
 
 
+_GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# the codes the OTLP specification says to retry: CANCELLED, DEADLINE_EXCEEDED,
+# RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS
+_GRPC_RETRYABLE = frozenset({1, 4, 8, 10, 11, 14, 15})
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one export request came to."""
+
+    accepted: bool
+    retry: bool = False  # failed, may be tried again
+    retry_after: float | None = None
+    rejected: int = 0  # spans a partial success rejected
+    what: str = ""  # the status, for logs
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
-    url: str  # the full /v1/traces URL
+    url: str  # the full /v1/traces URL (OTLP/HTTP), or the collector's (gRPC)
+    grpc: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     gzip: bool = False
     timeout: float = 10.0
@@ -99,6 +121,7 @@ class OtlpExporter:
         self._closing = False
         self._flushing = False  # a flush asked: send what is queued without waiting
         self._ssl: ssl.SSLContext | None = None
+        self._grpc: GrpcUnaryClient | None = None
         self._failing = False  # the last request failed: logged once until one succeeds
         self._headers = dict(settings.headers)
         self._headers["Content-Type"] = "application/x-protobuf"
@@ -127,6 +150,15 @@ class OtlpExporter:
         self._ssl = context
 
     def start(self) -> None:
+        if self.settings.grpc:
+            parts = urlsplit(self.settings.url)
+            secure = parts.scheme == "https"
+            self._grpc = GrpcUnaryClient(
+                parts.hostname or "localhost",
+                parts.port or (443 if secure else 80),
+                tls=self._grpc_tls() if secure else None,
+                timeout=self.settings.timeout,
+            )
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             trust_env=False,
@@ -160,6 +192,14 @@ class OtlpExporter:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._grpc is not None:
+            await self._grpc.close()
+            self._grpc = None
+
+    def _grpc_tls(self) -> ssl.SSLContext:
+        context = self._ssl if self._ssl is not None else ssl.create_default_context()
+        context.set_alpn_protocols(["h2"])
+        return context
 
     async def _run(self) -> None:
         settings = self.settings
@@ -194,59 +234,75 @@ class OtlpExporter:
             body = await asyncio.to_thread(gzip.compress, body, 6)
         give_up_at = time.monotonic() + settings.max_retry_time
         pause = _FIRST_PAUSE
+        url = redact_url(settings.url)
         while True:
-            status, retry_after, rejected = await self._post(body)
-            if status == 200:
+            answer = await (self._call(body) if settings.grpc else self._post(body))
+            if answer.accepted:
                 self._requests.labels("ok").inc()
-                if rejected:
-                    self._dropped["rejected"].inc(rejected)
-                self._exported.inc(len(batch) - rejected)
+                if answer.rejected:
+                    self._dropped["rejected"].inc(answer.rejected)
+                self._exported.inc(len(batch) - answer.rejected)
                 if self._failing:
                     self._failing = False
-                    log.info("tracing collector reachable again",
-                             extra={"url": redact_url(settings.url)})  # fmt: skip
+                    log.info("tracing collector reachable again", extra={"url": url})
                 return
-            if status is not None and status not in _RETRYABLE:
+            if not answer.retry:
                 self._requests.labels("rejected").inc()
                 self._dropped["rejected"].inc(len(batch))
-                log.warning("tracing collector refused spans",
-                            extra={"url": redact_url(settings.url), "status": status,
-                                   "spans": len(batch)})  # fmt: skip
+                log.warning(
+                    "tracing collector refused spans",
+                    extra={"url": url, "status": answer.what, "spans": len(batch)},
+                )
                 return
             jittered = pause * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
-            wait = retry_after if retry_after is not None else jittered
+            wait = answer.retry_after if answer.retry_after is not None else jittered
             if time.monotonic() + wait > give_up_at:
                 self._requests.labels("exhausted").inc()
                 self._dropped["retries_exhausted"].inc(len(batch))
                 log.warning(
                     "tracing collector unreachable: spans dropped",
-                    extra={"url": redact_url(settings.url), "spans": len(batch)},
+                    extra={"url": url, "spans": len(batch)},
                 )
                 return
             self._requests.labels("retry").inc()
             if not self._failing:
                 self._failing = True
                 log.warning("tracing collector failed: retrying",
-                            extra={"url": redact_url(settings.url), "status": status})  # fmt: skip
+                            extra={"url": url, "status": answer.what})  # fmt: skip
             await asyncio.sleep(wait)
             pause = min(pause * 2, _MAX_PAUSE)
 
-    async def _post(self, body: bytes) -> tuple[int | None, float | None, int]:
-        """The status (``None``: no answer), the ``Retry-After`` in seconds if given,
-        and how many spans a 200's partial success says were rejected."""
+    async def _post(self, body: bytes) -> _Answer:
+        """One OTLP/HTTP request."""
         assert self._session is not None
         try:
             async with self._session.post(
                 self.settings.url, data=body, headers=self._headers
             ) as response:
                 answer = await response.read()
-                return (
-                    response.status,
-                    _retry_after(response.headers.get("Retry-After")),
-                    _rejected(answer) if response.status == 200 else 0,
-                )
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            return None, None, 0
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return _Answer(False, retry=True, what=type(exc).__name__)
+        if status == 200:
+            return _Answer(True, rejected=_rejected(answer))
+        return _Answer(False, status in _RETRYABLE, retry_after, what=str(status))
+
+    async def _call(self, body: bytes) -> _Answer:
+        """One OTLP/gRPC call."""
+        assert self._grpc is not None
+        headers = [(name, value) for name, value in self.settings.headers.items()]
+        if self.settings.gzip:
+            headers.append(("grpc-encoding", "gzip"))
+        result = await self._grpc.call(
+            _GRPC_METHOD, frame(body, compressed=self.settings.gzip), headers
+        )
+        if result.status is None:
+            return _Answer(False, retry=True, what=result.detail)
+        if result.status == 0:
+            return _Answer(True, rejected=_rejected(result.message))
+        what = f"gRPC {result.status} {result.detail}".strip()
+        return _Answer(False, result.status in _GRPC_RETRYABLE, what=what)
 
 
 def _retry_after(value: str | None) -> float | None:
