@@ -70,6 +70,7 @@ class StatsSampler:
         self.recent = RecentRecords(RECENT_RECORDS)
         self._tally = TrafficTally()
         self._task: asyncio.Task[None] | None = None
+        self._reading: Reading | None = None  # the last sample's
 
     def start(self) -> None:
         self.recent.attach()
@@ -92,21 +93,25 @@ class StatsSampler:
             previous._task.cancel()  # awaited by its ``stop``
         self.history = previous.history
         self._tally = previous._tally
+        self._reading = previous._reading
         self.recent.adopt(previous.recent)
 
-    def sample(self) -> Reading:
+    def sample(self) -> None:
         """Take one point now."""
         reading = read_registry(self._metrics.registry)
         points = self._tally.update(reading, time.monotonic())
         if points:
             self.history.add(time.time(), points)
-        return reading
+        self._reading = reading
 
     def document(self, control: Control) -> StatsDocument:
-        """The dashboard's document now (``GET /stats``)."""
+        """The dashboard's document now (``GET /stats``), from the last sample: however
+        many pages poll, the registry is read once an interval."""
+        if self._reading is None:
+            self._reading = read_registry(self._metrics.registry)
         return stats_document(
             now=time.time(),
-            reading=read_registry(self._metrics.registry),
+            reading=self._reading,
             history=self.history,
             recent=self.recent.records(),
             recent_seen=self.recent.seen,

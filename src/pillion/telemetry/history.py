@@ -52,9 +52,12 @@ class Ring:
         for offset in range(self._size):
             yield self._values[(start + offset) % len(self._values)]
 
-    def exported(self) -> list[float | None]:
-        """The values for JSON: NaN (missing) as None."""
-        return [None if math.isnan(v) else v for v in self]
+    def exported(self, digits: int | None = None) -> list[float | None]:
+        """The values for JSON: NaN (missing) as None, rounded to ``digits`` decimals
+        if given."""
+        if digits is None:
+            return [None if math.isnan(v) else v for v in self]
+        return [None if math.isnan(v) else round(v, digits) for v in self]
 
     def empty(self) -> bool:
         """Whether no value in the window is known."""

@@ -32,6 +32,7 @@ from pillion.telemetry.traffic import Target
 __all__ = ["SCHEMA", "StatsContext", "StatsDocument", "stats_document"]
 
 SCHEMA: Final = 1
+DIGITS: Final = 6  # decimals of the history's values: microseconds, a millionth of a share
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def history_section(history: History[Target], interval: float) -> HistoryDoc:
         doc = SeriesDoc(kind=kind, name=name)
         for field_name, ring in rings.items():
             if not ring.empty():
-                doc[field_name] = ring.exported()  # type: ignore[literal-required]
+                doc[field_name] = ring.exported(DIGITS)  # type: ignore[literal-required]
         series.append(doc)
     return HistoryDoc(
         interval_seconds=interval,
@@ -138,7 +139,7 @@ def history_section(history: History[Target], interval: float) -> HistoryDoc:
         budget_bytes=history.budget_bytes,
         capped=history.capped,
         dropped_targets=history.dropped,
-        time=history.times.exported(),
+        time=history.times.exported(3),
         series=series,
     )
 
