@@ -7,21 +7,34 @@ import logging
 import pytest
 from prometheus_client import Counter
 
-from pillion.config import parse_config
+from pillion.config import PillionConfig, parse_config
 from pillion.runtime.control import ComponentHealth, Health
 from pillion.runtime.dashboard import INTERVAL, StatsSampler, sampling_interval
 from pillion.telemetry import Metrics
 
 
 class _Control:
-    """What the sampler asks of the supervisor."""
+    """The supervisor, as far as the sampler looks (``runtime.control.Control``)."""
 
     def __init__(self) -> None:
         text = "proxy:\n  clusters: [{name: orders, endpoints: [10.0.0.1:80]}]\n"
-        self.config = parse_config(text, "x", {})
+        self._config = parse_config(text, "x", {})
+
+    @property
+    def config(self) -> PillionConfig:
+        return self._config
 
     def health(self) -> Health:
         return Health(True, True, True, False, {"proxy": ComponentHealth("running", True, True)})
+
+    def begin_drain(self) -> None:
+        raise AssertionError("the sampler only looks")
+
+    def request_exit(self) -> None:
+        raise AssertionError("the sampler only looks")
+
+    async def drain_inbound(self) -> None:
+        raise AssertionError("the sampler only looks")
 
 
 def _requests(metrics: Metrics) -> Counter:
