@@ -123,7 +123,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 # The compiled hot path (setup.py's COMPILED, through mypyc), rebuilt in place when a
 # source changed; until then a changed module runs from source (src/pillion/extensions.py).
 HOT_SOURCES := $(wildcard src/pillion/http/*.py src/pillion/proxy/*.py src/pillion/exporters/statsd_*.py src/pillion/logs/*.py) \
-	src/pillion/telemetry/tracecontext.py src/pillion/telemetry/per_turn.py
+	src/pillion/telemetry/tracecontext.py src/pillion/telemetry/per_turn.py src/pillion/telemetry/spans.py
 extensions: $(VENV)/.extensions
 $(VENV)/.extensions: setup.py $(HOT_SOURCES) | $(VENV)/.installed-dev
 	@$(BIN)/python -c "from pillion import extensions as e; raise SystemExit(not e.compiled())" \

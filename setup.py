@@ -51,10 +51,12 @@ COMPILED = [
     "pillion/proxy/retries.py",
     "pillion/proxy/retrying.py",
     "pillion/proxy/routing.py",
+    "pillion/proxy/tracing.py",
     "pillion/proxy/upstream.py",
     "pillion/proxy/upstream_http2.py",
     "pillion/telemetry/per_turn.py",
     "pillion/telemetry/tracecontext.py",
+    "pillion/telemetry/spans.py",
     # The StatsD exporter's per-packet and per-scrape path.
     "pillion/exporters/statsd_parse.py",
     "pillion/exporters/statsd_text.py",

@@ -68,11 +68,12 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
             assert (result.returncode, code) == (0, expected), f"{command}: {result.stdout}"
             assert body.strip(), command
             if command.endswith("/config"):
-                assert json.loads(body)["admin"]["auth_token"] == "***"
-            if "/stats" in command and "Authorization" not in command:  # the app's stats
-                assert json.loads(body)["status"] == "up"
-            if "/stats" in command and "Authorization" in command:  # the dashboard's data
+                exporter = json.loads(body)["exporters"]["json"][0]
+                assert exporter["headers"]["Authorization"] == "***"
+            if command.endswith(f"{ports['--admin-port']}/stats"):  # the dashboard's data
                 assert json.loads(body)["schema"] == 1
+            elif "/stats" in command:  # the app's
+                assert json.loads(body)["status"] == "up"
             if "--cert " in command:  # the client certificate's SPIFFE ID reached the app
                 headers = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
                 identity = headers["x-pillion-peer-identity"]
@@ -197,7 +198,7 @@ def test_demo_starts_every_printed_command_answers_and_ctrl_c_stops_both(tmp_pat
     log = [json.loads(line) for line in (tmp_path / "pillion.log").read_text().splitlines()]
     assert log[-1]["message"] == "stopped"
     assert not Path(f"/proc/{pid}").exists()
-    assert "demo-admin-token" not in (tmp_path / "pillion.log").read_text()
+    assert "demo-stats-token" not in (tmp_path / "pillion.log").read_text()
     assert api_key.strip() not in (tmp_path / "pillion.log").read_text()
 
 

@@ -92,12 +92,12 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(pillion: PillionProcess) 
     assert record["errors"] == [
         f"telemetry.log_level (line {level_line}): "
         "Input should be 'debug', 'info', 'warning' or 'error'",
-        f"telemetry.colour (line {level_line + 1}): unknown key; allowed: log_level",
+        f"telemetry.colour (line {level_line + 1}): unknown key; allowed: log_level, tracing",
     ]
 
     status, _, body = http("GET", f"{pillion.admin_url}/config")  # the old config serves
     assert status == 200
-    assert json.loads(body)["telemetry"] == {"log_level": "info"}
+    assert json.loads(body)["telemetry"] == {"log_level": "info", "tracing": None}
     assert http("GET", f"{pillion.status_url}/healthz/ready")[0] == 200
     _, _, metrics = http("GET", f"{pillion.status_url}/metrics")
     assert b'pillion_config_reloads_total{result="error"} 1.0' in metrics

@@ -26,6 +26,11 @@ def reading() -> Reading:
                 ({"cluster": "users", "state": "ejected"}, 0.0),
             ],
             "pillion_outlier_ejections_total": [({"cluster": "orders"}, 3.0)],
+            "pillion_cluster_endpoint_ejected_until_timestamp_seconds": [
+                ({"cluster": "orders", "endpoint": "10.0.0.1:80"}, 0.0),
+                ({"cluster": "orders", "endpoint": "10.0.0.2:80"}, NOW + 30),
+                ({"cluster": "users", "endpoint": "10.1.0.7:80"}, 0.0),
+            ],
             "pillion_cluster_circuit_open": [
                 ({"cluster": "orders", "cap": "pending"}, 1.0),
                 ({"cluster": "orders", "cap": "requests"}, 0.0),
@@ -49,14 +54,6 @@ def reading() -> Reading:
             ],
         }
     )
-
-
-def ejected_record(endpoint: str, seconds: float) -> RecentRecord:
-    return RecentRecord(
-        time=_rfc3339(NOW), level="warning", component="proxy",
-        message="endpoint ejected",
-        fields={"cluster": "orders", "endpoint": endpoint, "seconds": str(seconds)},
-    )  # fmt: skip
 
 
 def document(history: History[Target], recent: list[RecentRecord], now: float = NOW) -> str:
@@ -83,9 +80,13 @@ def test_document_sections() -> None:
     orders, users = doc["clusters"]
     assert (orders["healthy"], orders["ejected"], orders["ejections"]) == (1, 1, 3)
     assert orders["circuit_open"] == ["pending"]
-    assert [e["state"] for e in orders["endpoints"]] == ["unknown", "unknown"]
+    assert orders["endpoints"] == [
+        {"address": "10.0.0.1:80", "state": "healthy", "ejected_until": None},
+        {"address": "10.0.0.2:80", "state": "ejected", "ejected_until": NOW + 30},
+    ]
+    # the addresses its name resolved to
     assert users["endpoints"] == [
-        {"address": "users:80", "state": "healthy", "ejected_until": None}
+        {"address": "10.1.0.7:80", "state": "healthy", "ejected_until": None}
     ]
     logs = doc["logs"]
     files = [{"file": "/var/log/app/a.log", "lag_bytes": 512}]
@@ -102,19 +103,23 @@ def test_document_sections() -> None:
     assert (doc["config"]["reloads"], doc["config"]["failed_reloads"]) == (2, 1)
 
 
-def test_an_ejected_endpoint_is_named_from_the_recent_records() -> None:
+def test_a_cluster_not_sampled_yet_shows_its_configured_endpoints() -> None:
     history: History[Target] = History(points=2, max_targets=2, fields=FIELDS)
-    logged = NOW - 10
-    record = ejected_record("10.0.0.2:80", 30)
-    record["time"] = _rfc3339(logged)
-    doc = json.loads(document(history, [record]))
-    endpoints = doc["clusters"][0]["endpoints"]
-    assert endpoints[0] == {"address": "10.0.0.1:80", "state": "healthy", "ejected_until": None}
-    assert endpoints[1]["state"] == "ejected"
-    assert endpoints[1]["ejected_until"] == logged + 30
-    # past its end, the record no longer says which one is out
-    later = json.loads(document(history, [record], now=logged + 31))
-    assert [e["state"] for e in later["clusters"][0]["endpoints"]] == ["unknown", "unknown"]
+    context = StatsContext(
+        version="1", interval=5.0, health=HEALTH, cluster_endpoints={"new": ["api:8080"]},
+        memory_buffer_limit=None, disk_buffer_limit=None,
+    )  # fmt: skip
+    doc = stats_document(now=NOW, reading=Reading({}), history=history, recent=[],
+                         recent_seen=0, context=context)  # fmt: skip
+    assert doc["clusters"][0]["endpoints"] == [
+        {"address": "api:8080", "state": "no address", "ejected_until": None}
+    ]
+
+
+def test_an_ejection_past_its_end_is_healthy_again() -> None:
+    history: History[Target] = History(points=2, max_targets=2, fields=FIELDS)
+    later = json.loads(document(history, [], now=NOW + 31))
+    assert [e["state"] for e in later["clusters"][0]["endpoints"]] == ["healthy", "healthy"]
 
 
 def test_a_capped_history_says_so() -> None:

@@ -195,6 +195,14 @@ class ClusterFamilies:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.ejected_until = Gauge(
+            "pillion_cluster_endpoint_ejected_until_timestamp_seconds",
+            "Sampled each second, per endpoint address of a cluster: when its ejection "
+            "(outlier detection) ends, in seconds since the Unix epoch; 0 while in service.",
+            ["cluster", "endpoint"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         self.in_flight = Gauge(
             "pillion_cluster_in_flight",
             "Sampled each second: requests, requests waiting for a connection (pending), "
@@ -412,6 +420,21 @@ class Cluster:
 
     # -- gauges --
 
+    def _sample_endpoints(self, shown: set[str], now: float) -> set[str]:
+        """Each endpoint's ejection end (wall clock), and no series for the ones gone."""
+        gauge = self.families.ejected_until
+        wall = time.time() - now
+        current: set[str] = set()
+        for endpoint in self.balancer.endpoints:
+            address = f"{endpoint.address[0]}:{endpoint.address[1]}"
+            current.add(address)
+            until = endpoint.ejected_until
+            gauge.labels(self.name, address).set(wall + until if until > now else 0.0)
+        for address in shown - current:  # a DNS answer without it
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.name, address)
+        return current
+
     async def _sample_gauges(self) -> None:
         families = self.families
         name = self.name
@@ -422,11 +445,13 @@ class Cluster:
         circuit = {kind: families.circuit_open.labels(name, kind)
                    for kind in ("requests", "pending", "retries", "connections")}  # fmt: skip
         breaker = self.config.circuit_breaker
+        shown: set[str] = set()  # the endpoints with a series of their own
         while True:
             now = time.monotonic()
             out = sum(not e.available(now) for e in self.balancer.endpoints)
             healthy.set(len(self.balancer.endpoints) - out)
             ejected.set(out)
+            shown = self._sample_endpoints(shown, now)
             counts = {
                 "requests": (self.budget.active_requests, breaker.max_active_requests),
                 "pending": (self.cap.pending, breaker.max_pending_requests),

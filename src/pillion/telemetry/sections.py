@@ -8,11 +8,9 @@ start; rates come from the history (``traffic``).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TypedDict
 
 from pillion.telemetry.readings import Reading
-from pillion.telemetry.recent import RecentRecord
 from pillion.telemetry.traffic import Target
 
 __all__ = [
@@ -29,8 +27,7 @@ __all__ = [
 
 class EndpointDoc(TypedDict):
     address: str  # host:port, as configured, or an address one resolved to
-    # healthy, ejected, unknown (the cluster has ejected ones, not known which), no address
-    state: str
+    state: str  # healthy, ejected, or no address (not resolved, not sampled yet)
     ejected_until: float | None  # Unix seconds, when ejected
 
 
@@ -116,30 +113,27 @@ class ConfigDoc(TypedDict):
 
 
 def clusters_section(
-    reading: Reading,
-    configured: dict[str, list[str]],
-    recent: list[RecentRecord],
-    now: float,
+    reading: Reading, configured: dict[str, list[str]], now: float
 ) -> list[ClusterDoc]:
-    """The clusters, their endpoint counts by state from the gauges, and which
-    endpoint is out from the recent "endpoint ejected" records (when still there)."""
+    """The clusters, their endpoint counts by state, and each endpoint's state from
+    its own gauge (the addresses a cluster's names resolved to; every proxy worker's,
+    an endpoint being out in any of them)."""
     states = reading.by("pillion_cluster_endpoints", "cluster", "state")
     ejections = reading.by("pillion_outlier_ejections_total", "cluster")
     errors = reading.by("pillion_cluster_connect_errors_total", "cluster")
     circuit = reading.by("pillion_cluster_circuit_open", "cluster", "cap")
     in_flight = reading.by("pillion_cluster_in_flight", "cluster", "kind")
-    out = ejected_endpoints(recent, now)
+    until = reading.by(ENDPOINT_EJECTED_UNTIL, "cluster", "endpoint")
     names = sorted(set(configured) | {cluster for cluster, _ in states})
     clusters: list[ClusterDoc] = []
     for name in names:
         healthy = int(states.get((name, "healthy"), 0))
         ejected = int(states.get((name, "ejected"), 0))
+        sampled = {endpoint: end for (cluster, endpoint), end in until.items() if cluster == name}
         clusters.append(
             ClusterDoc(
                 name=name,
-                endpoints=_endpoints(
-                    configured.get(name, []), out.get(name, {}), healthy=healthy, ejected=ejected
-                ),
+                endpoints=_endpoints(configured.get(name, []), sampled, now),
                 healthy=healthy,
                 ejected=ejected,
                 ejections=int(ejections.get((name,), 0)),
@@ -151,43 +145,24 @@ def clusters_section(
     return clusters
 
 
-def ejected_endpoints(recent: list[RecentRecord], now: float) -> dict[str, dict[str, float]]:
-    """Endpoints still out by the recent records: cluster -> endpoint -> until when."""
-    out: dict[str, dict[str, float]] = {}
-    for record in recent:
-        fields = record["fields"]
-        if record["message"] != "endpoint ejected" or "endpoint" not in fields:
-            continue
-        try:
-            since = dt.datetime.fromisoformat(record["time"]).timestamp()
-            until = since + float(fields.get("seconds", "0"))
-        except ValueError:
-            continue
-        if until > now:
-            out.setdefault(fields.get("cluster", ""), {})[fields["endpoint"]] = until
-    return out
+ENDPOINT_EJECTED_UNTIL = "pillion_cluster_endpoint_ejected_until_timestamp_seconds"
 
 
-def _endpoints(
-    configured: list[str], out: dict[str, float], *, healthy: int, ejected: int
-) -> list[EndpointDoc]:
-    known_out = out if ejected else {}  # a record outlived by a return to service
-    if not healthy and not ejected:
-        rest = "no address"  # a name not resolved (yet), or no gauge sampled yet
-    else:
-        rest = "healthy" if len(known_out) >= ejected else "unknown"
-    shown = [
-        EndpointDoc(address=address, state="ejected", ejected_until=until)
-        if (until := known_out.get(address)) is not None
-        else EndpointDoc(address=address, state=rest, ejected_until=None)
-        for address in configured
+def _endpoints(configured: list[str], sampled: dict[str, float], now: float) -> list[EndpointDoc]:
+    """The sampled addresses (what the cluster's names resolved to), healthy or
+    ejected (until when); before any is sampled (a name not resolved yet, or no
+    sample taken yet), the configured ones, with no address."""
+    if not sampled:
+        return [
+            EndpointDoc(address=address, state="no address", ejected_until=None)
+            for address in configured
+        ]
+    return [
+        EndpointDoc(address=address, state="ejected", ejected_until=end)
+        if end > now
+        else EndpointDoc(address=address, state="healthy", ejected_until=None)
+        for address, end in sorted(sampled.items())
     ]
-    shown += [
-        EndpointDoc(address=address, state="ejected", ejected_until=until)
-        for address, until in sorted(known_out.items())
-        if address not in configured  # an address a configured name resolved to
-    ]
-    return shown
 
 
 def logs_section(

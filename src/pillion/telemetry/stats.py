@@ -110,7 +110,7 @@ def stats_document(
         ),
         health=context.health,
         history=history_section(history, context.interval),
-        clusters=clusters_section(reading, context.cluster_endpoints, recent, now),
+        clusters=clusters_section(reading, context.cluster_endpoints, now),
         logs=logs_section(
             reading,
             latest,
