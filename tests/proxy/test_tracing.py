@@ -22,6 +22,7 @@ from pillion.demo import grpc_echo
 from pillion.tls.devca import issue, new_ca
 from tests.helpers import (
     PillionProcess,
+    blackholed_port,
     free_port,
     http,
     metric_value,
@@ -561,3 +562,23 @@ def test_otlp_grpc_over_tls_with_gzip(tmp_path: Path) -> None:
         # grpcio read the compressed message: it takes gzip only as grpc-encoding says
         wait_until(lambda: receiver.spans(), timeout=30)
         assert attributes(receiver.spans()[0].attributes)["url.path"] == "/over-tls"
+
+
+def test_a_collector_that_never_answers_holds_up_no_request(tmp_path: Path) -> None:
+    with blackholed_port() as port:  # connections hang: no refusal, no answer
+        tracing = f"""    otlp: {{{{endpoint: "http://127.0.0.1:{port}", flush_interval: 50ms,
+            timeout: 1s, queue_size: 20, batch_size: 5, max_retry_time: 2s}}}}"""
+        with pod(tmp_path, tracing) as p:
+            for _ in range(100):
+                assert p.get("/while-hanging") == 200
+            full = 'pillion_tracing_spans_dropped_total{reason="queue_full"}'
+            exhausted = 'pillion_tracing_spans_dropped_total{reason="retries_exhausted"}'
+
+            def dropped(reason: str) -> float:
+                return metric_value(p.metrics(), reason) or 0
+
+            assert dropped(full) > 0  # the queue was full while requests went on
+            # every span kept is tried until max_retry_time, then dropped: all counted
+            wait_until(lambda: dropped(full) + dropped(exhausted) == 100, timeout=90)
+            assert dropped(exhausted) >= 5
+            assert metric_value(p.metrics(), "pillion_tracing_spans_exported_total") == 0
