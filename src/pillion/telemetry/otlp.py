@@ -120,6 +120,7 @@ class OtlpExporter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._flushing = False  # a flush asked: send what is queued without waiting
+        self._sending = 0  # spans in the batch being sent (or retried)
         self._ssl: ssl.SSLContext | None = None
         self._grpc: GrpcUnaryClient | None = None
         self._failing = False  # the last request failed: logged once until one succeeds
@@ -167,10 +168,12 @@ class OtlpExporter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="otlp-exporter")
 
     async def flush(self, deadline: float) -> None:
-        """Send what is queued, until ``deadline`` (``loop.time()``) at the latest."""
+        """Send what is queued, until ``deadline`` (``loop.time()``) at the latest, and
+        for no longer than one export request may take: a collector that is down does
+        not hold up a drain."""
         self._flushing = True
         self._wake.set()
-        timeout = deadline - asyncio.get_running_loop().time()
+        timeout = min(deadline - asyncio.get_running_loop().time(), self.settings.timeout)
         if timeout > 0 and self._task is not None:
             try:
                 async with asyncio.timeout(timeout):
@@ -186,9 +189,11 @@ class OtlpExporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._queue:
-            self._dropped["shutdown"].inc(len(self._queue))
+        unsent = len(self._queue) + self._sending  # the batch being tried included
+        if unsent:
+            self._dropped["shutdown"].inc(unsent)
             self._queue.clear()
+            self._sending = 0
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -224,7 +229,9 @@ class OtlpExporter:
                 batch = [
                     self._queue.popleft() for _ in range(min(settings.batch_size, len(self._queue)))
                 ]
+                self._sending = len(batch)
                 await self._send(batch)
+                self._sending = 0
             self._idle.set()
 
     async def _send(self, batch: list[Span]) -> None:
