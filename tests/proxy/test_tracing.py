@@ -1,17 +1,14 @@
 """Spans of proxied requests, exported to a real OTLP/HTTP receiver (decoded with
 ``opentelemetry-proto``): the trace tree client → inbound → app → outbound →
-remote, attributes, sampling, B3, redaction, exemplars, and a collector that is
-down, busy or refusing."""
+remote, attributes, sampling, B3, redaction, exemplars, HTTP/2 and gRPC, retries,
+proxy workers. (The exporter against collectors that are down, busy or refusing:
+tests/tracing.)"""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.client import HTTPConnection
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,142 +16,22 @@ import grpc
 import pytest
 
 from pillion.demo import grpc_echo
-from pillion.tls.devca import issue, new_ca
 from tests.helpers import (
-    PillionProcess,
-    blackholed_port,
     free_port,
-    http,
     metric_value,
     running_pillion,
-    serve_http,
     wait_until,
 )
-from tests.proxy.otlp_receiver import OtlpReceiver, attributes, grpc_receiver, otlp_receiver
-
-CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-CLIENT_SPAN = "00f067aa0ba902b7"
-APP_SPAN = "a1a2a3a4a5a6a7a8"
-SERVER, CLIENT = 2, 3
-
-
-@dataclass
-class App:
-    """The app behind the inbound listener: records what it gets; on ``/chain`` it
-    calls the remote through Pillion's outbound listener as an instrumented app
-    would, with its own span (``APP_SPAN``) in the same trace."""
-
-    outbound_port: int = 0
-    port: int = 0
-    seen: list[dict[str, str]] = field(default_factory=list)
-    status: int = 200
-    fail_next: int = 0  # answer this many requests with 503 first
-    hold: threading.Event | None = None
-
-
-@contextlib.contextmanager
-def app_server(app: App) -> Iterator[App]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            app.seen.append({"path": self.path, **headers})
-            status = app.status
-            if app.fail_next:
-                app.fail_next -= 1
-                status = 503
-            if self.path.startswith("/slow") and app.hold is not None:
-                app.hold.wait(10)
-            if self.path.startswith("/chain"):
-                trace = headers["traceparent"].split("-")[1]
-                conn = HTTPConnection("127.0.0.1", app.outbound_port, timeout=5)
-                conn.request("GET", "/remote", headers={
-                    "Host": "remote", "traceparent": f"00-{trace}-{APP_SPAN}-01"})  # fmt: skip
-                status = conn.getresponse().status
-                conn.close()
-            body = b"ok"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    with serve_http(Handler) as port:
-        app.port = port
-        yield app
-
-
-@dataclass
-class Pod:
-    pillion: PillionProcess
-    inbound: int
-    outbound: int
-    app: App
-    remote: App
-    receiver: OtlpReceiver
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> int:
-        status, _, _ = http("GET", f"http://127.0.0.1:{self.inbound}{path}", headers=headers)
-        return status
-
-    def by_kind(self, kind: int) -> list[Any]:
-        return [span for span in self.receiver.spans() if span.kind == kind]
-
-    def metrics(self, accept: str | None = None) -> bytes:
-        headers = {"Accept": accept} if accept else None
-        _, _, body = http("GET", f"{self.pillion.status_url}/metrics", headers=headers)
-        return body
-
-
-@contextlib.contextmanager
-def pod(
-    tmp_path: Path,
-    tracing: str,
-    *,
-    receiver_port: int | None = None,
-    env: dict[str, str] | None = None,
-    workers: int = 1,
-) -> Iterator[Pod]:
-    """Pillion with an inbound listener in front of ``App``, an outbound listener
-    to a remote, and ``telemetry.tracing`` (``tracing``'s lines; ``{otlp}`` is the
-    receiver's URL)."""
-    with contextlib.ExitStack() as stack:
-        receiver = stack.enter_context(otlp_receiver(receiver_port or 0))
-        remote = stack.enter_context(app_server(App()))
-        app = App()
-        inbound, outbound = free_port(), free_port()
-        app.outbound_port = outbound
-        stack.enter_context(app_server(app))
-        body = f"""
-telemetry:
-  tracing:
-{tracing.format(otlp=receiver.url)}
-proxy:
-  workers: {workers}
-  access_log: null
-  inbound:
-    - listen: 127.0.0.1:{inbound}
-      routes:
-        - name: health
-          match: {{exact: /healthz}}
-          direct_response: {{status: 200, body: "ok"}}
-        - name: api
-          match: {{prefix: /}}
-  outbound:
-    - {{name: out, listen: 127.0.0.1:{outbound}, cluster: remote}}
-  clusters:
-    - name: remote
-      endpoints: [127.0.0.1:{remote.port}]
-      retry: {{max_retries: 2, statuses: [503]}}
-"""
-        pillion = stack.enter_context(running_pillion(tmp_path, body, app_port=app.port, env=env))
-        yield Pod(pillion, inbound, outbound, app, remote, receiver)
-
-
-FAST = """    otlp: {{endpoint: "{otlp}", flush_interval: 100ms}}"""
+from tests.proxy.otlp_receiver import attributes, otlp_receiver
+from tests.proxy.tracing_pod import (
+    APP_SPAN,
+    CLIENT,
+    CLIENT_SPAN,
+    CLIENT_TRACE,
+    FAST,
+    SERVER,
+    pod,
+)
 
 
 def test_the_trace_tree_from_client_to_remote_nests_every_span(tmp_path: Path) -> None:
@@ -343,90 +220,6 @@ def test_no_secret_reaches_a_span(tmp_path: Path) -> None:
             assert secret.encode() not in raw
 
 
-def test_collector_headers_and_gzip_reach_the_collector_but_not_the_config(
-    tmp_path: Path,
-) -> None:
-    tracing = """    otlp:
-      endpoint: "{otlp}/v1/traces"
-      flush_interval: 100ms
-      gzip: true
-      headers: {{Authorization: "Bearer COLLECTOR-TOKEN"}}"""
-    with pod(tmp_path, tracing) as p:
-        assert p.get("/x") == 200
-        wait_until(lambda: p.by_kind(SERVER))
-        export = p.receiver.exports[0]
-        assert export.path == "/v1/traces"  # a full traces URL is used as it is
-        assert export.headers["Content-Encoding"] == "gzip"
-        assert export.headers["Authorization"] == "Bearer COLLECTOR-TOKEN"
-        _, _, config = http("GET", f"{p.pillion.admin_url}/config")
-        assert b"COLLECTOR-TOKEN" not in config
-        assert "COLLECTOR-TOKEN" not in p.pillion.output()
-
-
-def test_a_collector_down_costs_bounded_spans_and_no_requests(tmp_path: Path) -> None:
-    port = free_port()  # nothing listens yet: every export is refused
-    tracing = f"""    otlp: {{{{endpoint: "http://127.0.0.1:{port}", flush_interval: 50ms,
-            queue_size: 40, batch_size: 10, max_retry_time: 1m}}}}"""
-    with contextlib.ExitStack() as stack:
-        p = stack.enter_context(pod(tmp_path, tracing))
-        for _ in range(200):
-            assert p.get("/during-outage") == 200  # requests never wait for spans
-        metrics = p.metrics()
-        dropped = metric_value(metrics, 'pillion_tracing_spans_dropped_total{reason="queue_full"}')
-        assert dropped is not None
-        assert dropped >= 200 - 40 - 10
-        assert metric_value(metrics, "pillion_tracing_spans_exported_total") == 0
-        retries = 'pillion_tracing_export_requests_total{result="retry"}'
-        wait_until(lambda: (metric_value(p.metrics(), retries) or 0) >= 1)
-        assert "tracing collector failed: retrying" in p.pillion.output()
-        # the collector comes back: what was kept is delivered, once
-        late = stack.enter_context(otlp_receiver(port))
-
-        def settled() -> bool:
-            page = p.metrics()
-            exported = metric_value(page, "pillion_tracing_spans_exported_total") or 0
-            lost = metric_value(page, 'pillion_tracing_spans_dropped_total{reason="queue_full"}')
-            return exported + (lost or 0) == 200
-
-        wait_until(settled, timeout=60)
-        spans = late.spans()
-        assert 0 < len(spans) <= 50
-        assert len({span.span_id for span in spans}) == len(spans)
-
-
-def test_a_busy_collector_is_retried_after_its_retry_after(tmp_path: Path) -> None:
-    with contextlib.ExitStack() as stack:
-        receiver = stack.enter_context(otlp_receiver())
-        receiver.answers = [(429, {"Retry-After": "1"}), (503, {})]
-        tracing = f"""    otlp: {{{{endpoint: "{receiver.url}", flush_interval: 50ms}}}}"""
-        p = stack.enter_context(pod(tmp_path, tracing))
-        assert p.get("/x") == 200
-        wait_until(lambda: receiver.spans(), timeout=30)
-        assert receiver.attempts == 3
-        assert len(receiver.spans()) == 1
-        page = p.metrics()
-        assert metric_value(page, 'pillion_tracing_export_requests_total{result="retry"}') == 2
-        assert metric_value(page, "pillion_tracing_spans_exported_total") == 1
-
-
-def test_a_refusing_collector_drops_and_counts(tmp_path: Path) -> None:
-    with contextlib.ExitStack() as stack:
-        receiver = stack.enter_context(otlp_receiver())
-        receiver.answers = [(400, {})]
-        tracing = f"""    otlp: {{{{endpoint: "{receiver.url}", flush_interval: 50ms}}}}"""
-        p = stack.enter_context(pod(tmp_path, tracing))
-        assert p.get("/refused") == 200
-        rejected = 'pillion_tracing_spans_dropped_total{reason="rejected"}'
-        wait_until(lambda: metric_value(p.metrics(), rejected) == 1)
-        assert p.get("/accepted") == 200
-        wait_until(lambda: receiver.spans())
-        assert "tracing collector refused spans" in p.pillion.output()
-        # a partial success counts the spans it rejected
-        receiver.partial_rejects = 1
-        assert p.get("/partly") == 200
-        wait_until(lambda: metric_value(p.metrics(), rejected) == 2)
-
-
 def test_http2_requests_have_spans_too(tmp_path: Path) -> None:
     with pod(tmp_path, FAST) as p:
         done = subprocess.run(
@@ -439,17 +232,6 @@ def test_http2_requests_have_spans_too(tmp_path: Path) -> None:
         (server,) = p.by_kind(SERVER)
         assert attributes(server.attributes)["network.protocol.version"] == "2"
         assert p.app.seen[0]["traceparent"].split("-")[2] == server.span_id.hex()
-
-
-def test_spans_of_the_last_requests_are_sent_on_shutdown(tmp_path: Path) -> None:
-    tracing = """    otlp: {{endpoint: "{otlp}", flush_interval: 1h, batch_size: 1000}}"""
-    with pod(tmp_path, tracing) as p:
-        for _ in range(3):
-            assert p.get("/late") == 200
-        assert p.receiver.spans() == []  # waiting for a batch that will not fill
-        p.pillion.stop()
-        assert p.pillion.wait_exit() == 0
-        assert len(p.receiver.spans()) == 3
 
 
 def test_each_proxy_worker_exports_its_spans(tmp_path: Path) -> None:
@@ -520,72 +302,3 @@ def test_an_answer_of_pillions_own_has_a_span_in_the_callers_trace(tmp_path: Pat
         assert (server.trace_id.hex(), server.parent_span_id.hex()) == (CLIENT_TRACE, CLIENT_SPAN)
         assert attributes(server.attributes)["pillion.route"] == "health"
         assert p.app.seen == []
-
-
-def test_otlp_grpc_to_a_real_grpc_collector(tmp_path: Path) -> None:
-    with contextlib.ExitStack() as stack:
-        receiver = stack.enter_context(grpc_receiver())
-        receiver.codes = [grpc.StatusCode.UNAVAILABLE]  # retried
-        tracing = f"""    otlp:
-      endpoint: "{receiver.url}"
-      protocol: grpc
-      flush_interval: 50ms
-      headers: {{{{x-scope: "SEKRET-G"}}}}"""
-        p = stack.enter_context(pod(tmp_path, tracing))
-        assert (
-            p.get("/grpc-exported", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}) == 200
-        )
-        wait_until(lambda: receiver.spans(), timeout=30)
-        (span,) = receiver.spans()
-        assert span.trace_id.hex() == CLIENT_TRACE
-        assert attributes(span.attributes)["url.path"] == "/grpc-exported"
-        assert receiver.metadata[0]["x-scope"] == "SEKRET-G"
-        assert receiver.attempts == 2
-        # an invalid argument is not retried: dropped and counted
-        receiver.codes = [grpc.StatusCode.INVALID_ARGUMENT]
-        assert p.get("/refused") == 200
-        rejected = 'pillion_tracing_spans_dropped_total{reason="rejected"}'
-        wait_until(lambda: metric_value(p.metrics(), rejected) == 1)
-        # the connection is kept and used again
-        assert p.get("/again") == 200
-        wait_until(lambda: len(receiver.spans()) == 2)
-        assert "SEKRET-G" not in p.pillion.output()
-
-
-def test_otlp_grpc_over_tls_with_gzip(tmp_path: Path) -> None:
-    ca = new_ca()
-    server = issue(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
-    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
-    with contextlib.ExitStack() as stack:
-        receiver = stack.enter_context(grpc_receiver(tls=(server.cert_pem, server.key_pem)))
-        tracing = f"""    otlp:
-      endpoint: "https://localhost:{receiver.port}"
-      protocol: grpc
-      gzip: true
-      flush_interval: 50ms
-      tls: {{{{ca: {tmp_path / "ca.crt"}}}}}"""
-        p = stack.enter_context(pod(tmp_path, tracing))
-        assert p.get("/over-tls") == 200
-        # grpcio read the compressed message: it takes gzip only as grpc-encoding says
-        wait_until(lambda: receiver.spans(), timeout=30)
-        assert attributes(receiver.spans()[0].attributes)["url.path"] == "/over-tls"
-
-
-def test_a_collector_that_never_answers_holds_up_no_request(tmp_path: Path) -> None:
-    with blackholed_port() as port:  # connections hang: no refusal, no answer
-        tracing = f"""    otlp: {{{{endpoint: "http://127.0.0.1:{port}", flush_interval: 50ms,
-            timeout: 1s, queue_size: 20, batch_size: 5, max_retry_time: 2s}}}}"""
-        with pod(tmp_path, tracing) as p:
-            for _ in range(100):
-                assert p.get("/while-hanging") == 200
-            full = 'pillion_tracing_spans_dropped_total{reason="queue_full"}'
-            exhausted = 'pillion_tracing_spans_dropped_total{reason="retries_exhausted"}'
-
-            def dropped(reason: str) -> float:
-                return metric_value(p.metrics(), reason) or 0
-
-            assert dropped(full) > 0  # the queue was full while requests went on
-            # every span kept is tried until max_retry_time, then dropped: all counted
-            wait_until(lambda: dropped(full) + dropped(exhausted) == 100, timeout=90)
-            assert dropped(exhausted) >= 5
-            assert metric_value(p.metrics(), "pillion_tracing_spans_exported_total") == 0

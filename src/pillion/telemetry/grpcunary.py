@@ -24,6 +24,7 @@ import h2.exceptions
 __all__ = ["GrpcResult", "GrpcUnaryClient", "frame", "unframe"]
 
 _READ = 65536
+_CLOSE_WAIT = 1.0  # seconds a peer has to finish closing the connection
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,22 @@ class GrpcUnaryClient:
                 return GrpcResult(None, detail=str(exc) or type(exc).__name__)
 
     async def close(self) -> None:
-        writer = self._writer
+        """Say goodbye (GOAWAY) and close; a TLS peer that does not answer the
+        close_notify within a second is cut off (a stop must not wait on it)."""
+        writer, connection = self._writer, self._h2
         self._reader = self._writer = self._h2 = None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
+        if writer is None:
+            return
+        if connection is not None:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                connection.close_connection()
+                writer.write(connection.data_to_send())
+        writer.close()
+        try:
+            async with asyncio.timeout(_CLOSE_WAIT):
                 await writer.wait_closed()
+        except (OSError, ssl.SSLError, TimeoutError):
+            writer.transport.abort()
 
     async def _connect(self) -> h2.connection.H2Connection:
         if self._h2 is not None:
