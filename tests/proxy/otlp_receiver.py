@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,7 +81,8 @@ def hex_id(value: bytes) -> str:
 
 
 @contextlib.contextmanager
-def otlp_receiver(port: int = 0) -> Iterator[OtlpReceiver]:
+def otlp_receiver(port: int = 0, tls: ssl.SSLContext | None = None) -> Iterator[OtlpReceiver]:
+    """``tls``: serve HTTPS with this context (``url`` still says http)."""
     receiver = OtlpReceiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -119,7 +121,7 @@ def otlp_receiver(port: int = 0) -> Iterator[OtlpReceiver]:
             self.end_headers()
             self.wfile.write(data)
 
-    with serve_http(Handler, port=port) as bound:
+    with serve_http(Handler, port=port, tls=tls) as bound:
         receiver.port = bound
         yield receiver
 

@@ -6,6 +6,7 @@ not compiled, so these run once (not again in the pure-Python pass)."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 from pathlib import Path
 
 import grpc
@@ -191,3 +192,28 @@ def test_a_collector_that_never_answers_holds_up_no_request(tmp_path: Path) -> N
             wait_until(lambda: dropped(full) + dropped(exhausted) == 60, timeout=90)
             assert dropped(exhausted) >= 5
             assert metric_value(p.metrics(), "pillion_tracing_spans_exported_total") == 0
+
+
+def test_otlp_http_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    ca = new_ca()
+    server = issue(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+    client = issue(ca, spiffe_id="spiffe://cluster.local/ns/shop/sa/pillion")
+    for name, pem in (("ca.crt", ca.cert_pem), ("server.crt", server.cert_pem),
+                      ("server.key", server.key_pem), ("client.crt", client.cert_pem),
+                      ("client.key", client.key_pem)):  # fmt: skip
+        (tmp_path / name).write_bytes(pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.crt"))
+    context.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    context.verify_mode = ssl.CERT_REQUIRED  # the collector asks for Pillion's certificate
+    with otlp_receiver(tls=context) as receiver:
+        tracing = f"""    otlp:
+      endpoint: "https://localhost:{receiver.port}"
+      flush_interval: 50ms
+      tls: {{{{ca: {tmp_path / "ca.crt"}, cert: {tmp_path / "client.crt"},
+             key: {tmp_path / "client.key"}}}}}"""
+        with pod(tmp_path, tracing) as p:
+            assert p.get("/over-https") == 200
+            wait_until(lambda: receiver.spans())
+            assert attributes(receiver.spans()[0].attributes)["url.path"] == "/over-https"
+            p.pillion.stop()
+            assert p.pillion.wait_exit() == 0

@@ -9,17 +9,7 @@ __all__ = ["client_tls", "load_tls"]
 
 
 def client_tls(config: LogOutputConfig) -> ClientTls | None:
-    tls = config.tls
-    if tls is None:
-        return None
-    return ClientTls(
-        tls.ca,
-        cert=tls.cert,
-        key=tls.key,
-        server_name=tls.server_name,
-        identities=tls.identities,
-        min_version=tls.min_version,
-    )
+    return ClientTls.of(config.tls) if config.tls is not None else None
 
 
 def load_tls(tls: ClientTls) -> None:

@@ -273,19 +273,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._failing: set[str] = set()  # names whose last resolution failed
         tls = config.tls
-        self.tls = (
-            ClientTls(
-                tls.ca,
-                cert=tls.cert,
-                key=tls.key,
-                server_name=tls.server_name,
-                identities=tls.identities,
-                min_version=tls.min_version,
-                alpn=_ALPN[config.protocol],
-            )
-            if tls is not None
-            else None
-        )
+        self.tls = ClientTls.of(tls, alpn=_ALPN[config.protocol]) if tls is not None else None
         self._apply()
 
     @property

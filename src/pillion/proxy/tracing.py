@@ -229,15 +229,10 @@ class Tracing:
 
     def start(self) -> None:
         """Begin sending (``TlsLoadError`` when the collector's TLS files are unusable)."""
-        tls = self.config.otlp.tls
-        if tls is not None:
-            client = ClientTls(
-                tls.ca,
-                cert=tls.cert,
-                key=tls.key,
-                server_name=tls.server_name,
-                identities=tls.identities,
-                min_version=tls.min_version,
+        otlp = self.config.otlp
+        if otlp.tls is not None:
+            client = ClientTls.of(
+                otlp.tls, alpn=("h2",) if otlp.protocol == "grpc" else ("http/1.1",)
             )
             client.load()
             self.exporter.use_tls(client.context)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from pillion.config.proxy import UpstreamTlsConfig
+
 __all__ = ["CertificateFiles", "ClientTls", "ServerTls", "TlsLoadError"]
 
 _TLS12_CIPHERS = ":".join(
@@ -270,6 +272,20 @@ class ClientTls:
         self._stamp: tuple[object, ...] = ()
         self.ca_expiry: datetime.datetime | None = None
         self.cert_expiry: datetime.datetime | None = None
+
+    @classmethod
+    def of(cls, config: UpstreamTlsConfig, *, alpn: Sequence[str] = ("http/1.1",)) -> ClientTls:
+        """The client side that a config's `tls:` section (a cluster's, a log
+        output's, the tracing collector's) describes."""
+        return cls(
+            config.ca,
+            cert=config.cert,
+            key=config.key,
+            server_name=config.server_name,
+            identities=config.identities,
+            min_version=config.min_version,
+            alpn=alpn,
+        )
 
     @property
     def context(self) -> ssl.SSLContext:
