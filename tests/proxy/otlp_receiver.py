@@ -46,13 +46,7 @@ class OtlpReceiver:
 
     def spans(self) -> list[Span]:
         with self.lock:
-            return [
-                span
-                for export in self.exports
-                for resource in export.request.resource_spans
-                for scope in resource.scope_spans
-                for span in scope.spans
-            ]
+            return spans_of([export.request for export in self.exports])
 
     def resources(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -67,6 +61,17 @@ class OtlpReceiver:
             return b"".join(export.body for export in self.exports)
 
 
+def spans_of(requests: list[ExportTraceServiceRequest]) -> list[Span]:
+    """Every span of these exports, in order."""
+    return [
+        span
+        for request in requests
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
 def attributes(pairs: Any) -> dict[str, Any]:
     """An OTLP attribute list as a dict of plain values."""
     found: dict[str, Any] = {}
@@ -74,10 +79,6 @@ def attributes(pairs: Any) -> dict[str, Any]:
         kind = pair.value.WhichOneof("value")
         found[pair.key] = getattr(pair.value, kind) if kind else None
     return found
-
-
-def hex_id(value: bytes) -> str:
-    return value.hex()
 
 
 @contextlib.contextmanager
@@ -144,13 +145,7 @@ class GrpcReceiver:
 
     def spans(self) -> list[Span]:
         with self.lock:
-            return [
-                span
-                for request in self.requests
-                for resource in request.resource_spans
-                for scope in resource.scope_spans
-                for span in scope.spans
-            ]
+            return spans_of(self.requests)
 
 
 @contextlib.contextmanager
