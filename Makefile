@@ -14,7 +14,7 @@ BIN    := $(VENV)/bin
 SYSTEM_PACKAGES := prometheus curl openssl rsyslog rsyslog-openssl postgresql iptables nghttp2-client \
 	podman runc mmdebstrap chromium chromium-driver
 
-.PHONY: demo test check docs image lock dist extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture clean
+.PHONY: demo test check docs image lock dist extensions system-deps fuzz soak bench-proxy bench-h2 bench-logs bench-webhook bench-exporters bench-capture bench-start clean
 
 demo: $(VENV)/.installed
 	$(BIN)/pillion demo
@@ -108,6 +108,10 @@ bench-capture: $(VENV)/.installed
 
 bench-exporters: $(VENV)/.installed
 	$(BIN)/python bench/exporters_bench.py $(ARGS)
+
+# Start to /healthz/ready and idle RSS: the minimal config, and proxy + logs + exporters.
+bench-start: $(VENV)/.installed
+	$(BIN)/python bench/start_bench.py $(ARGS)
 
 $(BIN)/python:
 	@scripts/make-venv.sh $(PYTHON) $(VENV)

@@ -16,7 +16,6 @@ versions of the same code. ``pillion version`` prints ``describe()``.
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
@@ -69,8 +68,10 @@ def _source_path(name: str, package: Path = _PACKAGE) -> Path:
     return package.joinpath(*name.split(".")[1:]).with_suffix(".py")
 
 
-class _SourceFinder(importlib.abc.MetaPathFinder):
-    """Finds the listed modules' ``.py`` files, ahead of their extensions."""
+class _SourceFinder:
+    """Finds the listed modules' ``.py`` files, ahead of their extensions (a meta path
+    finder by its ``find_spec``; ``importlib.abc`` is not imported for its base class,
+    which would load ``importlib.resources`` at every start)."""
 
     def __init__(self, names: list[str]) -> None:
         self._names = frozenset(names)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
 from pillion import __version__
-from pillion.cli.capture import iptables
-from pillion.cli.certs import certs
-from pillion.cli.kube import inject, proxy_status
-from pillion.cli.kubeserve import install, wait_started, webhook
 from pillion.config import EXIT_BAD_CONFIG, ConfigError, PillionConfig, load_config
-from pillion.config.reference import json_schema, markdown_reference
 from pillion.telemetry import configure_logging
 
 __all__ = ["main"]
@@ -32,19 +29,38 @@ _config_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The commands defined here, and the others by ``module:attribute``, imported
+    when named: ``pillion run`` starts without the Kubernetes, certificate and
+    capture commands' imports."""
+
+    elsewhere: ClassVar[dict[str, str]] = {
+        "certs": "pillion.cli.certs:certs",
+        "inject": "pillion.cli.kube:inject",
+        "proxy-status": "pillion.cli.kube:proxy_status",
+        "webhook": "pillion.cli.kubeserve:webhook",
+        "install": "pillion.cli.kubeserve:install",
+        "wait-started": "pillion.cli.kubeserve:wait_started",
+        "iptables": "pillion.cli.capture:iptables",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.elsewhere])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self.elsewhere.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = where.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="pillion")
 def cli() -> None:
     """Pillion: the sidecar for your pod's proxy, logs, secrets and metrics."""
-
-
-cli.add_command(certs)
-cli.add_command(inject)
-cli.add_command(proxy_status)
-cli.add_command(webhook)
-cli.add_command(install)
-cli.add_command(wait_started)
-cli.add_command(iptables)
 
 
 @cli.command()
@@ -146,8 +162,12 @@ def validate(config_path: str, against: str | None) -> None:
 def schema(output_format: str) -> None:
     """Print the JSON Schema (or Markdown reference) of pillion.yaml."""
     if output_format == "markdown":
+        from pillion.config.reference import markdown_reference
+
         click.echo(markdown_reference(), nl=False)
     else:
+        from pillion.config.reference import json_schema
+
         click.echo(json.dumps(json_schema(), indent=2))
 
 

@@ -46,7 +46,7 @@ class Section(BaseModel):
     refused, never silently ignored), values are immutable (a loaded config is
     shared by the components and compared on reload)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     def is_default(self, key: str) -> bool:
         """Whether ``key`` holds its default (given or not): a config dumped and read

@@ -12,9 +12,8 @@ import asyncio
 import gzip
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from pillion.config.logs import LogOutputConfig, field_path
@@ -23,6 +22,9 @@ from pillion.logs.buffer import Record
 from pillion.logs.otlp import otlp_body
 from pillion.logs.render import Sink, json_lines
 from pillion.logs.tlsfiles import client_tls, load_tls
+
+if TYPE_CHECKING:  # loaded when an HTTP output opens: syslog, file and stdout need none
+    import aiohttp
 
 __all__ = [
     "ElasticsearchSink",
@@ -103,6 +105,8 @@ class HttpSink(Sink):
     encodes_ahead = True
 
     async def open(self) -> None:
+        import aiohttp
+
         tls = client_tls(self.config)
         connector = None
         if tls is not None:
@@ -150,6 +154,8 @@ class HttpSink(Sink):
 
     async def post(self, batch: list[Record]) -> bytes:
         """POST the batch; the answer's body when 2xx."""
+        import aiohttp
+
         assert self._session is not None
         data = await self._encoded(batch)
         try:

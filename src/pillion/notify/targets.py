@@ -9,13 +9,16 @@ import os
 import random
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 
 from pillion.config.redaction import redact_in, redact_url
 from pillion.config.secrets import NotifyTargetConfig, SignalTargetConfig
 from pillion.telemetry import Metrics
+
+if TYPE_CHECKING:
+    import aiohttp  # loaded by the first HTTP notification: most pods have none
 
 __all__ = ["Notifier", "NotifyFamilies", "find_processes"]
 
@@ -109,6 +112,8 @@ class Notifier:
             os.kill(pid, number)
 
     async def _http(self, target: NotifyTargetConfig) -> None:
+        import aiohttp
+
         config = target.http
         assert config is not None
         if self._session is None:

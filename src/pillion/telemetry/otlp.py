@@ -24,15 +24,19 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 
 from pillion.config.redaction import redact_url
-from pillion.telemetry.grpcunary import GrpcUnaryClient, frame
 from pillion.telemetry.metrics import Metrics
 from pillion.telemetry.spans import Attributes, Span, encode
+
+if TYPE_CHECKING:  # loaded when an exporter starts: a proxy without tracing needs neither
+    import aiohttp
+
+    from pillion.telemetry.grpcunary import GrpcUnaryClient
 
 __all__ = ["DROP_REASONS", "ExporterSettings", "OtlpExporter"]
 
@@ -151,7 +155,11 @@ class OtlpExporter:
         self._ssl = context
 
     def start(self) -> None:
+        import aiohttp
+
         if self.settings.grpc:
+            from pillion.telemetry.grpcunary import GrpcUnaryClient
+
             parts = urlsplit(self.settings.url)
             secure = parts.scheme == "https"
             self._grpc = GrpcUnaryClient(
@@ -281,6 +289,8 @@ class OtlpExporter:
 
     async def _post(self, body: bytes) -> _Answer:
         """One OTLP/HTTP request."""
+        import aiohttp
+
         assert self._session is not None
         try:
             async with self._session.post(
@@ -297,6 +307,8 @@ class OtlpExporter:
 
     async def _call(self, body: bytes) -> _Answer:
         """One OTLP/gRPC call."""
+        from pillion.telemetry.grpcunary import frame
+
         assert self._grpc is not None
         headers = [(name, value) for name, value in self.settings.headers.items()]
         if self.settings.gzip:
