@@ -55,6 +55,11 @@ def test_records_leave_when_every_output_has_them_and_checkpoints_follow() -> No
     for end in (10, 20, 30):
         log.append(Record(b"0123456789", 0.0, "app", "/x.log", key, end))
     assert [r.seq for r in log.batch("a", 2, 1000)] == [1, 2]
+    assert log.cut  # stopped at its count, with a record after it
+    assert [r.seq for r in log.batch("a", 10, 1000)] == [1, 2, 3]
+    assert not log.cut  # the end of the records
+    assert [r.seq for r in log.batch("a", 10, 2 * log.records[0].size)] == [1, 2]
+    assert log.cut  # stopped at its bytes
     log.ack("a", 2)
     assert log.delivered_changes() == {}  # b has nothing yet
     assert len(log.records) == 3

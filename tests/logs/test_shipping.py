@@ -143,6 +143,25 @@ def test_every_line_arrives_once(shipper: Shipper) -> None:
     assert (record["input"], record["file"]) == ("app", str(app))
 
 
+def test_a_batch_full_by_its_bytes_goes_without_waiting_for_more(shipper: Shipper) -> None:
+    # Lines long enough that batch_max_bytes stops each batch at three records, long
+    # before batch_max_records: such a batch is full and is sent at once. Were it
+    # taken for one still filling, each would wait out batch_timeout (an hour here).
+    shipper.body = shipper.body.replace(
+        "batch_timeout: 20ms", "batch_timeout: 1h, batch_max_bytes: 4KiB"
+    )
+    app = shipper.logs / "app.log"
+    ids = [f"long-{n:03d}-" + "x" * 990 for n in range(30)]
+    write(app, ids)
+    shipper.start()
+    # all but the last few, which may wait for a fuller batch until the stop flushes them
+    wait_until(lambda: len(shipper.ids()) >= 25, timeout=20)
+    shipper.started.close()
+    found = shipper.ids()
+    assert set(found) == set(ids)
+    assert set(found.values()) == {1}
+
+
 def test_rename_rotation_loses_nothing(shipper: Shipper) -> None:
     app = shipper.logs / "app.log"
     shipper.start()

@@ -347,7 +347,9 @@ class LogOutputConfig(Section):
     timeout: Duration = Field(
         10.0, description="Longest connect or send before the batch is retried. Default 10s."
     )
-    batch_max_records: int = Field(512, ge=1, description="Most records per batch.")
+    batch_max_records: int = Field(
+        2048, ge=1, description="Most records per batch (`batch_max_bytes` may stop it first)."
+    )
     batch_max_bytes: Size = Field(1024 * 1024, description="Most bytes per batch.")
     batch_timeout: Duration = Field(
         0.2, description="Longest time a record waits for its batch to fill. Default 200ms."

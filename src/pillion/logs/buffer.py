@@ -194,6 +194,9 @@ class RecordLog:
         self._pending_bytes = 0
         self.spill_failure: str | None = None  # why the disk tier failed, until it works
         self.spill_errors: dict[str, int] = {}  # failed disk-tier operations, by reason
+        # Whether the last ``batch`` stopped at its count or byte limit with records
+        # left after it (a full batch), rather than at the end of the records.
+        self.cut = False
 
     @property
     def full(self) -> bool:
@@ -289,11 +292,12 @@ class RecordLog:
     ) -> list[Record]:
         """The next records for ``output`` after what it acknowledged (or after
         ``after``: the batch that follows one in flight), from memory and then from
-        disk."""
+        disk. ``cut`` says afterwards whether a limit stopped it."""
         acked = self.acked[output] if after is None else after
         records = self.records
         batch: list[Record] = []
         size = 0
+        self.cut = True
         if records:
             start = acked - records[0].seq + 1
             for index in range(max(start, 0), len(records)):
@@ -302,7 +306,10 @@ class RecordLog:
                     return batch
                 batch.append(record)
                 size += record.size
-        if not self.spilled or len(batch) >= max_records:
+        if len(batch) >= max_records:
+            return batch
+        if not self.spilled:
+            self.cut = False
             return batch
         assert self.spill is not None
         after = batch[-1].seq if batch else acked
@@ -318,9 +325,10 @@ class RecordLog:
             for index in range(max(0, after + 1 - pending[0].seq), len(pending)):
                 record = pending[index]
                 if batch and (len(batch) >= max_records or size + record.size > max_bytes):
-                    break
+                    return batch
                 batch.append(record)
                 size += record.size
+        self.cut = len(batch) >= max_records
         return batch
 
     def ack(self, output: str, seq: int) -> None:

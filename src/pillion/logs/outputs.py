@@ -211,29 +211,34 @@ class OutputWorker:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
-            # wait for the batch to fill, unless draining or the log is full (it cannot)
-            if len(batch) < config.batch_max_records and not (self.flushing or self.records.full):
-                deadline = loop.time() + config.batch_timeout
-                while (
-                    len(batch) < config.batch_max_records
-                    and loop.time() < deadline
-                    and not self.records.full
-                ):
-                    self.wakeup.clear()
-                    try:
-                        async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                            await self.wakeup.wait()
-                    except TimeoutError:
-                        break
-                    batch = self.records.batch(
-                        config.name, config.batch_max_records, config.batch_max_bytes
-                    )
+            # wait for the batch to fill, unless it is full, the log is (it cannot fill)
+            # or a drain asks for what there is (also when it comes during the wait)
+            deadline = loop.time() + config.batch_timeout
+            while not (self.filled(batch) or self.flushing or self.records.full):
+                if loop.time() >= deadline:
+                    break
+                self.wakeup.clear()
+                try:
+                    async with asyncio.timeout(deadline - loop.time()):
+                        await self.wakeup.wait()
+                except TimeoutError:
+                    break
+                batch = self.records.batch(
+                    config.name, config.batch_max_records, config.batch_max_bytes
+                )
             if self.sink.encodes_ahead:
                 self._prepare_next(batch[-1].seq)
             await self._deliver(batch)
             self.records.ack(config.name, batch[-1].seq)
             self.metrics.records.inc(len(batch))
             self.on_ack()
+
+    def filled(self, batch: list[Record]) -> bool:
+        """Whether ``batch``, just taken, is as large as it gets: it stopped at
+        ``batch_max_records`` or ``batch_max_bytes`` with records left after it.
+        (The byte limit stops a batch of long lines before the count does; waiting
+        ``batch_timeout`` for records that cannot join it only slows it down.)"""
+        return len(batch) >= self.config.batch_max_records or self.records.cut
 
     def _prepare_next(self, after: int) -> None:
         """Let the sink encode the next batches while this one is sent, those that are
@@ -245,9 +250,7 @@ class OutputWorker:
             following = self.records.batch(
                 config.name, config.batch_max_records, config.batch_max_bytes, after
             )
-            if not following or not (
-                len(following) >= config.batch_max_records or self.records.full
-            ):
+            if not following or not (self.filled(following) or self.records.full):
                 return
             self.sink.prepare(following)
             after = following[-1].seq
