@@ -9,8 +9,8 @@ else the DNS names in the certificate; ``*.example.com`` matches one label),
 the first being the default. With a client CA the peer's certificate is
 required (or optional) and verified.
 
-``cryptography`` (about 9 MiB) is imported on the first load, so a sidecar
-without TLS never pays for it.
+Certificates' names and expiry are read by ``certfields``, not ``cryptography``
+(about 9 MiB once imported).
 
 A reload builds complete new contexts first and swaps them in only when every
 file loaded: a half-written or garbage file leaves the old ones serving. Files
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from cryptography import x509
+from pillion.tls.certfields import CertificateFields, pem_certificates, read_certificate
 
+if TYPE_CHECKING:
     from pillion.config.proxy import UpstreamTlsConfig
 
 __all__ = ["CertificateFiles", "ClientTls", "ServerTls", "TlsLoadError"]
@@ -73,26 +73,14 @@ def _read(path: str, what: str) -> bytes:
         raise TlsLoadError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
-def _certificates(pem: bytes, path: str, what: str) -> list[x509.Certificate]:
-    from cryptography import x509  # lazy: 9 MiB, only where TLS is used
-
+def _certificates(pem: bytes, path: str, what: str) -> list[CertificateFields]:
     try:
-        found = x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        found = []
+        found = [read_certificate(der) for der in pem_certificates(pem)]
+    except ValueError as exc:
+        raise TlsLoadError(f"{what} {path}: {exc}") from None
     if not found:
         raise TlsLoadError(f"{what} {path} holds no PEM certificate")
     return found
-
-
-def _dns_names(cert: x509.Certificate) -> tuple[str, ...]:
-    from cryptography import x509  # lazy: 9 MiB, only where TLS is used
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    return tuple(name.lower() for name in san.get_values_for_type(x509.DNSName))
 
 
 def _new_context(
@@ -207,17 +195,17 @@ class ServerTls:
         ca_expiry = None
         if ca_pem is not None and self.client_ca is not None:
             ca_certs = _certificates(ca_pem, self.client_ca, "client CA")
-            ca_expiry = min(cert.not_valid_after_utc for cert in ca_certs)
+            ca_expiry = min(cert.not_after for cert in ca_certs)
         contexts: list[ssl.SSLContext] = []
         by_name: dict[str, ssl.SSLContext] = {}
         expiries = []
         for index, files in enumerate(self.certificates):
             cert_pem = _read(files.cert, "certificate")
             leaf = _certificates(cert_pem, files.cert, "certificate")[0]
-            expiries.append(leaf.not_valid_after_utc)
+            expiries.append(leaf.not_after)
             context = self._context(files, ca_pem, index)
             contexts.append(context)
-            for name in files.server_names or _dns_names(leaf):
+            for name in files.server_names or leaf.dns_names:
                 by_name.setdefault(name.lower(), context)
         loaded = _Loaded(contexts[0], by_name, min(expiries), ca_expiry)
         if len(contexts) > 1 or by_name:
@@ -305,11 +293,11 @@ class ClientTls:
         """Build a new context from the files; ``TlsLoadError`` keeps the old one."""
         stamp = tuple(_stat(path) for path in self._files())
         ca_pem = _read(self.ca, "CA")
-        ca_expiry = min(c.not_valid_after_utc for c in _certificates(ca_pem, self.ca, "CA"))
+        ca_expiry = min(c.not_after for c in _certificates(ca_pem, self.ca, "CA"))
         cert_expiry = None
         if self.cert:
             leaf = _certificates(_read(self.cert, "certificate"), self.cert, "certificate")[0]
-            cert_expiry = leaf.not_valid_after_utc
+            cert_expiry = leaf.not_after
         context = _new_context(ssl.PROTOCOL_TLS_CLIENT, self.min_version, self.alpn)
         # with an identity allow-list the peer is checked by identity, after the handshake
         context.check_hostname = not self.identities
