@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +114,28 @@ def test_oversized_chunked_body_is_rejected(admin: PillionProcess) -> None:
         + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
         b"Connection: close\r\n\r\n" + payload,
     )
+    assert status_line(response) == "HTTP/1.1 413 Request Entity Too Large"
+
+
+def test_a_refused_body_still_being_sent_is_read_and_dropped_until_the_client_is_done(
+    admin: PillionProcess,
+) -> None:
+    # 8 MiB announced and sent after a head refused at once (413): more than any socket
+    # buffer holds, so a server that closed with the body unread would reset the
+    # connection under the sender (EPIPE or ECONNRESET) and the 413 could be lost.
+    # Lingering, it reads and drops the body: the send completes and the 413 arrives.
+    size = 8 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", admin.admin_port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /logging HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size
+        )
+        sock.sendall(b"x" * size)
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
     assert status_line(response) == "HTTP/1.1 413 Request Entity Too Large"
 
 

@@ -42,6 +42,7 @@ _MAX_HEAD = 8 * 1024  # nginx's large_client_header_buffers line, for the whole 
 # that trickle in (a slow sender cannot hold a connection by sending one at a time).
 _REQUEST_TIMEOUT = 30.0
 _IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection waits for its next request
+_LINGER_TIME = 5.0  # seconds a refused connection reads and drops what still comes
 
 
 class Request:
@@ -347,7 +348,25 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.write(local_response(error.status, error.reason))
-        self._close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after refusing a request the client may still be sending (a body
+        over the limit): closed at once with its bytes unread, the kernel would send
+        a reset, which can discard the answer before the client reads it. So, as the
+        proxy does (nginx's lingering close): the answer is followed by a FIN, what
+        still comes is read and dropped, and the connection closes when the client's
+        side does, or after ``_LINGER_TIME``."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            self._close()
+            return
+        transport.write_eof()
+        self._disarm()
+        self.timer = asyncio.get_running_loop().call_later(_LINGER_TIME, self._close)
+        self.timer_kind = "linger"
 
     def close_when_idle(self) -> None:
         self.closing = True
