@@ -12,8 +12,10 @@ request has no valid ``traceparent``, and written beside it when asked for.
 Ids are cut from a pool of random hex digits, refilled from ``os.urandom`` 4 KiB at
 a time: one system call and one ``hex`` for about a hundred requests' ids, no
 formatting per request (``random.randbytes`` costs ten times the instructions of
-the kernel's generator here). A forked child starts with an empty pool, so two
-workers never hand out the same ids.
+the kernel's generator here). Request ids and new ``traceparent`` values, made for
+most requests, are made formatted, 256 at a time: each column of their layout is
+filled for the whole batch by one slice copy, so handing one out is one slice. A
+forked child starts with empty pools, so two workers never hand out the same ids.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from typing import Final
 
 __all__ = ["B3_MULTI_NAMES", "Propagation", "SpanContext", "new_request_id", "new_span_id",
            "new_traceparent", "trace_id", "valid_request_id", "valid_traceparent"]  # fmt: skip
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _POOL_BYTES = 4096
-# The digit that carries the RFC 4122 variant (10xx), by the random digit it replaces.
-_VARIANT = {digit: b"89ab"[i & 3 : (i & 3) + 1] for i, digit in enumerate(b"0123456789abcdef")}
+# The digit that carries the RFC 4122 variant (10xx), from the random digit it replaces.
+_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
+_BATCH = 256  # formatted ids made at a time
+_RANDOM, _VARIANT_DIGIT = ord("x"), ord("v")  # in a layout; other bytes are literal
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
 _HEX16 = re.compile(rb"[0-9a-f]{16}")
 _HEX32 = re.compile(rb"[0-9a-f]{32}")
@@ -78,17 +83,65 @@ class _HexPool:
         self._at = 0
 
 
-_pool = _HexPool()
+class _Formatted:
+    """Ids of one layout (``x`` a random hex digit, ``v`` the UUID variant digit, any
+    other byte itself), made ``_BATCH`` at a time and handed out once each. No batch
+    holds 16 zero digits in a row, so no trace or span id in it is all zeros."""
+
+    __slots__ = ("_at", "_layout", "_made")
+
+    def __init__(self, layout: bytes) -> None:
+        self._layout = layout
+        self._made = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        at = self._at
+        width = len(self._layout)
+        if at >= len(self._made):
+            self._made = self._fill()
+            at = 0
+        self._at = at + width
+        return self._made[at : at + width]
+
+    def _fill(self) -> bytes:
+        layout = self._layout
+        width = len(layout)
+        randoms = layout.count(_RANDOM) + layout.count(_VARIANT_DIGIT)
+        digits = os.urandom(randoms * _BATCH // 2).hex().encode()
+        made = bytearray(width * _BATCH)
+        source = 0
+        for column in range(width):
+            byte = layout[column]
+            if byte == _RANDOM:
+                made[column::width] = digits[source::randoms]
+                source += 1
+            elif byte == _VARIANT_DIGIT:
+                made[column::width] = digits[source::randoms].translate(_VARIANT)
+                source += 1
+            else:
+                made[column::width] = bytes([byte]) * _BATCH
+        if _ZERO_SPAN in made:  # pragma: no cover - 2**-64 an id: an all-zero id is invalid
+            return self._fill()
+        return bytes(made)
+
+    def empty(self) -> None:
+        self._made = b""
+        self._at = 0
+
+
+_pool: Final = _HexPool()
+_request_ids: Final = _Formatted(b"xxxxxxxx-xxxx-4xxx-vxxx-xxxxxxxxxxxx")
+_traceparents: Final = _Formatted(b"00-" + b"x" * 32 + b"-" + b"x" * 16 + b"-01")
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool.empty)
+    os.register_at_fork(after_in_child=_request_ids.empty)
+    os.register_at_fork(after_in_child=_traceparents.empty)
 
 
 def new_traceparent() -> bytes:
     """A new sampled trace: ``00-<32 hex>-<16 hex>-01``."""
-    ids = _pool.take(48)
-    if ids.startswith(b"0" * 32) or ids.endswith(b"0" * 16):  # pragma: no cover - 2**-64
-        return new_traceparent()
-    return b"".join([b"00-", ids[:32], b"-", ids[32:], b"-01"])
+    return _traceparents.take()  # never all zeros: no batch holds 16 zero digits in a row
 
 
 def valid_request_id(value: bytes) -> bool:
@@ -98,10 +151,7 @@ def valid_request_id(value: bytes) -> bool:
 
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its text form."""
-    h = _pool.take(32)
-    return b"".join(
-        [h[:8], b"-", h[8:12], b"-4", h[13:16], b"-", _VARIANT[h[16]], h[17:20], b"-", h[20:]]
-    )
+    return _request_ids.take()
 
 
 def new_span_id() -> bytes:
