@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import random
@@ -72,6 +73,10 @@ class Notifier:
         self._families = metrics.family("notify", NotifyFamilies)
         self._pending: dict[str, asyncio.Task[bool]] = {}
         self._session: aiohttp.ClientSession | None = None
+        if any(target.http is not None for target in targets):
+            # loaded now, at start, rather than by the first notification on a loop
+            # that may be serving requests by then (about 100 ms of imports)
+            importlib.import_module("aiohttp")
 
     def notify(self, name: str) -> asyncio.Task[bool]:
         """Notify target ``name`` (after its splay); a notification already pending for
