@@ -212,9 +212,14 @@ class OutputWorker:
                 await self.wakeup.wait()
                 continue
             # wait for the batch to fill, unless it is full, the log is (it cannot fill)
-            # or a drain asks for what there is (also when it comes during the wait)
+            # or a drain asks for what there is (also when it comes during the wait);
+            # what comes meanwhile is added to it, not the batch taken again from its
+            # start at each wakeup (records arriving a read at a time would make that
+            # quadratic in the batch size)
             deadline = loop.time() + config.batch_timeout
-            while not (self.filled(batch) or self.flushing or self.records.full):
+            full = self.filled(batch)
+            size = -1  # the batch's bytes, once it waits
+            while not (full or self.flushing or self.records.full):
                 if loop.time() >= deadline:
                     break
                 self.wakeup.clear()
@@ -223,9 +228,17 @@ class OutputWorker:
                         await self.wakeup.wait()
                 except TimeoutError:
                     break
-                batch = self.records.batch(
-                    config.name, config.batch_max_records, config.batch_max_bytes
+                if size < 0:
+                    size = sum(record.size for record in batch)
+                room = config.batch_max_bytes - size
+                more = self.records.batch(
+                    config.name, config.batch_max_records - len(batch), room, batch[-1].seq
                 )
+                if more and more[0].size > room:  # ``batch`` takes a first record always
+                    break  # full by its bytes
+                batch += more
+                size += sum(record.size for record in more)
+                full = self.filled(batch)
             if self.sink.encodes_ahead:
                 self._prepare_next(batch[-1].seq)
             await self._deliver(batch)
