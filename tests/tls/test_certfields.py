@@ -145,15 +145,15 @@ def test_a_pem_bundle_gives_each_certificate_in_order() -> None:
         pem_certificates(b"-----BEGIN CERTIFICATE-----\nAB=C\n-----END CERTIFICATE-----\n")
 
 
-def test_every_truncation_and_trailing_byte_is_refused() -> None:
-    whole = der(
-        certificate(
-            ["a.example"],
-            ["spiffe://x/y"],
-            "cn",
-            datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC),
-        )
+_SAMPLE = der(
+    certificate(
+        ["a.example"], ["spiffe://x/y"], "cn", datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
     )
+)
+
+
+def test_every_truncation_and_trailing_byte_is_refused() -> None:
+    whole = _SAMPLE
     for cut in range(len(whole)):
         with pytest.raises(ValueError, match=_REFUSED):
             read_certificate(whole[:cut])
@@ -170,14 +170,7 @@ def test_every_truncation_and_trailing_byte_is_refused() -> None:
 def test_damaged_or_random_bytes_are_a_value_error_or_fields(
     noise: bytes, at: int, patch: bytes
 ) -> None:
-    whole = der(
-        certificate(
-            ["a.example"],
-            ["spiffe://x/y"],
-            "cn",
-            datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC),
-        )
-    )
+    whole = _SAMPLE
     at %= len(whole)
     for data in (noise, whole[:at] + patch + whole[at + len(patch) :]):
         with contextlib.suppress(ValueError):
