@@ -4,8 +4,10 @@ anything that is not a certificate is a ``ValueError``, never another error."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -16,10 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pillion.tls.certfields import pem_certificates, read_certificate
+from pillion.tls.contexts import CertificateFiles, ServerTls, TlsLoadError
 from pillion.tls.identity import peer_identity
 
 _EC = ec.generate_private_key(ec.SECP256R1())
 _RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_PKCS8 = (
+    serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8,
+    serialization.NoEncryption(),
+)
 _REFUSED = "DER|certificate|validity|subject|attribute|extension|alt names|time"
 _START = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 
@@ -175,3 +183,14 @@ def test_damaged_or_random_bytes_are_a_value_error_or_fields(
     for data in (noise, whole[:at] + patch + whole[at + len(patch) :]):
         with contextlib.suppress(ValueError):
             read_certificate(data)
+
+
+def test_a_certificate_file_of_other_der_is_refused_naming_the_file(tmp_path: Path) -> None:
+    # base64 that decodes, but to something else than a certificate: the load names the
+    # file and what is wrong, and nothing is built
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    body = base64.encodebytes(b"\x30\x03\x02\x01\x01")
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n")
+    key.write_bytes(_EC.private_bytes(*_PKCS8))
+    with pytest.raises(TlsLoadError, match=r"certificate .*tls\.crt: a certificate that is not"):
+        ServerTls([CertificateFiles(str(cert), str(key))]).load()
