@@ -19,7 +19,7 @@ from pillion.config.secrets import NotifyTargetConfig, SignalTargetConfig
 from pillion.telemetry import Metrics
 
 if TYPE_CHECKING:
-    import aiohttp  # loaded by the first HTTP notification: most pods have none
+    import aiohttp  # loaded at start only when a target is HTTP: most pods have none
 
 __all__ = ["Notifier", "NotifyFamilies", "find_processes"]
 
