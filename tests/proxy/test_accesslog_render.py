@@ -65,7 +65,23 @@ def test_a_chosen_subset_in_its_order() -> None:
     assert line == b'{"code":503,"path":"/a","time":"2023-11-14T22:13:20.250Z"}\n'
 
 
-@given(st.text())
-def test_text_called_plain_is_json_as_it_is(text: str) -> None:
-    if _plain(text):
-        assert f'"{text}"' == orjson.dumps(text).decode()
+@given(st.binary() | st.text().map(str.encode))
+def test_bytes_called_plain_are_json_as_they_are(data: bytes) -> None:
+    plain = all(0x20 <= c < 0x7F and c not in b'"\\' for c in data)
+    assert _plain(data) == plain
+    if plain:
+        assert b'"' + data + b'"' == orjson.dumps(data.decode())
+
+
+@given(st.lists(st.sampled_from(ACCESS_LOG_FIELDS), unique=True), anything, anything)
+def test_any_choice_of_fields_in_any_order_reads_back_as_the_full_line_does(
+    fields: list[str], path: bytes, agent: bytes
+) -> None:
+    every = json.loads(
+        _compile(list(ACCESS_LOG_FIELDS))(entry(path, agent, b"id", b"", "in"), _Clock())
+    )
+    line = _compile(fields)(entry(path, agent, b"id", b"", "in"), _Clock())
+    assert line.endswith(b"\n")
+    chosen = json.loads(line)
+    assert list(chosen) == fields
+    assert chosen == {name: every[name] for name in fields}

@@ -7,8 +7,16 @@ with their original case, as llhttp hands them over.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
-__all__ = ["HOP_BY_HOP", "HeaderPairs", "Headers", "connection_tokens", "is_hop_by_hop"]
+__all__ = [
+    "HOP_BY_HOP",
+    "HeaderPairs",
+    "Headers",
+    "connection_tokens",
+    "is_hop_by_hop",
+    "lower_name",
+]
 
 Headers = list[tuple[bytes, bytes]]
 HeaderPairs = Sequence[tuple[bytes, bytes]]
@@ -37,3 +45,19 @@ def connection_tokens(value: bytes) -> set[bytes]:
 
 def is_hop_by_hop(lower_name: bytes, named: set[bytes] | frozenset[bytes]) -> bool:
     return lower_name in HOP_BY_HOP or lower_name in named
+
+
+_LOWERED: Final[dict[bytes, bytes]] = {}
+_LOWERED_MAX: Final = 1024  # names are the peer's choice: the table stays bounded
+
+
+def lower_name(name: bytes) -> bytes:
+    """``name.lower()``, and the same object each time for a name seen before: a
+    lookup instead of a new lower-cased copy per header, and the copy's hash is
+    kept for the set lookups that follow."""
+    lower = _LOWERED.get(name)
+    if lower is None:
+        lower = name.lower()
+        if len(_LOWERED) < _LOWERED_MAX:
+            _LOWERED[name] = lower
+    return lower

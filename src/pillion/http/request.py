@@ -30,7 +30,7 @@ import httptools
 
 from pillion.http.chunked import MAX_CHUNK_LINE, ChunkedFraming, open_line_length
 from pillion.http.errors import RequestError
-from pillion.http.headers import Headers, connection_tokens
+from pillion.http.headers import Headers, connection_tokens, lower_name
 
 __all__ = ["ParserLimits", "RequestHandler", "RequestHead", "RequestParser"]
 
@@ -46,7 +46,8 @@ class ParserLimits:
 
 
 class RequestHead:
-    """A request's line and headers, as received (header case kept)."""
+    """A request's line and headers, as received (header case kept); ``lowered``
+    holds the names lower-cased, in the same order (made once, by the parser)."""
 
     __slots__ = (
         "body",
@@ -56,6 +57,7 @@ class RequestHead:
         "headers",
         "host",
         "keep_alive",
+        "lowered",
         "method",
         "target",
         "upgrade",
@@ -75,11 +77,13 @@ class RequestHead:
         connection_names: set[bytes],
         expect_continue: bool,
         upgrade: bool,
+        lowered: list[bytes] | None = None,
     ) -> None:
         self.method = method
         self.target = target
         self.version = version
         self.headers = headers
+        self.lowered = [name.lower() for name, _ in headers] if lowered is None else lowered
         self.host = host
         self.keep_alive = keep_alive
         self.body = body
@@ -142,6 +146,7 @@ class RequestParser:
         "_in_chunk_line",
         "_in_message",
         "_limits",
+        "_lowered",
         "_open_line",
         "_parser",
         "_passed",
@@ -180,6 +185,7 @@ class RequestParser:
     def _reset(self) -> None:
         self._url = b""
         self._headers: Headers = []
+        self._lowered: list[bytes] = []
         self._header_bytes = 0
         self._hosts: list[bytes] = []
         self._content_length = -1
@@ -376,7 +382,8 @@ class RequestParser:
             self._fail(431, "too many header fields")
         if self._header_bytes + len(self._url) > self._limits.max_header_size:
             self._fail(431, "request header fields too large")
-        lower = name.lower()
+        lower = lower_name(name)
+        self._lowered.append(lower)
         if lower == b"host":
             self._hosts.append(value)
         elif lower == b"content-length":
@@ -444,6 +451,7 @@ class RequestParser:
                 self._connection,
                 self._expect,
                 upgrade,
+                self._lowered,
             )
         )
 

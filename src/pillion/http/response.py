@@ -15,7 +15,7 @@ import httptools
 
 from pillion.http.chunked import MAX_CHUNK_LINE, open_line_length
 from pillion.http.errors import ResponseError, ResponseIncomplete
-from pillion.http.headers import Headers, connection_tokens
+from pillion.http.headers import Headers, connection_tokens, lower_name
 
 __all__ = ["ResponseHandler", "ResponseHead", "ResponseParser"]
 
@@ -25,7 +25,18 @@ MAX_RESPONSE_HEADER_SIZE = 64 * 1024
 
 
 class ResponseHead:
-    __slots__ = ("body", "connection_names", "content_length", "headers", "keep_alive", "status")
+    """A response's status and headers, as received; ``lowered`` holds the names
+    lower-cased, in the same order (made once, by the parser)."""
+
+    __slots__ = (
+        "body",
+        "connection_names",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "lowered",
+        "status",
+    )
 
     def __init__(
         self,
@@ -35,9 +46,11 @@ class ResponseHead:
         body: ResponseBody,
         content_length: int,
         connection_names: set[bytes],
+        lowered: list[bytes] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
+        self.lowered = [name.lower() for name, _ in headers] if lowered is None else lowered
         self.keep_alive = keep_alive
         self.body = body
         self.content_length = content_length
@@ -65,6 +78,7 @@ class ResponseParser:
         "_in_chunk_line",
         "_in_head",
         "_in_message",
+        "_lowered",
         "_open_line",
         "_parser",
         "_until_close",
@@ -86,6 +100,7 @@ class ResponseParser:
         self.tunnel_data = b""
         self._head_bytes = 0
         self._headers: Headers = []
+        self._lowered: list[bytes] = []
         self._content_length = -1
         self._chunked = False
         self._coded = False
@@ -147,6 +162,7 @@ class ResponseParser:
         self._in_head = True
         self._head_bytes = 0
         self._headers = []
+        self._lowered = []
         self._content_length = -1
         self._chunked = False
         self._coded = False  # a Transfer-Encoding was given
@@ -160,7 +176,8 @@ class ResponseParser:
         if not self._in_head:
             return  # a trailer field: counted, never merged into the head
         self._headers.append((name, value))
-        lower = name.lower()
+        lower = lower_name(name)
+        self._lowered.append(lower)
         if lower == b"content-length":
             self._content_length = int(value)
         elif lower == b"transfer-encoding":
@@ -201,6 +218,7 @@ class ResponseParser:
                 body,
                 max(self._content_length, 0),
                 self._connection,
+                self._lowered,
             )
         )
 

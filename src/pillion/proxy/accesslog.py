@@ -147,163 +147,209 @@ class AccessLog:
             self._fd = -1
 
 
-_MILLISECONDS = [f".{n:03d}Z" for n in range(1000)]
+_MILLISECONDS = [b".%03dZ" % n for n in range(1000)]
 
 
 class _Clock:
-    """RFC 3339 timestamps, the part up to the second formatted once per second."""
+    """RFC 3339 timestamps, the part up to the second formatted once per second:
+    ``stamp`` gives that part and the milliseconds' (with the ``Z``)."""
 
     __slots__ = ("_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
-        self._prefix = ""
+        self._prefix = b""
 
-    def stamp(self, epoch: float) -> str:
+    def stamp(self, epoch: float) -> tuple[bytes, bytes]:
         second = int(epoch)
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return self._prefix + _MILLISECONDS[min(int((epoch - second) * 1000), 999)]
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return self._prefix, _MILLISECONDS[min(int((epoch - second) * 1000), 999)]
 
 
-def _string(value: str | None) -> str:
-    """``value`` as a JSON string (``null`` for None), escaped by orjson."""
-    return "null" if value is None else orjson.dumps(value).decode()
+def _json_text(value: str) -> bytes:
+    """``value`` as a JSON string, escaped by orjson (a lone surrogate, which a name
+    in the config could hold, written as U+FFFD)."""
+    return orjson.dumps(value.encode("utf-8", "replace").decode("utf-8", "replace"))
 
 
-def _plain(text: str) -> bool:
-    """Whether ``text`` is printable ASCII without a quote or a backslash: JSON as it
-    is between quotes (``isascii`` reads a flag; the rest are C loops)."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+# Bytes that may stand between a JSON string's quotes as they are: printable ASCII
+# but the quote and the backslash. ``_MARK`` maps every other byte to 0x80, so a
+# plain value is one that stays ASCII through it (two C loops, the second a word
+# at a time; cheaper than deleting or searching).
+_PLAIN_BYTES = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+_MARK = bytes(c if c in _PLAIN_BYTES else 0x80 for c in range(256))
+
+
+def _plain(data: bytes) -> bool:
+    """Whether ``data`` is JSON text as it is between quotes."""
+    return data.translate(_MARK).isascii()
 
 
 class _Names:
-    """JSON text of names from the config (listeners, routes, clusters, upstream
-    addresses), escaped once per name, not once per line."""
+    """JSON text of names from the config (listeners, flags, routes, clusters,
+    upstream addresses), escaped once per name, not once per line."""
 
     __slots__ = ("_addresses", "_texts")
 
     def __init__(self) -> None:
-        self._texts: dict[str, str] = {}
-        self._addresses: dict[object, str] = {}
+        self._texts: dict[str, bytes] = {}
+        self._addresses: dict[object, bytes] = {}
 
-    def address(self, address: object) -> str:
+    def address(self, address: object) -> bytes:
         """An endpoint's address (a ``ListenAddress``), formatted once."""
         text = self._addresses.get(address)
         if text is None:
             if len(self._addresses) > 4096:  # endpoints come and go with DNS: bounded
                 self._addresses.clear()
-            text = self._addresses[address] = _string(str(address))
+            text = self._addresses[address] = _json_text(str(address))
         return text
 
-    def text(self, name: str) -> str:
+    def text(self, name: str) -> bytes:
         text = self._texts.get(name)
         if text is None:
             if len(self._texts) > 4096:  # endpoints come and go with DNS: bounded
                 self._texts.clear()
-            text = self._texts[name] = _string(name)
+            text = self._texts[name] = _json_text(name)
         return text
 
 
 # ".0", ".001" ... ".999" without trailing zeros: as repr() writes a float's fraction
-_FRACTIONS = [f".{n:03d}".rstrip("0") if n else ".0" for n in range(1000)]
+_FRACTIONS = [(b".%03d" % n).rstrip(b"0") if n else b".0" for n in range(1000)]
+_SMALL = [b"%d" % n for n in range(1000)]
 
 
-def _milliseconds(seconds: float) -> str:
+def _decimal(number: int) -> bytes:
+    return _SMALL[number] if 0 <= number < 1000 else b"%d" % number
+
+
+def _milliseconds(seconds: float) -> bytes:
     """Milliseconds to the microsecond, as ``repr(round(ms, 3))`` writes them (the
     correctly rounded ``round`` costs several times more)."""
     micros = int(seconds * 1_000_000 + 0.5)
-    return str(micros // 1000) + _FRACTIONS[micros % 1000]
+    return _decimal(micros // 1000) + _FRACTIONS[micros % 1000]
 
 
-def _values(entry: Entry, clock: _Clock, names: _Names) -> list[str]:
-    """The JSON text of every field of ``entry``, in ``ACCESS_LOG_FIELDS`` order.
+def _text(value: bytes | None, text: str | None = None) -> bytes:
+    """A field's JSON text: ``null`` when empty, else a string escaped by orjson
+    (from ``text``, else from ``value`` as Latin-1)."""
+    if not value:
+        return b"null"
+    return _json_text(value.decode("latin-1") if text is None else text)
 
-    What the client sent (method, path, ids, user agent) and what its certificate
-    or the app said (identity, gRPC message) is checked in one go: quoted as it is
-    when all of it is plain, each value escaped by orjson when any is not.
+
+def _string(value: bytes) -> bytes:
+    """A plain value's JSON text: quoted as it is, ``null`` when empty."""
+    return b'"' + value + b'"' if value else b"null"
+
+
+def _slots(entry: Entry, clock: _Clock, names: _Names) -> list[bytes]:
+    """The pieces of a line with every field, in ``ACCESS_LOG_FIELDS`` order, each
+    field's key first (``_SIZES`` says how many pieces each field has), then the
+    line's end: joined, they are the line.
+
+    What the client sent (method, path, ids, user agent) is checked in one go:
+    quoted as it is when all of it is plain, each value escaped by orjson when any
+    is not. What its certificate or the app said (identity, gRPC message) and the
+    logged-in user are text, escaped by orjson.
     """
     head = entry[3]
     target = entry[12]
-    grpc_status = _grpc_status(entry[15])
+    request_id = entry[10]
+    traceparent = entry[11]
     if head is not None:
-        method = head.method.decode("latin-1")
-        path = head.target.decode("latin-1")
-        protocol = f'"HTTP/{head.version.decode("latin-1")}"'
-        agent = _header(head, b"user-agent").decode("latin-1")
+        method = head.method
+        path = head.target
+        agent = _header(head, b"user-agent")
+        protocol = b'"HTTP/' + head.version + b'"'
     else:
-        method = path = agent = ""
-        protocol = "null"
-    request_id = entry[10].decode("latin-1")
-    traceparent = entry[11].decode("latin-1")
-    identity = entry[14].decode("utf-8", "replace") if entry[14] else ""
-    message = _grpc_message(entry[16]) or ""
-    user = entry[17].decode("utf-8", "replace") if entry[17] else ""
-    if _plain(f"{method}{path}{agent}{request_id}{traceparent}{identity}{message}{user}"):
-        texts = (method, path, agent, request_id, traceparent, identity, message, user)
-        quoted = [f'"{v}"' if v else "null" for v in texts]
+        method = path = agent = b""
+        protocol = b"null"
+    if _plain(b"".join([method, path, agent, request_id, traceparent])):
+        texts = [_string(method), _string(path), _string(agent),
+                 _string(request_id), _string(traceparent)]  # fmt: skip
     else:
-        quoted = [_string(v or None) for v in (method, path, agent, request_id, traceparent,
-                                                identity, message, user)]  # fmt: skip
+        texts = [_text(method), _text(path), _text(agent), _text(request_id),
+                 _text(traceparent)]  # fmt: skip
     if head is not None and not path:
-        quoted[1] = '""'  # a request line with an empty target (null: no request line)
+        texts[1] = b'""'  # a request line with an empty target (null: no request line)
+    identity = entry[14]
+    message = entry[16]
+    user = entry[17]
+    grpc_status = _grpc_status(entry[15])
     if target is not None:
         route, cluster = target.labels
-        route = names.text(route) if route else "null"
-        cluster = names.text(cluster) if cluster else "null"
         pool = target.pool
-        upstream = names.address(pool.address) if pool is not None else "null"
+        route_text = names.text(route) if route else b"null"
+        cluster_text = names.text(cluster) if cluster else b"null"
+        upstream = names.address(pool.address) if pool is not None else b"null"
     else:
-        route = cluster = upstream = "null"
+        route_text = cluster_text = upstream = b"null"
+    second, fraction = clock.stamp(entry[0])
     return [
-        f'"{clock.stamp(entry[0])}"',
-        names.text(entry[1]),
-        f'"{entry[2].decode("latin-1")}"',  # an IP address, or "unknown"
-        quoted[0],
-        quoted[1],
-        protocol,
-        str(entry[4]),
-        names.text(entry[5]),
-        str(entry[6]),
-        str(entry[7]),
-        _milliseconds(entry[8]),
-        _milliseconds(entry[9]) if entry[9] >= 0 else "null",
-        quoted[3],
-        quoted[4],
-        quoted[2],
-        route,
-        cluster,
-        upstream,
-        str(entry[13]),
-        quoted[5],
-        str(grpc_status) if grpc_status is not None else "null",
-        quoted[6],
-        quoted[7],
-    ]
+        b'{"time":"', second, fraction, b'"',
+        b',"listener":', names.text(entry[1]),
+        b',"client":"', entry[2], b'"',  # an IP address, or "unknown"
+        b',"method":', texts[0],
+        b',"path":', texts[1],
+        b',"protocol":', protocol,
+        b',"code":', _decimal(entry[4]),
+        b',"flags":', names.text(entry[5]),
+        b',"bytes_in":', _decimal(entry[6]),
+        b',"bytes_out":', _decimal(entry[7]),
+        b',"duration_ms":', _milliseconds(entry[8]),
+        b',"upstream_ms":', _milliseconds(entry[9]) if entry[9] >= 0 else b"null",
+        b',"request_id":', texts[3],
+        b',"traceparent":', texts[4],
+        b',"user_agent":', texts[2],
+        b',"route":', route_text,
+        b',"cluster":', cluster_text,
+        b',"upstream":', upstream,
+        b',"retries":', _decimal(entry[13]),
+        b',"identity":', _text(identity, identity.decode("utf-8", "replace") if identity else ""),
+        b',"grpc_status":', _decimal(grpc_status) if grpc_status is not None else b"null",
+        b',"grpc_message":', _text(message, _grpc_message(message)),
+        b',"user":', _text(user, user.decode("utf-8", "replace") if user else ""),
+        b"}\n",
+    ]  # fmt: skip
+
+
+# How many of ``_slots``' pieces each field has, in ``ACCESS_LOG_FIELDS`` order.
+_SIZES = {"time": 4, "client": 3}
 
 
 def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
-    """A function rendering an entry as one JSON line with ``fields``, in that order.
-
-    Each value is rendered as JSON text, dropped into the odd slots of a copy of
-    the line's pieces (keys in the even ones) and joined once: no dict and no
-    serializer per line.
-    """
-    order = [ACCESS_LOG_FIELDS.index(name) for name in fields]
-    every = order == list(range(len(ACCESS_LOG_FIELDS)))
-    pieces: list[str] = []
-    for i, name in enumerate(fields):
-        pieces += [("{" if i == 0 else ",") + f'"{name}":', ""]
-    pieces.append("}\n" if fields else "{}\n")
+    """A function rendering an entry as one JSON line with ``fields``, in that order:
+    the line of every field is a list of pieces joined once (no dict and no
+    serializer per line); another choice or order picks its fields' pieces."""
     names = _Names()
+    if fields == list(ACCESS_LOG_FIELDS):
+
+        def render_every(entry: Entry, clock: _Clock) -> bytes:
+            return b"".join(_slots(entry, clock, names))
+
+        return render_every
+    where: dict[str, range] = {}
+    start = 0
+    for known in ACCESS_LOG_FIELDS:
+        size = _SIZES.get(known, 2)
+        where[known] = range(start, start + size)
+        start += size
+    order = [index for name in fields for index in where[name]]
+    # the first field's key opens the line: if another opens it, "time" follows a comma
+    later_time = order.index(0) if "time" in fields[1:] else -1
 
     def render(entry: Entry, clock: _Clock) -> bytes:
-        values = _values(entry, clock, names)
-        parts = pieces.copy()
-        parts[1::2] = values if every else [values[i] for i in order]
-        # encoded with "replace": a name in the config could hold a lone surrogate
-        return "".join(parts).encode("utf-8", "replace")
+        if not order:
+            return b"{}\n"
+        slots = _slots(entry, clock, names)
+        parts = [slots[index] for index in order]
+        parts[0] = b"{" + parts[0][1:]
+        if later_time > 0:
+            parts[later_time] = b',"time":"'
+        parts.append(b"}\n")
+        return b"".join(parts)
 
     return render
 
@@ -320,7 +366,8 @@ def _grpc_message(raw: bytes | None) -> str | None:
 def _header(head: RequestHead | None, lower: bytes) -> bytes:
     if head is None:
         return b""
-    for name, value in head.headers:
-        if name.lower() == lower:
-            return value
+    lowered = head.lowered
+    for index in range(len(lowered)):
+        if lowered[index] == lower:
+            return head.headers[index][1]
     return b""

@@ -185,9 +185,12 @@ def _forwarded_fields(
     forwarded_for = b""
     request_id = b""
     traceparent = b""
-    for name, value in head.headers:
-        low = name.lower()
+    headers = head.headers
+    lowered = head.lowered
+    for index in range(len(headers)):
+        low = lowered[index]
         if low in _REWRITTEN or low in named:
+            value = headers[index][1]
             if low == b"te" and low not in remove:
                 trailers = trailers or b"trailers" in connection_tokens(value)
             elif low == b"x-forwarded-for":
@@ -199,7 +202,7 @@ def _forwarded_fields(
             elif b3 is not None and (low == b"b3" or low.startswith(b"x-b3-")):
                 b3.append((low, value))
             continue
-        fields.append((low, value) if lower else (name, value))
+        fields.append((low, headers[index][1]) if lower else headers[index])
     if not (request_id and valid_request_id(request_id)):
         request_id = new_request_id()
     span: SpanContext | None = None
@@ -244,10 +247,12 @@ def response_headers_for_client(
     named = head.connection_names
     if remove or set_headers:
         named = named | remove | {name for name, _ in set_headers}
+    fields = head.headers
+    lowered = head.lowered
     headers = [
-        (name, value)
-        for name, value in head.headers
-        if (lower := name.lower()) not in _RESPONSE_REWRITTEN and lower not in named
+        fields[index]
+        for index in range(len(fields))
+        if (lower := lowered[index]) not in _RESPONSE_REWRITTEN and lower not in named
     ]
     if set_headers or add_headers:
         headers.extend(set_headers)
