@@ -50,6 +50,7 @@ COMPILED = [
     "pillion/proxy/ratelimit.py",
     "pillion/proxy/retries.py",
     "pillion/proxy/retrying.py",
+    "pillion/proxy/routes.py",
     "pillion/proxy/routing.py",
     "pillion/proxy/tracing.py",
     "pillion/proxy/upstream.py",

@@ -166,7 +166,7 @@ class Http1Connection(asyncio.Protocol):
         host = self.host
         for exchange in queue:
             if exchange.on_downstream_lost():
-                host.observe(exchange)
+                host.observer.finished(exchange)
         host.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -210,7 +210,7 @@ class Http1Connection(asyncio.Protocol):
     # -- from the active exchange --
 
     def exchange_done(self, exchange: Exchange) -> None:
-        self.host.observe(exchange)
+        self.host.observer.finished(exchange)
         queue = self.queue
         if queue and queue[0] is exchange:
             queue.popleft()
@@ -390,7 +390,7 @@ class Http1Connection(asyncio.Protocol):
         if exchange is not None and not exchange.done:
             exchange.fail_request(error.status, error.reason)  # its body was bad
             return
-        self.host.observe_rejection(self, error.status, flags.DPE)
+        self.host.observer.rejected(self, error.status, flags.DPE)
         if self.queue:
             self._pending_error = error  # answered after the responses already owed
         else:
@@ -458,7 +458,7 @@ class Http1Connection(asyncio.Protocol):
         self._timer_kind = ""
         if kind == "header" and self.parser.partial_head:
             self._stopped_parsing = True
-            self.host.observe_rejection(self, 408, flags.DT)
+            self.host.observer.rejected(self, 408, flags.DT)
             if self.queue:
                 self._pending_error = RequestError(408, "request header timeout")
             else:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from pillion.proxy.cluster import Target
     from pillion.proxy.listening import ListeningConnection
 
-__all__ = ["ConnectionHost", "Downstream", "Exchange", "ExchangeSettings"]
+__all__ = ["ConnectionHost", "Downstream", "Exchange", "ExchangeSettings", "Observer"]
 _BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is made
 
 
@@ -118,6 +118,16 @@ class Downstream(Peer, Protocol):
         ``exchange.on_client_bytes``, from the bytes held since the request."""
 
 
+class Observer(Protocol):
+    """Counts and logs what a listener served (``observe.ExchangeObserver``)."""
+
+    def finished(self, exchange: Exchange) -> None:
+        """A finished exchange."""
+
+    def rejected(self, peer: Peer, status: int, flag: str) -> None:
+        """A request refused before it had an exchange (400, 408, 431...)."""
+
+
 class ConnectionHost(Protocol):
     """What a client connection (HTTP/1.1 or HTTP/2) needs of the listener that
     accepted it."""
@@ -130,16 +140,14 @@ class ConnectionHost(Protocol):
     exchange_settings: ExchangeSettings
     http2: Http2Settings | None  # None: the listener does not speak HTTP/2
 
+    @property
+    def observer(self) -> Observer:
+        """Counts and logs what the listener served."""
+
     def connection_opened(self, connection: ListeningConnection) -> bool:
         """Count it in; False when the listener is at ``max_connections``."""
 
     def connection_closed(self, connection: ListeningConnection) -> None: ...
-
-    def observe(self, exchange: Exchange) -> None:
-        """Count and log a finished exchange."""
-
-    def observe_rejection(self, peer: Peer, status: int, flag: str) -> None:
-        """Count and log a request refused before it had an exchange."""
 
     def take_over_http2(
         self,

@@ -164,7 +164,7 @@ class Http2Connection(asyncio.Protocol):
         for stream in streams.values():
             exchange = stream.exchange
             if exchange is not None and exchange.on_downstream_lost():
-                host.observe(exchange)
+                host.observer.finished(exchange)
         host.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -228,10 +228,10 @@ class Http2Connection(asyncio.Protocol):
             head = request_head(event.headers or (), ended, host.parser_limits)
         except MalformedStream:
             self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            host.observe_rejection(self, 400, flags.DPE)
+            host.observer.rejected(self, 400, flags.DPE)
             return
         except RequestError as error:
-            host.observe_rejection(self, error.status, flags.DPE)
+            host.observer.rejected(self, error.status, flags.DPE)
             self._refuse(stream_id, error, ended)
             return
         if self._timer_kind == "idle":
@@ -280,7 +280,7 @@ class Http2Connection(asyncio.Protocol):
         self._blocked.discard(stream)
         exchange = stream.exchange
         if exchange is not None and exchange.on_downstream_lost():
-            self.host.observe(exchange)
+            self.host.observer.finished(exchange)
             self._cancelled += 1
             if self._cancelled > _RESET_ALLOWANCE and self._cancelled * 2 > self._opened:
                 self._calm()  # rapid reset
@@ -381,7 +381,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _calm(self) -> None:
         self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
-        self.host.observe_rejection(self, 429, flags.DPE)
+        self.host.observer.rejected(self, 429, flags.DPE)
         self._fail()
 
     def _fail(self) -> None:
@@ -431,7 +431,7 @@ class Http2Connection(asyncio.Protocol):
             return
         if kind == "stall" and (self._blocked or self.write_paused):
             self._goaway(ErrorCodes.FLOW_CONTROL_ERROR)
-            self.host.observe_rejection(self, 408, flags.DT)
+            self.host.observer.rejected(self, 408, flags.DT)
             self._fail()  # the client keeps its windows shut
         elif kind == "idle" and not self.streams:
             self._goaway(ErrorCodes.NO_ERROR)

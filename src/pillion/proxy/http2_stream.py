@@ -235,7 +235,7 @@ class Http2Stream:
 
     def exchange_done(self, exchange: Exchange) -> None:
         conn = self.conn
-        conn.host.observe(exchange)
+        conn.host.observer.finished(exchange)
         self.finished = True
         if not self.sent_end and (exchange.aborted or not (self.ending or self.out)):
             # broken off (or never answered): the client must not take it as whole

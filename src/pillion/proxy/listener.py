@@ -27,16 +27,16 @@ from pillion.proxy.apikeys import ApiKeys, ApiKeysError
 from pillion.proxy.authz import Authorization
 from pillion.proxy.cluster import Cluster, RetryControl, Target
 from pillion.proxy.connection import Http1Connection
-from pillion.proxy.exchange import Exchange, ExchangeSettings, Http2Settings
+from pillion.proxy.exchange import ExchangeSettings, Http2Settings
 from pillion.proxy.forwarding import IDENTITY_HEADER
-from pillion.proxy.gate import Gate, Peer
+from pillion.proxy.gate import Gate, Peer, Router
 from pillion.proxy.http2 import Http2Connection
 from pillion.proxy.listening import Listening, ListeningConnection
 from pillion.proxy.metrics import ListenerMetrics
 from pillion.proxy.observe import ExchangeObserver
 from pillion.proxy.ratelimit import RateLimit
 from pillion.proxy.retries import RetryBudget
-from pillion.proxy.routes import route_table
+from pillion.proxy.routes import InboundRouter, OutboundRouter, route_table
 from pillion.proxy.tls import Identities, TlsHandshake, TlsMetrics, watch_certificates
 from pillion.proxy.tracing import Tracing
 from pillion.proxy.transparent import CapturedConnection, OriginalDestinations
@@ -60,6 +60,8 @@ _KEY_FILE_CHECK = 1.0  # seconds between checks of an API key file for changes
 class HttpListener(Listening):
     """An HTTP listening socket and its connections; ``route`` says where each
     request goes (``None``: nowhere, 404 with flag NR)."""
+
+    router: Router  # set by each subclass before its ``_admission``
 
     def __init__(
         self,
@@ -121,7 +123,7 @@ class HttpListener(Listening):
     def _admission(self) -> None:
         """The gate and the exchanges' settings, once the checks are known."""
         self.gate = Gate(
-            self.route,
+            self.router,
             authorization=self.authorization,
             jwt=self.jwt,
             api_keys=self.api_keys,
@@ -151,7 +153,8 @@ class HttpListener(Listening):
         return False
 
     def route(self, head: RequestHead, peer: Peer) -> Target | None:
-        raise NotImplementedError
+        """Where ``head`` goes (its subclass's ``router``, compiled with the routes)."""
+        return self.router(head, peer)
 
     def new_connection(self) -> asyncio.Protocol:
         """The protocol of a connection just accepted (without TLS)."""
@@ -252,14 +255,6 @@ class HttpListener(Listening):
             await asyncio.sleep(_KEY_FILE_CHECK)
             keys.load()
 
-    def observe(self, exchange: Exchange) -> None:
-        """Count and log one finished exchange."""
-        self.observer.finished(exchange)
-
-    def observe_rejection(self, peer: Peer, status: int, flag: str) -> None:
-        """Count and log a request refused before it had an exchange (400, 408, 431...)."""
-        self.observer.rejected(peer, status, flag)
-
 
 class InboundListener(HttpListener):
     """In front of the app: every request goes to one upstream."""
@@ -305,15 +300,8 @@ class InboundListener(HttpListener):
         default = Target(
             self.pool, config.timeouts.request, str(upstream).encode(), retries=retries
         )
-        self._routes = route_table(config.routes, clusters, default, None)
-        self._default = default
+        self.router = InboundRouter(route_table(config.routes, clusters, default, None), default)
         self._admission()
-
-    def route(self, head: RequestHead, peer: Peer) -> Target | None:
-        if self._routes is None:
-            return self._default
-        found = self._routes.match(head.method, head.target, head.headers)
-        return found.resolve(head) if found is not None else None
 
     async def close(self) -> None:
         await super().close()
@@ -332,9 +320,7 @@ class OutboundListener(HttpListener):
     ) -> None:
         super().__init__(config, metrics, access_log, Timeouts())
         self.config = config
-        self._fixed = clusters[config.cluster] if config.cluster else None
-        self._by_host = {name.encode(): cluster for name, cluster in clusters.items()}
-        self._routes = route_table(config.routes, clusters, None, self._fixed)
+        fixed = clusters[config.cluster] if config.cluster else None
         self.destinations = (
             OriginalDestinations(
                 self,
@@ -344,6 +330,12 @@ class OutboundListener(HttpListener):
             )
             if config.original_destination is not None
             else None
+        )
+        self.router = OutboundRouter(
+            route_table(config.routes, clusters, None, fixed),
+            fixed,
+            {name.encode(): cluster for name, cluster in clusters.items()},
+            self.destinations,
         )
         self._admission()
 
@@ -355,26 +347,6 @@ class OutboundListener(HttpListener):
         if self.destinations is not None:
             return CapturedConnection(self, self.destinations)
         return Http1Connection(self)
-
-    def route(self, head: RequestHead, peer: Peer) -> Target | None:
-        """A route's target, else the cluster named by the host, else (for a
-        captured connection) the destination the app sent it to."""
-        if self._routes is not None:
-            found = self._routes.match(head.method, head.target, head.headers)
-            if found is not None:
-                return found.resolve(head)
-        elif self._fixed is not None:
-            return self._fixed.target(head.host)
-        else:
-            host = head.host.lower()
-            if not host.startswith(b"["):
-                host = host.rsplit(b":", 1)[0]
-            cluster = self._by_host.get(host)
-            if cluster is not None:
-                return cluster.target(head.host)
-        if peer.original is not None and self.destinations is not None:
-            return self.destinations.target(peer.original, http2=head.version == b"2")
-        return None
 
     async def close(self) -> None:
         await super().close()

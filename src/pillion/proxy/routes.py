@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import random
 from itertools import accumulate
+from typing import TYPE_CHECKING, Protocol
 
 from pillion.config.proxy import RouteConfig
 from pillion.http.request import RequestHead
@@ -16,7 +17,10 @@ from pillion.proxy.cluster import Cluster, Target
 from pillion.proxy.edits import RouteSettings
 from pillion.proxy.routing import RouteTable, compile_match
 
-__all__ = ["CompiledRoute", "route_table"]
+if TYPE_CHECKING:
+    from pillion.proxy.gate import Peer
+
+__all__ = ["CompiledRoute", "InboundRouter", "OutboundRouter", "route_table"]
 
 
 class CompiledRoute:
@@ -87,3 +91,68 @@ def route_table(
             for index, route in enumerate(routes)
         ]
     )
+
+
+class InboundRouter:
+    """An inbound listener's router (the gate's ``Router``): the first matching
+    route's target; with no routes, the app."""
+
+    __slots__ = ("_default", "_routes")
+
+    def __init__(self, routes: RouteTable[CompiledRoute] | None, default: Target) -> None:
+        self._routes = routes
+        self._default = default
+
+    def __call__(self, head: RequestHead, peer: Peer) -> Target | None:
+        routes = self._routes
+        if routes is None:
+            return self._default
+        found = routes.match(head.method, head.target, head.headers)
+        return found.resolve(head) if found is not None else None
+
+
+class Destinations(Protocol):
+    """Where captured connections were sent (``transparent.OriginalDestinations``)."""
+
+    def target(self, destination: tuple[str, int], *, http2: bool = False) -> Target: ...
+
+
+class OutboundRouter:
+    """An outbound listener's router: a route's target, else the cluster fixed for
+    the listener or named by the host, else (for a captured connection) the
+    destination the app sent it to."""
+
+    __slots__ = ("_by_host", "_destinations", "_fixed", "_routes")
+
+    def __init__(
+        self,
+        routes: RouteTable[CompiledRoute] | None,
+        fixed: Cluster | None,
+        by_host: dict[bytes, Cluster],
+        destinations: Destinations | None,
+    ) -> None:
+        self._routes = routes
+        self._fixed = fixed
+        self._by_host = by_host
+        self._destinations = destinations
+
+    def __call__(self, head: RequestHead, peer: Peer) -> Target | None:
+        routes = self._routes
+        if routes is not None:
+            found = routes.match(head.method, head.target, head.headers)
+            if found is not None:
+                return found.resolve(head)
+        elif self._fixed is not None:
+            return self._fixed.target(head.host)
+        else:
+            host = head.host.lower()
+            if not host.startswith(b"["):
+                host = host.rsplit(b":", 1)[0]
+            cluster = self._by_host.get(host)
+            if cluster is not None:
+                return cluster.target(head.host)
+        destinations = self._destinations
+        original = peer.original
+        if original is not None and destinations is not None:
+            return destinations.target(original, http2=head.version == b"2")
+        return None
