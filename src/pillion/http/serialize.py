@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
+
+from librt.strings import BytesWriter
 
 from pillion.http.headers import HeaderPairs, Headers
 
@@ -17,10 +20,10 @@ __all__ = [
     "status_line",
 ]
 
-LAST_CHUNK = b"0\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_STATUS_LINES: dict[int, bytes] = {
+_STATUS_LINES: Final[dict[int, bytes]] = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
     for status in HTTPStatus
 }
@@ -47,16 +50,20 @@ def chunk(data: bytes) -> bytes:
 
 
 def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
-    """A message head from its first line, header pairs and pre-built extra lines."""
-    parts = [first_line]
-    for name, value in headers:  # pieces joined once: cheaper than formatting each line
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
-    parts.append(extra)
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    """A message head from its first line, header pairs and pre-built extra lines.
+
+    Written into a ``BytesWriter``: compiled, each ``write`` is a copy into one
+    growing buffer (a list of pieces joined costs about twice as much)."""
+    out = BytesWriter()
+    out.write(first_line)
+    for name, value in headers:
+        out.write(name)
+        out.write(b": ")
+        out.write(value)
+        out.write(b"\r\n")
+    out.write(extra)
+    out.write(b"\r\n")
+    return out.getvalue()
 
 
 def reply(status: int, body: bytes, *, close: bool = False, headers: HeaderPairs = ()) -> bytes:

@@ -17,9 +17,10 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import orjson
+from librt.strings import BytesWriter
 from prometheus_client import CollectorRegistry, Counter
 
 from pillion.config.proxy import ACCESS_LOG_FIELDS, AccessLogConfig
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AccessLog", "Entry"]
 
-MAX_BACKLOG = 100_000
-_BATCH = 256
-_SLICE = 32  # lines rendered per loop turn: about 100 µs
+MAX_BACKLOG: Final = 100_000
+_BATCH: Final = 256
+_SLICE: Final = 32  # lines rendered per loop turn: about 100 µs
 
 # (start wall time, listener, client ip, head or None, code, flags, bytes in, bytes out,
 #  duration s, upstream s, request id, traceparent, target or None, retries, identity,
@@ -96,9 +97,9 @@ class AccessLog:
         batch, self._pending = self._pending, []
         if not batch or self._fd < 0:
             return
-        self._render_slice(batch, 0, [])
+        self._render_slice(batch, 0, BytesWriter())
 
-    def _render_slice(self, batch: list[Entry], start: int, rendered: list[bytes]) -> None:
+    def _render_slice(self, batch: list[Entry], start: int, rendered: BytesWriter) -> None:
         """Render ``_SLICE`` lines, then let the loop run before the next slice.
 
         Rendering on the loop: a writer thread rendering in parallel fights the
@@ -106,12 +107,13 @@ class AccessLog:
         long batch would stall requests arriving meanwhile (measured in p99).
         """
         render, clock = self._render, self._clock
-        end = start + _SLICE
-        rendered.extend([render(entry, clock) for entry in batch[start:end]])
+        end = min(start + _SLICE, len(batch))
+        for index in range(start, end):
+            render(batch[index], clock, rendered)
         if end < len(batch) and self._loop is not None:
             self._loop.call_soon(self._render_slice, batch, end, rendered)
             return
-        future = self._writer.submit(self._write, b"".join(rendered), len(batch))
+        future = self._writer.submit(self._write, rendered.getvalue(), len(batch))
         self._in_flight.add(future)
         future.add_done_callback(self._written)
 
@@ -147,7 +149,7 @@ class AccessLog:
             self._fd = -1
 
 
-_MILLISECONDS = [b".%03dZ" % n for n in range(1000)]
+_MILLISECONDS: Final = [b".%03dZ" % n for n in range(1000)]
 
 
 class _Clock:
@@ -178,8 +180,8 @@ def _json_text(value: str) -> bytes:
 # but the quote and the backslash. ``_MARK`` maps every other byte to 0x80, so a
 # plain value is one that stays ASCII through it (two C loops, the second a word
 # at a time; cheaper than deleting or searching).
-_PLAIN_BYTES = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
-_MARK = bytes(c if c in _PLAIN_BYTES else 0x80 for c in range(256))
+_PLAIN_BYTES: Final = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+_MARK: Final = bytes(c if c in _PLAIN_BYTES else 0x80 for c in range(256))
 
 
 def _plain(data: bytes) -> bool:
@@ -216,8 +218,8 @@ class _Names:
 
 
 # ".0", ".001" ... ".999" without trailing zeros: as repr() writes a float's fraction
-_FRACTIONS = [(b".%03d" % n).rstrip(b"0") if n else b".0" for n in range(1000)]
-_SMALL = [b"%d" % n for n in range(1000)]
+_FRACTIONS: Final = [(b".%03d" % n).rstrip(b"0") if n else b".0" for n in range(1000)]
+_SMALL: Final = [b"%d" % n for n in range(1000)]
 
 
 def _decimal(number: int) -> bytes:
@@ -316,18 +318,23 @@ def _slots(entry: Entry, clock: _Clock, names: _Names) -> list[bytes]:
 
 
 # How many of ``_slots``' pieces each field has, in ``ACCESS_LOG_FIELDS`` order.
-_SIZES = {"time": 4, "client": 3}
+_SIZES: Final = {"time": 4, "client": 3}
 
 
-def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
-    """A function rendering an entry as one JSON line with ``fields``, in that order:
-    the line of every field is a list of pieces joined once (no dict and no
-    serializer per line); another choice or order picks its fields' pieces."""
+Render = Callable[[Entry, _Clock, BytesWriter], None]
+
+
+def _compile(fields: list[str]) -> Render:
+    """A function writing an entry as one JSON line with ``fields``, in that order,
+    to a ``BytesWriter`` (a batch's lines go to one): no dict and no serializer per
+    line; the line of every field is its pieces as they come, another choice or
+    order picks its fields' pieces."""
     names = _Names()
     if fields == list(ACCESS_LOG_FIELDS):
 
-        def render_every(entry: Entry, clock: _Clock) -> bytes:
-            return b"".join(_slots(entry, clock, names))
+        def render_every(entry: Entry, clock: _Clock, out: BytesWriter) -> None:
+            for piece in _slots(entry, clock, names):
+                out.write(piece)
 
         return render_every
     where: dict[str, range] = {}
@@ -340,16 +347,18 @@ def _compile(fields: list[str]) -> Callable[[Entry, _Clock], bytes]:
     # the first field's key opens the line: if another opens it, "time" follows a comma
     later_time = order.index(0) if "time" in fields[1:] else -1
 
-    def render(entry: Entry, clock: _Clock) -> bytes:
+    def render(entry: Entry, clock: _Clock, out: BytesWriter) -> None:
         if not order:
-            return b"{}\n"
+            out.write(b"{}\n")
+            return
         slots = _slots(entry, clock, names)
         parts = [slots[index] for index in order]
         parts[0] = b"{" + parts[0][1:]
         if later_time > 0:
             parts[later_time] = b',"time":"'
-        parts.append(b"}\n")
-        return b"".join(parts)
+        for piece in parts:
+            out.write(piece)
+        out.write(b"}\n")
 
     return render
 

@@ -21,6 +21,7 @@ import asyncio
 import typing
 from collections import deque
 from time import perf_counter
+from typing import Final
 
 from pillion.http.errors import RequestError
 from pillion.http.headers import HeaderPairs, Headers, connection_tokens
@@ -41,14 +42,14 @@ from pillion.proxy.exchange import ConnectionHost, Exchange
 __all__ = ["ConnectionHost", "Http1Connection"]
 
 # Reasons to stop reading from the client, as bits: reading resumes when none is left.
-_PAUSE_BUFFER = 1  # the app's side is not ready for more request body
-_PAUSE_PIPELINE = 2  # requests are queued behind the active one
+_PAUSE_BUFFER: Final = 1  # the app's side is not ready for more request body
+_PAUSE_PIPELINE: Final = 2  # requests are queued behind the active one
 
-_PAUSE_HELD = 4  # bytes after an upgrade request are held, up to _HELD_LIMIT
-_HELD_LIMIT = 64 * 1024
+_PAUSE_HELD: Final = 4  # bytes after an upgrade request are held, up to _HELD_LIMIT
+_HELD_LIMIT: Final = 64 * 1024
 
-DRAIN_IDLE_GRACE = 1.0  # seconds an idle keep-alive connection lives once draining
-LINGER_TIME = 5.0  # seconds an answered connection reads and drops what the client sends
+DRAIN_IDLE_GRACE: Final = 1.0  # seconds an idle keep-alive connection lives once draining
+LINGER_TIME: Final = 5.0  # seconds an answered connection reads and drops what the client sends
 
 
 class Http1Connection(asyncio.Protocol):
@@ -251,7 +252,7 @@ class Http1Connection(asyncio.Protocol):
         extra = b""
         self._chunked = False
         if body == "length":
-            extra = b"".join([b"content-length: ", str(length).encode(), b"\r\n"])
+            extra = b"content-length: %d\r\n" % length
         elif body == "none" or exchange.head.method == b"HEAD":
             pass
         elif exchange.head.version == b"1.1":

@@ -17,6 +17,10 @@ pseudo-headers first, names lower-cased, no ``Host`` (``:authority`` carries it)
 
 from __future__ import annotations
 
+from typing import Final
+
+from librt.strings import BytesWriter
+
 from pillion.http.headers import HOP_BY_HOP, Headers, connection_tokens
 from pillion.http.request import RequestHead
 from pillion.http.response import ResponseHead
@@ -38,10 +42,10 @@ __all__ = [
 ]
 
 
-IDENTITY_HEADER = b"x-pillion-peer-identity"
+IDENTITY_HEADER: Final = b"x-pillion-peer-identity"
 
 # Fields Pillion writes itself on the way to the app, dropped from the client's copy.
-_REWRITTEN = HOP_BY_HOP | {
+_REWRITTEN: Final = HOP_BY_HOP | {
     b"host",
     b"content-length",
     b"expect",
@@ -53,7 +57,7 @@ _REWRITTEN = HOP_BY_HOP | {
     IDENTITY_HEADER,
     b"http2-settings",
 }
-_RESPONSE_REWRITTEN = HOP_BY_HOP | {b"content-length"}
+_RESPONSE_REWRITTEN: Final = HOP_BY_HOP | {b"content-length"}
 
 
 class Forwarded:
@@ -98,23 +102,30 @@ def request_head_for_upstream(
         head, client_ip, proto, default_host, remove, set_headers, add_headers,
         identity, identity_header, propagation, lower=False,
     )  # fmt: skip
-    # pieces joined once: cheaper than a bytes formatting per line
-    parts = [head.method, b" ", path or head.target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    out = BytesWriter()  # one growing buffer (see ``serialize.head``)
+    out.write(head.method)
+    out.write(b" ")
+    out.write(path or head.target)
+    out.write(b" HTTP/1.1\r\nhost: ")
+    out.write(host)
+    out.write(b"\r\n")
     for name, value in fields:
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
+        out.write(name)
+        out.write(b": ")
+        out.write(value)
+        out.write(b"\r\n")
     if upgrade:
-        parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
+        out.write(b"connection: upgrade\r\nupgrade: ")
+        out.write(upgrade)
+        out.write(b"\r\n")
     if head.body == "length":
-        parts += (b"content-length: ", str(head.content_length).encode(), b"\r\n")
+        out.write(b"content-length: %d\r\n" % head.content_length)
     elif head.body == "chunked":
-        parts.append(b"transfer-encoding: chunked\r\n")
+        out.write(b"transfer-encoding: chunked\r\n")
     elif head.method in (b"POST", b"PUT", b"PATCH"):
-        parts.append(b"content-length: 0\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts), forwarded
+        out.write(b"content-length: 0\r\n")
+    out.write(b"\r\n")
+    return out.getvalue(), forwarded
 
 
 def request_fields_for_upstream(
