@@ -22,7 +22,7 @@ Headers = list[tuple[bytes, bytes]]
 HeaderPairs = Sequence[tuple[bytes, bytes]]
 """Headers to write (lower-case names): any sequence of pairs, a tuple when constant."""
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",

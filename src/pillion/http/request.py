@@ -24,7 +24,7 @@ reaches no handler.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NoReturn, Protocol
+from typing import Final, Literal, NoReturn, Protocol
 
 import httptools
 
@@ -106,18 +106,18 @@ class RequestHandler(Protocol):
     def on_request_end(self) -> None: ...
 
 
-_SUPPORTED_VERSIONS = frozenset({"1.1", "1.0"})
+_SUPPORTED_VERSIONS: Final = frozenset({"1.1", "1.0"})
 # Fed to llhttp after an upgrade request with a body, so that it reads the body:
 # framing only, its callbacks reach no handler.
-_FRAMING_ONLY = {
+_FRAMING_ONLY: Final = {
     "chunked": b"POST / HTTP/1.1\r\nhost: -\r\ntransfer-encoding: chunked\r\n\r\n",
     "length": b"POST / HTTP/1.1\r\nhost: -\r\ncontent-length: %d\r\n\r\n",
 }
 
 # How a chunked body's framing is being checked (``chunked.py``).
-_NO_CHUNKS = 0
-_FOLLOWING = 1  # followed from its first byte, each read before llhttp delivers it
-_OPEN_LINE_ONLY = 2  # its start could not be located: the line open at each read's end is
+_NO_CHUNKS: Final = 0
+_FOLLOWING: Final = 1  # followed from its first byte, each read before llhttp delivers it
+_OPEN_LINE_ONLY: Final = 2  # its start could not be located: the line open at each read's end is
 
 
 class RequestParser:

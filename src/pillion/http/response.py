@@ -9,7 +9,7 @@ chunked coding ends when the upstream closes (``feed_eof``).
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import httptools
 
@@ -21,7 +21,7 @@ __all__ = ["ResponseHandler", "ResponseHead", "ResponseParser"]
 
 ResponseBody = Literal["none", "length", "chunked", "close"]
 
-MAX_RESPONSE_HEADER_SIZE = 64 * 1024
+MAX_RESPONSE_HEADER_SIZE: Final = 64 * 1024
 
 
 class ResponseHead:

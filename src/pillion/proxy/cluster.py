@@ -19,6 +19,7 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -36,11 +37,11 @@ __all__ = ["Cluster", "RetryControl", "Target"]
 
 log = logging.getLogger("pillion.proxy")
 
-_GATEWAY_FLAGS = frozenset({flags.UF, flags.UT, flags.UC, flags.UPE})
+_GATEWAY_FLAGS: Final = frozenset({flags.UF, flags.UT, flags.UC, flags.UPE})
 # answers that say nothing about the endpoint: Pillion shed or refused the request
-_NOT_THE_ENDPOINT = frozenset({flags.UO, flags.RL, flags.DPE, flags.DC})
-_GAUGE_INTERVAL = 1.0  # seconds between samples of the circuit gauges
-_ALPN = {"http1": ("http/1.1",), "http2": ("h2",), "auto": ("h2", "http/1.1")}
+_NOT_THE_ENDPOINT: Final = frozenset({flags.UO, flags.RL, flags.DPE, flags.DC})
+_GAUGE_INTERVAL: Final = 1.0  # seconds between samples of the circuit gauges
+_ALPN: Final = {"http1": ("http/1.1",), "http2": ("h2",), "auto": ("h2", "http/1.1")}
 
 
 class RetryFamilies:
@@ -157,7 +158,7 @@ class Target:
         return self.cluster.target(self.host, self.route)
 
 
-NO_ADDRESS_EDITS = Edits(direct=(503, b"no endpoint address yet\n"))
+NO_ADDRESS_EDITS: Final = Edits(direct=(503, b"no endpoint address yet\n"))
 
 
 def _refusal(cluster: str, edits: Edits, flag: str) -> Target:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Final
 
 __all__ = ["GRAIN", "Deadline", "Deadlines"]
 
-GRAIN = 0.05  # seconds: how late a timeout may fire
+GRAIN: Final = 0.05  # seconds: how late a timeout may fire
 
 
 class Deadline:

@@ -5,6 +5,8 @@ it allows. Built once from the config; no I/O. (What a route *matches* is
 
 from __future__ import annotations
 
+from typing import Final
+
 from pillion.config.proxy import RouteConfig
 from pillion.proxy.authz import Authorization
 from pillion.proxy.ratelimit import RateLimit
@@ -97,8 +99,8 @@ class Edits:
         return bool(self.remove_response or self.set_response or self.add_response)
 
 
-NO_EDITS = Edits()
-OVERFLOW_EDITS = Edits(direct=(503, b"upstream overflow: too many requests in flight\n"))
+NO_EDITS: Final = Edits()
+OVERFLOW_EDITS: Final = Edits(direct=(503, b"upstream overflow: too many requests in flight\n"))
 
 
 class RouteSettings:
@@ -162,4 +164,4 @@ class RouteSettings:
         )
 
 
-NO_ROUTE = RouteSettings()
+NO_ROUTE: Final = RouteSettings()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.grpc import (
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from pillion.proxy.listening import ListeningConnection
 
 __all__ = ["ConnectionHost", "Downstream", "Exchange", "ExchangeSettings", "Observer"]
-_BUFFER_LIMIT = 64 * 1024  # request body held while the upstream connection is made
+_BUFFER_LIMIT: Final = 64 * 1024  # request body held while the upstream connection is made
 
 
 class Downstream(Peer, Protocol):

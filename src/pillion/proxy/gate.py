@@ -38,7 +38,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from pillion.http.request import RequestHead
 from pillion.proxy import flags
@@ -138,8 +138,8 @@ class Pending:
 
 Decision = Admitted | Refused | Pending
 
-_NO_HEADERS: AuthHeaders = ()
-_FORBIDDEN = "caller not allowed"
+_NO_HEADERS: Final[AuthHeaders] = ()
+_FORBIDDEN: Final = "caller not allowed"
 
 
 class Gate:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from time import perf_counter
+from typing import Final
 
 from pillion.proxy.accesslog import AccessLog
 from pillion.proxy.exchange import Exchange
@@ -21,7 +22,7 @@ from pillion.telemetry.tracecontext import trace_id
 
 __all__ = ["EXEMPLAR_INTERVAL", "ExchangeObserver"]
 
-EXEMPLAR_INTERVAL = 1.0  # seconds between trace-id exemplars on the duration histogram
+EXEMPLAR_INTERVAL: Final = 1.0  # seconds between trace-id exemplars on the duration histogram
 
 
 class ExchangeObserver:

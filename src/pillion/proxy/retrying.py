@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pillion.proxy import flags
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Retries"]
 
-_KEPT_FOR_REFUSAL = 64 * 1024  # body kept to send again a request the app refused (HTTP/2)
+_KEPT_FOR_REFUSAL: Final = 64 * 1024  # body kept to send again a request the app refused (HTTP/2)
 
 
 class Retries:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from pillion.config.proxy import RouteMatchConfig
 from pillion.http.headers import Headers
@@ -145,7 +145,7 @@ def compile_match(config: RouteMatchConfig) -> RouteMatch:
     )
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
+_PATTERNS: Final[dict[str, re.Pattern[str]]] = {}
 
 
 def _compiled(pattern: str) -> re.Pattern[str]:

@@ -16,7 +16,7 @@ import collections
 import contextlib
 import logging
 import typing
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pillion.config.types import ListenAddress
 from pillion.http.errors import ResponseError
@@ -200,7 +200,7 @@ class _NoUser:
         pass
 
 
-_NO_USER = _NoUser()
+_NO_USER: Final = _NoUser()
 
 
 class ConnectionCap:

@@ -28,18 +28,20 @@ from typing import Final
 __all__ = ["B3_MULTI_NAMES", "Propagation", "SpanContext", "new_request_id", "new_span_id",
            "new_traceparent", "trace_id", "valid_request_id", "valid_traceparent"]  # fmt: skip
 
-_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_POOL_BYTES = 4096
+_TRACEPARENT: Final = re.compile(
+    rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?"
+)
+_POOL_BYTES: Final = 4096
 # The digit that carries the RFC 4122 variant (10xx), from the random digit it replaces.
-_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
-_BATCH = 256  # formatted ids made at a time
+_VARIANT: Final = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
+_BATCH: Final = 256  # formatted ids made at a time
 _RANDOM, _VARIANT_DIGIT = ord("x"), ord("v")  # in a layout; other bytes are literal
-_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
-_HEX16 = re.compile(rb"[0-9a-f]{16}")
-_HEX32 = re.compile(rb"[0-9a-f]{32}")
-_ZERO_TRACE = b"0" * 32
-_ZERO_SPAN = b"0" * 16
-B3_MULTI_NAMES = frozenset(
+_REQUEST_ID: Final = re.compile(rb"[\x21-\x7e]{1,200}")
+_HEX16: Final = re.compile(rb"[0-9a-f]{16}")
+_HEX32: Final = re.compile(rb"[0-9a-f]{32}")
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_SPAN: Final = b"0" * 16
+B3_MULTI_NAMES: Final = frozenset(
     {b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"}
 )
 
