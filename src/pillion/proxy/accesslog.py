@@ -226,13 +226,6 @@ def _decimal(number: int) -> bytes:
     return _SMALL[number] if 0 <= number < 1000 else b"%d" % number
 
 
-def _milliseconds(seconds: float) -> bytes:
-    """Milliseconds to the microsecond, as ``repr(round(ms, 3))`` writes them (the
-    correctly rounded ``round`` costs several times more)."""
-    micros = int(seconds * 1_000_000 + 0.5)
-    return _decimal(micros // 1000) + _FRACTIONS[micros % 1000]
-
-
 def _text(value: bytes | None, text: str | None = None) -> bytes:
     """A field's JSON text: ``null`` when empty, else a string escaped by orjson
     (from ``text``, else from ``value`` as Latin-1)."""
@@ -241,15 +234,38 @@ def _text(value: bytes | None, text: str | None = None) -> bytes:
     return _json_text(value.decode("latin-1") if text is None else text)
 
 
-def _string(value: bytes) -> bytes:
-    """A plain value's JSON text: quoted as it is, ``null`` when empty."""
-    return b'"' + value + b'"' if value else b"null"
+def _quote(out: BytesWriter, value: bytes, plain: bool) -> None:
+    """A value the client sent: quoted as it is when ``plain``, else escaped by
+    orjson (as Latin-1); ``null`` when empty."""
+    if not value:
+        out.write(b"null")
+    elif plain:
+        out.write(b'"')
+        out.write(value)
+        out.write(b'"')
+    else:
+        out.write(_json_text(value.decode("latin-1")))
 
 
-def _slots(entry: Entry, clock: _Clock, names: _Names) -> list[bytes]:
-    """The pieces of a line with every field, in ``ACCESS_LOG_FIELDS`` order, each
-    field's key first (``_SIZES`` says how many pieces each field has), then the
-    line's end: joined, they are the line.
+def _write_milliseconds(out: BytesWriter, seconds: float) -> None:
+    """Milliseconds to the microsecond, as ``repr(round(ms, 3))`` writes them (the
+    correctly rounded ``round`` costs several times more)."""
+    micros = int(seconds * 1_000_000 + 0.5)
+    out.write(_decimal(micros // 1000))
+    out.write(_FRACTIONS[micros % 1000])
+
+
+def _mark(marks: list[int] | None, out: BytesWriter) -> None:
+    if marks is not None:
+        marks.append(len(out))
+
+
+def _write_line(
+    out: BytesWriter, entry: Entry, clock: _Clock, names: _Names, marks: list[int] | None
+) -> None:
+    """``entry`` as a JSON line with every field, in ``ACCESS_LOG_FIELDS`` order; with
+    ``marks``, where each field ends is appended to it (each begins with its key,
+    after a ``{`` or a ``,``).
 
     What the client sent (method, path, ids, user agent) is checked in one go:
     quoted as it is when all of it is plain, each value escaped by orjson when any
@@ -264,61 +280,107 @@ def _slots(entry: Entry, clock: _Clock, names: _Names) -> list[bytes]:
         method = head.method
         path = head.target
         agent = _header(head, b"user-agent")
-        protocol = b'"HTTP/' + head.version + b'"'
     else:
         method = path = agent = b""
-        protocol = b"null"
-    if _plain(b"".join([method, path, agent, request_id, traceparent])):
-        texts = [_string(method), _string(path), _string(agent),
-                 _string(request_id), _string(traceparent)]  # fmt: skip
-    else:
-        texts = [_text(method), _text(path), _text(agent), _text(request_id),
-                 _text(traceparent)]  # fmt: skip
-    if head is not None and not path:
-        texts[1] = b'""'  # a request line with an empty target (null: no request line)
-    identity = entry[14]
-    message = entry[16]
-    user = entry[17]
-    grpc_status = _grpc_status(entry[15])
-    if target is not None:
-        route, cluster = target.labels
-        pool = target.pool
-        route_text = names.text(route) if route else b"null"
-        cluster_text = names.text(cluster) if cluster else b"null"
-        upstream = names.address(pool.address) if pool is not None else b"null"
-    else:
-        route_text = cluster_text = upstream = b"null"
+    plain = _plain(b"".join([method, path, agent, request_id, traceparent]))
     second, fraction = clock.stamp(entry[0])
-    return [
-        b'{"time":"', second, fraction, b'"',
-        b',"listener":', names.text(entry[1]),
-        b',"client":"', entry[2], b'"',  # an IP address, or "unknown"
-        b',"method":', texts[0],
-        b',"path":', texts[1],
-        b',"protocol":', protocol,
-        b',"code":', _decimal(entry[4]),
-        b',"flags":', names.text(entry[5]),
-        b',"bytes_in":', _decimal(entry[6]),
-        b',"bytes_out":', _decimal(entry[7]),
-        b',"duration_ms":', _milliseconds(entry[8]),
-        b',"upstream_ms":', _milliseconds(entry[9]) if entry[9] >= 0 else b"null",
-        b',"request_id":', texts[3],
-        b',"traceparent":', texts[4],
-        b',"user_agent":', texts[2],
-        b',"route":', route_text,
-        b',"cluster":', cluster_text,
-        b',"upstream":', upstream,
-        b',"retries":', _decimal(entry[13]),
-        b',"identity":', _text(identity, identity.decode("utf-8", "replace") if identity else ""),
-        b',"grpc_status":', _decimal(grpc_status) if grpc_status is not None else b"null",
-        b',"grpc_message":', _text(message, _grpc_message(message)),
-        b',"user":', _text(user, user.decode("utf-8", "replace") if user else ""),
-        b"}\n",
-    ]  # fmt: skip
-
-
-# How many of ``_slots``' pieces each field has, in ``ACCESS_LOG_FIELDS`` order.
-_SIZES: Final = {"time": 4, "client": 3}
+    out.write(b'{"time":"')
+    out.write(second)
+    out.write(fraction)
+    out.write(b'"')
+    _mark(marks, out)
+    out.write(b',"listener":')
+    out.write(names.text(entry[1]))
+    _mark(marks, out)
+    out.write(b',"client":"')
+    out.write(entry[2])  # an IP address, or "unknown"
+    out.write(b'"')
+    _mark(marks, out)
+    out.write(b',"method":')
+    _quote(out, method, plain)
+    _mark(marks, out)
+    out.write(b',"path":')
+    if head is not None and not path:
+        out.write(b'""')  # a request line with an empty target (null: no request line)
+    else:
+        _quote(out, path, plain)
+    _mark(marks, out)
+    out.write(b',"protocol":')
+    if head is not None:
+        out.write(b'"HTTP/')
+        out.write(head.version)
+        out.write(b'"')
+    else:
+        out.write(b"null")
+    _mark(marks, out)
+    out.write(b',"code":')
+    out.write(_decimal(entry[4]))
+    _mark(marks, out)
+    out.write(b',"flags":')
+    out.write(names.text(entry[5]))
+    _mark(marks, out)
+    out.write(b',"bytes_in":')
+    out.write(_decimal(entry[6]))
+    _mark(marks, out)
+    out.write(b',"bytes_out":')
+    out.write(_decimal(entry[7]))
+    _mark(marks, out)
+    out.write(b',"duration_ms":')
+    _write_milliseconds(out, entry[8])
+    _mark(marks, out)
+    out.write(b',"upstream_ms":')
+    if entry[9] >= 0:
+        _write_milliseconds(out, entry[9])
+    else:
+        out.write(b"null")
+    _mark(marks, out)
+    out.write(b',"request_id":')
+    _quote(out, request_id, plain)
+    _mark(marks, out)
+    out.write(b',"traceparent":')
+    _quote(out, traceparent, plain)
+    _mark(marks, out)
+    out.write(b',"user_agent":')
+    _quote(out, agent, plain)
+    _mark(marks, out)
+    route = cluster = upstream = b"null"
+    if target is not None:
+        route_name, cluster_name = target.labels
+        if route_name:
+            route = names.text(route_name)
+        if cluster_name:
+            cluster = names.text(cluster_name)
+        if target.pool is not None:
+            upstream = names.address(target.pool.address)
+    out.write(b',"route":')
+    out.write(route)
+    _mark(marks, out)
+    out.write(b',"cluster":')
+    out.write(cluster)
+    _mark(marks, out)
+    out.write(b',"upstream":')
+    out.write(upstream)
+    _mark(marks, out)
+    out.write(b',"retries":')
+    out.write(_decimal(entry[13]))
+    _mark(marks, out)
+    identity = entry[14]
+    out.write(b',"identity":')
+    out.write(_text(identity, identity.decode("utf-8", "replace") if identity else ""))
+    _mark(marks, out)
+    grpc_status = _grpc_status(entry[15])
+    out.write(b',"grpc_status":')
+    out.write(_decimal(grpc_status) if grpc_status is not None else b"null")
+    _mark(marks, out)
+    message = entry[16]
+    out.write(b',"grpc_message":')
+    out.write(_text(message, _grpc_message(message)))
+    _mark(marks, out)
+    user = entry[17]
+    out.write(b',"user":')
+    out.write(_text(user, user.decode("utf-8", "replace") if user else ""))
+    _mark(marks, out)
+    out.write(b"}\n")
 
 
 Render = Callable[[Entry, _Clock, BytesWriter], None]
@@ -327,37 +389,29 @@ Render = Callable[[Entry, _Clock, BytesWriter], None]
 def _compile(fields: list[str]) -> Render:
     """A function writing an entry as one JSON line with ``fields``, in that order,
     to a ``BytesWriter`` (a batch's lines go to one): no dict and no serializer per
-    line; the line of every field is its pieces as they come, another choice or
-    order picks its fields' pieces."""
+    line. Another choice or order than every field in order writes the whole line
+    aside, then its fields' pieces."""
     names = _Names()
     if fields == list(ACCESS_LOG_FIELDS):
 
         def render_every(entry: Entry, clock: _Clock, out: BytesWriter) -> None:
-            for piece in _slots(entry, clock, names):
-                out.write(piece)
+            _write_line(out, entry, clock, names, None)
 
         return render_every
-    where: dict[str, range] = {}
-    start = 0
-    for known in ACCESS_LOG_FIELDS:
-        size = _SIZES.get(known, 2)
-        where[known] = range(start, start + size)
-        start += size
-    order = [index for name in fields for index in where[name]]
-    # the first field's key opens the line: if another opens it, "time" follows a comma
-    later_time = order.index(0) if "time" in fields[1:] else -1
+    order = [ACCESS_LOG_FIELDS.index(name) for name in fields]
 
     def render(entry: Entry, clock: _Clock, out: BytesWriter) -> None:
         if not order:
             out.write(b"{}\n")
             return
-        slots = _slots(entry, clock, names)
-        parts = [slots[index] for index in order]
-        parts[0] = b"{" + parts[0][1:]
-        if later_time > 0:
-            parts[later_time] = b',"time":"'
-        for piece in parts:
-            out.write(piece)
+        whole = BytesWriter()
+        marks = [0]
+        _write_line(whole, entry, clock, names, marks)
+        line = whole.getvalue()
+        for position in range(len(order)):
+            index = order[position]
+            out.write(b"{" if position == 0 else b",")
+            out.write(line[marks[index] + 1 : marks[index + 1]])
         out.write(b"}\n")
 
     return render
