@@ -43,8 +43,8 @@ def connection_tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
-def is_hop_by_hop(lower_name: bytes, named: set[bytes] | frozenset[bytes]) -> bool:
-    return lower_name in HOP_BY_HOP or lower_name in named
+def is_hop_by_hop(lower: bytes, named: set[bytes] | frozenset[bytes]) -> bool:
+    return lower in HOP_BY_HOP or lower in named
 
 
 _LOWERED: Final[dict[bytes, bytes]] = {}

@@ -83,7 +83,7 @@ class RequestHead:
         self.target = target
         self.version = version
         self.headers = headers
-        self.lowered = [name.lower() for name, _ in headers] if lowered is None else lowered
+        self.lowered = [lower_name(name) for name, _ in headers] if lowered is None else lowered
         self.host = host
         self.keep_alive = keep_alive
         self.body = body

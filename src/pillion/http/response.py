@@ -50,7 +50,7 @@ class ResponseHead:
     ) -> None:
         self.status = status
         self.headers = headers
-        self.lowered = [name.lower() for name, _ in headers] if lowered is None else lowered
+        self.lowered = [lower_name(name) for name, _ in headers] if lowered is None else lowered
         self.keep_alive = keep_alive
         self.body = body
         self.content_length = content_length

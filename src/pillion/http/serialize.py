@@ -18,6 +18,7 @@ __all__ = [
     "reason_phrase",
     "reply",
     "status_line",
+    "write_fields",
 ]
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
@@ -56,14 +57,19 @@ def head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
     growing buffer (a list of pieces joined costs about twice as much)."""
     out = BytesWriter()
     out.write(first_line)
+    write_fields(out, headers)
+    out.write(extra)
+    out.write(b"\r\n")
+    return out.getvalue()
+
+
+def write_fields(out: BytesWriter, headers: HeaderPairs) -> None:
+    """``name: value`` lines, each ending in CRLF."""
     for name, value in headers:
         out.write(name)
         out.write(b": ")
         out.write(value)
         out.write(b"\r\n")
-    out.write(extra)
-    out.write(b"\r\n")
-    return out.getvalue()
 
 
 def reply(status: int, body: bytes, *, close: bool = False, headers: HeaderPairs = ()) -> bytes:

@@ -226,12 +226,9 @@ def _decimal(number: int) -> bytes:
     return _SMALL[number] if 0 <= number < 1000 else b"%d" % number
 
 
-def _text(value: bytes | None, text: str | None = None) -> bytes:
-    """A field's JSON text: ``null`` when empty, else a string escaped by orjson
-    (from ``text``, else from ``value`` as Latin-1)."""
-    if not value:
-        return b"null"
-    return _json_text(value.decode("latin-1") if text is None else text)
+def _text(text: str | None) -> bytes:
+    """A text field's JSON: a string escaped by orjson, ``null`` when there is none."""
+    return _json_text(text) if text else b"null"
 
 
 def _quote(out: BytesWriter, value: bytes, plain: bool) -> None:
@@ -366,7 +363,7 @@ def _write_line(
     _mark(marks, out)
     identity = entry[14]
     out.write(b',"identity":')
-    out.write(_text(identity, identity.decode("utf-8", "replace") if identity else ""))
+    out.write(_text(identity.decode("utf-8", "replace") if identity else None))
     _mark(marks, out)
     grpc_status = _grpc_status(entry[15])
     out.write(b',"grpc_status":')
@@ -374,11 +371,11 @@ def _write_line(
     _mark(marks, out)
     message = entry[16]
     out.write(b',"grpc_message":')
-    out.write(_text(message, _grpc_message(message)))
+    out.write(_text(_grpc_message(message)))
     _mark(marks, out)
     user = entry[17]
     out.write(b',"user":')
-    out.write(_text(user, user.decode("utf-8", "replace") if user else ""))
+    out.write(_text(user.decode("utf-8", "replace") if user else None))
     _mark(marks, out)
     out.write(b"}\n")
 
@@ -426,9 +423,7 @@ def _grpc_message(raw: bytes | None) -> str | None:
     return urllib.parse.unquote(raw.decode("latin-1")) if raw else None
 
 
-def _header(head: RequestHead | None, lower: bytes) -> bytes:
-    if head is None:
-        return b""
+def _header(head: RequestHead, lower: bytes) -> bytes:
     lowered = head.lowered
     for index in range(len(lowered)):
         if lowered[index] == lower:

@@ -24,6 +24,7 @@ from librt.strings import BytesWriter
 from pillion.http.headers import HOP_BY_HOP, Headers, connection_tokens
 from pillion.http.request import RequestHead
 from pillion.http.response import ResponseHead
+from pillion.http.serialize import write_fields
 from pillion.telemetry.tracecontext import (
     Propagation,
     SpanContext,
@@ -109,11 +110,7 @@ def request_head_for_upstream(
     out.write(b" HTTP/1.1\r\nhost: ")
     out.write(host)
     out.write(b"\r\n")
-    for name, value in fields:
-        out.write(name)
-        out.write(b": ")
-        out.write(value)
-        out.write(b"\r\n")
+    write_fields(out, fields)
     if upgrade:
         out.write(b"connection: upgrade\r\nupgrade: ")
         out.write(upgrade)

@@ -57,8 +57,12 @@ log = logging.getLogger("pillion.proxy")
 _KEY_FILE_CHECK = 1.0  # seconds between checks of an API key file for changes
 
 
+def _nowhere(head: RequestHead, peer: Peer) -> Target | None:
+    return None
+
+
 class HttpListener(Listening):
-    """An HTTP listening socket and its connections; ``route`` says where each
+    """An HTTP listening socket and its connections; ``router`` says where each
     request goes (``None``: nowhere, 404 with flag NR)."""
 
     router: Router  # set by each subclass before its ``_admission``
@@ -116,8 +120,8 @@ class HttpListener(Listening):
             else None
         )
         self._propagation: Propagation | None = None
-        # replaced by ``_admission`` once a subclass has set up its checks
-        self.gate = Gate(self.route)
+        # replaced by ``_admission`` once a subclass has set up its router and checks
+        self.gate = Gate(_nowhere)
         self.exchange_settings = ExchangeSettings(gate=self.gate, loop=self.loop)
 
     def _admission(self) -> None:
@@ -151,10 +155,6 @@ class HttpListener(Listening):
     def outbound(self) -> bool:
         """Called by the app (client spans), rather than in front of it."""
         return False
-
-    def route(self, head: RequestHead, peer: Peer) -> Target | None:
-        """Where ``head`` goes (its subclass's ``router``, compiled with the routes)."""
-        return self.router(head, peer)
 
     def new_connection(self) -> asyncio.Protocol:
         """The protocol of a connection just accepted (without TLS)."""

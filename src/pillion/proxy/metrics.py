@@ -27,18 +27,8 @@ DURATION_BUCKETS: Final = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 SIZE_BUCKETS: Final = (
-    0,
-    256,
-    1024,
-    4096,
-    16384,
-    65536,
-    262144,
-    1048576,
-    4194304,
-    16777216,
-    67108864,
-)
+    0, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
 _METHODS: Final = frozenset(
     {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"OTHER"}
 )
