@@ -356,7 +356,8 @@ def test_the_body_limit_holds_for_an_upgrade_request() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    body=st.binary(min_size=1, max_size=40),
+    # within LIMITS.max_body_size (50) framing and all: 32 bytes chunked are 43 on the wire
+    body=st.binary(min_size=1, max_size=32),
     chunked=st.booleans(),
     cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=6),
 )
