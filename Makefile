@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 # on their pure-Python source (PILLION_NO_EXTENSIONS=1): both implementations ship. For
 # the exporters and the logs, the tests of the compiled modules (StatsD; lines, buffer,
 # spill, syslog framing), not the JSON exporter's or every shipping scenario's.
-PURE_TESTS := tests/proxy tests/http tests/telemetry tests/fuzz \
+PURE_TESTS := tests/proxy tests/http tests/h2 tests/telemetry tests/fuzz \
 	$(wildcard tests/exporters/test_statsd_*.py) \
 	$(addprefix tests/logs/,test_pieces.py test_fast_paths.py test_framing.py \
 		test_buffer_faults.py test_hostile_lines.py test_syslog.py)

@@ -198,6 +198,13 @@ def _json_or_none(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (an access log) written so far: a line
+    still being written, without its newline yet, is left for the next read."""
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+
 def wait_until(condition: Callable[[], object], timeout: float = 15.0) -> None:
     """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -16,6 +16,7 @@ MODULES = {
     "http-request": "fuzz.targets.http_request",
     "http-response": "fuzz.targets.http_response",
     "http-chunked": "fuzz.targets.http_chunked",
+    "http2": "fuzz.targets.http2",
     "statsd": "fuzz.targets.statsd",
     "log-lines": "fuzz.targets.log_lines",
     "log-parsers": "fuzz.targets.log_parsers",

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PillionProcess, free_port, running_pillion
+from tests.helpers import PillionProcess, free_port, json_lines, running_pillion
 from tests.proxy.harness import ScriptedUpstream, scripted_upstream
 
 
@@ -23,7 +22,7 @@ class ProxyPod:
     access_log: Path
 
     def access_records(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+        return json_lines(self.access_log)
 
     def wait_record(self, matches: Callable[[dict[str, object]], bool]) -> dict[str, object]:
         """The first access-log record that ``matches``, once it has been written."""

@@ -5,7 +5,6 @@ the app's statuses relayed and counted, retries on listed codes."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,7 +16,15 @@ import pytest
 
 from pillion.demo import grpc_echo
 from pillion.tls.devca import issue, new_ca
-from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    json_lines,
+    metric_value,
+    running_pillion,
+    wait_until,
+)
 
 SHOP = "spiffe://cluster.local/ns/shop/sa/checkout"
 
@@ -34,7 +41,7 @@ class Mesh:
     servers: list[grpc_echo.EchoServer]
 
     def records(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+        return json_lines(self.access_log)
 
     def wait_record(self, path: str, listener: str) -> dict[str, object]:
         return self.wait_for(lambda r: r["path"] == path and r["listener"] == listener)

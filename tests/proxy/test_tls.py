@@ -19,7 +19,15 @@ import pytest
 from cryptography import x509
 
 from pillion.tls.devca import Issued, issue, new_ca
-from tests.helpers import PillionProcess, free_port, http, metric_value, running_pillion, wait_until
+from tests.helpers import (
+    PillionProcess,
+    free_port,
+    http,
+    json_lines,
+    metric_value,
+    running_pillion,
+    wait_until,
+)
 from tests.proxy.harness import Client, ScriptedUpstream, get, scripted_upstream
 
 SHOP = "spiffe://cluster.local/ns/shop/sa/checkout"
@@ -62,7 +70,7 @@ class Secured:
         return http("GET", f"{self.pillion.status_url}/metrics")[2]
 
     def access_records(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+        return json_lines(self.access_log)
 
 
 @pytest.fixture(scope="module")

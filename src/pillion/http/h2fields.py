@@ -1,7 +1,7 @@
 """HTTP/2 messages as field lists: a request's fields checked and turned into a
 ``RequestHead``, a response's into a ``ResponseHead``, and back. No I/O.
 
-Pillion's HTTP/2 stack (``h2``) frames, decodes HPACK and keeps the stream
+Pillion's HTTP/2 layer (``pillion.h2``) frames, decodes HPACK and keeps the stream
 states; the rules about what the fields may say are kept here, so that a
 malformed request is a *stream* error, as RFC 9113 §8.1.1 asks, and not the end
 of the connection with every other stream on it. A request is malformed

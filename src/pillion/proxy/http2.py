@@ -2,7 +2,7 @@
 
 The connection comes by ALPN (``h2`` on a TLS listener) or by prior knowledge
 (a cleartext connection that opens with the HTTP/2 preface, on the same port as
-HTTP/1.1). ``h2`` keeps the protocol state; this module moves bytes and maps
+HTTP/1.1). ``pillion.h2`` keeps the protocol state; this module moves bytes and maps
 its events onto exchanges: a stream's HEADERS become a ``RequestHead``
 (``h2fields``) and an ``Exchange`` whose downstream is the ``Http2Stream``, so
 the gate, routes, retries, timeouts, the access log and the metrics are the
@@ -17,7 +17,7 @@ reader holds at most a window and a buffer per stream, whatever the body size.
 What a stream does wrong ends that stream: a malformed request is reset with
 ``PROTOCOL_ERROR`` (``h2fields``), a body over its ``content-length`` too;
 over-limit requests are answered (431, 414, 413). What threatens the connection
-ends it: ``h2``'s protocol errors, a CONTINUATION flood (``h2`` allows 64
+ends it: protocol errors (``pillion.h2.connection``), a CONTINUATION flood (64
 frames per header block) or an HPACK bomb past twice the header limit, and, with
 ``GOAWAY ENHANCE_YOUR_CALM``: rapid resets (CVE-2023-44487: more than
 ``_RESET_ALLOWANCE`` streams cancelled by the client before their response,
@@ -31,28 +31,23 @@ ones are refused, and the connection closes when the last one is done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import typing
 from time import perf_counter
 
-from h2.errors import ErrorCodes
-from h2.events import (
+from pillion.h2 import events as ev
+from pillion.h2.connection import H2Connection, ProtocolError
+from pillion.h2.events import (
     ConnectionTerminated,
     DataReceived,
     PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
-    SettingsAcknowledged,
     StreamEnded,
     StreamReset,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError
-from hyperframe.frame import GoAwayFrame
-
 from pillion.http.errors import MalformedStream, RequestError
 from pillion.http.h2fields import request_head, response_fields
-from pillion.http.h2state import SettingCodes, Settings, new_connection
 from pillion.proxy import flags
 from pillion.proxy.exchange import ConnectionHost, Exchange, Http2Settings
 from pillion.proxy.http2_stream import STREAM_BUFFER, Http2Stream
@@ -82,7 +77,17 @@ class Http2Connection(asyncio.Protocol):
     ) -> None:
         self.host = host
         self.settings = settings
-        self.h2 = new_connection(client_side=False)
+        limit = host.parser_limits.max_header_size
+        self.h2 = H2Connection(
+            client_side=False,
+            max_concurrent_streams=settings.max_concurrent_streams,
+            stream_window=settings.stream_window,
+            connection_window=settings.connection_window,
+            max_header_list_size=limit,
+            # up to twice the limit, the request is answered 431 on its stream
+            # (``h2fields``); beyond, the block is a bomb and ends the connection
+            header_list_limit=max(limit * _HEADER_LIST_SLACK, 65536),
+        )
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2Stream] = {}
         self.client_ip = client_ip
@@ -114,21 +119,7 @@ class Http2Connection(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.client_ip = str(peer[0]).encode()
-        h2 = self.h2
-        settings = self.settings
-        h2.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-                SettingCodes.INITIAL_WINDOW_SIZE: settings.stream_window,
-                SettingCodes.MAX_HEADER_LIST_SIZE: self.host.parser_limits.max_header_size,
-                SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
-            },
-        )
-        h2.initiate_connection()
-        if settings.connection_window > 65535:
-            h2.increment_flow_control_window(settings.connection_window - 65535)
-        self._header_list_limit()
+        self.h2.initiate_connection()
         self._flood_since = self.host.loop.time()
         self.flush()
         self._arm("idle")
@@ -141,7 +132,7 @@ class Http2Connection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except ProtocolError:
-            self._fail()  # h2 has queued its GOAWAY
+            self._fail()  # its GOAWAY is queued
             return
         self._corked += 1
         try:
@@ -180,7 +171,7 @@ class Http2Connection(asyncio.Protocol):
                 stream.pump()
         self.flush()
 
-    # -- h2's events --
+    # -- the connection's events --
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, DataReceived):
@@ -189,7 +180,7 @@ class Http2Connection(asyncio.Protocol):
                 self.ack(event.flow_controlled_length, event.stream_id)
             else:
                 stream.on_data(event.data, event.flow_controlled_length)
-                if event.stream_ended is not None and stream.exchange is not None:
+                if event.stream_ended and stream.exchange is not None:
                     stream.on_end()
         elif isinstance(event, RequestReceived):
             self._on_request(event)
@@ -204,13 +195,11 @@ class Http2Connection(asyncio.Protocol):
         elif isinstance(event, RemoteSettingsChanged):
             self._settings_seen += 1
             self._check_floods()
-            if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            if ev.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._on_window(0)
         elif isinstance(event, PingReceived):
             self._pings_seen += 1
             self._check_floods()
-        elif isinstance(event, SettingsAcknowledged):
-            self._header_list_limit()
         elif isinstance(event, ConnectionTerminated):
             self.draining = True  # the client's GOAWAY: no new streams either way
             if not self.streams:
@@ -221,13 +210,13 @@ class Http2Connection(asyncio.Protocol):
         self._opened += 1
         host = self.host
         if self.draining:
-            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.reset(stream_id, ev.REFUSED_STREAM)
             return
-        ended = event.stream_ended is not None
+        ended = event.stream_ended
         try:
-            head = request_head(event.headers or (), ended, host.parser_limits)
+            head = request_head(event.headers, ended, host.parser_limits)
         except MalformedStream:
-            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.reset(stream_id, ev.PROTOCOL_ERROR)
             host.observer.rejected(self, 400, flags.DPE)
             return
         except RequestError as error:
@@ -251,7 +240,7 @@ class Http2Connection(asyncio.Protocol):
         self.h2.send_headers(stream_id, fields)
         self.h2.send_data(stream_id, body, end_stream=True)
         if not ended:
-            self.reset(stream_id, ErrorCodes.NO_ERROR)  # stop sending the body
+            self.reset(stream_id, ev.NO_ERROR)  # stop sending the body
 
     def _on_window(self, stream_id: int) -> None:
         """A window reopened (the connection's, or a stream's): the streams waiting
@@ -298,7 +287,7 @@ class Http2Connection(asyncio.Protocol):
             self.flush()
 
     def flush(self) -> None:
-        """Write what ``h2`` queued, once this turn of the event loop is over: the
+        """Write what the connection queued, once this turn of the event loop is over: the
         frames of every stream answered meanwhile go out in one write."""
         if not self._flushing and not self._corked and not self.closed:
             self._flushing = True
@@ -335,14 +324,10 @@ class Http2Connection(asyncio.Protocol):
             self._arm("idle")
 
     def ack(self, size: int, stream_id: int) -> None:
-        if size:
-            # (a stream closed meanwhile had its share returned with it)
-            with contextlib.suppress(ProtocolError):
-                self.h2.acknowledge_received_data(size, stream_id)
+        self.h2.acknowledge_received_data(size, stream_id)
 
-    def reset(self, stream_id: int, code: ErrorCodes) -> None:
-        with contextlib.suppress(ProtocolError):  # already closed
-            self.h2.reset_stream(stream_id, code)
+    def reset(self, stream_id: int, code: int) -> None:
+        self.h2.reset_stream(stream_id, code)  # (nothing if it is closed already)
 
     # -- from the listener (``Listening``) --
 
@@ -351,7 +336,7 @@ class Http2Connection(asyncio.Protocol):
         self.draining = True
         if self.closed or self.transport is None:
             return
-        self._goaway(ErrorCodes.NO_ERROR)
+        self._goaway(ev.NO_ERROR)
         if not self.streams:
             self.close()
 
@@ -369,23 +354,19 @@ class Http2Connection(asyncio.Protocol):
 
     # -- endings --
 
-    def _goaway(self, code: ErrorCodes) -> None:
-        """A GOAWAY written past ``h2`` (which would refuse to send anything more
-        after its own), so the streams it lets finish can still be answered."""
+    def _goaway(self, code: int) -> None:
+        """A GOAWAY naming the last stream taken: the streams up to it can still
+        be answered."""
+        self.h2.send_goaway(code)
         self._write()
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.h2.highest_inbound_stream_id
-        frame.error_code = code
-        if self.transport is not None and not self.closed:
-            self.transport.write(frame.serialize())
 
     def _calm(self) -> None:
-        self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
+        self._goaway(ev.ENHANCE_YOUR_CALM)
         self.host.observer.rejected(self, 429, flags.DPE)
         self._fail()
 
     def _fail(self) -> None:
-        """The connection is broken: write what is queued (h2's GOAWAY), close."""
+        """The connection is broken: write what is queued (its GOAWAY), close."""
         if self.transport is not None and not self.closed:
             data = self.h2.data_to_send()
             if data:
@@ -402,13 +383,6 @@ class Http2Connection(asyncio.Protocol):
             self._settings_seen = self._pings_seen = 0
         elif self._settings_seen > _MAX_SETTINGS or self._pings_seen > _MAX_PINGS:
             self._calm()
-
-    def _header_list_limit(self) -> None:
-        # h2 sets its decoder's limit to what was advertised once it is acknowledged;
-        # up to twice that, the request is answered 431 on its stream (``h2fields``),
-        # beyond, the block is a bomb and ends the connection
-        limit = self.host.parser_limits.max_header_size * _HEADER_LIST_SLACK
-        self.h2.decoder.max_header_list_size = max(limit, 65536)
 
     # -- timers --
 
@@ -430,9 +404,9 @@ class Http2Connection(asyncio.Protocol):
         if self.closed:
             return
         if kind == "stall" and (self._blocked or self.write_paused):
-            self._goaway(ErrorCodes.FLOW_CONTROL_ERROR)
+            self._goaway(ev.FLOW_CONTROL_ERROR)
             self.host.observer.rejected(self, 408, flags.DT)
             self._fail()  # the client keeps its windows shut
         elif kind == "idle" and not self.streams:
-            self._goaway(ErrorCodes.NO_ERROR)
+            self._goaway(ev.NO_ERROR)
             self.close()

@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
-
+from pillion.h2 import events as ev
+from pillion.h2.connection import H2Connection, take
 from pillion.http.h2fields import response_fields, trailer_fields
-from pillion.http.h2state import take
 from pillion.http.headers import HeaderPairs, Headers
 from pillion.http.request import RequestHead
 from pillion.proxy.exchange import ConnectionHost, Exchange
@@ -44,7 +42,7 @@ class StreamHost(Protocol):
     def ack(self, size: int, stream_id: int) -> None:
         """Reopen the client's windows by ``size`` consumed bytes."""
 
-    def reset(self, stream_id: int, code: ErrorCodes) -> None: ...
+    def reset(self, stream_id: int, code: int) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -156,7 +154,7 @@ class Http2Stream:
         """A stream error (RFC 9113 §8.1.1): the app's side is dropped, the stream reset."""
         exchange = self.exchange
         self.sent_end = True
-        self.conn.reset(self.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self.conn.reset(self.stream_id, ev.PROTOCOL_ERROR)
         if exchange is not None and not exchange.done:
             exchange.fail_request(400, reason)
 
@@ -241,7 +239,7 @@ class Http2Stream:
             # broken off (or never answered): the client must not take it as whole
             self.sent_end = True
             self.out.clear()
-            conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            conn.reset(self.stream_id, ev.INTERNAL_ERROR)
             conn.flush()
         if self.sent_end:
             self._over()
@@ -286,7 +284,7 @@ class Http2Stream:
         conn.flush()
         if self.sent_end:
             if not self.request_ended:
-                conn.reset(self.stream_id, ErrorCodes.NO_ERROR)  # the rest is not needed
+                conn.reset(self.stream_id, ev.NO_ERROR)  # the rest is not needed
             if self.finished:
                 self._over()
         return limited

@@ -23,13 +23,13 @@ response, or a lost connection are failures like on HTTP/1.1 (502).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import typing
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
-from h2.errors import ErrorCodes
-from h2.events import (
+from pillion.h2 import events as ev
+from pillion.h2.connection import H2Connection, ProtocolError, take
+from pillion.h2.events import (
     ConnectionTerminated,
     DataReceived,
     RemoteSettingsChanged,
@@ -39,11 +39,8 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError
-
 from pillion.http.errors import ResponseError, ResponseIncomplete
 from pillion.http.h2fields import response_head
-from pillion.http.h2state import SettingCodes, Settings, new_connection, take
 from pillion.proxy.channels import UpstreamRefused, UpstreamUser
 
 if TYPE_CHECKING:
@@ -80,7 +77,14 @@ class Http2ClientConnection(asyncio.Protocol):
 
     def __init__(self, owner: Http2Owner) -> None:
         self.owner = owner
-        self.h2 = new_connection(client_side=True)
+        self.h2 = H2Connection(
+            client_side=True,
+            max_concurrent_streams=0,  # the app opens none (no push)
+            stream_window=_STREAM_WINDOW,
+            connection_window=_CONNECTION_WINDOW,
+            max_header_list_size=64 * 1024,
+            header_list_limit=64 * 1024,
+        )
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.streams: dict[int, Http2UpstreamStream] = {}
@@ -97,7 +101,7 @@ class Http2ClientConnection(asyncio.Protocol):
     @property
     def room(self) -> bool:
         """Whether another stream may be opened now."""
-        limit = min(self.h2.remote_settings.max_concurrent_streams, _MOST_STREAMS)
+        limit = min(self.h2.remote_max_concurrent_streams, _MOST_STREAMS)
         return self.ready and not (self.closed or self.goaway) and len(self.streams) < limit
 
     def open(self, user: UpstreamUser) -> Http2UpstreamStream:
@@ -112,18 +116,7 @@ class Http2ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
-        h2 = self.h2
-        h2.local_settings = Settings(
-            client=True,
-            initial_values={
-                SettingCodes.ENABLE_PUSH: 0,
-                SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-                SettingCodes.MAX_CONCURRENT_STREAMS: 0,  # the app opens none (no push)
-                SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
-            },
-        )
-        h2.initiate_connection()
-        h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        self.h2.initiate_connection()
         self.flush()
 
     def data_received(self, data: bytes) -> None:
@@ -170,7 +163,7 @@ class Http2ClientConnection(asyncio.Protocol):
                 stream.pump()
         self.flush()
 
-    # -- h2's events --
+    # -- the connection's events --
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, DataReceived):
@@ -184,7 +177,7 @@ class Http2ClientConnection(asyncio.Protocol):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 self._cork(stream)
-                stream.on_head(event.headers or (), event.stream_ended is not None)
+                stream.on_head(event.headers, event.stream_ended)
         elif isinstance(event, StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
@@ -193,7 +186,7 @@ class Http2ClientConnection(asyncio.Protocol):
         elif isinstance(event, TrailersReceived):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream.on_trailers(list(event.headers or ()))
+                stream.on_trailers(event.headers)
         elif isinstance(event, WindowUpdated):
             self._on_window(event.stream_id)
         elif isinstance(event, StreamReset):
@@ -201,12 +194,12 @@ class Http2ClientConnection(asyncio.Protocol):
             if stream is not None:
                 stream.on_reset(event.error_code)
         elif isinstance(event, RemoteSettingsChanged):
-            if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            if ev.INITIAL_WINDOW_SIZE in event.changed_settings:
                 self._on_window(0)
             if not self.ready:
                 self.ready = True
                 self.owner.connection_ready(self)
-            elif SettingCodes.MAX_CONCURRENT_STREAMS in event.changed_settings:
+            elif ev.MAX_CONCURRENT_STREAMS in event.changed_settings:
                 self.owner.stream_released(self)  # there may be room now
         elif isinstance(event, ConnectionTerminated):
             self._on_goaway(event.last_stream_id)
@@ -229,10 +222,9 @@ class Http2ClientConnection(asyncio.Protocol):
                 self._blocked.discard(one)
                 one.pump()
 
-    def _on_goaway(self, last_stream_id: int | None) -> None:
+    def _on_goaway(self, last: int) -> None:
         self.goaway = True
         self.owner.no_new_streams(self)
-        last = last_stream_id if last_stream_id is not None else 2**31
         for stream_id, stream in list(self.streams.items()):
             if stream_id > last:
                 stream.lost(UpstreamRefused("upstream went away before the request"))
@@ -242,7 +234,7 @@ class Http2ClientConnection(asyncio.Protocol):
     # -- for the streams --
 
     def flush(self) -> None:
-        """Write what ``h2`` queued once this turn of the event loop is over: the
+        """Write what the connection queued once this turn of the event loop is over: the
         requests of many clients go out in one write."""
         if not self._flushing and not self.closed:
             self._flushing = True
@@ -257,13 +249,10 @@ class Http2ClientConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def ack(self, size: int, stream_id: int) -> None:
-        if size:
-            with contextlib.suppress(ProtocolError):  # closed meanwhile
-                self.h2.acknowledge_received_data(size, stream_id)
+        self.h2.acknowledge_received_data(size, stream_id)
 
-    def reset(self, stream_id: int, code: ErrorCodes) -> None:
-        with contextlib.suppress(ProtocolError):  # already closed
-            self.h2.reset_stream(stream_id, code)
+    def reset(self, stream_id: int, code: int) -> None:
+        self.h2.reset_stream(stream_id, code)  # (nothing if it is closed already)
         self.flush()
 
     def blocked(self, stream: Http2UpstreamStream) -> None:
@@ -281,8 +270,7 @@ class Http2ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            with contextlib.suppress(ProtocolError):
-                self.h2.close_connection()
+            self.h2.close_connection()
             if self.transport is not None:
                 self.transport.write(self.h2.data_to_send())
                 self.transport.close()
@@ -378,7 +366,7 @@ class Http2UpstreamStream:
         if not self.closed:
             self.closed = True
             if not self.sent_end:
-                self.conn.reset(self.stream_id, ErrorCodes.CANCEL)
+                self.conn.reset(self.stream_id, ev.CANCEL)
             self.conn.finished(self)
 
     def close(self) -> None:
@@ -386,7 +374,7 @@ class Http2UpstreamStream:
         if not self.closed:
             self.closed = True
             if not (self.sent_end and self.response_ended):
-                self.conn.reset(self.stream_id, ErrorCodes.CANCEL)
+                self.conn.reset(self.stream_id, ev.CANCEL)
             self.conn.finished(self)
 
     def abort(self) -> None:
@@ -447,7 +435,7 @@ class Http2UpstreamStream:
         try:
             head = response_head(fields, ended)
         except ResponseError as error:
-            self._fail(error, ErrorCodes.PROTOCOL_ERROR)
+            self._fail(error, ev.PROTOCOL_ERROR)
             return
         if head.body == "length":
             self.expected = head.content_length
@@ -483,11 +471,10 @@ class Http2UpstreamStream:
         user.on_response_end()  # the exchange releases the stream
 
     def on_reset(self, code: int) -> None:
-        if code == ErrorCodes.REFUSED_STREAM and not self.received:
+        if code == ev.REFUSED_STREAM and not self.received:
             self.lost(UpstreamRefused("upstream refused the stream"))
         else:
-            name = getattr(code, "name", str(code))
-            self.lost(ResponseIncomplete(f"upstream reset the stream ({name})"))
+            self.lost(ResponseIncomplete(f"upstream reset the stream ({ev.error_name(code)})"))
 
     def lost(self, error: ResponseError) -> None:
         """The stream is over without a whole response."""
@@ -498,7 +485,7 @@ class Http2UpstreamStream:
         if user is not None:
             user.on_upstream_lost(error)
 
-    def _fail(self, error: ResponseError, code: ErrorCodes = ErrorCodes.CANCEL) -> None:
+    def _fail(self, error: ResponseError, code: int = ev.CANCEL) -> None:
         if not self.closed:
             self.conn.reset(self.stream_id, code)
         self.lost(error)

@@ -1,4 +1,4 @@
-"""One gRPC unary call at a time over a kept HTTP/2 connection (h2, asyncio).
+"""One gRPC unary call at a time over a kept HTTP/2 connection (asyncio).
 
 Enough gRPC for an exporter: a request message out, a response message and a
 status back (gRPC over HTTP/2, PROTOCOL-HTTP2.md), over cleartext HTTP/2 with
@@ -10,16 +10,13 @@ one. Framing and status parsing are pure functions; the class only moves bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import struct
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
+from pillion.h2 import events as h2events
+from pillion.h2.connection import H2Connection, ProtocolError
 
 __all__ = ["GrpcResult", "GrpcUnaryClient", "frame", "unframe"]
 
@@ -66,7 +63,7 @@ class GrpcUnaryClient:
         self.timeout = timeout
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._h2: h2.connection.H2Connection | None = None
+        self._h2: H2Connection | None = None
         self._lock = asyncio.Lock()
 
     async def call(
@@ -81,7 +78,7 @@ class GrpcUnaryClient:
             try:
                 async with asyncio.timeout(self.timeout):
                     return await self._call(path, body, headers)
-            except (OSError, TimeoutError, h2.exceptions.ProtocolError, ConnectionError) as exc:
+            except (OSError, TimeoutError, ProtocolError) as exc:
                 await self.close()
                 return GrpcResult(None, detail=str(exc) or type(exc).__name__)
 
@@ -92,10 +89,9 @@ class GrpcUnaryClient:
         self._reader = self._writer = self._h2 = None
         if writer is None:
             return
-        if connection is not None:
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                connection.close_connection()
-                writer.write(connection.data_to_send())
+        if connection is not None and not connection.closed:
+            connection.close_connection()
+            writer.write(connection.data_to_send())
         writer.close()
         try:
             async with asyncio.timeout(_CLOSE_WAIT):
@@ -103,15 +99,13 @@ class GrpcUnaryClient:
         except (OSError, ssl.SSLError, TimeoutError):
             writer.transport.abort()
 
-    async def _connect(self) -> h2.connection.H2Connection:
+    async def _connect(self) -> H2Connection:
         if self._h2 is not None:
             return self._h2
         self._reader, self._writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.tls, server_hostname=self.host if self.tls else None
         )
-        connection = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
+        connection = H2Connection(client_side=True, max_concurrent_streams=0)
         connection.initiate_connection()
         self._h2 = connection
         await self._flush()
@@ -138,7 +132,7 @@ class GrpcUnaryClient:
             (b"grpc-timeout", b"%dm" % int(self.timeout * 1000)),
             *((name.lower().encode(), value.encode()) for name, value in headers),
         ]
-        connection.send_headers(stream, request)
+        connection.send_headers(stream, request, end_stream=not body)
         await self._flush()
         sent = 0
         response = bytearray()
@@ -153,35 +147,34 @@ class GrpcUnaryClient:
                 )
                 if room <= 0:
                     break
-                connection.send_data(stream, body[sent : sent + room])
+                connection.send_data(stream, body[sent : sent + room], sent + room == len(body))
                 sent += room
-                if sent == len(body):
-                    connection.end_stream(stream)
             await self._flush()
             assert self._reader is not None
             data = await self._reader.read(_READ)
             if not data:
                 raise ConnectionError("the collector closed the connection")
             for event in connection.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream:
+                if isinstance(event, h2events.ResponseReceived) and event.stream_id == stream:
                     for name, value in event.headers:
-                        fields[bytes(name)] = bytes(value)
+                        fields[name] = value
                     http_status = int(fields.get(b":status", b"0"))
-                elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream:
+                elif isinstance(event, h2events.DataReceived) and event.stream_id == stream:
                     response += event.data
                     connection.acknowledge_received_data(
                         event.flow_controlled_length, event.stream_id
                     )
-                elif isinstance(event, h2.events.TrailersReceived) and event.stream_id == stream:
+                elif isinstance(event, h2events.TrailersReceived) and event.stream_id == stream:
                     for name, value in event.headers:
-                        fields[bytes(name)] = bytes(value)
-                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream:
+                        fields[name] = value
+                elif isinstance(event, h2events.StreamEnded) and event.stream_id == stream:
                     await self._flush()
                     return _result(fields, bytes(response), http_status)
-                elif isinstance(event, h2.events.StreamReset) and event.stream_id == stream:
-                    raise ConnectionError(f"stream reset ({event.error_code})")
-                elif isinstance(event, h2.events.ConnectionTerminated):
-                    raise ConnectionError(f"GOAWAY ({event.error_code})")
+                elif isinstance(event, h2events.StreamReset) and event.stream_id == stream:
+                    code = h2events.error_name(event.error_code)
+                    raise ConnectionError(f"stream reset ({code})")
+                elif isinstance(event, h2events.ConnectionTerminated):
+                    raise ConnectionError(f"GOAWAY ({h2events.error_name(event.error_code)})")
 
 
 def _result(fields: dict[bytes, bytes], body: bytes, http_status: int) -> GrpcResult:
