@@ -60,6 +60,7 @@ def reference(client_side: bool) -> h2.connection.H2Connection:
         client_side=client_side,
         header_encoding=None,
         normalize_outbound_headers=False,  # sent as given
+        validate_outbound_headers=False,
         validate_inbound_headers=False,
     )
     return h2.connection.H2Connection(config=config)

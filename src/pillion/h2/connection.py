@@ -32,9 +32,10 @@ small bodies do not cost a frame each.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from typing import Final, NoReturn
+
+from librt.strings import BytesWriter, read_i16_be, read_i32_be, write_i32_be
 
 from pillion.h2 import events as ev
 from pillion.h2.events import Event
@@ -69,11 +70,6 @@ _MOST_CONTINUATIONS: Final = 64  # CONTINUATION frames in one header block
 _MOST_BLOCK: Final = 1 << 20  # bytes in one header block, compressed
 _UNLIMITED: Final = 1 << 31
 
-_HEAD: Final = struct.Struct(">BHBBL")  # a frame header: length (24 bits), type, flags, stream
-_U32: Final = struct.Struct(">L")
-_SETTING: Final = struct.Struct(">HL")
-_GOAWAY_HEAD: Final = struct.Struct(">LL")
-
 
 class ProtocolError(Exception):
     """The peer broke the protocol: the connection is over (a GOAWAY with
@@ -104,9 +100,32 @@ class _Stream:
         self.final = False  # the message's (final) head arrived: more HEADERS are trailers
 
 
+def _head(out: BytesWriter, length: int, kind: int, flags: int, stream_id: int) -> None:
+    """A frame header: length (24 bits), type, flags, stream id."""
+    out.append(length >> 16)
+    out.append((length >> 8) & 0xFF)
+    out.append(length & 0xFF)
+    out.append(kind)
+    out.append(flags)
+    write_i32_be(out, stream_id)
+
+
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    length = len(payload)
-    return _HEAD.pack(length >> 16, length & 0xFFFF, kind, flags, stream_id) + payload
+    out = BytesWriter()
+    _head(out, len(payload), kind, flags, stream_id)
+    out.write(payload)
+    return out.getvalue()
+
+
+def _u32(value: int) -> bytes:
+    """``value`` (below 2^31) as 4 bytes, big-endian."""
+    out = BytesWriter()
+    write_i32_be(out, value)
+    return out.getvalue()
+
+
+def _read_u32(data: bytes, at: int) -> int:
+    return int(read_i32_be(data, at)) & 0xFFFFFFFF
 
 
 def take(out: deque[bytes], size: int) -> bytes:
@@ -188,8 +207,12 @@ class H2Connection:
         if self.client_side:
             settings.insert(0, (ev.ENABLE_PUSH, 0))
             self._out.append(PREFACE)
-        payload = b"".join([_SETTING.pack(code, value) for code, value in settings])
-        self._out.append(_frame(_SETTINGS, 0, 0, payload))
+        payload = BytesWriter()
+        for code, value in settings:
+            payload.append(0)
+            payload.append(code)
+            write_i32_be(payload, value)
+        self._out.append(_frame(_SETTINGS, 0, 0, payload.getvalue()))
         if self._connection_window > _DEFAULT_WINDOW:
             self._window_update(0, self._connection_window - _DEFAULT_WINDOW)
             self._recv_window = self._connection_window
@@ -266,11 +289,9 @@ class H2Connection:
             raise StreamError(f"{length} bytes do not fit a frame")
         stream.send_window -= length
         self.outbound_flow_control_window -= length
-        self._out.append(
-            _HEAD.pack(
-                length >> 16, length & 0xFFFF, _DATA, _END_STREAM if end_stream else 0, stream_id
-            )
-        )
+        head = BytesWriter()
+        _head(head, length, _DATA, _END_STREAM if end_stream else 0, stream_id)
+        self._out.append(head.getvalue())
         if length:
             self._out.append(data)
         if end_stream:
@@ -279,7 +300,7 @@ class H2Connection:
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM: the stream is over (nothing if it is already)."""
         if self.streams.pop(stream_id, None) is not None:
-            self._out.append(_frame(_RST_STREAM, 0, stream_id, _U32.pack(error_code)))
+            self._out.append(_frame(_RST_STREAM, 0, stream_id, _u32(error_code)))
 
     def acknowledge_received_data(self, size: int, stream_id: int) -> None:
         """``size`` bytes of the stream's DATA (padding counted) were consumed."""
@@ -310,7 +331,7 @@ class H2Connection:
         opened). The streams up to it go on; it is the caller who stops opening
         new ones and refuses the peer's."""
         last = self.highest_inbound_stream_id if last_stream_id < 0 else last_stream_id
-        self._out.append(_frame(_GOAWAY, 0, 0, _GOAWAY_HEAD.pack(last, error_code)))
+        self._out.append(_frame(_GOAWAY, 0, 0, _u32(last) + _u32(error_code)))
 
     def close_connection(self) -> None:
         self.send_goaway(ev.NO_ERROR)
@@ -319,7 +340,7 @@ class H2Connection:
         self._out.append(_frame(_PING, 0, 0, opaque[:8].ljust(8, b"\0")))
 
     def _window_update(self, stream_id: int, increment: int) -> None:
-        self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id, _U32.pack(increment)))
+        self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id, _u32(increment)))
 
     def _end_local(self, stream_id: int, stream: _Stream) -> None:
         stream.local_closed = True
@@ -404,7 +425,8 @@ class H2Connection:
                 self._fail(ev.PROTOCOL_ERROR, "GOAWAY on a stream")
             if len(payload) < 8:
                 self._fail(ev.FRAME_SIZE_ERROR, "GOAWAY shorter than 8 bytes")
-            last, code = _GOAWAY_HEAD.unpack_from(payload)
+            last = _read_u32(payload, 0)
+            code = _read_u32(payload, 4)
             events.append(ev.ConnectionTerminated(code, last & _MAX_WINDOW))
         elif kind == _PRIORITY:
             if not stream_id:
@@ -494,11 +516,11 @@ class H2Connection:
                     self._fail(ev.PROTOCOL_ERROR, "HEADERS on a stream this side did not open")
                 return  # a response to a stream this side reset: dropped
             if stream_id <= self.highest_inbound_stream_id:
-                self._out.append(_frame(_RST_STREAM, 0, stream_id, _U32.pack(ev.STREAM_CLOSED)))
+                self._out.append(_frame(_RST_STREAM, 0, stream_id, _u32(ev.STREAM_CLOSED)))
                 return
             self.highest_inbound_stream_id = stream_id
             if len(self.streams) >= self._max_streams:
-                self._out.append(_frame(_RST_STREAM, 0, stream_id, _U32.pack(ev.REFUSED_STREAM)))
+                self._out.append(_frame(_RST_STREAM, 0, stream_id, _u32(ev.REFUSED_STREAM)))
                 return
             stream = _Stream(self._remote_window, self._inbound_initial)
             stream.final = True
@@ -527,7 +549,7 @@ class H2Connection:
     def _on_window_update(self, stream_id: int, payload: bytes, events: list[Event]) -> None:
         if len(payload) != 4:
             self._fail(ev.FRAME_SIZE_ERROR, "WINDOW_UPDATE not of 4 bytes")
-        increment = _U32.unpack(payload)[0] & _MAX_WINDOW
+        increment = _read_u32(payload, 0) & _MAX_WINDOW
         if not stream_id:
             if not increment:
                 self._fail(ev.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
@@ -556,7 +578,7 @@ class H2Connection:
         if len(payload) != 4:
             self._fail(ev.FRAME_SIZE_ERROR, "RST_STREAM not of 4 bytes")
         if self.streams.pop(stream_id, None) is not None:
-            events.append(ev.StreamReset(stream_id, _U32.unpack(payload)[0], True))
+            events.append(ev.StreamReset(stream_id, _read_u32(payload, 0), True))
         elif self._idle(stream_id):
             self._fail(ev.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
 
@@ -573,7 +595,8 @@ class H2Connection:
             self._fail(ev.FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes")
         changed: dict[int, int] = {}
         for at in range(0, len(payload), 6):
-            code, value = _SETTING.unpack_from(payload, at)
+            code = int(read_i16_be(payload, at)) & 0xFFFF
+            value = _read_u32(payload, at + 2)
             if code == ev.INITIAL_WINDOW_SIZE:
                 if value > _MAX_WINDOW:
                     self._fail(ev.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1")

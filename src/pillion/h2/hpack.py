@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from librt.strings import BytesWriter
+
 from pillion.h2.huffman import HuffmanError
 from pillion.h2.huffman import decode as huffman_decode
 
@@ -235,7 +237,7 @@ def _string(block: bytes, at: int) -> tuple[bytes, int]:
     return raw, end
 
 
-def _put_integer(out: bytearray, value: int, prefix: int, flags: int) -> None:
+def _put_integer(out: BytesWriter, value: int, prefix: int, flags: int) -> None:
     mask = (1 << prefix) - 1
     if value < mask:
         out.append(flags | value)
@@ -273,7 +275,7 @@ class Encoder:
         self._smallest = size if self._smallest < 0 else min(self._smallest, size)
 
     def encode(self, fields: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> bytes:
-        out = bytearray()
+        out = BytesWriter()
         if self._smallest >= 0:
             if self._smallest < self._table_size:
                 _put_integer(out, self._smallest, 5, 0x20)
@@ -304,10 +306,10 @@ class Encoder:
                 self._add(field, size)
             if not name_index:
                 _put_integer(out, len(name), 7, 0)
-                out += name
+                out.write(name)
             _put_integer(out, len(value), 7, 0)
-            out += value
-        return bytes(out)
+            out.write(value)
+        return out.getvalue()
 
     def _index(self, number: int) -> int:
         """The index of the entry inserted as ``number``th."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from librt.strings import BytesWriter
+
 __all__ = ["CODES", "HuffmanError", "decode"]
 
 
@@ -282,15 +284,17 @@ CODES: Final[tuple[tuple[int, int], ...]] = (
 """(code, length in bits) of each symbol, 0-255, and 256 (EOS)."""
 
 _EOS: Final = 256
-_EMIT: Final = 0x100  # a step's entry: next state << 9 | _EMIT (a symbol done) | symbol
-_FAIL: Final = -1
+_EMIT: Final = 1  # a step's flag: it completes a symbol
+_FAIL: Final = 2  # a step's flag: it completes EOS, an error
 
-_steps: list[int] = []
-_accepting: list[bool] = []
+# one entry per (state, nibble), at state * 16 + nibble: the next state, the step's
+# flag, the symbol it completes; then one per state: whether a string may end there.
+# Byte strings: indexing one is a native read once compiled.
+_tables: list[bytes] = []
 
 
 def _build() -> None:
-    """The 4-bit step table, and which states may end a string."""
+    """The 4-bit step tables, and which states may end a string."""
     # the tree: node 0 the root; children[node] = [zero, one], a leaf is -(symbol + 1)
     children: list[list[int]] = [[0, 0]]
     for symbol, (code, length) in enumerate(CODES):
@@ -304,59 +308,60 @@ def _build() -> None:
                     children.append([0, 0])
                     children[node][bit] = len(children) - 1
                 node = children[node][bit]
-    steps = [_FAIL] * (len(children) * 16)
-    for state in range(len(children)):
+    states = len(children)  # 256: a code of 257 symbols has 256 inner nodes
+    nexts = bytearray(states * 16)
+    flags = bytearray(states * 16)
+    symbols = bytearray(states * 16)
+    for state in range(states):
         for nibble in range(16):
             node = state
-            emitted = -1
-            failed = False
+            at = state * 16 + nibble
             for shift in (3, 2, 1, 0):
                 child = children[node][(nibble >> shift) & 1]
-                if child < 0:
-                    symbol = -child - 1
-                    if symbol == _EOS:
-                        failed = True
-                        break
-                    emitted = symbol
-                    node = 0
-                else:
+                if child >= 0:
                     node = child
-            if not failed:
-                entry = node << 9
-                if emitted >= 0:
-                    entry |= _EMIT | emitted
-                steps[state * 16 + nibble] = entry
+                elif -child - 1 == _EOS:
+                    flags[at] = _FAIL
+                    break
+                else:
+                    flags[at] = _EMIT
+                    symbols[at] = -child - 1
+                    node = 0
+            nexts[at] = node
     # padding: the root, or up to 7 one-bits down from it (the start of EOS)
-    accepting = [False] * len(children)
+    accepting = bytearray(states)
     node = 0
-    accepting[0] = True
+    accepting[0] = 1
     for _ in range(7):
         node = children[node][1]
-        accepting[node] = True
-    _steps.extend(steps)
-    _accepting.extend(accepting)
+        accepting[node] = 1
+    _tables.extend([bytes(nexts), bytes(flags), bytes(symbols), bytes(accepting)])
 
 
 def decode(data: bytes) -> bytes:
     """The string ``data`` codes (``HuffmanError`` if it is not a valid coding)."""
-    if not _steps:
+    if not _tables:
         _build()
-    steps = _steps
-    out = bytearray()
+    nexts = _tables[0]
+    flags = _tables[1]
+    symbols = _tables[2]
+    out = BytesWriter()
     state = 0
     for byte in data:
-        entry = steps[(state << 4) | (byte >> 4)]
-        if entry < 0:
-            raise HuffmanError("EOS inside a Huffman-coded string")
-        if entry & _EMIT:
-            out.append(entry & 0xFF)
-        state = entry >> 9
-        entry = steps[(state << 4) | (byte & 0xF)]
-        if entry < 0:
-            raise HuffmanError("EOS inside a Huffman-coded string")
-        if entry & _EMIT:
-            out.append(entry & 0xFF)
-        state = entry >> 9
-    if not _accepting[state]:
+        at = (state << 4) | (byte >> 4)
+        flag = flags[at]
+        if flag:
+            if flag == _FAIL:
+                raise HuffmanError("EOS inside a Huffman-coded string")
+            out.append(symbols[at])
+        state = nexts[at]
+        at = (state << 4) | (byte & 0xF)
+        flag = flags[at]
+        if flag:
+            if flag == _FAIL:
+                raise HuffmanError("EOS inside a Huffman-coded string")
+            out.append(symbols[at])
+        state = nexts[at]
+    if not _tables[3][state]:
         raise HuffmanError("a Huffman-coded string ends in bad padding")
-    return bytes(out)
+    return out.getvalue()

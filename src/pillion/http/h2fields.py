@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from pillion.http.errors import MalformedStream, RequestError, ResponseError
 from pillion.http.headers import HeaderPairs, Headers
@@ -39,15 +40,17 @@ __all__ = [
     "trailer_fields",
 ]
 
-CONNECTION_SPECIFIC = frozenset(
+CONNECTION_SPECIFIC: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 """Fields HTTP/2 forbids (RFC 9113 §8.2.2)."""
 
-_FIELD_OVERHEAD = 32  # per field, as HPACK and SETTINGS_MAX_HEADER_LIST_SIZE count it
-_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-_BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
-_STATUS = re.compile(rb"[1-9][0-9][0-9]")
+_FIELD_OVERHEAD: Final = 32  # per field, as HPACK and SETTINGS_MAX_HEADER_LIST_SIZE count it
+_NAME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_BLANKS: Final = b" \t"
+_VALID_NAMES: Final[set[bytes]] = set()
+_MOST_NAMES: Final = 1024
+_STATUS: Final = re.compile(rb"[1-9][0-9][0-9]")
 
 
 def request_head(
@@ -78,9 +81,9 @@ def request_head(
                 raise MalformedStream(f"unknown or repeated pseudo-header {_shown(name)}")
             continue
         regular = True
-        if _NAME.fullmatch(name) is None:
+        if not _valid_name(name):
             raise MalformedStream(f"invalid field name {_shown(name)}")
-        if _BAD_VALUE.search(value) is not None:
+        if _bad_value(value):
             raise MalformedStream(f"invalid value in field {_shown(name)}")
         if name in CONNECTION_SPECIFIC:
             raise MalformedStream(f"connection-specific field {_shown(name)}")
@@ -107,12 +110,12 @@ def request_head(
         raise MalformedStream("invalid :method")
     if not path or (path[0] != 0x2F and not (path == b"*" and method == b"OPTIONS")):
         raise MalformedStream("invalid :path")
-    if _BAD_VALUE.search(path) is not None or b" " in path:
+    if _bad_value(path) or b" " in path:
         raise MalformedStream("invalid :path")
     if len(path) > limits.max_uri_size:
         raise RequestError(414, "URI too long")
     host = authority or host
-    if not host or _BAD_VALUE.search(host) is not None:
+    if not host or _bad_value(host):
         raise RequestError(400, "missing :authority")
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
@@ -183,6 +186,27 @@ def trailer_fields(trailers: HeaderPairs) -> Headers:
         for name, value in trailers
         if (low := name.lower())[:1] != b":" and low not in CONNECTION_SPECIFIC
     ]
+
+
+def _valid_name(name: bytes) -> bool:
+    """A lower-case token: names seen valid before are remembered (at most
+    ``_MOST_NAMES``), so a connection's repeated fields skip the pattern."""
+    if name in _VALID_NAMES:
+        return True
+    if _NAME.fullmatch(name) is None:
+        return False
+    if len(_VALID_NAMES) < _MOST_NAMES:
+        _VALID_NAMES.add(name)
+    return True
+
+
+def _bad_value(value: bytes) -> bool:
+    """CR, LF or NUL in it, or whitespace at either end (RFC 9113 §8.2.1)."""
+    if not value:
+        return False
+    if value[0] in _BLANKS or value[-1] in _BLANKS:
+        return True
+    return b"\r" in value or b"\n" in value or b"\x00" in value
 
 
 def _content_length(value: bytes, seen: int) -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import typing
 from time import perf_counter
+from typing import Final
 
 from pillion.h2 import events as ev
 from pillion.h2.connection import H2Connection, ProtocolError
@@ -54,13 +55,13 @@ from pillion.proxy.http2_stream import STREAM_BUFFER, Http2Stream
 
 __all__ = ["Http2Connection"]
 
-_RESET_ALLOWANCE = 100  # client-cancelled streams tolerated before the ratio applies
-_FLOOD_WINDOW = 10.0  # seconds over which SETTINGS and PING frames are counted
-_MAX_SETTINGS = 100  # SETTINGS frames per window
-_MAX_PINGS = 1000  # PING frames per window
-_MAX_UNREAD = 1 << 20  # bytes written and not taken by the client, beyond its windows
-_HEADER_LIST_SLACK = 2  # an HPACK block decoding to more than this times the limit is a bomb
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_RESET_ALLOWANCE: Final = 100  # client-cancelled streams tolerated before the ratio applies
+_FLOOD_WINDOW: Final = 10.0  # seconds over which SETTINGS and PING frames are counted
+_MAX_SETTINGS: Final = 100  # SETTINGS frames per window
+_MAX_PINGS: Final = 1000  # PING frames per window
+_MAX_UNREAD: Final = 1 << 20  # bytes written and not taken by the client, beyond its windows
+_HEADER_LIST_SLACK: Final = 2  # an HPACK block decoding to more than this times the limit is a bomb
+_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class Http2Connection(asyncio.Protocol):

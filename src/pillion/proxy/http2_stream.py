@@ -12,7 +12,7 @@ It knows its connection only as a ``StreamHost``.
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import Final, Protocol
 
 from pillion.h2 import events as ev
 from pillion.h2.connection import H2Connection, take
@@ -23,8 +23,8 @@ from pillion.proxy.exchange import ConnectionHost, Exchange
 
 __all__ = ["STREAM_BUFFER", "Http2Stream", "StreamHost"]
 
-STREAM_BUFFER = 256 * 1024  # response bytes a stream holds before the app is paused
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+STREAM_BUFFER: Final = 256 * 1024  # response bytes a stream holds before the app is paused
+_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class StreamHost(Protocol):
@@ -303,4 +303,5 @@ class Http2Stream:
             upstream.resume_reading()
 
     def _over(self) -> None:
+        self.exchange = None  # (it refers to this stream: freed now, not by the collector)
         self.conn.stream_done(self)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import typing
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from pillion.h2 import events as ev
 from pillion.h2.connection import H2Connection, ProtocolError, take
@@ -48,10 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Http2ClientConnection", "Http2Owner", "Http2UpstreamStream"]
 
-_STREAM_BUFFER = 256 * 1024  # request bytes a stream holds before the client is paused
-_STREAM_WINDOW = 1 << 20  # what the app may send ahead per stream
-_CONNECTION_WINDOW = 16 << 20
-_MOST_STREAMS = 1000  # whatever the app allows, per connection
+_STREAM_BUFFER: Final = 256 * 1024  # request bytes a stream holds before the client is paused
+_STREAM_WINDOW: Final = 1 << 20  # what the app may send ahead per stream
+_CONNECTION_WINDOW: Final = 16 << 20
+_MOST_STREAMS: Final = 1000  # whatever the app allows, per connection
 
 
 class Http2Owner(Protocol):
