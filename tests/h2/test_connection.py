@@ -410,6 +410,25 @@ def test_padding_priority_and_unknown_frames_are_read_past() -> None:
     assert isinstance(events[2], ev.StreamEnded)
 
 
+def test_empty_data_frames_are_no_events_and_their_padding_is_returned() -> None:
+    server = opened_server(connection_window=65535, stream_window=65535)
+    server.receive_data(headers(1).serialize())
+    padded = DataFrame(1, b"", pad_length=200, flags=("PADDED",))
+    events = server.receive_data(b"".join(padded.serialize() for _ in range(200)))
+    events += server.receive_data(DataFrame(1, b"").serialize() * 1000)
+    assert events == []
+    out = frames(server.data_to_send())
+    # 200 frames of 201 bytes: both windows reopened as they went, never overrun
+    returned = {f.stream_id: 0 for f in out}
+    for frame in out:
+        assert isinstance(frame, WindowUpdateFrame)
+        returned[frame.stream_id] += frame.window_increment
+    assert 0 < returned[0] <= 200 * 201
+    assert returned[0] == returned[1]
+    ended = server.receive_data(DataFrame(1, b"", flags=("END_STREAM",)).serialize())
+    assert [type(e) for e in ended] == [ev.DataReceived, ev.StreamEnded]
+
+
 def test_settings_and_pings_are_answered_and_reported() -> None:
     server = opened_server()
     events = server.receive_data(

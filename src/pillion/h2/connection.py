@@ -463,6 +463,11 @@ class H2Connection:
         if flags & _PADDED:
             data = self._unpad(payload)
         ended = bool(flags & _END_STREAM)
+        if not data and not ended:
+            # nothing for the stream (a flood of empty frames, CVE-2019-9518, costs
+            # no event); what its padding took is returned at once
+            self.acknowledge_received_data(length, stream_id)
+            return
         events.append(ev.DataReceived(stream_id, data, length, ended))
         if ended:
             self._end_remote(stream_id, stream, events)
