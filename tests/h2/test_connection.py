@@ -90,13 +90,12 @@ field_lists = st.lists(
     max_size=5,
 )
 bodies = st.lists(st.binary(max_size=3000), max_size=4)
+messages = st.lists(st.tuples(field_lists, bodies, st.booleans()), min_size=1, max_size=5)
+cuts = st.lists(st.integers(min_value=0), max_size=6)
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(field_lists, bodies, st.booleans()), min_size=1, max_size=5),
-    st.lists(st.integers(min_value=0), max_size=6),
-)
+@given(messages, cuts)
 def test_a_server_reads_what_h2s_client_sends(
     requests: list[tuple[Fields, list[bytes], bool]], points: list[int]
 ) -> None:
@@ -143,10 +142,7 @@ def test_a_server_reads_what_h2s_client_sends(
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(field_lists, bodies, st.booleans()), min_size=1, max_size=5),
-    st.lists(st.integers(min_value=0), max_size=6),
-)
+@given(messages, cuts)
 def test_a_client_reads_what_h2s_server_sends(
     responses: list[tuple[Fields, list[bytes], bool]], points: list[int]
 ) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionTerminated",
     "DataReceived",
     "Event",
+    "HeadReceived",
     "InformationalResponseReceived",
     "PingReceived",
     "RemoteSettingsChanged",
@@ -89,26 +90,27 @@ class Event:
     __slots__ = ()
 
 
-class RequestReceived(Event):
+class HeadReceived(Event):
+    """A message's head: its HEADERS (``stream_ended``: with END_STREAM)."""
+
+    __slots__ = ("headers", "stream_ended", "stream_id")
+
+    def __init__(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
+        self.stream_id = stream_id
+        self.headers = headers
+        self.stream_ended = ended
+
+
+class RequestReceived(HeadReceived):
     """A request's HEADERS (server side)."""
 
-    __slots__ = ("headers", "stream_ended", "stream_id")
-
-    def __init__(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.stream_ended = ended
+    __slots__ = ()
 
 
-class ResponseReceived(Event):
+class ResponseReceived(HeadReceived):
     """A final response's HEADERS (client side)."""
 
-    __slots__ = ("headers", "stream_ended", "stream_id")
-
-    def __init__(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.stream_ended = ended
+    __slots__ = ()
 
 
 class InformationalResponseReceived(Event):
