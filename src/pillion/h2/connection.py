@@ -239,9 +239,6 @@ class H2Connection:
         self._next_stream_id += 2
         return stream_id
 
-    def open_streams(self) -> int:
-        return len(self.streams)
-
     # -- sending --
 
     def send_headers(
@@ -320,12 +317,6 @@ class H2Connection:
             stream.recv_window += stream.unacked
             stream.unacked = 0
 
-    def increment_flow_control_window(self, increment: int) -> None:
-        """Open the connection's receive window by ``increment``."""
-        self._window_update(0, increment)
-        self._recv_window += increment
-        self._connection_window += increment
-
     def send_goaway(self, error_code: int, last_stream_id: int = -1) -> None:
         """GOAWAY naming the last stream taken (by default, the highest the peer
         opened). The streams up to it go on; it is the caller who stops opening
@@ -335,9 +326,6 @@ class H2Connection:
 
     def close_connection(self) -> None:
         self.send_goaway(ev.NO_ERROR)
-
-    def ping(self, opaque: bytes) -> None:
-        self._out.append(_frame(_PING, 0, 0, opaque[:8].ljust(8, b"\0")))
 
     def _window_update(self, stream_id: int, increment: int) -> None:
         self._out.append(_frame(_WINDOW_UPDATE, 0, stream_id, _u32(increment)))
